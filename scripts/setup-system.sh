@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Idempotent system set-up for testbed: Debian packages (BIND >= 9.20 from bookworm-backports),
+# nothing else. Called by `make setup`; safe to run again. Needs root.
+set -euo pipefail
+
+APT_PACKAGES=(
+  iproute2 procps psmisc kmod tcpdump bridge-utils mininet
+  isc-dhcp-server isc-dhcp-client radvd ndisc6
+  qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd
+  python3 python3-venv python3-pip
+)
+BIND_PACKAGES=(bind9 bind9-utils bind9-dnsutils)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: must run as root (the lab creates network namespaces)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+
+backports=/etc/apt/sources.list.d/testbed-backports.list
+if [ "$codename" = bookworm ] && [ ! -f "$backports" ]; then
+  echo "deb http://deb.debian.org/debian bookworm-backports main" > "$backports"
+  rm -f /var/lib/apt/testbed-updated
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}" "${BIND_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+named_ok=0
+if command -v named >/dev/null; then
+  v=$(named -v | sed -E 's/^BIND ([0-9]+)\.([0-9]+).*/\1 \2/')
+  set -- $v
+  [ "$1" -gt 9 ] || { [ "$1" -eq 9 ] && [ "$2" -ge 20 ]; } && named_ok=1
+fi
+
+if [ ${#missing[@]} -gt 0 ] || [ $named_ok -eq 0 ]; then
+  apt-get update -q
+  # Debian's own units must not start daemons on the host: the lab runs them in namespaces.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}"
+  if [ "$codename" = bookworm ]; then
+    apt-get install -y -q --no-install-recommends -t bookworm-backports "${BIND_PACKAGES[@]}"
+  else
+    apt-get install -y -q --no-install-recommends "${BIND_PACKAGES[@]}"
+  fi
+  # Host copies of the services stay off; the lab starts its own per namespace.
+  for unit in named isc-dhcp-server radvd; do
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  done
+fi
+echo "setup: system packages ready ($(named -v))"

@@ -1,0 +1,176 @@
+"""Named network namespaces: running commands and functions inside them.
+
+Every lab node is a named netns (``ip netns list`` shows it, ``ip netns exec NAME`` works for
+users). Commands go through ``ip netns exec`` because it also binds
+``/etc/netns/NAME/resolv.conf`` over ``/etc/resolv.conf``: that is how a node resolves through
+the lab's named and never through the host's resolver.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from testbed.errors import CommandError, TestbedError
+
+NETNS_RUN_DIR = Path("/run/netns")
+NETNS_ETC_DIR = Path("/etc/netns")
+
+T = TypeVar("T")
+
+
+def exists(name: str) -> bool:
+    return (NETNS_RUN_DIR / name).exists()
+
+
+def list_names() -> list[str]:
+    if not NETNS_RUN_DIR.is_dir():
+        return []
+    return sorted(p.name for p in NETNS_RUN_DIR.iterdir())
+
+
+def exec_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
+    """The argv that runs ``argv`` inside ``netns`` (or as is when netns is None)."""
+    return (["ip", "netns", "exec", netns] if netns else []) + list(argv)
+
+
+def run(
+    netns: str | None,
+    argv: Sequence[str],
+    *,
+    timeout: float = 30.0,
+    check: bool = True,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in a namespace, capture its output, raise CommandError on failure."""
+    full = exec_argv(netns, argv)
+    try:
+        cp = subprocess.run(
+            full, capture_output=True, text=True, timeout=timeout, input=input, check=False
+        )
+    except subprocess.TimeoutExpired as e:
+        raise CommandError(full, -1, f"timed out after {timeout:g} s") from e
+    except FileNotFoundError as e:
+        raise CommandError(full, 127, str(e)) from e
+    if check and cp.returncode != 0:
+        raise CommandError(full, cp.returncode, cp.stderr or cp.stdout)
+    return cp
+
+
+def spawn(
+    netns: str | None,
+    argv: Sequence[str],
+    *,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running process in a namespace, in its own session (it outlives the CLI)."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            exec_argv(netns, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    finally:
+        if log:
+            out.close()
+
+
+def pids(netns: str) -> list[int]:
+    """PIDs of every process whose network namespace is ``netns``."""
+    cp = run(None, ["ip", "netns", "pids", netns], check=False, timeout=10)
+    return [int(x) for x in cp.stdout.split() if x.isdigit()]
+
+
+def kill_all(netns: str, grace: float = 2.0) -> None:
+    """TERM, wait, then KILL every process in the namespace (only the lab's own processes)."""
+    import time
+
+    victims = pids(netns)
+    for pid in victims:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while victims and time.monotonic() < deadline:
+        victims = [p for p in victims if _alive(p)]
+        if victims:
+            time.sleep(0.02)
+    for pid in pids(netns):
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); look at its state
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def call_in(netns: str, fn: Callable[..., T], *args: Any, timeout: float = 30.0) -> T:
+    """Run ``fn(*args)`` in a forked child that has joined ``netns``; return its result.
+
+    Used for probes (DNS queries, socket checks) that would otherwise cost a process start
+    each. The child never returns into the caller's code: it exits after sending the result.
+    """
+    from pyroute2.netns import setns  # local: pyroute2 import is slow, most callers never need it
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        try:
+            setns(netns, flags=0)
+            payload = (True, fn(*args))
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+            payload = (False, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
+        try:
+            data = pickle.dumps(payload)
+        except Exception as e:  # noqa: BLE001
+            data = pickle.dumps((False, f"unpicklable result: {e}"))
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+        os._exit(0)
+    os.close(w)
+    import selectors
+    import time
+
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    with os.fdopen(r, "rb", buffering=0) as f, selectors.DefaultSelector() as sel:
+        sel.register(f, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise TestbedError(f"call in netns {netns} timed out after {timeout:g} s")
+            chunk = f.read(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    os.waitpid(pid, 0)
+    ok, value = pickle.loads(b"".join(chunks))
+    if not ok:
+        raise TestbedError(f"call in netns {netns} failed: {value}")
+    return value
