@@ -4,7 +4,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(
-  iproute2 procps psmisc kmod tcpdump bridge-utils mininet
+  iproute2 procps psmisc kmod tcpdump bridge-utils mininet iputils-ping
   isc-dhcp-server isc-dhcp-client radvd ndisc6
   qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd
   python3 python3-venv python3-pip

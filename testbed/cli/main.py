@@ -1,0 +1,158 @@
+"""The ``testbed`` command. Every sub-command rebuilds the lab from its state file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from rich.console import Console
+
+from testbed.errors import TestbedError
+from testbed.state import DEFAULT_LAB
+
+console = Console(stderr=True)
+out = Console()
+
+
+@contextmanager
+def progress(title: str) -> Iterator:
+    """A spinner naming the current step (anything here may take over a second)."""
+    with console.status(title) as status:
+        def step(msg: str) -> None:
+            status.update(f"{title}: {msg}")
+            if not console.is_terminal:
+                console.print(f"[dim]{title}: {msg}[/dim]")
+        yield step
+
+
+def cmd_up(a: argparse.Namespace) -> int:
+    from testbed.lab import Lab
+
+    with progress(f"lab {a.lab} up") as step:
+        lab = Lab.up(a.topology, a.lab, step)
+    for w in lab.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    console.print(f"[green]lab {a.lab} is up[/green] ({lab.topo.name}); run dir {lab.state.dir}")
+    return 0
+
+
+def cmd_down(a: argparse.Namespace) -> int:
+    from testbed.lab import Lab
+
+    lab = Lab.open(a.lab)
+    with progress(f"lab {a.lab} down") as step:
+        lab.down(step)
+    console.print(f"lab {a.lab} is down")
+    return 0
+
+
+def cmd_clean(a: argparse.Namespace) -> int:
+    from testbed.lab import clean
+
+    with progress("clean") as step:
+        removed = clean(step, force=a.all)
+    console.print(f"removed: {', '.join(removed) or 'nothing'}")
+    return 0
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from testbed.status import collect, render
+
+    st = collect(a.lab)
+    if a.json:
+        out.print_json(json.dumps(st))
+    else:
+        render(st, out)
+    return 0
+
+
+def cmd_exec(a: argparse.Namespace) -> int:
+    from testbed.lab import Lab
+
+    argv = a.argv[1:] if a.argv and a.argv[0] == "--" else a.argv
+    if not argv:
+        raise TestbedError("exec: give a command after --, e.g. `testbed exec mn -- ip addr`")
+    lab = Lab.open(a.lab)
+    rt = lab.runtime(a.node)
+    from testbed.backends.node import NetnsNode
+
+    if isinstance(rt, NetnsNode):  # hand the terminal over: interactive commands work
+        os.execvp("ip", ["ip", "netns", "exec", rt.netns, *argv])
+    cp = rt.run(argv, check=False, timeout=a.timeout)
+    sys.stdout.write(cp.stdout)
+    sys.stderr.write(cp.stderr)
+    return cp.returncode
+
+
+def cmd_move(a: argparse.Namespace) -> int:
+    from testbed.lab import Lab
+
+    lab = Lab.open(a.lab)
+    if a.node != lab.topo.mobile.node:
+        raise TestbedError(f"move: {a.node!r} is not the mobile node ({lab.topo.mobile.node})")
+    with progress(f"move {a.node} to {a.to}") as step:
+        times = lab.move(a.to, a.mode, overlap=a.overlap, gap=a.gap, progress=step)
+    st = lab.access_state(a.to)
+    console.print(
+        f"{a.node} on {a.to} ({a.mode}): IPv4 {', '.join(st.ipv4)}; IPv6 {', '.join(st.ipv6)}; "
+        + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items())
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="testbed", description=__doc__)
+    p.add_argument("--lab", default=os.environ.get("TESTBED_LAB", DEFAULT_LAB),
+                   help="lab name; namespaces are <lab>-<node> (default: %(default)s)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("up", help="build the lab and start its daemons")
+    s.add_argument("topology", nargs="?", help="topology name in topologies/ or a YAML path")
+    s.set_defaults(fn=cmd_up)
+
+    s = sub.add_parser("down", help="stop the lab and remove everything it created")
+    s.set_defaults(fn=cmd_down)
+
+    s = sub.add_parser("clean", help="remove what crashed labs left behind (and only that)")
+    s.add_argument("--all", action="store_true", help="also remove labs that are up")
+    s.set_defaults(fn=cmd_clean)
+
+    s = sub.add_parser("status", help="nodes, interfaces, addresses, services and their health")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser("exec", help="run a command on a node: testbed exec NODE -- CMD...")
+    s.add_argument("node")
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    s.add_argument("--timeout", type=float, default=600.0, help=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_exec)
+
+    s = sub.add_parser("move", help="attach the mobile node to another access router")
+    s.add_argument("node")
+    s.add_argument("--to", required=True, help="access router to move to")
+    s.add_argument("--mode", choices=["make-before-break", "break-before-make"],
+                   default="make-before-break")
+    s.add_argument("--overlap", type=float, default=0.0, help="seconds on both networks")
+    s.add_argument("--gap", type=float, default=0.0, help="seconds on no network")
+    s.set_defaults(fn=cmd_move)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except TestbedError as e:
+        console.print(f"[red]testbed {args.cmd}: {e}[/red]", soft_wrap=True, highlight=False)
+        return e.exit_code
+    except KeyboardInterrupt:
+        console.print(f"testbed {args.cmd}: interrupted; the lab removed what it had built")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

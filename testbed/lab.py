@@ -1,0 +1,335 @@
+"""The lab: bring a topology up (namespaces, links, daemons), move the MN, tear it all down.
+
+A ``Lab`` is rebuilt from ``state.json`` by every CLI command, so nothing lives only in the
+memory of the process that ran ``testbed up``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from testbed.backends import netns
+from testbed.backends.base import NodeRuntime
+from testbed.backends.node import NetnsNode, alive
+from testbed.errors import LabStateError, TestbedError
+from testbed.model import addressing, loader
+from testbed.model.addressing import LabPlan
+from testbed.model.topology import Role, Topology
+from testbed.services.base import Daemon, ServiceRecord
+from testbed.services.bind import Named, ZoneData, sig0_supported
+from testbed.services.dhclient import Dhclient
+from testbed.services.dhcpd import Dhcpd
+from testbed.services.radvd import Radvd
+from testbed.state import DEFAULT_LAB, LabState, known_labs, lab_dir, locked
+
+Progress = Callable[[str], None]
+MoveMode = Literal["make-before-break", "break-before-make"]
+CONFIGURE_TIMEOUT = 20.0
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class AccessState:
+    """What the MN holds on one access interface."""
+
+    ifname: str
+    carrier: bool
+    ipv4: list[str]
+    ipv6: list[str]  # global, usable (not tentative)
+
+
+class Lab:
+    def __init__(self, state: LabState, topo: Topology) -> None:
+        self.state = state
+        self.topo = topo
+        self.plan: LabPlan = addressing.plan(topo)
+        self.warnings: list[str] = []
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def open(cls, lab: str = DEFAULT_LAB) -> Lab:
+        state = LabState.load(lab)
+        topo = loader.from_dict(state.topology, state.topology_file)
+        return cls(state, topo)
+
+    @classmethod
+    def up(
+        cls, topology: str | Path | None = None, lab: str = DEFAULT_LAB, progress: Progress = _quiet
+    ) -> Lab:
+        """Build and start a lab; on any failure or Ctrl-C remove what was made, then re-raise."""
+        path = loader.resolve(topology)
+        topo = loader.load(path)  # bad input fails here, before anything exists
+        with locked(lab):
+            if LabState.exists(lab):
+                old = LabState.load(lab)
+                if old.status == "up" or (old.owner_pid and alive(old.owner_pid)):
+                    raise LabStateError(
+                        f"lab {lab!r} is already up ({lab_dir(lab)}); `testbed down` first"
+                    )
+                raise LabStateError(
+                    f"lab {lab!r} left state behind ({old.status}); run `testbed clean` first"
+                )
+            state = LabState(lab, str(path.resolve()), topo.model_dump(mode="json"),
+                             owner_pid=os.getpid())
+            state.save()
+            self = cls(state, topo)
+            try:
+                self._build(progress)
+                state.status = "up"
+                state.owner_pid = 0
+                state.save()
+            except BaseException:
+                state.status = "failed"
+                state.save()
+                self._teardown(_quiet)
+                raise
+        return self
+
+    def _build(self, progress: Progress) -> None:
+        from testbed.backends.mininet import MininetBackend
+
+        backend = MininetBackend()
+        if not sig0_supported():
+            self.warnings.append("SIG(0) needs BIND >= 9.20: the zone accepts TSIG updates only")
+        backend.build(self.plan, self.state, progress)
+        self._resolvers()
+        progress("named")
+        self._start(self._named())
+        progress("access routers")
+        for acc in self.topo.access_networks:
+            for d in self._ar_daemons(acc.router):
+                self._start(d)
+        progress("attaching the mobile node")
+        for ar in self.topo.mobile.attached:
+            self._attach(ar)
+        for ar in self.topo.mobile.attached:
+            self.wait_configured(ar)
+
+    def _resolvers(self) -> None:
+        """/etc/netns/<ns>/resolv.conf: ``ip netns exec`` binds it over /etc/resolv.conf."""
+        dns = self.plan.address_of(self.topo.dns.server, 4)
+        for name in self.plan.nodes:
+            ns = self.state.ns(name)
+            d = netns.NETNS_ETC_DIR / ns
+            self.state.etc_netns.append(str(d))
+            self.state.save()
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "resolv.conf").write_text(
+                f"# testbed lab {self.state.lab}\nnameserver {dns}\nsearch {self.topo.dns.zone}\n"
+                "options timeout:1 attempts:2\n"
+            )
+
+    # ---------------------------------------------------------------- nodes and daemons
+    def node_dir(self, node: str, service: str) -> Path:
+        return self.state.dir / node / service
+
+    def runtime(self, node: str) -> NodeRuntime:
+        if node not in self.plan.nodes:
+            raise TestbedError(f"no node {node!r} in lab {self.state.lab!r} ({', '.join(self.plan.nodes)})")
+        return NetnsNode(node, self.state.ns(node))
+
+    def _start(self, daemon: Daemon) -> ServiceRecord:
+        rec = daemon.start()
+        self.state.add_service(rec)
+        return rec
+
+    def _named(self) -> Named:
+        z = self.topo.dns
+        records = {
+            n: [str(a.ip) for a in self.plan.nodes[n].addresses()[:2]]
+            for n, spec in self.topo.nodes.items()
+            if spec.role is not Role.MOBILE and self.plan.nodes[n].addresses()
+        }
+        dns = self.plan.nodes[z.server]
+        data = ZoneData(
+            zone=z.zone, server_name=z.server, records=records, mobile_name=z.mobile_name,
+            ttl=z.ttl, sig0_algorithms=z.sig0_algorithms, tsig_algorithm=z.tsig_algorithm,
+            listen=[str(a.ip) for a in dns.addresses()],
+        )
+        return Named(self.runtime(z.server), self.node_dir(z.server, "named"), data)
+
+    def _ar_daemons(self, ar: str) -> list[Daemon]:
+        acc = next(a for a in self.topo.access_networks if a.router == ar)
+        _, ar_if = self.plan.access_iface(ar)
+        dns4 = self.plan.address_of(self.topo.dns.server, 4) or ""
+        dns6 = self.plan.address_of(self.topo.dns.server, 6)
+        rt = self.runtime(ar)
+        return [
+            Radvd(rt, self.node_dir(ar, "radvd"), ar_if.ifname, acc, dns6, self.topo.dns.zone),
+            Dhcpd(rt, self.node_dir(ar, "dhcpd"), ar_if.ifname, acc, dns4, self.topo.dns.zone),
+        ]
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.node_dir(self.topo.dns.server, "named") / "keys"
+
+    # ---------------------------------------------------------------- mobility primitive
+    def _attach(self, ar: str) -> None:
+        mn_if, ar_if = self.plan.access_iface(ar)
+        mn = self.runtime(mn_if.node)
+        mn.set_link(mn_if.ifname, True)  # the AR side sees carrier: the MN has associated
+        # DNA (RFC 4957/6059): solicit at once. Linux sends its own RS only after link-local
+        # DAD (1 s); a userspace RS from the optimistic link-local is answered in milliseconds.
+        mn.run(["rdisc6", "-1", "-q", "-r", "3", "-w", "300", mn_if.ifname], check=False, timeout=5)
+        metric = 100 + [a.router for a in self.topo.access_networks].index(ar)
+        d = Dhclient(mn, self.node_dir(mn_if.node, "dhclient"), mn_if.ifname, metric)
+        self._start(d)
+        if ar not in self.state.attached:
+            self.state.attached.append(ar)
+            self.state.save()
+
+    def _detach(self, ar: str) -> None:
+        mn_if, ar_if = self.plan.access_iface(ar)
+        mn = self.runtime(mn_if.node)
+        for rec in list(self.state.service_records()):
+            if rec.service == "dhclient" and rec.instance == mn_if.ifname:
+                mn.stop(rec.pid, grace=1.0)
+                self.state.services = [s for s in self.state.services if s["pid"] != rec.pid]
+        mn.set_link(mn_if.ifname, False)  # the radio leaves: link down on both sides
+        mn.run(["ip", "addr", "flush", "dev", mn_if.ifname, "scope", "global"])
+        if ar in self.state.attached:
+            self.state.attached.remove(ar)
+        self.state.save()
+
+    def move(
+        self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0, gap: float = 0.0,
+        progress: Progress = _quiet,
+    ) -> dict[str, float]:
+        """Attach the MN to ``to`` and detach it from every other AR; returns phase timings."""
+        if to not in {a.router for a in self.topo.access_networks}:
+            raise TestbedError(
+                f"{to!r} is not an access router of lab {self.state.lab!r} "
+                f"({', '.join(a.router for a in self.topo.access_networks)})"
+            )
+        with locked(self.state.lab):
+            self.state = LabState.load(self.state.lab)
+            old = [ar for ar in self.state.attached if ar != to]
+            t0 = time.monotonic()
+            times: dict[str, float] = {}
+            if mode == "make-before-break":
+                if to not in self.state.attached:
+                    progress(f"attaching to {to}")
+                    self._attach(to)
+                    self.wait_configured(to)
+                times["configured"] = time.monotonic() - t0
+                _wait(overlap)
+                for ar in old:
+                    progress(f"detaching from {ar}")
+                    self._detach(ar)
+                times["detached"] = time.monotonic() - t0
+            else:
+                for ar in old:
+                    progress(f"detaching from {ar}")
+                    self._detach(ar)
+                times["detached"] = time.monotonic() - t0
+                _wait(gap)
+                if to not in self.state.attached:
+                    progress(f"attaching to {to}")
+                    self._attach(to)
+                    self.wait_configured(to)
+                times["configured"] = time.monotonic() - t0
+            return times
+
+    def access_state(self, ar: str) -> AccessState:
+        mn_if, _ = self.plan.access_iface(ar)
+        cp = self.runtime(mn_if.node).run(["ip", "-j", "addr", "show", "dev", mn_if.ifname])
+        info = json.loads(cp.stdout or "[]")[0]
+        acc = next(a for a in self.topo.access_networks if a.router == ar)
+        v4, v6 = [], []
+        for a in info.get("addr_info", []):
+            ip = ipaddress.ip_address(a["local"])
+            if ip.version == 4 and ip in acc.ipv4:
+                v4.append(str(ip))
+            elif ip.version == 6 and ip in acc.ipv6 and _usable6(a):
+                v6.append(str(ip))
+        carrier = "LOWER_UP" in info.get("flags", [])
+        return AccessState(mn_if.ifname, carrier, v4, v6)
+
+    def wait_configured(self, ar: str, timeout: float = CONFIGURE_TIMEOUT) -> AccessState:
+        """Until the MN holds a DHCPv4 lease and a usable SLAAC address from ``ar``'s network."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.access_state(ar)
+            if st.ipv4 and st.ipv6:
+                return st
+            if time.monotonic() > deadline:
+                raise TestbedError(
+                    f"mobile node not configured on {ar} within {timeout:g} s "
+                    f"(IPv4 {st.ipv4 or 'none'}, IPv6 {st.ipv6 or 'none'}); see logs in {self.state.dir}"
+                )
+            time.sleep(0.02)  # addresses appear via DHCP/SLAAC; polled ip -j (no event source here)
+
+    # ---------------------------------------------------------------- teardown
+    def down(self, progress: Progress = _quiet) -> None:
+        with locked(self.state.lab):
+            self._teardown(progress)
+
+    def _teardown(self, progress: Progress) -> None:
+        teardown_state(self.state, progress)
+
+
+def teardown_state(state: LabState, progress: Progress = _quiet) -> None:
+    """Remove exactly what ``state`` records: daemons, VMs, namespaces, resolver dirs, run dir."""
+    from testbed.backends.node import stop_pid
+
+    progress("stopping services")
+    for rec in reversed(state.service_records()):
+        stop_pid(rec.pid, grace=1.0)
+    progress("removing namespaces")
+    for ns in state.netns:
+        if netns.exists(ns):
+            netns.kill_all(ns, grace=1.0)
+            netns.run(None, ["ip", "netns", "del", ns], check=False)
+    for d in state.etc_netns:
+        p = Path(d)
+        if p.parent == netns.NETNS_ETC_DIR:
+            shutil.rmtree(p, ignore_errors=True)
+    shutil.rmtree(state.dir, ignore_errors=True)
+
+
+def clean(progress: Progress = _quiet, force: bool = False) -> list[str]:
+    """Tear down every lab whose builder died or whose state says it is broken; returns names."""
+    removed = []
+    for lab in known_labs():
+        with locked(lab):
+            try:
+                st = LabState.load(lab)
+            except LabStateError:
+                shutil.rmtree(lab_dir(lab), ignore_errors=True)
+                removed.append(lab)
+                continue
+            if st.status == "up" and not force and not _broken(st):
+                continue
+            if st.owner_pid and alive(st.owner_pid) and st.status == "building":
+                continue
+            teardown_state(st, progress)
+            removed.append(lab)
+    return removed
+
+
+def _usable6(a: dict) -> bool:
+    """Non-tentative, or optimistic (RFC 4429: usable while DAD runs)."""
+    if a.get("dadfailed"):
+        return False
+    return not a.get("tentative") or bool(a.get("optimistic"))
+
+
+def _broken(st: LabState) -> bool:
+    return any(not netns.exists(ns) for ns in st.netns)
+
+
+def _wait(seconds: float) -> None:
+    """A scenario's deliberate overlap or gap, not a wait for an event."""
+    if seconds > 0:
+        time.sleep(seconds)

@@ -1,0 +1,134 @@
+"""Loading topologies from YAML: schema validation plus the cross-field checks a schema cannot do.
+
+Every problem becomes a ``ConfigError`` naming the file, the field path and the fix, before
+anything is created.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from testbed.errors import ConfigError
+from testbed.model.topology import Role, Topology
+
+TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
+DEFAULT_TOPOLOGY = "two-ar"
+
+
+def resolve(name_or_path: str | Path | None) -> Path:
+    """A topology argument is a path, or the name of a file in ``topologies/``."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_TOPOLOGY
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return TOPOLOGY_DIR / f"{name_or_path}.yaml"
+
+
+def load(name_or_path: str | Path | None = None) -> Topology:
+    path = resolve(name_or_path)
+    src = str(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(
+            src, "-", f"cannot read: {e.strerror}", "give a path or a name in topologies/"
+        ) from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "-"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(src, where, f"invalid YAML: {problem}", "fix the YAML syntax") from e
+    return from_dict(data, src)
+
+
+def from_dict(data: Any, source: str = "<topology>") -> Topology:
+    if not isinstance(data, dict):
+        raise ConfigError(source, "-", "top level must be a mapping", "see topologies/two-ar.yaml")
+    try:
+        topo = Topology.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "-"
+        msg = err["msg"].removeprefix("Value error, ")
+        fix = {
+            "extra_forbidden": "remove it or check its spelling",
+            "missing": "add it",
+        }.get(err["type"], "see topologies/two-ar.yaml for the expected form")
+        raise ConfigError(source, field, msg, fix) from e
+    check(topo, source)
+    return topo
+
+
+def check(topo: Topology, source: str) -> None:
+    """Cross-field rules: references, roles, uniqueness of addresses and prefixes."""
+    nodes = topo.nodes
+
+    def need(field: str, name: str, role: Role | None = None) -> None:
+        if name not in nodes:
+            raise ConfigError(
+                source, field, f"unknown node {name!r}", f"declare it under nodes ({', '.join(nodes)})"
+            )
+        if role is not None and nodes[name].role is not role:
+            raise ConfigError(source, field, f"node {name!r} must have role {role.value}")
+
+    mn = topo.mobile.node
+    need("mobile.node", mn, Role.MOBILE)
+    mobiles = [n for n, s in nodes.items() if s.role is Role.MOBILE]
+    if len(mobiles) != 1:
+        raise ConfigError(source, "nodes", f"exactly one mobile node expected, found {len(mobiles)}")
+    need("dns.server", topo.dns.server, Role.DNS)
+
+    pairs: set[frozenset[str]] = set()
+    for i, link in enumerate(topo.links):
+        need(f"links.{i}.a", link.a)
+        need(f"links.{i}.b", link.b)
+        if link.a == link.b:
+            raise ConfigError(source, f"links.{i}", "a link joins two different nodes")
+        if mn in (link.a, link.b):
+            raise ConfigError(
+                source, f"links.{i}", "the mobile node attaches through access_networks, not links"
+            )
+        pair = frozenset((link.a, link.b))
+        if pair in pairs:
+            raise ConfigError(source, f"links.{i}", f"second link between {link.a} and {link.b}")
+        pairs.add(pair)
+
+    served: set[str] = set()
+    for i, acc in enumerate(topo.access_networks):
+        need(f"access_networks.{i}.router", acc.router, Role.ACCESS_ROUTER)
+        if acc.router in served:
+            raise ConfigError(source, f"access_networks.{i}.router", f"{acc.router} already serves a network")
+        served.add(acc.router)
+    for j, ar in enumerate(topo.mobile.attached):
+        if ar not in served:
+            raise ConfigError(
+                source, f"mobile.attached.{j}", f"{ar!r} serves no access network", "name an access router"
+            )
+
+    # no two subnets may overlap: overlapping prefixes would mean duplicate addresses
+    seen: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
+    for field, net in _prefixes(topo):
+        for other, ofield in seen:
+            if net.version == other.version and net.overlaps(other):  # type: ignore[arg-type]
+                raise ConfigError(
+                    source, field, f"{net} overlaps {other} ({ofield}): duplicate addresses",
+                    "give every link and access network its own prefix",
+                )
+        seen.append((net, field))
+
+
+def _prefixes(topo: Topology):
+    for i, link in enumerate(topo.links):
+        yield f"links.{i}.ipv4", link.ipv4
+        yield f"links.{i}.ipv6", link.ipv6
+    for i, acc in enumerate(topo.access_networks):
+        yield f"access_networks.{i}.ipv4", acc.ipv4
+        yield f"access_networks.{i}.ipv6", acc.ipv6

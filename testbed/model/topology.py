@@ -1,0 +1,175 @@
+"""The topology: inert data describing nodes, links and access networks (no I/O here).
+
+A topology is what a user writes in ``topologies/*.yaml`` (or builds in Python). The loader
+validates it into these pydantic models; backends and services only ever see validated data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IPv4Net = ipaddress.IPv4Network
+IPv6Net = ipaddress.IPv6Network
+
+#: Documentation prefixes (RFC 5737, RFC 3849): the only addresses a lab may use.
+DOC_V4 = tuple(
+    ipaddress.ip_network(p) for p in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+)
+DOC_V6 = (ipaddress.ip_network("2001:db8::/32"),)
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,6}$")
+
+
+class Role(str, Enum):
+    MOBILE = "mobile"  # the mobile node (MN)
+    HOST = "host"  # a static host, e.g. the correspondent node (CN)
+    DNS = "dns"  # the location manager: authoritative named for the lab zone
+    ACCESS_ROUTER = "access_router"  # an AR: radvd + dhcpd for its access network
+    ROUTER = "router"  # a plain forwarding router
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SctpSettings(Strict):
+    """Kernel SCTP for a node: the host kernel, a kernel under test in a VM, or whichever works."""
+
+    stack: Literal["auto", "host", "vm", "none"] = "none"
+    kernel: str | None = None  # Debian kernel version or path to a bzImage/vmlinux
+    addip_enable: int = 1
+    auth_enable: int = 1
+    addip_noauth_enable: int = 0
+    default_auto_asconf: int = 0
+
+
+class Node(Strict):
+    role: Role
+    sctp: SctpSettings = SctpSettings()
+
+
+def _in_doc_ranges(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    ranges = DOC_V4 if net.version == 4 else DOC_V6
+    return any(net.subnet_of(r) for r in ranges)  # type: ignore[arg-type]
+
+
+class Link(Strict):
+    """A point-to-point link between two infrastructure nodes; first host address to ``a``."""
+
+    a: str
+    b: str
+    ipv4: IPv4Net
+    ipv6: IPv6Net
+
+    @field_validator("ipv4", "ipv6")
+    @classmethod
+    def _doc(cls, v: IPv4Net | IPv6Net) -> IPv4Net | IPv6Net:
+        if not _in_doc_ranges(v):
+            raise ValueError(f"{v} is outside the documentation prefixes")
+        return v
+
+    @field_validator("ipv4")
+    @classmethod
+    def _p2p(cls, v: IPv4Net) -> IPv4Net:
+        if v.num_addresses < 4:
+            raise ValueError(f"{v} is too small for two hosts; use a /30 or larger")
+        return v
+
+
+class RaSettings(Strict):
+    """radvd timers (seconds). radvd needs max >= 4 unless Mobile IPv6 intervals are on."""
+
+    min_interval: float = 3.0
+    max_interval: float = 4.0
+    # answer a Router Solicitation this soon after the last RA (radvd's default is 3 s, which
+    # would dominate every handover; RFC 6275 §7.5 lets mobility-aware routers go lower)
+    min_delay_between_ras: float = 0.05
+    router_lifetime: int = 30
+    valid_lifetime: int = 120
+    preferred_lifetime: int = 60
+
+    @model_validator(mode="after")
+    def _order(self) -> RaSettings:
+        if not 0.03 <= self.min_interval <= 0.75 * self.max_interval:
+            raise ValueError("min_interval must be between 0.03 and 0.75 × max_interval")
+        if self.max_interval < 0.07:
+            raise ValueError("max_interval must be >= 0.07")
+        return self
+
+
+class AccessNetwork(Strict):
+    """The network an access router serves to the mobile node: DHCPv4 pool and SLAAC prefix."""
+
+    router: str
+    ipv4: IPv4Net
+    ipv6: IPv6Net
+    pool: tuple[int, int] = (100, 199)  # host numbers of the DHCP range inside ``ipv4``
+    lease_time: int = 600
+    ra: RaSettings = RaSettings()
+    metric: int = 0  # stands in for signal strength; the scenario may change it
+
+    @field_validator("ipv4", "ipv6")
+    @classmethod
+    def _doc(cls, v: IPv4Net | IPv6Net) -> IPv4Net | IPv6Net:
+        if not _in_doc_ranges(v):
+            raise ValueError(f"{v} is outside the documentation prefixes")
+        return v
+
+    @field_validator("ipv6")
+    @classmethod
+    def _slaac(cls, v: IPv6Net) -> IPv6Net:
+        if v.prefixlen != 64:
+            raise ValueError(f"{v}: SLAAC needs a /64")
+        return v
+
+    @model_validator(mode="after")
+    def _pool(self) -> AccessNetwork:
+        lo, hi = self.pool
+        if not (2 <= lo <= hi < self.ipv4.num_addresses - 1):
+            raise ValueError(f"pool {lo}-{hi} does not fit in {self.ipv4}")
+        return self
+
+
+class DnsSettings(Strict):
+    zone: str = "mobile.test"
+    server: str = "dns"  # node running named
+    mobile_name: str = "mn"  # label of the MN's name inside the zone
+    sig0_algorithms: tuple[str, ...] = ("ECDSAP256SHA256", "ED25519")
+    tsig_algorithm: str = "hmac-sha256"
+    ttl: int = 5
+
+
+class MobileSettings(Strict):
+    node: str = "mn"
+    attached: tuple[str, ...] = Field(default=("ar1",), min_length=1)  # ARs attached at start
+    optimistic_dad: bool = True
+
+
+class Topology(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    description: str = ""
+    nodes: dict[str, Node]
+    links: list[Link]
+    access_networks: list[AccessNetwork]
+    dns: DnsSettings = DnsSettings()
+    mobile: MobileSettings = MobileSettings()
+
+    @field_validator("nodes")
+    @classmethod
+    def _names(cls, v: dict[str, Node]) -> dict[str, Node]:
+        for name in v:
+            if not NAME_RE.match(name):
+                raise ValueError(
+                    f"node name {name!r} must be 1-7 lowercase letters/digits starting with a letter"
+                )
+        return v
+
+    # Cross-field checks live in model.validate.check_topology, which knows field paths.
+
+
+NodeName = Annotated[str, Field(pattern=NAME_RE.pattern)]

@@ -1,0 +1,120 @@
+"""A daemon of the lab: render its config, check it, start it in a node, wait until it answers.
+
+Modelled on IPMininet's daemon classes, with every file a daemon writes under its own directory
+``<run>/<node>/<service>/`` and given to it as an absolute path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed.backends.base import NodeRuntime
+from testbed.errors import MissingDependency, ServiceError
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """What the state file keeps of a started daemon, so any later process can stop or probe it."""
+
+    node: str
+    service: str
+    pid: int
+    log: str
+    instance: str = ""  # e.g. the interface for per-interface clients
+
+
+def require(binary: str, package: str) -> str:
+    path = shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if not path:
+        raise MissingDependency(binary, package)
+    return path
+
+
+# dhcpd ends every fatal error with this boilerplate; it would hide the real message
+_BOILERPLATE = ("If you think you have received", "than a configuration issue", "bugs on either",
+                "before submitting a bug", "process and the information", "exiting.")
+
+
+def log_tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    kept = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(_BOILERPLATE)]
+    return " | ".join(kept[-lines:]) or "(empty log)"
+
+
+class Daemon:
+    """Base class: subclasses set NAME, BINARIES and implement ``configure``/``argv``/``ready``."""
+
+    NAME = "daemon"
+    BINARIES: tuple[tuple[str, str], ...] = ()  # (binary, Debian package)
+    START_TIMEOUT = 10.0
+
+    def __init__(self, node: NodeRuntime, directory: Path, instance: str = "") -> None:
+        self.node = node
+        self.dir = directory
+        self.instance = instance
+        self.log = directory / (f"{self.NAME}{'-' + instance if instance else ''}.log")
+
+    # --- to implement -------------------------------------------------------------------
+    def configure(self) -> None:
+        """Write config files under ``self.dir`` and check them with the daemon's own checker."""
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """True once the daemon answers (a real probe, not the mere existence of a pid)."""
+        return True
+
+    # --- shared -------------------------------------------------------------------------
+    def check_binaries(self) -> None:
+        for binary, package in self.BINARIES:
+            require(binary, package)
+
+    def start(self) -> ServiceRecord:
+        self.check_binaries()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.configure()
+        pid = self.node.spawn(self.argv(), log=self.log)
+        record = ServiceRecord(self.node.name, self.NAME, pid, str(self.log), self.instance)
+        try:
+            self.wait(lambda: self.ready(), pid)
+        except BaseException:
+            self.node.stop(pid, grace=0.5)
+            raise
+        return record
+
+    def wait(self, probe: Callable[[], bool], pid: int) -> None:
+        from testbed.backends.node import alive
+
+        deadline = time.monotonic() + self.START_TIMEOUT
+        delay = 0.005
+        while True:
+            if probe():
+                return
+            if not alive(pid):
+                raise ServiceError(
+                    f"{self.NAME} on {self.node.name} exited during start-up: {log_tail(self.log)}"
+                )
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"{self.NAME} on {self.node.name} did not answer within "
+                    f"{self.START_TIMEOUT:g} s: {log_tail(self.log)}"
+                )
+            time.sleep(delay)  # polling a socket/file that has no change notification
+            delay = min(delay * 2, 0.1)
+
+    def check(self, argv: list[str]) -> None:
+        """Run the daemon's own config checker; a bad config fails before start with its words."""
+        cp = self.node.run(argv, check=False, timeout=20)
+        if cp.returncode != 0:
+            raise ServiceError(
+                f"{self.NAME} config for {self.node.name} rejected by `{' '.join(argv[:2])}`: "
+                + " | ".join((cp.stdout + cp.stderr).strip().splitlines()[-4:])
+            )

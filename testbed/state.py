@@ -1,0 +1,111 @@
+"""The lab's run directory and state file: what exists, so any new process can drive or remove it.
+
+Layout: ``<root>/<lab>/`` with ``state.json`` (written ahead of every creation: a crash leaves a
+record of what may exist), ``lock`` (one command at a time) and ``<node>/<service>/`` dirs.
+The root is ``$TESTBED_RUN_ROOT`` or ``/run/testbed``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import LabStateError
+from testbed.services.base import ServiceRecord
+
+DEFAULT_LAB = "tb"
+OWNER_LABEL = "testbed"  # interface alias prefix: "testbed:<lab>"
+
+
+def run_root() -> Path:
+    return Path(os.environ.get("TESTBED_RUN_ROOT", "/run/testbed")).resolve()
+
+
+def lab_dir(lab: str) -> Path:
+    return run_root() / lab
+
+
+@dataclass
+class LabState:
+    lab: str
+    topology_file: str
+    topology: dict[str, Any]
+    status: str = "building"  # building | up | failed | down
+    owner_pid: int = 0  # the process building it (a dead owner + "building" = crashed build)
+    created: float = field(default_factory=time.time)
+    netns: list[str] = field(default_factory=list)  # named netns, written BEFORE creation
+    etc_netns: list[str] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    attached: list[str] = field(default_factory=list)  # ARs the MN is attached to
+    vms: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return lab_dir(self.lab)
+
+    def ns(self, node: str) -> str:
+        return f"{self.lab}-{node}"
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=1, default=str))
+        os.replace(tmp, self.dir / "state.json")
+
+    def add_service(self, rec: ServiceRecord) -> None:
+        self.services.append(asdict(rec))
+        self.save()
+
+    def service_records(self) -> list[ServiceRecord]:
+        return [ServiceRecord(**s) for s in self.services]
+
+    @classmethod
+    def load(cls, lab: str) -> LabState:
+        path = lab_dir(lab) / "state.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LabStateError(f"no lab {lab!r} is up (no {path}); start one with `testbed up`") from None
+        except (OSError, ValueError) as e:
+            raise LabStateError(f"{path}: unreadable state ({e}); run `testbed clean`") from e
+        return cls(**data)
+
+    @staticmethod
+    def exists(lab: str) -> bool:
+        return (lab_dir(lab) / "state.json").exists()
+
+
+def known_labs() -> list[str]:
+    root = run_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob("*/state.json"))
+
+
+@contextmanager
+def locked(lab: str, wait: float = 30.0) -> Iterator[None]:
+    """Serialise commands that change one lab (up, down, move)."""
+    d = lab_dir(lab)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d.parent / f".{lab}.lock", "w") as f:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabStateError(f"lab {lab!r} is busy (another testbed command holds it)") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

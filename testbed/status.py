@@ -1,0 +1,92 @@
+"""``testbed status``: what the lab holds right now, read from the live namespaces."""
+
+from __future__ import annotations
+
+import json
+import platform
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from testbed.backends import netns
+from testbed.backends.node import alive
+from testbed.services import probes
+
+
+def collect(lab_name: str) -> dict[str, Any]:
+    from testbed.lab import Lab
+
+    lab = Lab.open(lab_name)
+    nodes = []
+    for name, plan in lab.plan.nodes.items():
+        ns = lab.state.ns(name)
+        ifaces = []
+        if netns.exists(ns):
+            cp = netns.run(None, ["ip", "-j", "-n", ns, "addr", "show"], check=False)
+            for i in json.loads(cp.stdout or "[]"):
+                if i["ifname"] == "lo":
+                    continue
+                ifaces.append({
+                    "name": i["ifname"],
+                    "state": i.get("operstate", "?"),
+                    "addresses": [
+                        f"{a['local']}/{a['prefixlen']}" + (" tentative" if a.get("tentative") else "")
+                        for a in i.get("addr_info", [])
+                        if a.get("scope") == "global"
+                    ],
+                })
+        nodes.append({
+            "name": name, "role": plan.role.value, "netns": ns, "present": netns.exists(ns),
+            "kernel": platform.release(), "stack": "host", "interfaces": ifaces,
+        })
+    services = []
+    for rec in lab.state.service_records():
+        up = alive(rec.pid)
+        services.append({
+            "node": rec.node, "service": rec.service, "instance": rec.instance, "pid": rec.pid,
+            "running": up, "healthy": up and _healthy(lab, rec.node, rec.service),
+        })
+    return {
+        "lab": lab.state.lab, "topology": lab.topo.name, "status": lab.state.status,
+        "run_dir": str(lab.state.dir), "attached": lab.state.attached,
+        "zone": lab.topo.dns.zone, "mobile_name": f"{lab.topo.dns.mobile_name}.{lab.topo.dns.zone}",
+        "nodes": nodes, "services": services,
+    }
+
+
+def _healthy(lab, node: str, service: str) -> bool:
+    ns = lab.state.ns(node)
+    if service == "named":
+        server = lab.plan.address_of(node, 4)
+        return netns.call_in(ns, probes.dns_soa, server, lab.topo.dns.zone, timeout=5) is not None
+    if service == "dhcpd":
+        return netns.call_in(ns, probes.port_bound, 67, "udp", timeout=5)
+    if service == "radvd":
+        return netns.call_in(ns, probes.raw_icmp6_open, timeout=5)
+    return True
+
+
+def render(st: dict[str, Any], console: Console) -> None:
+    console.print(
+        f"[bold]lab {st['lab']}[/bold] ({st['topology']}) {st['status']}; MN attached to "
+        f"{', '.join(st['attached']) or 'nothing'}; zone {st['zone']}; run dir {st['run_dir']}"
+    )
+    t = Table("node", "role", "netns", "kernel", "interface", "state", "addresses")
+    for n in st["nodes"]:
+        first = True
+        for i in n["interfaces"] or [{"name": "-", "state": "-", "addresses": []}]:
+            t.add_row(
+                n["name"] if first else "", n["role"] if first else "",
+                n["netns"] if first else "", f"{n['kernel']} ({n['stack']})" if first else "",
+                i["name"], i["state"], "\n".join(i["addresses"]),
+            )
+            first = False
+    console.print(t)
+    s = Table("node", "service", "pid", "health")
+    for svc in st["services"]:
+        health = "[green]ok[/green]" if svc["healthy"] else (
+            "[yellow]running, not answering[/yellow]" if svc["running"] else "[red]dead[/red]")
+        name = svc["service"] + (f" ({svc['instance']})" if svc["instance"] else "")
+        s.add_row(svc["node"], name, str(svc["pid"]), health)
+    console.print(s)
