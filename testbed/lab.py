@@ -20,11 +20,12 @@ from testbed.backends import netns
 from testbed.backends.base import NodeRuntime
 from testbed.backends.node import NetnsNode, alive
 from testbed.errors import LabStateError, TestbedError
+from testbed.mobility.location.provision import provision_keys
 from testbed.model import addressing, loader
 from testbed.model.addressing import LabPlan
 from testbed.model.topology import Role, Topology
 from testbed.services.base import Daemon, ServiceRecord
-from testbed.services.bind import Named, ZoneData, sig0_supported
+from testbed.services.bind import Named, ZoneData, ZoneKeys, sig0_supported
 from testbed.services.dhclient import Dhclient
 from testbed.services.dhcpd import Dhcpd
 from testbed.services.radvd import Radvd
@@ -33,6 +34,7 @@ from testbed.state import DEFAULT_LAB, LabState, known_labs, lab_dir, locked
 Progress = Callable[[str], None]
 MoveMode = Literal["make-before-break", "break-before-make"]
 CONFIGURE_TIMEOUT = 20.0
+TSIG_KEY_NAME = "mn-tsig"
 
 
 def _quiet(_: str) -> None:
@@ -154,10 +156,18 @@ class Lab:
         dns = self.plan.nodes[z.server]
         data = ZoneData(
             zone=z.zone, server_name=z.server, records=records, mobile_name=z.mobile_name,
-            ttl=z.ttl, sig0_algorithms=z.sig0_algorithms, tsig_algorithm=z.tsig_algorithm,
-            listen=[str(a.ip) for a in dns.addresses()],
+            ttl=z.ttl, listen=[str(a.ip) for a in dns.addresses()],
         )
-        return Named(self.runtime(z.server), self.node_dir(z.server, "named"), data)
+        # the MN's SIG(0) key pairs (BIND's own dnssec-keygen) and a TSIG key, for the zone
+        made = provision_keys(self.keys_dir, f"{z.mobile_name}.{z.zone}", z.sig0_algorithms,
+                              tsig_name=TSIG_KEY_NAME, ttl=z.ttl)
+        keys = ZoneKeys(made.key_rrs, made.tsig_file, TSIG_KEY_NAME)
+        self.state.extra["keys"] = {
+            "tsig": str(made.tsig_file), "tsig_name": TSIG_KEY_NAME,
+            "sig0": {k.algorithm: str(k.private_file) for k in made.keys},
+        }
+        self.state.save()
+        return Named(self.runtime(z.server), self.node_dir(z.server, "named"), data, keys)
 
     def _ar_daemons(self, ar: str) -> list[Daemon]:
         acc = next(a for a in self.topo.access_networks if a.router == ar)
@@ -173,6 +183,15 @@ class Lab:
     @property
     def keys_dir(self) -> Path:
         return self.node_dir(self.topo.dns.server, "named") / "keys"
+
+    @property
+    def tsig_key_file(self) -> Path:
+        """The TSIG key clause (``nsupdate -k`` reads it)."""
+        return Path(self.state.extra["keys"]["tsig"])
+
+    def sig0_key_file(self, algorithm: str = "ECDSAP256SHA256") -> Path:
+        """The MN's SIG(0) private key (BIND format) for ``algorithm``."""
+        return Path(self.state.extra["keys"]["sig0"][algorithm])
 
     # ---------------------------------------------------------------- mobility primitive
     def _attach(self, ar: str) -> None:

@@ -140,7 +140,6 @@ class DnsSettings(Strict):
     server: str = "dns"  # node running named
     mobile_name: str = "mn"  # label of the MN's name inside the zone
     sig0_algorithms: tuple[str, ...] = ("ECDSAP256SHA256", "ED25519")
-    tsig_algorithm: str = "hmac-sha256"
     ttl: int = 5
 
 
