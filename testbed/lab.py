@@ -24,6 +24,7 @@ from testbed.mobility.location.provision import provision_keys
 from testbed.model import addressing, loader
 from testbed.model.addressing import LabPlan
 from testbed.model.topology import Role, Topology
+from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon, ServiceRecord
 from testbed.services.bind import Named, ZoneData, ZoneKeys, sig0_supported
 from testbed.services.dhclient import Dhclient
@@ -76,14 +77,11 @@ class Lab:
             if LabState.exists(lab):
                 old = LabState.load(lab)
                 if old.status == "up" or (old.owner_pid and alive(old.owner_pid)):
-                    raise LabStateError(
-                        f"lab {lab!r} is already up ({lab_dir(lab)}); `testbed down` first"
-                    )
+                    raise LabStateError(f"lab {lab!r} is already up ({lab_dir(lab)}); `testbed down` first")
                 raise LabStateError(
                     f"lab {lab!r} left state behind ({old.status}); run `testbed clean` first"
                 )
-            state = LabState(lab, str(path.resolve()), topo.model_dump(mode="json"),
-                             owner_pid=os.getpid())
+            state = LabState(lab, str(path.resolve()), topo.model_dump(mode="json"), owner_pid=os.getpid())
             state.save()
             self = cls(state, topo)
             try:
@@ -112,6 +110,9 @@ class Lab:
         for acc in self.topo.access_networks:
             for d in self._ar_daemons(acc.router):
                 self._start(d)
+        if self.topo.mobile.agent:
+            progress("mobility agent")  # before attaching: it must see the first link-up
+            self._start(self._agent())
         progress("attaching the mobile node")
         for ar in self.topo.mobile.attached:
             self._attach(ar)
@@ -155,15 +156,21 @@ class Lab:
         }
         dns = self.plan.nodes[z.server]
         data = ZoneData(
-            zone=z.zone, server_name=z.server, records=records, mobile_name=z.mobile_name,
-            ttl=z.ttl, listen=[str(a.ip) for a in dns.addresses()],
+            zone=z.zone,
+            server_name=z.server,
+            records=records,
+            mobile_name=z.mobile_name,
+            ttl=z.ttl,
+            listen=[str(a.ip) for a in dns.addresses()],
         )
         # the MN's SIG(0) key pairs (BIND's own dnssec-keygen) and a TSIG key, for the zone
-        made = provision_keys(self.keys_dir, f"{z.mobile_name}.{z.zone}", z.sig0_algorithms,
-                              tsig_name=TSIG_KEY_NAME, ttl=z.ttl)
+        made = provision_keys(
+            self.keys_dir, f"{z.mobile_name}.{z.zone}", z.sig0_algorithms, tsig_name=TSIG_KEY_NAME, ttl=z.ttl
+        )
         keys = ZoneKeys(made.key_rrs, made.tsig_file, TSIG_KEY_NAME)
         self.state.extra["keys"] = {
-            "tsig": str(made.tsig_file), "tsig_name": TSIG_KEY_NAME,
+            "tsig": str(made.tsig_file),
+            "tsig_name": TSIG_KEY_NAME,
             "sig0": {k.algorithm: str(k.private_file) for k in made.keys},
         }
         self.state.save()
@@ -179,6 +186,57 @@ class Lab:
             Radvd(rt, self.node_dir(ar, "radvd"), ar_if.ifname, acc, dns6, self.topo.dns.zone),
             Dhcpd(rt, self.node_dir(ar, "dhcpd"), ar_if.ifname, acc, dns4, self.topo.dns.zone),
         ]
+
+    def _agent(self) -> MobilityAgent:
+        m, z = self.topo.mobile, self.topo.dns
+        env: dict[str, str] = {}
+        if m.location != "none":
+            env = {"TESTBED_LOC_SERVER": self.plan.address_of(z.server, 4) or "",
+                   "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": f"{z.mobile_name}.{z.zone}",
+                   "TESTBED_LOC_VALIDITY": f"{m.signature_validity:g}"}
+            if m.location == "tsig" or not sig0_supported():
+                env["TESTBED_LOC_TSIG"] = str(self.tsig_key_file)
+            else:
+                env["TESTBED_LOC_KEY"] = str(self.sig0_key_file(m.sig0_algorithm))
+        ifaces = [i.ifname for i in self.plan.nodes[m.node].ifaces]
+        return MobilityAgent(self.runtime(m.node), self.node_dir(m.node, "agent"), ifaces, env,
+                             m.optimistic_dad)
+
+    @property
+    def agent_dir(self) -> Path:
+        return self.node_dir(self.topo.mobile.node, "agent")
+
+    def agent_running(self) -> bool:
+        return any(r.service == "agent" and alive(r.pid) for r in self.state.service_records())
+
+    def agent_client(self):
+        from testbed.mobility.agent import AgentClient
+
+        if not self.agent_running():
+            raise LabStateError(
+                f"no mobility agent runs on {self.topo.mobile.node} in lab {self.state.lab!r}"
+            )
+        return AgentClient(self.agent_dir / "agent.sock")
+
+    def depart(self, timeout: float = 15.0) -> list[dict]:
+        """Announced departure (§4): the agent withdraws the MN's records, then stops.
+
+        Returns the location outcomes the agent logged for the withdrawal.
+        """
+        from testbed.backends.node import stop_pid
+
+        with locked(self.state.lab):
+            self.state = LabState.load(self.state.lab)
+            recs = [r for r in self.state.service_records() if r.service == "agent"]
+            if not recs or not alive(recs[0].pid):
+                raise LabStateError(f"no mobility agent runs on {self.topo.mobile.node}")
+            log = self.agent_dir / "location.jsonl"
+            before = len(log.read_text().splitlines()) if log.exists() else 0
+            stop_pid(recs[0].pid, grace=timeout)  # SIGTERM: the agent calls on_depart first
+            self.state.services = [s for s in self.state.services if s["pid"] != recs[0].pid]
+            self.state.save()
+            lines = log.read_text().splitlines()[before:] if log.exists() else []
+            return [json.loads(x) for x in lines]
 
     @property
     def keys_dir(self) -> Path:
@@ -199,8 +257,10 @@ class Lab:
         mn = self.runtime(mn_if.node)
         mn.set_link(mn_if.ifname, True)  # the AR side sees carrier: the MN has associated
         # DNA (RFC 4957/6059): solicit at once. Linux sends its own RS only after link-local
-        # DAD (1 s); a userspace RS from the optimistic link-local is answered in milliseconds.
-        mn.run(["rdisc6", "-1", "-q", "-r", "3", "-w", "300", mn_if.ifname], check=False, timeout=5)
+        # DAD (1 s); a userspace RS is answered in milliseconds. The agent does it when it runs.
+        if not self.agent_running():
+            mn.run(["rdisc6", "-1", "-q", "-r", "3", "-w", "300", mn_if.ifname], check=False,
+                   timeout=5)
         metric = 100 + [a.router for a in self.topo.access_networks].index(ar)
         d = Dhclient(mn, self.node_dir(mn_if.node, "dhclient"), mn_if.ifname, metric)
         self._start(d)
@@ -222,7 +282,11 @@ class Lab:
         self.state.save()
 
     def move(
-        self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0, gap: float = 0.0,
+        self,
+        to: str,
+        mode: MoveMode = "make-before-break",
+        overlap: float = 0.0,
+        gap: float = 0.0,
         progress: Progress = _quiet,
     ) -> dict[str, float]:
         """Attach the MN to ``to`` and detach it from every other AR; returns phase timings."""

@@ -31,9 +31,15 @@ def require_lab_prerequisites() -> None:
         pytest.fail("the lab needs root (network namespaces): run the tests as root", pytrace=False)
     missing = [
         f"{b} ({pkg})"
-        for b, pkg in (("named", "bind9"), ("dhcpd", "isc-dhcp-server"), ("radvd", "radvd"),
-                       ("dhclient", "isc-dhcp-client"), ("mnexec", "mininet"), ("rdisc6", "ndisc6"),
-                       ("tcpdump", "tcpdump"))
+        for b, pkg in (
+            ("named", "bind9"),
+            ("dhcpd", "isc-dhcp-server"),
+            ("radvd", "radvd"),
+            ("dhclient", "isc-dhcp-client"),
+            ("mnexec", "mininet"),
+            ("rdisc6", "ndisc6"),
+            ("tcpdump", "tcpdump"),
+        )
         if not shutil.which(b, path="/usr/sbin:/usr/bin:/sbin:/bin")
     ]
     if missing:

@@ -27,31 +27,51 @@ def collect(lab_name: str) -> dict[str, Any]:
             for i in json.loads(cp.stdout or "[]"):
                 if i["ifname"] == "lo":
                     continue
-                ifaces.append({
-                    "name": i["ifname"],
-                    "state": i.get("operstate", "?"),
-                    "addresses": [
-                        f"{a['local']}/{a['prefixlen']}" + (" tentative" if a.get("tentative") else "")
-                        for a in i.get("addr_info", [])
-                        if a.get("scope") == "global"
-                    ],
-                })
-        nodes.append({
-            "name": name, "role": plan.role.value, "netns": ns, "present": netns.exists(ns),
-            "kernel": platform.release(), "stack": "host", "interfaces": ifaces,
-        })
+                ifaces.append(
+                    {
+                        "name": i["ifname"],
+                        "state": i.get("operstate", "?"),
+                        "addresses": [
+                            f"{a['local']}/{a['prefixlen']}" + (" tentative" if a.get("tentative") else "")
+                            for a in i.get("addr_info", [])
+                            if a.get("scope") == "global"
+                        ],
+                    }
+                )
+        nodes.append(
+            {
+                "name": name,
+                "role": plan.role.value,
+                "netns": ns,
+                "present": netns.exists(ns),
+                "kernel": platform.release(),
+                "stack": "host",
+                "interfaces": ifaces,
+            }
+        )
     services = []
     for rec in lab.state.service_records():
         up = alive(rec.pid)
-        services.append({
-            "node": rec.node, "service": rec.service, "instance": rec.instance, "pid": rec.pid,
-            "running": up, "healthy": up and _healthy(lab, rec.node, rec.service),
-        })
+        services.append(
+            {
+                "node": rec.node,
+                "service": rec.service,
+                "instance": rec.instance,
+                "pid": rec.pid,
+                "running": up,
+                "healthy": up and _healthy(lab, rec.node, rec.service),
+            }
+        )
     return {
-        "lab": lab.state.lab, "topology": lab.topo.name, "status": lab.state.status,
-        "run_dir": str(lab.state.dir), "attached": lab.state.attached,
-        "zone": lab.topo.dns.zone, "mobile_name": f"{lab.topo.dns.mobile_name}.{lab.topo.dns.zone}",
-        "nodes": nodes, "services": services,
+        "lab": lab.state.lab,
+        "topology": lab.topo.name,
+        "status": lab.state.status,
+        "run_dir": str(lab.state.dir),
+        "attached": lab.state.attached,
+        "zone": lab.topo.dns.zone,
+        "mobile_name": f"{lab.topo.dns.mobile_name}.{lab.topo.dns.zone}",
+        "nodes": nodes,
+        "services": services,
     }
 
 
@@ -77,16 +97,23 @@ def render(st: dict[str, Any], console: Console) -> None:
         first = True
         for i in n["interfaces"] or [{"name": "-", "state": "-", "addresses": []}]:
             t.add_row(
-                n["name"] if first else "", n["role"] if first else "",
-                n["netns"] if first else "", f"{n['kernel']} ({n['stack']})" if first else "",
-                i["name"], i["state"], "\n".join(i["addresses"]),
+                n["name"] if first else "",
+                n["role"] if first else "",
+                n["netns"] if first else "",
+                f"{n['kernel']} ({n['stack']})" if first else "",
+                i["name"],
+                i["state"],
+                "\n".join(i["addresses"]),
             )
             first = False
     console.print(t)
     s = Table("node", "service", "pid", "health")
     for svc in st["services"]:
-        health = "[green]ok[/green]" if svc["healthy"] else (
-            "[yellow]running, not answering[/yellow]" if svc["running"] else "[red]dead[/red]")
+        health = (
+            "[green]ok[/green]"
+            if svc["healthy"]
+            else ("[yellow]running, not answering[/yellow]" if svc["running"] else "[red]dead[/red]")
+        )
         name = svc["service"] + (f" ({svc['instance']})" if svc["instance"] else "")
         s.add_row(svc["node"], name, str(svc["pid"]), health)
     console.print(s)

@@ -22,10 +22,12 @@ out = Console()
 def progress(title: str) -> Iterator:
     """A spinner naming the current step (anything here may take over a second)."""
     with console.status(title) as status:
+
         def step(msg: str) -> None:
             status.update(f"{title}: {msg}")
             if not console.is_terminal:
                 console.print(f"[dim]{title}: {msg}[/dim]")
+
         yield step
 
 
@@ -104,10 +106,58 @@ def cmd_move(a: argparse.Namespace) -> int:
     return 0
 
 
+def _mobile_lab(a: argparse.Namespace):
+    from testbed.lab import Lab
+
+    lab = Lab.open(a.lab)
+    if a.node != lab.topo.mobile.node:
+        raise TestbedError(f"mobility: {a.node!r} is not the mobile node ({lab.topo.mobile.node})")
+    return lab
+
+
+def cmd_mobility(a: argparse.Namespace) -> int:
+    import asyncio
+
+    lab = _mobile_lab(a)
+    if a.action == "state":
+        # the pollable state (§3): the agent rewrites this file atomically on every event
+        out.print_json((lab.agent_dir / "state.json").read_text())
+        return 0
+    if a.action == "events":
+        async def stream() -> None:
+            client = lab.agent_client()
+            async with client.subscribe(since=0 if not a.follow else a.since) as sub:
+                while True:
+                    try:
+                        e = await sub.next(timeout=None if a.follow else 0.5)
+                    except TimeoutError:
+                        return
+                    if e is None:
+                        return
+                    print(e.to_json(), flush=True)
+        try:
+            asyncio.run(stream())
+        except (KeyboardInterrupt, BrokenPipeError):
+            pass
+        return 0
+    if a.action == "set-metric":
+        asyncio.run(lab.agent_client().set_metric(a.ifname, a.name, a.value))
+        return 0
+    if a.action == "depart":
+        results = lab.depart()
+        for r in results:
+            console.print(f"location {r['op']}: {r['rcode']} after {r['attempts']} attempt(s)")
+        return 0 if results and all(r.get("ok") for r in results) else 1
+    raise AssertionError(a.action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="testbed", description=__doc__)
-    p.add_argument("--lab", default=os.environ.get("TESTBED_LAB", DEFAULT_LAB),
-                   help="lab name; namespaces are <lab>-<node> (default: %(default)s)")
+    p.add_argument(
+        "--lab",
+        default=os.environ.get("TESTBED_LAB", DEFAULT_LAB),
+        help="lab name; namespaces are <lab>-<node> (default: %(default)s)",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("up", help="build the lab and start its daemons")
@@ -134,11 +184,27 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("move", help="attach the mobile node to another access router")
     s.add_argument("node")
     s.add_argument("--to", required=True, help="access router to move to")
-    s.add_argument("--mode", choices=["make-before-break", "break-before-make"],
-                   default="make-before-break")
+    s.add_argument("--mode", choices=["make-before-break", "break-before-make"], default="make-before-break")
     s.add_argument("--overlap", type=float, default=0.0, help="seconds on both networks")
     s.add_argument("--gap", type=float, default=0.0, help="seconds on no network")
     s.set_defaults(fn=cmd_move)
+
+    s = sub.add_parser("mobility", help="the mobility agent on the MN: state, events, departure")
+    m = s.add_subparsers(dest="action", required=True)
+    x = m.add_parser("state", help="the pollable state (per interface: link, networks, addresses)")
+    x.add_argument("node")
+    x = m.add_parser("events", help="the event stream as JSON lines (history, or --follow)")
+    x.add_argument("node")
+    x.add_argument("--follow", action="store_true")
+    x.add_argument("--since", type=int, default=None, help="with --follow: replay after this seq")
+    x = m.add_parser("set-metric", help="set a link metric (stands in for signal strength)")
+    x.add_argument("node")
+    x.add_argument("ifname")
+    x.add_argument("name")
+    x.add_argument("value", type=float)
+    x = m.add_parser("depart", help="announced departure: withdraw the MN's DNS records")
+    x.add_argument("node")
+    s.set_defaults(fn=cmd_mobility)
     return p
 
 

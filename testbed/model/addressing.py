@@ -47,9 +47,7 @@ class NodePlan:
         return self.role in (Role.ROUTER, Role.ACCESS_ROUTER)
 
     def addresses(self, version: int | None = None) -> list[IfAddr]:
-        return [
-            a for i in self.ifaces for a in i.addresses if version is None or a.version == version
-        ]
+        return [a for i in self.ifaces for a in i.addresses if version is None or a.version == version]
 
     def iface(self, ifname: str) -> IfacePlan:
         for i in self.ifaces:
@@ -96,12 +94,8 @@ def plan(topo: Topology) -> LabPlan:
         a_if, b_if = ifname(link.a, link.b), ifname(link.b, link.a)
         h4 = list(_hosts(link.ipv4, 2))
         h6 = list(_hosts(link.ipv6, 2))
-        nodes[link.a].ifaces.append(
-            IfacePlan(link.a, a_if, link.b, b_if, (h4[0], h6[0]))
-        )
-        nodes[link.b].ifaces.append(
-            IfacePlan(link.b, b_if, link.a, a_if, (h4[1], h6[1]))
-        )
+        nodes[link.a].ifaces.append(IfacePlan(link.a, a_if, link.b, b_if, (h4[0], h6[0])))
+        nodes[link.b].ifaces.append(IfacePlan(link.b, b_if, link.a, a_if, (h4[1], h6[1])))
         veths.append(VethPlan(link.a, a_if, link.b, b_if))
     mn = topo.mobile.node
     for acc in topo.access_networks:

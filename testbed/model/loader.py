@@ -85,6 +85,10 @@ def check(topo: Topology, source: str) -> None:
     if len(mobiles) != 1:
         raise ConfigError(source, "nodes", f"exactly one mobile node expected, found {len(mobiles)}")
     need("dns.server", topo.dns.server, Role.DNS)
+    if topo.mobile.location == "sig0" and topo.mobile.sig0_algorithm not in topo.dns.sig0_algorithms:
+        raise ConfigError(source, "mobile.sig0_algorithm",
+                          f"{topo.mobile.sig0_algorithm} is not among dns.sig0_algorithms",
+                          f"use one of {', '.join(topo.dns.sig0_algorithms)}")
 
     pairs: set[frozenset[str]] = set()
     for i, link in enumerate(topo.links):
@@ -119,7 +123,9 @@ def check(topo: Topology, source: str) -> None:
         for other, ofield in seen:
             if net.version == other.version and net.overlaps(other):  # type: ignore[arg-type]
                 raise ConfigError(
-                    source, field, f"{net} overlaps {other} ({ofield}): duplicate addresses",
+                    source,
+                    field,
+                    f"{net} overlaps {other} ({ofield}): duplicate addresses",
                     "give every link and access network its own prefix",
                 )
         seen.append((net, field))

@@ -17,9 +17,7 @@ IPv4Net = ipaddress.IPv4Network
 IPv6Net = ipaddress.IPv6Network
 
 #: Documentation prefixes (RFC 5737, RFC 3849): the only addresses a lab may use.
-DOC_V4 = tuple(
-    ipaddress.ip_network(p) for p in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
-)
+DOC_V4 = tuple(ipaddress.ip_network(p) for p in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
 DOC_V6 = (ipaddress.ip_network("2001:db8::/32"),)
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,6}$")
@@ -147,6 +145,10 @@ class MobileSettings(Strict):
     node: str = "mn"
     attached: tuple[str, ...] = Field(default=("ar1",), min_length=1)  # ARs attached at start
     optimistic_dad: bool = True
+    agent: bool = True  # run the mobility agent (movement detection + location updates)
+    location: Literal["sig0", "tsig", "none"] = "sig0"  # how the agent signs DNS UPDATEs
+    sig0_algorithm: str = "ECDSAP256SHA256"
+    signature_validity: float = 60.0  # SIG(0) window each side of now; BIND accepts replays in it
 
 
 class Topology(Strict):

@@ -35,8 +35,14 @@ def require(binary: str, package: str) -> str:
 
 
 # dhcpd ends every fatal error with this boilerplate; it would hide the real message
-_BOILERPLATE = ("If you think you have received", "than a configuration issue", "bugs on either",
-                "before submitting a bug", "process and the information", "exiting.")
+_BOILERPLATE = (
+    "If you think you have received",
+    "than a configuration issue",
+    "bugs on either",
+    "before submitting a bug",
+    "process and the information",
+    "exiting.",
+)
 
 
 def log_tail(path: Path, lines: int = 6) -> str:

@@ -28,7 +28,18 @@ class Dhclient(Daemon):
     def argv(self) -> list[str]:
         # env carries the script's parameters; -d foreground, -1 would give up after one try
         return [
-            "env", f"TESTBED_DHCP_EVENTS={self.events}", f"TESTBED_ROUTE_METRIC={self.metric}",
-            "dhclient", "-4", "-d", "-v", "-sf", str(SCRIPT), "-lf", str(self.leases),
-            "-pf", str(self.pidfile), self.ifname,
+            "env",
+            f"TESTBED_DHCP_EVENTS={self.events}",
+            f"TESTBED_ROUTE_METRIC={self.metric}",
+            "dhclient",
+            "-4",
+            "-d",
+            "-v",
+            "-sf",
+            str(SCRIPT),
+            "-lf",
+            str(self.leases),
+            "-pf",
+            str(self.pidfile),
+            self.ifname,
         ]

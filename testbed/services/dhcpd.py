@@ -44,8 +44,19 @@ subnet {n.network_address} netmask {n.netmask} {{
         self.check(["dhcpd", "-t", "-4", "-cf", str(self.conf)])
 
     def argv(self) -> list[str]:
-        return ["dhcpd", "-4", "-f", "-d", "-cf", str(self.conf), "-lf", str(self.leases),
-                "-pf", str(self.pidfile), self.ifname]
+        return [
+            "dhcpd",
+            "-4",
+            "-f",
+            "-d",
+            "-cf",
+            str(self.conf),
+            "-lf",
+            str(self.leases),
+            "-pf",
+            str(self.pidfile),
+            self.ifname,
+        ]
 
     def ready(self) -> bool:
         return netns.call_in(self.node.netns, probes.port_bound, 67, "udp")

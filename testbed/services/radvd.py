@@ -12,8 +12,9 @@ class Radvd(Daemon):
     NAME = "radvd"
     BINARIES = (("radvd", "radvd"),)
 
-    def __init__(self, node, directory: Path, ifname: str, net: AccessNetwork, dns6: str | None,
-                 zone: str) -> None:
+    def __init__(
+        self, node, directory: Path, ifname: str, net: AccessNetwork, dns6: str | None, zone: str
+    ) -> None:
         super().__init__(node, directory)
         self.ifname, self.net, self.dns6, self.zone = ifname, net, dns6, zone
         self.conf = directory / "radvd.conf"
@@ -46,8 +47,18 @@ interface {self.ifname} {{
         self.check(["radvd", "-c", "-C", str(self.conf), "-p", str(self.pidfile)])
 
     def argv(self) -> list[str]:
-        return ["radvd", "-n", "-C", str(self.conf), "-p", str(self.pidfile),
-                "-m", "logfile", "-l", str(self.log)]
+        return [
+            "radvd",
+            "-n",
+            "-C",
+            str(self.conf),
+            "-p",
+            str(self.pidfile),
+            "-m",
+            "logfile",
+            "-l",
+            str(self.log),
+        ]
 
     def ready(self) -> bool:
         # radvd writes its pid file once its ICMPv6 socket is open and interfaces are set up

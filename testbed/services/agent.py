@@ -1,0 +1,62 @@
+"""The mobility agent (testbed.mobility.agent) as a lab daemon on the mobile node.
+
+It watches the MN's access interfaces, streams movement events on a Unix socket, keeps a
+pollable state file, and (through its location hooks) publishes the MN's addresses with a
+SIG(0)- or TSIG-signed DNS UPDATE.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+from testbed.services.base import Daemon
+
+HOOKS = "testbed.mobility.location.agent_hooks:from_env"
+
+
+class MobilityAgent(Daemon):
+    NAME = "agent"
+    START_TIMEOUT = 15.0
+
+    def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
+                 optimistic_dad: bool = True) -> None:
+        super().__init__(node, directory)
+        self.ifaces = ifaces
+        self.location_env = location_env
+        self.optimistic_dad = optimistic_dad
+        self.socket = directory / "agent.sock"
+        self.state = directory / "state.json"
+        self.location_log = directory / "location.jsonl"
+
+    def argv(self) -> list[str]:
+        env = {**self.location_env, "TESTBED_LOC_LOG": str(self.location_log),
+               "PYTHONUNBUFFERED": "1"}
+        argv = ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m",
+                "testbed.mobility.agent", "--socket", str(self.socket), "--state", str(self.state),
+                "--ifaces", ",".join(self.ifaces),
+                # an RS that races the AR's own link-up is lost: solicit again soon, not after 1 s
+                "--rs-count", "5", "--rs-interval", "0.2"]
+        if self.optimistic_dad:
+            argv.append("--optimistic-dad")
+        if self.location_env:
+            argv += ["--location-hooks", HOOKS]
+        return argv
+
+    def ready(self) -> bool:
+        return ping(self.socket)
+
+
+def ping(path: Path, timeout: float = 1.0) -> bool:
+    """Does the agent at ``path`` answer? (Unix sockets are reachable from any netns.)"""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(b'{"cmd": "ping"}\n')
+            line = s.makefile().readline()
+        return bool(line) and "error" not in json.loads(line)
+    except (OSError, ValueError):
+        return False
