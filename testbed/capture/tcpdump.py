@@ -1,0 +1,95 @@
+"""Capturing every link of a lab: one tcpdump per link, one pcap per link.
+
+Each link is captured on its infrastructure end (the core side of a core link, the AR side of
+an access link), which stays up while the MN attaches and detaches. tcpdump runs inside that
+node's namespace with ``--immediate-mode`` and ``-U`` (packets reach the file as they come),
+and is stopped with SIGINT and waited for: otherwise the last packets are lost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed.backends import netns
+from testbed.errors import TestbedError
+from testbed.services.base import log_tail, require
+
+
+@dataclass
+class LinkCapture:
+    link: str  # "ar1-mn": the captured interface's name, unique per lab
+    netns: str
+    ifname: str
+    pcap: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Capture:
+    """Start/stop tcpdump on a set of (netns, ifname) links, writing ``<dir>/<link>.pcap``."""
+
+    directory: Path
+    links: list[LinkCapture] = field(default_factory=list)
+
+    @classmethod
+    def for_lab(cls, lab, directory: Path) -> Capture:
+        directory = directory.resolve()
+        cap = cls(directory)
+        for v in lab.plan.veths:
+            ns = lab.state.ns(v.a)
+            cap.links.append(LinkCapture(v.a_ifname, ns, v.a_ifname, directory / f"{v.a_ifname}.pcap",
+                                         directory / f"{v.a_ifname}.tcpdump.log"))
+        return cap
+
+    def start(self, timeout: float = 10.0) -> None:
+        require("tcpdump", "tcpdump")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            for lc in self.links:
+                lc.proc = netns.spawn(lc.netns, [
+                    "tcpdump", "-i", lc.ifname, "-n", "-s", "0", "-U", "--immediate-mode",
+                    "-Z", "root", "-w", str(lc.pcap)], log=lc.log)
+            deadline = time.monotonic() + timeout
+            for lc in self.links:  # tcpdump says "listening on" once its socket is open
+                while "listening on" not in _read(lc.log):
+                    if lc.proc and lc.proc.poll() is not None:
+                        raise TestbedError(f"tcpdump on {lc.link} exited: {log_tail(lc.log)}")
+                    if time.monotonic() > deadline:
+                        raise TestbedError(f"tcpdump on {lc.link} not listening after {timeout:g} s")
+                    time.sleep(0.01)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 5.0) -> list[Path]:
+        for lc in self.links:
+            if lc.proc and lc.proc.poll() is None:
+                os.killpg(lc.proc.pid, signal.SIGINT)
+        for lc in self.links:
+            if lc.proc:
+                try:
+                    lc.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(lc.proc.pid, signal.SIGKILL)
+                    lc.proc.wait()
+        return [lc.pcap for lc in self.links if lc.pcap.exists()]
+
+    def __enter__(self) -> Capture:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
