@@ -75,14 +75,16 @@ class MininetBackend:
             for i in node.ifaces:
                 base = f"net.ipv6.conf.{i.ifname}"
                 # DNA (RFC 4957): solicit at once on attach, not after the RFC 4861 random delay
-                sysctls += [f"{base}.accept_ra=2", f"{base}.autoconf=1",
-                            f"{base}.router_solicitation_delay=0"]
+                sysctls += [
+                    f"{base}.accept_ra=2",
+                    f"{base}.autoconf=1",
+                    f"{base}.router_solicitation_delay=0",
+                ]
                 if plan.topology.mobile.optimistic_dad:
                     sysctls += [f"{base}.optimistic_dad=1", f"{base}.use_optimistic=1"]
         else:
             for i in node.ifaces:  # static nodes: no SLAAC from a neighbour's RA, no DAD wait
-                sysctls += [f"net.ipv6.conf.{i.ifname}.accept_ra=0",
-                            f"net.ipv6.conf.{i.ifname}.accept_dad=0"]
+                sysctls += [f"net.ipv6.conf.{i.ifname}.accept_ra=0", f"net.ipv6.conf.{i.ifname}.accept_dad=0"]
         netns.run(ns, ["sysctl", "-q", "-w", *sysctls])
         cmds = ["link set dev lo up"]
         for i in node.ifaces:

@@ -51,9 +51,7 @@ def run(
     """Run a command in a namespace, capture its output, raise CommandError on failure."""
     full = exec_argv(netns, argv)
     try:
-        cp = subprocess.run(
-            full, capture_output=True, text=True, timeout=timeout, input=input, check=False
-        )
+        cp = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input, check=False)
     except subprocess.TimeoutExpired as e:
         raise CommandError(full, -1, f"timed out after {timeout:g} s") from e
     except FileNotFoundError as e:

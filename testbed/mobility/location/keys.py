@@ -177,9 +177,7 @@ def load_tsig(path: str | Path) -> dns.tsig.Key:
         raise ConfigError(str(p), "key", "no TSIG key clause found", "write it with tsig-keygen")
     alg = m["alg"].lower().rstrip(".")
     if alg != "hmac-sha256":
-        raise ConfigError(
-            str(p), "algorithm", f"{alg} unsupported", "use tsig-keygen -a hmac-sha256"
-        )
+        raise ConfigError(str(p), "algorithm", f"{alg} unsupported", "use tsig-keygen -a hmac-sha256")
     return dns.tsig.Key(m["name"], m["secret"], dns.tsig.HMAC_SHA256)
 
 
@@ -215,9 +213,7 @@ def _parse_key_file(p: Path) -> tuple[dns.name.Name, dns.rdata.Rdata]:
         parts = line.split()
         try:
             i = next(j for j, tok in enumerate(parts) if tok.upper() == "KEY")
-            rdata = dns.rdata.from_text(
-                dns.rdataclass.IN, dns.rdatatype.KEY, " ".join(parts[i + 1 :])
-            )
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.KEY, " ".join(parts[i + 1 :]))
         except (StopIteration, dns.exception.DNSException) as e:
             raise ConfigError(str(p), "KEY", f"unparseable record {line!r}") from e
         return dns.name.from_text(parts[0]), rdata

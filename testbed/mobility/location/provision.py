@@ -81,9 +81,7 @@ def provision_keys(
         base = str(d / cp.stdout.strip().splitlines()[-1])  # no with_suffix: "+013+NNNNN"
         key_file, private_file = Path(base + ".key"), Path(base + ".private")
         key = load_bind_keypair(key_file)
-        made.append(
-            ProvisionedKey(alg.name, key_file, private_file, key.key_tag, key.public.to_text(ttl))
-        )
+        made.append(ProvisionedKey(alg.name, key_file, private_file, key.key_tag, key.public.to_text(ttl)))
     tsig_file = None
     if tsig_keygen and tsig_name:
         cp = run(None, [tsig_keygen, "-a", "hmac-sha256", tsig_name], timeout=30)

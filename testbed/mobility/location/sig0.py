@@ -58,13 +58,9 @@ def algorithm_from_text(text: str | int) -> Algorithm:
     try:
         alg = Algorithm(int(text)) if str(text).isdigit() else Algorithm.from_text(str(text))
     except (ValueError, dns.exception.DNSException) as e:
-        raise Sig0Error(
-            f"unknown DNSSEC algorithm {text!r} (use ECDSAP256SHA256 or ED25519)"
-        ) from e
+        raise Sig0Error(f"unknown DNSSEC algorithm {text!r} (use ECDSAP256SHA256 or ED25519)") from e
     if alg not in SUPPORTED_ALGORITHMS:
-        raise Sig0Error(
-            f"algorithm {alg.name} not supported for SIG(0) (use ECDSAP256SHA256 or ED25519)"
-        )
+        raise Sig0Error(f"algorithm {alg.name} not supported for SIG(0) (use ECDSAP256SHA256 or ED25519)")
     return alg
 
 
@@ -227,9 +223,7 @@ def verify(
         raise Sig0Error("SIG(0) must have type covered 0, labels 0 and original TTL 0")
     t = int(now) & 0xFFFFFFFF
     if _serial_lt(t, sig.inception) or _serial_lt(sig.expiration, t):
-        raise Sig0Error(
-            f"SIG(0) outside its validity window [{sig.inception}, {sig.expiration}] at {t}"
-        )
+        raise Sig0Error(f"SIG(0) outside its validity window [{sig.inception}, {sig.expiration}] at {t}")
     data = sig.replace(signature=b"").to_wire(canonicalize=True) + signed.unsigned_wire
     matching = [
         k

@@ -103,9 +103,7 @@ class LocationUpdater:
         try:
             dns.inet.af_for_address(server)
         except ValueError as e:
-            raise ConfigError(
-                "LocationUpdater", "server", f"{server!r} is not an IP address"
-            ) from e
+            raise ConfigError("LocationUpdater", "server", f"{server!r} is not an IP address") from e
         self.server, self.port = server, port
         self.zone = dns.name.from_text(zone)
         self.name = dns.name.from_text(name)
@@ -120,9 +118,7 @@ class LocationUpdater:
 
     # --- message building (no I/O) -------------------------------------------------------
 
-    def message(
-        self, addresses: AddressSet, name: dns.name.Name | None = None
-    ) -> dns.update.UpdateMessage:
+    def message(self, addresses: AddressSet, name: dns.name.Name | None = None) -> dns.update.UpdateMessage:
         """The UPDATE replacing ``name``'s A and AAAA RRsets with ``addresses``."""
         owner = name or self.name
         msg = dns.update.UpdateMessage(self.zone)
@@ -170,13 +166,9 @@ class LocationUpdater:
                     await asyncio.sleep(left)
                 continue
             except dns.exception.DNSException as e:  # malformed answer, bad TSIG: no retry
-                return UpdateResult(
-                    None, attempt, None, f"{type(e).__name__}: {e}", None, addresses
-                )
+                return UpdateResult(None, attempt, None, f"{type(e).__name__}: {e}", None, addresses)
             rtt = time.monotonic() - started
-            return UpdateResult(
-                dns.rcode.to_text(response.rcode()), attempt, rtt, None, transport, addresses
-            )
+            return UpdateResult(dns.rcode.to_text(response.rcode()), attempt, rtt, None, transport, addresses)
         return UpdateResult(None, self.retry.attempts, None, error or "no answer", None, addresses)
 
     async def exchange(
