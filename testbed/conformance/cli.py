@@ -1,0 +1,129 @@
+"""``testbed check DIR``: run the conformance checker and print a summary table.
+
+Exit codes: 0 every selected rule passed (or was skipped), 1 a rule failed, 2 unusable input
+(no capture, unreadable file, bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from testbed.conformance.checker import check
+from testbed.conformance.verdict import Verdict
+from testbed.errors import ConfigError, TestbedError
+
+_STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+
+
+def build_parser(prog: str = "testbed check") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Judge captures against Appendix A.")
+    p.add_argument("captures", nargs="+", help="capture directory or pcap/pcapng files")
+    p.add_argument("--rules", help="comma-separated groups or rule ids (default: all)")
+    p.add_argument("--out", type=Path, help="write verdict.json here")
+    p.add_argument("--mn-name", help="the MN's DNS name, e.g. mn.mobile.test")
+    p.add_argument("--events", type=Path, help="agent events: JSON list or JSON lines")
+    p.add_argument(
+        "--budget",
+        action="append",
+        default=[],
+        metavar="PHASE=SECONDS",
+        help="phase budget after the handover's t0 (repeatable), e.g. dns_acked=0.5",
+    )
+    p.add_argument("--dedup-window", type=float, default=0.5, help="seconds (default 0.5)")
+    return p
+
+
+def _load_events(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(str(path), "events", f"cannot read ({e.strerror})") from e
+    try:
+        data = json.loads(text)
+        return list(data) if isinstance(data, list) else [data]
+    except json.JSONDecodeError:
+        pass
+    try:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as e:
+        raise ConfigError(str(path), "events", f"not JSON or JSON lines ({e.msg})") from e
+
+
+def _budgets(items: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        phase, sep, value = item.partition("=")
+        try:
+            out[phase.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError("--budget", item, "expected PHASE=SECONDS", "e.g. dns_acked=0.5")
+    return out
+
+
+def render(verdict: Verdict, console: Console) -> None:
+    """Print the rule table, the handover timelines and the capture statistics."""
+    t = Table(title="Appendix A conformance", show_lines=False)
+    t.add_column("rule")
+    t.add_column("status")
+    t.add_column("message", overflow="fold")
+    for r in verdict.rules:
+        msg = r.message
+        if r.evidence:
+            e = r.evidence[0]
+            msg += f"\n  e.g. {e.pcap}#{e.frame}: {e.what}"
+        t.add_row(r.id, f"[{_STYLE[r.status]}]{r.status}[/]", msg)
+    console.print(t)
+    if verdict.handovers:
+        h = Table(title="Handovers (offsets from t0, seconds)")
+        h.add_column("#")
+        h.add_column("new address")
+        h.add_column("phases", overflow="fold")
+        for ho in verdict.handovers:
+            phases = "  ".join(f"{k} {v:+.3f}" for k, v in ho["offsets"].items())
+            h.add_row(str(ho["index"]), ho["address"], phases)
+        console.print(h)
+    s = verdict.stats
+    console.print(
+        f"packets {s.get('packets', 0)}, duplicates removed {s.get('duplicates_removed', 0)},"
+        f" SCTP {s.get('sctp_packets', 0)}, DATA chunks {s.get('data_chunks', 0)},"
+        f" DNS {s.get('dns_messages', 0)}, unknown {s.get('unknown', 0)},"
+        f" malformed {s.get('malformed', 0)}"
+    )
+    for ex in s.get("malformed_examples", [])[:5]:
+        console.print(f"  malformed {ex['pcap']}#{ex['frame']}: {ex['reason']}")
+    for prob in s.get("capture_problems", []):
+        console.print(f"  capture problem: {prob}")
+    verdict_txt = "[green]PASS[/]" if verdict.passed else "[bold red]FAIL[/]"
+    console.print(f"verdict: {verdict_txt}")
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    """Entry point for ``testbed check``; returns the exit code."""
+    console = console or Console()
+    args = build_parser().parse_args(argv)
+    try:
+        events = _load_events(args.events) if args.events else None
+        verdict = check(
+            args.captures,
+            rules=args.rules,
+            events=events,
+            budgets=_budgets(args.budget),
+            mn_name=args.mn_name,
+            dedup_window=args.dedup_window,
+        )
+    except TestbedError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        return 2
+    render(verdict, console)
+    if args.out:
+        verdict.write(args.out)
+    return 0 if verdict.passed else 1

@@ -1,0 +1,373 @@
+"""The Appendix-A conformance rules. Each rule judges the extracted facts and returns a result.
+
+==========================  =========================================================================
+Rule id                     Passes when
+==========================  =========================================================================
+asconf.auth                 every ASCONF and ASCONF-ACK is preceded by an AUTH chunk in its packet
+                            (RFC 5061 §4.2); the message names the HMAC algorithms and key ids seen
+asconf.serial               per sender, ASCONF serials start at the sender's initial TSN (when its
+                            INIT/INIT-ACK was captured) and grow by one; a repeat is a retransmission
+asconf.ack                  every ASCONF serial is answered by an ASCONF-ACK with the same serial,
+                            never more ACKs than transmissions, and no ACK answers an unsent serial
+asconf.success              every acknowledged parameter succeeded (implicitly, as Linux answers, or
+                            with SUCCESS_INDICATION); otherwise the error cause is reported
+dns.signed                  every UPDATE for the MN's name carries SIG(0) or TSIG
+dns.answered                every UPDATE for the MN's name is answered, with NOERROR
+order.trash                 per handover: configured (agent event) before ADD_IP is sent, then
+                            ADD_IP acked → SET_PRIMARY acked → DNS UPDATE answered → DELETE_IP acked;
+                            phases absent from the capture are noted, not failed (other rules cover
+                            missing answers); with no DNS in the capture the DNS step is skipped
+continuity.tsn              in each direction every DATA TSN gap is later filled; duplicates counted
+continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X
+timeline.<phase>            the phase happened within its budget (seconds after the handover's t0)
+==========================  =========================================================================
+
+Groups (``--rules``): asconf, dns, order, continuity, timeline; a full rule id also selects.
+A rule whose input is absent from the capture is ``skip``: a capture with only SCTP is judged on
+the SCTP rules, one without handovers skips the order and timeline rules.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from testbed.conformance.exchange import (
+    AsconfExchange,
+    DnsTransaction,
+    norm_name,
+    update_owners,
+)
+from testbed.conformance.extract import AckSeen, AsconfSeen, Facts, Where
+from testbed.conformance.timeline import PHASES, Handover
+from testbed.conformance.verdict import Evidence, RuleResult
+from testbed.decode.sctp import PARAM_NAMES
+
+GROUPS = ("asconf", "dns", "order", "continuity", "timeline")
+RULE_IDS = (
+    "asconf.auth",
+    "asconf.serial",
+    "asconf.ack",
+    "asconf.success",
+    "dns.signed",
+    "dns.answered",
+    "order.trash",
+    "continuity.tsn",
+    "continuity.new_path",
+)
+
+
+@dataclass(slots=True)
+class Context:
+    facts: Facts
+    exchanges: list[AsconfExchange]
+    orphan_acks: list[AckSeen]
+    updates: list[DnsTransaction]  # the MN's UPDATE transactions (all, without --mn-name)
+    handovers: list[Handover]
+    mn_name: str | None = None
+    budgets: dict[str, float] = field(default_factory=dict)
+    events_given: bool = False
+
+
+def _ev(w: Where, what: str) -> Evidence:
+    return Evidence(w.pcap, w.frame, w.time, what)
+
+
+def _skip(rid: str, why: str) -> RuleResult:
+    return RuleResult(rid, "skip", why)
+
+
+def _result(rid: str, ok_msg: str, bad: list[Evidence], bad_msg: str) -> RuleResult:
+    if bad:
+        return RuleResult(rid, "fail", f"{bad_msg} ({len(bad)} found)", tuple(bad))
+    return RuleResult(rid, "pass", ok_msg)
+
+
+def _describe(a: AsconfSeen) -> str:
+    params = ", ".join(f"{p.name} {p.address}" for p in a.chunk.params) or "no parameters"
+    return f"ASCONF serial {a.chunk.serial} {a.src} → {a.dst} ({params})"
+
+
+# -- asconf -----------------------------------------------------------------------------------
+def asconf_auth(c: Context) -> RuleResult:
+    rid = "asconf.auth"
+    f = c.facts
+    if not f.asconfs and not f.acks:
+        return _skip(rid, "no ASCONF in the capture")
+    bad = [_ev(a.where, f"{_describe(a)} without AUTH") for a in f.asconfs if a.auth is None]
+    bad += [
+        _ev(k.where, f"ASCONF-ACK serial {k.chunk.serial} {k.src} → {k.dst} without AUTH")
+        for k in f.acks
+        if k.auth is None
+    ]
+    algs = Counter(
+        f"{x.auth.hmac_name} key {x.auth.shared_key_id}" for x in (*f.asconfs, *f.acks) if x.auth is not None
+    )
+    seen = ", ".join(f"{k} ×{n}" for k, n in algs.items()) or "none"
+    ok = f"{len(f.asconfs)} ASCONF and {len(f.acks)} ASCONF-ACK authenticated (HMAC: {seen})"
+    return _result(rid, ok, bad, f"ASCONF chunks not authenticated; HMAC seen: {seen}")
+
+
+def asconf_serial(c: Context) -> RuleResult:
+    rid = "asconf.serial"
+    if not c.facts.asconfs:
+        return _skip(rid, "no ASCONF in the capture")
+    bad: list[Evidence] = []
+    last: dict[tuple[int, int, int], int] = {}
+    retrans = 0
+    checked_initial = 0
+    for a in c.facts.asconfs:
+        s = a.chunk.serial
+        prev = last.get(a.key)
+        if prev is None:
+            itsn = c.facts.sender_itsn.get(a.key)
+            if itsn is not None:
+                checked_initial += 1
+                if s != itsn:
+                    bad.append(_ev(a.where, f"first serial {s} is not the sender's initial TSN {itsn}"))
+        elif s == prev:
+            retrans += 1
+            continue
+        elif s != (prev + 1) & 0xFFFFFFFF:
+            bad.append(_ev(a.where, f"serial {s} follows {prev} (expected {(prev + 1) & 0xFFFFFFFF})"))
+        last[a.key] = s
+    ok = (
+        f"{len(c.facts.asconfs)} ASCONF from {len(last)} sender(s) in sequence"
+        f" ({checked_initial} start checked against the initial TSN, {retrans} retransmissions)"
+    )
+    return _result(rid, ok, bad, "ASCONF serial numbers out of sequence")
+
+
+def asconf_ack(c: Context) -> RuleResult:
+    rid = "asconf.ack"
+    if not c.exchanges and not c.orphan_acks:
+        return _skip(rid, "no ASCONF in the capture")
+    bad: list[Evidence] = []
+    for ex in c.exchanges:
+        if not ex.acks:
+            bad.append(_ev(ex.first.where, f"{_describe(ex.first)}: no ASCONF-ACK"))
+        elif len(ex.acks) > len(ex.sends):
+            bad.append(
+                _ev(
+                    ex.acks[-1].where,
+                    f"serial {ex.serial}: {len(ex.acks)} ASCONF-ACKs for {len(ex.sends)} ASCONF",
+                )
+            )
+    for k in c.orphan_acks:
+        bad.append(_ev(k.where, f"ASCONF-ACK serial {k.chunk.serial} answers no captured ASCONF"))
+    ok = f"{len(c.exchanges)} ASCONF serial(s), each acknowledged"
+    return _result(rid, ok, bad, "ASCONF without a matching ASCONF-ACK")
+
+
+def asconf_success(c: Context) -> RuleResult:
+    rid = "asconf.success"
+    acked = [ex for ex in c.exchanges if ex.ack is not None]
+    if not acked:
+        return _skip(rid, "no acknowledged ASCONF in the capture")
+    bad: list[Evidence] = []
+    n = 0
+    for ex in acked:
+        ack = ex.ack
+        assert ack is not None
+        for _i, p, reason in ex.outcomes():
+            n += 1
+            if reason:
+                what = f"serial {ex.serial} {p.name} {p.address} (correlation {p.correlation_id}): {reason}"
+                bad.append(_ev(ack.where, what))
+    return _result(rid, f"{n} parameter(s) acknowledged as success", bad, "ASCONF parameter refused")
+
+
+# -- dns --------------------------------------------------------------------------------------
+def _no_updates(rid: str, c: Context) -> RuleResult:
+    who = f" for {c.mn_name}" if c.mn_name else ""
+    return _skip(rid, f"no DNS UPDATE{who} in the capture")
+
+
+def dns_signed(c: Context) -> RuleResult:
+    rid = "dns.signed"
+    if not c.updates:
+        return _no_updates(rid, c)
+    bad: list[Evidence] = []
+    kinds: Counter[str] = Counter()
+    for tx in c.updates:
+        m = tx.msg
+        if m.sig0 is not None:
+            kinds[f"SIG(0) alg {m.sig0.algorithm} key tag {m.sig0.key_tag} by {m.sig0.signer}"] += 1
+        elif m.tsig is not None:
+            kinds[f"TSIG {m.tsig.algorithm}"] += 1
+        else:
+            owners = ", ".join(sorted(update_owners(m))) or "?"
+            bad.append(_ev(tx.request.where, f"unsigned UPDATE id {m.id} for {owners}"))
+    seen = "; ".join(f"{k} ×{n}" for k, n in kinds.items())
+    return _result(rid, f"{len(c.updates)} UPDATE(s) signed: {seen}", bad, "unsigned DNS UPDATE")
+
+
+def dns_answered(c: Context) -> RuleResult:
+    rid = "dns.answered"
+    if not c.updates:
+        return _no_updates(rid, c)
+    bad: list[Evidence] = []
+    for tx in c.updates:
+        if tx.response is None:
+            what = f"UPDATE id {tx.msg.id} to {tx.request.server[0]} never answered"
+            bad.append(_ev(tx.request.where, what))
+        elif tx.response.msg.rcode != 0:
+            r = tx.response.msg
+            tsig_err = f", TSIG error {r.tsig.error}" if r.tsig and r.tsig.error else ""
+            what = f"UPDATE id {tx.msg.id} answered {r.rcode_name}{tsig_err}"
+            bad.append(_ev(tx.response.where, what))
+    ok = f"{len(c.updates)} UPDATE(s) answered NOERROR"
+    return _result(rid, ok, bad, "DNS UPDATE not answered with NOERROR")
+
+
+# -- order ------------------------------------------------------------------------------------
+def order_trash(c: Context) -> RuleResult:
+    rid = "order.trash"
+    if not c.handovers:
+        return _skip(rid, "no handover (ADD_IP/SET_PRIMARY) in the capture")
+    dns_present = bool(c.facts.dns)
+    bad: list[Evidence] = []
+    notes: list[str] = []
+    for n, h in enumerate(c.handovers, 1):
+        tag = f"handover {n} to {h.address}"
+        conf = h.events.get("configured")
+        if conf is not None and h.add is not None and conf.wall > h.add.sent:
+            what = f"{tag}: ADD_IP sent {h.add.sent - conf.wall:+.3f}s before address configured"
+            bad.append(_ev(h.add.where, what))
+        # (name, key, where) of each acknowledged phase, in the required order
+        seq: list[tuple[str, tuple[float, float, int], Where]] = []
+        missing: list[str] = []
+        for name, step in (("ADD_IP", h.add), ("SET_PRIMARY", h.set_primary)):
+            if step is None or step.acked is None:
+                missing.append(f"{name} {'unacknowledged' if step else 'absent'}")
+            else:
+                assert step.exchange.ack is not None
+                seq.append((f"{name} acked", step.order_key, step.exchange.ack.where))
+        if h.dns is not None and h.dns.response is not None:
+            r = h.dns.response
+            seq.append(("DNS UPDATE answered", (r.where.time, r.where.time, 0), r.where))
+        elif dns_present:
+            missing.append("DNS UPDATE " + ("unanswered" if h.dns else "absent"))
+        step = h.delete
+        if step is None or step.acked is None:
+            missing.append(f"DELETE_IP {'unacknowledged' if step else 'absent'}")
+        else:
+            assert step.exchange.ack is not None
+            seq.append(("DELETE_IP acked", step.order_key, step.exchange.ack.where))
+        for (a, ka, _wa), (b, kb, wb) in zip(seq, seq[1:], strict=False):
+            if kb < ka:
+                bad.append(_ev(wb, f"{tag}: {b} before {a}"))
+        if missing:
+            notes.append(f"{tag}: " + ", ".join(missing))
+    note = ("; not judged: " + "; ".join(notes)) if notes else ""
+    if not dns_present:
+        note += "; no DNS in the capture: DNS step skipped"
+    ok = f"{len(c.handovers)} handover(s) in TraSH order{note}"
+    return _result(rid, ok, bad, f"handover steps out of TraSH order{note}")
+
+
+# -- continuity -------------------------------------------------------------------------------
+def continuity_tsn(c: Context) -> RuleResult:
+    rid = "continuity.tsn"
+    flows = c.facts.flows
+    if not flows:
+        return _skip(rid, "no SCTP DATA in the capture")
+    bad: list[Evidence] = []
+    parts = []
+    for (sport, dport, vtag), fl in flows.items():
+        name = f"{fl.src}:{sport} → {fl.dst}:{dport} (tag {vtag:#x})"
+        parts.append(f"{name}: {fl.chunks} DATA, {fl.duplicates} dup, {fl.filled} gaps filled")
+        if fl.missing:
+            miss = sorted(fl.missing)
+            runs: list[tuple[int, int]] = []
+            for t in miss:
+                if runs and runs[-1][1] == t - 1:
+                    runs[-1] = (runs[-1][0], t)
+                else:
+                    runs.append((t, t))
+            for lo, hi in runs:
+                where = fl.gap_where.get(lo) or next(
+                    (w for s, w in sorted(fl.gap_where.items()) if s <= lo), Where("?", 0, 0.0)
+                )
+                what = f"{name}: TSN {lo & 0xFFFFFFFF}" + (f"..{hi & 0xFFFFFFFF}" if hi > lo else "")
+                bad.append(_ev(where, what + " never seen"))
+        for lo, hi, where in fl.huge_gaps:
+            bad.append(_ev(where, f"{name}: jump over {hi - lo + 1} TSNs"))
+    summary = "; ".join(parts[:8]) + ("; ..." if len(parts) > 8 else "")
+    return _result(rid, summary, bad, f"DATA TSN gaps never filled; {summary}")
+
+
+def continuity_new_path(c: Context) -> RuleResult:
+    rid = "continuity.new_path"
+    judged = 0
+    bad: list[Evidence] = []
+    for n, h in enumerate(c.handovers, 1):
+        sp = h.set_primary
+        if sp is None or sp.acked is None:
+            continue
+        if any(i == sp.index and r for i, _p, r in sp.exchange.outcomes()):
+            continue  # refused: asconf.success reports it
+        fd = h.first_data
+        if fd is None:
+            continue
+        judged += 1
+        if fd.dst != h.address:
+            what = f"handover {n}: first new DATA (TSN {fd.tsn}) went to {fd.dst}, not {h.address}"
+            bad.append(_ev(fd.where, what))
+    if not judged:
+        return _skip(rid, "no DATA toward the MN after an acknowledged SET_PRIMARY")
+    ok = f"{judged} handover(s): first new DATA after SET_PRIMARY used the new address"
+    return _result(rid, ok, bad, "DATA kept using the old path after SET_PRIMARY")
+
+
+# -- timeline ---------------------------------------------------------------------------------
+def timeline_budgets(c: Context) -> list[RuleResult]:
+    out = []
+    for phase, budget in c.budgets.items():
+        rid = f"timeline.{phase}"
+        if phase not in PHASES:
+            out.append(RuleResult(rid, "fail", f"unknown phase {phase!r}; known: {', '.join(PHASES)}"))
+            continue
+        if not c.handovers:
+            out.append(_skip(rid, "no handover in the capture"))
+            continue
+        bad = []
+        worst = 0.0
+        for n, h in enumerate(c.handovers, 1):
+            offs = h.offsets()
+            w = h.add.where if h.add else Where("?", 0, h.start)
+            if phase not in offs:
+                bad.append(_ev(w, f"handover {n}: phase {phase} never reached"))
+            else:
+                worst = max(worst, offs[phase])
+                if offs[phase] > budget:
+                    what = f"handover {n}: {phase} at +{offs[phase]:.3f}s > budget {budget:.3f}s"
+                    bad.append(_ev(w, what))
+        ok = f"{len(c.handovers)} handover(s), worst {phase} at +{worst:.3f}s ≤ {budget:.3f}s"
+        out.append(_result(rid, ok, bad, f"{phase} over budget {budget:.3f}s"))
+    return out
+
+
+RULES: dict[str, Callable[[Context], RuleResult]] = {
+    "asconf.auth": asconf_auth,
+    "asconf.serial": asconf_serial,
+    "asconf.ack": asconf_ack,
+    "asconf.success": asconf_success,
+    "dns.signed": dns_signed,
+    "dns.answered": dns_answered,
+    "order.trash": order_trash,
+    "continuity.tsn": continuity_tsn,
+    "continuity.new_path": continuity_new_path,
+}
+
+
+def mn_updates(txs: list[DnsTransaction], mn_name: str | None) -> list[DnsTransaction]:
+    """UPDATEs touching the MN's name (all UPDATEs when no name is given)."""
+    if not mn_name:
+        return txs
+    name = norm_name(mn_name)
+    return [tx for tx in txs if name in update_owners(tx.msg)]
+
+
+__all__ = ["GROUPS", "PARAM_NAMES", "RULES", "RULE_IDS", "Context", "mn_updates", "timeline_budgets"]

@@ -1,0 +1,78 @@
+"""The checker's result: rule outcomes with evidence, capture statistics and handover timelines.
+
+Serialised as ``verdict.json``::
+
+    {"passed": bool,
+     "rules": [{"id", "status": "pass|fail|skip", "message",
+                "evidence": [{"pcap", "frame", "time", "what"}]}],
+     "stats": {...}, "handovers": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Status = Literal["pass", "fail", "skip"]
+MAX_EVIDENCE = 50  # per rule; the message gives the full count
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    pcap: str
+    frame: int
+    time: float
+    what: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pcap": self.pcap, "frame": self.frame, "time": self.time, "what": self.what}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    id: str
+    status: Status
+    message: str
+    evidence: tuple[Evidence, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "message": self.message,
+            "evidence": [e.to_dict() for e in self.evidence[:MAX_EVIDENCE]],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    rules: tuple[RuleResult, ...]
+    stats: dict[str, Any] = field(default_factory=dict)
+    handovers: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """True when no selected rule failed (skipped rules do not fail a run)."""
+        return all(r.status != "fail" for r in self.rules)
+
+    def rule(self, rule_id: str) -> RuleResult:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+    def statuses(self) -> dict[str, Status]:
+        return {r.id: r.status for r in self.rules}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "rules": [r.to_dict() for r in self.rules],
+            "stats": self.stats,
+            "handovers": list(self.handovers),
+        }
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")

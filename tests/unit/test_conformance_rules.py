@@ -1,0 +1,242 @@
+"""Each broken step of the TraSH ladder fails exactly the rule it breaks; the rest pass."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP
+from scapy.layers.l2 import Ether
+
+from testbed.conformance import RULE_IDS, Verdict, check
+from testbed.conformance.synth import Capture, Knobs, agent_events, trash_capture, write_pcap
+from testbed.decode.pcap import LINKTYPE_LINUX_SLL2
+from testbed.errors import ConfigError
+
+MN = "mn.mobile.test"
+
+
+def _run(tmp_path: Path, cap: Capture, *, pcapng: bool = False, **kw: object) -> Verdict:
+    if pcapng:
+        cap.write_pcapng(tmp_path / "link.pcapng")
+    else:
+        cap.write_pcap(tmp_path / "link.pcap")
+    return check(tmp_path, mn_name=MN, **kw)  # type: ignore[arg-type]
+
+
+def _failing(v: Verdict) -> set[str]:
+    return {r.id for r in v.rules if r.status == "fail"}
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("pcapng", [False, True], ids=["pcap", "pcapng"])
+def test_correct_ladder_passes_every_rule(tmp_path: Path, v6: bool, pcapng: bool) -> None:
+    v = _run(tmp_path, trash_capture(Knobs(v6=v6)), pcapng=pcapng)
+    assert v.passed, [r for r in v.rules if r.status != "pass"]
+    assert set(v.statuses()) == set(RULE_IDS)
+    assert all(s == "pass" for s in v.statuses().values())
+    assert v.stats["malformed"] == 0 and v.stats["handovers"] == 1
+    (ho,) = v.handovers
+    new = "2001:db8:2::10" if v6 else "198.51.100.10"
+    old = "2001:db8:1::10" if v6 else "192.0.2.10"
+    assert (ho["address"], ho["old_address"]) == (new, old)
+    assert "SHA-1" in v.rule("asconf.auth").message
+
+
+BROKEN = [
+    (Knobs(ack_add=False), "asconf.ack", "no ASCONF-ACK"),
+    (Knobs(set_primary_first=True), "order.trash", "SET_PRIMARY acked before ADD_IP acked"),
+    (Knobs(auth=False), "asconf.auth", "without AUTH"),
+    (Knobs(dns_rcode=5), "dns.answered", "REFUSED"),
+    (Knobs(skip_serial=True), "asconf.serial", "expected 1001"),
+    (Knobs(serial_offset=7), "asconf.serial", "not the sender's initial TSN 1000"),
+    (Knobs(signed=False), "dns.signed", "unsigned UPDATE"),
+    (Knobs(refuse_set_primary=True), "asconf.success", "Request Refused - No Authorization"),
+    (Knobs(lose_tsn=True), "continuity.tsn", "never seen"),
+    (Knobs(data_to_old=True), "continuity.new_path", "not 198.51.100.10"),
+]
+
+
+@pytest.mark.parametrize(("knobs", "rule", "text"), BROKEN, ids=[b[1] + ":" + b[2][:12] for b in BROKEN])
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_each_fault_fails_exactly_its_rule(
+    tmp_path: Path, knobs: Knobs, rule: str, text: str, v6: bool
+) -> None:
+    knobs.v6 = v6
+    if v6:
+        text = text.replace("198.51.100.10", "2001:db8:2::10")
+    v = _run(tmp_path, trash_capture(knobs))
+    assert _failing(v) == {rule}, [(r.id, r.message) for r in v.rules if r.status != "pass"]
+    res = v.rule(rule)
+    assert res.evidence, res
+    assert any(text in e.what for e in res.evidence), res.evidence
+    ev = res.evidence[0]
+    assert ev.pcap == "link.pcap" and ev.frame > 0 and ev.time > 1_700_000_000
+    assert not v.passed
+
+
+def test_sctp_only_capture_is_judged_on_sctp_rules(tmp_path: Path) -> None:
+    cap = trash_capture()
+    cap.frames = [(t, f) for t, f in cap.frames if b"\x00\x35" not in f[34:38]]  # drop port 53
+    v = _run(tmp_path, cap)
+    st = v.statuses()
+    assert st["dns.signed"] == st["dns.answered"] == "skip"
+    assert all(st[r] == "pass" for r in RULE_IDS if not r.startswith("dns."))
+    assert "DNS step skipped" in v.rule("order.trash").message
+
+
+def test_dns_only_capture_skips_sctp_rules(tmp_path: Path) -> None:
+    cap = trash_capture()
+    cap.frames = [(t, f) for t, f in cap.frames if f[23] == 17]  # IPv4 proto UDP
+    v = _run(tmp_path, cap)
+    st = v.statuses()
+    assert st["dns.signed"] == st["dns.answered"] == "pass"
+    assert {r for r, s in st.items() if s == "skip"} == set(RULE_IDS) - {"dns.signed", "dns.answered"}
+
+
+def test_mn_name_filters_updates(tmp_path: Path) -> None:
+    trash_capture(Knobs(signed=False)).write_pcap(tmp_path / "a.pcap")
+    v = check(tmp_path, mn_name="other.mobile.test")
+    assert v.statuses()["dns.signed"] == "skip"
+
+
+def test_garbage_and_truncated_packets_are_counted_not_fatal(tmp_path: Path) -> None:
+    cap = trash_capture()
+    frames = cap.sorted_frames()
+    t = frames[5][0]
+    asconf = next(f for _t, f in frames if len(f) > 80 and f[34 + 12 + 28] == 0xC1)  # after AUTH
+    cap.add(t + 1e-4, b"\xff" * 9)  # shorter than Ethernet
+    cap.add(t + 2e-4, asconf[:-6])  # truncated IP packet
+    bad_ip = bytearray(asconf)
+    struct.pack_into("!H", bad_ip, 16, 9)  # IPv4 total length < header
+    cap.add(t + 3e-4, bytes(bad_ip))
+    cap.add(t + 4e-4, bytes(Ether(dst="02:00:00:00:00:02") / IP(proto=132) / b"\x01\x02"))
+    path = tmp_path / "g.pcap"
+    cap.write_pcap(path)
+    path.write_bytes(path.read_bytes() + b"\x01\x02\x03")  # torn last record header
+    v = check(tmp_path, mn_name=MN)
+    assert v.passed
+    assert v.stats["malformed"] == 4
+    reasons = " | ".join(e["reason"] for e in v.stats["malformed_examples"])
+    assert "truncated IPv4 packet" in reasons and "bad IPv4 header" in reasons
+    assert "truncated SCTP common header" in reasons
+    assert v.stats["capture_problems"] and "truncated" in v.stats["capture_problems"][0]
+
+
+def test_same_packets_on_two_links_are_deduplicated(tmp_path: Path) -> None:
+    frames = trash_capture().sorted_frames()
+    write_pcap(tmp_path / "link1.pcap", frames)
+    later = []
+    for t, f in frames:
+        b = bytearray(f)
+        if b[12:14] == b"\x08\x00":
+            b[22] -= 1  # TTL: changes hop by hop, ignored by the dedup key
+        later.append((t + 0.0004, bytes(b)))
+    write_pcap(tmp_path / "link2.pcap", later)
+    v = check(tmp_path, mn_name=MN)
+    assert v.passed, [(r.id, r.message) for r in v.rules if r.status == "fail"]
+    assert v.stats["duplicates_removed"] == len(frames)
+    assert v.stats["packets"] == 2 * len(frames)
+    assert "0 dup" in v.rule("continuity.tsn").message
+
+
+def test_tcpdump_any_sll2_copies_deduplicated_but_retransmissions_kept(tmp_path: Path) -> None:
+    frames = trash_capture().sorted_frames()
+
+    def sll2(ifindex: int, eth: bytes) -> bytes:
+        return struct.pack("!HHIHBB8s", 0x0800, 0, ifindex, 1, 0, 6, eth[6:12] + b"\0\0") + eth[14:]
+
+    out = []
+    for t, f in frames:
+        out += [(t, sll2(2, f)), (t + 0.0001, sll2(3, f))]  # in on one port, out on another
+    data = next(f for _t, f in frames if f[23] == 132 and f[46] == 0 and f[26:30] != f[30:34])
+    out.append((frames[-1][0] + 0.01, sll2(2, data)))  # a genuine retransmission
+    write_pcap(tmp_path / "any.pcap", out, linktype=LINKTYPE_LINUX_SLL2)
+    v = check(tmp_path, mn_name=MN)
+    assert v.passed
+    assert v.stats["duplicates_removed"] == len(frames)
+    assert "1 dup" in v.rule("continuity.tsn").message
+
+
+def test_timeline_with_events_and_budgets(tmp_path: Path) -> None:
+    cap = trash_capture()
+    v = _run(
+        tmp_path,
+        cap,
+        events=agent_events(),
+        budgets={"dns_acked": 0.5, "delete_ip_acked": 0.1},
+    )
+    st = v.statuses()
+    assert st["timeline.dns_acked"] == "pass"
+    assert st["timeline.delete_ip_acked"] == "fail"
+    assert _failing(v) == {"timeline.delete_ip_acked"}
+    (ho,) = v.handovers
+    assert list(ho["phases"])[:4] == ["lost", "link_up", "detected", "configured"]
+    off = ho["offsets"]
+    assert off["link_up"] == 0.0
+    assert off["configured"] == pytest.approx(0.08, abs=1e-5)
+    assert off["add_ip_acked"] == pytest.approx(0.102, abs=1e-5)
+    assert off["set_primary_acked"] < off["dns_acked"] < off["delete_ip_acked"]
+    assert off["first_data_new_path"] == pytest.approx(0.13, abs=1e-5)
+
+
+def test_address_configured_after_add_ip_breaks_order(tmp_path: Path) -> None:
+    events = agent_events()
+    events[-1]["wall"] = 1_700_000_001.5  # configured after ADD_IP went out
+    v = _run(tmp_path, trash_capture(), events=events)
+    assert _failing(v) == {"order.trash"}
+    assert "before address configured" in v.rule("order.trash").evidence[0].what
+
+
+def test_events_without_wall_time_leave_phases_out(tmp_path: Path) -> None:
+    events = [{k: v for k, v in e.items() if k != "wall"} for e in agent_events()]
+    v = _run(tmp_path, trash_capture(), events=events)
+    assert v.passed and "link_up" not in v.handovers[0]["phases"]
+
+
+def test_rule_selection(tmp_path: Path) -> None:
+    v = _run(tmp_path, trash_capture(Knobs(dns_rcode=5)), rules="asconf,continuity.tsn")
+    assert set(v.statuses()) == {
+        "asconf.auth", "asconf.serial", "asconf.ack", "asconf.success", "continuity.tsn"
+    }  # fmt: skip
+    assert v.passed
+    with pytest.raises(ConfigError, match="unknown rule"):
+        check(tmp_path, rules="bogus")
+    with pytest.raises(ConfigError, match="unknown phase"):
+        check(tmp_path, budgets={"nope": 1.0})
+
+
+def test_verdict_json_shape(tmp_path: Path) -> None:
+    v = _run(tmp_path, trash_capture(Knobs(ack_add=False)))
+    d = v.to_dict()
+    assert set(d) == {"passed", "rules", "stats", "handovers"}
+    assert d["passed"] is False
+    r = next(r for r in d["rules"] if r["id"] == "asconf.ack")
+    assert set(r) == {"id", "status", "message", "evidence"}
+    assert set(r["evidence"][0]) == {"pcap", "frame", "time", "what"}
+    for key in ("packets", "malformed", "unknown"):
+        assert key in d["stats"]
+
+
+def test_gap_filled_by_a_later_retransmission_passes(tmp_path: Path) -> None:
+    cap = trash_capture()
+    frames = cap.sorted_frames()
+    to_mn = [(t, f) for t, f in frames if f[23] == 132 and f[46] == 0 and f[30:34] == bytes([192, 0, 2, 10])]
+    t, late = to_mn[1]
+    cap.frames.remove((t, late))
+    cap.add(t + 0.015, late)  # arrives after its successor: a gap, filled later
+    v = _run(tmp_path, cap)
+    assert v.passed
+    assert "1 gaps filled" in v.rule("continuity.tsn").message
+
+
+def test_ipv6_pcapng_with_sll2_link_type(tmp_path: Path) -> None:
+    frames = trash_capture(Knobs(v6=True)).sorted_frames()
+    sll2 = [(t, struct.pack("!HHIHBB8s", 0x86DD, 0, 4, 1, 4, 6, f[:6] + b"\0\0") + f[14:]) for t, f in frames]
+    from testbed.conformance.synth import write_pcapng
+
+    write_pcapng(tmp_path / "any.pcapng", sll2, linktype=LINKTYPE_LINUX_SLL2)
+    v = check(tmp_path, mn_name=MN)
+    assert v.passed and all(s == "pass" for s in v.statuses().values())
+    assert v.handovers[0]["address"] == "2001:db8:2::10"
