@@ -1,0 +1,162 @@
+"""TraSH sequencing (spec §5, Appendix A): movement events in, binding actions out.
+
+``TrashSequencer`` is the I/O-free core: it turns the agent's events into the ordered actions
+of the TraSH ladder — ``add`` the new address (ASCONF ADD_IP), ``primary`` when the policy says
+the new network is better (SET_PRIMARY), ``location`` right after (the DNS UPDATE to the new
+network's addresses), ``delete`` once the old network is lost (DELETE_IP). Every decision is the
+shared ``Policy``'s; any transport's driver executes the actions.
+
+``python -m testbed.mobility.binding`` is the I/O shell run on the MN: it subscribes to the
+agent, feeds the sequencer and executes actions against an SCTP binding driver's command
+socket and the location updater, logging each action with its times as JSON lines.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from testbed.mobility.events import Event
+from testbed.mobility.policy import NetworkView, Policy
+
+ActionKind = Literal["add", "primary", "location", "delete"]
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    address: str = ""  # add / primary / delete
+    a: tuple[str, ...] = ()  # location: records to publish
+    aaaa: tuple[str, ...] = ()
+    cause: int = 0  # seq of the event that led to it
+
+
+def _family(prefix: str | None, addresses: tuple[str, ...]) -> int:
+    if prefix:
+        return ipaddress.ip_network(prefix, strict=False).version
+    return ipaddress.ip_address(addresses[0]).version if addresses else 0
+
+
+@dataclass
+class TrashSequencer:
+    """Holds the association's view: bound addresses, networks seen, the primary network."""
+
+    policy: Policy = field(default_factory=Policy)
+    bound: set[str] = field(default_factory=set)  # addresses in the association now
+    networks: dict[tuple[str, str], NetworkView] = field(default_factory=dict)
+    primary: NetworkView | None = None
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    published: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+    def start(self, bound: set[str], networks: list[NetworkView], primary_addr: str) -> None:
+        """The association as established: its addresses and the network of its primary."""
+        self.bound = set(bound)
+        for n in networks:
+            self.networks[(n.ifname, n.prefix)] = n
+            if primary_addr in n.addresses:
+                self.primary = n
+
+    def feed(self, e: Event) -> list[Action]:
+        if e.metrics:
+            self.metrics[e.ifname] = dict(e.metrics)
+        if e.kind == "configured" and e.prefix:
+            return self._configured(e)
+        if e.kind == "lost" and e.prefix:
+            return self._lost(e)
+        if e.kind == "metric":
+            return self._reconsider(e.seq)
+        return []
+
+    # -- the ladder
+    def _configured(self, e: Event) -> list[Action]:
+        nv = NetworkView(e.ifname, e.prefix or "", tuple(e.addresses), configured=True,
+                         family=_family(e.prefix, tuple(e.addresses)))
+        self.networks[(nv.ifname, nv.prefix)] = nv
+        out: list[Action] = []
+        if self.policy.should_add(nv):
+            for addr in nv.addresses:
+                if addr not in self.bound:
+                    self.bound.add(addr)
+                    out.append(Action("add", addr, cause=e.seq))
+            if self.policy.should_make_primary(nv, self.primary, self.metrics):
+                out += self._switch(nv, e.seq)
+        if self.primary and nv.ifname == self.primary.ifname:
+            out += self._publish(e.seq)  # e.g. the AAAA of the primary link, after its A
+        return out
+
+    def _lost(self, e: Event) -> list[Action]:
+        key = (e.ifname, e.prefix or "")
+        old = self.networks.get(key) or NetworkView(e.ifname, e.prefix or "", tuple(e.addresses))
+        old = replace(old, lost=True, addresses=tuple(e.addresses) or old.addresses)
+        self.networks[key] = old
+        out: list[Action] = []
+        if self.primary and (self.primary.ifname, self.primary.prefix) == key:
+            self.primary = old
+            best = self._best_other(old)
+            if best is not None:
+                out += self._switch(best, e.seq)
+            else:
+                out += self._publish(e.seq)  # nothing left to point at: withdraw
+        if self.policy.should_delete(old, self.primary):
+            for addr in old.addresses:
+                if addr in self.bound:
+                    self.bound.discard(addr)
+                    out.append(Action("delete", addr, cause=e.seq))
+        return out
+
+    def _reconsider(self, seq: int) -> list[Action]:
+        for nv in self.networks.values():
+            if nv.usable and nv != self.primary and self.policy.should_make_primary(
+                    nv, self.primary, self.metrics):
+                return self._switch(nv, seq)
+        return []
+
+    def _switch(self, nv: NetworkView, seq: int) -> list[Action]:
+        addr = next((a for a in nv.addresses if a in self.bound), None)
+        if addr is None:
+            return []
+        self.primary = nv
+        out = [Action("primary", addr, cause=seq)]
+        out += self._publish(seq)
+        if not self.policy.keep_old:
+            for n in list(self.networks.values()):
+                if n.ifname != nv.ifname and self.policy.should_delete(n, nv):
+                    for a in n.addresses:
+                        if a in self.bound:
+                            self.bound.discard(a)
+                            out.append(Action("delete", a, cause=seq))
+        return out
+
+    def _best_other(self, old: NetworkView) -> NetworkView | None:
+        for nv in self.networks.values():
+            if nv.usable and nv.family == old.family and (nv.ifname, nv.prefix) != (old.ifname, old.prefix):
+                return nv
+        return None
+
+    def _publish(self, seq: int) -> list[Action]:
+        """The location update: every usable address on the primary network's link."""
+        a: list[str] = []
+        aaaa: list[str] = []
+        if self.primary and self.primary.usable:
+            for nv in self.networks.values():
+                if nv.ifname == self.primary.ifname and nv.usable:
+                    for addr in nv.addresses:
+                        (a if ipaddress.ip_address(addr).version == 4 else aaaa).append(addr)
+        records = (tuple(sorted(a)), tuple(sorted(aaaa)))
+        if records == self.published:
+            return []
+        self.published = records
+        return [Action("location", a=records[0], aaaa=records[1], cause=seq)]
+
+
+def views_from_state(state: Mapping) -> list[NetworkView]:
+    """NetworkViews of the agent's state file (for starting a sequencer mid-run)."""
+    out = []
+    for ifname, st in state.get("interfaces", {}).items():
+        for n in st.get("networks", []):
+            addrs = tuple(n.get("addresses", ()))
+            out.append(NetworkView(ifname, n["prefix"], addrs, configured=bool(n.get("configured")),
+                                   lost=st.get("link") != "up", family=_family(n["prefix"], addrs)))
+    return out
