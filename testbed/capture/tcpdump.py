@@ -44,12 +44,14 @@ class Capture:
         for v in lab.plan.veths:
             ns = lab.state.ns(v.a)
             cap.links.append(LinkCapture(v.a_ifname, ns, v.a_ifname, directory / f"{v.a_ifname}.pcap",
-                                         directory / f"{v.a_ifname}.tcpdump.log"))
+                                         directory.parent / "logs" / f"{v.a_ifname}.tcpdump.log"))
         return cap
 
     def start(self, timeout: float = 10.0) -> None:
         require("tcpdump", "tcpdump")
         self.directory.mkdir(parents=True, exist_ok=True)
+        for lc in self.links:
+            lc.log.parent.mkdir(parents=True, exist_ok=True)
         try:
             for lc in self.links:
                 lc.proc = netns.spawn(lc.netns, [

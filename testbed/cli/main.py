@@ -16,6 +16,7 @@ from testbed.state import DEFAULT_LAB
 
 console = Console(stderr=True)
 out = Console()
+out_console = out
 
 
 @contextmanager
@@ -106,6 +107,23 @@ def cmd_move(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(a: argparse.Namespace) -> int:
+    import time as _time
+    from pathlib import Path
+
+    from testbed.conformance.cli import render
+    from testbed.scenario import model, runner
+
+    sc = model.load(a.scenario)
+    out = Path(a.out or f"out/{sc.name}-{_time.strftime('%Y%m%d-%H%M%S')}")
+    with progress(f"scenario {sc.name}") as step:
+        result = runner.run(sc, out, a.lab, step)
+    render(result.verdict, out_console)
+    report = result.out / "report.html"
+    console.print(f"results: {result.out}" + (f"; report: {report}" if report.exists() else ""))
+    return 0 if result.passed else 1
+
+
 def _mobile_lab(a: argparse.Namespace):
     from testbed.lab import Lab
 
@@ -188,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overlap", type=float, default=0.0, help="seconds on both networks")
     s.add_argument("--gap", type=float, default=0.0, help="seconds on no network")
     s.set_defaults(fn=cmd_move)
+
+    s = sub.add_parser("run", help="run a scenario (default: one TraSH handover) and judge it")
+    s.add_argument("scenario", nargs="?", help="scenario name in topologies/scenarios/ or a path")
+    s.add_argument("--out", help="output directory (default: out/<scenario>-<time>)")
+    s.set_defaults(fn=cmd_run)
 
     sub.add_parser("check", help="judge captures against Appendix A (testbed check --help)",
                    add_help=False)

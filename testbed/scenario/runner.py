@@ -1,0 +1,228 @@
+"""Running a scenario: lab up if needed, capture every link, play the steps, judge, report.
+
+Output directory: ``pcaps/`` (one pcap per link), ``events.jsonl`` (agent events, location
+outcomes, traffic records and scenario steps, one clock: wall time, plus monotonic where
+known), ``verdict.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.capture.tcpdump import Capture
+from testbed.errors import TestbedError
+from testbed.lab import Lab
+from testbed.scenario.model import Metric, Move, PingPong, Scenario, parse_step
+from testbed.state import LabState
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class EventLog:
+    """events.jsonl: every record carries ``event`` and ``wall`` (and ``mono`` when known)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, record: dict[str, Any]) -> None:
+        record.setdefault("wall", time.time())
+        with self._lock:
+            self.records.append(record)
+
+    def step(self, name: str, **kw: Any) -> None:
+        self.add({"event": "step", "step": name, "mono": time.monotonic(), **kw})
+
+    def write(self) -> None:
+        with self._lock:
+            rows = sorted(self.records, key=lambda r: r.get("wall", 0))
+        self.path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+
+
+class AgentCollector:
+    """Subscribes to the MN's agent for the run and copies its events into the log."""
+
+    def __init__(self, lab: Lab, log: EventLog) -> None:
+        self.lab, self.log = lab, log
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        if not self.lab.agent_running():
+            return
+        self._thread = threading.Thread(target=self._run, name="agent-events", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise TestbedError("could not subscribe to the mobility agent within 10 s")
+
+    def _run(self) -> None:
+        async def go() -> None:
+            client = self.lab.agent_client()
+            async with client.subscribe() as sub:
+                self._ready.set()
+                while not self._stop.is_set():
+                    try:
+                        e = await sub.next(timeout=0.1)
+                    except TimeoutError:
+                        continue
+                    if e is None:
+                        return
+                    self.log.add({"event": e.kind, **{k: v for k, v in e.to_dict().items() if k != "kind"}})
+        try:
+            asyncio.run(go())
+        except BaseException as e:  # noqa: BLE001 - reported by stop()
+            self.error = e
+            self._ready.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+
+
+@dataclass
+class RunResult:
+    out: Path
+    verdict: Any
+    lab: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.verdict.passed)
+
+
+class Runner:
+    def __init__(self, scenario: Scenario, lab: Lab, out: Path, progress: Progress = _quiet) -> None:
+        self.sc, self.lab, self.out, self.progress = scenario, lab, out.resolve(), progress
+        self.log = EventLog(self.out / "events.jsonl")
+        self.rng = random.Random(scenario.seed)
+        self.traffic = None  # set by the SCTP traffic controller when the lab has SCTP nodes
+
+    # -- steps
+    def _move(self, m: Move) -> None:
+        self.progress(f"move to {m.to} ({m.mode})")
+        self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap)
+        times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap)
+        self.log.step("moved", to=m.to, **{f"{k}_s": v for k, v in times.items()})
+
+    def _ping_pong(self, p: PingPong) -> None:
+        for i in range(p.times):
+            target = p.between[(i + 1) % 2] if self.lab.state.attached == [p.between[0]] \
+                else p.between[i % 2]
+            self._move(Move(to=target, mode=p.mode))
+            self._wait(p.dwell)
+
+    def _metric(self, m: Metric) -> None:
+        self.log.step("metric", ifname=m.ifname, name=m.name, value=m.value)
+        asyncio.run(self.lab.agent_client().set_metric(m.ifname, m.name, m.value))
+
+    def _wait(self, seconds: float) -> None:
+        self.log.step("wait", seconds=seconds)
+        time.sleep(seconds)  # the scenario's own dwell time, not a wait for an event
+
+    def _traffic(self, action: str) -> None:
+        if self.traffic is None:
+            raise TestbedError(
+                "traffic steps need SCTP endpoints: give mn and cn `sctp: {stack: vm}` (or host) "
+                "in the topology")
+        self.progress(f"traffic {action}")
+        self.log.step("traffic", action=action)
+        getattr(self.traffic, action)()
+
+    def _depart(self) -> None:
+        self.progress("depart")
+        self.log.step("depart")
+        for r in self.lab.depart():
+            self.log.add(r)
+
+    def play(self) -> None:
+        for rep in range(self.sc.repeat):
+            self.log.step("repeat", index=rep)
+            for i, raw in enumerate(self.sc.steps):
+                kind, arg = parse_step(raw, f"steps.{i}")
+                if kind == "move":
+                    self._move(arg)
+                elif kind == "ping_pong":
+                    self._ping_pong(arg)
+                elif kind == "metric":
+                    self._metric(arg)
+                elif kind == "wait":
+                    self._wait(arg)
+                elif kind == "traffic":
+                    self._traffic(arg)
+                elif kind == "depart":
+                    self._depart()
+
+    def run(self) -> RunResult:
+        from testbed.conformance.checker import check
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        pcaps = self.out / "pcaps"
+        capture = Capture.for_lab(self.lab, pcaps)
+        collector = AgentCollector(self.lab, self.log)
+        loc_log = self.lab.agent_dir / "location.jsonl"
+        loc_before = len(loc_log.read_text().splitlines()) if loc_log.exists() else 0
+        self.progress("capturing every link")
+        capture.start()
+        try:
+            collector.start()
+            self.log.step("start", scenario=self.sc.name, seed=self.sc.seed, lab=self.lab.state.lab)
+            self.play()
+            self.log.step("end")
+        finally:
+            if self.traffic is not None:
+                self.traffic.close(self.log)
+            collector.stop()
+            capture.stop()
+            if loc_log.exists():
+                for line in loc_log.read_text().splitlines()[loc_before:]:
+                    self.log.add(json.loads(line))
+            self.log.write()
+        self.progress("checking the captures")
+        events = [r for r in self.log.records if r.get("event") in (
+            "link_up", "link_down", "detected", "configured", "lost")]
+        z = self.lab.topo.dns
+        verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
+                        mn_name=f"{z.mobile_name}.{z.zone}")
+        verdict.write(self.out / "verdict.json")
+        self._report()
+        return RunResult(self.out, verdict, self.lab.state.lab)
+
+    def _report(self) -> None:
+        try:
+            from testbed.report.html import render_report
+        except ImportError:
+            return
+        p = self.lab.plan
+        ars = [a.router for a in self.lab.topo.access_networks]
+        roles = {
+            "MN": [], "New AR": [p.address_of(a, 4) or "" for a in ars[1:]] or [],
+            "CN": [str(x.ip) for x in p.nodes["cn"].addresses()] if "cn" in p.nodes else [],
+            "DHCP": [str(x.ip) for a in ars for x in p.nodes[a].addresses()],
+            "Location manager": [str(x.ip) for x in p.nodes[self.lab.topo.dns.server].addresses()],
+        }
+        for a in self.lab.topo.access_networks:
+            roles["MN"] += [f"{a.ipv4}", f"{a.ipv6}"]
+        render_report(self.out, roles, f"{self.sc.name} on lab {self.lab.state.lab}")
+
+
+def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = _quiet) -> RunResult:
+    """Bring the scenario's lab up if it is not, run, and leave the lab up."""
+    lab = Lab.open(lab_name) if LabState.exists(lab_name) else Lab.up(scenario.topology, lab_name, progress)
+    return Runner(scenario, lab, out, progress).run()
