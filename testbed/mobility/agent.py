@@ -69,6 +69,8 @@ class AgentConfig:
     detector: DetectorOptions = field(default_factory=DetectorOptions)
     queue_size: int = 256  # per subscriber
     history: int = 1024  # events kept for subscribe-with-since
+    events_log: Path | None = None  # every event appended as a JSON line (readable from the host
+    # even when the agent runs inside a VM, whose Unix socket the host cannot reach)
     on_link_up: Sequence[str] | None = None  # argv template, "{ifname}" replaced; killed on down
     hook_log_dir: Path | None = None
 
@@ -122,6 +124,9 @@ class Agent:
 
     # -- event fan-out (the detector's sink; synchronous, never blocks)
     def publish(self, events: list[Event]) -> None:
+        if self.cfg.events_log and events:
+            with open(self.cfg.events_log, "a") as f:
+                f.write("".join(e.to_json() + "\n" for e in events))
         for e in events:
             self.history.append(e)
             for sub in self.subscribers:
@@ -464,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimistic-dad", action="store_true", help="RFC 4429 on watched links")
     p.add_argument("--rtt-interval", type=float, help="probe the gateway RTT every N s")
     p.add_argument("--queue-size", type=int, default=256, help="per-subscriber event queue")
+    p.add_argument("--events-log", type=Path, help="append every event here as a JSON line")
     p.add_argument("--on-link-up", help="command run per link at link-up ({ifname}), stopped "
                    "at link-down; e.g. a DHCP client")  # fmt: skip
     p.add_argument("--location-hooks", help="MODULE:CALLABLE returning LocationHooks")
@@ -484,6 +490,7 @@ async def amain(args: argparse.Namespace) -> None:
             rtt_interval=args.rtt_interval,
         ),
         queue_size=args.queue_size,
+        events_log=args.events_log.absolute() if args.events_log else None,
         on_link_up=shlex.split(args.on_link_up) if args.on_link_up else None,
     )
     # Wiring point for location management (§4): the lead passes e.g.

@@ -85,11 +85,11 @@ def parse_step(step: dict[str, Any], where: str) -> tuple[str, Any]:
             return kind, Metric.model_validate(arg)
         if kind == "wait":
             if not isinstance(arg, int | float) or arg < 0:
-                raise ValueError("wait takes a number of seconds >= 0")
+                raise ValueError(f"{where}.wait: takes a number of seconds >= 0")
             return kind, float(arg)
         if kind == "traffic":
             if arg not in ("start", "stop"):
-                raise ValueError("traffic takes start or stop")
+                raise ValueError(f"{where}.traffic: takes start or stop")
             return kind, arg
         if kind == "depart":
             return kind, None

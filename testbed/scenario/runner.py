@@ -52,47 +52,20 @@ class EventLog:
         self.path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
 
 
-class AgentCollector:
-    """Subscribes to the MN's agent for the run and copies its events into the log."""
+class FileTail:
+    """New JSON lines of a file since construction (the agent's event and location logs are
+    files in its directory, readable from the host even when the agent runs in a VM)."""
 
-    def __init__(self, lab: Lab, log: EventLog) -> None:
-        self.lab, self.log = lab, log
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self.error: BaseException | None = None
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
 
-    def start(self) -> None:
-        if not self.lab.agent_running():
-            return
-        self._thread = threading.Thread(target=self._run, name="agent-events", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise TestbedError("could not subscribe to the mobility agent within 10 s")
-
-    def _run(self) -> None:
-        async def go() -> None:
-            client = self.lab.agent_client()
-            async with client.subscribe() as sub:
-                self._ready.set()
-                while not self._stop.is_set():
-                    try:
-                        e = await sub.next(timeout=0.1)
-                    except TimeoutError:
-                        continue
-                    if e is None:
-                        return
-                    self.log.add({"event": e.kind, **{k: v for k, v in e.to_dict().items() if k != "kind"}})
-        try:
-            asyncio.run(go())
-        except BaseException as e:  # noqa: BLE001 - reported by stop()
-            self.error = e
-            self._ready.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with open(self.path) as f:
+            f.seek(self.offset)
+            return [json.loads(x) for x in f.read().splitlines() if x.strip()]
 
 
 @dataclass
@@ -175,24 +148,22 @@ class Runner:
         self.out.mkdir(parents=True, exist_ok=True)
         pcaps = self.out / "pcaps"
         capture = Capture.for_lab(self.lab, pcaps)
-        collector = AgentCollector(self.lab, self.log)
-        loc_log = self.lab.agent_dir / "location.jsonl"
-        loc_before = len(loc_log.read_text().splitlines()) if loc_log.exists() else 0
+        agent_events = FileTail(self.lab.agent_dir / "events.jsonl")
+        locations = FileTail(self.lab.agent_dir / "location.jsonl")
         self.progress("capturing every link")
         capture.start()
         try:
-            collector.start()
             self.log.step("start", scenario=self.sc.name, seed=self.sc.seed, lab=self.lab.state.lab)
             self.play()
             self.log.step("end")
         finally:
             if self.traffic is not None:
                 self.traffic.close(self.log)
-            collector.stop()
             capture.stop()
-            if loc_log.exists():
-                for line in loc_log.read_text().splitlines()[loc_before:]:
-                    self.log.add(json.loads(line))
+            for e in agent_events.read():
+                self.log.add({"event": e.pop("kind"), **e})
+            for r in locations.read():
+                self.log.add(r)
             self.log.write()
         self.progress("checking the captures")
         events = [r for r in self.log.records if r.get("event") in (

@@ -30,12 +30,14 @@ class MobilityAgent(Daemon):
         self.socket = directory / "agent.sock"
         self.state = directory / "state.json"
         self.location_log = directory / "location.jsonl"
+        self.events_log = directory / "events.jsonl"
 
     def argv(self) -> list[str]:
         env = {**self.location_env, "TESTBED_LOC_LOG": str(self.location_log),
                "PYTHONUNBUFFERED": "1"}
         argv = ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m",
                 "testbed.mobility.agent", "--socket", str(self.socket), "--state", str(self.state),
+                "--events-log", str(self.events_log),
                 "--ifaces", ",".join(self.ifaces),
                 # an RS that races the AR's own link-up is lost: solicit again soon, not after 1 s
                 "--rs-count", "5", "--rs-interval", "0.2"]

@@ -1,0 +1,34 @@
+"""A scenario run on the real lab: captures for every link, merged events, a verdict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from testbed.conformance.checker import check
+from testbed.scenario import model
+from testbed.scenario.runner import Runner
+
+pytestmark = pytest.mark.integration
+
+
+def test_move_scenario_writes_pcaps_events_and_a_passing_verdict(testbed_lab, tmp_path):
+    sc = model.load("move-ar2")
+    result = Runner(sc, testbed_lab, tmp_path).run()
+    assert result.passed, json.dumps(result.verdict.to_dict()["rules"], indent=1)
+    pcaps = sorted(p.name for p in (tmp_path / "pcaps").glob("*.pcap"))
+    assert pcaps == sorted(f"{v.a_ifname}.pcap" for v in testbed_lab.plan.veths)
+    rows = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    walls = [r["wall"] for r in rows]
+    assert walls == sorted(walls)
+    steps = [r["step"] for r in rows if r["event"] == "step"]
+    assert steps[:3] == ["start", "repeat", "move"] and steps[-1] == "end"
+    configured = {r["prefix"] for r in rows if r["event"] == "configured"}
+    assert {"198.51.100.0/24", "2001:db8:a2::/64", "192.0.2.0/24", "2001:db8:a1::/64"} <= configured
+    ok = [r for r in rows if r["event"] == "location" and r["rcode"] == "NOERROR"]
+    assert ok and any("198.51.100" in " ".join(r["addresses"]["a"]) for r in ok)
+    # the same captures judged again by the checker alone: DNS updates signed and answered
+    v = check(tmp_path / "pcaps", rules="dns")
+    assert v.rule("dns.signed").status == "pass" and v.rule("dns.answered").status == "pass"
+    assert testbed_lab.state.attached == ["ar1"] or testbed_lab.access_state("ar1").ipv4
