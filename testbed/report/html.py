@@ -1,0 +1,381 @@
+"""``render_report``: one self-contained HTML page per run (inline CSS and SVG, no scripts).
+
+Sections: summary (PASS/FAIL), the Appendix-A ladder, the handover timeline, the rules with their
+evidence, the captures (relative links ``pcaps/NAME``), the agent events. Each section says "not
+captured" when its input is missing, so a failed or partial run still gets a report. The page is
+also well-formed XML (void elements self-closed, no named entities), which the tests check.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from testbed.conformance.timeline import PHASES
+from testbed.report.ladder import Ladder, extract_ladder
+from testbed.report.roles import MN
+from testbed.report.rundir import (
+    CAT_AGENT,
+    CAT_OTHER,
+    CAT_STEP,
+    RunData,
+    event_category,
+    event_kind,
+    event_time,
+    load_run,
+)
+from testbed.report.svg import NOTE_EVENT, NOTE_STEP, Note, esc, fmt_ms, render_ladder_svg
+
+REPORT_NAME = "report.html"
+MAX_EVENTS = 500
+MAX_EVIDENCE = 20
+_COUNT_WORDS = (("pass", "passed"), ("fail", "failed"), ("skip", "skipped"))
+_NOTE_KINDS = frozenset({"link_up", "link_down", "detected", "configured", "lost"})
+_CSS = """
+body{font:14px/1.45 "DejaVu Sans",Helvetica,Arial,sans-serif;margin:24px;color:#212121;
+max-width:1400px}
+h1{font-size:22px;margin:0 0 8px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h3{font-size:14px;margin:16px 0 6px}
+table{border-collapse:collapse;margin:6px 0 12px}th,td{border:1px solid #ddd;padding:3px 8px;
+text-align:left;vertical-align:top}th{background:#f5f5f5}td.num{text-align:right;white-space:nowrap}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:bold;font-size:12px;
+color:#fff}
+.pass{background:#2e7d32}.fail{background:#c62828}.skip,.none{background:#9e9e9e}
+.big{font-size:20px;padding:3px 14px}.missing{color:#757575;font-style:italic}
+.ladder-wrap{overflow-x:auto;border:1px solid #e0e0e0;padding:6px;background:#fff}
+.bar{height:10px;background:#64b5f6;min-width:1px}.err{color:#c62828}.small{font-size:12px;color:#555}
+code{font-size:12px}ul.ev{margin:0;padding-left:16px}
+"""
+
+
+def _iso(t: float | None) -> str:
+    if t is None:
+        return "—"
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _missing(what: str = "not captured") -> str:
+    return f'<p class="missing">{esc(what)}</p>'
+
+
+def _badge(status: str, big: bool = False) -> str:
+    cls = status.lower() if status.lower() in ("pass", "fail", "skip") else "none"
+    return f'<span class="badge {cls}{" big" if big else ""}">{esc(status.upper())}</span>'
+
+
+def _pcap_link(name: str, known: set[str]) -> str:
+    if name in known:
+        return f'<a href="pcaps/{esc(quote(name))}">{esc(name)}</a>'
+    return esc(name)
+
+
+def _rel(t: float | None, t_ref: float | None) -> str:
+    if t is None:
+        return "—"
+    return fmt_ms(t - t_ref) if t_ref is not None else _iso(t)
+
+
+def _notes(events: Sequence[dict[str, Any]], mn_role: str) -> list[Note]:
+    """Agent events drawn on the MN's lifeline and scenario steps drawn across the ladder."""
+    out: list[Note] = []
+    for e in events:
+        t = event_time(e)
+        if t is None:
+            continue
+        kind, cat = event_kind(e), event_category(e)
+        if cat == CAT_AGENT and kind in _NOTE_KINDS:
+            what = e.get("prefix") or ", ".join(map(str, e.get("addresses") or ())) or ""
+            text = f"{kind} {e.get('ifname') or ''} {what}".replace("  ", " ").strip()
+            out.append(Note(t, mn_role, text, NOTE_EVENT, _compact(e)))
+        elif cat == CAT_STEP:
+            step = e.get("step", "?")
+            target = f" → {e['to']}" if e.get("to") else ""
+            out.append(Note(t, mn_role, f"step: {step}{target}", NOTE_STEP, _compact(e)))
+    return out
+
+
+def _compact(e: Mapping[str, Any], skip: tuple[str, ...] = ()) -> str:
+    return ", ".join(
+        f"{k}={json.dumps(v, separators=(',', ':')) if not isinstance(v, str) else v}"
+        for k, v in e.items()
+        if k not in skip and v not in (None, "", [], {})
+    )
+
+
+# -- sections -------------------------------------------------------------------------------------
+def _summary(run: RunData, ladder: Ladder, title: str) -> str:
+    v = run.verdict
+    parts = [f"<h1>{esc(title)}</h1>"]
+    if v is None:
+        parts.append(
+            f"<p>{_badge('no verdict', True)} <span class='missing'>verdict.json not captured</span></p>"
+        )
+    else:
+        status = "pass" if v.get("passed") else "fail"
+        counts = Counter(str(r.get("status")) for r in v.get("rules", []) if isinstance(r, dict))
+        failed = [
+            str(r.get("id")) for r in v.get("rules", []) if isinstance(r, dict) and r.get("status") == "fail"
+        ]
+        line = ", ".join(f"{counts.get(k, 0)} {w}" for k, w in _COUNT_WORDS)
+        parts.append(f"<p>{_badge(status, True)} <strong>{esc(line)}</strong></p>")
+        if failed:
+            parts.append(f"<p class='err'>Failed: {esc(', '.join(failed))}</p>")
+    stats = (v or {}).get("stats") or {}
+    facts = [
+        ("run directory", str(run.run_dir)),
+        ("captures", str(len(run.pcaps))),
+        ("ladder messages", str(len(ladder.messages))),
+        ("handovers", str(len((v or {}).get("handovers") or []))),
+    ]
+    for key in ("packets", "duplicates_removed", "malformed", "dns_updates"):
+        if key in stats:
+            facts.append((key.replace("_", " "), str(stats[key])))
+    if ladder.messages:
+        facts.append(("first message", _iso(ladder.messages[0].time)))
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(val)}</td></tr>" for k, val in facts)
+    parts.append(f"<table class='facts'>{rows}</table>")
+    if run.problems:
+        items = "".join(f"<li>{esc(p)}</li>" for p in run.problems)
+        parts.append(f"<p class='err'>Problems reading the run:</p><ul>{items}</ul>")
+    return "\n".join(parts)
+
+
+def _header(entries: Sequence[str]) -> str:
+    """Second header line of a column: its first addresses as the caller listed them."""
+    return ", ".join(entries[:2]) + (", …" if len(entries) > 2 else "")
+
+
+def _ladder(
+    ladder: Ladder,
+    notes: list[Note],
+    roles: Mapping[str, Sequence[str]],
+    title: str,
+    known: set[str],
+) -> str:
+    parts = ["<h2 id='ladder'>Handover ladder (Appendix A)</h2>"]
+    if not ladder.messages:
+        parts.append(
+            _missing("not captured: no Router Advertisement, DHCP, ASCONF or DNS UPDATE in the captures")
+        )
+        return "\n".join(parts)
+    headers = {c: _header(roles.get(c, ())) for c in ladder.columns if roles.get(c)}
+    svg = render_ladder_svg(ladder.messages, ladder.columns, notes=notes, headers=headers, title=title)
+    parts.append(
+        "<p class='small'>Times are relative to the first message. Dashed arrows are answers; "
+        "hover an arrow for its details.</p>"
+    )
+    parts.append(f"<div class='ladder-wrap'>{svg}</div>")
+    if ladder.truncated:
+        parts.append(f"<p class='err'>{ladder.truncated} later message(s) not drawn</p>")
+    t0 = ladder.messages[0].time
+    rows = "".join(
+        f"<tr><td class='num'>{esc(fmt_ms(m.time - t0))}</td>"
+        f"<td>{esc(m.src_role)} → {esc(m.dst_role)}</td>"
+        f"<td class='{'err' if m.error else 'msg'}'>{esc(m.label)}</td>"
+        f"<td class='small'>{esc(m.detail)}</td>"
+        f"<td>{_pcap_link(m.pcap, known)} #{m.frame}</td></tr>"
+        for m in ladder.messages
+    )
+    parts.append(
+        "<details><summary>Messages as a table</summary><table><tr><th>time</th><th>from → to</th>"
+        f"<th>message</th><th>detail</th><th>capture</th></tr>{rows}</table></details>"
+    )
+    return "\n".join(parts)
+
+
+def _timeline(run: RunData, t_ref: float | None, budgets: Mapping[str, float]) -> str:
+    parts = ["<h2 id='timeline'>Handover timeline</h2>"]
+    v = run.verdict or {}
+    hos = [h for h in v.get("handovers") or [] if isinstance(h, dict)]
+    if not hos:
+        parts.append(
+            _missing(
+                "not captured: no handover in the verdict" if run.verdict else "not captured: no verdict"
+            )
+        )
+        return "\n".join(parts)
+    rules = {str(r.get("id")): r for r in v.get("rules", []) if isinstance(r, dict)}
+    for h in hos:
+        phases: dict[str, float] = {k: float(x) for k, x in (h.get("phases") or {}).items()}
+        offsets: dict[str, float] = {k: float(x) for k, x in (h.get("offsets") or {}).items()}
+        old = h.get("old_address") or "?"
+        head = f"Handover {h.get('index', '?')}: {old} → {h.get('address', '?')}"
+        total = max(offsets.values(), default=0.0)
+        parts.append(f"<h3>{esc(head)}</h3>")
+        parts.append(
+            f"<p class='small'>t0 {esc(_iso(h.get('t0')))}; last phase at +{esc(fmt_ms(total))}; "
+            f"SCTP ports {esc(h.get('ports'))}</p>"
+        )
+        rows = []
+        prev: float | None = None
+        scale = total if total > 0 else 1.0
+        # Rows in time order (TraSH order on ties), then the phases never reached.
+        order = sorted((p for p in PHASES if p in phases), key=lambda p: phases[p])
+        for phase in order + [p for p in PHASES if p not in phases]:
+            rule = rules.get(f"timeline.{phase}")
+            budget = budgets.get(phase)
+            bcell = ""
+            if budget is not None:
+                bcell = esc(fmt_ms(budget)) + " "
+            if rule:
+                bcell += _badge(str(rule.get("status")))
+            if phase not in phases:
+                rows.append(
+                    f"<tr><td>{esc(phase)}</td><td class='missing' colspan='4'>not observed</td>"
+                    f"<td>{bcell or '—'}</td></tr>"
+                )
+                continue
+            t = phases[phase]
+            off = offsets.get(phase, 0.0)
+            since = "—" if prev is None else fmt_ms(t - prev)
+            prev = t
+            width = max(0.0, min(100.0, off / scale * 100))
+            rows.append(
+                f"<tr><td>{esc(phase)}</td><td class='num'>{esc(_rel(t, t_ref))}</td>"
+                f"<td class='num'>{esc(fmt_ms(off))}</td><td class='num'>{esc(since)}</td>"
+                f"<td style='width:220px'><div class='bar' style='width:{width:.1f}%'></div></td>"
+                f"<td>{bcell or '—'}</td></tr>"
+            )
+        parts.append(
+            "<table><tr><th>phase</th><th>time</th><th>after t0</th><th>since previous</th>"
+            f"<th>offset</th><th>budget</th></tr>{''.join(rows)}</table>"
+        )
+        for note in h.get("notes") or []:
+            parts.append(f"<p class='small'>note: {esc(note)}</p>")
+    return "\n".join(parts)
+
+
+def _rules(run: RunData, t_ref: float | None, known: set[str]) -> str:
+    parts = ["<h2 id='rules'>Rules</h2>"]
+    rules = [r for r in (run.verdict or {}).get("rules") or [] if isinstance(r, dict)]
+    if not rules:
+        parts.append(_missing("not captured: no verdict" if run.verdict is None else "no rule was checked"))
+        return "\n".join(parts)
+    rows = []
+    for r in rules:
+        ev = [e for e in r.get("evidence") or [] if isinstance(e, dict)]
+        items = [
+            f"<li>{_pcap_link(str(e.get('pcap', '?')), known)} #{esc(e.get('frame', '?'))} "
+            f"at {esc(_rel(_num(e.get('time')), t_ref))}: {esc(e.get('what', ''))}</li>"
+            for e in ev[:MAX_EVIDENCE]
+        ]
+        if len(ev) > MAX_EVIDENCE:
+            items.append(f"<li>… {len(ev) - MAX_EVIDENCE} more in verdict.json</li>")
+        evid = f"<ul class='ev'>{''.join(items)}</ul>" if items else "—"
+        rows.append(
+            f"<tr><td><code>{esc(r.get('id'))}</code></td><td>{_badge(str(r.get('status')))}</td>"
+            f"<td>{esc(r.get('message', ''))}</td><td class='small'>{evid}</td></tr>"
+        )
+    parts.append(
+        "<table><tr><th>rule</th><th>status</th><th>message</th>"
+        "<th>evidence (capture #frame)</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+    return "\n".join(parts)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _captures(ladder: Ladder) -> str:
+    parts = ["<h2 id='captures'>Captures</h2>"]
+    if not ladder.captures:
+        parts.append(_missing("not captured: no pcaps/ directory or no capture files in it"))
+        return "\n".join(parts)
+    rows = []
+    for c in ladder.captures:
+        frames = "unreadable" if c.frames is None else str(c.frames)
+        probs = "; ".join(c.problems) or ""
+        rows.append(
+            f"<tr><td><a href='pcaps/{esc(quote(c.name))}'>{esc(c.name)}</a></td>"
+            f"<td class='num'>{c.size}</td><td class='num'>{esc(frames)}</td>"
+            f"<td class='{'err' if probs else 'small'}'>{esc(probs)}</td></tr>"
+        )
+    parts.append(
+        "<table><tr><th>capture</th><th>bytes</th><th>frames</th><th>problems</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+    return "\n".join(parts)
+
+
+def _events(run: RunData, t_ref: float | None) -> str:
+    parts = ["<h2 id='events'>Agent events</h2>"]
+    shown = [e for e in run.events if event_category(e) != CAT_OTHER]
+    others = Counter(event_kind(e) for e in run.events if event_category(e) == CAT_OTHER)
+    if not shown:
+        parts.append(_missing("not captured: no events.jsonl or no agent events in it"))
+    else:
+        shown.sort(key=lambda e: event_time(e) or 0.0)
+        rows = []
+        for e in shown[:MAX_EVENTS]:
+            t = event_time(e)
+            skip = ("kind", "event", "wall", "mono", "ifname", "seq")
+            rows.append(
+                f"<tr><td class='num'>{esc(_rel(t, t_ref))}</td>"
+                f"<td class='small'>{esc(_iso(t))}</td><td>{esc(event_category(e))}</td>"
+                f"<td><strong>{esc(event_kind(e))}</strong></td>"
+                f"<td>{esc(e.get('ifname') or '')}</td>"
+                f"<td class='small'>{esc(_compact(e, skip))}</td></tr>"
+            )
+        parts.append(
+            "<table><tr><th>time</th><th>wall clock (UTC)</th><th>source</th><th>event</th>"
+            f"<th>interface</th><th>details</th></tr>{''.join(rows)}</table>"
+        )
+        if len(shown) > MAX_EVENTS:
+            parts.append(f"<p class='small'>{len(shown) - MAX_EVENTS} more events in events.jsonl</p>")
+    if others:
+        text = ", ".join(f"{n} × {k}" for k, n in sorted(others.items()))
+        parts.append(f"<p class='small'>Other records in events.jsonl (not listed): {esc(text)}</p>")
+    return "\n".join(parts)
+
+
+def render_report(
+    run_dir: Path,
+    roles: dict[str, list[str]],
+    title: str,
+    *,
+    budgets: Mapping[str, float] | None = None,
+    mn_role: str = MN,
+) -> Path:
+    """Write ``run_dir/report.html`` and return its path.
+
+    ``roles`` maps ladder columns (in order, e.g. MN, New AR, CN, DHCP, Location manager) to
+    addresses or prefixes; ``budgets`` (phase → seconds) are shown next to the timeline phases.
+    Raises ``ConfigError`` only for a malformed ``roles`` entry; missing inputs are reported
+    in the page.
+    """
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    ladder = extract_ladder(run.pcaps, roles, mn_role=mn_role)
+    budgets = dict(budgets or (run.verdict or {}).get("budgets") or {})
+    t_ref = ladder.messages[0].time if ladder.messages else None
+    notes = _notes(run.events, mn_role) if ladder.messages else []
+    if mn_role not in ladder.columns:
+        notes = [n for n in notes if n.kind == NOTE_STEP]
+    known = {p.name for p in run.pcaps}
+    body = "\n".join(
+        [
+            _summary(run, ladder, title),
+            _ladder(ladder, notes, roles, title, known),
+            _timeline(run, t_ref, budgets),
+            _rules(run, t_ref, known),
+            _captures(ladder),
+            _events(run, t_ref),
+            f"<p class='small'>Generated {esc(_iso(time.time()))} by testbed.report.</p>",
+        ]
+    )
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8"/>\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"/>\n'
+        f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+    out = run_dir / REPORT_NAME
+    out.write_text(page, encoding="utf-8")
+    return out
