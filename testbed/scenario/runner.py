@@ -176,21 +176,27 @@ class Runner:
         return RunResult(self.out, verdict, self.lab.state.lab)
 
     def _report(self) -> None:
-        try:
-            from testbed.report.html import render_report
-        except ImportError:
-            return
-        p = self.lab.plan
-        ars = [a.router for a in self.lab.topo.access_networks]
-        roles = {
-            "MN": [], "New AR": [p.address_of(a, 4) or "" for a in ars[1:]] or [],
-            "CN": [str(x.ip) for x in p.nodes["cn"].addresses()] if "cn" in p.nodes else [],
-            "DHCP": [str(x.ip) for a in ars for x in p.nodes[a].addresses()],
-            "Location manager": [str(x.ip) for x in p.nodes[self.lab.topo.dns.server].addresses()],
+        from testbed.report.html import render_report
+
+        render_report(self.out, self.roles(), f"{self.sc.name} on lab {self.lab.state.lab}",
+                      budgets=self.sc.budgets or None)
+
+    def roles(self) -> dict[str, list[str]]:
+        """Appendix-A columns: the MN (its access prefixes), the AR it moves to (first move),
+        the CN, that AR's DHCP server and the location manager."""
+        p, topo = self.lab.plan, self.lab.topo
+        moves = [arg.to for kind, arg in (parse_step(s, "") for s in self.sc.steps) if kind == "move"]
+        new_ar = moves[0] if moves else topo.access_networks[-1].router
+        _, ar_if = p.access_iface(new_ar)
+        ar_addrs = [str(a.ip) for a in ar_if.addresses]
+        cn = [str(a.ip) for a in p.nodes["cn"].addresses()] if "cn" in p.nodes else []
+        return {
+            "MN": [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6)],
+            "New AR": ar_addrs,
+            "CN": cn,
+            "DHCP": ar_addrs[:1],
+            "Location manager": [str(a.ip) for a in p.nodes[topo.dns.server].addresses()],
         }
-        for a in self.lab.topo.access_networks:
-            roles["MN"] += [f"{a.ipv4}", f"{a.ipv6}"]
-        render_report(self.out, roles, f"{self.sc.name} on lab {self.lab.state.lab}")
 
 
 def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = _quiet) -> RunResult:
