@@ -26,6 +26,7 @@ if [ -f "$dest/.complete" ]; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/fetch-kernel.XXXXXX")
+chmod 755 "$work"  # apt-get download hands the file to the _apt user
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
@@ -60,21 +61,32 @@ cp "root/boot/config-$rel" "$stage/config" 2>/dev/null || true
 "$depmod" -b "$stage" "$rel"
 
 # Uncompressed ELF vmlinux for PVH boot (QEMU -kernel with an ELF that has the PVH note boots
-# ~2 s faster than the bzImage under TCG). Debian compresses with xz: find the stream and unpack.
+# ~2 s faster than the bzImage under TCG). Debian 6.1 compresses with xz, 6.12 with zstd: find
+# the stream in the bzImage and unpack it (xz in python, zstd with the zstd tool if present).
 python3 - "$stage/vmlinuz" "$stage/vmlinux" <<'PY' || echo "fetch-kernel: no vmlinux (PVH) extracted; bzImage boot only" >&2
-import lzma, sys
+import lzma, shutil, subprocess, sys
 data = open(sys.argv[1], "rb").read()
-magic = b"\xfd7zXZ\x00"
-off = data.find(magic)
-while off >= 0:
-    try:
-        out = lzma.LZMADecompressor().decompress(data[off:])
-        if out[:4] == b"\x7fELF":
-            open(sys.argv[2], "wb").write(out)
-            sys.exit(0)
-    except lzma.LZMAError:
-        pass
-    off = data.find(magic, off + 1)
+
+def unxz(blob):
+    return lzma.LZMADecompressor().decompress(blob)
+
+def unzstd(blob):
+    if not shutil.which("zstd"):
+        raise ValueError("no zstd tool")
+    r = subprocess.run(["zstd", "-dcq"], input=blob, capture_output=True)
+    return r.stdout  # trailing garbage after the frame makes zstd exit 1: keep what it wrote
+
+for magic, unpack in ((b"\xfd7zXZ\x00", unxz), (b"\x28\xb5\x2f\xfd", unzstd)):
+    off = data.find(magic)
+    while off >= 0:
+        try:
+            out = unpack(data[off:])
+            if out[:4] == b"\x7fELF":
+                open(sys.argv[2], "wb").write(out)
+                sys.exit(0)
+        except (lzma.LZMAError, ValueError):
+            pass
+        off = data.find(magic, off + 1)
 sys.exit(1)
 PY
 

@@ -1,0 +1,321 @@
+"""Traffic over one multi-homed SCTP association: a paced client and a verifying server.
+
+    python -m testbed.sctp.traffic server --bind 203.0.113.10 --port 5001 --stats S.json
+    python -m testbed.sctp.traffic client --local 192.0.2.10 --server 203.0.113.10 \
+        --port 5001 --rate 50 --size 200 --duration 30 --control /run/tc.sock --stats C.json
+
+Each message carries a sequence number; the server checks continuity (gaps, duplicates) and
+records, per message, its arrival time and the SOURCE ADDRESS of the packet that carried it.
+That address is recvmsg()'s msg_name: Linux fills it from the IP header of the DATA chunk's
+packet (sctp_inet_skb_msgname); SCTP_RCVINFO carries no address, only the TSN, recorded too.
+Stats go to ``--stats`` as JSON every second, on SIGUSR1 and at exit (atomic rename). The
+client embeds the binding-update driver behind ``--control`` (see driver.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.sctp import sockapi
+from testbed.sctp.driver import BindingDriver, CommandServer
+
+MAGIC = b"TBSC"
+HEADER = struct.Struct("!4sIQd")  # magic, total length, sequence number, sender unix time
+MAX_RECORDS = 200_000
+
+
+@dataclass(frozen=True)
+class Message:
+    seq: int
+    sent: float
+    length: int
+
+
+def encode_message(seq: int, size: int, now: float) -> bytes:
+    """A message of exactly ``max(size, header)`` bytes (padding is zeros)."""
+    size = max(size, HEADER.size)
+    return HEADER.pack(MAGIC, size, seq, now) + b"\0" * (size - HEADER.size)
+
+
+def decode_message(data: bytes) -> Message:
+    if len(data) < HEADER.size:
+        raise ValueError(f"short message ({len(data)} bytes)")
+    magic, length, seq, sent = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ValueError(f"bad magic {magic!r}")
+    if length != len(data):
+        raise ValueError(f"length field {length} but {len(data)} bytes received")
+    return Message(seq, sent, length)
+
+
+@dataclass
+class SeqTracker:
+    """Continuity of a sequence-numbered stream (pure; time is passed in)."""
+
+    expected: int = 0
+    received: int = 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # [first missing, last missing]
+    duplicates: list[int] = field(default_factory=list)
+    reordered: list[int] = field(default_factory=list)  # arrived late, filling a gap
+    _missing: set[int] = field(default_factory=set)
+
+    def feed(self, seq: int) -> str:
+        """Account one arrival; returns "ok", "gap", "dup" or "late"."""
+        self.received += 1
+        if seq == self.expected:
+            self.expected += 1
+            return "ok"
+        if seq > self.expected:
+            self.gaps.append((self.expected, seq - 1))
+            self._missing.update(range(self.expected, seq))
+            self.expected = seq + 1
+            return "gap"
+        if seq in self._missing:
+            self._missing.discard(seq)
+            self.reordered.append(seq)
+            return "late"
+        self.duplicates.append(seq)
+        return "dup"
+
+    @property
+    def missing(self) -> int:
+        return len(self._missing)
+
+
+@dataclass
+class ServerStats:
+    """What the server reports; ``messages`` rows are [seq, arrival unix time, source, tsn]."""
+
+    role: str = "server"
+    peer: str = ""
+    received: int = 0
+    bytes: int = 0
+    missing: int = 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    reordered: list[int] = field(default_factory=list)
+    sources: dict[str, int] = field(default_factory=dict)
+    source_switches: list[dict[str, Any]] = field(default_factory=list)
+    first_arrival: float = 0.0
+    last_arrival: float = 0.0
+    closed: bool = False
+    error: str = ""
+    messages: list[tuple[int, float, str, int]] = field(default_factory=list)
+
+
+def note_arrival(stats: ServerStats, tracker: SeqTracker, msg: Message, t: float, src: str, tsn: int) -> None:
+    """Fold one message into the stats (pure)."""
+    tracker.feed(msg.seq)
+    if stats.received == 0:
+        stats.first_arrival = t
+    elif stats.messages and stats.messages[-1][2] != src:
+        stats.source_switches.append({"seq": msg.seq, "t": t, "from": stats.messages[-1][2], "to": src})
+    stats.received += 1
+    stats.bytes += msg.length
+    stats.last_arrival = t
+    stats.sources[src] = stats.sources.get(src, 0) + 1
+    stats.missing = tracker.missing
+    stats.gaps, stats.duplicates, stats.reordered = tracker.gaps, tracker.duplicates, tracker.reordered
+    if len(stats.messages) < MAX_RECORDS:
+        stats.messages.append((msg.seq, t, src, tsn))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic write: readers (the host, over 9p) never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+class _Periodic:
+    """Writes stats every ``period`` s and on SIGUSR1 from a helper thread (not in the handler)."""
+
+    def __init__(self, path: Path, snapshot: Any, period: float = 1.0) -> None:
+        self.path, self.snapshot, self.period = path, snapshot, period
+        self.kick = threading.Event()
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        signal.signal(signal.SIGUSR1, lambda *_: self.kick.set())
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self.stopped.is_set():
+            self.kick.wait(self.period)
+            self.kick.clear()
+            self.write()
+
+    def write(self) -> None:
+        with self.lock:
+            write_json(self.path, self.snapshot())
+
+
+def _family(addrs: list[str]) -> int:
+    return (
+        socket.AF_INET6 if any(sockapi.family_of(a) == socket.AF_INET6 for a in addrs) else (socket.AF_INET)
+    )
+
+
+def _bind(sock: socket.socket, addrs: list[str], port: int) -> None:
+    """bind() the first address, sctp_bindx() the rest (a multi-homed endpoint)."""
+    if not addrs:
+        sock.bind(("::" if sock.family == socket.AF_INET6 else "0.0.0.0", port))
+        return
+    sockapi.bindx(sock, addrs, port)
+
+
+def serve(args: argparse.Namespace) -> int:
+    addrs = _split(args.bind)
+    lsock = sockapi.sctp_socket(_family(addrs or ["::"]) if addrs else socket.AF_INET6)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    _bind(lsock, addrs, args.port)
+    lsock.listen(1)
+    stats, tracker = ServerStats(), SeqTracker()
+    lock = threading.Lock()
+
+    def snapshot() -> dict[str, Any]:
+        with lock:
+            return asdict(stats)
+
+    stats_path = Path(args.stats)
+    periodic = _Periodic(stats_path, snapshot)
+    signal.signal(signal.SIGTERM, _interrupt)
+    periodic.write()
+    try:
+        conn, peer = lsock.accept()
+        stats.peer = sockapi.normalise(peer[0])
+        conn.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_RECVRCVINFO, struct.pack("=i", 1))
+        partial = b""
+        while True:
+            data, anc, flags, src = conn.recvmsg(1 << 16, socket.CMSG_SPACE(32))
+            if not data and not (flags & socket.MSG_EOR):
+                stats.closed = True
+                break
+            partial += data
+            if not flags & socket.MSG_EOR:
+                continue  # a message larger than the buffer: keep reading its rest
+            t = time.time()
+            tsn = _rcvinfo_tsn(anc)
+            msg = decode_message(partial)
+            partial = b""
+            with lock:
+                note_arrival(stats, tracker, msg, t, sockapi.normalise(src[0]) if src else "?", tsn)
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        stats.error = f"{type(e).__name__}: {e}"
+    finally:
+        periodic.stopped.set()
+        periodic.write()
+    return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _rcvinfo_tsn(anc: list[tuple[int, int, bytes]]) -> int:
+    for level, typ, data in anc:
+        if level == sockapi.IPPROTO_SCTP and typ == sockapi.SCTP_RCVINFO and len(data) >= 20:
+            # struct sctp_rcvinfo: sid u16, ssn u16, flags u16, (pad), ppid u32, tsn u32, ...
+            return struct.unpack_from("=HHHxxII", data)[4]
+    return -1
+
+
+def client(args: argparse.Namespace) -> int:
+    local, servers = _split(args.local), _split(args.server)
+    sock = sockapi.sctp_socket(_family(local + servers))
+    if args.mode == "auto_asconf":
+        # auto_asconf only follows addresses on wildcard-bound sockets
+        local = []
+        if args.auto_asconf_sockopt:
+            sockapi.set_auto_asconf(sock, True)
+    _bind(sock, local, 0)
+    sockapi.connectx(sock, servers, args.port)
+    sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
+    local_port = sockapi.local_addrs(sock)[0][1]
+    driver = BindingDriver(sock, local_port, args.port, args.mode)
+    sent = 0
+    t_start = time.time()
+    error = ""
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "role": "client",
+            "sent": sent,
+            "start": t_start,
+            "error": error,
+            "local_port": local_port,
+            "driver_log": list(driver.log),
+        }
+
+    control = CommandServer(Path(args.control), driver.handle) if args.control else None
+    periodic = _Periodic(Path(args.stats), snapshot)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    periodic.write()
+    interval = 1.0 / args.rate
+    t0 = time.monotonic()
+    try:
+        while not stop.is_set() and (args.count <= 0 or sent < args.count):
+            if args.duration > 0 and time.monotonic() - t0 >= args.duration:
+                break
+            delay = t0 + sent * interval - time.monotonic()
+            if delay > 0 and stop.wait(delay):  # pacing, not synchronisation
+                break
+            sock.send(encode_message(sent, args.size, time.time()))
+            sent += 1
+    except OSError as e:
+        error = f"{type(e).__name__}: {e}"
+    finally:
+        if control:
+            control.close()
+        periodic.stopped.set()
+        periodic.write()
+        sock.close()  # graceful SHUTDOWN: the server sees the end of the stream
+    return 1 if error else 0
+
+
+def _split(s: str | None) -> list[str]:
+    return [a for a in (s or "").split(",") if a]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m testbed.sctp.traffic", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="role", required=True)
+    s = sub.add_parser("server", help="accept one association and verify the stream")
+    s.add_argument("--bind", default="", help="comma-separated local addresses (default: any)")
+    s.add_argument("--port", type=int, default=5001)
+    s.add_argument("--stats", required=True, help="JSON stats file (rewritten every second)")
+    c = sub.add_parser("client", help="send a paced, numbered stream; accept driver commands")
+    c.add_argument("--local", default="", help="comma-separated local addresses to bind")
+    c.add_argument("--server", required=True, help="comma-separated server addresses")
+    c.add_argument("--port", type=int, default=5001)
+    c.add_argument("--rate", type=float, default=20.0, help="messages per second")
+    c.add_argument("--size", type=int, default=200, help="bytes per message")
+    c.add_argument("--count", type=int, default=0, help="stop after N messages (0: no limit)")
+    c.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: no limit)")
+    c.add_argument("--control", default="", help="unix socket path for driver commands")
+    c.add_argument("--mode", choices=("trash", "auto_asconf"), default="trash")
+    c.add_argument(
+        "--auto-asconf-sockopt",
+        action="store_true",
+        help="also set SCTP_AUTO_ASCONF on the socket (mode auto_asconf)",
+    )
+    c.add_argument("--stats", required=True)
+    args = ap.parse_args(argv)
+    return serve(args) if args.role == "server" else client(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,404 @@
+"""A lab node whose network stack is a real Linux kernel (with SCTP) in a QEMU/TCG VM.
+
+QEMU runs inside the node's named netns. Each guest NIC is a TAP in that netns, bridged to the
+host-side interface the lab already made there (a veth end), so the guest sits on the same L2
+segment as the rest of the lab. The guest mounts the host's / read-only over 9p (it runs the
+same venv python), gets writable shares at their host paths, and is driven through a guest
+agent on virtio-serial. Host resources created here carry the ifalias ``testbed-vm:<name>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed.backends import netns as ns
+from testbed.errors import CommandError, ConfigError, MissingDependency, TestbedError
+from testbed.sctp import initramfs
+from testbed.sctp.channels import AgentClient, AgentError, Qmp
+from testbed.sctp.kernel import KernelFiles
+
+QEMU = "qemu-system-x86_64"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Kernel options that shorten a TCG boot: skip self-tests, timer calibration and CPU-bug
+# mitigations (the guest runs only lab code), one UART.
+BOOT_FAST = (
+    "mitigations=off tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on"
+)
+SCTP_SYSCTLS = ("addip_enable", "auth_enable", "addip_noauth_enable", "default_auto_asconf")
+
+
+class VmBootError(TestbedError):
+    """QEMU exited or the guest agent never answered; the message has the console tail."""
+
+
+@dataclass
+class VmConfig:
+    """Everything needed to boot one VM node (inert data)."""
+
+    name: str  # lab node name
+    netns: str  # existing named netns holding the host-side interfaces
+    state_dir: Path  # writable, shared into the guest at the same path
+    kernel: KernelFiles
+    nics: Sequence[tuple[str, str]] = ()  # (host-side ifname in netns, guest MAC); guest NIC gets ifname
+    addip_enable: int = 1
+    auth_enable: int = 1
+    addip_noauth_enable: int = 0
+    default_auto_asconf: int = 0
+    sysctls: dict[str, str] = field(default_factory=dict)  # extra, e.g. net.ipv6.conf.all.forwarding
+    rw_dirs: Sequence[Path] = ()  # more writable shares (same path in guest)
+    extra_modules: Sequence[str] = ()  # e.g. ("sch_netem",)
+    memory_mb: int = 192
+    accel: str = "tcg"  # "kvm" only where KVM really boots a stock kernel (not on PVM hosts)
+    boot_timeout: float = 60.0
+    python: str = sys.executable  # guest runs the host venv's python over 9p
+
+    def sctp_sysctls(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in SCTP_SYSCTLS}
+
+
+def mac_for(name: str, ifname: str) -> str:
+    """A stable locally administered MAC for a VM NIC (52:54:00 is QEMU's own prefix)."""
+    h = hashlib.sha256(f"{name}/{ifname}".encode()).digest()
+    return f"52:54:00:{h[0]:02x}:{h[1]:02x}:{h[2]:02x}"
+
+
+class VmNode:
+    """NodeRuntime backed by a VM. ``start()`` boots; ``shutdown()`` tears everything down."""
+
+    def __init__(self, cfg: VmConfig) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.netns = cfg.netns
+        self.state_dir = cfg.state_dir.resolve()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.agent: AgentClient | None = None
+        self._sock_dir: Path | None = None
+        self._links: list[str] = []  # host-side TAPs/bridges this VM created
+        self._release = ""
+        self.boot_seconds = 0.0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    @property
+    def console_log(self) -> Path:
+        return self.state_dir / "console.log"
+
+    def _socket_dir(self) -> Path:
+        # unix socket paths are limited to 108 bytes: fall back to a short private dir
+        if len(str(self.state_dir / "agent.sock")) < 100:
+            return self.state_dir
+        return Path(tempfile.mkdtemp(prefix=f"tbvm-{self.name}-", dir="/run"))
+
+    def start(self) -> VmNode:
+        """Boot the VM and wait (bounded) for its agent; on failure clean up and raise."""
+        if shutil.which(QEMU) is None:
+            raise MissingDependency(QEMU, "qemu-system-x86")
+        if not ns.exists(self.netns):
+            raise ConfigError("vm " + self.name, "netns", f"{self.netns} does not exist")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.console_log.unlink(missing_ok=True)
+        self._sock_dir = self._socket_dir()
+        for s in ("agent.sock", "qmp.sock"):
+            (self._sock_dir / s).unlink(missing_ok=True)
+        t0 = time.monotonic()
+        try:
+            self._make_links()
+            initrd = initramfs.build(self.cfg.kernel, self.cfg.extra_modules)
+            self.proc = ns.spawn(self.netns, self.qemu_argv(initrd), log=self.state_dir / "qemu.log")
+            self._wait_agent(t0 + self.cfg.boot_timeout)
+            self.boot_seconds = time.monotonic() - t0
+            self.sync_clock()
+            self._apply_sysctls()
+        except BaseException:
+            self.shutdown(grace=0)
+            raise
+        return self
+
+    def qemu_argv(self, initrd: Path) -> list[str]:
+        cfg, sd, sock = self.cfg, self.state_dir, self._sock_dir or self.state_dir
+        shares = [sd, *(Path(p).resolve() for p in cfg.rw_dirs)]
+        for p in shares:
+            if " " in str(p) or "," in str(p):
+                raise ConfigError("vm " + self.name, "rw dir", f"{p} has a space or comma")
+        ifmap = ",".join(f"{mac}@{ifname}" for ifname, mac in cfg.nics)
+        rw = ",".join(f"rw{i}:{p}" for i, p in enumerate(shares))
+        append = (
+            f"console=ttyS0 panic=-1 quiet {BOOT_FAST} tb.host={self.name} tb.py={cfg.python} "
+            f"tb.pp={REPO_ROOT} tb.rw={rw}" + (f" tb.if={ifmap}" if ifmap else "")
+        )
+        accel = "tcg,tb-size=32" if cfg.accel == "tcg" else cfg.accel
+        argv = [
+            QEMU,
+            "-name",
+            f"tbvm-{self.name}",
+            "-M",
+            "pc",
+            "-accel",
+            accel,
+            "-cpu",
+            "max",
+            "-m",
+            str(cfg.memory_mb),
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            str(cfg.kernel.image),
+            "-initrd",
+            str(initrd),
+            "-append",
+            append,
+            "-serial",
+            f"file:{self.console_log}",
+            "-fsdev",
+            "local,id=root,path=/,readonly=on,security_model=none,multidevs=remap",
+            "-device",
+            "virtio-9p-pci,fsdev=root,mount_tag=root",
+            "-chardev",
+            f"socket,id=agent,path={sock / 'agent.sock'},server=on,wait=off",
+            "-device",
+            "virtio-serial-pci",
+            "-device",
+            "virtserialport,chardev=agent,name=tb.agent",
+            "-qmp",
+            f"unix:{sock / 'qmp.sock'},server=on,wait=off",
+        ]
+        for i, p in enumerate(shares):
+            argv += [
+                "-fsdev",
+                f"local,id=rw{i},path={p},security_model=none,multidevs=remap",
+                "-device",
+                f"virtio-9p-pci,fsdev=rw{i},mount_tag=rw{i}",
+            ]
+        for i, (_ifname, mac) in enumerate(cfg.nics):
+            argv += [
+                "-netdev",
+                f"tap,id=net{i},ifname=tbt{i},script=no,downscript=no",
+                "-device",
+                f"virtio-net-pci,netdev=net{i},mac={mac},id=nic{i},romfile=",
+            ]
+        return argv
+
+    def _make_links(self) -> None:
+        """Per NIC: TAP tbtN + bridge tbbN in the node's netns, with the lab's ifname as a port.
+
+        IPv6 is disabled on the host side of the segment so it never autoconfigures or sends
+        RS/NS/MLD into the lab: only the guest is a host on that segment.
+        """
+        cmds: list[str] = []
+        sysctl: list[str] = []
+        for i, (ifname, _mac) in enumerate(self.cfg.nics):
+            tap, br = f"tbt{i}", f"tbb{i}"
+            alias = f"testbed-vm:{self.name}"
+            cmds += [
+                f"tuntap add dev {tap} mode tap",
+                f"link add {br} type bridge forward_delay 0 mcast_snooping 0",
+                f"link set {tap} alias {alias}",
+                f"link set {br} alias {alias}",
+            ]
+            self._links += [tap, br]
+            for dev in (tap, br, ifname):
+                sysctl.append(f"net.ipv6.conf.{dev}.disable_ipv6=1")
+            cmds += [
+                f"link set {tap} master {br}",
+                f"link set {ifname} master {br}",
+                f"link set {tap} up",
+                f"link set {br} up",
+                f"link set {ifname} up",
+            ]
+        if not cmds:
+            return
+        pre = [c for c in cmds if "master" not in c and " up" not in c]
+        post = [c for c in cmds if c not in pre]
+        ns.run(None, ["ip", "-n", self.netns, "-batch", "-"], input="\n".join(pre) + "\n")
+        ns.run(self.netns, ["sysctl", "-q", "-w", *sysctl])
+        ns.run(None, ["ip", "-n", self.netns, "-batch", "-"], input="\n".join(post) + "\n")
+
+    def _wait_agent(self, deadline: float) -> None:
+        assert self._sock_dir is not None and self.proc is not None
+        path = self._sock_dir / "agent.sock"
+        while True:
+            if self.proc.poll() is not None:
+                raise VmBootError(self._boot_failure(f"QEMU exited with {self.proc.returncode}"))
+            if time.monotonic() > deadline:
+                raise VmBootError(self._boot_failure(f"agent silent after {self.cfg.boot_timeout:g} s"))
+            if self.agent is None:
+                try:
+                    self.agent = AgentClient(path)
+                except OSError:
+                    time.sleep(0.05)  # QEMU has not created the socket yet
+                    continue
+            try:
+                self._release = self.agent.request("ping", timeout=0.5)["release"]
+                return
+            except AgentError:
+                continue  # guest still booting: ping again (stale replies are dropped)
+
+    def _boot_failure(self, why: str) -> str:
+        tail = ""
+        for f in (self.console_log, self.state_dir / "qemu.log"):
+            if f.exists():
+                tail += " | ".join(f.read_text(errors="replace").strip().splitlines()[-4:]) + " "
+        return f"VM {self.name}: {why}; console: {tail.strip() or '(empty)'}"
+
+    def _apply_sysctls(self) -> None:
+        # net.sctp.* is per netns and starts at the kernel defaults: set every one explicitly
+        for k, v in self.cfg.sctp_sysctls().items():
+            self.set_sysctl(f"net.sctp.{k}", str(v))
+        for k, v in self.cfg.sysctls.items():
+            self.set_sysctl(k, v)
+
+    def shutdown(self, grace: float = 3.0) -> None:
+        """Power the guest off (agent), then QMP quit, then SIGKILL; remove the TAPs/bridges."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            if self.agent is not None and grace > 0:
+                try:
+                    self.agent.request("shutdown", timeout=1.0)
+                except AgentError:
+                    pass
+                _wait(proc, grace)
+            if proc.poll() is None and self._sock_dir is not None:
+                try:
+                    Qmp(self._sock_dir / "qmp.sock").execute("quit", timeout=1.0)
+                except (OSError, TestbedError):
+                    pass
+                _wait(proc, 1.0)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if self.agent is not None:
+            self.agent.close()
+            self.agent = None
+        if self._links and ns.exists(self.netns):
+            cmds = "".join(f"link del {d}\n" for d in reversed(self._links))
+            ns.run(None, ["ip", "-n", self.netns, "-force", "-batch", "-"], input=cmds, check=False)
+        self._links = []
+        if self._sock_dir is not None and self._sock_dir != self.state_dir:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)
+        self.proc = None
+
+    def __enter__(self) -> VmNode:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ---- NodeRuntime ---------------------------------------------------------------------
+    def _agent(self) -> AgentClient:
+        if self.agent is None:
+            raise TestbedError(f"VM {self.name} is not running (start it first)")
+        return self.agent
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float = 30.0, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        # the agent enforces ``timeout``; the host waits a little longer for the reply
+        r = self._agent().request(
+            "run", argv=list(argv), timeout=timeout + 5.0, run_timeout=timeout, input=input or ""
+        )
+        return self._completed(argv, r, check, timeout)
+
+    def _completed(
+        self, argv: Sequence[str], r: dict, check: bool, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        cp = subprocess.CompletedProcess(list(argv), r["rc"], r["stdout"], r["stderr"])
+        if r.get("timeout"):
+            raise CommandError([f"[{self.name}]", *argv], -1, f"timed out after {timeout:g} s")
+        if check and cp.returncode != 0:
+            raise CommandError([f"[{self.name}]", *argv], cp.returncode, cp.stderr or cp.stdout)
+        return cp
+
+    def spawn(self, argv: Sequence[str], *, log: Path) -> int:
+        """Start a guest process; ``log`` must lie in the state dir or an rw_dir (shared rw)."""
+        log = Path(log).resolve()
+        shares = [self.state_dir, *(Path(p).resolve() for p in self.cfg.rw_dirs)]
+        if not any(log.is_relative_to(s) for s in shares):
+            raise ConfigError(
+                "vm " + self.name,
+                "spawn log",
+                f"{log} is not in a writable share",
+                f"put it under {self.state_dir}",
+            )
+        log.parent.mkdir(parents=True, exist_ok=True)
+        return int(self._agent().request("spawn", argv=list(argv), log=str(log))["pid"])
+
+    def stop(self, handle: int, *, grace: float = 2.0) -> None:
+        agent = self._agent()
+        agent.request("kill", pid=handle, sig=int(signal.SIGTERM))
+        if agent.request("wait", pid=handle, wait_s=grace, timeout=grace + 5)["rc"] is None:
+            agent.request("kill", pid=handle, sig=int(signal.SIGKILL))
+            agent.request("wait", pid=handle, wait_s=2.0, timeout=7.0)
+
+    def signal(self, handle: int, sig: int) -> None:
+        """Send a signal to a spawned guest process (e.g. SIGUSR1 for traffic stats)."""
+        self._agent().request("kill", pid=handle, sig=int(sig))
+
+    def wait(self, handle: int, timeout: float) -> int | None:
+        """Exit status of a spawned guest process, or None if it still runs after ``timeout``."""
+        return self._agent().request("wait", pid=handle, wait_s=timeout, timeout=timeout + 5)["rc"]
+
+    def set_link(self, ifname: str, up: bool) -> None:
+        """Carrier of the guest NIC, as a cable pull would change it (QMP set_link)."""
+        idx = [n for n, _ in self.cfg.nics].index(ifname)
+        assert self._sock_dir is not None
+        Qmp(self._sock_dir / "qmp.sock").execute("set_link", name=f"nic{idx}", up=up)
+
+    # ---- guest state ---------------------------------------------------------------------
+    def read_file(self, path: str, max_bytes: int = 1 << 20) -> bytes:
+        return base64.b64decode(self._agent().request("read", path=path, max=max_bytes)["data"])
+
+    def sync_clock(self) -> float:
+        """Set the guest's wall clock to the host's, so guest-side timestamps (traffic stats)
+        line up with host captures to within the agent's one-way latency (~ms). Returns the
+        offset the guest had (guest - host, seconds)."""
+        t = time.time()
+        return float(self._agent().request("settime", t=t, timeout=5.0)["offset"])
+
+    def unix_request(self, path: str, msg: dict, timeout: float = 10.0) -> dict:
+        """Send one JSON command to a unix socket inside the guest, return its JSON reply."""
+        r = self._agent().request("unix", path=path, msg=msg, wait_s=timeout, timeout=timeout + 5)
+        return r["reply"]
+
+    def set_sysctl(self, key: str, value: str) -> None:
+        """Write a guest sysctl directly to /proc/sys (no process start: ~ms instead of ~0.3 s)."""
+        self._agent().request("write", path="/proc/sys/" + key.replace(".", "/"), data=str(value))
+
+    def get_sysctl(self, key: str) -> str:
+        return self.read_file("/proc/sys/" + key.replace(".", "/")).decode().strip()
+
+    def kernel_release(self) -> str:
+        return self._release
+
+    def sctp_sysctls(self) -> dict[str, int]:
+        """The guest's live net.sctp values that matter for ASCONF (for `testbed status`)."""
+        return {k: int(self.get_sysctl(f"net.sctp.{k}")) for k in SCTP_SYSCTLS}
+
+    def qemu_rss_kib(self) -> int:
+        """Resident set size of the QEMU process (host side)."""
+        if self.proc is None:
+            return 0
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
