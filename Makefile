@@ -7,9 +7,15 @@ SYSTEM_STAMP := /var/lib/testbed/system.stamp
 TOPOLOGY ?= two-ar
 LAB ?= tb
 
-.PHONY: setup testbed-up testbed-down test unit integration lint bench clean
 
-setup: $(SYSTEM_STAMP) $(STAMP)
+.PHONY: setup kernel testbed-up testbed-down test unit integration lint bench clean
+
+setup: $(SYSTEM_STAMP) $(STAMP) kernel
+
+# the default kernel under test (a Debian 6.1 build with SCTP as a module) for VM nodes;
+# idempotent: `scripts/fetch-kernel.sh` returns at once when the cache has it
+kernel: $(SYSTEM_STAMP)
+	bash scripts/fetch-kernel.sh >/dev/null
 
 # Debian packages (BIND 9.20 from bookworm-backports, dhcpd, radvd, mininet, tcpdump, QEMU);
 # re-run when the script changes

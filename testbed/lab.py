@@ -10,12 +10,14 @@ import ipaddress
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from testbed import vmnodes
 from testbed.backends import netns
 from testbed.backends.base import NodeRuntime
 from testbed.backends.node import NetnsNode, alive
@@ -24,9 +26,11 @@ from testbed.mobility.location.provision import provision_keys
 from testbed.model import addressing, loader
 from testbed.model.addressing import LabPlan
 from testbed.model.topology import Role, Topology
+from testbed.sctp.vm import VmNode
 from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon, ServiceRecord
 from testbed.services.bind import Named, ZoneData, ZoneKeys, sig0_supported
+from testbed.services.binding import BindingService
 from testbed.services.dhclient import Dhclient
 from testbed.services.dhcpd import Dhcpd
 from testbed.services.radvd import Radvd
@@ -58,6 +62,7 @@ class Lab:
         self.topo = topo
         self.plan: LabPlan = addressing.plan(topo)
         self.warnings: list[str] = []
+        self._vms: dict[str, Any] = {}  # node -> VmNode connected from this process
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -102,22 +107,53 @@ class Lab:
         backend = MininetBackend()
         if not sig0_supported():
             self.warnings.append("SIG(0) needs BIND >= 9.20: the zone accepts TSIG updates only")
-        backend.build(self.plan, self.state, progress)
+        vm_names = vmnodes.vm_nodes(self.topo)
+        configs = [
+            vmnodes.config_for(self.topo, self.plan.nodes[n], self.state.ns(n), self.state.dir / n)
+            for n in vm_names
+        ]  # resolved before anything is built: a missing kernel fails here
+        backend.build(self.plan, self.state, progress, frozenset(vm_names))
         self._resolvers()
+        boot = None
+        if configs:  # VMs boot (seconds under TCG) while the daemons start
+            progress(f"booting {', '.join(vm_names)} (kernel {configs[0].kernel.release})")
+            result: dict[str, Any] = {}
+            boot = threading.Thread(target=lambda: result.update(r=vmnodes.boot_all(configs)))
+            boot.start()
+        try:
+            self._start_infrastructure(progress)
+        finally:
+            if boot is not None:
+                boot.join()
+                booted, errors = result["r"]
+                for vm in booted:
+                    self._vms[vm.name] = vm
+                    self.state.vms.append(vmnodes.record(vm))
+                self.state.save()
+                if errors:
+                    raise errors[0]
+        for name, vm in self._vms.items():
+            vmnodes.configure_guest(vm, self.plan.nodes[name], name == self.topo.mobile.node,
+                                    self.topo.mobile.optimistic_dad)
+        if self.topo.mobile.agent:
+            progress("mobility agent")  # before attaching: it must see the first link-up
+            self._start(self._agent())
+            if self.sctp_mobile:
+                progress("TraSH binding")
+                self._start(self._binding())
+        progress("attaching the mobile node")
+        for ar in self.topo.mobile.attached:
+            self._attach(ar)
+        for ar in self.topo.mobile.attached:
+            self.wait_configured(ar)
+
+    def _start_infrastructure(self, progress: Progress) -> None:
         progress("named")
         self._start(self._named())
         progress("access routers")
         for acc in self.topo.access_networks:
             for d in self._ar_daemons(acc.router):
                 self._start(d)
-        if self.topo.mobile.agent:
-            progress("mobility agent")  # before attaching: it must see the first link-up
-            self._start(self._agent())
-        progress("attaching the mobile node")
-        for ar in self.topo.mobile.attached:
-            self._attach(ar)
-        for ar in self.topo.mobile.attached:
-            self.wait_configured(ar)
 
     def _resolvers(self) -> None:
         """/etc/netns/<ns>/resolv.conf: ``ip netns exec`` binds it over /etc/resolv.conf."""
@@ -140,7 +176,25 @@ class Lab:
     def runtime(self, node: str) -> NodeRuntime:
         if node not in self.plan.nodes:
             raise TestbedError(f"no node {node!r} in lab {self.state.lab!r} ({', '.join(self.plan.nodes)})")
-        return NetnsNode(node, self.state.ns(node))
+        if node in self._vms:
+            return self._vms[node]
+        rec = next((v for v in self.state.vms if v["node"] == node), None)
+        if rec is None:
+            return NetnsNode(node, self.state.ns(node))
+        cfg = vmnodes.config_for(self.topo, self.plan.nodes[node], self.state.ns(node),
+                                 self.state.dir / node)
+        vm = VmNode.attach(cfg, rec["qemu_pid"], Path(rec["sock_dir"]))
+        self._vms[node] = vm
+        return vm
+
+    def is_vm(self, node: str) -> bool:
+        return any(v["node"] == node for v in self.state.vms)
+
+    def close(self) -> None:
+        """Release this process's VM agent connections (each VM serves one client at a time)."""
+        for vm in self._vms.values():
+            vm.close()
+        self._vms.clear()
 
     def _start(self, daemon: Daemon) -> ServiceRecord:
         rec = daemon.start()
@@ -187,7 +241,13 @@ class Lab:
             Dhcpd(rt, self.node_dir(ar, "dhcpd"), ar_if.ifname, acc, dns4, self.topo.dns.zone),
         ]
 
-    def _agent(self) -> MobilityAgent:
+    @property
+    def sctp_mobile(self) -> bool:
+        """Is the MN an SCTP endpoint? Then the TraSH binding process, not the agent, sends the
+        location update, after the SET_PRIMARY (Appendix A order)."""
+        return vmnodes.stack_of(self.topo.nodes[self.topo.mobile.node].sctp) != "none"
+
+    def _location_env(self) -> dict[str, str]:
         m, z = self.topo.mobile, self.topo.dns
         env: dict[str, str] = {}
         if m.location != "none":
@@ -198,16 +258,45 @@ class Lab:
                 env["TESTBED_LOC_TSIG"] = str(self.tsig_key_file)
             else:
                 env["TESTBED_LOC_KEY"] = str(self.sig0_key_file(m.sig0_algorithm))
+        return env
+
+    def _binding(self) -> BindingService:
+        m = self.topo.mobile.node
+        return BindingService(self.runtime(m), self.node_dir(m, "binding"), self.agent_socket,
+                              self._location_env())
+
+    def _agent(self) -> MobilityAgent:
+        m = self.topo.mobile
+        env = {} if self.sctp_mobile else self._location_env()
         ifaces = [i.ifname for i in self.plan.nodes[m.node].ifaces]
+        sock = Path("/run/testbed-agent.sock") if self.is_vm(m.node) else None
         return MobilityAgent(self.runtime(m.node), self.node_dir(m.node, "agent"), ifaces, env,
-                             m.optimistic_dad)
+                             m.optimistic_dad, socket_path=sock)
+
+    @property
+    def agent_socket(self) -> Path:
+        if self.is_vm(self.topo.mobile.node):
+            return Path("/run/testbed-agent.sock")  # on the guest's tmpfs
+        return self.agent_dir / "agent.sock"
+
+    def agent_command(self, cmd: dict) -> dict:
+        """One request to the MN's mobility agent (through the guest agent for a VM MN)."""
+        import asyncio
+
+        rt = self.runtime(self.topo.mobile.node)
+        if hasattr(rt, "unix_request"):
+            return rt.unix_request(str(self.agent_socket), cmd)
+        return asyncio.run(self.agent_client().command(cmd))
 
     @property
     def agent_dir(self) -> Path:
         return self.node_dir(self.topo.mobile.node, "agent")
 
     def agent_running(self) -> bool:
-        return any(r.service == "agent" and alive(r.pid) for r in self.state.service_records())
+        for r in self.state.service_records():
+            if r.service == "agent":
+                return self.runtime(r.node).wait(r.pid, 0) is None if r.guest else alive(r.pid)
+        return False
 
     def agent_client(self):
         from testbed.mobility.agent import AgentClient
@@ -216,7 +305,10 @@ class Lab:
             raise LabStateError(
                 f"no mobility agent runs on {self.topo.mobile.node} in lab {self.state.lab!r}"
             )
-        return AgentClient(self.agent_dir / "agent.sock")
+        if self.is_vm(self.topo.mobile.node):
+            raise LabStateError("the MN runs in a VM: its agent socket is inside the guest "
+                                "(use Lab.agent_command or the events log)")
+        return AgentClient(self.agent_socket)
 
     def depart(self, timeout: float = 15.0) -> list[dict]:
         """Announced departure (§4): the agent withdraws the MN's records, then stops.
@@ -228,11 +320,15 @@ class Lab:
         with locked(self.state.lab):
             self.state = LabState.load(self.state.lab)
             recs = [r for r in self.state.service_records() if r.service == "agent"]
-            if not recs or not alive(recs[0].pid):
+            if not recs or not self.agent_running():
                 raise LabStateError(f"no mobility agent runs on {self.topo.mobile.node}")
             log = self.agent_dir / "location.jsonl"
             before = len(log.read_text().splitlines()) if log.exists() else 0
-            stop_pid(recs[0].pid, grace=timeout)  # SIGTERM: the agent calls on_depart first
+            # SIGTERM: the agent calls on_depart (the withdrawal) before it exits
+            if recs[0].guest:
+                self.runtime(recs[0].node).stop(recs[0].pid, grace=timeout)
+            else:
+                stop_pid(recs[0].pid, grace=timeout)
             self.state.services = [s for s in self.state.services if s["pid"] != recs[0].pid]
             self.state.save()
             lines = log.read_text().splitlines()[before:] if log.exists() else []
@@ -240,7 +336,8 @@ class Lab:
 
     @property
     def keys_dir(self) -> Path:
-        return self.node_dir(self.topo.dns.server, "named") / "keys"
+        """The MN's keys live with the MN (also inside its VM); named includes the TSIG one."""
+        return self.node_dir(self.topo.mobile.node, "keys")
 
     @property
     def tsig_key_file(self) -> Path:
@@ -368,7 +465,8 @@ def teardown_state(state: LabState, progress: Progress = _quiet) -> None:
 
     progress("stopping services")
     for rec in reversed(state.service_records()):
-        stop_pid(rec.pid, grace=1.0)
+        if not rec.guest:  # guest processes end with their VM
+            stop_pid(rec.pid, grace=1.0)
     progress("removing namespaces")
     for ns in state.netns:
         if netns.exists(ns):

@@ -38,7 +38,14 @@ class MininetBackend:
         except ImportError as e:
             raise MissingDependency("python module mininet", "mininet (pip: mininet)") from e
 
-    def build(self, plan: LabPlan, state: LabState, progress: Callable[[str], None]) -> None:
+    def build(
+        self,
+        plan: LabPlan,
+        state: LabState,
+        progress: Callable[[str], None],
+        vm_nodes: frozenset[str] = frozenset(),
+    ) -> None:
+        """``vm_nodes`` get their namespace and links only: their L3 lives in the guest."""
         from mininet.link import Link
         from mininet.node import Host
 
@@ -63,7 +70,13 @@ class MininetBackend:
                 _close_shell(host)
         progress("addresses and routes")
         for name, node in plan.nodes.items():
-            self._configure(state.ns(name), state.lab, node, plan)
+            if name in vm_nodes:
+                cmds = ["link set dev lo up"] + [
+                    f"link set dev {i.ifname} alias {OWNER_LABEL}:{state.lab}" for i in node.ifaces
+                ]
+                netns.run(None, ["ip", "-n", state.ns(name), "-batch", "-"], input="\n".join(cmds) + "\n")
+            else:
+                self._configure(state.ns(name), state.lab, node, plan)
 
     def _configure(self, ns: str, lab: str, node, plan: LabPlan) -> None:
         mn = plan.topology.mobile.node

@@ -135,6 +135,10 @@ class TrashSequencer:
                 return nv
         return None
 
+    def publish(self, seq: int = 0) -> list[Action]:
+        """The location update for the current primary (e.g. the first registration)."""
+        return self._publish(seq)
+
     def _publish(self, seq: int) -> list[Action]:
         """The location update: every usable address on the primary network's link."""
         a: list[str] = []
@@ -160,3 +164,117 @@ def views_from_state(state: Mapping) -> list[NetworkView]:
             out.append(NetworkView(ifname, n["prefix"], addrs, configured=bool(n.get("configured")),
                                    lost=st.get("link") != "up", family=_family(n["prefix"], addrs)))
     return out
+
+
+# ---------------------------------------------------------------------------- I/O shell
+def _log_line(path, record: dict) -> None:
+    import json
+    import time
+
+    record.setdefault("wall", time.time())
+    record.setdefault("mono", time.monotonic())
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+
+
+class DriverLink:
+    """The transport driver's command socket, joined when it appears (a transport may start
+    after the MN has attached, and stop before it moves again)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.connected = False
+
+    def available(self) -> bool:
+        import os
+
+        return bool(self.path) and os.path.exists(self.path)
+
+    async def request(self, cmd: dict) -> dict:
+        import asyncio
+
+        from testbed.sctp.driver import send_command
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, send_command, self.path, cmd)
+
+
+async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy: Policy, updater) -> None:
+    """Follow the agent and drive the transport, in TraSH order, until the agent goes away.
+
+    Without a transport (no driver socket yet) the ladder still runs as bookkeeping, so the
+    location update still follows the policy's primary switch (spec §4/§5).
+    """
+    from testbed.mobility.agent import AgentClient
+
+    client = AgentClient(agent_sock)
+    await client.wait_ready(timeout=60)
+    state = await client.state()
+    views = views_from_state(state)
+    seqr = TrashSequencer(policy)
+    usable = [v for v in views if v.usable and v.family in policy.families]
+    first = usable[0].addresses[0] if usable else ""
+    seqr.start({a for v in usable for a in v.addresses}, views, first)
+    link = DriverLink(driver_sock)
+    _log_line(log_path, {"event": "binding", "op": "start", "bound": sorted(seqr.bound),
+                         "primary": seqr.primary.prefix if seqr.primary else None})
+    async def execute(actions: list[Action]) -> None:
+        for act in actions:
+            rec: dict = {"event": "binding", "op": act.kind, "cause": act.cause}
+            if act.kind == "location":
+                rec.update(a=list(act.a), aaaa=list(act.aaaa))
+                if updater is not None:
+                    res = await updater.update(act.a, act.aaaa)
+                    rec.update(res.to_dict())
+            else:
+                rec["address"] = act.address
+                if link.connected:
+                    op = {"add": "add", "primary": "primary", "delete": "del"}[act.kind]
+                    rec.update(await link.request({"op": op, "addr": act.address}))
+                else:
+                    rec["transport"] = "none"
+            _log_line(log_path, rec)
+
+    await execute(seqr.publish(0))  # register where the MN is now
+    async with client.subscribe(since=int(state.get("seq", 0))) as sub:
+        async for e in sub:
+            if link.available() and not link.connected:
+                status = await link.request({"op": "status"})
+                if status.get("ok"):  # the association's own addresses are the bound set
+                    link.connected = True
+                    seqr.bound = set(status["local"])
+                    _log_line(log_path, {"event": "binding", "op": "transport", **status})
+            elif link.connected and not link.available():
+                link.connected = False
+            await execute(seqr.feed(e))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import asyncio
+    import logging
+
+    ap = argparse.ArgumentParser(prog="python -m testbed.mobility.binding", description=__doc__)
+    ap.add_argument("--agent", required=True, help="the mobility agent's Unix socket")
+    ap.add_argument("--driver", help="the transport driver's command socket (joined when it appears)")
+    ap.add_argument("--log", required=True, help="JSON-lines log of every action")
+    ap.add_argument("--switch", choices=("newest", "metric", "on-loss"), default="newest")
+    ap.add_argument("--metric", default="signal")
+    ap.add_argument("--families", default="4", help="address families of the association: 4, 6, 4,6")
+    ap.add_argument("--location", action="store_true",
+                    help="also send the DNS UPDATE (configured from TESTBED_LOC_* as for the agent)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    policy = Policy(switch=args.switch, metric=args.metric,
+                    families=frozenset(int(f) for f in args.families.split(",")))
+    updater = None
+    if args.location:
+        from testbed.mobility.location.agent_hooks import from_env
+
+        updater = from_env().updater
+    asyncio.run(serve(args.agent, args.driver, args.log, policy, updater))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

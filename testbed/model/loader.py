@@ -85,6 +85,10 @@ def check(topo: Topology, source: str) -> None:
     if len(mobiles) != 1:
         raise ConfigError(source, "nodes", f"exactly one mobile node expected, found {len(mobiles)}")
     need("dns.server", topo.dns.server, Role.DNS)
+    for name, spec in nodes.items():
+        if spec.sctp.stack != "none" and spec.role not in (Role.MOBILE, Role.HOST):
+            raise ConfigError(source, f"nodes.{name}.sctp.stack",
+                              "kernel SCTP endpoints are mobile or host nodes", "remove sctp here")
     if topo.mobile.location == "sig0" and topo.mobile.sig0_algorithm not in topo.dns.sig0_algorithms:
         raise ConfigError(source, "mobile.sig0_algorithm",
                           f"{topo.mobile.sig0_algorithm} is not among dns.sig0_algorithms",

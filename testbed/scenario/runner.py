@@ -7,7 +7,6 @@ known), ``verdict.json`` and ``report.html``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import threading
@@ -17,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed import vmnodes
 from testbed.capture.tcpdump import Capture
 from testbed.errors import TestbedError
 from testbed.lab import Lab
-from testbed.scenario.model import Metric, Move, PingPong, Scenario, parse_step
+from testbed.model import loader
+from testbed.scenario.model import Metric, Move, PingPong, Scenario, Traffic, parse_step
+from testbed.scenario.traffic import SctpTraffic
 from testbed.state import LabState
 
 Progress = Callable[[str], None]
@@ -85,7 +87,11 @@ class Runner:
         self.sc, self.lab, self.out, self.progress = scenario, lab, out.resolve(), progress
         self.log = EventLog(self.out / "events.jsonl")
         self.rng = random.Random(scenario.seed)
-        self.traffic = None  # set by the SCTP traffic controller when the lab has SCTP nodes
+        self.traffic: SctpTraffic | None = None
+        uses_traffic = any(parse_step(st, "")[0] == "traffic" for st in scenario.steps)
+        if uses_traffic and lab.sctp_mobile and "cn" in lab.topo.nodes and \
+                vmnodes.stack_of(lab.topo.nodes["cn"].sctp) != "none":
+            self.traffic = SctpTraffic(lab, scenario.traffic or Traffic(), self.out)
 
     # -- steps
     def _move(self, m: Move) -> None:
@@ -103,7 +109,8 @@ class Runner:
 
     def _metric(self, m: Metric) -> None:
         self.log.step("metric", ifname=m.ifname, name=m.name, value=m.value)
-        asyncio.run(self.lab.agent_client().set_metric(m.ifname, m.name, m.value))
+        self.lab.agent_command({"cmd": "set-metric", "ifname": m.ifname, "name": m.name,
+                                "value": m.value})
 
     def _wait(self, seconds: float) -> None:
         self.log.step("wait", seconds=seconds)
@@ -150,6 +157,7 @@ class Runner:
         capture = Capture.for_lab(self.lab, pcaps)
         agent_events = FileTail(self.lab.agent_dir / "events.jsonl")
         locations = FileTail(self.lab.agent_dir / "location.jsonl")
+        bindings = FileTail(self.lab.node_dir(self.lab.topo.mobile.node, "binding") / "actions.jsonl")
         self.progress("capturing every link")
         capture.start()
         try:
@@ -162,7 +170,7 @@ class Runner:
             capture.stop()
             for e in agent_events.read():
                 self.log.add({"event": e.pop("kind"), **e})
-            for r in locations.read():
+            for r in locations.read() + bindings.read():
                 self.log.add(r)
             self.log.write()
         self.progress("checking the captures")
@@ -201,5 +209,12 @@ class Runner:
 
 def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = _quiet) -> RunResult:
     """Bring the scenario's lab up if it is not, run, and leave the lab up."""
-    lab = Lab.open(lab_name) if LabState.exists(lab_name) else Lab.up(scenario.topology, lab_name, progress)
+    if LabState.exists(lab_name):
+        lab = Lab.open(lab_name)
+        wanted = loader.load(scenario.topology).name
+        if lab.topo.name != wanted:
+            raise TestbedError(f"lab {lab_name!r} runs topology {lab.topo.name!r}, the scenario wants "
+                               f"{wanted!r}: `testbed down` first, or pick another --lab")
+    else:
+        lab = Lab.up(scenario.topology, lab_name, progress)
     return Runner(scenario, lab, out, progress).run()

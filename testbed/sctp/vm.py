@@ -86,6 +86,30 @@ class VmNode:
         self._links: list[str] = []  # host-side TAPs/bridges this VM created
         self._release = ""
         self.boot_seconds = 0.0
+        self.qemu_pid = 0
+
+    @classmethod
+    def attach(cls, cfg: VmConfig, qemu_pid: int, sock_dir: Path) -> VmNode:
+        """Reconnect to a VM another process booted (the lab keeps VMs across CLI commands).
+
+        The agent port accepts one client at a time: a second process waits until the first
+        closes its connection (every CLI command does so when it exits).
+        """
+        self = cls(cfg)
+        self.qemu_pid, self._sock_dir = qemu_pid, sock_dir
+        try:
+            self.agent = AgentClient(sock_dir / "agent.sock")
+            self._release = self.agent.request("ping", timeout=10.0)["release"]
+        except (OSError, AgentError) as e:
+            raise VmBootError(f"VM {cfg.name}: its guest agent does not answer ({e}); "
+                              f"is the lab up? see {self.console_log}") from e
+        return self
+
+    def close(self) -> None:
+        """Drop this process's agent connection; the VM keeps running."""
+        if self.agent is not None:
+            self.agent.close()
+            self.agent = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -114,6 +138,7 @@ class VmNode:
             self._make_links()
             initrd = initramfs.build(self.cfg.kernel, self.cfg.extra_modules)
             self.proc = ns.spawn(self.netns, self.qemu_argv(initrd), log=self.state_dir / "qemu.log")
+            self.qemu_pid = self.proc.pid
             self._wait_agent(t0 + self.cfg.boot_timeout)
             self.boot_seconds = time.monotonic() - t0
             self.sync_clock()
@@ -389,9 +414,10 @@ class VmNode:
 
     def qemu_rss_kib(self) -> int:
         """Resident set size of the QEMU process (host side)."""
-        if self.proc is None:
+        pid = self.proc.pid if self.proc is not None else self.qemu_pid
+        if not pid:
             return 0
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         return 0

@@ -19,15 +19,16 @@ HOOKS = "testbed.mobility.location.agent_hooks:from_env"
 
 class MobilityAgent(Daemon):
     NAME = "agent"
-    START_TIMEOUT = 15.0
+    START_TIMEOUT = 60.0  # 1 s in a namespace; ~12 s in a TCG guest (Python over 9p)
 
     def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
-                 optimistic_dad: bool = True) -> None:
+                 optimistic_dad: bool = True, socket_path: Path | None = None) -> None:
         super().__init__(node, directory)
         self.ifaces = ifaces
         self.location_env = location_env
         self.optimistic_dad = optimistic_dad
-        self.socket = directory / "agent.sock"
+        # in a VM the socket lives on the guest's tmpfs (a 9p share cannot hold one)
+        self.socket = socket_path or directory / "agent.sock"
         self.state = directory / "state.json"
         self.location_log = directory / "location.jsonl"
         self.events_log = directory / "events.jsonl"
@@ -48,6 +49,11 @@ class MobilityAgent(Daemon):
         return argv
 
     def ready(self) -> bool:
+        if hasattr(self.node, "unix_request"):  # VM node: ask through the guest agent
+            try:
+                return "error" not in self.node.unix_request(str(self.socket), {"cmd": "ping"}, timeout=2)
+            except Exception:  # noqa: BLE001 - not listening yet
+                return False
         return ping(self.socket)
 
 

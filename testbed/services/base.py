@@ -25,6 +25,7 @@ class ServiceRecord:
     pid: int
     log: str
     instance: str = ""  # e.g. the interface for per-interface clients
+    guest: bool = False  # pid is inside the node's VM (stopped by the VM, not by the host)
 
 
 def require(binary: str, package: str) -> str:
@@ -88,7 +89,8 @@ class Daemon:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.configure()
         pid = self.node.spawn(self.argv(), log=self.log)
-        record = ServiceRecord(self.node.name, self.NAME, pid, str(self.log), self.instance)
+        guest = hasattr(self.node, "qemu_pid")
+        record = ServiceRecord(self.node.name, self.NAME, pid, str(self.log), self.instance, guest)
         try:
             self.wait(lambda: self.ready(), pid)
         except BaseException:
@@ -97,7 +99,12 @@ class Daemon:
         return record
 
     def wait(self, probe: Callable[[], bool], pid: int) -> None:
-        from testbed.backends.node import alive
+        from testbed.backends.node import alive as host_alive
+
+        def alive(pid: int) -> bool:
+            if hasattr(self.node, "qemu_pid"):  # a guest pid: ask the VM
+                return self.node.wait(pid, 0) is None
+            return host_alive(pid)
 
         deadline = time.monotonic() + self.START_TIMEOUT
         delay = 0.005

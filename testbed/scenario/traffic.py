@@ -1,0 +1,98 @@
+"""SCTP traffic for a scenario: a server on the CN, a client on the MN whose association the
+TraSH binding process drives (through the client's control socket).
+
+Both run ``python -m testbed.sctp.traffic`` in their node's stack (a VM guest where the host
+has no SCTP). The server checks continuity and records each message's arrival time and source
+address; its stats land in ``traffic.json`` of the run and as records in ``events.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import TestbedError
+from testbed.scenario.model import Traffic
+from testbed.services.binding import TRAFFIC_CONTROL
+
+PORT = 5001
+
+
+class SctpTraffic:
+    def __init__(self, lab, params: Traffic, out: Path) -> None:
+        self.lab, self.params, self.out = lab, params, out
+        self.mn = lab.topo.mobile.node
+        self.cn = "cn"
+        self.dir_cn = lab.state.dir / self.cn / "traffic"
+        self.dir_mn = lab.state.dir / self.mn / "traffic"
+        self.server_pid = self.client_pid = 0
+        self.server_stats = self.dir_cn / "server.json"
+        self.client_stats = self.dir_mn / "client.json"
+
+    def _wait(self, what: str, probe, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not probe():
+            if time.monotonic() > deadline:
+                raise TestbedError(f"SCTP traffic: {what} not ready within {timeout:g} s; see "
+                                   f"{self.dir_cn} and {self.dir_mn}")
+            time.sleep(0.1)  # a Python start in a TCG guest takes seconds
+
+    def start(self) -> None:
+        cn_rt, mn_rt = self.lab.runtime(self.cn), self.lab.runtime(self.mn)
+        cn_addr = self.lab.plan.address_of(self.cn, 4)
+        attached = self.lab.state.attached[0]
+        mn_addr = self.lab.access_state(attached).ipv4[0]
+        for d in (self.dir_cn, self.dir_mn):
+            d.mkdir(parents=True, exist_ok=True)
+        self.server_stats.unlink(missing_ok=True)
+        self.client_stats.unlink(missing_ok=True)
+        self.server_pid = cn_rt.spawn(
+            [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", cn_addr,
+             "--port", str(PORT), "--stats", str(self.server_stats)], log=self.dir_cn / "server.log")
+        self._wait("server", self.server_stats.exists)  # written once it listens
+        self.client_pid = mn_rt.spawn(
+            [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,
+             "--server", cn_addr, "--port", str(PORT), "--rate", f"{self.params.rate:g}",
+             "--size", str(self.params.size), "--control", str(TRAFFIC_CONTROL), "--mode", "trash",
+             "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
+        self._wait("client association", self._associated)
+
+    def _associated(self) -> bool:
+        try:
+            r = self.lab.runtime(self.mn).unix_request(str(TRAFFIC_CONTROL), {"op": "status"}, timeout=2)
+        except Exception:  # noqa: BLE001 - not listening yet
+            return False
+        return bool(r.get("ok")) and r.get("state") is not None
+
+    def stop(self) -> None:
+        if self.client_pid:
+            self.lab.runtime(self.mn).stop(self.client_pid, grace=5.0)  # graceful SHUTDOWN
+            self.client_pid = 0
+        if self.server_pid:
+            cn = self.lab.runtime(self.cn)
+            if cn.wait(self.server_pid, 5.0) is None:  # it ends when the association closes
+                cn.stop(self.server_pid, grace=2.0)
+            self.server_pid = 0
+
+    def results(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, path in (("server", self.server_stats), ("client", self.client_stats)):
+            try:
+                out[name] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                out[name] = None
+        return out
+
+    def close(self, log) -> None:
+        """Stop what still runs and put the results in the run (traffic.json + events)."""
+        self.stop()
+        res = self.results()
+        (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
+        server = res.get("server") or {}
+        log.add({"event": "traffic", "op": "summary", **{k: v for k, v in server.items()
+                                                          if not isinstance(v, list | dict)}})
+        for sw in server.get("source_switches", []) or []:
+            log.add({"event": "traffic", "op": "source_switch", "wall": sw.get("t"), **sw})

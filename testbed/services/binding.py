@@ -1,0 +1,40 @@
+"""The TraSH binding process on an SCTP mobile node (``python -m testbed.mobility.binding``).
+
+It follows the mobility agent and, in Appendix-A order, drives the SCTP association's binding
+driver (ADD_IP, SET_PRIMARY, DELETE_IP) and the location update (DNS UPDATE after the primary
+switch). Without a running association it still moves the DNS record on primary switches.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from testbed.services.base import Daemon
+
+TRAFFIC_CONTROL = Path("/run/testbed-traffic.sock")  # the traffic client's driver socket
+
+
+class BindingService(Daemon):
+    NAME = "binding"
+    START_TIMEOUT = 90.0  # a Python start under TCG takes seconds
+
+    def __init__(self, node, directory: Path, agent_socket: Path, location_env: dict[str, str],
+                 families: str = "4", switch: str = "newest") -> None:
+        super().__init__(node, directory)
+        self.agent_socket, self.location_env = agent_socket, location_env
+        self.families, self.switch = families, switch
+        self.actions = directory / "actions.jsonl"
+
+    def argv(self) -> list[str]:
+        argv = ["env", *(f"{k}={v}" for k, v in self.location_env.items()), sys.executable, "-m",
+                "testbed.mobility.binding", "--agent", str(self.agent_socket),
+                "--driver", str(TRAFFIC_CONTROL), "--log", str(self.actions),
+                "--families", self.families, "--switch", self.switch]
+        return argv + (["--location"] if self.location_env else [])
+
+    def ready(self) -> bool:
+        try:
+            return '"op": "start"' in self.actions.read_text()
+        except OSError:
+            return False
