@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -14,44 +15,53 @@ from testbed.backends.node import alive
 from testbed.services import probes
 
 
-def collect(lab_name: str) -> dict[str, Any]:
+def collect(lab_or_name) -> dict[str, Any]:
+    """Status of a lab (a ``Lab``, or a lab name to open; a VM serves one process at a time, so
+    pass the ``Lab`` you already hold)."""
     from testbed.lab import Lab
 
-    lab = Lab.open(lab_name)
+    lab = Lab.open(lab_or_name) if isinstance(lab_or_name, str) else lab_or_name
     nodes = []
     for name, plan in lab.plan.nodes.items():
         ns = lab.state.ns(name)
-        ifaces = []
-        if netns.exists(ns):
-            cp = netns.run(None, ["ip", "-j", "-n", ns, "addr", "show"], check=False)
-            for i in json.loads(cp.stdout or "[]"):
-                if i["ifname"] == "lo":
-                    continue
-                ifaces.append(
-                    {
-                        "name": i["ifname"],
-                        "state": i.get("operstate", "?"),
-                        "addresses": [
-                            f"{a['local']}/{a['prefixlen']}" + (" tentative" if a.get("tentative") else "")
-                            for a in i.get("addr_info", [])
-                            if a.get("scope") == "global"
-                        ],
-                    }
-                )
+        present = netns.exists(ns)
+        kernel, stack, sctp, raw = platform.release(), "host", None, "[]"
+        if present and lab.is_vm(name):
+            rt = lab.runtime(name)
+            kernel, stack, sctp = rt.kernel_release(), "vm", rt.sctp_sysctls()
+            raw = rt.run(["ip", "-j", "addr", "show"], check=False).stdout
+        elif present:
+            raw = netns.run(None, ["ip", "-j", "-n", ns, "addr", "show"], check=False).stdout
+            if lab.topo.nodes[name].sctp.stack != "none":
+                sctp = _host_sctp(ns)
+        ifaces = [
+            {
+                "name": i["ifname"],
+                "state": i.get("operstate", "?"),
+                "addresses": [
+                    f"{a['local']}/{a['prefixlen']}" + (" tentative" if a.get("tentative") else "")
+                    for a in i.get("addr_info", [])
+                    if a.get("scope") == "global"
+                ],
+            }
+            for i in json.loads(raw or "[]")
+            if i["ifname"] != "lo"
+        ]
         nodes.append(
             {
                 "name": name,
                 "role": plan.role.value,
                 "netns": ns,
-                "present": netns.exists(ns),
-                "kernel": platform.release(),
-                "stack": "host",
+                "present": present,
+                "kernel": kernel,
+                "stack": stack,
+                "sctp": sctp,
                 "interfaces": ifaces,
             }
         )
     services = []
     for rec in lab.state.service_records():
-        up = alive(rec.pid)
+        up = lab.runtime(rec.node).wait(rec.pid, 0) is None if rec.guest else alive(rec.pid)
         services.append(
             {
                 "node": rec.node,
@@ -73,6 +83,26 @@ def collect(lab_name: str) -> dict[str, Any]:
         "nodes": nodes,
         "services": services,
     }
+
+
+def _host_sctp(ns: str) -> dict[str, int] | None:
+    """The live net.sctp values of a host-kernel SCTP node (per netns, not inherited)."""
+    from testbed.sctp.vm import SCTP_SYSCTLS
+
+    def read() -> dict[str, int] | None:
+        base = Path("/proc/sys/net/sctp")
+        if not base.exists():
+            return None
+        return {k: int((base / k).read_text()) for k in SCTP_SYSCTLS}
+
+    return netns.call_in(ns, read)
+
+
+def _kernel_cell(n: dict[str, Any]) -> str:
+    cell = f"{n['kernel']} ({n['stack']})"
+    if n.get("sctp"):
+        cell += "\nsctp " + " ".join(f"{k.replace('_enable', '')}={v}" for k, v in n["sctp"].items())
+    return cell
 
 
 def _healthy(lab, node: str, service: str) -> bool:
@@ -100,7 +130,7 @@ def render(st: dict[str, Any], console: Console) -> None:
                 n["name"] if first else "",
                 n["role"] if first else "",
                 n["netns"] if first else "",
-                f"{n['kernel']} ({n['stack']})" if first else "",
+                _kernel_cell(n) if first else "",
                 i["name"],
                 i["state"],
                 "\n".join(i["addresses"]),

@@ -15,7 +15,7 @@ from testbed.errors import TestbedError
 from testbed.state import DEFAULT_LAB
 
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)
 out_console = out
 
 

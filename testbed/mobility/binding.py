@@ -230,7 +230,8 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                 rec["address"] = act.address
                 if link.connected:
                     op = {"add": "add", "primary": "primary", "delete": "del"}[act.kind]
-                    rec.update(await link.request({"op": op, "addr": act.address}))
+                    reply = await link.request({"op": op, "addr": act.address})
+                    rec.update(ok=bool(reply.get("ok")), driver=reply)
                 else:
                     rec["transport"] = "none"
             _log_line(log_path, rec)
