@@ -5,17 +5,21 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := /var/lib/testbed/system.stamp
 TOPOLOGY ?= two-ar
+SCENARIO ?= trash-handover
 LAB ?= tb
+OUT ?= out/$(SCENARIO)
 
 
-.PHONY: setup kernel testbed-up testbed-down test unit integration lint bench clean
+.PHONY: setup kernel testbed-up lab-up testbed-down test unit integration lint bench clean
 
 setup: $(SYSTEM_STAMP) $(STAMP) kernel
 
-# the default kernel under test (a Debian 6.1 build with SCTP as a module) for VM nodes;
-# idempotent: `scripts/fetch-kernel.sh` returns at once when the cache has it
+# kernels under test for VM nodes: the default (Debian 6.1, SCTP as a module) and a 6.12 from
+# bookworm-backports for interop runs; idempotent: a cached kernel is not fetched again
+INTEROP_KERNEL := 6.12
 kernel: $(SYSTEM_STAMP)
 	bash scripts/fetch-kernel.sh >/dev/null
+	bash scripts/fetch-kernel.sh $(INTEROP_KERNEL) >/dev/null
 
 # Debian packages (BIND 9.20 from bookworm-backports, dhcpd, radvd, mininet, tcpdump, QEMU);
 # re-run when the script changes
@@ -30,7 +34,13 @@ $(STAMP): pyproject.toml $(SYSTEM_STAMP)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# the default handover: lab up (if not yet), scenario run, verdict and report; the lab stays up
 testbed-up: setup
+	$(VENV)/bin/testbed --lab $(LAB) run $(SCENARIO) --out $(OUT)
+	@echo "lab $(LAB) stays up: .venv/bin/testbed --lab $(LAB) status | exec mn -- CMD; make testbed-down"
+
+# only bring a topology up (no scenario)
+lab-up: setup
 	$(VENV)/bin/testbed --lab $(LAB) up $(TOPOLOGY)
 	$(VENV)/bin/testbed --lab $(LAB) status
 
@@ -51,6 +61,9 @@ integration: setup
 
 bench: setup
 	$(PY) bench/bench_lab.py
+	$(PY) bench/bench_checker.py
+	$(PY) bench/bench_agent.py
+	$(PY) bench/bench_sctp.py
 
 clean:
 	-$(VENV)/bin/testbed clean

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetch a Debian kernel for the SCTP VMs into the testbed cache; idempotent.
 #
-#   scripts/fetch-kernel.sh [RELEASE]     e.g. 6.1.0-56-amd64, 6.1.0-56, 6.12.117+deb12-amd64
+#   scripts/fetch-kernel.sh [RELEASE]     e.g. 6.1.0-56-amd64, 6.1.0-56, 6.12.117+deb12-amd64,
+#                                          or a series (6.12): its newest build in apt
 #
 # Default: the newest bookworm 6.1.0-N-amd64 apt knows. Uses the generic flavour (the cloud
 # flavour lacks 9p). Result: $CACHE/kernels/RELEASE/{vmlinuz,vmlinux,lib/modules/RELEASE/...}
@@ -15,6 +16,12 @@ if [ -z "$rel" ]; then
   rel=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' \
         | awk '{print $1}' | sed -E 's/^linux-image-(.*)-unsigned$/\1/' | sort -V | tail -1)
   [ -n "$rel" ] || { echo "fetch-kernel: no linux-image-6.1.0-*-amd64 in apt (run apt-get update)" >&2; exit 1; }
+fi
+if [[ "$rel" =~ ^[0-9]+\.[0-9]+$ ]]; then  # a series, e.g. 6.12: its newest build in apt
+  series=${rel//./\\.}
+  rel=$(apt-cache search --names-only "^linux-image-${series}[.][0-9.]+(-[0-9]+|[+]deb[0-9]+)?-amd64-unsigned\$" \
+        | awk '{print $1}' | sed -E 's/^linux-image-(.*)-unsigned$/\1/' | sort -V | tail -1)
+  [ -n "$rel" ] || { echo "fetch-kernel: no linux-image-$1.* in apt (bookworm-backports for 6.12?)" >&2; exit 1; }
 fi
 case "$rel" in *-amd64) ;; *) rel="$rel-amd64" ;; esac
 case "$rel" in *cloud*) echo "fetch-kernel: the cloud flavour lacks 9p; use the generic amd64 one" >&2; exit 1 ;; esac

@@ -7,6 +7,7 @@ user points at an image plus a modules directory that has been through ``depmod`
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,12 @@ def resolve(
                 f"no kernel in {cache}/kernels",
                 "run `make setup` or `scripts/fetch-kernel.sh`",
             )
+        release = rels[-1]
+    elif re.fullmatch(r"\d+\.\d+", spec):  # a series: its newest cached build
+        rels = [r for r in cached_releases(cache) if r.startswith(spec + ".")]
+        if not rels:
+            raise ConfigError("kernel", spec, f"no {spec}.x kernel in {cache}/kernels",
+                              f"run `scripts/fetch-kernel.sh {spec}` (make setup fetches 6.1 and 6.12)")
         release = rels[-1]
     else:
         release = _normalise_release(spec)
