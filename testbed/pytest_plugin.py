@@ -4,6 +4,14 @@ Fixtures:
   ``testbed_lab``   a lab of the default topology, up for the whole session, torn down after.
                     Options: ``--testbed-topology`` and ``--testbed-lab`` (namespace prefix).
   ``testbed_fresh_lab_name``  a lab name no other test uses, for tests that bring labs up/down.
+  ``testbed_run``   ``testbed_run(scenario, lab=None) -> RunResult``: run a scenario (name in
+                    topologies/scenarios/, path, or Scenario) on ``lab`` (default: the
+                    session lab), output under the test's tmp_path; ``.verdict`` is the
+                    checker's verdict.
+Assertion helpers (import them from ``testbed.pytest_plugin``):
+  ``assert_rules(verdict, *rule_ids_or_groups)`` every named rule passed, else a message with
+                    each failing rule's message and evidence (pcap#frame).
+  ``assert_verdict(verdict)`` every selected rule passed or was skipped.
 A missing prerequisite (root, the Debian packages) fails the test with what to install.
 """
 
@@ -67,3 +75,40 @@ def testbed_lab(request: pytest.FixtureRequest) -> Iterator:
 @pytest.fixture
 def testbed_fresh_lab_name() -> str:
     return f"tbf{os.getpid() % 1000}{next(_counter)}"
+
+
+@pytest.fixture
+def testbed_run(request: pytest.FixtureRequest, tmp_path):
+    from testbed.scenario import model
+    from testbed.scenario.runner import Runner
+
+    def run(scenario, lab=None):
+        sc = scenario if isinstance(scenario, model.Scenario) else model.load(scenario)
+        lab = lab or request.getfixturevalue("testbed_lab")
+        return Runner(sc, lab, tmp_path / sc.name).run()
+
+    return run
+
+
+def _explain(rules) -> str:
+    lines = []
+    for r in rules:
+        ev = ", ".join(f"{e.pcap}#{e.frame} {e.what}" for e in r.evidence[:3])
+        lines.append(f"{r.id}: {r.status}: {r.message}" + (f" [{ev}]" if ev else ""))
+    return "\n".join(lines)
+
+
+def assert_rules(verdict, *ids: str) -> None:
+    """Each named rule (or every rule of a named group, e.g. "asconf") has status pass."""
+    chosen = [r for r in verdict.rules if not ids or r.id in ids or r.id.split(".")[0] in ids]
+    missing = [i for i in ids if not any(r.id == i or r.id.split(".")[0] == i for r in verdict.rules)]
+    bad = [r for r in chosen if r.status != "pass"]
+    if missing or bad:
+        raise AssertionError(("no such rule(s): " + ", ".join(missing) + "\n" if missing else "")
+                             + _explain(bad))
+
+
+def assert_verdict(verdict) -> None:
+    """The whole verdict passed (skips allowed)."""
+    if not verdict.passed:
+        raise AssertionError(_explain([r for r in verdict.rules if r.status == "fail"]))

@@ -7,16 +7,15 @@ import json
 import pytest
 
 from testbed.conformance.checker import check
-from testbed.scenario import model
-from testbed.scenario.runner import Runner
+from testbed.pytest_plugin import assert_rules, assert_verdict
 
 pytestmark = pytest.mark.integration
 
 
-def test_move_scenario_writes_pcaps_events_and_a_passing_verdict(testbed_lab, tmp_path):
-    sc = model.load("move-ar2")
-    result = Runner(sc, testbed_lab, tmp_path).run()
-    assert result.passed, json.dumps(result.verdict.to_dict()["rules"], indent=1)
+def test_move_scenario_writes_pcaps_events_and_a_passing_verdict(testbed_lab, testbed_run):
+    result = testbed_run("move-ar2")
+    assert_verdict(result.verdict)
+    tmp_path = result.out
     pcaps = sorted(p.name for p in (tmp_path / "pcaps").glob("*.pcap"))
     assert pcaps == sorted(f"{v.a_ifname}.pcap" for v in testbed_lab.plan.veths)
     rows = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
@@ -29,6 +28,5 @@ def test_move_scenario_writes_pcaps_events_and_a_passing_verdict(testbed_lab, tm
     ok = [r for r in rows if r["event"] == "location" and r["rcode"] == "NOERROR"]
     assert ok and any("198.51.100" in " ".join(r["addresses"]["a"]) for r in ok)
     # the same captures judged again by the checker alone: DNS updates signed and answered
-    v = check(tmp_path / "pcaps", rules="dns")
-    assert v.rule("dns.signed").status == "pass" and v.rule("dns.answered").status == "pass"
+    assert_rules(check(tmp_path / "pcaps", rules="dns"), "dns.signed", "dns.answered")
     assert testbed_lab.state.attached == ["ar1"] or testbed_lab.access_state("ar1").ipv4
