@@ -92,7 +92,7 @@ def floor(lab: str, template: Path) -> tuple[float, float]:
         ["ip", "netns", "exec", ns["mn"], "dhclient", "-4", "-d", "-sf", str(script), "-lf",
          str(t / "floor-dhclient.leases"), "-pf", str(t / "floor-dhclient.pid"), "mn-ar1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    subprocess.run(["ip", "netns", "exec", ns["mn"], "rdisc6", "-1", "-q", "-r", "3", "-w", "300", "mn-ar1"],
+    subprocess.run(["ip", "netns", "exec", ns["mn"], "rdisc6", "-1", "-q", "-r", "10", "-w", "200", "mn-ar1"],
                    capture_output=True, check=False)
     while True:
         out = run(["ip", "-n", ns["mn"], "-j", "addr", "show", "dev", "mn-ar1"]).stdout

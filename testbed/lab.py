@@ -356,7 +356,7 @@ class Lab:
         # DNA (RFC 4957/6059): solicit at once. Linux sends its own RS only after link-local
         # DAD (1 s); a userspace RS is answered in milliseconds. The agent does it when it runs.
         if not self.agent_running():
-            mn.run(["rdisc6", "-1", "-q", "-r", "3", "-w", "300", mn_if.ifname], check=False,
+            mn.run(["rdisc6", "-1", "-q", "-r", "10", "-w", "200", mn_if.ifname], check=False,
                    timeout=5)
         metric = 100 + [a.router for a in self.topo.access_networks].index(ar)
         d = Dhclient(mn, self.node_dir(mn_if.node, "dhclient"), mn_if.ifname, metric)

@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOT_FAST = (
     "mitigations=off tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on"
 )
+GUEST_TMPFS = tuple(Path(p) for p in ("/tmp", "/run", "/var/tmp", "/dev/shm"))  # see images/init.sh
 SCTP_SYSCTLS = ("addip_enable", "auth_enable", "addip_noauth_enable", "default_auto_asconf")
 
 
@@ -151,6 +152,11 @@ class VmNode:
     def qemu_argv(self, initrd: Path) -> list[str]:
         cfg, sd, sock = self.cfg, self.state_dir, self._sock_dir or self.state_dir
         shares = [sd, *(Path(p).resolve() for p in cfg.rw_dirs)]
+        # the guest mounts tmpfs over these: a checkout (and its venv) below one needs a share
+        if any(REPO_ROOT.is_relative_to(m) for m in GUEST_TMPFS) and not any(
+            REPO_ROOT.is_relative_to(p) for p in shares
+        ):
+            shares.append(REPO_ROOT)
         for p in shares:
             if " " in str(p) or "," in str(p):
                 raise ConfigError("vm " + self.name, "rw dir", f"{p} has a space or comma")
