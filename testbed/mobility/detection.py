@@ -607,6 +607,7 @@ class MovementDetector:
         self._tasks: set[asyncio.Task[None]] = set()
         self._socks: list[socket.socket] = []
         self._link_up_at: dict[str, float] = {}
+        self._ll_solicited: dict[str, float] = {}  # link-up time of the last link-local RS
         self._sysctl_done: set[str] = set()
         self.on_quiet_update: Callable[[], None] = lambda: None  # state changed, no event
 
@@ -725,6 +726,20 @@ class MovementDetector:
                 AddrObs(name, addr, msg["prefixlen"], flags, msg["scope"], ev == "RTM_DELADDR"),
                 at,
             )
+            if ev == "RTM_NEWADDR" and fam == socket.AF_INET6 and addr.startswith("fe80:"):
+                self._solicit_on_link_local(name)
+
+    def _solicit_on_link_local(self, ifname: str) -> None:
+        """An RS sent at link-up can precede the kernel's IPv6 set-up on the link, and the RA
+        answering it is then dropped; the link-local address appearing marks that set-up done,
+        so solicit once more right then (once per link-up, and only while no RA came)."""
+        up = self._link_up_at.get(ifname)
+        if up is None or not self.opts.send_rs or self._ll_solicited.get(ifname) == up:
+            return
+        if self.wire.get(ifname, {}).get("ra_last", -1.0) >= up:
+            return
+        self._ll_solicited[ifname] = up
+        self._send_rs(ifname)
 
     def _set_optimistic(self, ifname: str) -> None:
         base = f"/proc/sys/net/ipv6/conf/{ifname}"
