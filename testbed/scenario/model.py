@@ -45,6 +45,7 @@ class Metric(Strict):
 class Traffic(Strict):
     rate: float = Field(50.0, gt=0)  # messages per second
     size: int = Field(200, ge=16, le=60000)  # bytes per message
+    echo: bool = True  # the CN answers each message: DATA toward the MN shows its primary path
 
 
 Step = Annotated[dict[str, Any], Field()]

@@ -51,7 +51,8 @@ class SctpTraffic:
         self.client_stats.unlink(missing_ok=True)
         self.server_pid = cn_rt.spawn(
             [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", cn_addr,
-             "--port", str(PORT), "--stats", str(self.server_stats)], log=self.dir_cn / "server.log")
+             "--port", str(PORT), "--stats", str(self.server_stats),
+             *(["--echo"] if self.params.echo else [])], log=self.dir_cn / "server.log")
         self._wait("server", self.server_stats.exists)  # written once it listens
         self.client_pid = mn_rt.spawn(
             [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,

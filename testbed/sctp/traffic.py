@@ -32,6 +32,7 @@ from testbed.sctp.driver import BindingDriver, CommandServer
 MAGIC = b"TBSC"
 HEADER = struct.Struct("!4sIQd")  # magic, total length, sequence number, sender unix time
 MAX_RECORDS = 200_000
+ECHO_SIZE = 32  # bytes of each server reply (--echo)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class ServerStats:
     last_arrival: float = 0.0
     closed: bool = False
     error: str = ""
+    echoed: int = 0
     messages: list[tuple[int, float, str, int]] = field(default_factory=list)
 
 
@@ -209,6 +211,12 @@ def serve(args: argparse.Namespace) -> int:
             partial = b""
             with lock:
                 note_arrival(stats, tracker, msg, t, sockapi.normalise(src[0]) if src else "?", tsn)
+            if args.echo:  # a reply per message: DATA toward the MN, sent to its primary path
+                try:
+                    conn.send(encode_message(msg.seq, ECHO_SIZE, t))
+                    stats.echoed += 1
+                except OSError:  # the client is shutting the association down
+                    args.echo = False
     except KeyboardInterrupt:
         pass
     except OSError as e:
@@ -247,6 +255,22 @@ def client(args: argparse.Namespace) -> int:
     sent = 0
     t_start = time.time()
     error = ""
+    echoes = SeqTracker()
+
+    def receive() -> None:
+        """Read the server's replies (--echo) so its sends never block; check their continuity."""
+        partial = b""
+        while True:
+            try:
+                data, _anc, flags, _src = sock.recvmsg(1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            partial += data
+            if flags & socket.MSG_EOR:
+                echoes.feed(decode_message(partial).seq)
+                partial = b""
 
     def snapshot() -> dict[str, Any]:
         return {
@@ -255,11 +279,15 @@ def client(args: argparse.Namespace) -> int:
             "start": t_start,
             "error": error,
             "local_port": local_port,
+            "echo_received": echoes.received,
+            "echo_missing": echoes.missing,
+            "echo_duplicates": list(echoes.duplicates),
             "driver_log": list(driver.log),
         }
 
     control = CommandServer(Path(args.control), driver.handle) if args.control else None
     periodic = _Periodic(Path(args.stats), snapshot)
+    threading.Thread(target=receive, name="echo-receiver", daemon=True).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -297,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--bind", default="", help="comma-separated local addresses (default: any)")
     s.add_argument("--port", type=int, default=5001)
     s.add_argument("--stats", required=True, help="JSON stats file (rewritten every second)")
+    s.add_argument("--echo", action="store_true", help="answer each message (DATA toward the client)")
     c = sub.add_parser("client", help="send a paced, numbered stream; accept driver commands")
     c.add_argument("--local", default="", help="comma-separated local addresses to bind")
     c.add_argument("--server", required=True, help="comma-separated server addresses")
