@@ -46,6 +46,9 @@ class Traffic(Strict):
     rate: float = Field(50.0, gt=0)  # messages per second
     size: int = Field(200, ge=16, le=60000)  # bytes per message
     echo: bool = True  # the CN answers each message: DATA toward the MN shows its primary path
+    # who updates the association's addresses: the TraSH binding process (ADD_IP, SET_PRIMARY,
+    # DELETE_IP in Appendix-A order), or the kernel's own auto_asconf, for comparison
+    binding: Literal["trash", "auto_asconf"] = "trash"
 
 
 Step = Annotated[dict[str, Any], Field()]

@@ -194,7 +194,8 @@ class Runner:
         the CN, that AR's DHCP server and the location manager."""
         p, topo = self.lab.plan, self.lab.topo
         moves = [arg.to for kind, arg in (parse_step(s, "") for s in self.sc.steps) if kind == "move"]
-        new_ar = moves[0] if moves else topo.access_networks[-1].router
+        away = [m for m in moves if m not in topo.mobile.attached]  # first move off the start AR
+        new_ar = (away or moves or [topo.access_networks[-1].router])[0]
         _, ar_if = p.access_iface(new_ar)
         ar_addrs = [str(a.ip) for a in ar_if.addresses]
         cn = [str(a.ip) for a in p.nodes["cn"].addresses()] if "cn" in p.nodes else []

@@ -16,6 +16,7 @@ from typing import Any
 
 from testbed.errors import TestbedError
 from testbed.scenario.model import Traffic
+from testbed.services.base import log_tail
 from testbed.services.binding import TRAFFIC_CONTROL
 
 PORT = 5001
@@ -32,9 +33,11 @@ class SctpTraffic:
         self.server_stats = self.dir_cn / "server.json"
         self.client_stats = self.dir_mn / "client.json"
 
-    def _wait(self, what: str, probe, timeout: float = 90.0) -> None:
+    def _wait(self, what: str, probe, node: str, pid: int, log: Path, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while not probe():
+            if self.lab.runtime(node).wait(pid, 0) is not None:
+                raise TestbedError(f"SCTP traffic: {what} exited: {log_tail(log)}")
             if time.monotonic() > deadline:
                 raise TestbedError(f"SCTP traffic: {what} not ready within {timeout:g} s; see "
                                    f"{self.dir_cn} and {self.dir_mn}")
@@ -53,13 +56,17 @@ class SctpTraffic:
             [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", cn_addr,
              "--port", str(PORT), "--stats", str(self.server_stats),
              *(["--echo"] if self.params.echo else [])], log=self.dir_cn / "server.log")
-        self._wait("server", self.server_stats.exists)  # written once it listens
+        self._wait("server", self.server_stats.exists, self.cn, self.server_pid,  # written once it listens
+                   self.dir_cn / "server.log")
         self.client_pid = mn_rt.spawn(
             [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,
              "--server", cn_addr, "--port", str(PORT), "--rate", f"{self.params.rate:g}",
-             "--size", str(self.params.size), "--control", str(TRAFFIC_CONTROL), "--mode", "trash",
+             "--size", str(self.params.size), "--control", str(TRAFFIC_CONTROL),
+             "--mode", self.params.binding,
+             *(["--auto-asconf-sockopt"] if self.params.binding == "auto_asconf" else []),
              "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
-        self._wait("client association", self._associated)
+        self._wait("client association", self._associated, self.mn, self.client_pid,
+                   self.dir_mn / "client.log")
 
     def _associated(self) -> bool:
         try:

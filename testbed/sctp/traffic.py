@@ -243,11 +243,10 @@ def client(args: argparse.Namespace) -> int:
     local, servers = _split(args.local), _split(args.server)
     sock = sockapi.sctp_socket(_family(local + servers))
     if args.mode == "auto_asconf":
-        # auto_asconf only follows addresses on wildcard-bound sockets
-        local = []
-        if args.auto_asconf_sockopt:
-            sockapi.set_auto_asconf(sock, True)
+        local = []  # auto_asconf only follows addresses on wildcard-bound sockets
     _bind(sock, local, 0)
+    if args.mode == "auto_asconf" and args.auto_asconf_sockopt:
+        sockapi.set_auto_asconf(sock, True)  # EINVAL unless the socket is bound to the wildcard
     sockapi.connectx(sock, servers, args.port)
     sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
     local_port = sockapi.local_addrs(sock)[0][1]

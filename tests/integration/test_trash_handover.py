@@ -78,7 +78,7 @@ def test_binding_actions_follow_trash_order(handover):
     rows = [json.loads(x) for x in (handover.out / "events.jsonl").read_text().splitlines()]
     acts = [r for r in rows if r["event"] == "binding" and r["op"] in ("add", "primary", "location",
                                                                           "delete")]
-    move = next(r["wall"] for r in rows if r["event"] == "step" and r["step"] == "move")
+    move = [r["wall"] for r in rows if r["event"] == "step" and r["step"] == "move"][-1]
     acts = [a for a in acts if a["wall"] > move]  # before it: registering the MN's start address
     ops = [a["op"] for a in acts]
     # a second location update may follow the first: the AAAA once SLAAC completes on ar2
@@ -94,3 +94,17 @@ def test_report_has_the_ladder(handover):
         assert label in html
     assert html.index("ASCONF ADD_IP") < html.index("ASCONF SET_PRIMARY") < html.index(
         "ASCONF DELETE_IP")
+
+
+def test_auto_asconf_what_the_kernel_does_by_itself(sctp_lab, handover, tmp_path):
+    """For comparison: the kernel's auto_asconf adds and deletes addresses itself (ASCONF with
+    AUTH, acknowledged) but sends no SET_PRIMARY; the data still gets through."""
+    from testbed.conformance.checker import check
+
+    result = Runner(model.load("auto-asconf-handover"), sctp_lab, tmp_path).run()
+    assert_rules(result.verdict, "asconf", "continuity.tsn")
+    params = [p for h in check(tmp_path / "pcaps", rules="order").handovers for p in h["phases"]]
+    assert "add_ip_acked" in params and "delete_ip_acked" in params
+    assert "set_primary_acked" not in params
+    traffic = json.loads((tmp_path / "traffic.json").read_text())
+    assert traffic["server"]["missing"] == 0 and traffic["server"]["duplicates"] == []
