@@ -11,7 +11,7 @@ import re
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IPv4Net = ipaddress.IPv4Network
 IPv6Net = ipaddress.IPv6Network
@@ -56,20 +56,23 @@ def _in_doc_ranges(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     return any(net.subnet_of(r) for r in ranges)  # type: ignore[arg-type]
 
 
+def _doc_only(v: IPv4Net | IPv6Net) -> IPv4Net | IPv6Net:
+    if not _in_doc_ranges(v):
+        raise ValueError(f"{v} is outside the documentation prefixes")
+    return v
+
+
+DocIPv4Net = Annotated[IPv4Net, AfterValidator(_doc_only)]
+DocIPv6Net = Annotated[IPv6Net, AfterValidator(_doc_only)]
+
+
 class Link(Strict):
     """A point-to-point link between two infrastructure nodes; first host address to ``a``."""
 
     a: str
     b: str
-    ipv4: IPv4Net
-    ipv6: IPv6Net
-
-    @field_validator("ipv4", "ipv6")
-    @classmethod
-    def _doc(cls, v: IPv4Net | IPv6Net) -> IPv4Net | IPv6Net:
-        if not _in_doc_ranges(v):
-            raise ValueError(f"{v} is outside the documentation prefixes")
-        return v
+    ipv4: DocIPv4Net
+    ipv6: DocIPv6Net
 
     @field_validator("ipv4")
     @classmethod
@@ -104,19 +107,11 @@ class AccessNetwork(Strict):
     """The network an access router serves to the mobile node: DHCPv4 pool and SLAAC prefix."""
 
     router: str
-    ipv4: IPv4Net
-    ipv6: IPv6Net
+    ipv4: DocIPv4Net
+    ipv6: DocIPv6Net
     pool: tuple[int, int] = (100, 199)  # host numbers of the DHCP range inside ``ipv4``
     lease_time: int = 600
     ra: RaSettings = RaSettings()
-    metric: int = 0  # stands in for signal strength; the scenario may change it
-
-    @field_validator("ipv4", "ipv6")
-    @classmethod
-    def _doc(cls, v: IPv4Net | IPv6Net) -> IPv4Net | IPv6Net:
-        if not _in_doc_ranges(v):
-            raise ValueError(f"{v} is outside the documentation prefixes")
-        return v
 
     @field_validator("ipv6")
     @classmethod
@@ -172,5 +167,3 @@ class Topology(Strict):
 
     # Cross-field checks live in model.validate.check_topology, which knows field paths.
 
-
-NodeName = Annotated[str, Field(pattern=NAME_RE.pattern)]
