@@ -1,8 +1,8 @@
 """Benchmark: `testbed up` + `testbed down` of the default lab beside a bare floor, same run.
 
 The floor does the same kernel and daemon work with no testbed code: `ip netns add`, veth
-pairs, addresses and routes through one `ip -batch` per node, then named/dhcpd/radvd and the
-MN's dhclient started from the configs the lab rendered, waiting for the same readiness
+pairs, addresses and routes through one `ip -batch` per node, then named/dhcpd/radvd, the
+mobility agent and the MN's dhclient started from the configs the lab rendered, waiting for the same readiness
 (SOA answer, DHCP port, RA, MN addressed) with tight polling, then kill + `ip netns del`.
 Prints medians over N rounds and the ratio; targets: up <= 3 s, ratio <= 1.5.
 """
@@ -46,54 +46,183 @@ def floor(lab: str, template: Path) -> tuple[float, float]:
     for n in ns.values():
         run(["ip", "netns", "add", n])
     for v in plan.veths:
-        run(["ip", "-n", ns[v.a], "link", "add", v.a_ifname, "type", "veth", "peer", "name",
-             v.b_ifname, "netns", ns[v.b]])
+        run(
+            [
+                "ip",
+                "-n",
+                ns[v.a],
+                "link",
+                "add",
+                v.a_ifname,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                v.b_ifname,
+                "netns",
+                ns[v.b],
+            ]
+        )
     for name, node in plan.nodes.items():
         cmds = ["link set lo up"]
         for i in node.ifaces:
-            cmds += [f"addr add {a} dev {i.ifname}" + (" nodad" if a.version == 6 else "")
-                     for a in i.addresses]
+            cmds += [
+                f"addr add {a} dev {i.ifname}" + (" nodad" if a.version == 6 else "") for a in i.addresses
+            ]
             if name != "mn":  # the MN's interface comes up at attach time, as in the lab
                 cmds.append(f"link set {i.ifname} up")
         cmds += [f"route add {r.dst} via {r.via} dev {r.dev}" for r in node.routes]
-        sysctl = ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] if node.forwards else \
-            ["net.ipv6.conf.all.accept_dad=0"]
+        sysctl = (
+            ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
+            if node.forwards
+            else ["net.ipv6.conf.all.accept_dad=0"]
+        )
         if name == "mn":
-            sysctl = [f"net.ipv6.conf.mn-ar1.{k}" for k in (
-                "optimistic_dad=1", "use_optimistic=1", "router_solicitation_delay=0", "accept_ra=2")]
+            sysctl = [
+                f"net.ipv6.conf.mn-ar1.{k}"
+                for k in (
+                    "optimistic_dad=1",
+                    "use_optimistic=1",
+                    "router_solicitation_delay=0",
+                    "accept_ra=2",
+                )
+            ]
         run(["ip", "netns", "exec", ns[name], "sysctl", "-q", "-w", *sysctl])
         run(["ip", "-n", ns[name], "-batch", "-"], input="\n".join(cmds) + "\n")
     t = template
     procs = [
-        subprocess.Popen(["ip", "netns", "exec", ns["dns"], "named", "-f", "-n", "1", "-c",
-                          str(t / "dns/named/named.conf")], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns["dns"],
+                "named",
+                "-f",
+                "-n",
+                "1",
+                "-c",
+                str(t / "dns/named/named.conf"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     for ar in ("ar1", "ar2"):
-        procs.append(subprocess.Popen(
-            ["ip", "netns", "exec", ns[ar], "radvd", "-n", "-C", str(t / ar / "radvd/radvd.conf"),
-             "-p", str(t / ar / "radvd/floor.pid"), "-m", "stderr"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns[ar],
+                    "radvd",
+                    "-n",
+                    "-C",
+                    str(t / ar / "radvd/radvd.conf"),
+                    "-p",
+                    str(t / ar / "radvd/floor.pid"),
+                    "-m",
+                    "stderr",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         leases = t / ar / "dhcpd/floor.leases"
         leases.touch()
-        procs.append(subprocess.Popen(
-            ["ip", "netns", "exec", ns[ar], "dhcpd", "-4", "-f", "-q", "-cf",
-             str(t / ar / "dhcpd/dhcpd.conf"), "-lf", str(leases), "-pf",
-             str(t / ar / "dhcpd/floor.pid"), f"{ar}-mn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns[ar],
+                    "dhcpd",
+                    "-4",
+                    "-f",
+                    "-q",
+                    "-cf",
+                    str(t / ar / "dhcpd/dhcpd.conf"),
+                    "-lf",
+                    str(leases),
+                    "-pf",
+                    str(t / ar / "dhcpd/floor.pid"),
+                    f"{ar}-mn",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     while netns.call_in(ns["dns"], probes.dns_soa, "203.0.113.10", "mobile.test") is None:
         time.sleep(0.005)
     for ar in ("ar1", "ar2"):
         while not netns.call_in(ns[ar], probes.port_bound, 67, "udp"):
             time.sleep(0.005)
+    # the mobility agent, bare: its process start and socket, as the lab waits for them
+    agent_sock = t / "floor-agent.sock"
+    procs.append(
+        subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns["mn"],
+                sys.executable,
+                "-m",
+                "testbed.mobility.agent",
+                "--socket",
+                str(agent_sock),
+                "--state",
+                str(t / "floor-agent.json"),
+                "--ifaces",
+                "mn-ar1,mn-ar2",
+                "--optimistic-dad",
+                "--rs-count",
+                "5",
+                "--rs-interval",
+                "0.2",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    from testbed.services.agent import ping
+
+    while not ping(agent_sock):
+        time.sleep(0.005)
     run(["ip", "-n", ns["mn"], "link", "set", "mn-ar1", "up"])  # attach to ar1
     script = Path(__file__).resolve().parents[1] / "testbed/data/dhclient-script"
-    procs.append(subprocess.Popen(
-        ["ip", "netns", "exec", ns["mn"], "dhclient", "-4", "-d", "-sf", str(script), "-lf",
-         str(t / "floor-dhclient.leases"), "-pf", str(t / "floor-dhclient.pid"), "mn-ar1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    subprocess.run(["ip", "netns", "exec", ns["mn"], "rdisc6", "-1", "-q", "-r", "10", "-w", "200", "mn-ar1"],
-                   capture_output=True, check=False)
+    procs.append(
+        subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns["mn"],
+                "dhclient",
+                "-4",
+                "-d",
+                "-sf",
+                str(script),
+                "-lf",
+                str(t / "floor-dhclient.leases"),
+                "-pf",
+                str(t / "floor-dhclient.pid"),
+                "mn-ar1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    # solicit once the kernel has its link-local (an earlier RS's answer is dropped), as the agent does
+    while "fe80" not in run(["ip", "-n", ns["mn"], "-6", "addr", "show", "dev", "mn-ar1"]).stdout:
+        time.sleep(0.002)
+    subprocess.run(
+        ["ip", "netns", "exec", ns["mn"], "rdisc6", "-1", "-q", "-r", "10", "-w", "200", "mn-ar1"],
+        capture_output=True,
+        check=False,
+    )
     while True:
         out = run(["ip", "-n", ns["mn"], "-j", "addr", "show", "dev", "mn-ar1"]).stdout
         fams = {a["family"] for a in json.loads(out)[0].get("addr_info", []) if a["scope"] == "global"}
@@ -118,8 +247,13 @@ def main() -> int:
     # the floor reuses configs the lab rendered (keys, zone): render once, keep a copy
     lab = Lab.up(None, "tbb")
     template = tmp / "template"
-    shutil.copytree(lab.state.dir, template, ignore=shutil.ignore_patterns("*.pid", "*.log", "*.leases*"))
-    lab.down()
+    try:
+        shutil.copytree(
+            lab.state.dir, template,
+            ignore=shutil.ignore_patterns("*.pid", "*.log", "*.leases*", "*.sock", "*.jsonl"),
+        )
+    finally:
+        lab.down()
     # the template's configs point at the lab's run dir; rewrite them to the template's
     for f in template.rglob("*.conf"):
         f.write_text(f.read_text().replace(str(lab.state.dir), str(template)))
@@ -132,8 +266,10 @@ def main() -> int:
         fups.append(fu)
         fdowns.append(fd)
     m = statistics.median
-    print(f"machine: {platform.node()} {platform.release()} {os.cpu_count()} cores; "
-          f"{args.rounds} rounds, medians")
+    print(
+        f"machine: {platform.node()} {platform.release()} {os.cpu_count()} cores; "
+        f"{args.rounds} rounds, medians"
+    )
     print(f"testbed up   {m(ups):6.3f} s   floor {m(fups):6.3f} s   ratio {m(ups) / m(fups):5.2f}")
     print(f"testbed down {m(downs):6.3f} s   floor {m(fdowns):6.3f} s   ratio {m(downs) / m(fdowns):5.2f}")
     tot = m([u + d for u, d in zip(ups, downs, strict=True)])
