@@ -236,7 +236,8 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                     rec["transport"] = "none"
             _log_line(log_path, rec)
 
-    await execute(seqr.publish(0))  # register where the MN is now
+    if seqr.primary is not None:  # register where the MN is now (if it is attached yet)
+        await execute(seqr.publish(0))
     async with client.subscribe(since=int(state.get("seq", 0))) as sub:
         async for e in sub:
             if link.available() and not link.connected:
