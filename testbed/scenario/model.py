@@ -58,7 +58,7 @@ class Scenario(Strict):
     name: str
     description: str = ""
     topology: str = "two-ar"
-    seed: int = 1
+    seed: int = 1  # recorded with every run (events.jsonl "start" step) for reproducing it
     repeat: int = Field(1, ge=1)
     traffic: Traffic | None = None  # SCTP traffic parameters for traffic steps
     rules: str | None = None  # checker rule groups; default: all that apply

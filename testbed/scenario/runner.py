@@ -8,7 +8,6 @@ known), ``verdict.json`` and ``report.html``.
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -86,7 +85,6 @@ class Runner:
     def __init__(self, scenario: Scenario, lab: Lab, out: Path, progress: Progress = _quiet) -> None:
         self.sc, self.lab, self.out, self.progress = scenario, lab, out.resolve(), progress
         self.log = EventLog(self.out / "events.jsonl")
-        self.rng = random.Random(scenario.seed)
         self.traffic: SctpTraffic | None = None
         uses_traffic = any(parse_step(st, "")[0] == "traffic" for st in scenario.steps)
         if uses_traffic and lab.sctp_mobile and "cn" in lab.topo.nodes and \
