@@ -39,7 +39,7 @@ def collect(lab_or_name) -> dict[str, Any]:
                 "name": i["ifname"],
                 "state": i.get("operstate", "?"),
                 "addresses": [
-                    f"{a['local']}/{a['prefixlen']}" + (" tentative" if a.get("tentative") else "")
+                    f"{a['local']}/{a['prefixlen']}" + _dad_flag(a)
                     for a in i.get("addr_info", [])
                     if a.get("scope") == "global"
                 ],
@@ -83,6 +83,13 @@ def collect(lab_or_name) -> dict[str, Any]:
         "nodes": nodes,
         "services": services,
     }
+
+
+def _dad_flag(a: dict[str, Any]) -> str:
+    """RFC 4429: an optimistic address is usable while DAD runs; a plain tentative one is not."""
+    if a.get("optimistic"):
+        return " optimistic"
+    return " tentative" if a.get("tentative") else ""
 
 
 def _host_sctp(ns: str) -> dict[str, int] | None:
