@@ -86,6 +86,12 @@ def test_pollable_state_and_metric(testbed_lab):
     assert ar1["link"] == "up" and ar1["metrics"]["signal"] == -61
     assert {n["prefix"] for n in ar1["networks"] if n.get("configured")} == {
         "192.0.2.0/24", "2001:db8:a1::/64"}
+    cp = subprocess.run([sys.executable, "-m", "testbed", "--lab", lab.state.lab, "mobility",
+                         "events", "mn"], capture_output=True, text=True, cwd=ROOT)
+    events = [json.loads(x) for x in cp.stdout.splitlines()]
+    assert events[0]["kind"] == "link_up" and events[0]["ifname"] == "mn-ar1"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # gap-free
+    assert any(e["kind"] == "metric" and e["metrics"].get("signal") == -61 for e in events)
 
 
 def test_departure_withdraws_the_records(testbed_fresh_lab_name):
