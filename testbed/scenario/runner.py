@@ -112,6 +112,7 @@ class Runner:
 
     def _wait(self, seconds: float) -> None:
         self.log.step("wait", seconds=seconds)
+        self.lab.close()  # free the VMs' agent ports for other commands meanwhile
         time.sleep(seconds)  # the scenario's own dwell time, not a wait for an event
 
     def _traffic(self, action: str) -> None:
@@ -146,6 +147,9 @@ class Runner:
                     self._traffic(arg)
                 elif kind == "depart":
                     self._depart()
+                # a VM's agent serves one process at a time: let other commands (status, exec)
+                # in between steps; the next step reconnects
+                self.lab.close()
 
     def run(self) -> RunResult:
         from testbed.conformance.checker import check

@@ -102,8 +102,9 @@ class VmNode:
             self.agent = AgentClient(sock_dir / "agent.sock")
             self._release = self.agent.request("ping", timeout=10.0)["release"]
         except (OSError, AgentError) as e:
-            raise VmBootError(f"VM {cfg.name}: its guest agent does not answer ({e}); "
-                              f"is the lab up? see {self.console_log}") from e
+            raise VmBootError(f"VM {cfg.name}: its guest agent does not answer ({e}): another "
+                              f"testbed process may be using it (one at a time), or the VM is down "
+                              f"(see {self.console_log})") from e
         return self
 
     def close(self) -> None:
