@@ -27,6 +27,7 @@ from testbed.backends import netns  # noqa: E402
 from testbed.lab import Lab  # noqa: E402
 from testbed.model import addressing, loader  # noqa: E402
 from testbed.services import probes  # noqa: E402
+from testbed.services.agent import ping  # noqa: E402
 
 
 def timed_lab(lab: str) -> tuple[float, float]:
@@ -90,70 +91,20 @@ def floor(lab: str, template: Path) -> tuple[float, float]:
         run(["ip", "netns", "exec", ns[name], "sysctl", "-q", "-w", *sysctl])
         run(["ip", "-n", ns[name], "-batch", "-"], input="\n".join(cmds) + "\n")
     t = template
-    procs = [
-        subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns["dns"],
-                "named",
-                "-f",
-                "-n",
-                "1",
-                "-c",
-                str(t / "dns/named/named.conf"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-    ]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(node: str, *argv: str) -> None:  # a daemon in a node, bare, output discarded
+        procs.append(subprocess.Popen(["ip", "netns", "exec", ns[node], *argv],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    start("dns", "named", "-f", "-n", "1", "-c", str(t / "dns/named/named.conf"))
     for ar in ("ar1", "ar2"):
-        procs.append(
-            subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns[ar],
-                    "radvd",
-                    "-n",
-                    "-C",
-                    str(t / ar / "radvd/radvd.conf"),
-                    "-p",
-                    str(t / ar / "radvd/floor.pid"),
-                    "-m",
-                    "stderr",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        start(ar, "radvd", "-n", "-C", str(t / ar / "radvd/radvd.conf"),
+              "-p", str(t / ar / "radvd/floor.pid"), "-m", "stderr")
         leases = t / ar / "dhcpd/floor.leases"
         leases.touch()
-        procs.append(
-            subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns[ar],
-                    "dhcpd",
-                    "-4",
-                    "-f",
-                    "-q",
-                    "-cf",
-                    str(t / ar / "dhcpd/dhcpd.conf"),
-                    "-lf",
-                    str(leases),
-                    "-pf",
-                    str(t / ar / "dhcpd/floor.pid"),
-                    f"{ar}-mn",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        start(ar, "dhcpd", "-4", "-f", "-q", "-cf", str(t / ar / "dhcpd/dhcpd.conf"),
+              "-lf", str(leases), "-pf", str(t / ar / "dhcpd/floor.pid"), f"{ar}-mn")
     while netns.call_in(ns["dns"], probes.dns_soa, "203.0.113.10", "mobile.test") is None:
         time.sleep(0.005)
     for ar in ("ar1", "ar2"):
@@ -161,60 +112,15 @@ def floor(lab: str, template: Path) -> tuple[float, float]:
             time.sleep(0.005)
     # the mobility agent, bare: its process start and socket, as the lab waits for them
     agent_sock = t / "floor-agent.sock"
-    procs.append(
-        subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns["mn"],
-                sys.executable,
-                "-m",
-                "testbed.mobility.agent",
-                "--socket",
-                str(agent_sock),
-                "--state",
-                str(t / "floor-agent.json"),
-                "--ifaces",
-                "mn-ar1,mn-ar2",
-                "--optimistic-dad",
-                "--rs-count",
-                "5",
-                "--rs-interval",
-                "0.2",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    )
-    from testbed.services.agent import ping
-
+    start("mn", sys.executable, "-m", "testbed.mobility.agent", "--socket", str(agent_sock),
+          "--state", str(t / "floor-agent.json"), "--ifaces", "mn-ar1,mn-ar2",
+          "--optimistic-dad", "--rs-count", "5", "--rs-interval", "0.2")
     while not ping(agent_sock):
         time.sleep(0.005)
     run(["ip", "-n", ns["mn"], "link", "set", "mn-ar1", "up"])  # attach to ar1
     script = Path(__file__).resolve().parents[1] / "testbed/data/dhclient-script"
-    procs.append(
-        subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns["mn"],
-                "dhclient",
-                "-4",
-                "-d",
-                "-sf",
-                str(script),
-                "-lf",
-                str(t / "floor-dhclient.leases"),
-                "-pf",
-                str(t / "floor-dhclient.pid"),
-                "mn-ar1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    )
+    start("mn", "dhclient", "-4", "-d", "-sf", str(script), "-lf", str(t / "floor-dhclient.leases"),
+          "-pf", str(t / "floor-dhclient.pid"), "mn-ar1")
     # solicit once the kernel has its link-local (an earlier RS's answer is dropped), as the agent does
     while "fe80" not in run(["ip", "-n", ns["mn"], "-6", "addr", "show", "dev", "mn-ar1"]).stdout:
         time.sleep(0.002)

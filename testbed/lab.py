@@ -292,11 +292,13 @@ class Lab:
     def agent_dir(self) -> Path:
         return self.node_dir(self.topo.mobile.node, "agent")
 
+    def service_running(self, rec: ServiceRecord) -> bool:
+        """Is a recorded daemon alive? (A guest pid is asked of its VM.)"""
+        return self.runtime(rec.node).wait(rec.pid, 0) is None if rec.guest else alive(rec.pid)
+
     def agent_running(self) -> bool:
-        for r in self.state.service_records():
-            if r.service == "agent":
-                return self.runtime(r.node).wait(r.pid, 0) is None if r.guest else alive(r.pid)
-        return False
+        recs = [r for r in self.state.service_records() if r.service == "agent"]
+        return bool(recs) and self.service_running(recs[0])
 
     def agent_client(self):
         from testbed.mobility.agent import AgentClient
@@ -315,7 +317,6 @@ class Lab:
 
         Returns the location outcomes the agent logged for the withdrawal.
         """
-        from testbed.backends.node import stop_pid
 
         with locked(self.state.lab):
             self.state = LabState.load(self.state.lab)
@@ -325,10 +326,7 @@ class Lab:
             log = self.agent_dir / "location.jsonl"
             before = len(log.read_text().splitlines()) if log.exists() else 0
             # SIGTERM: the agent calls on_depart (the withdrawal) before it exits
-            if recs[0].guest:
-                self.runtime(recs[0].node).stop(recs[0].pid, grace=timeout)
-            else:
-                stop_pid(recs[0].pid, grace=timeout)
+            self.runtime(recs[0].node).stop(recs[0].pid, grace=timeout)
             self.state.services = [s for s in self.state.services if s["pid"] != recs[0].pid]
             self.state.save()
             lines = log.read_text().splitlines()[before:] if log.exists() else []

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from testbed.backends import netns
-from testbed.backends.node import alive
 from testbed.services import probes
 
 
@@ -61,7 +60,7 @@ def collect(lab_or_name) -> dict[str, Any]:
         )
     services = []
     for rec in lab.state.service_records():
-        up = lab.runtime(rec.node).wait(rec.pid, 0) is None if rec.guest else alive(rec.pid)
+        up = lab.service_running(rec)
         services.append(
             {
                 "node": rec.node,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,17 +17,11 @@ from typing import Any
 from testbed import vmnodes
 from testbed.capture.tcpdump import Capture
 from testbed.errors import TestbedError
-from testbed.lab import Lab
+from testbed.lab import Lab, Progress, _quiet
 from testbed.model import loader
 from testbed.scenario.model import Metric, Move, PingPong, Scenario, Traffic, parse_step
 from testbed.scenario.traffic import SctpTraffic
 from testbed.state import LabState
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 class EventLog:

@@ -48,14 +48,3 @@ def dns_soa(server: str, zone: str, timeout: float = 0.5) -> int | None:
         return None
     return r.answer[0][0].serial
 
-
-def resolve(name: str, rdtype: str = "A", timeout: float = 2.0) -> list[str]:
-    """Resolve through this namespace's /etc/resolv.conf (as a user's program would)."""
-    import dns.resolver
-
-    res = dns.resolver.Resolver(configure=True)
-    res.lifetime = timeout
-    try:
-        return sorted(r.to_text() for r in res.resolve(name, rdtype))
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return []
