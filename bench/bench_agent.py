@@ -35,11 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from testbed.backends import netns  # noqa: E402
 from testbed.capture.tcpdump import Capture, LinkCapture  # noqa: E402
 from testbed.decode.packet import decode_frame  # noqa: E402
 from testbed.decode.pcap import iter_frames  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
+from testbed.host import netns  # noqa: E402
 from testbed.lab import Lab  # noqa: E402
 
 LAB = "tbba"

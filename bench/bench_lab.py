@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from testbed.backends import netns  # noqa: E402
+from testbed.host import netns  # noqa: E402
 from testbed.lab import Lab  # noqa: E402
 from testbed.model import addressing, loader  # noqa: E402
 from testbed.services import probes  # noqa: E402

@@ -46,9 +46,9 @@ from testbed.decode.pcap import iter_frames  # noqa: E402
 from testbed.decode.sctp import ADD_IP, DELETE_IP, AsconfAckChunk, AsconfChunk  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
 from testbed.lab import Lab  # noqa: E402
+from testbed.runtimes.qemu import QemuNode  # noqa: E402
 from testbed.scenario.model import Traffic  # noqa: E402
 from testbed.scenario.traffic import SctpTraffic  # noqa: E402
-from testbed.sctp.vm import VmNode  # noqa: E402
 from testbed.services.binding import TRAFFIC_CONTROL  # noqa: E402
 
 LAB = "tbbs"
@@ -215,7 +215,7 @@ class AsconfResults:
     request_to_ack: list[float] = field(default_factory=list)  # host clock only: upper bound
 
 
-def _sync_clock(mn: VmNode, rtt_min: float, tries: int = 8) -> float:
+def _sync_clock(mn: QemuNode, rtt_min: float, tries: int = 8) -> float:
     """Step the guest wall clock to the host's, NTP-style: the request lands about half a
     round trip after it is sent, so send host time + rtt/2 and keep a step whose own round
     trip was near the fastest seen. Returns the error bound (half that step's round trip)."""
@@ -242,7 +242,7 @@ def _stop_binding(lab: Lab) -> None:
 def measure_asconf(lab: Lab, rounds: int, rate: float, work: Path) -> AsconfResults:
     res = AsconfResults()
     mn = lab.runtime("mn")
-    assert isinstance(mn, VmNode), "two-ar-sctp's mn is a VM node"
+    assert isinstance(mn, QemuNode), "two-ar-sctp's mn is a VM node"
     cn_addr = lab.plan.address_of("cn", 4) or ""
     _stop_binding(lab)
     cap = Capture(work / "pcap")
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         lab = Lab.up(TOPOLOGY, LAB)
         up = time.perf_counter() - t0
         watcher.stop()
-        vms = {v["node"]: v for v in lab.state.vms}
+        vms = {v["node"]: v for v in lab.state.kernel_nodes}
         rss = {n: lab.runtime(n).qemu_rss_kib() for n in VMS}  # before traffic: idle guests
         memory = {n: lab.runtime(n).cfg.memory_mb for n in VMS}
         asc = measure_asconf(lab, args.rounds, args.rate, tmp / "work")
@@ -355,10 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         boot = float(vms[n]["boot_seconds"])
         if ct.created is not None and ct.init_started is not None:
             floor = ct.init_started - ct.created
-            print(_row(f"{n}: VmNode.start -> guest agent ready", f"{boot:7.2f} s",
+            print(_row(f"{n}: QemuNode.start -> guest agent ready", f"{boot:7.2f} s",
                        "QEMU start -> init's first console line", f"{floor:7.2f} s", boot / floor))
         else:
-            print(_row(f"{n}: VmNode.start -> guest agent ready", f"{boot:7.2f} s",
+            print(_row(f"{n}: QemuNode.start -> guest agent ready", f"{boot:7.2f} s",
                        "QEMU start -> init's first line: unseen", "-", None))
         s = ct.stamps
         if s:

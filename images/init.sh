@@ -66,6 +66,6 @@ done
 echo "tb-init: $(cut -d" " -f1 /proc/uptime) s: starting agent on $port"
 chroot /newroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   HOME=/root PYTHONPATH="$TB_PP" PYTHONDONTWRITEBYTECODE=1 \
-  "$TB_PY" -S -m testbed.sctp.guest_agent --port "$port"
+  "$TB_PY" -S -m testbed.runtimes.guest_agent --port "$port"
 echo "tb-init: agent exited ($?)"
 poweroff -f

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from testbed import vmnodes
-from testbed.backends import netns
-from testbed.backends.base import NodeRuntime
-from testbed.backends.node import NetnsNode, alive
 from testbed.errors import LabStateError, TestbedError
+from testbed.host import netns
+from testbed.host.procs import alive
 from testbed.mobility.location.provision import provision_keys
 from testbed.model import addressing, loader
 from testbed.model.addressing import LabPlan
 from testbed.model.topology import Role, Topology
-from testbed.sctp.vm import VmNode
+from testbed.runtimes import kernel_nodes as vmnodes
+from testbed.runtimes.base import NodeRuntime
+from testbed.runtimes.namespace import NamespaceNode
 from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon, ServiceRecord
 from testbed.services.bind import Named, ZoneData, ZoneKeys, sig0_supported
@@ -107,18 +107,20 @@ class Lab:
         backend = MininetBackend()
         if not sig0_supported():
             self.warnings.append("SIG(0) needs BIND >= 9.20: the zone accepts TSIG updates only")
-        vm_names = vmnodes.vm_nodes(self.topo)
+        stacks = vmnodes.kernel_nodes(self.topo)
+        vm_names = list(stacks)
         configs = [
-            vmnodes.config_for(self.topo, self.plan.nodes[n], self.state.ns(n), self.state.dir / n)
+            vmnodes.config_for(self.topo, self.plan.nodes[n], stacks[n], self.state.ns(n),
+                               self.state.dir / n)
             for n in vm_names
         ]  # resolved before anything is built: a missing kernel fails here
         backend.build(self.plan, self.state, progress, frozenset(vm_names))
         self._resolvers()
         boot = None
         if configs:  # VMs boot (seconds under TCG) while the daemons start
-            progress(f"booting {', '.join(vm_names)} (kernel {configs[0].kernel.release})")
+            progress(f"booting {', '.join(f'{n} ({s})' for n, s in stacks.items())}")
             result: dict[str, Any] = {}
-            boot = threading.Thread(target=lambda: result.update(r=vmnodes.boot_all(configs)))
+            boot = threading.Thread(target=lambda: result.update(r=vmnodes.boot_all(stacks, configs)))
             boot.start()
         try:
             self._start_infrastructure(progress)
@@ -128,7 +130,7 @@ class Lab:
                 booted, errors = result["r"]
                 for vm in booted:
                     self._vms[vm.name] = vm
-                    self.state.vms.append(vmnodes.record(vm))
+                    self.state.kernel_nodes.append(vm.record())
                 self.state.save()
                 if errors:
                     raise errors[0]
@@ -178,17 +180,17 @@ class Lab:
             raise TestbedError(f"no node {node!r} in lab {self.state.lab!r} ({', '.join(self.plan.nodes)})")
         if node in self._vms:
             return self._vms[node]
-        rec = next((v for v in self.state.vms if v["node"] == node), None)
+        rec = next((v for v in self.state.kernel_nodes if v["node"] == node), None)
         if rec is None:
-            return NetnsNode(node, self.state.ns(node))
-        cfg = vmnodes.config_for(self.topo, self.plan.nodes[node], self.state.ns(node),
+            return NamespaceNode(node, self.state.ns(node))
+        cfg = vmnodes.config_for(self.topo, self.plan.nodes[node], rec["stack"], self.state.ns(node),
                                  self.state.dir / node)
-        vm = VmNode.attach(cfg, rec["qemu_pid"], Path(rec["sock_dir"]))
+        vm = vmnodes.attach(rec["stack"], cfg, rec)
         self._vms[node] = vm
         return vm
 
     def is_vm(self, node: str) -> bool:
-        return any(v["node"] == node for v in self.state.vms)
+        return any(v["node"] == node for v in self.state.kernel_nodes)
 
     def close(self) -> None:
         """Release this process's VM agent connections (each VM serves one client at a time)."""
@@ -459,7 +461,7 @@ class Lab:
 
 def teardown_state(state: LabState, progress: Progress = _quiet) -> None:
     """Remove exactly what ``state`` records: daemons, VMs, namespaces, resolver dirs, run dir."""
-    from testbed.backends.node import stop_pid
+    from testbed.host.procs import stop_pid
 
     progress("stopping services")
     for rec in reversed(state.service_records()):

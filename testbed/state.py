@@ -44,7 +44,7 @@ class LabState:
     etc_netns: list[str] = field(default_factory=list)
     services: list[dict[str, Any]] = field(default_factory=list)
     attached: list[str] = field(default_factory=list)  # ARs the MN is attached to
-    vms: list[dict[str, Any]] = field(default_factory=list)
+    kernel_nodes: list[dict[str, Any]] = field(default_factory=list)  # one record per booted guest
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

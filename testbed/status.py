@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from testbed.backends import netns
+from testbed.host import netns
 from testbed.services import probes
 
 
@@ -93,7 +93,7 @@ def _dad_flag(a: dict[str, Any]) -> str:
 
 def _host_sctp(ns: str) -> dict[str, int] | None:
     """The live net.sctp values of a host-kernel SCTP node (per netns, not inherited)."""
-    from testbed.sctp.vm import SCTP_SYSCTLS
+    from testbed.runtimes.qemu import SCTP_SYSCTLS
 
     def read() -> dict[str, int] | None:
         base = Path("/proc/sys/net/sctp")

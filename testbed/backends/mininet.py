@@ -18,8 +18,8 @@ import os
 import signal
 from collections.abc import Callable
 
-from testbed.backends import netns
 from testbed.errors import MissingDependency, TestbedError
+from testbed.host import netns
 from testbed.model.addressing import LabPlan
 from testbed.services.base import require
 from testbed.state import OWNER_LABEL, LabState

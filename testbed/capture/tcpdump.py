@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.backends import netns
 from testbed.errors import TestbedError
+from testbed.host import netns
 from testbed.services.base import log_tail, require
 
 

@@ -81,9 +81,9 @@ def cmd_exec(a: argparse.Namespace) -> int:
         raise TestbedError("exec: give a command after --, e.g. `testbed exec mn -- ip addr`")
     lab = Lab.open(a.lab)
     rt = lab.runtime(a.node)
-    from testbed.backends.node import NetnsNode
+    from testbed.runtimes.namespace import NamespaceNode
 
-    if isinstance(rt, NetnsNode):  # hand the terminal over: interactive commands work
+    if isinstance(rt, NamespaceNode):  # hand the terminal over: interactive commands work
         os.execvp("ip", ["ip", "netns", "exec", rt.netns, *argv])
     cp = rt.run(argv, check=False, timeout=a.timeout)
     sys.stdout.write(cp.stdout)

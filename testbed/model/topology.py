@@ -36,10 +36,13 @@ class Strict(BaseModel):
 
 
 class SctpSettings(Strict):
-    """Kernel SCTP for a node: the host kernel, a kernel under test in a VM, or whichever works."""
+    """Kernel SCTP for a node: the host kernel, a kernel of the node's own (User-Mode Linux or a
+    QEMU VM), or whichever works (``auto``: host, else uml, else qemu; ``vm`` means qemu)."""
 
-    stack: Literal["auto", "host", "vm", "none"] = "none"
-    kernel: str | None = None  # Debian kernel version or path to a bzImage/vmlinux
+    stack: Literal["auto", "host", "uml", "qemu", "vm", "none"] = "none"
+    # uml: "uml" (Debian's build) or a path to an ARCH=um linux binary; qemu: a Debian release
+    # or series (6.1, 6.12) or a path to a bzImage/vmlinux
+    kernel: str | None = None
     addip_enable: int = 1
     auth_enable: int = 1
     addip_noauth_enable: int = 0

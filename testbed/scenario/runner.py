@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testbed import vmnodes
 from testbed.capture.tcpdump import Capture
 from testbed.errors import TestbedError
 from testbed.lab import Lab, Progress, _quiet
 from testbed.model import loader
+from testbed.runtimes import kernel_nodes as vmnodes
 from testbed.scenario.model import Metric, Move, PingPong, Scenario, Traffic, parse_step
 from testbed.scenario.traffic import SctpTraffic
 from testbed.state import LabState

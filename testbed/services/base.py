@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.backends.base import NodeRuntime
 from testbed.errors import MissingDependency, ServiceError
+from testbed.runtimes.base import NodeRuntime
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class Daemon:
         return record
 
     def wait(self, probe: Callable[[], bool], pid: int) -> None:
-        from testbed.backends.node import alive as host_alive
+        from testbed.host.procs import alive as host_alive
 
         def alive(pid: int) -> bool:
             if hasattr(self.node, "qemu_pid"):  # a guest pid: ask the VM

@@ -12,8 +12,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.backends import netns
 from testbed.errors import ServiceError
+from testbed.host import netns
 from testbed.services import probes
 from testbed.services.base import Daemon, require
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from testbed.backends import netns
+from testbed.host import netns
 from testbed.model.topology import AccessNetwork
 from testbed.services import probes
 from testbed.services.base import Daemon

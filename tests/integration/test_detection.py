@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.backends import netns
 from testbed.errors import TestbedError
+from testbed.host import netns
 from testbed.mobility.agent import AgentClient, Subscription
 from testbed.mobility.events import Event
 

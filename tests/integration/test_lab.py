@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.backends import netns
+from testbed.host import netns
 from testbed.lab import Lab
 from testbed.state import LabState, lab_dir
 

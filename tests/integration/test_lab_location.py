@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.backends import netns
+from testbed.host import netns
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,8 @@ import dns.rdatatype
 import dns.update
 import pytest
 
-from testbed.backends import netns
 from testbed.errors import MissingDependency
+from testbed.host import netns
 from testbed.mobility.location import keys, sig0
 from testbed.mobility.location.provision import ProvisionedKeys, provision_keys
 from testbed.mobility.location.sig0 import Validity

@@ -27,11 +27,11 @@ from scapy.layers.inet import IP
 from scapy.layers.sctp import SCTPChunkAbort, SCTPChunkInit, SCTPChunkParamRandom
 from scapy.utils import rdpcap
 
-from testbed.backends import netns as ns
 from testbed.errors import TestbedError
+from testbed.host import netns as ns
+from testbed.runtimes.kernels import resolve
+from testbed.runtimes.qemu import QemuConfig, QemuNode
 from testbed.sctp.asconf_trace import AsconfEvent, read_events
-from testbed.sctp.kernel import resolve
-from testbed.sctp.vm import VmConfig, VmNode, mac_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 
@@ -43,8 +43,8 @@ CONTROL = "/run/tbvm-client.sock"  # inside the mn guest (tmpfs /run)
 
 @dataclass
 class Lab:
-    mn: VmNode
-    cn: VmNode
+    mn: QemuNode
+    cn: QemuNode
     state: Path
     measured: dict[str, Any]
 
@@ -109,15 +109,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         pytest.fail(str(e))
     state = tmp_path_factory.mktemp("tbvm")
     _build_namespaces()
-    mn = VmNode(
-        VmConfig(
-            "mn", NS_MN, state / "mn", kernel, nics=[("a0", mac_for("mn", "a0")), ("b0", mac_for("mn", "b0"))]
-        )
-    )
-    cn = VmNode(VmConfig("cn", NS_CN, state / "cn", kernel, nics=[("c0", mac_for("cn", "c0"))]))
+    mn = QemuNode(QemuConfig("mn", NS_MN, state / "mn", nics=["a0", "b0"], kernel=kernel))
+    cn = QemuNode(QemuConfig("cn", NS_CN, state / "cn", nics=["c0"], kernel=kernel))
     errors: list[BaseException] = []
 
-    def boot(vm: VmNode) -> None:
+    def boot(vm: QemuNode) -> None:
         try:
             vm.start()
         except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
@@ -144,7 +140,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         measured = {
             "boot_s": {"mn": round(mn.boot_seconds, 2), "cn": round(cn.boot_seconds, 2)},
             "qemu_rss_mib": {"mn": mn.qemu_rss_kib() // 1024, "cn": cn.qemu_rss_kib() // 1024},
-            "kernel": mn.kernel_release(),
+            "kernel": mn.kernel().release,
         }
         yield Lab(mn, cn, state, measured)
         (state / "measured.json").write_text(json.dumps(measured, indent=1))
@@ -218,7 +214,7 @@ def _acked(pcap: Path, kind: str) -> list[AsconfEvent]:
     return [req[0], ack[0]] if ack else []
 
 
-def _ping_rtt_ms(vm: VmNode, src: str, dst: str) -> float:
+def _ping_rtt_ms(vm: QemuNode, src: str, dst: str) -> float:
     out = vm.run(["ping", "-n", "-c", "5", "-i", "0.2", "-I", src, dst]).stdout
     return float(out.strip().splitlines()[-1].split("=")[1].split("/")[1])  # avg
 

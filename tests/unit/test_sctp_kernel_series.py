@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.errors import ConfigError
-from testbed.sctp import kernel
+from testbed.runtimes import kernels as kernel
 
 
 def fake(cache, release):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from testbed.errors import ConfigError
-from testbed.sctp import initramfs, kernel
-from testbed.sctp.vm import mac_for
+from testbed.runtimes import initramfs
+from testbed.runtimes import kernels as kernel
+from testbed.runtimes.qemu import mac_for
 
 DEP = (
     "kernel/net/sctp/sctp.ko: kernel/net/ipv6/ip6_udp_tunnel.ko kernel/net/ipv4/udp_tunnel.ko "

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.backends.netns import run
 from testbed.errors import MissingDependency
+from testbed.host.netns import run
 from testbed.mobility.location.keys import load_bind_keypair, load_tsig
 from testbed.mobility.location.sig0 import algorithm_from_text
 

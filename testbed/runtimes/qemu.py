@@ -1,4 +1,4 @@
-"""A lab node whose network stack is a real Linux kernel (with SCTP) in a QEMU/TCG VM.
+"""A kernel node in a QEMU VM: a distribution's kernel build (with SCTP), KVM or TCG.
 
 QEMU runs inside the node's named netns. Each guest NIC is a TAP in that netns, bridged to the
 host-side interface the lab already made there (a veth end), so the guest sits on the same L2
@@ -9,23 +9,23 @@ agent on virtio-serial. Host resources created here carry the ifalias ``testbed-
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from testbed.backends import netns as ns
-from testbed.errors import CommandError, ConfigError, MissingDependency, TestbedError
-from testbed.sctp import initramfs
-from testbed.sctp.channels import AgentClient, AgentError, Qmp
-from testbed.sctp.kernel import KernelFiles
+from testbed.errors import ConfigError, MissingDependency, TestbedError
+from testbed.host import netns as ns
+from testbed.runtimes import initramfs
+from testbed.runtimes.base import KernelInfo
+from testbed.runtimes.channels import AgentClient, AgentError, Qmp
+from testbed.runtimes.guest import GuestBootError, GuestConfig, GuestNode
+from testbed.runtimes.kernels import KernelFiles
 
 QEMU = "qemu-system-x86_64"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,36 +35,15 @@ BOOT_FAST = (
     "mitigations=off tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on"
 )
 GUEST_TMPFS = tuple(Path(p) for p in ("/tmp", "/run", "/var/tmp", "/dev/shm"))  # see images/init.sh
-SCTP_SYSCTLS = ("addip_enable", "auth_enable", "addip_noauth_enable", "default_auto_asconf")
-
-
-class VmBootError(TestbedError):
-    """QEMU exited or the guest agent never answered; the message has the console tail."""
 
 
 @dataclass
-class VmConfig:
-    """Everything needed to boot one VM node (inert data)."""
+class QemuConfig(GuestConfig):
+    """A kernel node in QEMU: the kernel's files, the accelerator, extra modules."""
 
-    name: str  # lab node name
-    netns: str  # existing named netns holding the host-side interfaces
-    state_dir: Path  # writable, shared into the guest at the same path
-    kernel: KernelFiles
-    nics: Sequence[tuple[str, str]] = ()  # (host-side ifname in netns, guest MAC); guest NIC gets ifname
-    addip_enable: int = 1
-    auth_enable: int = 1
-    addip_noauth_enable: int = 0
-    default_auto_asconf: int = 0
-    sysctls: dict[str, str] = field(default_factory=dict)  # extra, e.g. net.ipv6.conf.all.forwarding
-    rw_dirs: Sequence[Path] = ()  # more writable shares (same path in guest)
+    kernel: KernelFiles | None = None
     extra_modules: Sequence[str] = ()  # e.g. ("sch_netem",)
-    memory_mb: int = 192
-    accel: str = "tcg"  # "kvm" only where KVM really boots a stock kernel (not on PVM hosts)
-    boot_timeout: float = 60.0
-    python: str = sys.executable  # guest runs the host venv's python over 9p
-
-    def sctp_sysctls(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in SCTP_SYSCTLS}
+    accel: str = "tcg"  # "kvm" only where KVM really boots a stock kernel (runtimes.accel)
 
 
 def mac_for(name: str, ifname: str) -> str:
@@ -73,45 +52,42 @@ def mac_for(name: str, ifname: str) -> str:
     return f"52:54:00:{h[0]:02x}:{h[1]:02x}:{h[2]:02x}"
 
 
-class VmNode:
-    """NodeRuntime backed by a VM. ``start()`` boots; ``shutdown()`` tears everything down."""
+class QemuNode(GuestNode):
+    """A kernel node in a QEMU VM. ``start()`` boots; ``shutdown()`` tears everything down."""
 
-    def __init__(self, cfg: VmConfig) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
-        self.netns = cfg.netns
-        self.state_dir = cfg.state_dir.resolve()
+    cfg: QemuConfig
+
+    def __init__(self, cfg: QemuConfig) -> None:
+        super().__init__(cfg)
         self.proc: subprocess.Popen[bytes] | None = None
-        self.agent: AgentClient | None = None
-        self._sock_dir: Path | None = None
+        self.sock_dir: Path | None = None
         self._links: list[str] = []  # host-side TAPs/bridges this VM created
-        self._release = ""
-        self.boot_seconds = 0.0
         self.qemu_pid = 0
 
+    def record(self) -> dict[str, Any]:
+        """What the lab state keeps to reconnect to this VM from another process."""
+        return {"node": self.name, "stack": "qemu", "pid": self.qemu_pid, "sock_dir": str(self.sock_dir),
+                "release": self._release, "accelerator": self.cfg.accel,
+                "boot_seconds": round(self.boot_seconds, 2)}
+
     @classmethod
-    def attach(cls, cfg: VmConfig, qemu_pid: int, sock_dir: Path) -> VmNode:
+    def attach(cls, cfg: QemuConfig, record: dict[str, Any]) -> QemuNode:
         """Reconnect to a VM another process booted (the lab keeps VMs across CLI commands).
 
         The agent port accepts one client at a time: a second process waits until the first
         closes its connection (every CLI command does so when it exits).
         """
         self = cls(cfg)
-        self.qemu_pid, self._sock_dir = qemu_pid, sock_dir
+        self.qemu_pid, self.sock_dir = int(record["pid"]), Path(record["sock_dir"])
+        sock_dir = self.sock_dir
         try:
             self.agent = AgentClient(sock_dir / "agent.sock")
             self._release = self.agent.request("ping", timeout=10.0)["release"]
         except (OSError, AgentError) as e:
-            raise VmBootError(f"VM {cfg.name}: its guest agent does not answer ({e}): another "
+            raise GuestBootError(f"VM {cfg.name}: its guest agent does not answer ({e}): another "
                               f"testbed process may be using it (one at a time), or the VM is down "
                               f"(see {self.console_log})") from e
         return self
-
-    def close(self) -> None:
-        """Drop this process's agent connection; the VM keeps running."""
-        if self.agent is not None:
-            self.agent.close()
-            self.agent = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -124,7 +100,7 @@ class VmNode:
             return self.state_dir
         return Path(tempfile.mkdtemp(prefix=f"tbvm-{self.name}-", dir="/run"))
 
-    def start(self) -> VmNode:
+    def start(self) -> QemuNode:
         """Boot the VM and wait (bounded) for its agent; on failure clean up and raise."""
         if shutil.which(QEMU) is None:
             raise MissingDependency(QEMU, "qemu-system-x86")
@@ -132,27 +108,31 @@ class VmNode:
             raise ConfigError("vm " + self.name, "netns", f"{self.netns} does not exist")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.console_log.unlink(missing_ok=True)
-        self._sock_dir = self._socket_dir()
+        self.sock_dir = self._socket_dir()
         for s in ("agent.sock", "qmp.sock"):
-            (self._sock_dir / s).unlink(missing_ok=True)
+            (self.sock_dir / s).unlink(missing_ok=True)
         t0 = time.monotonic()
         try:
             self._make_links()
+            if self.cfg.kernel is None:
+                raise ConfigError(f"vm {self.name}", "kernel", "no kernel given", "resolve one with "
+                                  "testbed.runtimes.kernels.resolve")
             initrd = initramfs.build(self.cfg.kernel, self.cfg.extra_modules)
             self.proc = ns.spawn(self.netns, self.qemu_argv(initrd), log=self.state_dir / "qemu.log")
             self.qemu_pid = self.proc.pid
             self._wait_agent(t0 + self.cfg.boot_timeout)
             self.boot_seconds = time.monotonic() - t0
             self.sync_clock()
-            self._apply_sysctls()
+            self.apply_sysctls()
         except BaseException:
             self.shutdown(grace=0)
             raise
         return self
 
     def qemu_argv(self, initrd: Path) -> list[str]:
-        cfg, sd, sock = self.cfg, self.state_dir, self._sock_dir or self.state_dir
-        shares = [sd, *(Path(p).resolve() for p in cfg.rw_dirs)]
+        cfg, sock = self.cfg, self.sock_dir or self.state_dir
+        assert cfg.kernel is not None
+        shares = cfg.shares()
         # the guest mounts tmpfs over these: a checkout (and its venv) below one needs a share
         if any(REPO_ROOT.is_relative_to(m) for m in GUEST_TMPFS) and not any(
             REPO_ROOT.is_relative_to(p) for p in shares
@@ -161,7 +141,7 @@ class VmNode:
         for p in shares:
             if " " in str(p) or "," in str(p):
                 raise ConfigError("vm " + self.name, "rw dir", f"{p} has a space or comma")
-        ifmap = ",".join(f"{mac}@{ifname}" for ifname, mac in cfg.nics)
+        ifmap = ",".join(f"{mac_for(self.netns, ifname)}@{ifname}" for ifname in cfg.nics)
         rw = ",".join(f"rw{i}:{p}" for i, p in enumerate(shares))
         append = (
             f"console=ttyS0 panic=-1 quiet {BOOT_FAST} tb.host={self.name} tb.py={cfg.python} "
@@ -215,7 +195,8 @@ class VmNode:
                 "-device",
                 f"virtio-9p-pci,fsdev=rw{i},mount_tag=rw{i}",
             ]
-        for i, (_ifname, mac) in enumerate(cfg.nics):
+        for i, ifname in enumerate(cfg.nics):
+            mac = mac_for(self.netns, ifname)
             argv += [
                 "-netdev",
                 f"tap,id=net{i},ifname=tbt{i},script=no,downscript=no",
@@ -232,7 +213,7 @@ class VmNode:
         """
         cmds: list[str] = []
         sysctl: list[str] = []
-        for i, (ifname, _mac) in enumerate(self.cfg.nics):
+        for i, ifname in enumerate(self.cfg.nics):
             tap, br = f"tbt{i}", f"tbb{i}"
             alias = f"testbed-vm:{self.name}"
             cmds += [
@@ -260,13 +241,13 @@ class VmNode:
         ns.run(None, ["ip", "-n", self.netns, "-batch", "-"], input="\n".join(post) + "\n")
 
     def _wait_agent(self, deadline: float) -> None:
-        assert self._sock_dir is not None and self.proc is not None
-        path = self._sock_dir / "agent.sock"
+        assert self.sock_dir is not None and self.proc is not None
+        path = self.sock_dir / "agent.sock"
         while True:
             if self.proc.poll() is not None:
-                raise VmBootError(self._boot_failure(f"QEMU exited with {self.proc.returncode}"))
+                raise GuestBootError(self._boot_failure(f"QEMU exited with {self.proc.returncode}"))
             if time.monotonic() > deadline:
-                raise VmBootError(self._boot_failure(f"agent silent after {self.cfg.boot_timeout:g} s"))
+                raise GuestBootError(self._boot_failure(f"agent silent after {self.cfg.boot_timeout:g} s"))
             if self.agent is None:
                 try:
                     self.agent = AgentClient(path)
@@ -286,13 +267,6 @@ class VmNode:
                 tail += " | ".join(f.read_text(errors="replace").strip().splitlines()[-4:]) + " "
         return f"VM {self.name}: {why}; console: {tail.strip() or '(empty)'}"
 
-    def _apply_sysctls(self) -> None:
-        # net.sctp.* is per netns and starts at the kernel defaults: set every one explicitly
-        for k, v in self.cfg.sctp_sysctls().items():
-            self.set_sysctl(f"net.sctp.{k}", str(v))
-        for k, v in self.cfg.sysctls.items():
-            self.set_sysctl(k, v)
-
     def shutdown(self, grace: float = 3.0) -> None:
         """Power the guest off (agent), then QMP quit, then SIGKILL; remove the TAPs/bridges."""
         proc = self.proc
@@ -303,9 +277,9 @@ class VmNode:
                 except AgentError:
                     pass
                 _wait(proc, grace)
-            if proc.poll() is None and self._sock_dir is not None:
+            if proc.poll() is None and self.sock_dir is not None:
                 try:
-                    Qmp(self._sock_dir / "qmp.sock").execute("quit", timeout=1.0)
+                    Qmp(self.sock_dir / "qmp.sock").execute("quit", timeout=1.0)
                 except (OSError, TestbedError):
                     pass
                 _wait(proc, 1.0)
@@ -319,80 +293,24 @@ class VmNode:
             cmds = "".join(f"link del {d}\n" for d in reversed(self._links))
             ns.run(None, ["ip", "-n", self.netns, "-force", "-batch", "-"], input=cmds, check=False)
         self._links = []
-        if self._sock_dir is not None and self._sock_dir != self.state_dir:
-            shutil.rmtree(self._sock_dir, ignore_errors=True)
+        if self.sock_dir is not None and self.sock_dir != self.state_dir:
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
         self.proc = None
 
-    def __enter__(self) -> VmNode:
+    def __enter__(self) -> QemuNode:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
-    # ---- NodeRuntime ---------------------------------------------------------------------
-    def _agent(self) -> AgentClient:
-        if self.agent is None:
-            raise TestbedError(f"VM {self.name} is not running (start it first)")
-        return self.agent
-
-    def run(
-        self, argv: Sequence[str], *, timeout: float = 30.0, check: bool = True, input: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        # the agent enforces ``timeout``; the host waits a little longer for the reply
-        r = self._agent().request(
-            "run", argv=list(argv), timeout=timeout + 5.0, run_timeout=timeout, input=input or ""
-        )
-        return self._completed(argv, r, check, timeout)
-
-    def _completed(
-        self, argv: Sequence[str], r: dict, check: bool, timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        cp = subprocess.CompletedProcess(list(argv), r["rc"], r["stdout"], r["stderr"])
-        if r.get("timeout"):
-            raise CommandError([f"[{self.name}]", *argv], -1, f"timed out after {timeout:g} s")
-        if check and cp.returncode != 0:
-            raise CommandError([f"[{self.name}]", *argv], cp.returncode, cp.stderr or cp.stdout)
-        return cp
-
-    def spawn(self, argv: Sequence[str], *, log: Path) -> int:
-        """Start a guest process; ``log`` must lie in the state dir or an rw_dir (shared rw)."""
-        log = Path(log).resolve()
-        shares = [self.state_dir, *(Path(p).resolve() for p in self.cfg.rw_dirs)]
-        if not any(log.is_relative_to(s) for s in shares):
-            raise ConfigError(
-                "vm " + self.name,
-                "spawn log",
-                f"{log} is not in a writable share",
-                f"put it under {self.state_dir}",
-            )
-        log.parent.mkdir(parents=True, exist_ok=True)
-        return int(self._agent().request("spawn", argv=list(argv), log=str(log))["pid"])
-
-    def stop(self, handle: int, *, grace: float = 2.0) -> None:
-        agent = self._agent()
-        agent.request("kill", pid=handle, sig=int(signal.SIGTERM))
-        if agent.request("wait", pid=handle, wait_s=grace, timeout=grace + 5)["rc"] is None:
-            agent.request("kill", pid=handle, sig=int(signal.SIGKILL))
-            agent.request("wait", pid=handle, wait_s=2.0, timeout=7.0)
-
-    def signal(self, handle: int, sig: int) -> None:
-        """Send a signal to a spawned guest process (e.g. SIGUSR1 for traffic stats)."""
-        self._agent().request("kill", pid=handle, sig=int(sig))
-
-    def wait(self, handle: int, timeout: float) -> int | None:
-        """Exit status of a spawned guest process, or None if it still runs after ``timeout``."""
-        return self._agent().request("wait", pid=handle, wait_s=timeout, timeout=timeout + 5)["rc"]
-
+    # ---- NodeRuntime (the rest is GuestNode's) -------------------------------------------
     def set_link(self, ifname: str, up: bool) -> None:
         """Carrier of the guest NIC, as a cable pull would change it (QMP set_link)."""
-        idx = [n for n, _ in self.cfg.nics].index(ifname)
-        assert self._sock_dir is not None
-        Qmp(self._sock_dir / "qmp.sock").execute("set_link", name=f"nic{idx}", up=up)
+        idx = list(self.cfg.nics).index(ifname)
+        assert self.sock_dir is not None
+        Qmp(self.sock_dir / "qmp.sock").execute("set_link", name=f"nic{idx}", up=up)
 
     # ---- guest state ---------------------------------------------------------------------
-    def read_file(self, path: str, max_bytes: int = 1 << 20) -> bytes:
-        return base64.b64decode(self._agent().request("read", path=path, max=max_bytes)["data"])
-
     def sync_clock(self) -> float:
         """Set the guest's wall clock to the host's, so guest-side timestamps (traffic stats)
         line up with host captures to within the agent's one-way latency (~ms). Returns the
@@ -400,24 +318,8 @@ class VmNode:
         t = time.time()
         return float(self._agent().request("settime", t=t, timeout=5.0)["offset"])
 
-    def unix_request(self, path: str, msg: dict, timeout: float = 10.0) -> dict:
-        """Send one JSON command to a unix socket inside the guest, return its JSON reply."""
-        r = self._agent().request("unix", path=path, msg=msg, wait_s=timeout, timeout=timeout + 5)
-        return r["reply"]
-
-    def set_sysctl(self, key: str, value: str) -> None:
-        """Write a guest sysctl directly to /proc/sys (no process start: ~ms instead of ~0.3 s)."""
-        self._agent().request("write", path="/proc/sys/" + key.replace(".", "/"), data=str(value))
-
-    def get_sysctl(self, key: str) -> str:
-        return self.read_file("/proc/sys/" + key.replace(".", "/")).decode().strip()
-
-    def kernel_release(self) -> str:
-        return self._release
-
-    def sctp_sysctls(self) -> dict[str, int]:
-        """The guest's live net.sctp values that matter for ASCONF (for `testbed status`)."""
-        return {k: int(self.get_sysctl(f"net.sctp.{k}")) for k in SCTP_SYSCTLS}
+    def kernel(self) -> KernelInfo:
+        return KernelInfo("qemu", self._release, self.cfg.accel)
 
     def qemu_rss_kib(self) -> int:
         """Resident set size of the QEMU process (host side)."""

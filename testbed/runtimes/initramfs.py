@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.errors import ConfigError, MissingDependency
-from testbed.sctp.kernel import KernelFiles, cache_dir
+from testbed.runtimes.kernels import KernelFiles, cache_dir
 
 INIT_SCRIPT = Path(__file__).resolve().parents[2] / "images" / "init.sh"
 BUSYBOX = Path("/bin/busybox")

@@ -1,0 +1,1 @@
+"""Host primitives the lab builds on: named network namespaces and process control."""

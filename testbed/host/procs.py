@@ -1,0 +1,43 @@
+"""Host processes the lab started: is one alive, stop one (its process group) with a grace."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs. Reaps it if it is our zombie child; a zombie re-parented to
+    an init that reaps late (state Z) counts as gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def stop_pid(pid: int, grace: float = 2.0) -> None:
+    """TERM the process group led by ``pid`` (spawned in its own session), then KILL."""
+    from testbed.host.poll import poll_until
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        if poll_until(lambda: not alive(pid), grace, interval=0.01):
+            return
+
+
+def signal_pid(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

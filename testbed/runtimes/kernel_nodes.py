@@ -1,0 +1,180 @@
+"""Kernel nodes in a lab: which stack a node's ``sctp:`` setting gets, and booting them.
+
+``stack: auto`` picks the host kernel when it opens an SCTP socket, else User-Mode Linux when
+it is installed, else QEMU. ``vm`` is the older name of ``qemu``. The backend builds a kernel
+node's namespace and links like any other; here its kernel is booted inside that namespace,
+with one guest NIC per link, and the node's addresses, routes and sysctls are set in the guest.
+From then on its ``NodeRuntime`` is the guest, so services, capture and moves treat it as any
+node.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from testbed.errors import ConfigError
+from testbed.model.addressing import NodePlan
+from testbed.model.topology import SctpSettings, Topology
+from testbed.runtimes.guest import GuestConfig, GuestNode
+
+IPPROTO_SCTP = 132
+KERNEL_STACKS = ("uml", "qemu")
+
+
+def host_has_sctp() -> bool:
+    """Can the host kernel open an SCTP socket? (errno 93 where CONFIG_IP_SCTP is off.)"""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_SCTP).close()
+        return True
+    except OSError:
+        return False
+
+
+def uml_available() -> bool:
+    from testbed.runtimes import uml_kernels
+
+    return uml_kernels.available()
+
+
+def stack_of(spec: SctpSettings, *, host_sctp: Callable[[], bool] = host_has_sctp,
+             uml: Callable[[], bool] = uml_available) -> str:
+    """"host", "uml", "qemu" or "none" for a node's SCTP setting."""
+    if spec.stack == "auto":
+        if host_sctp():
+            return "host"
+        return "uml" if uml() else "qemu"
+    if spec.stack == "host" and not host_sctp():
+        raise ConfigError("topology", "sctp.stack", "host asked, but the host kernel has no SCTP",
+                          "use stack: uml, qemu or auto")
+    return "qemu" if spec.stack == "vm" else spec.stack
+
+
+class KernelNode(Protocol):
+    """What the lab does with a kernel node beyond ``NodeRuntime``: boot, record, reattach."""
+
+    name: str
+    boot_seconds: float
+
+    def start(self) -> Any: ...
+    def shutdown(self, grace: float = 3.0) -> None: ...
+    def record(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class KernelKind:
+    """How to configure, boot and reattach one kind of kernel node."""
+
+    config: Callable[[GuestConfig, str | None], GuestConfig]  # base config, kernel spec
+    boot: Callable[[GuestConfig], GuestNode]
+    attach: Callable[[GuestConfig, dict[str, Any]], GuestNode]
+
+
+def _qemu_kind() -> KernelKind:
+    from testbed.runtimes import accel, kernels
+    from testbed.runtimes.qemu import QemuConfig, QemuNode
+
+    def config(base: GuestConfig, spec: str | None) -> GuestConfig:
+        k = kernels.resolve(spec)
+        return QemuConfig(**vars(base), kernel=k, accel=accel.choose(k))
+
+    return KernelKind(config, QemuNode, QemuNode.attach)  # type: ignore[arg-type]
+
+
+def _uml_kind() -> KernelKind:
+    from testbed.runtimes import uml_kernels
+    from testbed.runtimes.uml import UmlConfig, UmlNode
+
+    def config(base: GuestConfig, spec: str | None) -> GuestConfig:
+        return UmlConfig(**vars(base), kernel=uml_kernels.resolve(spec))
+
+    return KernelKind(config, UmlNode, UmlNode.attach)  # type: ignore[arg-type]
+
+
+KINDS: dict[str, Callable[[], KernelKind]] = {"qemu": _qemu_kind, "uml": _uml_kind}
+
+
+def kernel_nodes(topo: Topology) -> dict[str, str]:
+    """Node name -> "uml" | "qemu" for every node that runs a kernel of its own."""
+    out = {}
+    for n, spec in topo.nodes.items():
+        stack = stack_of(spec.sctp)
+        if stack in KERNEL_STACKS:
+            out[n] = stack
+    return out
+
+
+def config_for(topo: Topology, node: NodePlan, stack: str, netns: str, node_dir: Path) -> GuestConfig:
+    """The node's guest configuration; resolving its kernel fails here, before anything boots."""
+    spec = topo.nodes[node.name].sctp
+    base = GuestConfig(
+        name=node.name,
+        netns=netns,
+        state_dir=node_dir / "kernel",
+        nics=[i.ifname for i in node.ifaces],
+        sctp={"addip_enable": spec.addip_enable, "auth_enable": spec.auth_enable,
+              "addip_noauth_enable": spec.addip_noauth_enable,
+              "default_auto_asconf": spec.default_auto_asconf},
+        rw_dirs=[node_dir],  # every service of the node writes under it, inside the guest too
+    )
+    return KINDS[stack]().config(base, spec.kernel)
+
+
+def attach(stack: str, cfg: GuestConfig, record: dict[str, Any]) -> GuestNode:
+    return KINDS[stack]().attach(cfg, record)
+
+
+def boot_all(
+    stacks: dict[str, str], configs: list[GuestConfig]
+) -> tuple[list[GuestNode], list[BaseException]]:
+    """Boot kernel nodes in parallel; returns the booted ones and the errors."""
+    booted: list[GuestNode] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def one(cfg: GuestConfig) -> None:
+        node = KINDS[stacks[cfg.name]]().boot(cfg)
+        try:
+            node.start()  # type: ignore[attr-defined]
+            with lock:
+                booted.append(node)
+        except BaseException as e:  # noqa: BLE001 - collected, re-raised by the caller
+            with lock:
+                errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(c,), name=f"boot-{c.name}") for c in configs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return booted, errors
+
+
+def configure_guest(node: GuestNode, plan: NodePlan, mobile: bool, optimistic_dad: bool) -> None:
+    """The node's L3 plan, applied inside the guest (one ``ip -batch`` and direct sysctls)."""
+    cmds = []
+    for i in plan.ifaces:
+        for a in i.addresses:
+            cmds.append(f"addr add {a} dev {i.ifname}" + (" nodad" if a.version == 6 else ""))
+        cmds.append(f"link set dev {i.ifname} up")
+    cmds += [f"route add {r.dst} via {r.via} dev {r.dev}" for r in plan.routes]
+    for i in plan.ifaces:
+        base = f"net.ipv6.conf.{i.ifname}"
+        if mobile:
+            node.set_link(i.ifname, False)  # no carrier until the lab attaches the MN
+            node.set_sysctl(f"{base}.router_solicitation_delay", "0")
+            node.set_sysctl(f"{base}.accept_ra", "2")
+            if optimistic_dad:
+                node.set_sysctl(f"{base}.optimistic_dad", "1")
+                node.set_sysctl(f"{base}.use_optimistic", "1")
+        else:
+            node.set_sysctl(f"{base}.accept_ra", "0")
+            node.set_sysctl(f"{base}.accept_dad", "0")
+    if plan.forwards:
+        node.set_sysctl("net.ipv4.ip_forward", "1")
+        node.set_sysctl("net.ipv6.conf.all.forwarding", "1")
+    node.run(["ip", "-batch", "-"], input="\n".join(cmds) + "\n")
