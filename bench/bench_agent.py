@@ -92,8 +92,8 @@ def wait_move(lab: Lab, ar: str, since: float) -> Move:
     both families (the agent writes both as it goes; no socket needed)."""
     mn_if, _ = lab.plan.access_iface(ar)
     ifname = mn_if.ifname
-    events_log = lab.agent_dir / "events.jsonl"
-    state_file = lab.agent_dir / "state.json"
+    events_log = lab.wiring.agent_dir / "events.jsonl"
+    state_file = lab.wiring.agent_dir / "state.json"
     deadline = time.monotonic() + EVENT_TIMEOUT
     while True:
         evs = [e for e in _read_events(events_log) if e.get("ifname") == ifname and e["mono"] >= since]
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         server = lab.plan.address_of(z.server, 4) or ""
         addr = lab.access_state("ar1").ipv4[0]
         dns = netns.call_in(lab.state.ns(lab.topo.mobile.node), _dns_rounds,
-                            str(lab.sig0_key_file("ECDSAP256SHA256")), server, z.zone,
+                            str(lab.wiring.sig0_key_file("ECDSAP256SHA256")), server, z.zone,
                             f"{z.mobile_name}.{z.zone}", addr, args.rounds, timeout=300)
     finally:
         if cap is not None:

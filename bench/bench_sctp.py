@@ -256,8 +256,8 @@ def measure_asconf(lab: Lab, rounds: int, rate: float, work: Path) -> AsconfResu
     cap.start()
     try:
         traffic.start()
-        lab._attach("ar2")  # attach without detaching ar1: the association keeps its path
-        addr = lab.wait_configured("ar2").ipv4[0]
+        lab.mobile.attach("ar2")  # attach without detaching ar1: the association keeps its path
+        addr = lab.mobile.wait_configured("ar2").ipv4[0]
         mn_addr = lab.access_state("ar1").ipv4[0]
         rtts = []
         assert mn.agent is not None

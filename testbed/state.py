@@ -32,12 +32,28 @@ def lab_dir(lab: str) -> Path:
     return run_root() / lab
 
 
+def namespace_label(lab: str) -> str:
+    """The label on a lab namespace's loopback: the lab and its run root, so ``clean`` under
+    one run root never takes another root's labs for orphans."""
+    return f"{OWNER_LABEL}:{lab} {run_root()}"
+
+
+def lab_of_label(label: str) -> str | None:
+    """The lab a namespace label names, if it belongs to this run root."""
+    head, _, root = label.partition(" ")
+    if not head.startswith(f"{OWNER_LABEL}:") or root != str(run_root()):
+        return None
+    return head.split(":", 1)[1]
+
+
 @dataclass
 class LabState:
     lab: str
     topology_file: str
     topology: dict[str, Any]
     status: str = "building"  # building | up | failed | down
+    backend: str = "mininet"  # the lab backend that made its nodes and links
+    machine: str = "host"  # where the lab runs: the host, or inside one UML kernel
     owner_pid: int = 0  # the process building it (a dead owner + "building" = crashed build)
     created: float = field(default_factory=time.time)
     netns: list[str] = field(default_factory=list)  # named netns, written BEFORE creation

@@ -3,36 +3,33 @@
 from __future__ import annotations
 
 import json
-import platform
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from testbed.errors import TestbedError
 from testbed.host import netns
+from testbed.lab import Lab
+from testbed.runtimes.base import NodeRuntime
+from testbed.runtimes.guest import SCTP_SYSCTLS
 from testbed.services import probes
 
 
-def collect(lab_or_name) -> dict[str, Any]:
-    """Status of a lab (a ``Lab``, or a lab name to open; a VM serves one process at a time, so
-    pass the ``Lab`` you already hold)."""
-    from testbed.lab import Lab
-
+def collect(lab_or_name: Lab | str) -> dict[str, Any]:
+    """Status of a lab (a ``Lab``, or a lab name to open)."""
     lab = Lab.open(lab_or_name) if isinstance(lab_or_name, str) else lab_or_name
     nodes = []
     for name, plan in lab.plan.nodes.items():
         ns = lab.state.ns(name)
         present = netns.exists(ns)
-        kernel, stack, sctp, raw = platform.release(), "host", None, "[]"
-        if present and lab.is_vm(name):
+        info = lab.nodes.kernel_info(name)
+        sctp, raw = None, "[]"
+        if present:
             rt = lab.runtime(name)
-            kernel, stack, sctp = rt.kernel_release(), "vm", rt.sctp_sysctls()
             raw = rt.run(["ip", "-j", "addr", "show"], check=False).stdout
-        elif present:
-            raw = netns.run(None, ["ip", "-j", "-n", ns, "addr", "show"], check=False).stdout
             if lab.topo.nodes[name].sctp.stack != "none":
-                sctp = _host_sctp(ns)
+                sctp = _sctp_sysctls(rt)
         ifaces = [
             {
                 "name": i["ifname"],
@@ -52,15 +49,16 @@ def collect(lab_or_name) -> dict[str, Any]:
                 "role": plan.role.value,
                 "netns": ns,
                 "present": present,
-                "kernel": kernel,
-                "stack": stack,
+                "kernel": info.release,
+                "stack": info.stack,
+                "accelerator": info.accelerator,
                 "sctp": sctp,
                 "interfaces": ifaces,
             }
         )
     services = []
     for rec in lab.state.service_records():
-        up = lab.service_running(rec)
+        up = lab.nodes.service_running(rec)
         services.append(
             {
                 "node": rec.node,
@@ -75,6 +73,8 @@ def collect(lab_or_name) -> dict[str, Any]:
         "lab": lab.state.lab,
         "topology": lab.topo.name,
         "status": lab.state.status,
+        "backend": lab.state.backend,
+        "machine": lab.state.machine,
         "run_dir": str(lab.state.dir),
         "attached": lab.state.attached,
         "zone": lab.topo.dns.zone,
@@ -91,21 +91,16 @@ def _dad_flag(a: dict[str, Any]) -> str:
     return " tentative" if a.get("tentative") else ""
 
 
-def _host_sctp(ns: str) -> dict[str, int] | None:
-    """The live net.sctp values of a host-kernel SCTP node (per netns, not inherited)."""
-    from testbed.runtimes.qemu import SCTP_SYSCTLS
-
-    def read() -> dict[str, int] | None:
-        base = Path("/proc/sys/net/sctp")
-        if not base.exists():
-            return None
-        return {k: int((base / k).read_text()) for k in SCTP_SYSCTLS}
-
-    return netns.call_in(ns, read)
+def _sctp_sysctls(rt: NodeRuntime) -> dict[str, int] | None:
+    """The live net.sctp values that matter for ASCONF (per netns: never inherited)."""
+    try:
+        return {k: int(rt.get_sysctl(f"net.sctp.{k}")) for k in SCTP_SYSCTLS}
+    except (TestbedError, ValueError):
+        return None  # no SCTP in that kernel
 
 
 def _kernel_cell(n: dict[str, Any]) -> str:
-    cell = f"{n['kernel']} ({n['stack']})"
+    cell = f"{n['kernel']} ({n['stack']}{', ' + n['accelerator'] if n.get('accelerator') else ''})"
     if n.get("sctp"):
         cell += "\nsctp " + " ".join(f"{k.replace('_enable', '')}={v}" for k, v in n["sctp"].items())
     return cell
@@ -120,12 +115,18 @@ def _healthy(lab, node: str, service: str) -> bool:
         return netns.call_in(ns, probes.port_bound, 67, "udp", timeout=5)
     if service == "radvd":
         return netns.call_in(ns, probes.raw_icmp6_open, timeout=5)
+    if service == "agent":
+        try:
+            return bool(lab.mobile.agent_request({"cmd": "ping"}, timeout=5).get("ok"))
+        except TestbedError:
+            return False
     return True
 
 
 def render(st: dict[str, Any], console: Console) -> None:
     console.print(
-        f"[bold]lab {st['lab']}[/bold] ({st['topology']}) {st['status']}; MN attached to "
+        f"[bold]lab {st['lab']}[/bold] ({st['topology']}, backend {st['backend']}, machine "
+        f"{st['machine']}) {st['status']}; MN attached to "
         f"{', '.join(st['attached']) or 'nothing'}; zone {st['zone']}; run dir {st['run_dir']}"
     )
     t = Table("node", "role", "netns", "kernel", "interface", "state", "addresses")

@@ -1,1 +1,28 @@
+"""Lab backends: how a lab's nodes and links are made (``base.LabBackend``).
 
+``mininet`` makes each node a named network namespace. Backends are classes registered by
+name; the lab records the name in its state so later commands find the same backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from testbed.backends.base import LabBackend
+from testbed.errors import ConfigError
+
+
+def _mininet() -> LabBackend:
+    from testbed.backends.mininet import MininetBackend
+
+    return MininetBackend()
+
+
+BACKENDS: dict[str, Callable[[], LabBackend]] = {"mininet": _mininet}
+
+
+def get(name: str) -> LabBackend:
+    try:
+        return BACKENDS[name]()
+    except KeyError:
+        raise ConfigError("backend", name, "unknown backend", f"one of {', '.join(BACKENDS)}") from None

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 
 from testbed.errors import MissingDependency, TestbedError
 from testbed.host import netns
 from testbed.model.addressing import LabPlan
+from testbed.progress import Progress
+from testbed.runtimes.namespace import NamespaceNode
 from testbed.services.base import require
-from testbed.state import OWNER_LABEL, LabState
+from testbed.state import OWNER_LABEL, LabState, namespace_label
 
 
 class MininetBackend:
-    """Builds a lab plan into named namespaces and veth links, recording everything in state."""
+    """Builds a lab plan into named namespaces and veth links, recording everything in state.
+
+    Labels: each namespace's loopback and each link end carry the alias ``testbed:<lab>``.
+    """
 
     name = "mininet"
 
@@ -42,10 +46,10 @@ class MininetBackend:
         self,
         plan: LabPlan,
         state: LabState,
-        progress: Callable[[str], None],
-        vm_nodes: frozenset[str] = frozenset(),
+        progress: Progress,
+        kernel_nodes: frozenset[str] = frozenset(),
     ) -> None:
-        """``vm_nodes`` get their namespace and links only: their L3 lives in the guest."""
+        """``kernel_nodes`` get their namespace and links only: their L3 lives in the guest."""
         from mininet.link import Link
         from mininet.node import Host
 
@@ -61,6 +65,8 @@ class MininetBackend:
                 host = Host(name, inNamespace=True)
                 hosts[name] = host
                 netns.run(None, ["ip", "netns", "attach", ns, str(host.pid)])
+                netns.run(None, ["ip", "-n", ns, "link", "set", "dev", "lo", "alias",
+                                 namespace_label(state.lab)])
             progress("links")
             for v in plan.veths:
                 Link(hosts[v.a], hosts[v.b], intfName1=v.a_ifname, intfName2=v.b_ifname)
@@ -70,7 +76,7 @@ class MininetBackend:
                 _close_shell(host)
         progress("addresses and routes")
         for name, node in plan.nodes.items():
-            if name in vm_nodes:
+            if name in kernel_nodes:
                 cmds = ["link set dev lo up"] + [
                     f"link set dev {i.ifname} alias {OWNER_LABEL}:{state.lab}" for i in node.ifaces
                 ]
@@ -112,6 +118,23 @@ class MininetBackend:
         for r in node.routes:
             cmds.append(f"route add {r.dst} via {r.via} dev {r.dev}")
         netns.run(None, ["ip", "-n", ns, "-batch", "-"], input="\n".join(cmds) + "\n")
+
+
+    def runtime(self, state: LabState, node: str) -> NamespaceNode:
+        return NamespaceNode(node, state.ns(node))
+
+    def teardown(self, state: LabState, progress: Progress) -> None:
+        progress("removing namespaces")
+        for ns in state.netns:
+            netns.remove(ns)
+
+    def sweep(self, lab: str) -> list[str]:
+        gone = []
+        for ns in netns.list_names():
+            if ns.startswith(f"{lab}-") and netns.label_of(ns) == namespace_label(lab):
+                netns.remove(ns)
+                gone.append(ns)
+        return gone
 
 
 def _close_shell(host) -> None:

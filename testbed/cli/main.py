@@ -81,9 +81,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
         raise TestbedError("exec: give a command after --, e.g. `testbed exec mn -- ip addr`")
     lab = Lab.open(a.lab)
     rt = lab.runtime(a.node)
-    from testbed.runtimes.namespace import NamespaceNode
-
-    if isinstance(rt, NamespaceNode):  # hand the terminal over: interactive commands work
+    if not rt.own_kernel:  # the host kernel: hand the terminal over, interactive commands work
         os.execvp("ip", ["ip", "netns", "exec", rt.netns, *argv])
     cp = rt.run(argv, check=False, timeout=a.timeout)
     sys.stdout.write(cp.stdout)
@@ -134,40 +132,38 @@ def _mobile_lab(a: argparse.Namespace):
 
 
 def cmd_mobility(a: argparse.Namespace) -> int:
-    import asyncio
-
     lab = _mobile_lab(a)
     if a.action == "state":
         # the pollable state (§3): the agent rewrites this file atomically on every event
-        out.print_json((lab.agent_dir / "state.json").read_text())
+        out.print_json((lab.wiring.agent_dir / "state.json").read_text())
         return 0
     if a.action == "events":
         # the agent's events log: the same JSON lines it streams, readable from the host even
         # when the MN is a VM (whose Unix socket the host cannot reach)
         import time as _time
 
-        path = lab.agent_dir / "events.jsonl"
-        pos = 0
+        from testbed.host import jsonlines
+
+        tail = jsonlines.Tail(lab.wiring.agent_dir / "events.jsonl")
+        tail.offset = 0  # the whole history first
         try:
             while True:
-                if path.exists():
-                    with open(path) as f:
-                        f.seek(pos)
-                        chunk = f.read()
-                        pos = f.tell()
-                    for line in chunk.splitlines():
-                        if a.since is None or json.loads(line).get("seq", 0) > a.since:
-                            print(line, flush=True)
+                for e in tail.read():
+                    if a.since is None or e.get("seq", 0) > a.since:
+                        print(json.dumps(e), flush=True)
                 if not a.follow:
                     return 0
                 _time.sleep(0.2)  # tailing a file: no change notification worth the code here
         except (KeyboardInterrupt, BrokenPipeError):
             return 0
     if a.action == "set-metric":
-        asyncio.run(lab.agent_client().set_metric(a.ifname, a.name, a.value))
+        r = lab.mobile.agent_request({"cmd": "set-metric", "ifname": a.ifname, "name": a.name,
+                                      "value": a.value})
+        if not r.get("ok"):
+            raise TestbedError(f"set-metric: {r.get('error')}")
         return 0
     if a.action == "depart":
-        results = lab.depart()
+        results = lab.mobile.depart()
         for r in results:
             console.print(f"location {r['op']}: {r['rcode']} after {r['attempts']} attempt(s)")
         return 0 if results and all(r.get("ok") for r in results) else 1

@@ -8,6 +8,7 @@ the lab's named and never through the host's resolver.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -92,37 +93,31 @@ def pids(netns: str) -> list[int]:
 
 def kill_all(netns: str, grace: float = 2.0) -> None:
     """TERM, wait, then KILL every process in the namespace (only the lab's own processes)."""
-    import time
+    from testbed.host.poll import poll_until
+    from testbed.host.procs import alive, signal_pid
 
     victims = pids(netns)
     for pid in victims:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while victims and time.monotonic() < deadline:
-        victims = [p for p in victims if _alive(p)]
-        if victims:
-            time.sleep(0.02)
+        signal_pid(pid, signal.SIGTERM)
+    poll_until(lambda: not any(alive(p) for p in victims), grace)
     for pid in pids(netns):
-        _signal(pid, signal.SIGKILL)
+        signal_pid(pid, signal.SIGKILL)
 
 
-def _signal(pid: int, sig: int) -> None:
+def label_of(name: str) -> str:
+    """The ownership label of a namespace: the alias of its loopback (``testbed:<lab>``)."""
+    cp = run(None, ["ip", "-n", name, "-j", "link", "show", "dev", "lo"], check=False, timeout=10)
     try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+        return str(json.loads(cp.stdout or "[]")[0].get("ifalias", ""))
+    except (ValueError, IndexError):
+        return ""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); look at its state
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+def remove(name: str, grace: float = 1.0) -> None:
+    """Kill every process in the namespace, then delete it (its veth ends go with it)."""
+    if exists(name):
+        kill_all(name, grace=grace)
+        run(None, ["ip", "netns", "del", name], check=False, timeout=10)
 
 
 def call_in(netns: str, fn: Callable[..., T], *args: Any, timeout: float = 30.0) -> T:

@@ -10,6 +10,9 @@ Wire protocol (one JSON object per line, both ways):
   subscriber fell behind, ``{"dropped":K}`` comes before the next event it does get.
 - ``{"cmd":"state"}`` → ``{"ok":true,"state":{...}}`` (the state file's content).
 - ``{"cmd":"set-metric","ifname":I,"name":M,"value":V}`` → ``{"ok":true}`` (emits ``metric``).
+- ``{"cmd":"wait-configured","ifname":I,"families":[4,6],"timeout":T}`` → ``{"ok":true,
+  "addresses":[...]}`` once I holds a configured network of every family asked for (answered on
+  the event that completes it), ``{"ok":false,"error":...}`` after T seconds.
 - anything else → ``{"ok":false,"error":"..."}``.
 
 A slow subscriber never blocks the detector or the others: each has a bounded queue that drops
@@ -121,6 +124,7 @@ class Agent:
         self._published_addrs: list[str] | None = None
         self._children: dict[str, asyncio.subprocess.Process] = {}
         self._bg: set[asyncio.Task[Any]] = set()
+        self._changed: asyncio.Event | None = None  # set on every publish, for wait-configured
 
     # -- event fan-out (the detector's sink; synchronous, never blocks)
     def publish(self, events: list[Event]) -> None:
@@ -136,6 +140,8 @@ class Agent:
             if self.cfg.on_link_up and e.kind in ("link_up", "link_down"):
                 self._bg_task(self._link_hook(e))
         self._write_state()
+        if self._changed is not None and events:
+            self._changed.set()
         if self.hooks and any(e.kind in ("configured", "lost", "link_down") for e in events):
             addrs = self.detector.core.usable_addresses()
             if addrs != self._published_addrs:
@@ -246,6 +252,8 @@ class Agent:
                                 writer.write(e.to_json().encode() + b"\n")
                     self.subscribers.add(sub)
                     pump = asyncio.create_task(sub.pump())
+                elif cmd == "wait-configured":
+                    writer.write(_line(await self._wait_configured(req)))
                 else:
                     writer.write(_line(self._command(cmd, req)))
                 await writer.drain()
@@ -259,6 +267,37 @@ class Agent:
             with contextlib.suppress(Exception):
                 writer.close()
 
+    def _configured_on(self, ifname: str, families: set[int]) -> list[str] | None:
+        st = self.detector.snapshot()["interfaces"].get(ifname)
+        if not st or st["link"] != "up":
+            return None
+        nets = [n for n in st["networks"] if n["configured"]]
+        if not families <= {n["family"] for n in nets}:
+            return None
+        return [a for n in nets for a in n["addresses"]]
+
+    async def _wait_configured(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Answer once ``ifname`` is configured for every family asked, re-checked on each event."""
+        try:
+            ifname = str(req["ifname"])
+            families = {int(f) for f in req.get("families", (4, 6))}
+            timeout = float(req.get("timeout", 20.0))
+        except (KeyError, TypeError, ValueError) as e:
+            return {"ok": False, "error": f"wait-configured needs ifname, families, timeout: {e}"}
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        deadline = time.monotonic() + timeout
+        while (addrs := self._configured_on(ifname, families)) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return {"ok": False, "error": f"{ifname} not configured for IPv"
+                        f"{'+IPv'.join(str(f) for f in sorted(families))} within {timeout:g} s",
+                        "state": self.detector.snapshot()["interfaces"].get(ifname)}
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+        return {"ok": True, "addresses": addrs}
+
     def _command(self, cmd: Any, req: dict[str, Any]) -> dict[str, Any]:
         if cmd == "state":
             return {"ok": True, "state": self.state()}
@@ -270,7 +309,8 @@ class Agent:
             return {"ok": True}
         if cmd == "ping":
             return {"ok": True}
-        return {"ok": False, "error": f"unknown command {cmd!r} (state, subscribe, set-metric)"}
+        return {"ok": False, "error": f"unknown command {cmd!r} "
+                "(state, subscribe, set-metric, wait-configured, ping)"}
 
     # -- per-link command (e.g. a DHCP client) started at link-up, stopped at link-down
     def _bg_task(self, coro: Awaitable[Any]) -> None:

@@ -168,13 +168,9 @@ def views_from_state(state: Mapping) -> list[NetworkView]:
 
 # ---------------------------------------------------------------------------- I/O shell
 def _log_line(path, record: dict) -> None:
-    import json
-    import time
+    from testbed.host import jsonlines
 
-    record.setdefault("wall", time.time())
-    record.setdefault("mono", time.monotonic())
-    with open(path, "a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
+    jsonlines.append(path, record, stamp=True)
 
 
 class DriverLink:
@@ -193,10 +189,10 @@ class DriverLink:
     async def request(self, cmd: dict) -> dict:
         import asyncio
 
-        from testbed.sctp.driver import send_command
+        from testbed.host import jsonlines
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, send_command, self.path, cmd)
+        return await loop.run_in_executor(None, jsonlines.request, self.path, cmd)
 
 
 async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy: Policy, updater) -> None:

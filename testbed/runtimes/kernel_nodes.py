@@ -41,14 +41,13 @@ def uml_available() -> bool:
     return uml_kernels.available()
 
 
-def stack_of(spec: SctpSettings, *, host_sctp: Callable[[], bool] = host_has_sctp,
-             uml: Callable[[], bool] = uml_available) -> str:
+def stack_of(spec: SctpSettings) -> str:
     """"host", "uml", "qemu" or "none" for a node's SCTP setting."""
     if spec.stack == "auto":
-        if host_sctp():
+        if host_has_sctp():
             return "host"
-        return "uml" if uml() else "qemu"
-    if spec.stack == "host" and not host_sctp():
+        return "uml" if uml_available() else "qemu"
+    if spec.stack == "host" and not host_has_sctp():
         raise ConfigError("topology", "sctp.stack", "host asked, but the host kernel has no SCTP",
                           "use stack: uml, qemu or auto")
     return "qemu" if spec.stack == "vm" else spec.stack

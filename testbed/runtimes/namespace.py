@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import platform
-import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import TestbedError
-from testbed.host import netns
+from testbed.host import jsonlines, netns
 from testbed.host.poll import poll_until
 from testbed.host.procs import alive, signal_pid, stop_pid
 from testbed.runtimes.base import KernelInfo
@@ -67,16 +65,9 @@ class NamespaceNode:
     def unix_request(self, path: str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Unix sockets live in the filesystem, not the netns: reachable from here directly."""
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(timeout)
-                s.connect(path)
-                s.sendall((json.dumps(msg) + "\n").encode())
-                line = s.makefile("rb").readline()
-        except OSError as e:
-            raise TestbedError(f"{self.name}: {path}: {e}") from e
-        if not line:
-            raise TestbedError(f"{self.name}: {path} closed without a reply")
-        return json.loads(line)
+            return jsonlines.request(path, msg, timeout)
+        except jsonlines.RequestError as e:
+            raise TestbedError(f"{self.name}: {e}") from e
 
     def kernel(self) -> KernelInfo:
         return KernelInfo("host", platform.release())

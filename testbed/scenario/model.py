@@ -1,7 +1,8 @@
-"""Scenario files: a topology, a seed, a repeat count, budgets and a list of steps.
+"""Scenario files: a topology, a seed, a repeat count, budgets and a list of typed steps.
 
-Steps are one-key mappings, e.g. ``- move: {to: ar2, mode: make-before-break, overlap: 1}``.
-They are validated like topologies: a bad file is one line naming the file, field and fix.
+Steps are written as one-key mappings (``- move: {to: ar2, overlap: 1}``, ``- wait: 2``,
+``- traffic: start``, ``- depart: {}``) and parsed once into a discriminated union of step
+models. A bad file is one line naming the file, the field and the fix, like a topology.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from testbed.errors import ConfigError
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "topologies" / "scenarios"
 DEFAULT_SCENARIO = "trash-handover"
+MoveModeName = Literal["make-before-break", "break-before-make"]
 
 
 class Strict(BaseModel):
@@ -23,85 +25,100 @@ class Strict(BaseModel):
 
 
 class Move(Strict):
+    kind: Literal["move"] = "move"
     to: str
-    mode: Literal["make-before-break", "break-before-make"] = "make-before-break"
+    mode: MoveModeName = "make-before-break"
     overlap: float = Field(0.0, ge=0)  # seconds attached to both networks
     gap: float = Field(0.0, ge=0)  # seconds attached to none (break-before-make)
 
 
 class PingPong(Strict):
+    kind: Literal["ping_pong"] = "ping_pong"
     between: tuple[str, str]
     times: int = Field(2, ge=1)
     dwell: float = Field(1.0, ge=0)  # seconds on each network
-    mode: Literal["make-before-break", "break-before-make"] = "make-before-break"
+    mode: MoveModeName = "make-before-break"
 
 
 class Metric(Strict):
+    kind: Literal["metric"] = "metric"
     ifname: str
     name: str = "signal"
     value: float
 
 
+class Wait(Strict):
+    kind: Literal["wait"] = "wait"
+    seconds: float = Field(ge=0)
+
+
+class TrafficStep(Strict):
+    kind: Literal["traffic"] = "traffic"
+    action: Literal["start", "stop"]
+
+
+class Depart(Strict):
+    kind: Literal["depart"] = "depart"
+
+
+KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart")
+
+
+def _step_dict(raw: Any) -> Any:
+    """The YAML shorthand (one key naming the step) as the union's tagged form."""
+    if isinstance(raw, BaseModel) or isinstance(raw, dict) and "kind" in raw:
+        return raw
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise ValueError(f"a step is a mapping with one key ({', '.join(KINDS)})")
+    (kind, arg), = raw.items()
+    if kind not in KINDS:
+        raise ValueError(f"unknown step {kind!r} (one of {', '.join(KINDS)})")
+    if kind == "wait":
+        return {"kind": kind, "seconds": arg}
+    if kind == "traffic":
+        return {"kind": kind, "action": arg}
+    if arg is None:
+        arg = {}
+    if not isinstance(arg, dict):
+        raise ValueError(f"{kind} takes a mapping of its options")
+    return {"kind": kind, **arg}
+
+
+Step = Annotated[
+    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart, Field(discriminator="kind")],
+    BeforeValidator(_step_dict),
+]
+
+
 class Traffic(Strict):
+    """Traffic parameters for ``traffic`` steps."""
+
     rate: float = Field(50.0, gt=0)  # messages per second
     size: int = Field(200, ge=16, le=60000)  # bytes per message
     echo: bool = True  # the CN answers each message: DATA toward the MN shows its primary path
     # who updates the association's addresses: the TraSH binding process (ADD_IP, SET_PRIMARY,
     # DELETE_IP in Appendix-A order), or the kernel's own auto_asconf, for comparison
     binding: Literal["trash", "auto_asconf"] = "trash"
-
-
-Step = Annotated[dict[str, Any], Field()]
+    peer: str | None = None  # the correspondent node; default: the first host with SCTP
 
 
 class Scenario(Strict):
     name: str
     description: str = ""
     topology: str = "two-ar"
-    seed: int = 1  # recorded with every run (events.jsonl "start" step) for reproducing it
+    seed: int = 1  # recorded with the run (events.jsonl "start" step) and in verdict.json
     repeat: int = Field(1, ge=1)
-    traffic: Traffic | None = None  # SCTP traffic parameters for traffic steps
+    traffic: Traffic | None = None
     rules: str | None = None  # checker rule groups; default: all that apply
     budgets: dict[str, float] = Field(default_factory=dict)  # timeline phase -> seconds
     steps: list[Step]
 
-    @model_validator(mode="after")
-    def _steps(self) -> Scenario:
-        for i, step in enumerate(self.steps):
-            parse_step(step, f"steps.{i}")
-        return self
+    def moves(self) -> list[Move]:
+        return [s for s in self.steps if isinstance(s, Move)]
 
-
-KNOWN = ("move", "wait", "ping_pong", "metric", "traffic", "depart")
-
-
-def parse_step(step: dict[str, Any], where: str) -> tuple[str, Any]:
-    """(kind, typed arguments) of a step; ValueError naming the field when it is wrong."""
-    if not isinstance(step, dict) or len(step) != 1:
-        raise ValueError(f"{where}: a step is a mapping with one key ({', '.join(KNOWN)})")
-    (kind, arg), = step.items()
-    try:
-        if kind == "move":
-            return kind, Move.model_validate(arg)
-        if kind == "ping_pong":
-            return kind, PingPong.model_validate(arg)
-        if kind == "metric":
-            return kind, Metric.model_validate(arg)
-        if kind == "wait":
-            if not isinstance(arg, int | float) or arg < 0:
-                raise ValueError(f"{where}.wait: takes a number of seconds >= 0")
-            return kind, float(arg)
-        if kind == "traffic":
-            if arg not in ("start", "stop"):
-                raise ValueError(f"{where}.traffic: takes start or stop")
-            return kind, arg
-        if kind == "depart":
-            return kind, None
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ValueError(f"{where}.{kind}.{loc}: {err['msg']}") from None
-    raise ValueError(f"{where}: unknown step {kind!r} (one of {', '.join(KNOWN)})")
+    @property
+    def uses_traffic(self) -> bool:
+        return any(isinstance(s, TrafficStep) for s in self.steps)
 
 
 def resolve(name_or_path: str | Path | None) -> Path:
@@ -109,6 +126,15 @@ def resolve(name_or_path: str | Path | None) -> Path:
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
     return SCENARIO_DIR / f"{p}.yaml"
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    """pydantic's location as the YAML path: the union's tag stands where the step's key is."""
+    parts = [str(x) for x in loc]
+    scalar = {"wait": ["seconds"], "traffic": ["action"]}  # steps written as `wait: 2`
+    if len(parts) >= 3 and parts[0] == "steps" and scalar.get(parts[2]) == parts[3:]:
+        parts = parts[:3]
+    return ".".join(parts) or "-"
 
 
 def load(name_or_path: str | Path | None = None) -> Scenario:
@@ -126,7 +152,5 @@ def load(name_or_path: str | Path | None = None) -> Scenario:
     except ValidationError as e:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
-        field = ".".join(str(x) for x in err["loc"]) or "-"
-        if field == "-" and ": " in msg and msg.startswith("steps."):
-            field, msg = msg.split(": ", 1)
-        raise ConfigError(src, field, msg, "see topologies/scenarios/trash-handover.yaml") from e
+        raise ConfigError(src, _field(tuple(err["loc"])), msg,
+                          "see topologies/scenarios/trash-handover.yaml") from e

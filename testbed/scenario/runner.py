@@ -1,27 +1,32 @@
 """Running a scenario: lab up if needed, capture every link, play the steps, judge, report.
 
 Output directory: ``pcaps/`` (one pcap per link), ``events.jsonl`` (agent events, location
-outcomes, traffic records and scenario steps, one clock: wall time, plus monotonic where
-known), ``verdict.json`` and ``report.html``.
+outcomes, binding actions, traffic records and scenario steps on one clock: wall time, plus
+monotonic where known), ``traffic.json``, ``verdict.json`` and ``report.html``.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from testbed.capture.tcpdump import Capture
 from testbed.errors import TestbedError
-from testbed.lab import Lab, Progress, _quiet
+from testbed.host import jsonlines
+from testbed.lab import Lab
 from testbed.model import loader
-from testbed.runtimes import kernel_nodes as vmnodes
-from testbed.scenario.model import Metric, Move, PingPong, Scenario, Traffic, parse_step
+from testbed.model.topology import Role
+from testbed.progress import Progress, quiet
+from testbed.runtimes import kernel_nodes
+from testbed.scenario.model import Depart, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
 from testbed.scenario.traffic import SctpTraffic
 from testbed.state import LabState
+
+MOVEMENT_EVENTS = ("link_up", "link_down", "detected", "configured", "lost")
 
 
 class EventLog:
@@ -37,29 +42,13 @@ class EventLog:
         with self._lock:
             self.records.append(record)
 
-    def step(self, name: str, **kw: Any) -> None:
-        self.add({"event": "step", "step": name, "mono": time.monotonic(), **kw})
+    def step(self, step: str, /, **kw: Any) -> None:
+        self.add({"event": "step", "step": step, "mono": time.monotonic(), **kw})
 
     def write(self) -> None:
         with self._lock:
             rows = sorted(self.records, key=lambda r: r.get("wall", 0))
-        self.path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
-
-
-class FileTail:
-    """New JSON lines of a file since construction (the agent's event and location logs are
-    files in its directory, readable from the host even when the agent runs in a VM)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = path.stat().st_size if path.exists() else 0
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        with open(self.path) as f:
-            f.seek(self.offset)
-            return [json.loads(x) for x in f.read().splitlines() if x.strip()]
+        jsonlines.write(self.path, rows)
 
 
 @dataclass
@@ -74,15 +63,34 @@ class RunResult:
         return bool(self.verdict.passed)
 
 
+def sctp_peer(lab: Lab, traffic: Traffic | None) -> str | None:
+    """The correspondent for SCTP traffic: the scenario's ``peer``, else the first host-role
+    node with SCTP; None when the MN or no host has SCTP."""
+    topo = lab.topo
+    if not lab.wiring.sctp_mobile:
+        return None
+    if traffic is not None and traffic.peer:
+        if traffic.peer not in topo.nodes:
+            raise TestbedError(f"traffic.peer {traffic.peer!r} is not a node of {topo.name}")
+        return traffic.peer
+    return next((n for n, spec in topo.nodes.items() if spec.role is Role.HOST
+                 and kernel_nodes.stack_of(spec.sctp) != "none"), None)
+
+
 class Runner:
-    def __init__(self, scenario: Scenario, lab: Lab, out: Path, progress: Progress = _quiet) -> None:
+    def __init__(self, scenario: Scenario, lab: Lab, out: Path, progress: Progress = quiet,
+                 dwell: Callable[[float], None] = time.sleep) -> None:
         self.sc, self.lab, self.out, self.progress = scenario, lab, out.resolve(), progress
+        self.dwell = dwell  # the scenario's own dwell times (``wait`` steps), not waits for events
         self.log = EventLog(self.out / "events.jsonl")
         self.traffic: SctpTraffic | None = None
-        uses_traffic = any(parse_step(st, "")[0] == "traffic" for st in scenario.steps)
-        if uses_traffic and lab.sctp_mobile and "cn" in lab.topo.nodes and \
-                vmnodes.stack_of(lab.topo.nodes["cn"].sctp) != "none":
-            self.traffic = SctpTraffic(lab, scenario.traffic or Traffic(), self.out)
+        peer = sctp_peer(lab, scenario.traffic) if scenario.uses_traffic else None
+        if peer is not None:
+            self.traffic = SctpTraffic(lab, peer, scenario.traffic or Traffic(), self.out)
+        self.steps: dict[type, Callable[[Any], None]] = {
+            Move: self._move, PingPong: self._ping_pong, Metric: self._metric, Wait: self._wait,
+            TrafficStep: self._traffic, Depart: self._depart,
+        }
 
     # -- steps
     def _move(self, m: Move) -> None:
@@ -96,53 +104,38 @@ class Runner:
             target = p.between[(i + 1) % 2] if self.lab.state.attached == [p.between[0]] \
                 else p.between[i % 2]
             self._move(Move(to=target, mode=p.mode))
-            self._wait(p.dwell)
+            self._wait(Wait(seconds=p.dwell))
 
     def _metric(self, m: Metric) -> None:
         self.log.step("metric", ifname=m.ifname, name=m.name, value=m.value)
-        self.lab.agent_command({"cmd": "set-metric", "ifname": m.ifname, "name": m.name,
-                                "value": m.value})
+        r = self.lab.mobile.agent_request({"cmd": "set-metric", "ifname": m.ifname, "name": m.name,
+                                           "value": m.value})
+        if not r.get("ok"):
+            raise TestbedError(f"metric step: the agent refused: {r.get('error')}")
 
-    def _wait(self, seconds: float) -> None:
-        self.log.step("wait", seconds=seconds)
-        self.lab.close()  # free the VMs' agent ports for other commands meanwhile
-        time.sleep(seconds)  # the scenario's own dwell time, not a wait for an event
+    def _wait(self, w: Wait) -> None:
+        self.log.step("wait", seconds=w.seconds)
+        self.dwell(w.seconds)
 
-    def _traffic(self, action: str) -> None:
+    def _traffic(self, t: TrafficStep) -> None:
         if self.traffic is None:
-            raise TestbedError(
-                "traffic steps need SCTP endpoints: give mn and cn `sctp: {stack: vm}` (or host) "
-                "in the topology")
-        self.progress(f"traffic {action}")
-        self.log.step("traffic", action=action)
-        getattr(self.traffic, action)()
+            raise TestbedError("traffic steps need SCTP endpoints: give the mobile node and a host "
+                               "`sctp: {stack: auto}` in the topology")
+        self.progress(f"traffic {t.action}")
+        self.log.step("traffic", action=t.action)
+        (self.traffic.start if t.action == "start" else self.traffic.stop)()
 
-    def _depart(self) -> None:
+    def _depart(self, _: Depart) -> None:
         self.progress("depart")
         self.log.step("depart")
-        for r in self.lab.depart():
+        for r in self.lab.mobile.depart():
             self.log.add(r)
 
     def play(self) -> None:
         for rep in range(self.sc.repeat):
             self.log.step("repeat", index=rep)
-            for i, raw in enumerate(self.sc.steps):
-                kind, arg = parse_step(raw, f"steps.{i}")
-                if kind == "move":
-                    self._move(arg)
-                elif kind == "ping_pong":
-                    self._ping_pong(arg)
-                elif kind == "metric":
-                    self._metric(arg)
-                elif kind == "wait":
-                    self._wait(arg)
-                elif kind == "traffic":
-                    self._traffic(arg)
-                elif kind == "depart":
-                    self._depart()
-                # a VM's agent serves one process at a time: let other commands (status, exec)
-                # in between steps; the next step reconnects
-                self.lab.close()
+            for step in self.sc.steps:
+                self.steps[type(step)](step)
 
     def run(self) -> RunResult:
         from testbed.conformance.checker import check
@@ -150,9 +143,10 @@ class Runner:
         self.out.mkdir(parents=True, exist_ok=True)
         pcaps = self.out / "pcaps"
         capture = Capture.for_lab(self.lab, pcaps)
-        agent_events = FileTail(self.lab.agent_dir / "events.jsonl")
-        locations = FileTail(self.lab.agent_dir / "location.jsonl")
-        bindings = FileTail(self.lab.node_dir(self.lab.topo.mobile.node, "binding") / "actions.jsonl")
+        wiring = self.lab.wiring
+        tails = [jsonlines.Tail(wiring.agent_dir / "events.jsonl"),
+                 jsonlines.Tail(wiring.agent_dir / "location.jsonl"),
+                 jsonlines.Tail(self.lab.node_dir(wiring.mn, "binding") / "actions.jsonl")]
         self.progress("capturing every link")
         capture.start()
         try:
@@ -163,14 +157,14 @@ class Runner:
             if self.traffic is not None:
                 self.traffic.close(self.log)
             capture.stop()
-            for e in agent_events.read():
+            agent_events, *others = (t.read() for t in tails)
+            for e in agent_events:
                 self.log.add({"event": e.pop("kind"), **e})
-            for r in locations.read() + bindings.read():
+            for r in (r for rows in others for r in rows):
                 self.log.add(r)
             self.log.write()
         self.progress("checking the captures")
-        events = [r for r in self.log.records if r.get("event") in (
-            "link_up", "link_down", "detected", "configured", "lost")]
+        events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
         z = self.lab.topo.dns
         verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
                         mn_name=f"{z.mobile_name}.{z.zone}")
@@ -188,22 +182,22 @@ class Runner:
         """Appendix-A columns: the MN (its access prefixes), the AR it moves to (first move),
         the CN, that AR's DHCP server and the location manager."""
         p, topo = self.lab.plan, self.lab.topo
-        moves = [arg.to for kind, arg in (parse_step(s, "") for s in self.sc.steps) if kind == "move"]
+        moves = [m.to for m in self.sc.moves()]
         away = [m for m in moves if m not in topo.mobile.attached]  # first move off the start AR
         new_ar = (away or moves or [topo.access_networks[-1].router])[0]
         _, ar_if = p.access_iface(new_ar)
         ar_addrs = [str(a.ip) for a in ar_if.addresses]
-        cn = [str(a.ip) for a in p.nodes["cn"].addresses()] if "cn" in p.nodes else []
+        cn = self.traffic.cn if self.traffic is not None else None
         return {
             "MN": [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6)],
             "New AR": ar_addrs,
-            "CN": cn,
+            "CN": [str(a.ip) for a in p.nodes[cn].addresses()] if cn else [],
             "DHCP": ar_addrs[:1],
             "Location manager": [str(a.ip) for a in p.nodes[topo.dns.server].addresses()],
         }
 
 
-def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = _quiet) -> RunResult:
+def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet) -> RunResult:
     """Bring the scenario's lab up if it is not, run, and leave the lab up."""
     if LabState.exists(lab_name):
         lab = Lab.open(lab_name)
@@ -213,4 +207,7 @@ def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = _quie
                                f"{wanted!r}: `testbed down` first, or pick another --lab")
     else:
         lab = Lab.up(scenario.topology, lab_name, progress)
-    return Runner(scenario, lab, out, progress).run()
+    try:
+        return Runner(scenario, lab, out, progress).run()
+    finally:
+        lab.close()

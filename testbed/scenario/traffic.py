@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from testbed.errors import TestbedError
+from testbed.host.poll import poll_until
 from testbed.scenario.model import Traffic
 from testbed.services.base import log_tail
 from testbed.services.binding import TRAFFIC_CONTROL
@@ -23,10 +23,10 @@ PORT = 5001
 
 
 class SctpTraffic:
-    def __init__(self, lab, params: Traffic, out: Path) -> None:
+    def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
         self.lab, self.params, self.out = lab, params, out
         self.mn = lab.topo.mobile.node
-        self.cn = "cn"
+        self.cn = cn
         self.dir_cn = lab.state.dir / self.cn / "traffic"
         self.dir_mn = lab.state.dir / self.mn / "traffic"
         self.server_pid = self.client_pid = 0
@@ -34,14 +34,24 @@ class SctpTraffic:
         self.client_stats = self.dir_mn / "client.json"
 
     def _wait(self, what: str, probe, node: str, pid: int, log: Path, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not probe():
-            if self.lab.runtime(node).wait(pid, 0) is not None:
-                raise TestbedError(f"SCTP traffic: {what} exited: {log_tail(log)}")
-            if time.monotonic() > deadline:
-                raise TestbedError(f"SCTP traffic: {what} not ready within {timeout:g} s; see "
-                                   f"{self.dir_cn} and {self.dir_mn}")
-            time.sleep(0.1)  # a Python start in a TCG guest takes seconds
+        """Until ``probe`` holds (a stats file, a control socket: polled), failing at once with
+        the log's tail when the process exits."""
+        rt = self.lab.runtime(node)
+        exited = False
+
+        def settled() -> bool:
+            nonlocal exited
+            if probe():
+                return True
+            exited = rt.wait(pid, 0) is not None
+            return exited
+
+        if poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2) and not exited:
+            return
+        if exited:
+            raise TestbedError(f"SCTP traffic: {what} exited: {log_tail(log)}")
+        raise TestbedError(f"SCTP traffic: {what} not ready within {timeout:g} s; see "
+                           f"{self.dir_cn} and {self.dir_mn}")
 
     def start(self) -> None:
         cn_rt, mn_rt = self.lab.runtime(self.cn), self.lab.runtime(self.mn)
@@ -71,8 +81,8 @@ class SctpTraffic:
     def _associated(self) -> bool:
         try:
             r = self.lab.runtime(self.mn).unix_request(str(TRAFFIC_CONTROL), {"op": "status"}, timeout=2)
-        except Exception:  # noqa: BLE001 - not listening yet
-            return False
+        except TestbedError:
+            return False  # not listening yet
         return bool(r.get("ok")) and r.get("state") is not None
 
     def stop(self) -> None:

@@ -17,7 +17,6 @@ kernel's net.sctp.default_auto_asconf=1 (wildcard-bound socket) instead.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.host import jsonlines
 from testbed.sctp import sockapi
 
 MODES = ("trash", "auto_asconf")
@@ -133,7 +133,7 @@ class CommandServer:
                     reply = self.handler(cmd) if isinstance(cmd, dict) else {"ok": False}
                 except ValueError as e:
                     reply = {"ok": False, "error": f"bad JSON: {e}"}
-                f.write((json.dumps(reply) + "\n").encode())
+                f.write(jsonlines.dumps(reply).encode())
                 f.flush()
 
     def close(self) -> None:
@@ -141,16 +141,3 @@ class CommandServer:
         self.path.unlink(missing_ok=True)
 
 
-def send_command(path: Path, cmd: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """Client side of the channel (used in the guest, e.g. by the guest agent's relay)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(os.fspath(path))
-        s.sendall((json.dumps(cmd) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)

@@ -7,11 +7,10 @@ SIG(0)- or TSIG-signed DNS UPDATE.
 
 from __future__ import annotations
 
-import json
-import socket
 import sys
 from pathlib import Path
 
+from testbed.errors import TestbedError
 from testbed.services.base import Daemon
 
 HOOKS = "testbed.mobility.location.agent_hooks:from_env"
@@ -49,22 +48,7 @@ class MobilityAgent(Daemon):
         return argv
 
     def ready(self) -> bool:
-        if hasattr(self.node, "unix_request"):  # VM node: ask through the guest agent
-            try:
-                return "error" not in self.node.unix_request(str(self.socket), {"cmd": "ping"}, timeout=2)
-            except Exception:  # noqa: BLE001 - not listening yet
-                return False
-        return ping(self.socket)
-
-
-def ping(path: Path, timeout: float = 1.0) -> bool:
-    """Does the agent at ``path`` answer? (Unix sockets are reachable from any netns.)"""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(path))
-            s.sendall(b'{"cmd": "ping"}\n')
-            line = s.makefile().readline()
-        return bool(line) and "error" not in json.loads(line)
-    except (OSError, ValueError):
-        return False
+        try:
+            return bool(self.node.unix_request(str(self.socket), {"cmd": "ping"}, timeout=2).get("ok"))
+        except TestbedError:
+            return False  # not listening yet

@@ -7,12 +7,12 @@ Modelled on IPMininet's daemon classes, with every file a daemon writes under it
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.errors import MissingDependency, ServiceError
+from testbed.host.poll import poll_until
 from testbed.runtimes.base import NodeRuntime
 
 
@@ -25,7 +25,7 @@ class ServiceRecord:
     pid: int
     log: str
     instance: str = ""  # e.g. the interface for per-interface clients
-    guest: bool = False  # pid is inside the node's VM (stopped by the VM, not by the host)
+    guest: bool = False  # pid is in the node's own kernel (ends with it, not stopped by the host)
 
 
 def require(binary: str, package: str) -> str:
@@ -89,8 +89,8 @@ class Daemon:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.configure()
         pid = self.node.spawn(self.argv(), log=self.log)
-        guest = hasattr(self.node, "qemu_pid")
-        record = ServiceRecord(self.node.name, self.NAME, pid, str(self.log), self.instance, guest)
+        record = ServiceRecord(self.node.name, self.NAME, pid, str(self.log), self.instance,
+                               self.node.own_kernel)
         try:
             self.wait(lambda: self.ready(), pid)
         except BaseException:
@@ -99,29 +99,25 @@ class Daemon:
         return record
 
     def wait(self, probe: Callable[[], bool], pid: int) -> None:
-        from testbed.host.procs import alive as host_alive
+        """Until ``probe`` holds (a socket or file with no change notification: polled, with
+        backoff), failing early with the log's tail when the daemon exits."""
+        exited = False
 
-        def alive(pid: int) -> bool:
-            if hasattr(self.node, "qemu_pid"):  # a guest pid: ask the VM
-                return self.node.wait(pid, 0) is None
-            return host_alive(pid)
-
-        deadline = time.monotonic() + self.START_TIMEOUT
-        delay = 0.005
-        while True:
+        def settled() -> bool:
+            nonlocal exited
             if probe():
-                return
-            if not alive(pid):
-                raise ServiceError(
-                    f"{self.NAME} on {self.node.name} exited during start-up: {log_tail(self.log)}"
-                )
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"{self.NAME} on {self.node.name} did not answer within "
-                    f"{self.START_TIMEOUT:g} s: {log_tail(self.log)}"
-                )
-            time.sleep(delay)  # polling a socket/file that has no change notification
-            delay = min(delay * 2, 0.1)
+                return True
+            exited = self.node.wait(pid, 0) is not None
+            return exited
+
+        ok = poll_until(settled, self.START_TIMEOUT, interval=0.005, backoff=2, max_interval=0.1)
+        if ok and not exited:
+            return
+        if exited:
+            raise ServiceError(
+                f"{self.NAME} on {self.node.name} exited during start-up: {log_tail(self.log)}")
+        raise ServiceError(f"{self.NAME} on {self.node.name} did not answer within "
+                           f"{self.START_TIMEOUT:g} s: {log_tail(self.log)}")
 
     def check(self, argv: list[str]) -> None:
         """Run the daemon's own config checker; a bad config fails before start with its words."""

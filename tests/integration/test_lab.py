@@ -1,4 +1,4 @@
-"""The lab on the real daemons: named, dhcpd, radvd, dhclient in named network namespaces."""
+"""The lab on the real daemons: named, dhcpd, radvd, dhcpcd in named network namespaces."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_lab_is_up_and_every_service_answers(testbed_lab):
     assert {n["name"] for n in st["nodes"] if n["present"]} == set(testbed_lab.plan.nodes)
     services = {(s["node"], s["service"]): s for s in st["services"]}
     for key in [("dns", "named"), ("ar1", "dhcpd"), ("ar1", "radvd"), ("ar2", "dhcpd"),
-                ("ar2", "radvd"), ("mn", "dhclient")]:
+                ("ar2", "radvd"), ("mn", "dhcpcd"), ("mn", "agent")]:
         assert services[key]["healthy"], (key, services[key])
 
 
@@ -113,7 +113,7 @@ def test_move_to_ar2_and_back(testbed_lab):
 
 
 def test_tsig_nsupdate_from_mn_changes_its_name(testbed_lab):
-    keyfile = testbed_lab.tsig_key_file
+    keyfile = testbed_lab.wiring.tsig_key_file
     addr = testbed_lab.access_state("ar1").ipv4[0]
     script = (f"server 203.0.113.10\nzone mobile.test\nupdate delete mn.mobile.test A\n"
               f"update add mn.mobile.test 5 A {addr}\nsend\n")

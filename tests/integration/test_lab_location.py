@@ -20,7 +20,7 @@ def _update(key_file: str, server: str, a: list[str], aaaa: list[str]) -> dict:
 @pytest.mark.parametrize("alg", ["ECDSAP256SHA256", "ED25519"])
 def test_sig0_update_from_mn_is_seen_by_cn(testbed_lab, alg):
     st = testbed_lab.access_state("ar1")
-    key = str(testbed_lab.sig0_key_file(alg))
+    key = str(testbed_lab.wiring.sig0_key_file(alg))
     res = netns.call_in(testbed_lab.state.ns("mn"), _update, key, "203.0.113.10", st.ipv4, st.ipv6)
     assert res["rcode"] == "NOERROR", res
     cn = testbed_lab.runtime("cn")

@@ -36,7 +36,7 @@ def test_move_gives_ordered_events_and_a_sig0_update(testbed_lab):
     mn_old, _ = lab.plan.access_iface("ar1")
 
     async def run() -> list:
-        client = lab.agent_client()
+        client = lab.mobile.agent_client()
         async with client.subscribe() as sub:  # live events from now on
             lab.move("ar2")
             want = {("configured", "198.51.100.0/24"), ("configured", "2001:db8:a2::/64"),
@@ -65,7 +65,7 @@ def test_move_gives_ordered_events_and_a_sig0_update(testbed_lab):
 
     st = lab.access_state("ar2")
     wait_dns(lab, st.ipv4, st.ipv6)  # the old addresses are gone from DNS too
-    log = [json.loads(x) for x in (lab.agent_dir / "location.jsonl").read_text().splitlines()]
+    log = [json.loads(x) for x in (lab.wiring.agent_dir / "location.jsonl").read_text().splitlines()]
     last = log[-1]
     assert last["rcode"] == "NOERROR" and last["addresses"] == {"a": st.ipv4, "aaaa": st.ipv6}
     lab.move("ar1")
@@ -99,7 +99,7 @@ def test_departure_withdraws_the_records(testbed_fresh_lab_name):
     try:
         st = lab.access_state("ar1")
         wait_dns(lab, st.ipv4, st.ipv6)
-        results = lab.depart()
+        results = lab.mobile.depart()
         assert [r["op"] for r in results] == ["withdraw"] and results[0]["rcode"] == "NOERROR"
         assert dig(lab, "A") == [] and dig(lab, "AAAA") == []
     finally:

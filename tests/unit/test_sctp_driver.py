@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from testbed.host import jsonlines
 from testbed.sctp import driver as drv
 
 
@@ -64,7 +65,7 @@ def test_bad_mode_rejected() -> None:
 def test_command_channel_roundtrip(tmp_path: Path) -> None:
     srv = drv.CommandServer(tmp_path / "c.sock", lambda cmd: {"ok": True, "echo": cmd})
     try:
-        assert drv.send_command(tmp_path / "c.sock", {"op": "status"}) == {
+        assert jsonlines.request(tmp_path / "c.sock", {"op": "status"}) == {
             "ok": True,
             "echo": {"op": "status"},
         }

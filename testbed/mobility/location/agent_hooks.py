@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from testbed.errors import ConfigError
+from testbed.host import jsonlines
 from testbed.mobility.location.keys import load_key, load_tsig
 from testbed.mobility.location.sig0 import Validity
 from testbed.mobility.location.updater import AddressSet, LocationUpdater, UpdateResult
@@ -68,8 +69,7 @@ class DnsLocationHooks:
         }
         log.info("location %s: %s", op, json.dumps(res.to_dict(), default=str))
         if self.log_path:
-            with open(self.log_path, "a") as f:
-                f.write(json.dumps(entry, default=str) + "\n")
+            jsonlines.append(self.log_path, entry)
 
 
 def from_env() -> DnsLocationHooks:

@@ -1,0 +1,79 @@
+"""JSON lines, the one format the lab's processes share: logs appended and tailed, and one
+request/one reply over a Unix socket. Standard library only: guest agents import it too."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str) + "\n"
+
+
+def append(path: str | os.PathLike[str], *records: dict[str, Any], stamp: bool = False) -> None:
+    """Append records (one ``write``: lines from concurrent writers do not interleave).
+    ``stamp`` adds ``wall`` and ``mono`` times where a record has none."""
+    if stamp:
+        now_wall, now_mono = time.time(), time.monotonic()
+        for r in records:
+            r.setdefault("wall", now_wall)
+            r.setdefault("mono", now_mono)
+    with open(path, "a") as f:
+        f.write("".join(dumps(r) for r in records))
+
+
+def write(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
+    Path(path).write_text("".join(dumps(r) for r in records))
+
+
+def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every complete record; a torn last line (a writer mid-append) is left for later."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(x) for x in text.splitlines(keepends=True) if x.endswith("\n") and x.strip()]
+
+
+class Tail:
+    """The records appended to a file since this object was made (or last read)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1  # complete lines only
+        self.offset += end
+        return [json.loads(x) for x in data[:end].splitlines() if x.strip()]
+
+
+class RequestError(OSError):
+    """The socket was absent, refused, timed out, or closed without a reply."""
+
+
+def request(path: str | os.PathLike[str], msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """Send one JSON line to a Unix socket and return its one-line JSON reply."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(dumps(msg).encode())
+            line = s.makefile("rb").readline()
+    except OSError as e:
+        raise RequestError(f"{path}: {e}") from e
+    if not line:
+        raise RequestError(f"{path}: closed without a reply")
+    return json.loads(line)

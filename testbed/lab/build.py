@@ -1,0 +1,88 @@
+"""Building a lab: nodes and links (backend), resolvers, kernel nodes, daemons, the MN attached.
+
+Kernel nodes boot (seconds) while the infrastructure daemons start; the mobility agent starts
+before the MN attaches, so it sees the first link-up. Every resource is recorded in the lab
+state before it is created: a failure anywhere leaves a state that teardown can follow.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from testbed.host import netns
+from testbed.lab.mobile import MobileNode
+from testbed.lab.nodes import Nodes
+from testbed.lab.wiring import Wiring
+from testbed.progress import Progress
+from testbed.runtimes import kernel_nodes
+from testbed.services.base import Daemon, ServiceRecord
+
+
+def start(nodes: Nodes, daemon: Daemon) -> ServiceRecord:
+    rec = daemon.start()
+    nodes.state.add_service(rec)
+    return rec
+
+
+def write_resolvers(nodes: Nodes) -> None:
+    """/etc/netns/<ns>/resolv.conf: ``ip netns exec`` binds it over /etc/resolv.conf, so every
+    node resolves through the lab's named, never through the host's resolver."""
+    dns = nodes.plan.address_of(nodes.topo.dns.server, 4)
+    for name in nodes.plan.nodes:
+        d = netns.NETNS_ETC_DIR / nodes.state.ns(name)
+        nodes.state.etc_netns.append(str(d))
+        nodes.state.save()
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "resolv.conf").write_text(
+            f"# testbed lab {nodes.state.lab}\nnameserver {dns}\nsearch {nodes.topo.dns.zone}\n"
+            "options timeout:1 attempts:2\n"
+        )
+
+
+def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) -> None:
+    topo, plan, state = nodes.topo, nodes.plan, nodes.state
+    stacks = kernel_nodes.kernel_nodes(topo)
+    configs = [kernel_nodes.config_for(topo, plan.nodes[n], s, state.ns(n), state.dir / n)
+               for n, s in stacks.items()]  # a missing kernel fails here, before anything exists
+    state.backend = nodes.backend.name
+    state.save()
+    nodes.backend.build(plan, state, progress, frozenset(stacks))
+    write_resolvers(nodes)
+    boot = None
+    result: dict[str, Any] = {}
+    if configs:
+        progress(f"booting {', '.join(f'{n} ({s})' for n, s in stacks.items())}")
+        boot = threading.Thread(target=lambda: result.update(r=kernel_nodes.boot_all(stacks, configs)))
+        boot.start()
+    try:
+        progress("named")
+        start(nodes, wiring.named())
+        progress("access routers")
+        for acc in topo.access_networks:
+            for d in wiring.ar_daemons(acc.router):
+                start(nodes, d)
+    finally:
+        if boot is not None:
+            boot.join()
+            booted, errors = result["r"]
+            for node in booted:
+                nodes.adopt(node)
+            if errors:
+                raise errors[0]
+    for name in stacks:
+        kernel_nodes.configure_guest(nodes.runtime(name), plan.nodes[name],  # type: ignore[arg-type]
+                                     name == topo.mobile.node, topo.mobile.optimistic_dad)
+    progress("DHCP client")
+    start(nodes, wiring.dhcp_client())
+    if topo.mobile.agent:
+        progress("mobility agent")
+        start(nodes, wiring.agent())
+        if wiring.sctp_mobile:
+            progress("TraSH binding")
+            start(nodes, wiring.binding())
+    progress("attaching the mobile node")
+    for ar in topo.mobile.attached:
+        mobile.attach(ar)
+    for ar in topo.mobile.attached:
+        mobile.wait_configured(ar)

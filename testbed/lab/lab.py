@@ -1,0 +1,112 @@
+"""The lab: a topology built by a backend into running nodes, daemons and a mobile node.
+
+A ``Lab`` is rebuilt from ``state.json`` by every CLI command, so nothing lives only in the
+memory of the process that ran ``testbed up``. Its parts:
+
+- ``nodes``: each node's runtime (``runtime(name)``);
+- ``wiring``: which daemon runs where, with what configuration;
+- ``mobile``: the mobile node's attach / detach / move and its agent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from testbed import backends
+from testbed.backends.base import LabBackend
+from testbed.errors import LabStateError
+from testbed.host.procs import alive
+from testbed.lab import build
+from testbed.lab.mobile import AccessState, MobileNode, MoveMode
+from testbed.lab.nodes import Nodes
+from testbed.lab.teardown import teardown_state
+from testbed.lab.wiring import Wiring
+from testbed.model import addressing, loader
+from testbed.model.topology import Topology
+from testbed.progress import Progress, quiet
+from testbed.runtimes.base import NodeRuntime
+from testbed.services.bind import sig0_supported
+from testbed.state import DEFAULT_LAB, LabState, lab_dir, locked
+
+DEFAULT_BACKEND = "mininet"
+
+
+class Lab:
+    def __init__(self, state: LabState, topo: Topology, backend: LabBackend) -> None:
+        self.topo = topo
+        self.plan = addressing.plan(topo)
+        self.warnings: list[str] = []
+        self.nodes = Nodes(state, topo, self.plan, backend)
+        self.wiring = Wiring(self.nodes)
+        self.mobile = MobileNode(self.nodes, self.wiring)
+
+    @property
+    def state(self) -> LabState:
+        return self.nodes.state
+
+    @property
+    def backend(self) -> LabBackend:
+        return self.nodes.backend
+
+    # ---------------------------------------------------------------- life cycle
+    @classmethod
+    def open(cls, lab: str = DEFAULT_LAB) -> Lab:
+        state = LabState.load(lab)
+        topo = loader.from_dict(state.topology, state.topology_file)
+        return cls(state, topo, backends.get(state.backend))
+
+    @classmethod
+    def up(cls, topology: str | Path | None = None, lab: str = DEFAULT_LAB, progress: Progress = quiet,
+           backend: LabBackend | None = None) -> Lab:
+        """Build and start a lab; on any failure or Ctrl-C remove what was made, then re-raise."""
+        path = loader.resolve(topology)
+        topo = loader.load(path)  # bad input fails here, before anything exists
+        backend = backend or backends.get(DEFAULT_BACKEND)
+        with locked(lab):
+            if LabState.exists(lab):
+                old = LabState.load(lab)
+                if old.status == "up" or (old.owner_pid and alive(old.owner_pid)):
+                    raise LabStateError(f"lab {lab!r} is already up ({lab_dir(lab)}); `testbed down` first")
+                raise LabStateError(f"lab {lab!r} left state behind ({old.status}); "
+                                    "run `testbed clean` first")
+            state = LabState(lab, str(path.resolve()), topo.model_dump(mode="json"), owner_pid=os.getpid(),
+                             backend=backend.name)
+            state.save()
+            self = cls(state, topo, backend)
+            try:
+                if not sig0_supported():
+                    self.warnings.append("SIG(0) needs BIND >= 9.20: the zone accepts TSIG updates only")
+                build.build(self.nodes, self.wiring, self.mobile, progress)
+                state.status = "up"
+                state.owner_pid = 0
+                state.save()
+            except BaseException:
+                state.status = "failed"
+                state.save()
+                teardown_state(state)
+                raise
+        return self
+
+    def down(self, progress: Progress = quiet) -> None:
+        with locked(self.state.lab):
+            self.close()
+            teardown_state(self.state, progress)
+
+    def close(self) -> None:
+        """Release this process's connections to kernel nodes (they keep running)."""
+        self.nodes.close()
+
+    # ---------------------------------------------------------------- for users' suites
+    def runtime(self, node: str) -> NodeRuntime:
+        return self.nodes.runtime(node)
+
+    def node_dir(self, node: str, service: str) -> Path:
+        return self.nodes.node_dir(node, service)
+
+    def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0, gap: float = 0.0,
+             progress: Progress = quiet) -> dict[str, float]:
+        return self.mobile.move(to, mode, overlap=overlap, gap=gap, progress=progress)
+
+    def access_state(self, ar: str) -> AccessState:
+        return self.mobile.access_state(ar)

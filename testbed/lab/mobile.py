@@ -1,0 +1,199 @@
+"""The mobile node's radio: attach to an access router, detach, move, and what it holds there.
+
+Attached to an AR means the MN's interface toward it has carrier (the AR's side sees it too).
+The MN's resident DHCP client and the kernel's SLAAC configure it; the mobility agent reports
+when (``wait-configured``), so a move waits on events, not on polling addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from testbed.errors import LabStateError, TestbedError
+from testbed.host.poll import poll_until
+from testbed.lab.nodes import Nodes
+from testbed.lab.wiring import Wiring
+from testbed.progress import Progress, quiet
+from testbed.state import LabState, locked
+
+MoveMode = Literal["make-before-break", "break-before-make"]
+CONFIGURE_TIMEOUT = 20.0
+
+
+@dataclass
+class AccessState:
+    """What the MN holds on one access interface."""
+
+    ifname: str
+    carrier: bool
+    ipv4: list[str]
+    ipv6: list[str]  # global, usable (not tentative, or optimistic)
+
+
+def usable6(a: dict[str, Any]) -> bool:
+    """Non-tentative, or optimistic (RFC 4429: usable while DAD runs)."""
+    if a.get("dadfailed"):
+        return False
+    return not a.get("tentative") or bool(a.get("optimistic"))
+
+
+class MobileNode:
+    def __init__(self, nodes: Nodes, wiring: Wiring, *,
+                 dwell: Callable[[float], None] = time.sleep) -> None:
+        self.nodes, self.wiring = nodes, wiring
+        self.topo, self.plan = nodes.topo, nodes.plan
+        self.dwell = dwell  # a scenario's deliberate overlap or gap (not a wait for an event)
+
+    @property
+    def state(self) -> LabState:
+        return self.nodes.state
+
+    @property
+    def name(self) -> str:
+        return self.topo.mobile.node
+
+    @property
+    def routers(self) -> list[str]:
+        return [a.router for a in self.topo.access_networks]
+
+    # ---------------------------------------------------------------- primitives
+    def attach(self, ar: str) -> None:
+        mn_if, _ = self.plan.access_iface(ar)
+        mn = self.nodes.runtime(mn_if.node)
+        mn.set_link(mn_if.ifname, True)  # the AR side sees carrier: the MN has associated
+        if not self.agent_running():
+            # DNA (RFC 4957/6059): solicit at once; Linux sends its own RS only after link-local
+            # DAD (1 s). The agent does this itself when it runs.
+            mn.run(["rdisc6", "-1", "-q", "-r", "10", "-w", "200", mn_if.ifname], check=False, timeout=5)
+        if ar not in self.state.attached:
+            self.state.attached.append(ar)
+            self.state.save()
+
+    def detach(self, ar: str) -> None:
+        mn_if, _ = self.plan.access_iface(ar)
+        mn = self.nodes.runtime(mn_if.node)
+        mn.set_link(mn_if.ifname, False)  # the radio leaves: the DHCP client drops its lease
+        mn.run(["ip", "addr", "flush", "dev", mn_if.ifname, "scope", "global"])  # and SLAAC's
+        if ar in self.state.attached:
+            self.state.attached.remove(ar)
+        self.state.save()
+
+    def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0,
+             gap: float = 0.0, progress: Progress = quiet) -> dict[str, float]:
+        """Attach the MN to ``to`` and detach it from every other AR; returns phase timings."""
+        if to not in self.routers:
+            raise TestbedError(f"{to!r} is not an access router of lab {self.state.lab!r} "
+                               f"({', '.join(self.routers)})")
+        with locked(self.state.lab):
+            self.nodes.state = LabState.load(self.state.lab)
+            old = [ar for ar in self.state.attached if ar != to]
+            t0 = time.monotonic()
+            times: dict[str, float] = {}
+
+            def arrive() -> None:
+                if to not in self.state.attached:
+                    progress(f"attaching to {to}")
+                    self.attach(to)
+                    self.wait_configured(to)
+                times["configured"] = time.monotonic() - t0
+
+            def leave() -> None:
+                for ar in old:
+                    progress(f"detaching from {ar}")
+                    self.detach(ar)
+                times["detached"] = time.monotonic() - t0
+
+            if mode == "make-before-break":
+                arrive()
+                self._dwell(overlap)
+                leave()
+            else:
+                leave()
+                self._dwell(gap)
+                arrive()
+            return times
+
+    def _dwell(self, seconds: float) -> None:
+        if seconds > 0:
+            self.dwell(seconds)
+
+    # ---------------------------------------------------------------- what the MN holds
+    def access_state(self, ar: str) -> AccessState:
+        mn_if, _ = self.plan.access_iface(ar)
+        cp = self.nodes.runtime(mn_if.node).run(["ip", "-j", "addr", "show", "dev", mn_if.ifname])
+        info = next(iter(json.loads(cp.stdout or "[]")), {})
+        acc = next(a for a in self.topo.access_networks if a.router == ar)
+        v4, v6 = [], []
+        for a in info.get("addr_info", []):
+            ip = ipaddress.ip_address(a["local"])
+            if ip.version == 4 and ip in acc.ipv4:
+                v4.append(str(ip))
+            elif ip.version == 6 and ip in acc.ipv6 and usable6(a):
+                v6.append(str(ip))
+        return AccessState(mn_if.ifname, "LOWER_UP" in info.get("flags", []), v4, v6)
+
+    def wait_configured(self, ar: str, timeout: float = CONFIGURE_TIMEOUT) -> AccessState:
+        """Until the MN holds a DHCPv4 lease and a usable SLAAC address from ``ar``'s network:
+        the agent answers on the event that completes it; without an agent, addresses are
+        polled (they have no other notification here)."""
+        mn_if, _ = self.plan.access_iface(ar)
+        if self.agent_running():
+            r = self.agent_request({"cmd": "wait-configured", "ifname": mn_if.ifname,
+                                    "families": [4, 6], "timeout": timeout}, timeout=timeout + 5)
+            if r.get("ok"):
+                return self.access_state(ar)
+            st = self.access_state(ar)
+        else:
+            found = poll_until(lambda: (s := self.access_state(ar)).ipv4 and s.ipv6 and s, timeout)
+            if found:
+                return found
+            st = self.access_state(ar)
+        raise TestbedError(f"mobile node not configured on {ar} within {timeout:g} s (IPv4 "
+                           f"{st.ipv4 or 'none'}, IPv6 {st.ipv6 or 'none'}); see logs in {self.state.dir}")
+
+    # ---------------------------------------------------------------- its agent
+    def agent_record(self):
+        return next((r for r in self.state.service_records() if r.service == "agent"), None)
+
+    def agent_running(self) -> bool:
+        rec = self.agent_record()
+        return rec is not None and self.nodes.service_running(rec)
+
+    def agent_client(self):
+        """The agent's streaming client (subscribe to events), for an MN on the host kernel:
+        a kernel node's socket is inside its guest (use ``agent_request`` or the events log)."""
+        from testbed.mobility.agent import AgentClient
+
+        if not self.agent_running():
+            raise LabStateError(f"no mobility agent runs on {self.name} in lab {self.state.lab!r}")
+        if self.nodes.own_kernel(self.name):
+            raise LabStateError(f"{self.name} runs its own kernel: its agent socket is inside the guest "
+                                "(use agent_request or the events log)")
+        return AgentClient(self.wiring.agent_socket)
+
+    def agent_request(self, cmd: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """One request to the MN's mobility agent, wherever it runs."""
+        rt = self.nodes.runtime(self.name)
+        return rt.unix_request(str(self.wiring.agent_socket), cmd, timeout=timeout)
+
+    def depart(self, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Announced departure (§4): the agent withdraws the MN's records, then stops.
+        Returns the location outcomes the agent logged for the withdrawal."""
+        with locked(self.state.lab):
+            self.nodes.state = LabState.load(self.state.lab)
+            rec = self.agent_record()
+            if rec is None or not self.nodes.service_running(rec):
+                raise LabStateError(f"no mobility agent runs on {self.name}")
+            log = self.wiring.agent_dir / "location.jsonl"
+            before = len(log.read_text().splitlines()) if log.exists() else 0
+            # SIGTERM: the agent calls on_depart (the withdrawal) before it exits
+            self.nodes.runtime(rec.node).stop(rec.pid, grace=timeout)
+            self.state.services = [s for s in self.state.services if s["pid"] != rec.pid]
+            self.state.save()
+            lines = log.read_text().splitlines()[before:] if log.exists() else []
+            return [json.loads(x) for x in lines]

@@ -1,0 +1,55 @@
+"""Playing typed scenario steps on a lab of fakes: each step reaches the lab in order."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.errors import TestbedError
+from testbed.scenario import model
+from testbed.scenario.runner import Runner, sctp_peer
+from testbed.services.base import ServiceRecord
+from tests.conftest import make_fake_lab
+
+
+def _scenario(tmp_path, steps: str, extra: str = "") -> model.Scenario:
+    p = tmp_path / "s.yaml"
+    p.write_text(f"name: t\ntopology: two-ar\n{extra}steps: {steps}\n")
+    return model.load(p)
+
+
+def test_steps_are_dispatched_in_order(fake_lab, fake_backend, tmp_path):
+    lab = fake_lab
+    lab.state.attached = ["ar1"]
+    lab.state.save()
+    mn = lab.runtime("mn")
+    mn.outputs["ip"] = '[{"flags": ["UP"], "addr_info": []}]'
+    pid = mn.spawn(["agent"], log=tmp_path / "a.log")
+    lab.state.add_service(ServiceRecord("mn", "agent", pid, ""))
+    sc = _scenario(tmp_path, "[{wait: 0.5}, {metric: {ifname: mn-ar2, value: -40}}, "
+                             "{move: {to: ar2, overlap: 0.2}}, {wait: 1}]")
+    dwelled: list[float] = []
+    r = Runner(sc, lab, tmp_path / "out", dwell=dwelled.append)
+    lab.mobile.dwell = dwelled.append
+    r.play()
+    assert dwelled == [0.5, 0.2, 1.0]
+    steps = [x["step"] for x in r.log.records if x["event"] == "step"]
+    assert steps == ["repeat", "wait", "metric", "move", "moved", "wait"]
+    reqs = [e[2] for e in fake_backend.journal if e[1] == "request"]
+    assert reqs == ["set-metric", "wait-configured"]
+
+
+def test_traffic_steps_need_sctp_endpoints(fake_lab, tmp_path):
+    sc = _scenario(tmp_path, "[{traffic: start}]")
+    r = Runner(sc, fake_lab, tmp_path / "out")
+    assert r.traffic is None  # two-ar has no SCTP nodes
+    with pytest.raises(TestbedError, match="need SCTP endpoints"):
+        r.play()
+
+
+def test_the_correspondent_is_found_by_role(run_root, fake_backend, monkeypatch):
+    monkeypatch.setattr("testbed.runtimes.kernel_nodes.host_has_sctp", lambda: True)
+    lab = make_fake_lab(fake_backend, "two-ar-sctp")
+    assert sctp_peer(lab, None) == "cn"
+    assert sctp_peer(lab, model.Traffic(peer="dns")) == "dns"
+    with pytest.raises(TestbedError, match="not a node"):
+        sctp_peer(lab, model.Traffic(peer="zz"))
