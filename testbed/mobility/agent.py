@@ -198,8 +198,12 @@ class Agent:
                 self._hook_q.put_nowait(h.on_depart)
             await self._drain(hooks, timeout=5.0)
             det.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await det
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # the detector failed while stopping: say so, keep shutting down
+                log.exception("detector failed during shutdown")
             await self._stop_children()
             await self._flush_subscribers(timeout=1.0)
             server.close()
@@ -227,8 +231,8 @@ class Agent:
         deadline = time.monotonic() + timeout
         for sub in list(self.subscribers):
             while not sub.queue.empty() and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            with contextlib.suppress(Exception):
+                await asyncio.sleep(0.01)  # the subscriber's pump drains its queue
+            with contextlib.suppress(ConnectionError, RuntimeError):
                 sub.writer.close()
 
     # -- one client connection
@@ -264,7 +268,7 @@ class Agent:
                 self.subscribers.discard(sub)
             if pump:
                 pump.cancel()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ConnectionError, RuntimeError):
                 writer.close()
 
     def _configured_on(self, ifname: str, families: set[int]) -> list[str] | None:
@@ -342,8 +346,10 @@ class Agent:
 
     async def _stop_children(self) -> None:
         for t in list(self._bg):
-            with contextlib.suppress(Exception):
+            try:
                 await t
+            except Exception:  # a link hook failed: the log says which, shutdown goes on
+                log.exception("link hook failed")
         await asyncio.gather(*(self._stop_child(n) for n in list(self._children)))
 
 

@@ -21,7 +21,7 @@ class AgentError(TestbedError):
     """The guest agent did not answer or reported a failure."""
 
 
-class AgentClient:
+class GuestAgentClient:
     """Request/response over the agent socket; replies are matched by id (stale ones dropped)."""
 
     def __init__(self, path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import CommandError, ConfigError, TestbedError
-from testbed.runtimes.channels import AgentClient
+from testbed.runtimes.channels import GuestAgentClient
 
 SCTP_SYSCTLS = ("addip_enable", "auth_enable", "addip_noauth_enable", "default_auto_asconf")
 
@@ -62,12 +62,12 @@ class GuestNode:
         self.name = cfg.name
         self.netns = cfg.netns
         self.state_dir = cfg.state_dir.resolve()
-        self.agent: AgentClient | None = None
+        self.agent: GuestAgentClient | None = None
         self._release = ""
         self.boot_seconds = 0.0
 
     # ---- the agent ------------------------------------------------------------------------
-    def _agent(self) -> AgentClient:
+    def _agent(self) -> GuestAgentClient:
         if self.agent is None:
             raise TestbedError(f"kernel node {self.name} is not running (start it first)")
         return self.agent

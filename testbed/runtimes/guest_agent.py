@@ -132,7 +132,7 @@ OPS = {
 }
 
 
-class Agent:
+class GuestAgent:
     """Reads requests from the port, answers each from a worker thread."""
 
     def __init__(self, port: str) -> None:
@@ -179,7 +179,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", required=True, help="virtio-serial device, e.g. /dev/vport1p1")
     args = ap.parse_args()
-    Agent(args.port).serve()
+    GuestAgent(args.port).serve()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from testbed.errors import ConfigError, MissingDependency, TestbedError
 from testbed.host import netns as ns
 from testbed.runtimes import initramfs
 from testbed.runtimes.base import KernelInfo
-from testbed.runtimes.channels import AgentClient, AgentError, Qmp
+from testbed.runtimes.channels import AgentError, GuestAgentClient, Qmp
 from testbed.runtimes.guest import GuestBootError, GuestConfig, GuestNode
 from testbed.runtimes.kernels import KernelFiles
 
@@ -81,7 +81,7 @@ class QemuNode(GuestNode):
         self.qemu_pid, self.sock_dir = int(record["pid"]), Path(record["sock_dir"])
         sock_dir = self.sock_dir
         try:
-            self.agent = AgentClient(sock_dir / "agent.sock")
+            self.agent = GuestAgentClient(sock_dir / "agent.sock")
             self._release = self.agent.request("ping", timeout=10.0)["release"]
         except (OSError, AgentError) as e:
             raise GuestBootError(f"VM {cfg.name}: its guest agent does not answer ({e}): another "
@@ -250,7 +250,7 @@ class QemuNode(GuestNode):
                 raise GuestBootError(self._boot_failure(f"agent silent after {self.cfg.boot_timeout:g} s"))
             if self.agent is None:
                 try:
-                    self.agent = AgentClient(path)
+                    self.agent = GuestAgentClient(path)
                 except OSError:
                     time.sleep(0.05)  # QEMU has not created the socket yet
                     continue

@@ -11,17 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from testbed.errors import ConfigError
+from testbed.model.topology import Strict
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "topologies" / "scenarios"
 DEFAULT_SCENARIO = "trash-handover"
 MoveModeName = Literal["make-before-break", "break-before-make"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Move(Strict):

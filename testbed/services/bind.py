@@ -22,7 +22,7 @@ SIG0_MIN_VERSION = (9, 20)
 
 def named_version() -> tuple[int, int, int]:
     out = subprocess.run(
-        [require("named", "bind9"), "-v"], capture_output=True, text=True, check=False
+        [require("named", "bind9"), "-v"], capture_output=True, text=True, check=False, timeout=30
     ).stdout
     m = re.search(r"BIND (\d+)\.(\d+)\.(\d+)", out)
     if not m:

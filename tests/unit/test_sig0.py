@@ -44,7 +44,7 @@ def test_round_trip(key: sig0.Sig0Key) -> None:
 
 
 def test_wire_structure(key: sig0.Sig0Key) -> None:
-    """Everything BIND 9.20 turned out to care about (platform.md "SIG(0) on BIND 9.20.23")."""
+    """Everything BIND 9.20.23 turned out to care about (see the sig0 module docstring)."""
     plain = _update().to_wire()
     mixed = sig0.Sig0Key(dns.name.from_text("MN.Mobile.Test"), key.private)
     wire = sig0.sign(plain, mixed, NOW, Validity(before=10, after=20))
