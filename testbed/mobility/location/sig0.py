@@ -6,7 +6,8 @@ verification, and its message parser raises FormError on a SIG(0) record at the 
 additional section. So this module does only the message framing of RFC 2931 §3.1 and leaves
 rdata encoding to dnspython and the signature itself to ``dns.dnssecalgs`` (on cryptography).
 
-Wire shape that BIND 9.20.23 accepts (verified by tests/integration/test_location_bind.py): the SIG RR is the last record of the
+Wire shape that BIND 9.20.23 accepts (tests/integration/test_location_bind.py holds it to that):
+the SIG RR is the last record of the
 additional section; owner root, type SIG (24), class ANY, TTL 0; RDATA = type covered 0,
 algorithm, labels 0, original TTL 0, expiration, inception, key tag (RFC 4034 App. B over the
 KEY rdata), signer name uncompressed and lower case, signature. The signed data is that RDATA
