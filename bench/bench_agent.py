@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     client = _med([m.dhcp_first_client for m in moves])
     print(f"  agent's own stamps (MN side): link_up -> RS sent {_fmt(rs).strip()}, RS -> RA "
           f"received {_fmt(ra).strip()}, link_up -> DHCPACK received {_fmt(ack).strip()}; "
-          f"link_up -> dhclient's first message at the AR {_fmt(client).strip()}")
+          f"link_up -> the DHCP client's first message at the AR {_fmt(client).strip()}")
     # bimodal IPv6 detection: when the RA answering the first RS is missed, the next RS goes
     # out rs-interval (0.2 s) later; split the median so the two modes are visible
     missed = [m for m in moves if m.wire.get("rs_count", 1) > 1]

@@ -2,7 +2,7 @@
 
 The floor does the same kernel and daemon work with no testbed code: `ip netns add`, veth
 pairs, addresses and routes through one `ip -batch` per node, then named/dhcpd/radvd, the
-mobility agent and the MN's dhclient started from the configs the lab rendered, waiting for the same readiness
+mobility agent and the MN's dhcpcd started from the configs the lab rendered, waiting for the same readiness
 (SOA answer, DHCP port, RA, MN addressed) with tight polling, then kill + `ip netns del`.
 Prints medians over N rounds and the ratio; targets: up <= 3 s, ratio <= 1.5.
 """
@@ -27,7 +27,16 @@ from testbed.host import netns  # noqa: E402
 from testbed.lab import Lab  # noqa: E402
 from testbed.model import addressing, loader  # noqa: E402
 from testbed.services import probes  # noqa: E402
-from testbed.services.agent import ping  # noqa: E402
+from testbed.services.dhcpcd import PRIVATE_DIRS  # noqa: E402
+
+
+def ping(sock: Path) -> bool:
+    from testbed.host import jsonlines
+
+    try:
+        return bool(jsonlines.request(sock, {"cmd": "ping"}, timeout=1).get("ok"))
+    except jsonlines.RequestError:
+        return False
 
 
 def timed_lab(lab: str) -> tuple[float, float]:
@@ -117,10 +126,11 @@ def floor(lab: str, template: Path) -> tuple[float, float]:
           "--optimistic-dad", "--rs-count", "5", "--rs-interval", "0.2")
     while not ping(agent_sock):
         time.sleep(0.005)
+    # the MN's resident DHCP client, as the lab starts it (private /run and /var/lib/dhcpcd)
+    start("mn", "unshare", "--mount", "--propagation", "private", "sh", "-c", PRIVATE_DIRS,
+          str(t / "mn/dhcpcd/db"), "dhcpcd", "-4", "-B", "-M", "-d", "-f", "/var/lib/dhcpcd/dhcpcd.conf",
+          "-c", "")
     run(["ip", "-n", ns["mn"], "link", "set", "mn-ar1", "up"])  # attach to ar1
-    script = Path(__file__).resolve().parents[1] / "testbed/data/dhclient-script"
-    start("mn", "dhclient", "-4", "-d", "-sf", str(script), "-lf", str(t / "floor-dhclient.leases"),
-          "-pf", str(t / "floor-dhclient.pid"), "mn-ar1")
     # solicit once the kernel has its link-local (an earlier RS's answer is dropped), as the agent does
     while "fe80" not in run(["ip", "-n", ns["mn"], "-6", "addr", "show", "dev", "mn-ar1"]).stdout:
         time.sleep(0.002)
