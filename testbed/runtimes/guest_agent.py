@@ -1,34 +1,45 @@
-"""Guest agent: runs inside a VM (started by the initramfs init) and executes host requests.
+"""Guest agent: runs inside a kernel node (started by its init) and executes host requests.
 
-Wire protocol, one JSON object per line over a virtio-serial port, both directions::
+Wire protocol, one JSON object per line, both directions, over a virtio-serial port (QEMU) or a
+console tty (User-Mode Linux, ``--tty``)::
 
     -> {"id": 7, "op": "run", "argv": [...], "run_timeout": 30}
     <- {"id": 7, "ok": true, "rc": 0, "stdout": "...", "stderr": "..."}
 
-Ops: ping, run, spawn, kill, wait, read, write, unix (relay), settime, shutdown.
+Ops: ping, run, spawn, kill, wait, read, write, unix (relay), settime, link, shutdown.
 Each request runs in its own thread so a long ``run`` does not hold up a ``kill``.
-Errors come back as ``{"ok": false, "error": ...}``.
-Only the standard library is used: the agent starts before anything else in the guest.
+Errors come back as ``{"ok": false, "error": ...}``. On a tty the agent first announces itself
+with ``{"event": "ready", ...}`` (the host side holds requests until then, so nothing is sent
+while the line is still in cooked mode, where it would be echoed). The agent exits after
+``shutdown`` or when its channel hangs up; the init then powers the guest off.
+Only the standard library is used: the agent starts before anything else in the guest. Its
+start is on every boot's path, so it imports little (no argparse, typing or platform).
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
-import platform
 import signal
 import subprocess
+import sys
 import threading
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _procs: dict[int, subprocess.Popen[bytes]] = {}
 _procs_lock = threading.Lock()
 
 
 def op_ping(req: dict[str, Any]) -> dict[str, Any]:
-    return {"release": platform.release(), "hostname": platform.node()}
+    """``t`` is the guest's wall clock, for the host to measure the offset between the two."""
+    import time
+
+    u = os.uname()
+    return {"release": u.release, "hostname": u.nodename, "t": time.time()}
 
 
 def op_run(req: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +140,35 @@ def op_unix(req: dict[str, Any]) -> dict[str, Any]:
     return {"reply": json.loads(buf)}
 
 
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def op_link(req: dict[str, Any]) -> dict[str, Any]:
+    """Set an interface administratively up or down with two ioctls (no ``ip`` process start).
+    ``cycle``: when it is already up, take it down first, so the driver opens afresh and the
+    stack sees a new link-up (addrconf restarts: DAD, Router Solicitation)."""
+    import fcntl
+    import socket
+    import struct
+
+    name = req["ifname"].encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        flags = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", name, 0))[:18])[1]
+        was_up = bool(flags & IFF_UP)
+
+        def put(f: int) -> None:
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", name, f))
+
+        if req["up"]:
+            if was_up and req.get("cycle"):
+                put(flags & ~IFF_UP)
+            if not was_up or req.get("cycle"):
+                put(flags | IFF_UP)
+        elif was_up:
+            put(flags & ~IFF_UP)
+    return {"was_up": was_up}
+
+
 OPS = {
     "ping": op_ping,
     "run": op_run,
@@ -139,14 +179,22 @@ OPS = {
     "write": op_write,
     "unix": op_unix,
     "settime": op_settime,
+    "link": op_link,
 }
 
 
 class Agent:
     """Reads requests from the port, answers each from a worker thread."""
 
-    def __init__(self, port: str) -> None:
-        self.fd = os.open(port, os.O_RDWR)
+    def __init__(self, port: str, tty: bool = False) -> None:
+        self.tty = tty
+        self.fd = os.open(port, os.O_RDWR | (os.O_NOCTTY if tty else 0))
+        if tty:  # raw: no echo, no line editing, no CR/LF translation, no flow-control bytes
+            import termios
+            import tty as ttymod
+
+            ttymod.setraw(self.fd)
+            termios.tcflush(self.fd, termios.TCIFLUSH)  # whatever arrived while it was cooked
         self.wlock = threading.Lock()
         self.done = threading.Event()
 
@@ -168,12 +216,18 @@ class Agent:
         except Exception as e:  # noqa: BLE001 - every failure goes back to the host
             self.send({"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}"})
 
-    def serve(self) -> None:
+    def read_loop(self) -> None:
         buf = b""
         while not self.done.is_set():
-            chunk = os.read(self.fd, 65536)
-            if not chunk:  # host side not connected: virtio-serial reads return 0 then
-                threading.Event().wait(0.05)
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # EIO: the tty was hung up
+                chunk = b""
+            if not chunk:
+                if self.tty:  # the host end of the console channel is gone for good
+                    self.done.set()
+                    return
+                threading.Event().wait(0.05)  # virtio-serial reads 0 while the host is away
                 continue
             buf += chunk
             while b"\n" in buf:
@@ -184,12 +238,38 @@ class Agent:
                     continue
                 threading.Thread(target=self.handle, args=(req,), daemon=True).start()
 
+    def serve(self) -> None:
+        """Until ``shutdown`` or hang-up; reading happens in a thread so that either ends it."""
+        if self.tty:
+            self.send({"event": "ready", **op_ping({})})
+        threading.Thread(target=self.read_loop, name="agent-reader", daemon=True).start()
+        self.done.wait()
+
+
+USAGE = "usage: guest_agent --port DEVICE [--tty]  (a virtio-serial port, or a console tty: raw mode, hello)"
+
+
+def parse_args(argv: list[str]) -> tuple[str, bool]:
+    """``--port DEVICE [--tty]`` (by hand: argparse alone costs tens of ms at every boot)."""
+    port, tty, rest = "", False, list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--port" and rest:
+            port = rest.pop(0)
+        elif arg.startswith("--port="):
+            port = arg.split("=", 1)[1]
+        elif arg == "--tty":
+            tty = True
+        else:
+            raise SystemExit(f"{USAGE}\nunknown argument {arg!r}")
+    if not port:
+        raise SystemExit(USAGE)
+    return port, tty
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", required=True, help="virtio-serial device, e.g. /dev/vport1p1")
-    args = ap.parse_args()
-    Agent(args.port).serve()
+    port, tty = parse_args(sys.argv[1:])
+    Agent(port, tty=tty).serve()
 
 
 if __name__ == "__main__":
