@@ -140,33 +140,11 @@ def op_unix(req: dict[str, Any]) -> dict[str, Any]:
     return {"reply": json.loads(buf)}
 
 
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-
-
 def op_link(req: dict[str, Any]) -> dict[str, Any]:
-    """Set an interface administratively up or down with two ioctls (no ``ip`` process start).
-    ``cycle``: when it is already up, take it down first, so the driver opens afresh and the
-    stack sees a new link-up (addrconf restarts: DAD, Router Solicitation)."""
-    import fcntl
-    import socket
-    import struct
+    """Set a guest interface administratively up or down (``ifflags``: ioctls, no ``ip``)."""
+    from testbed.runtimes import ifflags
 
-    name = req["ifname"].encode()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        flags = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", name, 0))[:18])[1]
-        was_up = bool(flags & IFF_UP)
-
-        def put(f: int) -> None:
-            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", name, f))
-
-        if req["up"]:
-            if was_up and req.get("cycle"):
-                put(flags & ~IFF_UP)
-            if not was_up or req.get("cycle"):
-                put(flags | IFF_UP)
-        elif was_up:
-            put(flags & ~IFF_UP)
-    return {"was_up": was_up}
+    return {"was_up": ifflags.set_admin(req["ifname"], bool(req["up"]), bool(req.get("cycle")))}
 
 
 OPS = {

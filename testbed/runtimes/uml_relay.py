@@ -14,10 +14,14 @@ left, and removes the node's host files (agent socket, UML's umid dir, the memor
 directory). On SIGTERM (``testbed down``, or the lab killing every process in the node's
 netns) it lets UML clean up first (SIGTERM), then SIGKILLs UML's process group.
 
-Standard library only and one thread: it runs as ``python -S`` next to UML.
-Started as ``python -S uml_relay.py --config FILE --listen-fd N`` (the caller made the listening
-socket, so clients may connect before this process runs); the config is JSON:
-``{"argv": [...], "env": {...}, "console": path, "exit_file": path, "remove": [paths]}``.
+Ops for the relay itself: ``relay`` (its state: UML's pid, clients, the agent's hello) and
+``hostlink`` (the host-side end of one of the node's links up/down, by ioctl in the node's netns).
+
+Standard library only (and ``ifflags``), one thread: it runs as ``python -S`` next to UML.
+Started as ``python -S -m testbed.runtimes.uml_relay --config FILE --listen-fd N`` (the caller
+made the listening socket, so clients may connect before this process runs); the config is
+JSON: ``{"argv": [...], "env": {...}, "console": path, "exit_file": path, "remove": [paths],
+"links": [host-side ifnames]}``.
 """
 
 from __future__ import annotations
@@ -37,9 +41,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbed.runtimes import ifflags
+
 CHANNEL_FD = 3  # UML reads and writes the agent's console channel on this fd (``con1=fd:3``)
 TERM_GRACE = 2.0  # seconds UML gets to exit after SIGTERM before its process group is killed
-TAIL_LINES = 12
+TAIL_LINES = 40
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -80,11 +86,11 @@ def describe_status(status: int) -> dict[str, Any]:
 class Multiplexer:
     """Request-id rewriting between many clients and one agent channel (no I/O of its own).
 
-    ``local`` answers ops addressed to the relay itself (``{"op": "relay"}``: its state)."""
+    ``local`` answers ops addressed to the relay itself by name (an exception is the error)."""
 
-    def __init__(self, local: Callable[[], dict[str, Any]] = dict) -> None:
+    def __init__(self, local: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None) -> None:
         self._ids = itertools.count(1)
-        self.local = local
+        self.local = local or {}
         self.pending: dict[int, tuple[Any, Any]] = {}  # relay id -> (client key, client's id)
         self.held: list[tuple[int, bytes]] = []  # requests that came before the agent was ready
         self.ready = False
@@ -99,8 +105,11 @@ class Multiplexer:
         if not isinstance(msg, dict) or "op" not in msg:
             return None, _line({"id": msg.get("id") if isinstance(msg, dict) else None, "ok": False,
                                 "error": "relay: no op in request"})
-        if msg["op"] == "relay":
-            return None, _line({"id": msg.get("id"), "ok": True, **self.local()})
+        if msg["op"] in self.local:
+            try:
+                return None, _line({"id": msg.get("id"), "ok": True, **self.local[msg["op"]](msg)})
+            except Exception as e:  # noqa: BLE001 - goes back to the client
+                return None, _line({"id": msg.get("id"), "ok": False, "error": f"{type(e).__name__}: {e}"})
         rid = next(self._ids)
         self.pending[rid] = (client, msg.get("id"))
         out = _line({**msg, "id": rid})
@@ -154,7 +163,7 @@ class Relay:
         self.cfg = cfg
         self.listener = listener
         self.sel = selectors.DefaultSelector()
-        self.mux = Multiplexer(self._info)
+        self.mux = Multiplexer({"relay": self._info, "hostlink": self._hostlink})
         self.clients: dict[socket.socket, Conn] = {}
         self.chan: Conn | None = None
         self.uml_pid = 0
@@ -255,7 +264,14 @@ class Relay:
                 if to_agent is not None and self.chan is not None:
                     self._send(self.chan, to_agent)
 
-    def _info(self) -> dict[str, Any]:
+    def _hostlink(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """The host-side end of one of the node's links up or down: the relay runs in the
+        node's netns, so two ioctls here replace an ``ip -n`` process start."""
+        if msg.get("ifname") not in self.cfg.get("links", []):
+            raise ValueError(f"{msg.get('ifname')!r} is not one of the node's links")
+        return {"was_up": ifflags.set_admin(msg["ifname"], bool(msg["up"]))}
+
+    def _info(self, msg: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"uml_pid": self.uml_pid, "relay_pid": os.getpid(), "clients": len(self.clients),
                 "ready": self.mux.ready, "hello": self.mux.hello}
 

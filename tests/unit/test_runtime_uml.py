@@ -163,14 +163,25 @@ def test_set_link_unknown_nic(tmp_path: Path) -> None:
 
 def test_boot_failure_message_is_one_line_with_kernel_fix_and_console(tmp_path: Path) -> None:
     node = UmlNode(UmlConfig("mn", "tbu-none", tmp_path, kernel=_kernel(tmp_path)))
-    (tmp_path / "exit.json").write_text('{"returncode": -6, "signal": "SIGABRT", "console_tail": '
-                                        '["VFS: Unable to mount root fs on unknown-block(0,0)", "end"]}')
+    (tmp_path / "exit.json").write_text('{"returncode": -6, "signal": "SIGABRT"}')
+    trace = [f" [<6069{i:04x}>] ? some_function+0x0/0x94" for i in range(30)]
+    (tmp_path / "console.log").write_text("\n".join([
+        "tb-init: 0.6 s: mounted", "Kernel panic - not syncing: VFS: Unable to mount root fs on "
+        "unknown-block(0,0)", *trace]) + "\n")
     msg = node._boot_failure("the kernel exited during boot", "rebuild it")
     assert "\n" not in msg
     assert msg.startswith("UML node mn (UML kernel 6.1.99 (")
     assert "UML exited with signal SIGABRT" in msg and "fix: rebuild it" in msg
     assert "likely cause: could not mount the host root over hostfs" in msg
-    assert msg.endswith("console: VFS: Unable to mount root fs on unknown-block(0,0) | end")
+    assert msg.endswith("console: tb-init: 0.6 s: mounted | Kernel panic - not syncing: VFS: Unable to "
+                        "mount root fs on unknown-block(0,0)")  # not crowded out by the stack trace
+
+
+def test_console_digest_falls_back_to_the_tail_without_noise() -> None:
+    assert uml.console_digest([f"line {i}" for i in range(10)], keep=2) == ["line 8", "line 9"]
+    noisy = ["Failed to initialize ubd device 0 :Couldn't determine size", "Kernel panic - not syncing: x",
+             " [<606931e5>] panic+0x197/0x376"]
+    assert uml.console_digest(noisy) == ["Kernel panic - not syncing: x"]
 
 
 def test_record_carries_what_attach_needs(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from testbed.runtimes import uml_relay
 from testbed.runtimes.channels import AgentClient, AgentError
-from testbed.runtimes.uml import RELAY_SCRIPT, _wait_exit
+from testbed.runtimes.uml import _wait_exit, relay_argv, relay_env
 from testbed.runtimes.uml_relay import Multiplexer
 
 
@@ -66,12 +66,18 @@ def test_gone_client_replies_are_dropped_and_failures_reach_everyone() -> None:
     assert not mux.ready and not mux.pending
 
 
-def test_bad_requests_and_local_op() -> None:
-    mux = Multiplexer(lambda: {"uml_pid": 42})
+def test_bad_requests_and_local_ops() -> None:
+    def fails(msg: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("no such link")
+
+    mux = Multiplexer({"relay": lambda msg: {"uml_pid": 42}, "hostlink": fails})
     assert _j(mux.from_client("A", b"not json")[1])["ok"] is False
     assert _j(mux.from_client("A", b'{"id": 3}')[1]) == {
         "id": 3, "ok": False, "error": "relay: no op in request"}
     assert _j(mux.from_client("A", b'{"id": 4, "op": "relay"}')[1]) == {"id": 4, "ok": True, "uml_pid": 42}
+    assert _j(mux.from_client("A", b'{"id": 5, "op": "hostlink"}')[1]) == {
+        "id": 5, "ok": False, "error": "ValueError: no such link"}
+    assert not mux.pending  # local ops never reach the agent
 
 
 def test_describe_status() -> None:
@@ -131,8 +137,7 @@ class RelayProc:
             lsock.listen(8)
             fd = lsock.fileno()
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(RELAY_SCRIPT), "--config", str(tmp / "relay.json"),
-                 "--listen-fd", str(fd)], pass_fds=[fd], stdout=subprocess.DEVNULL,
+                relay_argv(tmp / "relay.json", fd), pass_fds=[fd], stdout=subprocess.DEVNULL, env=relay_env(),
                 stderr=open(tmp / "relay.log", "wb"), start_new_session=True)  # noqa: SIM115
 
     def exit_record(self) -> dict[str, Any]:
@@ -179,6 +184,8 @@ def test_clients_share_the_node_and_its_exit_is_reported(relay: RelayProc) -> No
         assert results == {n: [f"{n}{i}" for i in range(20)] for n in "ab"}
         info = a.request("relay", timeout=5)
         assert info["ready"] and info["clients"] == 2 and info["hello"]["release"] == "fake"
+        with pytest.raises(AgentError, match="not one of the node's links"):
+            a.request("hostlink", ifname="eth0", up=False, timeout=5)  # only the node's own links
         held = threading.Thread(target=lambda: results.update(held=_error(b, "hold")))
         held.start()
         with pytest.raises(AgentError, match=r"UML exited \(status 3\) before answering"):
@@ -223,9 +230,9 @@ def test_unstartable_uml_is_reported(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lsock:
         lsock.bind(str(tmp_path / "agent.sock"))
         lsock.listen(1)
-        argv = [sys.executable, "-I", "-S", str(RELAY_SCRIPT), "--config", str(tmp_path / "r.json"),
-                "--listen-fd", str(lsock.fileno())]
-        cp = subprocess.run(argv, pass_fds=[lsock.fileno()], capture_output=True, text=True, timeout=20)
+        argv = relay_argv(tmp_path / "r.json", lsock.fileno())
+        cp = subprocess.run(argv, pass_fds=[lsock.fileno()], capture_output=True, text=True, timeout=20,
+                            env=relay_env())
     assert cp.returncode == 1 and "cannot start UML" in cp.stderr
     assert "No such file" in json.loads((tmp_path / "exit.json").read_text())["console_tail"][0]
     assert not (tmp_path / "agent.sock").exists()
