@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from testbed.errors import ConfigError
-from testbed.runtimes import uml
+from testbed.runtimes import uml_boot, uml_relay
 from testbed.runtimes.uml import UmlConfig, UmlNode
 from testbed.runtimes.uml_kernels import UmlKernel
 
@@ -30,40 +30,42 @@ def _kernel(tmp_path: Path, *, binary: bool = True, dep: bool = True) -> UmlKern
 
 
 def test_argv_has_consoles_nics_init_and_boot_file(tmp_path: Path) -> None:
-    argv = uml.uml_argv(Path("/usr/bin/linux.uml"), umid="mn", uml_dir=tmp_path / "umid", memory_mb=192,
+    argv = uml_boot.uml_argv(Path("/usr/bin/linux.uml"), umid="mn", uml_dir=tmp_path / "umid", memory_mb=192,
                         netns="tbu-mn", nics=["a0", "b0"], boot=tmp_path / "boot.env")
     assert argv[0] == "/usr/bin/linux.uml"
     for a in ("umid=mn", f"uml_dir={tmp_path}/umid", "mem=192M", "rootfstype=hostfs", "rootflags=/", "ro",
-              f"init={uml.INIT_SCRIPT}", "con=null", "ssl=null", "con0=null,fd:1", "con1=fd:3",
+              f"init={uml_boot.INIT_SCRIPT}", "con=null", "ssl=null", "con0=null,fd:1", "con1=fd:3",
               f"TB_BOOT={tmp_path}/boot.env", "initcall_blacklist=raid6_select_algo"):
         assert a in argv, a
     vecs = [a for a in argv if a.startswith("vec")]
-    assert vecs == [f"vec0:transport=raw,ifname=a0,mac={uml.mac_for('tbu-mn', 'a0')}",
-                    f"vec1:transport=raw,ifname=b0,mac={uml.mac_for('tbu-mn', 'b0')}"]
-    assert uml.CHANNEL_FD == 3 and uml.INIT_SCRIPT.is_file() and os.access(uml.INIT_SCRIPT, os.X_OK)
+    assert vecs == [f"vec0:transport=raw,ifname=a0,mac={uml_boot.mac_for('tbu-mn', 'a0')}",
+                    f"vec1:transport=raw,ifname=b0,mac={uml_boot.mac_for('tbu-mn', 'b0')}"]
+    assert uml_boot.CHANNEL_FD == uml_relay.CHANNEL_FD == 3
+    assert uml_boot.INIT_SCRIPT.is_file() and os.access(uml_boot.INIT_SCRIPT, os.X_OK)
 
 
 def test_mac_is_stable_local_unicast() -> None:
-    a = uml.mac_for("tbu-mn", "a0")
-    assert a == uml.mac_for("tbu-mn", "a0") != uml.mac_for("tbu-mn", "b0") != uml.mac_for("tbu-x", "a0")
+    mac = uml_boot.mac_for
+    a = mac("tbu-mn", "a0")
+    assert a == mac("tbu-mn", "a0") != mac("tbu-mn", "b0") != mac("tbu-x", "a0")
     first = int(a.split(":")[0], 16)
     assert first & 0b10 and not first & 0b1  # locally administered, unicast
     assert len(a.split(":")) == 6
 
 
 def test_shares_nested_collapse_and_hidden_paths_get_read_only_shares() -> None:
-    rw, ro = uml.share_list(
+    rw, ro = uml_boot.share_list(
         [Path("/run/tb/lab/mn/kernel"), Path("/run/tb/lab/mn")],
         [Path("/work/repo"), Path("/tmp/build/modules"), Path("/run/tb/lab/mn/x")],
     )
     assert rw == [Path("/run/tb/lab/mn")]  # the state dir lies inside the node dir
     assert ro == [Path("/tmp/build/modules")]  # /work is visible; /tmp gets a tmpfs in the guest
     with pytest.raises(ConfigError, match="space, comma"):
-        uml.share_list([Path("/tmp/a,b")], [])
+        uml_boot.share_list([Path("/tmp/a,b")], [])
 
 
 def test_fstab_mounts_tmpfs_then_shares() -> None:
-    text = uml.fstab([Path("/run/tb/mn")], [Path("/tmp/mods")])
+    text = uml_boot.fstab([Path("/run/tb/mn")], [Path("/tmp/mods")])
     lines = text.splitlines()
     assert lines[0].startswith("proc /proc proc")
     for d in ("/tmp", "/run", "/var/tmp", "/dev/shm"):
@@ -75,27 +77,27 @@ def test_fstab_mounts_tmpfs_then_shares() -> None:
 
 
 def test_ip_batch_names_nics_in_command_line_order() -> None:
-    assert uml.ip_batch(["a0", "b0"]) == (
+    assert uml_boot.ip_batch(["a0", "b0"]) == (
         "link set dev vec0 name a0\nlink set dev vec1 name b0\nlink set dev lo up\n")
 
 
 def test_boot_env_is_sourced_verbatim(tmp_path: Path) -> None:
     f = tmp_path / "boot.env"
-    f.write_text(uml.boot_env({"TB_A": "it's $HOME `x`", "TB_MODULES": "hmac sctp"}))
+    f.write_text(uml_boot.boot_env({"TB_A": "it's $HOME `x`", "TB_MODULES": "hmac sctp"}))
     out = subprocess.run(["sh", "-c", f'. {f}; printf "%s|%s" "$TB_A" "$TB_MODULES"'],
                          capture_output=True, text=True, timeout=10, check=True).stdout
     assert out == "it's $HOME `x`|hmac sctp"
 
 
 def test_boot_modules_put_hmac_before_sctp() -> None:
-    mods = list(uml.BOOT_MODULES)
+    mods = list(uml_boot.BOOT_MODULES)
     assert mods.index("hmac") < mods.index("sctp") and "ipv6" in mods
 
 
 def test_check_kernel_missing_binary_names_kernel_and_fix(tmp_path: Path) -> None:
     k = _kernel(tmp_path, binary=False)
     with pytest.raises(ConfigError) as e:
-        uml.check_kernel(k, GOOD_CONFIG)
+        uml_boot.check_kernel(k, GOOD_CONFIG)
     msg = str(e.value)
     assert "UML kernel 6.1.99" in msg and str(k.binary) in msg and "user-mode-linux" in msg
     assert "\n" not in msg
@@ -104,7 +106,7 @@ def test_check_kernel_missing_binary_names_kernel_and_fix(tmp_path: Path) -> Non
 def test_check_kernel_missing_module_tree(tmp_path: Path) -> None:
     k = _kernel(tmp_path, dep=False)
     with pytest.raises(ConfigError, match=r"no module tree.*depmod"):
-        uml.check_kernel(k, GOOD_CONFIG)
+        uml_boot.check_kernel(k, GOOD_CONFIG)
 
 
 @pytest.mark.parametrize(("option", "value", "fix"), [
@@ -120,15 +122,15 @@ def test_check_kernel_config_without_what_a_node_needs(tmp_path: Path, option: s
     else:
         cfg[option] = value
     with pytest.raises(ConfigError) as e:
-        uml.check_kernel(_kernel(tmp_path), cfg)
+        uml_boot.check_kernel(_kernel(tmp_path), cfg)
     assert option in str(e.value) and fix in str(e.value) and "UML kernel 6.1.99" in str(e.value)
 
 
 def test_check_kernel_accepts_good_config_and_unknown_config(tmp_path: Path) -> None:
     k = _kernel(tmp_path)
-    assert uml.check_kernel(k, GOOD_CONFIG) == k
-    assert uml.kernel_config(k.binary) is None  # prints no config: checked at boot instead
-    assert uml.check_kernel(k) == k
+    assert uml_boot.check_kernel(k, GOOD_CONFIG) == k
+    assert uml_boot.kernel_config(k.binary) is None  # prints no config: checked at boot instead
+    assert uml_boot.check_kernel(k) == k
 
 
 def test_kernel_config_reads_showconfig(tmp_path: Path) -> None:
@@ -136,13 +138,13 @@ def test_kernel_config_reads_showconfig(tmp_path: Path) -> None:
     linux.write_text('#!/bin/sh\n[ "$1" = --showconfig ] && '
                      'printf "#\\nCONFIG_HOSTFS=y\\n# CONFIG_X is not set\\n"\n')
     linux.chmod(0o755)
-    assert uml.kernel_config(linux) == {"CONFIG_HOSTFS": "y"}
+    assert uml_boot.kernel_config(linux) == {"CONFIG_HOSTFS": "y"}
 
 
 def test_console_explains_boot_failures() -> None:
-    assert "hostfs" in uml.explain(["VFS: Cannot open root device \"root\" or unknown-block(0,0)"])
-    assert "BINFMT_SCRIPT" in uml.explain(["Kernel panic - not syncing: No working init found."])
-    assert uml.explain(["all fine"]) == ""
+    assert "hostfs" in uml_boot.explain(["VFS: Cannot open root device \"root\" or unknown-block(0,0)"])
+    assert "BINFMT_SCRIPT" in uml_boot.explain(["Kernel panic - not syncing: No working init found."])
+    assert uml_boot.explain(["all fine"]) == ""
 
 
 def test_start_with_bad_kernel_creates_nothing(tmp_path: Path) -> None:
@@ -178,10 +180,10 @@ def test_boot_failure_message_is_one_line_with_kernel_fix_and_console(tmp_path: 
 
 
 def test_console_digest_falls_back_to_the_tail_without_noise() -> None:
-    assert uml.console_digest([f"line {i}" for i in range(10)], keep=2) == ["line 8", "line 9"]
+    assert uml_boot.console_digest([f"line {i}" for i in range(10)], keep=2) == ["line 8", "line 9"]
     noisy = ["Failed to initialize ubd device 0 :Couldn't determine size", "Kernel panic - not syncing: x",
              " [<606931e5>] panic+0x197/0x376"]
-    assert uml.console_digest(noisy) == ["Kernel panic - not syncing: x"]
+    assert uml_boot.console_digest(noisy) == ["Kernel panic - not syncing: x"]
 
 
 def test_record_carries_what_attach_needs(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ import pytest
 
 from testbed.runtimes import uml_relay
 from testbed.runtimes.channels import AgentClient, AgentError
-from testbed.runtimes.uml import _wait_exit, relay_argv, relay_env
+from testbed.runtimes.uml import _wait_exit
+from testbed.runtimes.uml_boot import relay_argv, relay_env
 from testbed.runtimes.uml_relay import Multiplexer
 
 
