@@ -6,8 +6,10 @@ console tty (User-Mode Linux, ``--tty``)::
     -> {"id": 7, "op": "run", "argv": [...], "run_timeout": 30}
     <- {"id": 7, "ok": true, "rc": 0, "stdout": "...", "stderr": "..."}
 
-Ops: ping, run, spawn, kill, wait, read, write, unix (relay), settime, link, shutdown.
-Each request runs in its own thread so a long ``run`` does not hold up a ``kill``.
+Ops: ping, run, spawn, kill, wait, read, write, unix (relay), settime, stepclock, link,
+shutdown.
+Requests that may block (run, spawn, wait, unix, link) run in threads of their own, so a long
+``run`` does not hold up a ``kill``; the short ones (``INLINE_OPS``) are answered at once.
 Errors come back as ``{"ok": false, "error": ...}``. On a tty the agent first announces itself
 with ``{"event": "ready", ...}`` (the host side holds requests until then, so nothing is sent
 while the line is still in cooked mode, where it would be echoed). The agent exits after
@@ -110,6 +112,48 @@ def op_settime(req: dict[str, Any]) -> dict[str, Any]:
     return {"offset": before - req["t"]}
 
 
+def timex_type() -> type:
+    """``struct timex`` (linux/timex.h, LP64 layout) for clock_adjtime; built on first use so
+    the agent's start does not import ctypes."""
+    import ctypes
+
+    long, int_ = ctypes.c_long, ctypes.c_int
+
+    class Timex(ctypes.Structure):
+        _fields_ = [("modes", ctypes.c_uint), ("offset", long), ("freq", long), ("maxerror", long),
+                    ("esterror", long), ("status", int_), ("constant", long), ("precision", long),
+                    ("tolerance", long), ("tv_sec", long), ("tv_usec", long), ("tick", long),
+                    ("ppsfreq", long), ("jitter", long), ("shift", int_), ("stabil", long),
+                    ("jitcnt", long), ("calcnt", long), ("errcnt", long), ("stbcnt", long), ("tai", int_),
+                    ("_reserved", int_ * 11)]
+
+    return Timex
+
+
+def split_ns(delta: float) -> tuple[int, int]:
+    """Seconds and nanoseconds as ADJ_SETOFFSET|ADJ_NANO wants them: 0 <= ns < 1e9, so a
+    negative offset has negative seconds (-6.6 ms is -1 s + 993.4e6 ns)."""
+    ns = round(delta * 1e9)
+    return ns // 1_000_000_000, ns % 1_000_000_000
+
+
+def op_stepclock(req: dict[str, Any]) -> dict[str, Any]:
+    """Step the guest's wall clock by ``delta`` seconds, atomically in the kernel
+    (clock_adjtime ADJ_SETOFFSET). Relative, so the request's transit time does not enter (it
+    does for ``settime``); atomic, so a preemption between reading and setting the clock (long
+    under a loaded UML host) cannot make the value set stale."""
+    import ctypes
+
+    adj_setoffset, adj_nano, clock_realtime = 0x0100, 0x2000, 0
+    sec, nsec = split_ns(float(req["delta"]))
+    tx = timex_type()(modes=adj_setoffset | adj_nano, tv_sec=sec, tv_usec=nsec)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.clock_adjtime(clock_realtime, ctypes.byref(tx)) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return {}
+
+
 def op_read(req: dict[str, Any]) -> dict[str, Any]:
     with open(req["path"], "rb") as f:
         data = f.read(req.get("max", 1 << 20))
@@ -157,8 +201,15 @@ OPS = {
     "write": op_write,
     "unix": op_unix,
     "settime": op_settime,
+    "stepclock": op_stepclock,
     "link": op_link,
 }
+
+
+# Answered in the reader thread: short and never blocking. A thread start is several system
+# calls, each a ptrace round trip under UML; inline, a ping's round trip (the clock-offset
+# measurement) is shorter and steadier.
+INLINE_OPS = frozenset({"ping", "read", "write", "kill", "settime", "stepclock"})
 
 
 class Agent:
@@ -214,7 +265,10 @@ class Agent:
                     req = json.loads(line)
                 except ValueError:
                     continue
-                threading.Thread(target=self.handle, args=(req,), daemon=True).start()
+                if req.get("op") in INLINE_OPS:
+                    self.handle(req)
+                else:
+                    threading.Thread(target=self.handle, args=(req,), daemon=True).start()
 
     def serve(self) -> None:
         """Until ``shutdown`` or hang-up; reading happens in a thread so that either ends it."""

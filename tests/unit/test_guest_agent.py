@@ -88,3 +88,13 @@ def test_shutdown_ends_serve() -> None:
         assert not served.is_alive()
     finally:
         os.close(master)
+
+
+def test_clock_step_arguments() -> None:
+    """The step itself changes the clock (never in a test): its struct and offset encoding."""
+    import ctypes
+
+    assert ctypes.sizeof(guest_agent.timex_type()) == 208  # sizeof(struct timex) on LP64
+    assert guest_agent.split_ns(0.25) == (0, 250_000_000)
+    assert guest_agent.split_ns(-0.0066) == (-1, 993_400_000)
+    assert guest_agent.split_ns(-2.5) == (-3, 500_000_000)
