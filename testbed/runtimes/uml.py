@@ -246,8 +246,7 @@ class UmlNode(GuestNode):
         longest = self.state_dir / "umid" / self.name / "mconsole"
         self.sock_dir = (self.state_dir if len(str(longest)) < 100
                          else Path(tempfile.mkdtemp(prefix=f"tbuml-{self.name}-", dir="/run")))
-        for s in (self.agent_socket,):
-            s.unlink(missing_ok=True)
+        self.agent_socket.unlink(missing_ok=True)
         parent = self.cfg.mem_dir
         if parent is None:
             shm = Path("/dev/shm")
@@ -261,7 +260,8 @@ class UmlNode(GuestNode):
         (boot / "modroot" / "lib").mkdir(parents=True)
         # modprobe -d wants <dir>/lib/modules/<release>: a link to the build's module root
         (boot / "modroot" / "lib" / "modules").symlink_to(kernel.modules_root.resolve())
-        needed = [REPO_ROOT, kernel.modules_root.resolve(), Path(cfg.python).parent]
+        # what the guest reads after its tmpfs mounts: this checkout, the module tree, the venv
+        needed = [REPO_ROOT, kernel.modules_root.resolve(), Path(cfg.python).parent.parent]
         rw, ro = share_list(cfg.shares(), needed)
         (boot / "fstab").write_text(fstab(rw, ro))
         (boot / "ip.batch").write_text(ip_batch(cfg.nics))
