@@ -1,0 +1,477 @@
+"""A kernel node in User-Mode Linux: its own Linux kernel (with SCTP) as a host process.
+
+UML runs guest user space natively and pays only for system calls and process starts (it
+traces its processes with ptrace), so a kernel-SCTP node boots in about two seconds and moves
+packets with sub-millisecond latency. How a node is put together:
+
+* **Process tree.** ``start()`` spawns a supervisor (``uml_relay``) inside the node's netns
+  (``ip netns exec``); it is UML's parent. UML's NICs are ``vecN:transport=raw,ifname=X``: a raw
+  packet socket on the host-side interface X the lab made in that netns, so the guest NIC sits
+  on the lab's segment with no TAP or bridge. The init renames ``vecN`` to X.
+* **Files.** The guest's root is the host's / over hostfs, read-only (it runs this venv's
+  python); ``cfg.shares()`` are mounted read-write at their host paths; /tmp /run /var/tmp and
+  /dev/shm are tmpfs. As UML runs in ``ip netns exec``'s mount namespace, the guest's
+  /etc/resolv.conf is the lab's per-netns one. Modules come from the kernel's own tree by
+  ``modprobe -d``. The init is ``images/uml-init.sh``.
+* **Agent channel.** The guest agent serves UML console ``con1`` (/dev/tty1 in the guest, in
+  raw mode); the relay multiplexes it for any number of host clients on ``agent.sock`` (see
+  ``uml_relay``).
+* **Memory.** The guest's RAM is an unlinked file (UML opens it with O_TMPFILE) in TMPDIR:
+  a private directory this node makes on tmpfs (``UmlConfig.mem_dir`` chooses where), so
+  nothing is named on disk and the space is freed when the last UML process exits.
+* **Carrier.** The vector driver has no carrier of its own, and a raw socket whose host
+  interface goes down puts the driver into an error state that only closing the guest NIC
+  clears. So ``set_link`` moves the host-side interface (what the peer sees as carrier) and the
+  guest interface's admin state together: up = host first, then the guest NIC (re)opened, so
+  its first Router Solicitation and DHCP packet leave on a live link; down = host, then guest.
+* **Clock.** UML takes its wall clock from the host's CLOCK_REALTIME at boot and, once its
+  clocksource is the host's CLOCK_MONOTONIC, advances at the host's rate: no drift. But the
+  early boot keeps time in jiffies (10 ms ticks at HZ=100), and the guest comes up trailing the
+  host by a few ms (1-15 ms measured; up to ~0.2 s when several nodes boot at once on a busy
+  host), constant from then on. ``start()`` removes it with atomic relative steps
+  (``sync_clock``), leaving guest and host wall time equal to within the agent round trip's
+  half (~0.2-0.3 ms here); ``clock_offset()`` measures it at any time.
+
+Host resources a node makes: the supervisor and UML processes, ``agent.sock`` and UML's umid
+directory, the memory-file directory, and ``boot/`` (init parameters, fstab, module-tree link)
+in its state dir. ``shutdown()`` and the supervisor's own exit path remove all of them; the
+console log and the exit record stay in the state dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import ConfigError, TestbedError
+from testbed.host import netns as ns
+from testbed.runtimes import hostmem
+from testbed.runtimes.base import KernelInfo
+from testbed.runtimes.channels import AgentError, GuestAgentClient
+from testbed.runtimes.guest import GuestBootError, GuestConfig, GuestNode
+from testbed.runtimes.uml_boot import (
+    AGENT_TTY,
+    BOOT_MODULES,
+    RELAY_MODULE,
+    REPO_ROOT,
+    boot_env,
+    check_kernel,
+    console_digest,
+    explain,
+    fstab,
+    ip_batch,
+    kernel_label,
+    relay_argv,
+    relay_env,
+    share_list,
+    uml_argv,
+)
+from testbed.runtimes.uml_kernels import UmlKernel
+
+
+@dataclass
+class UmlConfig(GuestConfig):
+    """A kernel node in UML: the kernel build, extra modules, where the guest RAM lives."""
+
+    kernel: UmlKernel | None = None
+    extra_modules: Sequence[str] = ()  # e.g. ("veth", "bridge", "sch_netem")
+    mem_dir: Path | None = None  # tmpfs dir for the memory file's private dir; None: pick one
+
+
+@dataclass(frozen=True)
+class ClockOffset:
+    """Guest wall clock minus host wall clock, with the bound the round trip puts on it."""
+
+    offset_s: float
+    uncertainty_s: float
+
+
+def _is_tmpfs(path: Path) -> bool:
+    """Is ``path`` on a tmpfs (longest mount-point prefix in /proc/self/mountinfo)?"""
+    best, fstype = "", ""
+    target = str(path.resolve())
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, right = line.split(" - ", 1)
+                mnt = left.split()[4]
+                if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, fstype = mnt, right.split()[0]
+    except (OSError, ValueError, IndexError):
+        return False
+    return fstype == "tmpfs"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    """Wait (pidfd, no polling) up to ``timeout`` s for ``pid`` to exit; True when it has."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        if _pid_alive(pid):
+            select.select([fd], [], [], max(0.0, timeout))
+    finally:
+        os.close(fd)
+    return not _pid_alive(pid)
+
+
+class UmlNode(GuestNode):
+    """A kernel node in UML. ``start()`` boots it; ``shutdown()`` removes all it made."""
+
+    cfg: UmlConfig
+
+    def __init__(self, cfg: UmlConfig) -> None:
+        super().__init__(cfg)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.relay_pid = 0
+        self.uml_pid = 0
+        self.sock_dir: Path | None = None
+        self.mem_dir: Path | None = None
+        self.boot_clock_offset: ClockOffset | None = None  # what sync_clock removed at boot
+
+    # ---- paths ---------------------------------------------------------------------------
+    @property
+    def console_log(self) -> Path:
+        return self.state_dir / "console.log"
+
+    @property
+    def exit_file(self) -> Path:
+        return self.state_dir / "exit.json"
+
+    @property
+    def boot_dir(self) -> Path:
+        return self.state_dir / "boot"
+
+    @property
+    def agent_socket(self) -> Path:
+        return (self.sock_dir or self.state_dir) / "agent.sock"
+
+    def _label(self) -> str:
+        k = self.cfg.kernel
+        return f"UML node {self.name} ({kernel_label(k) if k else 'no kernel'})"
+
+    # ---- lab state ------------------------------------------------------------------------
+    def record(self) -> dict[str, Any]:
+        """What the lab state keeps to reconnect to (and shut down) this node from another process."""
+        return {"node": self.name, "stack": "uml", "relay_pid": self.relay_pid, "uml_pid": self.uml_pid,
+                "sock_dir": str(self.sock_dir), "mem_dir": str(self.mem_dir), "release": self._release,
+                "boot_seconds": round(self.boot_seconds, 2)}
+
+    @classmethod
+    def attach(cls, cfg: UmlConfig, record: dict[str, Any]) -> UmlNode:
+        """Connect to a node another process booted; any number of processes may at once."""
+        self = cls(cfg)
+        self.relay_pid, self.uml_pid = int(record["relay_pid"]), int(record["uml_pid"])
+        self.sock_dir, self.mem_dir = Path(record["sock_dir"]), Path(record["mem_dir"])
+        self._release = record.get("release", "")
+        self.boot_seconds = float(record.get("boot_seconds", 0.0))
+        try:
+            self.agent = GuestAgentClient(self.agent_socket)
+            self._release = self.agent.request("ping", timeout=10.0)["release"]
+        except (OSError, AgentError) as e:
+            self.close()
+            raise GuestBootError(f"{self._label()}: its agent does not answer ({e}); the node is down "
+                                 f"({self._exit_summary() or 'see ' + str(self.console_log)})") from e
+        return self
+
+    # ---- boot ------------------------------------------------------------------------------
+    def start(self) -> UmlNode:
+        """Boot and wait (bounded by ``boot_timeout``) for the agent; on failure remove
+        everything made so far and raise with the console's last lines."""
+        kernel = check_kernel(self.cfg.kernel)
+        if not ns.exists(self.netns):
+            raise ConfigError(self._label(), "netns", f"{self.netns} does not exist", "create it first")
+        for n in self.cfg.nics:
+            if len(n) > 15 or not n.replace("-", "").replace("_", "").replace(".", "").isalnum():
+                raise ConfigError(self._label(), "nic", f"{n!r} is not a valid interface name")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for f in (self.console_log, self.exit_file):
+            f.unlink(missing_ok=True)
+        t0 = time.monotonic()
+        try:
+            self._host_links()
+            self._make_dirs()
+            self._write_boot_files(kernel)
+            self._spawn_relay(kernel)
+            self._wait_agent(t0 + self.cfg.boot_timeout)
+            self.boot_seconds = time.monotonic() - t0
+            self.boot_clock_offset = self.sync_clock()
+            self._check_sctp(kernel)
+            self.apply_sysctls()
+        except BaseException:
+            self.shutdown(grace=0)
+            raise
+        return self
+
+    def _host_links(self) -> None:
+        """The host-side interfaces: present, no addresses, IPv6 off (so the host never
+        autoconfigures or sends RS/NS/MLD there: only the guest is a host on the segment),
+        and up, so the guest NIC opens on a live link."""
+        if not self.cfg.nics:
+            return
+        cp = ns.run(None, ["ip", "-n", self.netns, "-j", "link", "show"], timeout=10)
+        have = {link["ifname"] for link in json.loads(cp.stdout or "[]")}
+        missing = [n for n in self.cfg.nics if n not in have]
+        if missing:
+            raise ConfigError(self._label(), "nics", f"{', '.join(missing)} not in netns {self.netns} "
+                              f"(it has {', '.join(sorted(have))})", "create the links before booting")
+        ns.run(self.netns, ["sysctl", "-q", "-w",
+                            *(f"net.ipv6.conf.{n}.disable_ipv6=1" for n in self.cfg.nics)], timeout=10)
+        batch = "".join(f"addr flush dev {n}\nlink set dev {n} up\n" for n in self.cfg.nics)
+        ns.run(None, ["ip", "-n", self.netns, "-batch", "-"], input=batch, timeout=10)
+
+    def _make_dirs(self) -> None:
+        """Socket dir (AF_UNIX paths are limited to 108 bytes: a short private dir when the
+        state dir is deep) and the memory file's private dir on tmpfs."""
+        longest = self.state_dir / "umid" / self.name / "mconsole"
+        self.sock_dir = (self.state_dir if len(str(longest)) < 100
+                         else Path(tempfile.mkdtemp(prefix=f"tbuml-{self.name}-", dir="/run")))
+        self.agent_socket.unlink(missing_ok=True)
+        parent = self.cfg.mem_dir
+        if parent is None:
+            shm = Path("/dev/shm")
+            parent = (self.state_dir if _is_tmpfs(self.state_dir)
+                      else shm if shm.is_dir() and _is_tmpfs(shm) else self.state_dir)
+        self.mem_dir = Path(tempfile.mkdtemp(prefix=f"tbuml-{self.name}-mem-", dir=parent))
+
+    def _write_boot_files(self, kernel: UmlKernel) -> None:
+        cfg, boot = self.cfg, self.boot_dir
+        shutil.rmtree(boot, ignore_errors=True)
+        (boot / "modroot" / "lib").mkdir(parents=True)
+        # modprobe -d wants <dir>/lib/modules/<release>: a link to the build's module root
+        (boot / "modroot" / "lib" / "modules").symlink_to(kernel.modules_root.resolve())
+        # what the guest reads after its tmpfs mounts: this checkout, the module tree, the venv
+        needed = [REPO_ROOT, kernel.modules_root.resolve(), Path(cfg.python).parent.parent]
+        rw, ro = share_list(cfg.shares(), needed)
+        (boot / "fstab").write_text(fstab(rw, ro))
+        (boot / "ip.batch").write_text(ip_batch(cfg.nics))
+        helper = boot / "modprobe"  # kernel.modprobe: on-demand module loads use the same tree
+        helper.write_text(f"#!/bin/sh\nexec modprobe -d {boot / 'modroot'} -S {kernel.release} \"$@\"\n")
+        helper.chmod(0o755)
+        modules = list(dict.fromkeys((*BOOT_MODULES, *cfg.extra_modules)))
+        (boot / "boot.env").write_text(boot_env({
+            "TB_HOST": self.name,
+            "TB_FSTAB": str(boot / "fstab"),
+            "TB_MODROOT": str(boot / "modroot"),
+            "TB_RELEASE": kernel.release,
+            "TB_MODULES": " ".join(modules),
+            "TB_MODPROBE": str(helper),
+            "TB_IPBATCH": str(boot / "ip.batch"),
+            "TB_PORT": AGENT_TTY,
+            "TB_PYTHON": cfg.python,
+            "TB_PYTHONPATH": str(REPO_ROOT),
+        }))
+
+    def _spawn_relay(self, kernel: UmlKernel) -> None:
+        assert self.sock_dir is not None and self.mem_dir is not None
+        argv = uml_argv(kernel.binary, umid=self.name, uml_dir=self.sock_dir / "umid",
+                        memory_mb=self.cfg.memory_mb, netns=self.netns, nics=self.cfg.nics,
+                        boot=self.boot_dir / "boot.env")
+        remove = [self.agent_socket, self.sock_dir / "umid", self.mem_dir, self.boot_dir]
+        if self.sock_dir != self.state_dir:
+            remove.append(self.sock_dir)
+        relay_cfg = {"argv": argv, "env": {"TMPDIR": str(self.mem_dir)}, "console": str(self.console_log),
+                     "exit_file": str(self.exit_file), "remove": [str(p) for p in remove],
+                     "links": list(self.cfg.nics)}
+        cfg_file = self.boot_dir / "relay.json"
+        cfg_file.write_text(json.dumps(relay_cfg, indent=1))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(str(self.agent_socket))
+            listener.listen(64)
+            fd = listener.fileno()
+            cmd = ns.exec_argv(self.netns, relay_argv(cfg_file, fd))
+            with open(self.state_dir / "relay.log", "ab") as log:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT, pass_fds=[fd], start_new_session=True,
+                                             env=relay_env())
+        self.relay_pid = self.proc.pid  # `ip netns exec` execs the relay: same pid
+
+    def _wait_agent(self, deadline: float) -> None:
+        """One ``ping``: the relay holds it until the agent announces itself, and fails it at
+        once if the guest goes down first. No polling."""
+        try:
+            self.agent = GuestAgentClient(self.agent_socket)
+            reply = self.agent.request("ping", timeout=max(0.1, deadline - time.monotonic()))
+        except (OSError, AgentError) as e:
+            timed_out = time.monotonic() >= deadline
+            if not timed_out and self.relay_pid:
+                _wait_exit(self.relay_pid, 10.0)  # the guest went down: UML's exit record follows
+            if self._exit_record():
+                why, fix = "the kernel exited during boot", f"see {self.console_log}"
+            elif timed_out:
+                why = f"its agent did not answer within boot_timeout={self.cfg.boot_timeout:g} s"
+                fix = f"raise boot_timeout (a boot takes about 2 s) or see {self.console_log}"
+            else:
+                why, fix = f"its agent is unreachable ({e})", f"see {self.state_dir / 'relay.log'}"
+            raise GuestBootError(self._boot_failure(why, fix)) from e
+        self._release = reply["release"]
+        info = self.agent.request("relay", timeout=5.0)
+        self.uml_pid = int(info["uml_pid"])
+
+    def _check_sctp(self, kernel: UmlKernel) -> None:
+        try:
+            self.read_file("/proc/sys/net/sctp/auth_enable")
+        except AgentError as e:
+            raise GuestBootError(self._boot_failure(
+                "no SCTP in the guest (modprobe sctp failed)",
+                f"build it with CONFIG_IP_SCTP=m and install its modules into {kernel.modules_dir}")) from e
+
+    def _exit_record(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.exit_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _exit_summary(self) -> str:
+        rec = self._exit_record()
+        if not rec:
+            return ""
+        how = f"signal {rec['signal']}" if rec.get("signal") else f"status {rec.get('returncode')}"
+        return f"UML exited with {how}"
+
+    def _console_lines(self) -> list[str]:
+        """The console's last lines (the exit record's copy when the log is gone)."""
+        try:
+            with open(self.console_log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 16384))
+                text = f.read().decode(errors="replace")
+            return [ln for ln in text.splitlines() if ln.strip()]
+        except OSError:
+            return list(self._exit_record().get("console_tail", []))
+
+    def _boot_failure(self, why: str, fix: str) -> str:
+        lines = self._console_lines()
+        hint = explain(lines)
+        summary = self._exit_summary()
+        parts = [f"{self._label()}: {why}" + (f" ({summary})" if summary else "")]
+        if hint:
+            parts.append(f"likely cause: {hint}")
+        parts.append(f"fix: {fix}" if fix else "")
+        msg = "; ".join(p for p in parts if p)
+        return f"{msg}; console: {' | '.join(console_digest(lines)) or '(empty)'}"
+
+    # ---- teardown --------------------------------------------------------------------------
+    def _is_relay(self, pid: int) -> bool:
+        """Is ``pid`` still this node's relay (not a recycled pid)?"""
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            return False
+        return RELAY_MODULE.encode() in cmd and str(self.boot_dir).encode() in cmd and _pid_alive(pid)
+
+    def shutdown(self, grace: float = 3.0) -> None:
+        """Halt the guest through its agent (grace s), else SIGTERM the relay (UML cleans up),
+        else SIGKILL relay and UML's process group; then remove what is left on the host."""
+        pid = self.relay_pid
+        if pid and self._is_relay(pid):
+            if self.agent is not None and grace > 0:
+                try:
+                    self.agent.request("shutdown", timeout=min(grace, 2.0))
+                except AgentError:
+                    pass
+                _wait_exit(pid, grace)
+            if self._is_relay(pid):
+                os.kill(pid, signal.SIGTERM)
+                _wait_exit(pid, 4.0)
+            if self._is_relay(pid):
+                os.kill(pid, signal.SIGKILL)
+                _wait_exit(pid, 2.0)
+        if self.uml_pid:
+            try:
+                os.killpg(self.uml_pid, signal.SIGKILL)  # only if the relay could not clean up
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.close()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        for p in (self.agent_socket, self.boot_dir, self.mem_dir,
+                  self.sock_dir / "umid" if self.sock_dir else None):
+            if p is not None:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        if self.sock_dir is not None and self.sock_dir != self.state_dir:
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+    def __enter__(self) -> UmlNode:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ---- NodeRuntime (the rest is GuestNode's) -------------------------------------------
+    def set_link(self, ifname: str, up: bool) -> None:
+        """Carrier as the peer sees it (the host-side interface) and the guest NIC's state.
+
+        Up: the host side first, then the guest NIC; when the host side was down the guest NIC
+        is closed and reopened even if it was up, since a raw socket that saw its interface
+        down leaves the vector driver stuck until it is reopened. Down: host side, then guest.
+        The peer's own interface is never touched (a DHCP server bound to it keeps working).
+        Two ioctls in the relay and two in the agent: no process start (~2 ms in all)."""
+        if ifname not in self.cfg.nics:
+            raise ConfigError(self._label(), "set_link", f"{ifname!r} is not one of its NICs "
+                              f"({', '.join(self.cfg.nics)})")
+        agent = self._agent()
+        was_up = agent.request("hostlink", ifname=ifname, up=up, timeout=10.0)["was_up"]
+        agent.request("link", ifname=ifname, up=up, cycle=up and not was_up, timeout=10.0)
+
+    def kernel(self) -> KernelInfo:
+        return KernelInfo("uml", self._release)
+
+    # ---- measurements ----------------------------------------------------------------------
+    def clock_offset(self, samples: int = 1) -> ClockOffset:
+        """Guest minus host wall clock: the midpoint estimate of the agent round trip with the
+        smallest uncertainty among ``samples`` (the channel's two directions differ by less
+        than the round trip, so the error is within ``uncertainty_s``)."""
+        best: ClockOffset | None = None
+        for _ in range(max(1, samples)):
+            t0 = time.time()
+            guest = float(self._agent().request("ping", timeout=5.0)["t"])
+            t1 = time.time()
+            o = ClockOffset(guest - (t0 + t1) / 2, (t1 - t0) / 2)
+            best = o if best is None or o.uncertainty_s < best.uncertainty_s else best
+        assert best is not None
+        return best
+
+    def sync_clock(self, samples: int = 10, rounds: int = 3) -> ClockOffset:
+        """Remove the guest's wall-clock offset with relative steps (``stepclock``) until what
+        is left is within the measurement's uncertainty (or ``rounds`` steps were made);
+        returns the offset found first."""
+        first = off = self.clock_offset(samples)
+        for _ in range(rounds):
+            if abs(off.offset_s) <= max(off.uncertainty_s, 0.0002):
+                break
+            self._agent().request("stepclock", delta=-off.offset_s, timeout=5.0)
+            off = self.clock_offset(samples)
+        return first
+
+    def memory(self) -> hostmem.NodeMemory:
+        """Host memory of this node: PSS of its host processes plus its memory file."""
+        if not self.relay_pid:
+            raise TestbedError(f"{self._label()} is not running")
+        return hostmem.node_memory(self.relay_pid, self.mem_dir)
