@@ -106,12 +106,15 @@ def known_labs() -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/state.json"))
 
 
+def lock_file(lab: str) -> Path:
+    return run_root() / f".{lab}.lock"
+
+
 @contextmanager
 def locked(lab: str, wait: float = 30.0) -> Iterator[None]:
     """Serialise commands that change one lab (up, down, move)."""
-    d = lab_dir(lab)
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d.parent / f".{lab}.lock", "w") as f:
+    run_root().mkdir(parents=True, exist_ok=True)
+    with open(lock_file(lab), "w") as f:
         deadline = time.monotonic() + wait
         while True:
             try:

@@ -15,7 +15,7 @@ from testbed.errors import LabStateError
 from testbed.host import netns
 from testbed.host.procs import alive, stop_pid
 from testbed.progress import Progress, quiet
-from testbed.state import LabState, known_labs, lab_dir, lab_of_label, locked, run_root
+from testbed.state import LabState, known_labs, lab_dir, lab_of_label, lock_file, locked, run_root
 
 RESOLVER_MARK = "# testbed lab "
 
@@ -37,6 +37,7 @@ def teardown_state(state: LabState, progress: Progress = quiet) -> None:
         if p.parent == netns.NETNS_ETC_DIR:
             shutil.rmtree(p, ignore_errors=True)
     shutil.rmtree(state.dir, ignore_errors=True)
+    lock_file(state.lab).unlink(missing_ok=True)  # a command waiting on it then finds no lab
 
 
 def sweep(lab: str, progress: Progress = quiet) -> list[str]:
@@ -51,6 +52,7 @@ def sweep(lab: str, progress: Progress = quiet) -> list[str]:
         if conf.exists() and conf.read_text().startswith(f"{RESOLVER_MARK}{lab}\n"):
             shutil.rmtree(d, ignore_errors=True)
     shutil.rmtree(lab_dir(lab), ignore_errors=True)
+    lock_file(lab).unlink(missing_ok=True)
     return gone
 
 
@@ -68,7 +70,9 @@ def clean(progress: Progress = quiet, force: bool = False) -> list[str]:
     """Tear down every crashed or broken lab (every lab with ``force``); returns their names."""
     removed = []
     root = run_root()
-    run_dirs = {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
+    # a lab's run dir; hidden entries belong to other users of the run root (an engine's state)
+    run_dirs = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")} \
+        if root.is_dir() else set()
     candidates = set(known_labs()) | labelled_labs() | run_dirs
     for lab in sorted(candidates):
         with locked(lab):

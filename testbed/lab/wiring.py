@@ -132,7 +132,9 @@ class Wiring:
         m = self.topo.mobile
         env = {} if self.sctp_mobile else self.location_env()
         ifaces = [i.ifname for i in self.plan.nodes[m.node].ifaces]
-        return MobilityAgent(self.nodes.runtime(m.node), self.agent_dir, ifaces, env, m.optimistic_dad,
+        # a kernel node's DAD settings were made with its L3 set-up (kernel_nodes.configure_guest)
+        optimistic = m.optimistic_dad and not self.nodes.own_kernel(m.node)
+        return MobilityAgent(self.nodes.runtime(m.node), self.agent_dir, ifaces, env, optimistic,
                              socket_path=self.agent_socket)
 
     def binding(self) -> BindingService:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from testbed.errors import ConfigError
 from testbed.model.addressing import NodePlan
 from testbed.model.topology import SctpSettings, Topology
+from testbed.runtimes.channels import AgentError
 from testbed.runtimes.guest import GuestConfig, GuestNode
 
 IPPROTO_SCTP = 132
@@ -154,22 +155,25 @@ def boot_all(
 
 
 def configure_guest(node: GuestNode, plan: NodePlan, mobile: bool, optimistic_dad: bool) -> None:
-    """The node's L3 plan, applied inside the guest (one ``ip -batch`` and direct sysctls)."""
+    """The node's L3 plan, applied inside the guest (one ``ip -batch`` and direct sysctls).
+
+    The mobile node's access interfaces stay down: the lab attaches it with ``set_link``, which
+    raises the host side first (a UML vector NIC opened on a downed host interface stays dead).
+    """
     cmds = []
     for i in plan.ifaces:
         for a in i.addresses:
             cmds.append(f"addr add {a} dev {i.ifname}" + (" nodad" if a.version == 6 else ""))
-        cmds.append(f"link set dev {i.ifname} up")
+        if not (mobile and i.access_router):
+            cmds.append(f"link set dev {i.ifname} up")
     cmds += [f"route add {r.dst} via {r.via} dev {r.dev}" for r in plan.routes]
     for i in plan.ifaces:
         base = f"net.ipv6.conf.{i.ifname}"
         if mobile:
-            node.set_link(i.ifname, False)  # no carrier until the lab attaches the MN
             node.set_sysctl(f"{base}.router_solicitation_delay", "0")
             node.set_sysctl(f"{base}.accept_ra", "2")
             if optimistic_dad:
-                node.set_sysctl(f"{base}.optimistic_dad", "1")
-                node.set_sysctl(f"{base}.use_optimistic", "1")
+                _usable_at_once(node, base)
         else:
             node.set_sysctl(f"{base}.accept_ra", "0")
             node.set_sysctl(f"{base}.accept_dad", "0")
@@ -177,3 +181,14 @@ def configure_guest(node: GuestNode, plan: NodePlan, mobile: bool, optimistic_da
         node.set_sysctl("net.ipv4.ip_forward", "1")
         node.set_sysctl("net.ipv6.conf.all.forwarding", "1")
     node.run(["ip", "-batch", "-"], input="\n".join(cmds) + "\n")
+
+
+def _usable_at_once(node: GuestNode, base: str) -> None:
+    """A SLAAC address usable at once: optimistic DAD (RFC 4429) where the kernel has it;
+    Debian's UML build lacks CONFIG_IPV6_OPTIMISTIC_DAD (no such sysctl), so there DAD is
+    skipped instead (the lab's access networks hold no duplicate)."""
+    try:
+        node.set_sysctl(f"{base}.optimistic_dad", "1")
+        node.set_sysctl(f"{base}.use_optimistic", "1")
+    except AgentError:
+        node.set_sysctl(f"{base}.accept_dad", "0")

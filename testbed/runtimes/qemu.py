@@ -305,10 +305,16 @@ class QemuNode(GuestNode):
 
     # ---- NodeRuntime (the rest is GuestNode's) -------------------------------------------
     def set_link(self, ifname: str, up: bool) -> None:
-        """Carrier of the guest NIC, as a cable pull would change it (QMP set_link)."""
+        """Carrier of the guest NIC, as a cable pull would change it (QMP set_link), and the
+        NIC's admin state in the guest, as for every kernel node: up = carrier, then admin up;
+        down = admin down, then carrier."""
         idx = list(self.cfg.nics).index(ifname)
         assert self.sock_dir is not None
-        Qmp(self.sock_dir / "qmp.sock").execute("set_link", name=f"nic{idx}", up=up)
+        if up:
+            Qmp(self.sock_dir / "qmp.sock").execute("set_link", name=f"nic{idx}", up=True)
+        self._agent().request("link", ifname=ifname, up=up, timeout=10.0)
+        if not up:
+            Qmp(self.sock_dir / "qmp.sock").execute("set_link", name=f"nic{idx}", up=False)
 
     # ---- guest state ---------------------------------------------------------------------
     def sync_clock(self) -> float:
