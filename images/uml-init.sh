@@ -40,6 +40,15 @@ say "modules loaded"
 
 ip -batch "$TB_IPBATCH" || say "ip -batch $TB_IPBATCH failed"
 
+# writable views of host directories (a lab machine's /etc, /var/lib): an overlay each, its
+# changes on tmpfs (needs the overlay module, loaded above)
+for d in $TB_OVERLAYS; do
+  o="/run/tb-overlay$d"
+  mkdir -p "$o/upper" "$o/work" &&
+    mount -t overlay overlay -o "lowerdir=$d,upperdir=$o/upper,workdir=$o/work" "$d" ||
+    power_off "overlay on $d failed"
+done
+
 say "starting the agent on $TB_PORT"
 env -i PATH="$PATH" HOME=/root PYTHONPATH="$TB_PYTHONPATH" PYTHONDONTWRITEBYTECODE=1 \
   "$TB_PYTHON" -S -m testbed.runtimes.guest_agent --port "$TB_PORT" --tty &

@@ -100,7 +100,9 @@ class MininetBackend:
                     f"{base}.router_solicitation_delay=0",
                 ]
                 if plan.topology.mobile.optimistic_dad:
-                    sysctls += [f"{base}.optimistic_dad=1", f"{base}.use_optimistic=1"]
+                    # RFC 4429 where the kernel has it (Debian's UML build does not: skip DAD)
+                    sysctls += ([f"{base}.optimistic_dad=1", f"{base}.use_optimistic=1"]
+                                if netns.optimistic_dad_supported() else [f"{base}.accept_dad=0"])
         else:
             for i in node.ifaces:  # static nodes: no SLAAC from a neighbour's RA, no DAD wait
                 sysctls += [f"net.ipv6.conf.{i.ifname}.accept_ra=0", f"net.ipv6.conf.{i.ifname}.accept_dad=0"]

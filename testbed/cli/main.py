@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 
@@ -35,6 +36,8 @@ def progress(title: str) -> Iterator:
 def cmd_up(a: argparse.Namespace) -> int:
     from testbed.lab import Lab
 
+    if a.machine == "uml":
+        return _machine_up(a)
     with progress(f"lab {a.lab} up") as step:
         lab = Lab.up(a.topology, a.lab, step)
     for w in lab.warnings:
@@ -114,12 +117,61 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     sc = model.load(a.scenario)
     out = Path(a.out or f"out/{sc.name}-{_time.strftime('%Y%m%d-%H%M%S')}")
+    if a.machine == "uml":
+        return _machine_run(a, sc, out)
     with progress(f"scenario {sc.name}") as step:
         result = runner.run(sc, out, a.lab, step)
     render(result.verdict, out_console)
     report = result.out / "report.html"
     console.print(f"results: {result.out}" + (f"; report: {report}" if report.exists() else ""))
     return 0 if result.passed else 1
+
+
+def _forward(machine, args) -> int:
+    return machine.forward(args, write=lambda t: (sys.stdout.write(t), sys.stdout.flush())).returncode
+
+
+def _machine_up(a: argparse.Namespace) -> int:
+    from testbed.machine import commands
+    from testbed.model import loader
+
+    path = loader.resolve(a.topology)
+    with progress(f"lab {a.lab} up in a UML machine") as step:
+        m = commands.boot(a.lab, path, step)
+    rc = 1
+    try:
+        rc = _forward(m, ["up", commands.visible_path(m, path)])
+    finally:
+        commands.finish(m, rc == 0)
+    return rc
+
+
+def _machine_run(a: argparse.Namespace, sc, out) -> int:
+    from testbed.machine import commands
+    from testbed.model import loader
+    from testbed.scenario import model
+
+    machine = commands.machine_of(a.lab)
+    booted = machine is None
+    if booted:
+        with progress(f"lab {a.lab}: booting a UML machine") as step:
+            machine = commands.boot(a.lab, loader.resolve(sc.topology), step, sc.kernel_features())
+    rc = 1
+    try:
+        machine.share(out)
+        rc = _forward(machine, ["run", commands.visible_path(machine, model.resolve(a.scenario)),
+                                "--out", str(out.resolve())])
+    finally:
+        if booted:  # the lab the run brought up stays up, as on the host
+            commands.finish(machine, up_inside(machine))
+    return rc
+
+
+def up_inside(machine) -> bool:
+    import io
+
+    buf = io.StringIO()
+    return machine.forward(["status", "--json"], write=buf.write).returncode == 0
 
 
 def _mobile_lab(a: argparse.Namespace):
@@ -181,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("up", help="build the lab and start its daemons")
     s.add_argument("topology", nargs="?", help="topology name in topologies/ or a YAML path")
+    s.add_argument("--machine", choices=["host", "uml"], default="host",
+                   help="uml: run the whole lab inside one User-Mode-Linux kernel (its SCTP, netem)")
     s.set_defaults(fn=cmd_up)
 
     s = sub.add_parser("down", help="stop the lab and remove everything it created")
@@ -211,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run a scenario (default: one TraSH handover) and judge it")
     s.add_argument("scenario", nargs="?", help="scenario name in topologies/scenarios/ or a path")
     s.add_argument("--out", help="output directory (default: out/<scenario>-<time>)")
+    s.add_argument("--machine", choices=["host", "uml"], default="host",
+                   help="uml: run the lab inside one User-Mode-Linux kernel (when it is not up yet)")
     s.set_defaults(fn=cmd_run)
 
     sub.add_parser("check", help="judge captures against Appendix A (testbed check --help)",
@@ -243,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
+        forwarded = _in_machine(args, argv)
+        if forwarded is not None:
+            return forwarded
         return args.fn(args)
     except TestbedError as e:
         console.print(f"[red]testbed {args.cmd}: {e}[/red]", soft_wrap=True, highlight=False)
@@ -250,6 +309,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print(f"testbed {args.cmd}: interrupted; the lab removed what it had built")
         return 130
+
+
+ON_THE_HOST = ("clean", "check")  # clean removes machines from the host; check needs no lab
+
+
+def _in_machine(args: argparse.Namespace, argv: list[str]) -> int | None:
+    """A command on a lab that runs in a UML machine is run there (``down`` then removes the
+    machine); None when the lab runs on this host."""
+    from testbed.machine import commands
+
+    if args.cmd in ON_THE_HOST:
+        return None
+    machine = commands.machine_of(args.lab)
+    if machine is None:
+        return None
+    if args.cmd == "up":
+        raise TestbedError(f"lab {args.lab!r} is already up (in a UML machine); `testbed down` first")
+    if args.cmd == "down":
+        return commands.down(machine, lambda a: _forward(machine, a))
+    rest = _drop_options(argv, ("--lab", "--machine"))
+    if args.cmd == "run":  # paths as the machine sees them; results written through a share
+        from testbed.scenario import model
+
+        out = Path(args.out or f"out/{model.load(args.scenario).name}").resolve()
+        machine.share(out)
+        rest = [x for x in _drop_options(rest, ("--out",)) if x != args.scenario]
+        rest += [commands.visible_path(machine, model.resolve(args.scenario)), "--out", str(out)]
+    return _forward(machine, rest)
+
+
+def _drop_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """``argv`` without the options named (``--x V`` and ``--x=V`` forms)."""
+    out: list[str] = []
+    skip = False
+    for x in argv:
+        if skip:
+            skip = False
+        elif x in names:
+            skip = True
+        elif not x.startswith(tuple(f"{n}=" for n in names)):
+            out.append(x)
+    return out
 
 
 if __name__ == "__main__":

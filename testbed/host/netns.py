@@ -104,6 +104,11 @@ def kill_all(netns: str, grace: float = 2.0) -> None:
         signal_pid(pid, signal.SIGKILL)
 
 
+def optimistic_dad_supported() -> bool:
+    """Was this kernel built with IPv6 optimistic DAD (CONFIG_IPV6_OPTIMISTIC_DAD)?"""
+    return Path("/proc/sys/net/ipv6/conf/default/optimistic_dad").exists()
+
+
 def label_of(name: str) -> str:
     """The ownership label of a namespace: the alias of its loopback (``testbed:<lab>``)."""
     cp = run(None, ["ip", "-n", name, "-j", "link", "show", "dev", "lo"], check=False, timeout=10)

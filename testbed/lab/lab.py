@@ -71,7 +71,7 @@ class Lab:
                 raise LabStateError(f"lab {lab!r} left state behind ({old.status}); "
                                     "run `testbed clean` first")
             state = LabState(lab, str(path.resolve()), topo.model_dump(mode="json"), owner_pid=os.getpid(),
-                             backend=backend.name)
+                             backend=backend.name, machine=os.environ.get("TESTBED_MACHINE") or "host")
             state.save()
             self = cls(state, topo, backend)
             try:

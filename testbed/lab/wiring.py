@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from testbed.host import netns
 from testbed.lab.nodes import Nodes
 from testbed.mobility.location.provision import provision_keys
 from testbed.model.topology import Role
@@ -132,8 +133,10 @@ class Wiring:
         m = self.topo.mobile
         env = {} if self.sctp_mobile else self.location_env()
         ifaces = [i.ifname for i in self.plan.nodes[m.node].ifaces]
-        # a kernel node's DAD settings were made with its L3 set-up (kernel_nodes.configure_guest)
-        optimistic = m.optimistic_dad and not self.nodes.own_kernel(m.node)
+        # a kernel node's DAD settings were made with its L3 set-up (kernel_nodes.configure_guest),
+        # as were a namespace MN's where the kernel lacks optimistic DAD (the backend's set-up)
+        optimistic = (m.optimistic_dad and not self.nodes.own_kernel(m.node)
+                      and netns.optimistic_dad_supported())
         return MobilityAgent(self.nodes.runtime(m.node), self.agent_dir, ifaces, env, optimistic,
                              socket_path=self.agent_socket)
 

@@ -75,6 +75,10 @@ class NodeRuntime(Protocol):
         """Write a sysctl in the node's stack (``net.sctp.addip_enable``)."""
         ...
 
+    def set_sysctls(self, values: Mapping[str, str]) -> None:
+        """Write several at once (one process at most)."""
+        ...
+
     def get_sysctl(self, key: str) -> str:
         ...
 

@@ -125,6 +125,10 @@ class GuestNode:
         """Written straight to /proc/sys by the agent: no process start in the guest."""
         self._agent().request("write", path="/proc/sys/" + key.replace(".", "/"), data=str(value))
 
+    def set_sysctls(self, values: Mapping[str, str]) -> None:
+        for k, v in values.items():
+            self.set_sysctl(k, v)
+
     def get_sysctl(self, key: str) -> str:
         return self.read_file("/proc/sys/" + key.replace(".", "/")).decode().strip()
 

@@ -21,7 +21,7 @@ from testbed.errors import ConfigError
 from testbed.model.addressing import NodePlan
 from testbed.model.topology import SctpSettings, Topology
 from testbed.runtimes.channels import AgentError
-from testbed.runtimes.guest import GuestConfig, GuestNode
+from testbed.runtimes.guest import SCTP_SYSCTLS, GuestConfig, GuestNode
 
 IPPROTO_SCTP = 132
 KERNEL_STACKS = ("uml", "qemu")
@@ -108,6 +108,13 @@ def kernel_nodes(topo: Topology) -> dict[str, str]:
     return out
 
 
+def sctp_sysctls(spec: SctpSettings) -> dict[str, str]:
+    """A node's net.sctp settings: per network namespace and never inherited, so every node
+    with SCTP gets each one set explicitly (a new netns starts at the kernel's defaults, which
+    have ASCONF and AUTH off)."""
+    return {f"net.sctp.{k}": str(getattr(spec, k)) for k in SCTP_SYSCTLS}
+
+
 def config_for(topo: Topology, node: NodePlan, stack: str, netns: str, node_dir: Path) -> GuestConfig:
     """The node's guest configuration; resolving its kernel fails here, before anything boots."""
     spec = topo.nodes[node.name].sctp
@@ -116,9 +123,7 @@ def config_for(topo: Topology, node: NodePlan, stack: str, netns: str, node_dir:
         netns=netns,
         state_dir=node_dir / "kernel",
         nics=[i.ifname for i in node.ifaces],
-        sctp={"addip_enable": spec.addip_enable, "auth_enable": spec.auth_enable,
-              "addip_noauth_enable": spec.addip_noauth_enable,
-              "default_auto_asconf": spec.default_auto_asconf},
+        sctp={k: getattr(spec, k) for k in SCTP_SYSCTLS},
         rw_dirs=[node_dir],  # every service of the node writes under it, inside the guest too
     )
     return KINDS[stack]().config(base, spec.kernel)

@@ -59,6 +59,10 @@ class NamespaceNode:
     def set_sysctl(self, key: str, value: str) -> None:
         netns.run(self.netns, ["sysctl", "-q", "-w", f"{key}={value}"])
 
+    def set_sysctls(self, values: Mapping[str, str]) -> None:
+        if values:
+            netns.run(self.netns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())])
+
     def get_sysctl(self, key: str) -> str:
         return netns.run(self.netns, ["sysctl", "-n", key]).stdout.strip()
 

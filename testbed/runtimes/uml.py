@@ -87,6 +87,9 @@ class UmlConfig(GuestConfig):
     kernel: UmlKernel | None = None
     extra_modules: Sequence[str] = ()  # e.g. ("veth", "bridge", "sch_netem")
     mem_dir: Path | None = None  # tmpfs dir for the memory file's private dir; None: pick one
+    # host directories the guest may change, each an overlay whose changes stay in the guest
+    # (a lab machine writes /etc/netns and the like); needs the overlay module
+    overlays: Sequence[Path] = ()
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,8 @@ class UmlNode(GuestNode):
         helper = boot / "modprobe"  # kernel.modprobe: on-demand module loads use the same tree
         helper.write_text(f"#!/bin/sh\nexec modprobe -d {boot / 'modroot'} -S {kernel.release} \"$@\"\n")
         helper.chmod(0o755)
-        modules = list(dict.fromkeys((*BOOT_MODULES, *cfg.extra_modules)))
+        modules = list(dict.fromkeys((*BOOT_MODULES, *cfg.extra_modules,
+                                      *(("overlay",) if cfg.overlays else ()))))
         (boot / "boot.env").write_text(boot_env({
             "TB_HOST": self.name,
             "TB_FSTAB": str(boot / "fstab"),
@@ -280,6 +284,7 @@ class UmlNode(GuestNode):
             "TB_PORT": AGENT_TTY,
             "TB_PYTHON": cfg.python,
             "TB_PYTHONPATH": str(REPO_ROOT),
+            "TB_OVERLAYS": " ".join(str(p) for p in cfg.overlays),
         }))
 
     def _spawn_relay(self, kernel: UmlKernel) -> None:

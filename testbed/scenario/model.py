@@ -117,6 +117,10 @@ class Scenario(Strict):
     def uses_traffic(self) -> bool:
         return any(isinstance(s, TrafficStep) for s in self.steps)
 
+    def kernel_features(self) -> tuple[str, ...]:
+        """Kernel options (CONFIG_ names) the scenario's transport needs on its nodes' kernel."""
+        return ("CONFIG_IP_SCTP",) if self.uses_traffic else ()
+
 
 def resolve(name_or_path: str | Path | None) -> Path:
     p = Path(name_or_path or DEFAULT_SCENARIO)

@@ -60,6 +60,9 @@ class FakeRuntime:
     def set_sysctl(self, key: str, value: str) -> None:
         self.sysctls[key] = value
 
+    def set_sysctls(self, values: Mapping[str, str]) -> None:
+        self.sysctls.update(values)
+
     def get_sysctl(self, key: str) -> str:
         return self.sysctls.get(key, "0")
 
