@@ -13,10 +13,10 @@ from scapy.layers.inet6 import (
     IPv6,
 )
 
-from testbed.mobility.detection import (
+from testbed.mobility.detection.detector import icmp6_filter_only
+from testbed.mobility.detection.observations import (
     PrefixInfo,
     WireError,
-    _icmp6_filter_only,
     build_rs,
     parse_dhcp_reply,
     parse_ra,
@@ -97,6 +97,6 @@ def test_parse_dhcp_ignores_requests_and_non_dhcp() -> None:
 def test_icmp6_filter_passes_only_requested_type() -> None:
     import struct
 
-    words = struct.unpack("8I", _icmp6_filter_only(134))
+    words = struct.unpack("8I", icmp6_filter_only(134))
     blocked = {t for t in range(256) if words[t >> 5] >> (t & 31) & 1}
     assert blocked == set(range(256)) - {134}
