@@ -17,21 +17,13 @@ from pathlib import Path
 
 from testbed.conformance.exchange import asconf_exchanges
 from testbed.conformance.extract import AckSeen, AsconfSeen, DnsSeen, Facts, extract
+from testbed.decode.dhcp import BOOTREPLY, CLIENT_PORT, SERVER_PORT, DhcpMessage, decode_dhcp
 from testbed.decode.dns import CLASS_ANY, CLASS_IN, CLASS_NONE, OPCODE_UPDATE, DNSMessage
 from testbed.decode.link import PROTO_UDP, NotIP, locate_ip, ntop, parse_ip
+from testbed.decode.nd import ICMPV6, ND_ROUTER_ADVERT, RouterAdvert, decode_ra
 from testbed.decode.pcap import PcapReader, UnusableCapture
 from testbed.decode.sctp import ERROR_CAUSE_IND, SET_PRIMARY
 from testbed.report.roles import DHCP, MN, NEW_AR, OTHER, RoleMap
-from testbed.report.wire import (
-    DHCP_CLIENT_PORT,
-    DHCP_SERVER_PORT,
-    ICMPV6,
-    ND_ROUTER_ADVERT,
-    DhcpMessage,
-    RouterAdvert,
-    decode_dhcp,
-    decode_ra,
-)
 
 # Message kinds (the renderer colours by kind; ``error`` overrides the colour).
 KIND_RA, KIND_DHCP, KIND_ASCONF, KIND_DNS, KIND_DATA = "ra", "dhcp", "asconf", "dns", "data"
@@ -147,7 +139,7 @@ def _classify(
         return _Seen(ts, name, fno, src, dst, 0, 0, ra=ra) if ra else None
     if proto == PROTO_UDP and end - l4 >= 8:
         sport, dport = struct.unpack_from("!HH", data, l4)
-        if {sport, dport} <= {DHCP_SERVER_PORT, DHCP_CLIENT_PORT}:
+        if {sport, dport} <= {SERVER_PORT, CLIENT_PORT}:
             msg = decode_dhcp(data[l4 + 8 : end])
             return _Seen(ts, name, fno, src, dst, sport, dport, dhcp=msg) if msg else None
     return None
@@ -168,17 +160,17 @@ class _Builder:
         assert s.ra is not None
         src = self.rm.resolve(s.src, (self.router,))
         if src is None:  # link-local source: name the router by the prefix it advertises
-            owners = [r for p in s.ra.prefixes for r in self.rm.hosts_in(p) if r != self.mn]
+            owners = [r for p in s.ra.prefixes for r in self.rm.hosts_in(p.prefix) if r != self.mn]
             src = self.router if self.router in owners else (owners[0] if owners else None)
         if src is None or src == self.mn:
             return  # not from a router the report knows (e.g. the old AR): not on the ladder
         dst = self.mn if s.dst.lower().startswith("ff") else self.role(s.dst)
-        prefixes = ", ".join(s.ra.prefixes) or "no prefix"
+        prefixes = ", ".join(p.prefix for p in s.ra.prefixes) or "no prefix"
         life = s.ra.router_lifetime
         detail = f"from {s.src} to {s.dst}; prefixes {prefixes}; router lifetime {life} s"
         if s.ra.mtu:
             detail += f"; MTU {s.ra.mtu}"
-        label = "Router Advertisement " + (s.ra.prefixes[0] if s.ra.prefixes else "")
+        label = "Router Advertisement " + (s.ra.prefixes[0].prefix if s.ra.prefixes else "")
         self.add(s, src, dst, label.strip(), detail, KIND_RA, error=s.ra.router_lifetime == 0)
 
     def dhcp(self, items: list[_Seen]) -> None:
@@ -189,13 +181,13 @@ class _Builder:
             by_xid.setdefault(s.dhcp.xid, []).append(s)
         for group in by_xid.values():
             servers = [s.dhcp.server_id for s in group if s.dhcp and s.dhcp.server_id]
-            servers += [s.src for s in group if s.sport == DHCP_SERVER_PORT]
+            servers += [s.src for s in group if s.sport == SERVER_PORT]
             if servers and self.rm.resolve(servers[0], (self.dhcp_role,)) != self.dhcp_role:
                 continue
             for s in group:
                 m = s.dhcp
                 assert m is not None
-                to_server = s.dport == DHCP_SERVER_PORT
+                to_server = s.dport == SERVER_PORT
                 src, dst = (self.mn, self.dhcp_role) if to_server else (self.dhcp_role, self.mn)
                 addr = m.yiaddr if m.yiaddr != "0.0.0.0" else (m.requested or "")
                 label = f"DHCP {m.type_name} {addr}".strip()
@@ -213,7 +205,7 @@ class _Builder:
                     label,
                     "; ".join(parts),
                     KIND_DHCP,
-                    reply=m.op == 2,
+                    reply=m.op == BOOTREPLY,
                     error=m.type_name in ("NAK", "DECLINE"),
                 )
 

@@ -2,8 +2,8 @@
 
 Three layers, I/O only in the last:
 
-- ``observations``: what was seen (``LinkObs``, ``AddrObs``, ``RAObs``, ``DhcpObs``) and the
-  codecs that make observations from bytes.
+- ``observations``: what was seen (``LinkObs``, ``AddrObs``, ``RAObs``, ``DhcpObs``); the
+  packets behind them are decoded by ``testbed.decode.nd`` and ``testbed.decode.dhcp``.
 - ``core``: ``DetectionCore``, the decisions, I/O-free with time passed in.
 - ``detector``: ``MovementDetector``, the sockets and netlink around the core.
 """

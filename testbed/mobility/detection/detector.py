@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from testbed.decode.nd import ND_ROUTER_ADVERT, build_rs, decode_ra, internet_checksum
 from testbed.errors import TestbedError
 from testbed.mobility.detection.core import DetectionCore
 from testbed.mobility.detection.observations import (
@@ -29,11 +30,7 @@ from testbed.mobility.detection.observations import (
     Observation,
     RAObs,
     Stamp,
-    WireError,
-    build_rs,
-    internet_checksum,
     parse_dhcp_reply,
-    parse_ra,
 )
 from testbed.mobility.events import Event
 
@@ -262,7 +259,7 @@ class MovementDetector:
             s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         except PermissionError as e:
             raise TestbedError("raw ICMPv6 socket refused: run the agent as root") from e
-        s.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, icmp6_filter_only(134))
+        s.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, icmp6_filter_only(ND_ROUTER_ADVERT))
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         s.setblocking(False)
@@ -287,15 +284,14 @@ class MovementDetector:
             # RFC 4861 §6.1.2: only link-local sources and hop limit 255 are valid RAs
             if not name or hoplimit != 255 or not router.startswith("fe80:"):
                 continue
-            try:
-                lifetime, prefixes = parse_ra(data)
-            except (WireError, ValueError) as e:
-                log.debug("bad RA on %s: %s", name, e)
+            ra = decode_ra(data)
+            if ra is None or ra.malformed:  # RFC 4861 §6.1.2: discarded
+                log.debug("bad RA on %s: %s", name, ra.malformed if ra else "not an RA")
                 continue
             w = self.wire.setdefault(name, {})
             w.setdefault("ra_first", at.mono)
             w["ra_last"] = at.mono
-            self._feed(RAObs(name, router, lifetime, prefixes), at)
+            self._feed(RAObs(name, router, ra.router_lifetime, ra.prefixes), at)
 
     async def _solicit(self, ifname: str, link_up: float) -> None:
         """DNA (RFC 6059 §2.2): the first RS went at link-up; repeat until an RA arrives."""
