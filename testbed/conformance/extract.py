@@ -34,7 +34,7 @@ from testbed.decode.pcap import (
     LINKTYPE_IPV6,
     LINKTYPE_RAW,
     PcapReader,
-    Record,
+    PcapRecord,
 )
 from testbed.decode.sctp import (
     ASCONF,
@@ -171,7 +171,7 @@ class Facts:
         }
 
 
-def _merged(readers: list[PcapReader]) -> Iterator[Record]:
+def _merged(readers: list[PcapReader]) -> Iterator[PcapRecord]:
     """Yield ``(time, pcap index, frame number, linktype, data, interface)`` in time order."""
     streams = [r.numbered(i) for i, r in enumerate(readers)]
     if len(streams) == 1:

@@ -41,7 +41,7 @@ _PCAP_MAGICS = {
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 
 
-Record = tuple[float, int, int, int, bytes, int]  # (time, idx, frame no, linktype, data, iface)
+PcapRecord = tuple[float, int, int, int, bytes, int]  # (time, idx, frame no, linktype, data, iface)
 
 
 class UnusableCapture(TestbedError):
@@ -101,7 +101,7 @@ class PcapReader:
         for ts, _idx, _n, lt, data, iface in self.numbered():
             yield ts, lt, data, iface
 
-    def numbered(self, idx: int = 0) -> Iterator[Record]:
+    def numbered(self, idx: int = 0) -> Iterator[PcapRecord]:
         """Records as ``(time, idx, frame number, linktype, data, interface)``.
 
         The shape the checker's merge and hot loop use: numbering here saves a generator layer
@@ -117,7 +117,7 @@ class PcapReader:
             yield Frame(i, ts, lt, data, iface)
 
     # -- classic pcap -------------------------------------------------------------------------
-    def _iter_pcap(self, idx: int) -> Iterator[Record]:
+    def _iter_pcap(self, idx: int) -> Iterator[PcapRecord]:
         endian, scale = _PCAP_MAGICS[self._head]
         rest = self._f.read(20)
         if len(rest) < 20:
@@ -158,7 +158,7 @@ class PcapReader:
             pos = end
 
     # -- pcapng -------------------------------------------------------------------------------
-    def _iter_pcapng(self, idx: int) -> Iterator[Record]:
+    def _iter_pcapng(self, idx: int) -> Iterator[PcapRecord]:
         read = self._f.read
         buf = self._head + read(_CHUNK)
         pos = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from testbed.decode.fault import DecodeFault
 from testbed.decode.link import ntop
 
 # Chunk types
@@ -49,10 +50,6 @@ ERROR_CAUSE_NAMES = {
     0x00A3: "Association Aborted Due to Illegal ASCONF-ACK",
     0x00A4: "Request Refused - No Authorization", 0x0105: "Unsupported HMAC Identifier",
 }  # fmt: skip
-
-
-class _Bad(Exception):
-    """Internal: raised while decoding, turned into a Malformed* record at the API boundary."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +209,11 @@ def _tlvs(buf: bytes, off: int, end: int) -> list[tuple[int, int, int]]:
     while off + 4 <= end:
         t, ln = struct.unpack_from("!HH", buf, off)
         if ln < 4 or off + ln > end:
-            raise _Bad(f"parameter 0x{t:04x} length {ln} overruns its chunk")
+            raise DecodeFault(f"parameter 0x{t:04x} length {ln} overruns its chunk")
         out.append((t, off + 4, off + ln))
         off += (ln + 3) & ~3
     if end - off not in (0, 1, 2, 3) and off < end:
-        raise _Bad("trailing bytes after parameters")
+        raise DecodeFault("trailing bytes after parameters")
     return out
 
 
@@ -225,7 +222,7 @@ def _address(buf: bytes, t: int, v: int, e: int) -> str:
         return ntop(buf[v:e])
     if t == 6 and e - v == 16:
         return ntop(buf[v:e])
-    raise _Bad(f"expected an IPv4/IPv6 address parameter, got type 0x{t:04x} len {e - v}")
+    raise DecodeFault(f"expected an IPv4/IPv6 address parameter, got type 0x{t:04x} len {e - v}")
 
 
 def _causes(buf: bytes, off: int, end: int) -> tuple[ErrorCause, ...]:
@@ -239,7 +236,7 @@ def _asconf_params(buf: bytes, tlvs: list[tuple[int, int, int]]) -> tuple[Asconf
             (corr,) = struct.unpack_from("!I", buf, v)
             inner = _tlvs(buf, v + 4, e)
             if len(inner) != 1:
-                raise _Bad(f"{PARAM_NAMES[t]} must carry exactly one address parameter")
+                raise DecodeFault(f"{PARAM_NAMES[t]} must carry exactly one address parameter")
             out.append(AsconfParam(t, corr, _address(buf, *inner[0])))
         elif t == ERROR_CAUSE_IND:
             (corr,) = struct.unpack_from("!I", buf, v)
@@ -258,7 +255,7 @@ def _decode(buf: bytes, off: int, length: int) -> Chunk:
     if ctype == DATA:
         tsn, sid, ssn, ppid = struct.unpack_from("!IHHI", buf, v)
         if length < 16:
-            raise _Bad("DATA chunk shorter than 16 bytes")
+            raise DecodeFault("DATA chunk shorter than 16 bytes")
         return DataChunk(ctype, flags, tsn, sid, ssn, ppid, length - 16)
     if ctype in (INIT, INIT_ACK):
         tag, rwnd, nout, nin, itsn = struct.unpack_from("!IIHHI", buf, v)
@@ -268,7 +265,7 @@ def _decode(buf: bytes, off: int, length: int) -> Chunk:
     if ctype == SACK:
         cum, rwnd, ngap, ndup = struct.unpack_from("!IIHH", buf, v)
         if 16 + 4 * (ngap + ndup) > length:
-            raise _Bad(f"SACK with {ngap} gaps and {ndup} dups overruns its chunk")
+            raise DecodeFault(f"SACK with {ngap} gaps and {ndup} dups overruns its chunk")
         g = struct.unpack_from(f"!{2 * ngap}H", buf, v + 12)
         d = struct.unpack_from(f"!{ndup}I", buf, v + 12 + 4 * ngap)
         return SackChunk(ctype, flags, cum, rwnd, tuple(zip(g[::2], g[1::2], strict=True)), d)
@@ -279,7 +276,7 @@ def _decode(buf: bytes, off: int, length: int) -> Chunk:
         (serial,) = struct.unpack_from("!I", buf, v)
         tlvs = _tlvs(buf, v + 4, end)
         if not tlvs or tlvs[0][0] not in (5, 6):
-            raise _Bad("ASCONF without its address parameter")
+            raise DecodeFault("ASCONF without its address parameter")
         t, pv, pe = tlvs[0]
         addr = _address(buf, t, pv, pe)
         return AsconfChunk(ctype, flags, serial, addr, _asconf_params(buf, tlvs[1:]))
@@ -297,8 +294,8 @@ def decode_chunk(buf: bytes, off: int, length: int) -> Chunk:
     """Decode the chunk at ``buf[off:off+length]`` (length from its header, padding excluded)."""
     try:
         return _decode(buf, off, length)
-    except (_Bad, struct.error, IndexError, ValueError) as e:
-        reason = str(e) if isinstance(e, _Bad) else f"truncated chunk ({e})"
+    except (DecodeFault, struct.error, IndexError, ValueError) as e:
+        reason = str(e) if isinstance(e, DecodeFault) else f"truncated chunk ({e})"
         return MalformedChunk(buf[off] if off < len(buf) else -1, reason)
 
 
