@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from testbed.conformance.extract import AckSeen, AsconfSeen, DnsSeen, Facts, Key
+from testbed.conformance.facts import AckSeen, AsconfSeen, DnsSeen, Facts, Key
 from testbed.decode.dns import CLASS_IN, OPCODE_UPDATE, TYPE_A, TYPE_AAAA, DNSMessage
 from testbed.decode.sctp import ERROR_CAUSE_IND, SUCCESS_IND, AsconfParam
 

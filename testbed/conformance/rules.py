@@ -39,7 +39,7 @@ from testbed.conformance.exchange import (
     norm_name,
     update_owners,
 )
-from testbed.conformance.extract import AckSeen, AsconfSeen, Facts, Where
+from testbed.conformance.facts import AckSeen, AsconfSeen, Facts, Where
 from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.decode.sctp import PARAM_NAMES

@@ -29,7 +29,7 @@ from testbed.conformance.exchange import (
     DnsTransaction,
     added_addresses,
 )
-from testbed.conformance.extract import DataSeen, Where
+from testbed.conformance.facts import DataSeen, Where
 from testbed.decode.sctp import ADD_IP, DELETE_IP, SET_PRIMARY, AsconfParam
 
 PHASES = (

@@ -28,6 +28,7 @@ TYPE_NAMES = {
     28: "AAAA", 33: "SRV", 41: "OPT", 250: "TSIG", 255: "ANY",
 }  # fmt: skip
 
+HEADER_TRUNCATED = "truncated DNS header"  # the ``malformed`` of a message with no header at all
 _MAX_JUMPS = 32  # compression pointers followed per name: the loop guard
 _NAME_TYPES = frozenset({TYPE_NS, TYPE_CNAME, TYPE_PTR})
 
@@ -215,7 +216,7 @@ def _record(buf: bytes, off: int) -> tuple[Record, int]:
 def decode_dns(buf: bytes) -> DNSMessage:
     """Decode one DNS message (UDP payload, or TCP payload without its length prefix)."""
     if len(buf) < 12:
-        return DNSMessage(0, 0, (), (), (), (), "truncated DNS header")
+        return DNSMessage(0, 0, (), (), (), (), HEADER_TRUNCATED)
     mid, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", buf, 0)
     sections: list[list[Record]] = [[], [], []]
     questions: list[Question] = []

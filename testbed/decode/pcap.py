@@ -71,6 +71,7 @@ class PcapReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.problems: list[str] = []
+        self.frames = 0  # records read so far (all of them once iteration has ended)
         try:
             self._f: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()/__exit__
         except OSError as e:
@@ -154,6 +155,7 @@ class PcapReader:
                     self.problems.append(f"truncated last record ({nbuf - 16} of {incl} bytes)")
                     return
             n += 1
+            self.frames = n
             yield sec + frac * scale, idx, n, linktype, buf[pos + 16 : end], 0
             pos = end
 
@@ -204,6 +206,7 @@ class PcapReader:
                     lt, scale, _snap = ifaces[iface]
                     last_ts = ((hi << 32) | lo) * scale
                     n += 1
+                    self.frames = n
                     yield last_ts, idx, n, lt, buf[body + 20 : body + 20 + cap], iface
             elif btype == 3:  # Simple Packet Block: no timestamp, interface 0
                 (orig,) = struct.unpack_from(endian + "I", buf, body)
@@ -213,6 +216,7 @@ class PcapReader:
                     lt, _scale, snap = ifaces[0]
                     cap = min(orig, blen - 16, snap or orig)
                     n += 1
+                    self.frames = n
                     yield last_ts, idx, n, lt, buf[body + 4 : body + 4 + cap], 0
             elif btype == 2:  # obsolete Packet Block
                 iface, _drops, hi, lo, cap, _orig = struct.unpack_from(endian + "HHIIII", buf, body)
@@ -222,6 +226,7 @@ class PcapReader:
                     lt, scale, _snap = ifaces[iface]
                     last_ts = ((hi << 32) | lo) * scale
                     n += 1
+                    self.frames = n
                     yield last_ts, idx, n, lt, buf[body + 20 : body + 20 + cap], iface
             elif btype == 1:  # Interface Description Block
                 lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)

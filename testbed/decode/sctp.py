@@ -299,28 +299,53 @@ def decode_chunk(buf: bytes, off: int, length: int) -> Chunk:
         return MalformedChunk(buf[off] if off < len(buf) else -1, reason)
 
 
+_HEADER = struct.Struct("!HHI").unpack_from  # ports and verification tag
+_CHUNK8 = struct.Struct("!BBHI").unpack_from  # chunk header and the value's first word
+_CHUNK4 = struct.Struct("!BBH").unpack_from
+Span = tuple[int, int, int, int]  # (chunk type, offset, length, first word of the value or 0)
+
+
+def chunk_spans(buf: bytes, off: int, end: int) -> tuple[tuple[int, int, int] | None, list[Span], str | None]:
+    """Frame an SCTP packet without decoding its chunks: ``((sport, dport, vtag), spans, fault)``.
+
+    The header triple is ``None`` when even the common header is cut. Each span's first word is
+    the TSN of a DATA chunk, the cumulative TSN of a SACK, the serial of an ASCONF: what the
+    checker reads for every DATA without building a ``DataChunk``. ``fault`` names the framing
+    error that stopped the walk (the spans before it are kept). ``decode_sctp`` is this plus
+    ``decode_chunk`` per span.
+    """
+    if end - off < 12:
+        return None, [], "truncated SCTP common header"
+    header = _HEADER(buf, off)
+    spans: list[Span] = []
+    p = off + 12
+    while p + 4 <= end:
+        if p + 8 <= end:
+            ctype, _flags, clen, word = _CHUNK8(buf, p)
+        else:
+            ctype, _flags, clen = _CHUNK4(buf, p)
+            word = 0
+        if clen < 4 or p + clen > end:
+            return header, spans, f"chunk {CHUNK_NAMES.get(ctype, ctype)} length {clen} overruns the packet"
+        spans.append((ctype, p, clen, word))
+        p += (clen + 3) & ~3
+    if p < end:
+        return header, spans, f"{end - p} stray bytes after the last chunk"
+    return header, spans, None if spans else "SCTP packet without chunks"
+
+
 def decode_sctp(buf: bytes, off: int = 0, end: int | None = None) -> SCTPPacket:
     """Decode an SCTP packet in ``buf[off:end]``; never raises."""
     end = len(buf) if end is None else end
-    if end - off < 12:
-        return SCTPPacket(0, 0, 0, 0, (), "truncated SCTP common header")
-    sport, dport, vtag, csum = struct.unpack_from("!HHII", buf, off)
+    header, spans, bad = chunk_spans(buf, off, end)
+    if header is None:
+        return SCTPPacket(0, 0, 0, 0, (), bad)
     chunks: list[Chunk] = []
-    p = off + 12
-    bad = None
-    while p + 4 <= end:
-        ctype, _fl, clen = struct.unpack_from("!BBH", buf, p)
-        if clen < 4 or p + clen > end:
-            bad = f"chunk {CHUNK_NAMES.get(ctype, ctype)} length {clen} overruns the packet"
-            break
+    first_bad = None
+    for ctype, p, clen, _word in spans:
         ch = decode_chunk(buf, p, clen)
         chunks.append(ch)
-        if isinstance(ch, MalformedChunk) and bad is None:
-            bad = f"{CHUNK_NAMES.get(ctype, ctype)}: {ch.reason}"
-        p += (clen + 3) & ~3
-    else:
-        if p < end and bad is None:
-            bad = f"{end - p} stray bytes after the last chunk"
-    if not chunks and bad is None:
-        bad = "SCTP packet without chunks"
-    return SCTPPacket(sport, dport, vtag, csum, tuple(chunks), bad)
+        if isinstance(ch, MalformedChunk) and first_bad is None:
+            first_bad = f"{CHUNK_NAMES.get(ctype, ctype)}: {ch.reason}"
+    (checksum,) = struct.unpack_from("!I", buf, off + 8)
+    return SCTPPacket(header[0], header[1], header[2], checksum, tuple(chunks), first_bad or bad)

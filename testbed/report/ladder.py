@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.conformance.exchange import asconf_exchanges
-from testbed.conformance.extract import AckSeen, AsconfSeen, DnsSeen, Facts, extract
+from testbed.conformance.extract import extract
+from testbed.conformance.facts import AckSeen, AsconfSeen, DnsSeen, Facts
 from testbed.decode.dhcp import BOOTREPLY, CLIENT_PORT, SERVER_PORT, DhcpMessage, decode_dhcp
 from testbed.decode.dns import CLASS_ANY, CLASS_IN, CLASS_NONE, OPCODE_UPDATE, DNSMessage
 from testbed.decode.link import PROTO_UDP, NotIP, locate_ip, ntop, parse_ip
