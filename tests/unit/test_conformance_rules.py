@@ -10,9 +10,9 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 
 from testbed.conformance import RULE_IDS, Verdict, check
-from testbed.conformance.synth import Capture, Knobs, agent_events, trash_capture, write_pcap
 from testbed.decode.pcap import LINKTYPE_LINUX_SLL2
 from testbed.errors import ConfigError
+from tests.support.synth import Capture, Knobs, agent_events, trash_capture, write_pcap
 
 MN = "mn.mobile.test"
 
@@ -234,7 +234,7 @@ def test_gap_filled_by_a_later_retransmission_passes(tmp_path: Path) -> None:
 def test_ipv6_pcapng_with_sll2_link_type(tmp_path: Path) -> None:
     frames = trash_capture(Knobs(v6=True)).sorted_frames()
     sll2 = [(t, struct.pack("!HHIHBB8s", 0x86DD, 0, 4, 1, 4, 6, f[:6] + b"\0\0") + f[14:]) for t, f in frames]
-    from testbed.conformance.synth import write_pcapng
+    from tests.support.synth import write_pcapng
 
     write_pcapng(tmp_path / "any.pcapng", sll2, linktype=LINKTYPE_LINUX_SLL2)
     v = check(tmp_path, mn_name=MN)

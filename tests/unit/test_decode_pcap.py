@@ -13,10 +13,10 @@ from scapy.layers.l2 import CookedLinux, Ether
 from scapy.layers.sctp import SCTP, SCTPChunkData
 from scapy.utils import PcapNgWriter, rdpcap, wrpcap
 
-from testbed.conformance.synth import trash_capture, write_pcap, write_pcapng
 from testbed.decode import PcapReader, UnusableCapture, decode_frame
 from testbed.decode.link import NotIP, ip_span, locate_ip, parse_ip
 from testbed.decode.pcap import LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW
+from tests.support.synth import trash_capture, write_pcap, write_pcapng
 
 
 def _frames() -> list[tuple[float, bytes]]:

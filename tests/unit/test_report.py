@@ -15,8 +15,8 @@ from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, IPv6
 from scapy.layers.l2 import Ether
 
 from testbed.conformance import check
-from testbed.conformance.synth import Capture, Knobs, agent_events, trash_capture
 from testbed.report import extract_ladder, render_report
+from tests.support.synth import Capture, Knobs, agent_events, trash_capture
 
 SVG = "{http://www.w3.org/2000/svg}"
 START = 1_700_000_000.0

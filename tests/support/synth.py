@@ -4,7 +4,7 @@ SCTP packets are built with scapy (CRC32c filled in). DNS UPDATE messages are bu
 scapy mis-handles the empty RDATA of class ANY/NONE records (see platform notes), and the SIG(0)
 record only needs a plausible shape here, not a valid signature. Knobs on ``trash_capture``
 break exactly one step of the ladder each, so tests can check that exactly one rule fails.
-Not imported by ``check()``: only tests and ``bench/`` use it.
+Only tests and ``bench/`` use it.
 """
 
 from __future__ import annotations
