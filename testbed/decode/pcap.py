@@ -198,10 +198,14 @@ class PcapReader:
                     self.problems.append(f"truncated last block ({len(buf)} of {blen} bytes)")
                     return
             body = pos + 8
-            if btype == 6:  # Enhanced Packet Block
-                iface, hi, lo, cap, _orig = struct.unpack_from(endian + "IIIII", buf, body)
+            if btype == 6 or btype == 2:  # Enhanced Packet Block, obsolete Packet Block
+                if btype == 6:
+                    iface, hi, lo, cap, _orig = struct.unpack_from(endian + "IIIII", buf, body)
+                else:
+                    iface, _drops, hi, lo, cap, _orig = struct.unpack_from(endian + "HHIIII", buf, body)
                 if iface >= len(ifaces) or body + 20 + cap > end - 4:
-                    self.problems.append(f"bad enhanced packet block at offset {pos}; skipped")
+                    kind = "enhanced packet" if btype == 6 else "packet"
+                    self.problems.append(f"bad {kind} block at offset {pos}; skipped")
                 else:
                     lt, scale, _snap = ifaces[iface]
                     last_ts = ((hi << 32) | lo) * scale
@@ -218,16 +222,6 @@ class PcapReader:
                     n += 1
                     self.frames = n
                     yield last_ts, idx, n, lt, buf[body + 4 : body + 4 + cap], 0
-            elif btype == 2:  # obsolete Packet Block
-                iface, _drops, hi, lo, cap, _orig = struct.unpack_from(endian + "HHIIII", buf, body)
-                if iface >= len(ifaces) or body + 20 + cap > end - 4:
-                    self.problems.append(f"bad packet block at offset {pos}; skipped")
-                else:
-                    lt, scale, _snap = ifaces[iface]
-                    last_ts = ((hi << 32) | lo) * scale
-                    n += 1
-                    self.frames = n
-                    yield last_ts, idx, n, lt, buf[body + 20 : body + 20 + cap], iface
             elif btype == 1:  # Interface Description Block
                 lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
                 ifaces.append((lt, _tsresol(buf, body + 8, end - 4, endian), snap))
