@@ -98,4 +98,5 @@ def check(
     stats = facts.stats()
     stats["handovers"] = len(handovers)
     stats["dns_updates"] = len(updates)
-    return Verdict(tuple(results), stats, tuple(h.to_dict(i) for i, h in enumerate(handovers, 1)))
+    hos = tuple(h.to_dict(i) for i, h in enumerate(handovers, 1))
+    return Verdict(tuple(results), stats, hos, facts=facts)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from testbed.conformance.facts import Facts
+
 Status = Literal["pass", "fail", "skip"]
 MAX_EVIDENCE = 50  # per rule; the message gives the full count
 
@@ -51,6 +53,9 @@ class Verdict:
     rules: tuple[RuleResult, ...]
     stats: dict[str, Any] = field(default_factory=dict)
     handovers: tuple[dict[str, Any], ...] = ()
+    # what the captures held, as the checker extracted it (not serialised): the report draws
+    # from it instead of reading the captures again
+    facts: Facts | None = field(default=None, compare=False, repr=False)
 
     @property
     def passed(self) -> bool:

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from testbed.conformance.extract import extract
 from testbed.conformance.timeline import PHASES
-from testbed.report.ladder import Ladder, extract_ladder
+from testbed.conformance.verdict import Verdict
+from testbed.report.ladder import Ladder, build_ladder
 from testbed.report.roles import MN
 from testbed.report.rundir import (
     CAT_AGENT,
@@ -343,17 +345,21 @@ def render_report(
     *,
     budgets: Mapping[str, float] | None = None,
     mn_role: str = MN,
+    verdict: Verdict | None = None,
 ) -> Path:
     """Write ``run_dir/report.html`` and return its path.
 
     ``roles`` maps ladder columns (in order, e.g. MN, New AR, CN, DHCP, Location manager) to
     addresses or prefixes; ``budgets`` (phase → seconds) are shown next to the timeline phases.
-    Raises ``ConfigError`` only for a malformed ``roles`` entry; missing inputs are reported
-    in the page.
+    ``verdict``: the checker's result for this run; the page is drawn from its facts, so the
+    captures are not read again. Without it, verdict.json is read and the captures are
+    extracted here (one pass). Raises ``ConfigError`` only for a malformed ``roles`` entry;
+    missing inputs are reported in the page.
     """
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
-    ladder = extract_ladder(run.pcaps, roles, mn_role=mn_role)
+    run = load_run(run_dir, verdict.to_dict() if verdict is not None else None)
+    facts = verdict.facts if verdict is not None else None
+    ladder = build_ladder(facts or extract(run.pcaps, skip_unusable=True), roles, mn_role=mn_role)
     budgets = dict(budgets or (run.verdict or {}).get("budgets") or {})
     t_ref = ladder.messages[0].time if ladder.messages else None
     notes = _notes(run.events, mn_role) if ladder.messages else []

@@ -250,3 +250,16 @@ def test_text_is_escaped(tmp_path: Path) -> None:
     (svg,) = root.iter(f"{SVG}svg")
     header = [t.text for t in svg.iter(f"{SVG}text") if t.get("font-weight") == "bold"]
     assert header[0] == "MN <&> \"'"
+
+
+def test_report_draws_from_the_verdicts_facts_without_reading_the_captures(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    verdict = check(run / "pcaps", mn_name="mn.mobile.test")
+    assert verdict.facts is not None and [c.frames for c in verdict.facts.captures] == [47, 47]
+    for p in (run / "pcaps").iterdir():
+        p.write_bytes(b"not a capture any more")  # whatever reads them now finds nothing
+    html = render_report(run, ROLES, "from facts", verdict=verdict).read_text()
+    assert "ASCONF ADD_IP 198.51.100.10" in html and "DHCP ACK 198.51.100.10" in html
+    assert "unreadable" not in html
+    again = render_report(run, ROLES, "from the files").read_text()  # no verdict: reads them
+    assert "ASCONF ADD_IP" not in again and "unreadable" in again

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from testbed.errors import ConfigError
-from testbed.report import Message, Note, RoleMap, render_ladder_svg
+from testbed.report import Arrow, Note, RoleMap, render_ladder_svg
 from testbed.report.svg import COLOURS, NOTE_STEP
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -33,8 +33,8 @@ def test_roles_host_beats_prefix_and_prefer_breaks_ties() -> None:
         RoleMap.build({"CN": ["cn.example"]})
 
 
-def _msg(t: float, src: str, dst: str, label: str, **kw: object) -> Message:
-    return Message(t, src, dst, label, "detail <b>", "x.pcap", 3, **kw)  # type: ignore[arg-type]
+def _msg(t: float, src: str, dst: str, label: str, **kw: object) -> Arrow:
+    return Arrow(t, src, dst, label, "detail <b>", "x.pcap", 3, **kw)  # type: ignore[arg-type]
 
 
 def test_svg_is_xml_with_escaped_text_gap_rows_and_notes() -> None:
