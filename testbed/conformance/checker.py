@@ -70,6 +70,7 @@ def check(
     *,
     mn_name: str | None = None,
     dedup_window: float = 0.5,
+    lab: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Judge captures against the Appendix-A rules (see ``testbed.conformance.rules``).
 
@@ -77,7 +78,9 @@ def check(
     ``prefix``, ``addresses``); None when not recorded, which leaves t0 unknown. ``budgets``:
     phase → seconds after the handover's t0 (the new link's link_up), checked as
     ``timeline.<phase>`` rules. Raises ``UnusableCapture`` (exit code 2) when nothing can be
-    read; malformed packets are counted in ``stats`` instead.
+    read; malformed packets are counted in ``stats`` instead. ``lab`` describes where the
+    captures come from (machine, backend, per-node stack/kernel...); it is written to the
+    verdict as given.
     """
     selected = select_rules(rules)
     budgets = dict(budgets or {})
@@ -100,4 +103,6 @@ def check(
     stats["handovers"] = len(handovers)
     stats["dns_updates"] = len(updates)
     hos = tuple(h.to_dict(i) for i, h in enumerate(handovers, 1))
-    return Verdict(tuple(results), stats, hos, facts=facts)
+    return Verdict(
+        tuple(results), stats, hos, budgets, dict(lab) if lab is not None else None, facts=facts
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -210,8 +211,8 @@ def test_rule_selection(tmp_path: Path) -> None:
 def test_verdict_json_shape(tmp_path: Path) -> None:
     v = _run(tmp_path, trash_capture(Knobs(ack_add=False)))
     d = v.to_dict()
-    assert set(d) == {"passed", "rules", "stats", "handovers"}
-    assert d["passed"] is False
+    assert set(d) == {"schema", "passed", "rules", "stats", "budgets", "handovers"}
+    assert d["schema"] == 2 and d["passed"] is False and d["budgets"] == {}
     r = next(r for r in d["rules"] if r["id"] == "asconf.ack")
     assert set(r) == {"id", "status", "message", "evidence"}
     assert set(r["evidence"][0]) == {"pcap", "frame", "time", "what"}
@@ -240,3 +241,13 @@ def test_ipv6_pcapng_with_sll2_link_type(tmp_path: Path) -> None:
     v = check(tmp_path, mn_name=MN)
     assert v.passed and all(s == "pass" for s in v.statuses().values())
     assert v.handovers[0]["address"] == "2001:db8:2::10"
+
+
+def test_verdict_carries_the_callers_lab_block_and_budgets(tmp_path: Path) -> None:
+    lab = {"machine": {"cores": 2}, "backend": "mininet",
+           "nodes": {"mn": {"stack": "vm", "kernel": "6.1.0-56-amd64", "accelerator": "tcg"}}}  # fmt: skip
+    v = _run(tmp_path, trash_capture(), lab=lab, budgets={"dns_acked": 0.5})
+    v.write(tmp_path / "verdict.json")
+    d = json.loads((tmp_path / "verdict.json").read_text())
+    assert d["schema"] == 2 and d["lab"] == lab and d["budgets"] == {"dns_acked": 0.5}
+    assert "lab" not in _run(tmp_path, trash_capture()).to_dict()
