@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.conformance.checker import CAPTURE_SUFFIXES
 from testbed.mobility.events import KINDS as AGENT_KINDS
 
-CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 CAT_AGENT, CAT_LOCATION, CAT_STEP, CAT_OTHER = "agent", "location", "step", "other"
 
 
