@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from testbed.conformance import RULE_IDS, Verdict, check
@@ -251,3 +251,31 @@ def test_verdict_carries_the_callers_lab_block_and_budgets(tmp_path: Path) -> No
     d = json.loads((tmp_path / "verdict.json").read_text())
     assert d["schema"] == 2 and d["lab"] == lab and d["budgets"] == {"dns_acked": 0.5}
     assert "lab" not in _run(tmp_path, trash_capture()).to_dict()
+
+
+def test_broken_router_advertisements_and_dhcp_are_counted_not_fatal(tmp_path: Path) -> None:
+    from tests.support.synth import dhcp_message, router_advert
+
+    cap = trash_capture()
+    t = cap.sorted_frames()[3][0]
+    ra = router_advert("fe80::a2", "2001:db8:a2::")
+    cap.add(t + 1e-4, ra[:-9])  # IPv6 payload length now overruns the frame: truncated IPv6
+    bad_opt = bytearray(ra)
+    bad_opt[14 + 40 + 16 + 1] = 0  # the prefix option's length 0 (RFC 4861 §4.6: invalid)
+    cap.add(t + 2e-4, bytes(bad_opt))
+    bootp = dhcp_message("ack", 7, "198.51.100.1", to_server=False, yiaddr="198.51.100.10")[42:]
+
+    def udp(payload: bytes) -> bytes:
+        eth = Ether(src="02:00:00:00:00:a2", dst="ff:ff:ff:ff:ff:ff")
+        return bytes(eth / IP(src="198.51.100.1", dst="255.255.255.255") / UDP(sport=67, dport=68) / payload)
+
+    cap.add(t + 3e-4, udp(bootp[:240] + b"\x35\x01\x05\x36\x04\xc6"))  # server id option cut
+    cap.add(t + 4e-4, udp(bootp[:100]))  # no magic cookie: not DHCP
+    v = _run(tmp_path, cap)
+    assert v.passed
+    reasons = [e["reason"] for e in v.stats["malformed_examples"]]
+    assert any("truncated IPv6 packet" in r for r in reasons), reasons
+    assert "ICMPv6: option 3 with length 0" in reasons
+    assert "DHCP: option 54 overruns the message" in reasons
+    assert v.stats["malformed"] == 3 and v.stats["unknown_kinds"] == {"UDP": 1}
+    assert v.stats["nd_messages"] == 1 and v.stats["dhcp_messages"] == 1  # kept, flagged
