@@ -29,6 +29,7 @@ from testbed.conformance.facts import (
     Facts,
     Flow,
     Key,
+    Link,
     NdSeen,
     Where,
 )
@@ -224,7 +225,7 @@ class _Extractor:
         return auth
 
     def upper(
-        self, proto: int, data: bytes, l4: int, end: int, src: bytes, dst: bytes, link: tuple[str, int, int],
+        self, proto: int, data: bytes, l4: int, end: int, src: bytes, dst: bytes, link: Link,
         where: Where,
     ) -> None:  # fmt: skip
         """Everything but SCTP: DNS, DHCP and RS/RA are kept, the rest counted by kind."""

@@ -1,10 +1,11 @@
 """Protocol floors of a handover: how long each exchange itself took on the wire.
 
 Next to a phase's duration, its floor says how much of it the protocol needed — a Router
-Solicitation answered by an Advertisement, a DHCP exchange from the client's first message to
-the ACK, an ASCONF answered by its ASCONF-ACK, a DNS UPDATE answered — so that the rest is seen
-to be the hosts' stacks, the mobility agent and the binding daemon. Floors come from the
-captures alone; they need no agent events.
+Solicitation answered by an Advertisement, a DHCP exchange up to the ACK, an ASCONF answered by
+its ASCONF-ACK, a DNS UPDATE answered — so that the rest is seen to be the hosts' stacks, the
+mobility agent and the binding daemon. Each floor starts at the transmission that was answered:
+waiting out a lost request is not the protocol's time. Floors come from the captures alone;
+they need no agent events.
 
 The access link of a handover is found from the capture too: the DHCP ACK that assigned the
 new IPv4 address, or the RA that advertised the new IPv6 address's prefix. Router Solicitations,
@@ -24,7 +25,7 @@ from testbed.conformance.facts import DhcpSeen, Facts, Link, NdSeen, Where
 from testbed.decode.dhcp import ACK, BOOTREQUEST, OFFER
 from testbed.decode.nd import RouterAdvert, RouterSolicit
 
-FLOORS = ("rs_ra", "dhcp", "add_ip", "set_primary", "dns")
+FLOORS = ("rs_ra", "dhcp", "add_ip", "set_primary", "dns")  # in the order a handover meets them
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Seen = TypeVar("_Seen", NdSeen, DhcpSeen)
 

@@ -40,7 +40,7 @@ from testbed.conformance.exchange import (
     added_addresses,
 )
 from testbed.conformance.facts import DataSeen, Facts, Where
-from testbed.conformance.floors import Floor, asconf_floor, dns_floor, link_floors
+from testbed.conformance.floors import FLOORS, Floor, asconf_floor, dns_floor, link_floors
 from testbed.decode.sctp import ADD_IP, DELETE_IP, SET_PRIMARY, AsconfParam
 
 PHASES = (
@@ -185,7 +185,7 @@ class Handover:
             "offsets": {k: round(v, 6) for k, v in self.offsets().items()},
             "deltas": deltas,
             "durations": self.durations(),
-            "floors": {k: self.floors[k].to_dict() for k in sorted(self.floors)},
+            "floors": {k: self.floors[k].to_dict() for k in FLOORS if k in self.floors},
             "missing": list(self.missing),
             "notes": list(self.notes),
         }
