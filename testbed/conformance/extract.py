@@ -98,6 +98,11 @@ class _Extractor:
                 {"pcap": where.pcap, "frame": where.frame, "time": where.time, "reason": reason}
             )
 
+    def copy_of(self, first: Where, copy: Where) -> None:
+        """A kept message seen again at another capture point: noted, so an exchange can be timed
+        where its request was captured (see ``Facts.copies``)."""
+        self.f.copies.setdefault((first.pcap, first.frame), []).append(copy)
+
     def other(self, kind: str) -> None:
         self.f.unknown += 1
         self.f.unknown_kinds[kind] = self.f.unknown_kinds.get(kind, 0) + 1
@@ -107,6 +112,7 @@ class _Extractor:
         f = self.f
         dedup = len(readers) > 1
         is_copy = self.copies.is_copy
+        kept: dict[tuple[object, ...], Where] = {}  # dedup key → first copy, for control packets
         flows = f.flows
         watch = self.watch
         ts = 0.0
@@ -124,13 +130,18 @@ class _Extractor:
                 reason = str(e) if isinstance(e, ValueError) else "truncated frame"
                 self.bad(Where(f.pcaps[pidx], fno, ts), reason)
                 continue
+            key = None
             if dedup or iface or lt not in _NO_CAPTURE_POINTS:
                 dedup = True
-                if is_copy(ts, (src, dst, proto, ipid, data[l4:end]), (pidx, iface, cp)):
+                key = (src, dst, proto, ipid, data[l4:end])
+                if is_copy(ts, key, (pidx, iface, cp)):
+                    if kept and key in kept:
+                        self.copy_of(kept[key], Where(f.pcaps[pidx], fno, ts))
                     continue
             if proto != PROTO_SCTP:
                 where = Where(f.pcaps[pidx], fno, ts)
-                self.upper(proto, data, l4, end, src, dst, (where.pcap, iface, cp), where)
+                if self.upper(proto, data, l4, end, src, dst, (where.pcap, iface, cp), where) and key:
+                    kept[key] = where
                 continue
             nsctp += 1
             hdr, spans, fault = chunk_spans(data, l4, end)
@@ -161,7 +172,10 @@ class _Extractor:
                     if isinstance(ch, MalformedChunk):
                         fault = fault or f"SCTP chunk type {ch.type}: {ch.reason}"
                         break
-                    auth = self.control(ch, hdr, src, dst, auth, Where(f.pcaps[pidx], fno, ts))
+                    where = Where(f.pcaps[pidx], fno, ts)
+                    auth = self.control(ch, hdr, src, dst, auth, where)
+                    if key is not None:
+                        kept[key] = where
             if fault:
                 self.bad(Where(f.pcaps[pidx], fno, ts), fault)
         f.packets = npk
@@ -227,13 +241,13 @@ class _Extractor:
     def upper(
         self, proto: int, data: bytes, l4: int, end: int, src: bytes, dst: bytes, link: Link,
         where: Where,
-    ) -> None:  # fmt: skip
-        """Everything but SCTP: DNS, DHCP and RS/RA are kept, the rest counted by kind."""
+    ) -> bool:  # fmt: skip
+        """Everything but SCTP: DNS, DHCP and RS/RA are kept (True), the rest counted by kind."""
         pk = decode_transport(proto, data, l4, end)
         if pk.unknown is not None:
             # "UDP port 40000": one kind per transport, not per ephemeral port
             self.other(pk.unknown.partition(" port ")[0])
-            return
+            return False
         msg = pk.dns or pk.dhcp or pk.nd
         if pk.malformed is not None:
             self.bad(where, pk.malformed if msg is None else f"{_LABELS[type(msg)]}: {pk.malformed}")
@@ -241,7 +255,7 @@ class _Extractor:
         if pk.dns is not None:
             f.dns_messages += 1
             if pk.dns.malformed == HEADER_TRUNCATED:
-                return  # nothing to pair
+                return False  # nothing to pair
             a, b = (ntop(src), pk.sport), (ntop(dst), pk.dport)
             client, server = (b, a) if pk.dns.qr else (a, b)
             f.dns.append(DnsSeen(where, client, server, "udp" if proto == PROTO_UDP else "tcp", pk.dns))
@@ -249,6 +263,7 @@ class _Extractor:
             f.dhcp.append(DhcpSeen(where, ntop(src), ntop(dst), pk.sport, pk.dport, link, pk.dhcp))
         elif pk.nd is not None:
             f.nd.append(NdSeen(where, ntop(src), ntop(dst), link, pk.nd))
+        return msg is not None
 
 
 def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool = False) -> Facts:

@@ -130,6 +130,9 @@ class Facts:
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
     init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
     captures: list[CaptureSummary] = field(default_factory=list)
+    # later copies of a kept (non-DATA) message at other capture points, by the first copy's
+    # (pcap, frame): an answer's time where its request was captured
+    copies: dict[tuple[str, int], list[Where]] = field(default_factory=dict)
     packets: int = 0
     duplicates_removed: int = 0
     sctp_packets: int = 0
@@ -141,6 +144,13 @@ class Facts:
     unknown_kinds: dict[str, int] = field(default_factory=dict)
     first_time: float | None = None
     last_time: float | None = None
+
+    def seen_at(self, where: Where, pcap: str) -> Where:
+        """The packet first captured at ``where`` as captured in ``pcap``, if a copy was seen
+        there; else ``where`` itself."""
+        if where.pcap == pcap:
+            return where
+        return next((w for w in self.copies.get((where.pcap, where.frame), ()) if w.pcap == pcap), where)
 
     @property
     def capture_problems(self) -> list[str]:

@@ -4,8 +4,10 @@ Next to a phase's duration, its floor says how much of it the protocol needed �
 Solicitation answered by an Advertisement, a DHCP exchange up to the ACK, an ASCONF answered by
 its ASCONF-ACK, a DNS UPDATE answered — so that the rest is seen to be the hosts' stacks, the
 mobility agent and the binding daemon. Each floor starts at the transmission that was answered:
-waiting out a lost request is not the protocol's time. Floors come from the captures alone;
-they need no agent events.
+waiting out a lost request is not the protocol's time; and it ends at the answer's copy on the
+link where the request was captured first (the sender's link), so that an exchange crossing
+several links is a round trip seen from one point. Floors come from the captures alone; they
+need no agent events.
 
 The access link of a handover is found from the capture too: the DHCP ACK that assigned the
 new IPv4 address, or the RA that advertised the new IPv6 address's prefix. Router Solicitations,
@@ -51,18 +53,26 @@ class Floor:
         }
 
 
-def asconf_floor(exchange: AsconfExchange | None, param: str) -> Floor | None:
+def _answered(facts: Facts | None, request: Where, answer: Where) -> Where:
+    """The answer where the request was captured, when a copy was seen there: an exchange that
+    crosses several links is timed at one point, as a round trip."""
+    return facts.seen_at(answer, request.pcap) if facts is not None else answer
+
+
+def asconf_floor(exchange: AsconfExchange | None, param: str, facts: Facts | None = None) -> Floor | None:
     """ASCONF → ASCONF-ACK, from the transmission the ACK answers."""
     if exchange is None or exchange.ack is None:
         return None
-    return Floor(f"ASCONF {param} → ASCONF-ACK", exchange.answered_send.where, exchange.ack.where)
+    sent = exchange.answered_send.where
+    return Floor(f"ASCONF {param} → ASCONF-ACK", sent, _answered(facts, sent, exchange.ack.where))
 
 
-def dns_floor(tx: DnsTransaction | None) -> Floor | None:
+def dns_floor(tx: DnsTransaction | None, facts: Facts | None = None) -> Floor | None:
     """DNS UPDATE → response, from the transmission the response answers."""
     if tx is None or tx.response is None:
         return None
-    return Floor("DNS UPDATE → response", tx.answered_send.where, tx.response.where)
+    sent = tx.answered_send.where
+    return Floor("DNS UPDATE → response", sent, _answered(facts, sent, tx.response.where))
 
 
 def _nearest(items: Sequence[_Seen], start: float) -> _Seen | None:

@@ -251,18 +251,19 @@ def build_handovers(
     starts = [h.start for h in hos]
     for i, h in enumerate(hos):
         lo, hi = window(starts, i)
-        h.floors = {**(link_floors(facts, h.address, lo, h.start, hi) if facts else {}), **_sctp_floors(h)}
+        link = link_floors(facts, h.address, lo, h.start, hi) if facts else {}
+        h.floors = {**link, **_sctp_floors(h, facts)}
         if evs is not None:
             h.events = match_events(evs, h.address, h.old_address, h.start, lo, hi)
         _mark_missing(h, given=evs is not None)
     return hos
 
 
-def _sctp_floors(h: Handover) -> dict[str, Floor]:
+def _sctp_floors(h: Handover, facts: Facts | None) -> dict[str, Floor]:
     found = {
-        "add_ip": asconf_floor(h.add.exchange if h.add else None, "ADD_IP"),
-        "set_primary": asconf_floor(h.set_primary.exchange if h.set_primary else None, "SET_PRIMARY"),
-        "dns": dns_floor(h.dns),
+        "add_ip": asconf_floor(h.add.exchange if h.add else None, "ADD_IP", facts),
+        "set_primary": asconf_floor(h.set_primary.exchange if h.set_primary else None, "SET_PRIMARY", facts),
+        "dns": dns_floor(h.dns, facts),
     }
     return {k: f for k, f in found.items() if f is not None}
 

@@ -190,3 +190,22 @@ def test_no_access_link_in_the_capture_leaves_only_the_sctp_and_dns_floors(tmp_p
     (ho,) = v.handovers
     assert set(ho["floors"]) == {"add_ip", "set_primary", "dns"}
     assert ho["durations"]["detected"]["floor_seconds"] is None
+
+
+def test_an_exchange_across_links_is_timed_where_its_request_was_captured(tmp_path: Path) -> None:
+    """mn.pcap sees the MN's packets first and the CN's 0.5 ms later, cn.pcap the reverse: the
+    ADD_IP ASCONF is first captured on mn.pcap, its ACK on cn.pcap; the floor is the round
+    trip on mn.pcap (ACK copy there), not the mix of the two first copies."""
+    frames = trash_capture(start=S).sorted_frames()
+    from_mn = [f[26:30] in (bytes([192, 0, 2, 10]), bytes([198, 51, 100, 10])) for _t, f in frames]
+    pairs = list(zip(frames, from_mn, strict=True))
+    write_pcap(tmp_path / "mn.pcap", [(t + (0 if m else 0.0005), f) for (t, f), m in pairs])
+    write_pcap(tmp_path / "cn.pcap", [(t + (0.0005 if m else 0), f) for (t, f), m in pairs])
+    v = check(tmp_path, mn_name=MN, events=agent_events(start=S))
+    fl = v.handovers[0]["floors"]
+    for name in ("add_ip", "set_primary", "dns"):
+        assert fl[name]["from"]["pcap"] == fl[name]["to"]["pcap"] == "mn.pcap", fl[name]
+        assert fl[name]["seconds"] == pytest.approx(0.0025)
+    ack = v.facts.acks[0].where  # type: ignore[union-attr]
+    assert ack.pcap == "cn.pcap"  # the phase and the evidence stay with the first copy
+    assert v.handovers[0]["phases"]["add_ip_acked"] == ack.time
