@@ -25,7 +25,6 @@ import os
 import platform
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testbed.capture.tcpdump import Capture, LinkCapture  # noqa: E402
+from testbed.decode.dhcp import ACK as DHCPACK  # noqa: E402
+from testbed.decode.dhcp import BOOTREQUEST  # noqa: E402
+from testbed.decode.nd import ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT, RouterSolicit  # noqa: E402
 from testbed.decode.packet import decode_frame  # noqa: E402
 from testbed.decode.pcap import iter_frames  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
@@ -46,7 +48,6 @@ LAB = "tbba"
 ACCESS = ("ar1", "ar2")
 EVENT_TIMEOUT = 15.0
 KINDS = ("detected", "configured")
-DHCPACK = 5
 
 
 # ---------------------------------------------------------------- agent events and wire stamps
@@ -126,22 +127,18 @@ def _wire_exchanges(pcap: Path, moves: list[Move], ends: list[float]) -> None:
     frames = []
     for fr in iter_frames(pcap):
         p = decode_frame(fr.linktype, fr.data)
-        ip = p.ip
-        if ip is None:
-            continue
-        data, off = fr.data, ip.payload_offset
-        if ip.proto == 58 and ip.payload_end > off:  # ICMPv6: 133 RS, 134 RA
-            frames.append((fr.time, "icmp6", data[off]))
-        elif ip.proto == 17 and ip.payload_end - off >= 8 + 240:
-            sport, dport = struct.unpack_from("!HH", data, off)
-            if (sport, dport) == (68, 67):
-                frames.append((fr.time, "dhcp-client", 0))
-            elif (sport, dport) == (67, 68):
-                frames.append((fr.time, "dhcp-server", _dhcp_type(data[off + 8 : ip.payload_end])))
+        if p.nd is not None:  # 133 RS, 134 RA
+            kind = ND_ROUTER_SOLICIT if isinstance(p.nd, RouterSolicit) else ND_ROUTER_ADVERT
+            frames.append((fr.time, "icmp6", kind))
+        elif p.dhcp is not None and p.dhcp.op == BOOTREQUEST:
+            frames.append((fr.time, "dhcp-client", 0))
+        elif p.dhcp is not None:
+            frames.append((fr.time, "dhcp-server", p.dhcp.msg_type))
     for mv, end in zip(moves, ends, strict=True):
         win = [f for f in frames if mv.link_up_wall - 0.05 <= f[0] < end]
-        rs = next((t for t, k, v in win if k == "icmp6" and v == 133), None)
-        ra = next((t for t, k, v in win if k == "icmp6" and v == 134 and rs is not None and t >= rs), None)
+        rs = next((t for t, k, v in win if k == "icmp6" and v == ND_ROUTER_SOLICIT), None)
+        ra = next((t for t, k, v in win
+                   if k == "icmp6" and v == ND_ROUTER_ADVERT and rs is not None and t >= rs), None)
         if rs is not None and ra is not None:
             mv.rs_ra = ra - rs
         cl = next((t for t, k, _ in win if k == "dhcp-client"), None)
@@ -151,23 +148,6 @@ def _wire_exchanges(pcap: Path, moves: list[Move], ends: list[float]) -> None:
             mv.dhcp_first_client = cl - mv.link_up_wall
             if ack is not None:
                 mv.dhcp = ack - cl
-
-
-def _dhcp_type(bootp: bytes) -> int:
-    """Option 53 of a BOOTP/DHCP message (0 when absent); options start after the cookie."""
-    i = 240
-    while i + 1 < len(bootp):
-        code = bootp[i]
-        if code == 255:
-            break
-        if code == 0:
-            i += 1
-            continue
-        n = bootp[i + 1]
-        if code == 53 and n >= 1 and i + 2 < len(bootp):
-            return bootp[i + 2]
-        i += 2 + n
-    return 0
 
 
 # ---------------------------------------------------------------- location update (in the MN ns)

@@ -30,6 +30,7 @@ TSHARK_FIELDS = [
     "-T", "fields", "-e", "sctp.chunk_type", "-e", "sctp.parameter_type",
     "-e", "sctp.asconf_seq_nr_number", "-e", "dns.flags.opcode", "-o", "sctp.checksum:CRC-32C",
 ]  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.synth, run as a script
 START = 1_700_000_000.0
 GAP = 10e-6  # seconds between bulk packets
 
@@ -82,7 +83,7 @@ def generate(path: Path, packets: int, handovers: int) -> dict[str, int]:
     from scapy.layers.l2 import Ether
     from scapy.layers.sctp import SCTPChunkData, SCTPChunkSACK
 
-    from testbed.conformance.synth import Assoc, dns_update, dns_update_response
+    from tests.support.synth import Assoc, dns_update, dns_update_response
 
     addrs = [f"198.51.100.{10 + i}" for i in range(handovers + 1)]
     cn, dns_srv = "203.0.113.1", "203.0.113.53"

@@ -70,13 +70,17 @@ def check(
     *,
     mn_name: str | None = None,
     dedup_window: float = 0.5,
+    lab: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Judge captures against the Appendix-A rules (see ``testbed.conformance.rules``).
 
     ``events``: the mobility agent's events (dicts with ``event``, ``wall``, ``ifname``,
-    ``addresses``); ``budgets``: phase → seconds after the handover's t0, checked as
+    ``prefix``, ``addresses``); None when not recorded, which leaves t0 unknown. ``budgets``:
+    phase → seconds after the handover's t0 (the new link's link_up), checked as
     ``timeline.<phase>`` rules. Raises ``UnusableCapture`` (exit code 2) when nothing can be
-    read; malformed packets are counted in ``stats`` instead.
+    read; malformed packets are counted in ``stats`` instead. ``lab`` describes where the
+    captures come from (machine, backend, per-node stack/kernel...); it is written to the
+    verdict as given.
     """
     selected = select_rules(rules)
     budgets = dict(budgets or {})
@@ -87,8 +91,8 @@ def check(
     facts = extract(paths, window=dedup_window)
     exchanges, orphans = asconf_exchanges(facts)
     updates = mn_updates(dns_transactions(facts), mn_name)
-    handovers = build_handovers(exchanges, updates, list(events) if events else None)
-    ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, bool(events))
+    handovers = build_handovers(exchanges, updates, events, facts)
+    ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None)
     results = [RULES[r](ctx) for r in selected if r in RULES]
     wanted_budgets = {
         p: b for p, b in budgets.items() if "timeline" in selected or f"timeline.{p}" in selected
@@ -98,4 +102,7 @@ def check(
     stats = facts.stats()
     stats["handovers"] = len(handovers)
     stats["dns_updates"] = len(updates)
-    return Verdict(tuple(results), stats, tuple(h.to_dict(i) for i, h in enumerate(handovers, 1)))
+    hos = tuple(h.to_dict(i) for i, h in enumerate(handovers, 1))
+    return Verdict(
+        tuple(results), stats, hos, budgets, dict(lab) if lab is not None else None, facts=facts
+    )

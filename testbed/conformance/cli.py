@@ -69,6 +69,14 @@ def _budgets(items: Sequence[str]) -> dict[str, float]:
     return out
 
 
+def _duration(phase: str, d: dict[str, Any]) -> str:
+    """``add_ip_acked 22.0 ms (add_ip 2.0)``: the phase's duration, then its floor, in ms."""
+    text = f"{phase} {d['seconds'] * 1e3:.1f} ms"
+    if d.get("floor_seconds") is not None:
+        text += f" ({d['floor']} {d['floor_seconds'] * 1e3:.1f})"
+    return text
+
+
 def render(verdict: Verdict, console: Console) -> None:
     """Print the rule table, the handover timelines and the capture statistics."""
     t = Table(title="Appendix A conformance", show_lines=False)
@@ -83,13 +91,20 @@ def render(verdict: Verdict, console: Console) -> None:
         t.add_row(r.id, f"[{_STYLE[r.status]}]{r.status}[/]", msg)
     console.print(t)
     if verdict.handovers:
-        h = Table(title="Handovers (offsets from t0, seconds)")
+        h = Table(title="Handovers (seconds after t0, the new link's link_up)")
         h.add_column("#")
         h.add_column("new address")
         h.add_column("phases", overflow="fold")
+        h.add_column("durations (protocol floor)", overflow="fold")
         for ho in verdict.handovers:
-            phases = "  ".join(f"{k} {v:+.3f}" for k, v in ho["offsets"].items())
-            h.add_row(str(ho["index"]), ho["address"], phases)
+            if ho.get("t0") is None:
+                phases = "t0 unknown"
+            else:
+                phases = "  ".join(f"{k} {v:+.3f}" for k, v in ho["offsets"].items())
+            if ho.get("notes"):
+                phases += "\n" + "; ".join(ho["notes"])
+            durations = "  ".join(_duration(k, d) for k, d in (ho.get("durations") or {}).items())
+            h.add_row(str(ho["index"]), ho["address"], phases, durations)
         console.print(h)
     s = verdict.stats
     console.print(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from testbed.conformance.extract import AckSeen, AsconfSeen, DnsSeen, Facts, Key
+from testbed.conformance.facts import AckSeen, AsconfSeen, DnsSeen, Facts, Key
 from testbed.decode.dns import CLASS_IN, OPCODE_UPDATE, TYPE_A, TYPE_AAAA, DNSMessage
 from testbed.decode.sctp import ERROR_CAUSE_IND, SUCCESS_IND, AsconfParam
 
@@ -25,6 +25,15 @@ class AsconfExchange:
     @property
     def ack(self) -> AckSeen | None:
         return self.acks[0] if self.acks else None
+
+    @property
+    def answered_send(self) -> AsconfSeen:
+        """The transmission the ACK answers: the last one sent before it (retransmissions
+        after a lost ASCONF count from the copy that got through)."""
+        if self.ack is None:
+            return self.first
+        t = self.ack.where.time
+        return ([s for s in self.sends if s.where.time <= t] or [self.first])[-1]
 
     def outcomes(self) -> list[tuple[int, AsconfParam, str | None]]:
         """``(index, request parameter, failure reason or None)`` per request parameter.
@@ -90,12 +99,24 @@ class DnsTransaction:
     """A DNS request (first copy), its retransmissions and the first response."""
 
     request: DnsSeen
-    retries: int = 0
+    resends: list[DnsSeen] = field(default_factory=list)  # retransmissions before the response
     response: DnsSeen | None = None
 
     @property
     def msg(self) -> DNSMessage:
         return self.request.msg
+
+    @property
+    def retries(self) -> int:
+        return len(self.resends)
+
+    @property
+    def answered_send(self) -> DnsSeen:
+        """The transmission the response answers: the last one sent before it."""
+        if self.response is None:
+            return self.request
+        t = self.response.where.time
+        return ([s for s in (self.request, *self.resends) if s.where.time <= t] or [self.request])[-1]
 
 
 def dns_transactions(facts: Facts, opcode: int = OPCODE_UPDATE) -> list[DnsTransaction]:
@@ -109,7 +130,7 @@ def dns_transactions(facts: Facts, opcode: int = OPCODE_UPDATE) -> list[DnsTrans
         tx = open_tx.get(k)
         if not d.msg.qr:
             if tx is not None and tx.response is None:
-                tx.retries += 1
+                tx.resends.append(d)
                 continue
             tx = DnsTransaction(d)
             open_tx[k] = tx

@@ -19,7 +19,8 @@ order.trash                 per handover: configured (agent event) before ADD_IP
                             missing answers); with no DNS in the capture the DNS step is skipped
 continuity.tsn              in each direction every DATA TSN gap is later filled; duplicates counted
 continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X
-timeline.<phase>            the phase happened within its budget (seconds after the handover's t0)
+timeline.<phase>            the phase happened within its budget (seconds after the handover's t0, the
+                            new link's link_up); skipped without agent events
 ==========================  =========================================================================
 
 Groups (``--rules``): asconf, dns, order, continuity, timeline; a full rule id also selects.
@@ -39,7 +40,7 @@ from testbed.conformance.exchange import (
     norm_name,
     update_owners,
 )
-from testbed.conformance.extract import AckSeen, AsconfSeen, Facts, Where
+from testbed.conformance.facts import AckSeen, AsconfSeen, Facts, Where
 from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.decode.sctp import PARAM_NAMES
@@ -332,12 +333,17 @@ def timeline_budgets(c: Context) -> list[RuleResult]:
         if not c.handovers:
             out.append(_skip(rid, "no handover in the capture"))
             continue
+        if not c.events_given:
+            out.append(_skip(rid, "agent events not given: t0 (the new link's link_up) unknown"))
+            continue
         bad = []
         worst = 0.0
         for n, h in enumerate(c.handovers, 1):
             offs = h.offsets()
             w = h.add.where if h.add else Where("?", 0, h.start)
-            if phase not in offs:
+            if h.t0 is None:
+                bad.append(_ev(w, f"handover {n}: no link_up event for the new link, t0 unknown"))
+            elif phase not in offs:
                 bad.append(_ev(w, f"handover {n}: phase {phase} never reached"))
             else:
                 worst = max(worst, offs[phase])

@@ -1,35 +1,46 @@
-"""Handovers reconstructed from the capture (and the agent's events), with phase timestamps.
+"""Handovers reconstructed from the capture and the agent's events, with phase timestamps,
+durations and the protocol floors under them.
 
 A handover is keyed by the new address X: it starts with ADD_IP X (or SET_PRIMARY X if that
 came first), gathers SET_PRIMARY X, the DNS UPDATE adding X (else the next UPDATE for the MN),
 the DELETE_IP of the previous address, and the first new DATA the peer sends after
 acknowledging SET_PRIMARY. Agent events (``link_up``, ``detected``, ``configured``, ``lost``)
-are matched by address (``configured``) and time (the others).
+are those of the interface that came up with X (``testbed.conformance.agent_events``).
 
 Phases, in TraSH order (Appendix A of the draft)::
 
     lost, link_up, detected, configured, add_ip_sent, add_ip_acked, set_primary_acked,
     dns_sent, dns_acked, delete_ip_acked, first_data_new_path
 
-``t0`` is the first of link_up, detected, configured, add_ip_sent present; each phase's
-offset is measured from it. Budgets (``timeline.<phase>``) bound those offsets.
+``t0`` is the new link's ``link_up``; each phase's offset is measured from it and budgets
+(``timeline.<phase>``) bound those offsets. Without that event t0 is unknown (``None``), the
+missing phases are listed and a note says why; no later phase stands in for it. Each phase of
+the chain link_up → detected → configured → add_ip_acked → set_primary_acked → dns_acked also
+gets its duration from the previous one, beside the protocol floor measured for it
+(``testbed.conformance.floors``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from testbed.conformance.agent_events import (
+    EVENT_KINDS,
+    AgentEvent,
+    match_events,
+    parse_events,
+    window,
+)
 from testbed.conformance.exchange import (
     AsconfExchange,
     DnsTransaction,
     added_addresses,
 )
-from testbed.conformance.extract import DataSeen, Where
+from testbed.conformance.facts import DataSeen, Facts, Where
+from testbed.conformance.floors import FLOORS, Floor, asconf_floor, dns_floor, link_floors
 from testbed.decode.sctp import ADD_IP, DELETE_IP, SET_PRIMARY, AsconfParam
 
 PHASES = (
@@ -45,8 +56,15 @@ PHASES = (
     "delete_ip_acked",
     "first_data_new_path",
 )
-EVENT_KINDS = ("link_up", "detected", "configured", "lost")
-_T0_ORDER = ("link_up", "detected", "configured", "add_ip_sent", "set_primary_acked")
+# (phase, the phase its duration runs from, the floor bounding it); "link" is the new link's
+# own exchange: DHCP for an IPv4 address, RS → RA for an IPv6 one
+CHAIN = (
+    ("detected", "link_up", "link"),
+    ("configured", "detected", None),
+    ("add_ip_acked", "configured", "add_ip"),
+    ("set_primary_acked", "add_ip_acked", "set_primary"),
+    ("dns_acked", "set_primary_acked", "dns"),
+)
 
 
 @dataclass(slots=True)
@@ -76,14 +94,6 @@ class Step:
         return (self.acked or math.inf, self.sent, self.index)
 
 
-@dataclass(frozen=True, slots=True)
-class AgentEvent:
-    kind: str
-    wall: float
-    ifname: str | None
-    addresses: frozenset[str]
-
-
 @dataclass(slots=True)
 class Handover:
     address: str
@@ -94,6 +104,8 @@ class Handover:
     delete: Step | None = None
     dns: DnsTransaction | None = None
     events: dict[str, AgentEvent] = field(default_factory=dict)
+    floors: dict[str, Floor] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # agent-event phases not found
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -126,16 +138,36 @@ class Handover:
         return {k: p[k] for k in PHASES if k in p}
 
     @property
-    def t0(self) -> float:
-        p = self.phases()
-        for k in _T0_ORDER:
-            if k in p:
-                return p[k]
-        return self.start
+    def t0(self) -> float | None:
+        """The new link's ``link_up``; None when the agent's events do not show it."""
+        up = self.events.get("link_up")
+        return up.wall if up is not None else None
 
     def offsets(self) -> dict[str, float]:
         t0 = self.t0
+        if t0 is None:
+            return {}
         return {k: v - t0 for k, v in self.phases().items()}
+
+    def durations(self) -> dict[str, dict[str, Any]]:
+        """Per phase of ``CHAIN``: seconds from the previous phase, its floor and the rest."""
+        p = self.phases()
+        out: dict[str, dict[str, Any]] = {}
+        for phase, since, floor in CHAIN:
+            if phase not in p or since not in p:
+                continue
+            if floor == "link":
+                floor = "rs_ra" if ":" in self.address else "dhcp"
+            seconds = p[phase] - p[since]
+            f = self.floors.get(floor) if floor else None
+            out[phase] = {
+                "from": since,
+                "seconds": round(seconds, 6),
+                "floor": floor,
+                "floor_seconds": round(f.seconds, 6) if f else None,
+                "overhead": round(seconds - f.seconds, 6) if f else None,
+            }
+        return out
 
     def to_dict(self, index: int) -> dict[str, Any]:
         phases = self.phases()
@@ -152,6 +184,9 @@ class Handover:
             "phases": phases,
             "offsets": {k: round(v, 6) for k, v in self.offsets().items()},
             "deltas": deltas,
+            "durations": self.durations(),
+            "floors": {k: self.floors[k].to_dict() for k in FLOORS if k in self.floors},
+            "missing": list(self.missing),
             "notes": list(self.notes),
         }
 
@@ -170,9 +205,14 @@ def _steps(exchanges: Iterable[AsconfExchange]) -> list[Step]:
 def build_handovers(
     exchanges: list[AsconfExchange],
     updates: list[DnsTransaction],
-    events: list[Mapping[str, Any]] | None = None,
+    events: Iterable[Mapping[str, Any]] | None = None,
+    facts: Facts | None = None,
 ) -> list[Handover]:
-    """Assemble handovers; ``updates`` are the MN's UPDATE transactions in time order."""
+    """Assemble handovers; ``updates`` are the MN's UPDATE transactions in time order.
+
+    ``events`` None means the agent's events were not given at all (every handover's event
+    phases are then missing); ``facts`` gives the RS/RA and DHCP exchanges for the floors.
+    """
     hos: list[Handover] = []
     for s in _steps(exchanges):
         addr = s.param.address or "?"
@@ -207,53 +247,36 @@ def build_handovers(
         pick = before[-1] if before else (by_addr[0] if by_addr else None)
         if pick is not None:
             pick.dns = tx
-    if events:
-        _attach_events(hos, [_event(e) for e in events])
+    evs = parse_events(events) if events is not None else None
+    starts = [h.start for h in hos]
+    for i, h in enumerate(hos):
+        lo, hi = window(starts, i)
+        link = link_floors(facts, h.address, lo, h.start, hi) if facts else {}
+        h.floors = {**link, **_sctp_floors(h, facts)}
+        if evs is not None:
+            h.events = match_events(evs, h.address, h.old_address, h.start, lo, hi)
+        _mark_missing(h, given=evs is not None)
     return hos
 
 
-def _wall(v: Any) -> float | None:
-    if isinstance(v, int | float):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return datetime.fromisoformat(v).timestamp()
-        except ValueError:
-            return None
-    return None
+def _sctp_floors(h: Handover, facts: Facts | None) -> dict[str, Floor]:
+    found = {
+        "add_ip": asconf_floor(h.add.exchange if h.add else None, "ADD_IP", facts),
+        "set_primary": asconf_floor(h.set_primary.exchange if h.set_primary else None, "SET_PRIMARY", facts),
+        "dns": dns_floor(h.dns, facts),
+    }
+    return {k: f for k, f in found.items() if f is not None}
 
 
-def _event(e: Mapping[str, Any]) -> AgentEvent | None:
-    kind = str(e.get("event", ""))
-    wall = _wall(e.get("wall"))
-    if kind not in EVENT_KINDS or wall is None:
-        return None
-    addrs = set()
-    for a in e.get("addresses") or ():
-        try:
-            addrs.add(str(ipaddress.ip_interface(str(a)).ip))
-        except ValueError:
-            continue
-    return AgentEvent(kind, wall, e.get("ifname"), frozenset(addrs))
-
-
-def _attach_events(hos: list[Handover], evs: list[AgentEvent | None]) -> None:
-    """Give each handover its configured event (by address) and the latest earlier others."""
-    good = sorted((e for e in evs if e is not None), key=lambda e: e.wall)
-    for i, h in enumerate(hos):
-        lo = hos[i - 1].start if i else -math.inf
-        hi = hos[i + 1].start if i + 1 < len(hos) else math.inf
-        conf = [e for e in good if e.kind == "configured" and h.address in e.addresses]
-        conf = [e for e in conf if lo < e.wall < hi] or conf
-        if conf:
-            before = [e for e in conf if e.wall <= h.start]
-            h.events["configured"] = before[-1] if before else conf[0]
-        anchor = h.events["configured"].wall if "configured" in h.events else h.start
-        ifname = h.events["configured"].ifname if "configured" in h.events else None
-        for kind in ("link_up", "detected", "lost"):
-            cands = [e for e in good if e.kind == kind and lo < e.wall <= anchor]
-            same_if = [e for e in cands if ifname is not None and e.ifname == ifname]
-            if same_if or cands:
-                h.events[kind] = (same_if or cands)[-1]
-        if not conf:
-            h.notes.append(f"no 'configured' event lists {h.address}")
+def _mark_missing(h: Handover, *, given: bool) -> None:
+    """List the agent-event phases not found and say what that costs."""
+    h.missing = [k for k in EVENT_KINDS if k not in h.events]
+    if not given:
+        h.notes.append("agent events not given: t0 (the new link's link_up) unknown")
+        return
+    new = [k for k in h.missing if k != "lost"]
+    if new:
+        cost = "; t0 unknown" if "link_up" in new else ""
+        h.notes.append(f"no agent event for the link that came up with {h.address}: {', '.join(new)}{cost}")
+    if "lost" in h.missing:
+        h.notes.append("no 'lost' event for the old link")

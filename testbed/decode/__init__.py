@@ -2,26 +2,34 @@
 
 Only ``pcap`` does I/O (reading capture files). Decoders never raise on bad input: they return a
 record whose ``malformed`` field names the fault, so a checker can count and report it.
+
+The names below are loaded on first use (PEP 562): the mobility agent on a node imports
+``decode.nd`` and ``decode.dhcp`` alone and does not pay for the SCTP, DNS and pcap modules.
 """
 
-from testbed.decode.dns import DNSMessage, Record, SigRdata, TsigRdata, decode_dns
-from testbed.decode.link import IPHeader, decode_ip
-from testbed.decode.packet import Packet, decode_frame
-from testbed.decode.pcap import Frame, PcapReader, UnusableCapture, iter_frames
-from testbed.decode.sctp import (
-    AsconfAckChunk,
-    AsconfChunk,
-    AsconfParam,
-    AuthChunk,
-    DataChunk,
-    SCTPPacket,
-    decode_chunk,
-    decode_sctp,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AsconfAckChunk", "AsconfChunk", "AsconfParam", "AuthChunk", "DNSMessage", "DataChunk",
-    "Frame", "IPHeader", "Packet", "PcapReader", "Record", "SCTPPacket", "SigRdata", "TsigRdata",
-    "UnusableCapture", "decode_chunk", "decode_dns", "decode_frame", "decode_ip", "decode_sctp",
-    "iter_frames",
-]  # fmt: skip
+import importlib
+from typing import Any
+
+_HOME = {
+    "dhcp": ("DhcpMessage", "decode_dhcp"),
+    "dns": ("DNSMessage", "Record", "SigRdata", "TsigRdata", "decode_dns"),
+    "link": ("IPHeader", "decode_ip"),
+    "nd": ("PrefixInfo", "RouterAdvert", "RouterSolicit", "decode_nd", "decode_ra", "decode_rs"),
+    "packet": ("Packet", "decode_frame"),
+    "pcap": ("Frame", "PcapReader", "UnusableCapture", "iter_frames"),
+    "sctp": (
+        "AsconfAckChunk", "AsconfChunk", "AsconfParam", "AuthChunk", "DataChunk", "SCTPPacket",
+        "decode_chunk", "decode_sctp",
+    ),
+}  # fmt: skip
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'testbed.decode' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"testbed.decode.{module}"), name)

@@ -12,6 +12,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from testbed.decode.fault import DecodeFault
+
 OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE = 0, 4, 5
 RCODE_NAMES = {
     0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
@@ -26,12 +28,9 @@ TYPE_NAMES = {
     28: "AAAA", 33: "SRV", 41: "OPT", 250: "TSIG", 255: "ANY",
 }  # fmt: skip
 
+HEADER_TRUNCATED = "truncated DNS header"  # the ``malformed`` of a message with no header at all
 _MAX_JUMPS = 32  # compression pointers followed per name: the loop guard
 _NAME_TYPES = frozenset({TYPE_NS, TYPE_CNAME, TYPE_PTR})
-
-
-class _Bad(Exception):
-    """Internal decoding fault, reported as ``DNSMessage.malformed``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,26 +146,26 @@ def _name(buf: bytes, off: int) -> tuple[str, int]:
     n = len(buf)
     while True:
         if off >= n:
-            raise _Bad("name runs past the end of the message")
+            raise DecodeFault("name runs past the end of the message")
         ln = buf[off]
         if ln == 0:
             off += 1
             break
         if ln & 0xC0 == 0xC0:
             if off + 1 >= n:
-                raise _Bad("truncated compression pointer")
+                raise DecodeFault("truncated compression pointer")
             jumps += 1
             if jumps > _MAX_JUMPS:
-                raise _Bad("compression pointer loop")
+                raise DecodeFault("compression pointer loop")
             if after < 0:
                 after = off + 2
             off = ((ln & 0x3F) << 8) | buf[off + 1]
             continue
         if ln & 0xC0:
-            raise _Bad(f"unsupported label type 0x{ln & 0xC0:02x}")
+            raise DecodeFault(f"unsupported label type 0x{ln & 0xC0:02x}")
         total += ln + 1
         if total > 255 or off + 1 + ln > n:
-            raise _Bad("name too long or truncated")
+            raise DecodeFault("name too long or truncated")
         labels.append(buf[off + 1 : off + 1 + ln].decode("ascii", "backslashreplace"))
         off += 1 + ln
     return (".".join(labels) + ".") if labels else ".", (after if after >= 0 else off)
@@ -185,7 +184,7 @@ def _rdata(buf: bytes, rtype: int, v: int, e: int) -> tuple[str | None, SigRdata
         covered, alg, labels, ottl, exp, inc, tag = struct.unpack_from("!HBBIIIH", buf, v)
         signer, p = _name(buf, v + 18)
         if p > e:
-            raise _Bad("SIG signer name overruns its RDATA")
+            raise DecodeFault("SIG signer name overruns its RDATA")
         return None, SigRdata(covered, alg, labels, ottl, exp, inc, tag, signer, buf[p:e]), None
     if rtype == TYPE_TSIG:
         alg, p = _name(buf, v)
@@ -194,7 +193,7 @@ def _rdata(buf: bytes, rtype: int, v: int, e: int) -> tuple[str | None, SigRdata
         q = p + 10 + msize
         orig, err, olen = struct.unpack_from("!HHH", buf, q)
         if q + 6 + olen > e:
-            raise _Bad("TSIG RDATA overruns its record")
+            raise DecodeFault("TSIG RDATA overruns its record")
         return (
             None,
             None,
@@ -209,7 +208,7 @@ def _record(buf: bytes, off: int) -> tuple[Record, int]:
     v = p + 10
     e = v + rdlen
     if e > len(buf):
-        raise _Bad(f"{TYPE_NAMES.get(rtype, rtype)} record RDATA overruns the message")
+        raise DecodeFault(f"{TYPE_NAMES.get(rtype, rtype)} record RDATA overruns the message")
     value, sig, tsig = _rdata(buf, rtype, v, e)
     return Record(name, rtype, rclass, ttl, buf[v:e], value, sig, tsig), e
 
@@ -217,7 +216,7 @@ def _record(buf: bytes, off: int) -> tuple[Record, int]:
 def decode_dns(buf: bytes) -> DNSMessage:
     """Decode one DNS message (UDP payload, or TCP payload without its length prefix)."""
     if len(buf) < 12:
-        return DNSMessage(0, 0, (), (), (), (), "truncated DNS header")
+        return DNSMessage(0, 0, (), (), (), (), HEADER_TRUNCATED)
     mid, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", buf, 0)
     sections: list[list[Record]] = [[], [], []]
     questions: list[Question] = []
@@ -233,7 +232,7 @@ def decode_dns(buf: bytes) -> DNSMessage:
             for _ in range(count):
                 rec, p = _record(buf, p)
                 sec.append(rec)
-    except _Bad as e:
+    except DecodeFault as e:
         bad = str(e)
     except (struct.error, IndexError, ValueError, UnicodeError) as e:
         bad = f"truncated or invalid DNS message ({e})"

@@ -1,8 +1,8 @@
 """Link-layer and IP decoding: find the IP header in a frame, then the transport payload.
 
-Two layers of API: ``locate_ip``/``parse_ip`` return plain tuples and are what the checker's hot
-loop calls once per packet (no object allocation beyond the tuple); ``decode_ip`` wraps them in a
-frozen ``IPHeader`` for everyone else.
+Two layers of API: ``ip_span`` (built on ``locate_ip``/``parse_ip``) returns a plain tuple and is
+what the checker's hot loop calls once per packet (no object allocation beyond the tuple);
+``decode_ip`` wraps it in a frozen ``IPHeader`` for everyone else.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from testbed.decode.pcap import (
 _RAW_TYPES = frozenset({LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6})
 _VLAN = frozenset({0x8100, 0x88A8, 0x9100})
 _IPV6_EXT = frozenset({0, 43, 60, 51, 135, 139, 140})  # skipped; 44 (fragment) handled apart
+_IP4_FIXED = struct.Struct("!HHHxB2x4s4s").unpack_from  # total, id, frag, proto, src, dst
 _u16 = struct.Struct("!H").unpack_from
 _u32 = struct.Struct("!I").unpack_from
 
@@ -144,6 +145,23 @@ def parse_ip(buf: bytes, off: int) -> tuple[int, int, bytes, bytes, int, int, in
     raise ValueError(f"IP version {ver}")
 
 
+def ip_span(linktype: int, buf: bytes) -> tuple[int, int, bytes, bytes, int, int, int, int]:
+    """Return ``(version, proto, src, dst, l4 offset, l4 end, ip id, capture point)``.
+
+    Raises as ``locate_ip``/``parse_ip`` do. Ethernet + IPv4 without options, unfragmented and
+    complete — nearly every packet of a lab capture — is read with one ``unpack_from``; every
+    other frame takes the general path. Measured on bench/bench_checker.py's million packets,
+    the short cut saves about a third of the checker's time.
+    """
+    if linktype == LINKTYPE_ETHERNET and len(buf) >= 34 and buf[12] == 8 and buf[13] == 0 and buf[14] == 0x45:
+        total, ipid, frag, proto, src, dst = _IP4_FIXED(buf, 16)
+        end = 14 + total
+        if total >= 20 and end <= len(buf) and not frag & 0x3FFF:
+            return 4, proto, src, dst, 34, end, ipid, 0
+    off, cp = locate_ip(linktype, buf)
+    return (*parse_ip(buf, off), cp)
+
+
 def ntop(addr: bytes) -> str:
     """Text form of a 4- or 16-byte address."""
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
@@ -164,6 +182,5 @@ class IPHeader:
 
 def decode_ip(linktype: int, frame: bytes) -> IPHeader:
     """Decode the IP header of a frame; raises ``NotIP`` or ``ValueError`` (see ``parse_ip``)."""
-    off, _cp = locate_ip(linktype, frame)
-    ver, proto, src, dst, l4, end, ipid = parse_ip(frame, off)
+    ver, proto, src, dst, l4, end, ipid, _cp = ip_span(linktype, frame)
     return IPHeader(ver, ntop(src), ntop(dst), proto, ipid, l4, end)

@@ -1,10 +1,16 @@
-"""Whole-frame decoding: link layer → IP → SCTP or DNS (UDP/TCP port 53), one call, never raises."""
+"""Whole-frame decoding: link layer → IP → what the lab signals with, one call, never raises.
+
+Above IP: SCTP, DNS (UDP/TCP port 53), DHCPv4 (UDP 67/68) and Router Solicitation/Advertisement
+(ICMPv6). ``decode_transport`` is the part above IP on its own, for a caller (the checker) that
+has located the IP header already.
+"""
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
 
+from testbed.decode.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage, decode_dhcp
 from testbed.decode.dns import DNSMessage, decode_dns
 from testbed.decode.link import (
     PROTO_SCTP,
@@ -12,13 +18,14 @@ from testbed.decode.link import (
     PROTO_UDP,
     IPHeader,
     NotIP,
-    locate_ip,
+    ip_span,
     ntop,
-    parse_ip,
 )
+from testbed.decode.nd import ICMPV6, RouterAdvert, RouterSolicit, decode_nd
 from testbed.decode.sctp import SCTPPacket, decode_sctp
 
 DNS_PORT = 53
+_DHCP_PORTS = frozenset({SERVER_PORT, CLIENT_PORT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +39,19 @@ class Packet:
     dport: int = 0
     sctp: SCTPPacket | None = None
     dns: DNSMessage | None = None
+    dhcp: DhcpMessage | None = None
+    nd: RouterSolicit | RouterAdvert | None = None
     malformed: str | None = None
     unknown: str | None = None
 
 
-def dns_payload(
+def _payload(
     proto: int, buf: bytes, l4: int, end: int
 ) -> tuple[int, int, bytes | None, str | None, str | None]:
-    """Return ``(sport, dport, DNS bytes or None, malformed reason, unknown reason)``.
+    """Return ``(sport, dport, payload or None, malformed reason, unknown reason)`` of UDP/TCP.
 
-    TCP: only a segment holding one whole length-prefixed message is decoded (the lab's UPDATEs
-    fit in one segment; no stream reassembly). Segments without payload give ``None`` silently.
+    TCP: only a segment holding one whole length-prefixed DNS message is decoded (the lab's
+    UPDATEs fit in one segment; no stream reassembly); the payload is that message.
     """
     if proto == PROTO_UDP:
         if end - l4 < 8:
@@ -63,28 +72,41 @@ def dns_payload(
     return sport, dport, data[2:], None, None
 
 
+def decode_transport(proto: int, buf: bytes, l4: int, end: int, ip: IPHeader | None = None) -> Packet:
+    """Decode ``buf[l4:end]``, the payload of an IP packet carrying ``proto``."""
+    if proto == PROTO_SCTP:
+        sc = decode_sctp(buf, l4, end)
+        return Packet(ip, sc.sport, sc.dport, sctp=sc, malformed=sc.malformed)
+    if proto == ICMPV6:
+        nd = decode_nd(buf[l4:end])
+        if nd is None:
+            return Packet(ip, unknown=f"ICMPv6 type {buf[l4]}" if end > l4 else "empty ICMPv6")
+        return Packet(ip, nd=nd, malformed=nd.malformed)
+    if proto not in (PROTO_UDP, PROTO_TCP):
+        return Packet(ip, unknown=f"IP protocol {proto}")
+    name = "UDP" if proto == PROTO_UDP else "TCP"
+    sport, dport, payload, bad, unknown = _payload(proto, buf, l4, end)
+    if bad is not None:
+        return Packet(ip, sport, dport, malformed=bad)
+    if proto == PROTO_UDP and sport in _DHCP_PORTS and dport in _DHCP_PORTS:
+        dhcp = decode_dhcp(payload or b"")
+        if dhcp is None:
+            return Packet(ip, sport, dport, unknown="UDP port 67/68 without DHCP")
+        return Packet(ip, sport, dport, dhcp=dhcp, malformed=dhcp.malformed)
+    if DNS_PORT not in (sport, dport):
+        return Packet(ip, sport, dport, unknown=f"{name} port {dport}")
+    if payload is None:
+        return Packet(ip, sport, dport, unknown=unknown)
+    msg = decode_dns(payload)
+    return Packet(ip, sport, dport, dns=msg, malformed=msg.malformed)
+
+
 def decode_frame(linktype: int, frame: bytes) -> Packet:
     """Decode a captured frame as far as the lab cares."""
     try:
-        off, _cp = locate_ip(linktype, frame)
-        ver, proto, src, dst, l4, end, ipid = parse_ip(frame, off)
+        ver, proto, src, dst, l4, end, ipid, _cp = ip_span(linktype, frame)
     except NotIP as e:
         return Packet(unknown=str(e))
     except (ValueError, struct.error, IndexError) as e:
         return Packet(malformed=str(e) if isinstance(e, ValueError) else f"truncated frame ({e})")
-    ip = IPHeader(ver, ntop(src), ntop(dst), proto, ipid, l4, end)
-    if proto == PROTO_SCTP:
-        sc = decode_sctp(frame, l4, end)
-        return Packet(ip, sc.sport, sc.dport, sctp=sc, malformed=sc.malformed)
-    if proto in (PROTO_UDP, PROTO_TCP):
-        sport, dport, payload, bad, unknown = dns_payload(proto, frame, l4, end)
-        if bad is not None:
-            return Packet(ip, sport, dport, malformed=bad)
-        if DNS_PORT not in (sport, dport):
-            name = "UDP" if proto == PROTO_UDP else "TCP"
-            return Packet(ip, sport, dport, unknown=f"{name} port {dport}")
-        if payload is None:
-            return Packet(ip, sport, dport, unknown=unknown)
-        msg = decode_dns(payload)
-        return Packet(ip, sport, dport, dns=msg, malformed=msg.malformed)
-    return Packet(ip, unknown=f"IP protocol {proto}")
+    return decode_transport(proto, frame, l4, end, IPHeader(ver, ntop(src), ntop(dst), proto, ipid, l4, end))

@@ -41,7 +41,7 @@ _PCAP_MAGICS = {
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 
 
-Record = tuple[float, int, int, int, bytes, int]  # (time, idx, frame no, linktype, data, iface)
+PcapRecord = tuple[float, int, int, int, bytes, int]  # (time, idx, frame no, linktype, data, iface)
 
 
 class UnusableCapture(TestbedError):
@@ -71,6 +71,7 @@ class PcapReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.problems: list[str] = []
+        self.frames = 0  # records read, once iteration has ended
         try:
             self._f: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()/__exit__
         except OSError as e:
@@ -101,7 +102,7 @@ class PcapReader:
         for ts, _idx, _n, lt, data, iface in self.numbered():
             yield ts, lt, data, iface
 
-    def numbered(self, idx: int = 0) -> Iterator[Record]:
+    def numbered(self, idx: int = 0) -> Iterator[PcapRecord]:
         """Records as ``(time, idx, frame number, linktype, data, interface)``.
 
         The shape the checker's merge and hot loop use: numbering here saves a generator layer
@@ -117,7 +118,7 @@ class PcapReader:
             yield Frame(i, ts, lt, data, iface)
 
     # -- classic pcap -------------------------------------------------------------------------
-    def _iter_pcap(self, idx: int) -> Iterator[Record]:
+    def _iter_pcap(self, idx: int) -> Iterator[PcapRecord]:
         endian, scale = _PCAP_MAGICS[self._head]
         rest = self._f.read(20)
         if len(rest) < 20:
@@ -132,33 +133,36 @@ class PcapReader:
         nbuf = len(buf)
         pos = 0
         n = 0
-        while True:
-            if pos + 16 > nbuf:
-                buf = buf[pos:] + read(_CHUNK)
-                nbuf = len(buf)
-                pos = 0
-                if nbuf < 16:
-                    if buf:
-                        self.problems.append(f"truncated record header at end ({nbuf} bytes)")
+        try:
+            while True:
+                if pos + 16 > nbuf:
+                    buf = buf[pos:] + read(_CHUNK)
+                    nbuf = len(buf)
+                    pos = 0
+                    if nbuf < 16:
+                        if buf:
+                            self.problems.append(f"truncated record header at end ({nbuf} bytes)")
+                        return
+                sec, frac, incl, _orig = unpack_from(buf, pos)
+                if incl > _MAX_RECORD:
+                    self.problems.append(f"corrupt record length {incl}; stopped reading")
                     return
-            sec, frac, incl, _orig = unpack_from(buf, pos)
-            if incl > _MAX_RECORD:
-                self.problems.append(f"corrupt record length {incl}; stopped reading")
-                return
-            end = pos + 16 + incl
-            if end > nbuf:
-                buf = buf[pos:] + read(max(_CHUNK, incl + 16))
-                nbuf = len(buf)
-                pos, end = 0, 16 + incl
+                end = pos + 16 + incl
                 if end > nbuf:
-                    self.problems.append(f"truncated last record ({nbuf - 16} of {incl} bytes)")
-                    return
-            n += 1
-            yield sec + frac * scale, idx, n, linktype, buf[pos + 16 : end], 0
-            pos = end
+                    buf = buf[pos:] + read(max(_CHUNK, incl + 16))
+                    nbuf = len(buf)
+                    pos, end = 0, 16 + incl
+                    if end > nbuf:
+                        self.problems.append(f"truncated last record ({nbuf - 16} of {incl} bytes)")
+                        return
+                n += 1
+                yield sec + frac * scale, idx, n, linktype, buf[pos + 16 : end], 0
+                pos = end
+        finally:
+            self.frames = n
 
     # -- pcapng -------------------------------------------------------------------------------
-    def _iter_pcapng(self, idx: int) -> Iterator[Record]:
+    def _iter_pcapng(self, idx: int) -> Iterator[PcapRecord]:
         read = self._f.read
         buf = self._head + read(_CHUNK)
         pos = 0
@@ -166,67 +170,65 @@ class PcapReader:
         ifaces: list[tuple[int, float, int]] = []  # (linktype, ts scale, snaplen)
         last_ts = 0.0
         n = 0
-        while True:
-            if pos + 12 > len(buf):
-                buf = buf[pos:] + read(_CHUNK)
-                pos = 0
-                if len(buf) < 12:
-                    if buf:
-                        self.problems.append(f"truncated block header at end ({len(buf)} bytes)")
+        try:
+            while True:
+                if pos + 12 > len(buf):
+                    buf = buf[pos:] + read(_CHUNK)
+                    pos = 0
+                    if len(buf) < 12:
+                        if buf:
+                            self.problems.append(f"truncated block header at end ({len(buf)} bytes)")
+                        return
+                if buf[pos : pos + 4] == _PCAPNG_SHB:
+                    bom = buf[pos + 8 : pos + 12]
+                    if bom == b"\x4d\x3c\x2b\x1a":
+                        endian = "<"
+                    elif bom == b"\x1a\x2b\x3c\x4d":
+                        endian = ">"
+                    else:
+                        self.problems.append("corrupt section header byte-order magic; stopped")
+                        return
+                    ifaces = []
+                btype, blen = struct.unpack_from(endian + "II", buf, pos)
+                if blen < 12 or blen % 4 or blen > _MAX_RECORD:
+                    self.problems.append(f"corrupt block length {blen}; stopped reading")
                     return
-            if buf[pos : pos + 4] == _PCAPNG_SHB:
-                bom = buf[pos + 8 : pos + 12]
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    endian = "<"
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    endian = ">"
-                else:
-                    self.problems.append("corrupt section header byte-order magic; stopped")
-                    return
-                ifaces = []
-            btype, blen = struct.unpack_from(endian + "II", buf, pos)
-            if blen < 12 or blen % 4 or blen > _MAX_RECORD:
-                self.problems.append(f"corrupt block length {blen}; stopped reading")
-                return
-            end = pos + blen
-            if end > len(buf):
-                buf = buf[pos:] + read(max(_CHUNK, blen))
-                pos, end = 0, blen
+                end = pos + blen
                 if end > len(buf):
-                    self.problems.append(f"truncated last block ({len(buf)} of {blen} bytes)")
-                    return
-            body = pos + 8
-            if btype == 6:  # Enhanced Packet Block
-                iface, hi, lo, cap, _orig = struct.unpack_from(endian + "IIIII", buf, body)
-                if iface >= len(ifaces) or body + 20 + cap > end - 4:
-                    self.problems.append(f"bad enhanced packet block at offset {pos}; skipped")
-                else:
-                    lt, scale, _snap = ifaces[iface]
-                    last_ts = ((hi << 32) | lo) * scale
-                    n += 1
-                    yield last_ts, idx, n, lt, buf[body + 20 : body + 20 + cap], iface
-            elif btype == 3:  # Simple Packet Block: no timestamp, interface 0
-                (orig,) = struct.unpack_from(endian + "I", buf, body)
-                if not ifaces:
-                    self.problems.append("simple packet block before any interface; skipped")
-                else:
-                    lt, _scale, snap = ifaces[0]
-                    cap = min(orig, blen - 16, snap or orig)
-                    n += 1
-                    yield last_ts, idx, n, lt, buf[body + 4 : body + 4 + cap], 0
-            elif btype == 2:  # obsolete Packet Block
-                iface, _drops, hi, lo, cap, _orig = struct.unpack_from(endian + "HHIIII", buf, body)
-                if iface >= len(ifaces) or body + 20 + cap > end - 4:
-                    self.problems.append(f"bad packet block at offset {pos}; skipped")
-                else:
-                    lt, scale, _snap = ifaces[iface]
-                    last_ts = ((hi << 32) | lo) * scale
-                    n += 1
-                    yield last_ts, idx, n, lt, buf[body + 20 : body + 20 + cap], iface
-            elif btype == 1:  # Interface Description Block
-                lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
-                ifaces.append((lt, _tsresol(buf, body + 8, end - 4, endian), snap))
-            pos = end
+                    buf = buf[pos:] + read(max(_CHUNK, blen))
+                    pos, end = 0, blen
+                    if end > len(buf):
+                        self.problems.append(f"truncated last block ({len(buf)} of {blen} bytes)")
+                        return
+                body = pos + 8
+                if btype == 6 or btype == 2:  # Enhanced Packet Block, obsolete Packet Block
+                    if btype == 6:
+                        iface, hi, lo, cap, _orig = struct.unpack_from(endian + "IIIII", buf, body)
+                    else:
+                        iface, _drops, hi, lo, cap, _orig = struct.unpack_from(endian + "HHIIII", buf, body)
+                    if iface >= len(ifaces) or body + 20 + cap > end - 4:
+                        kind = "enhanced packet" if btype == 6 else "packet"
+                        self.problems.append(f"bad {kind} block at offset {pos}; skipped")
+                    else:
+                        lt, scale, _snap = ifaces[iface]
+                        last_ts = ((hi << 32) | lo) * scale
+                        n += 1
+                        yield last_ts, idx, n, lt, buf[body + 20 : body + 20 + cap], iface
+                elif btype == 3:  # Simple Packet Block: no timestamp, interface 0
+                    (orig,) = struct.unpack_from(endian + "I", buf, body)
+                    if not ifaces:
+                        self.problems.append("simple packet block before any interface; skipped")
+                    else:
+                        lt, _scale, snap = ifaces[0]
+                        cap = min(orig, blen - 16, snap or orig)
+                        n += 1
+                        yield last_ts, idx, n, lt, buf[body + 4 : body + 4 + cap], 0
+                elif btype == 1:  # Interface Description Block
+                    lt, _res, snap = struct.unpack_from(endian + "HHI", buf, body)
+                    ifaces.append((lt, _tsresol(buf, body + 8, end - 4, endian), snap))
+                pos = end
+        finally:
+            self.frames = n
 
 
 def _tsresol(buf: bytes, off: int, end: int, endian: str) -> float:

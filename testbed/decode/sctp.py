@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from testbed.decode.fault import DecodeFault
 from testbed.decode.link import ntop
 
 # Chunk types
@@ -49,10 +50,6 @@ ERROR_CAUSE_NAMES = {
     0x00A3: "Association Aborted Due to Illegal ASCONF-ACK",
     0x00A4: "Request Refused - No Authorization", 0x0105: "Unsupported HMAC Identifier",
 }  # fmt: skip
-
-
-class _Bad(Exception):
-    """Internal: raised while decoding, turned into a Malformed* record at the API boundary."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +209,11 @@ def _tlvs(buf: bytes, off: int, end: int) -> list[tuple[int, int, int]]:
     while off + 4 <= end:
         t, ln = struct.unpack_from("!HH", buf, off)
         if ln < 4 or off + ln > end:
-            raise _Bad(f"parameter 0x{t:04x} length {ln} overruns its chunk")
+            raise DecodeFault(f"parameter 0x{t:04x} length {ln} overruns its chunk")
         out.append((t, off + 4, off + ln))
         off += (ln + 3) & ~3
     if end - off not in (0, 1, 2, 3) and off < end:
-        raise _Bad("trailing bytes after parameters")
+        raise DecodeFault("trailing bytes after parameters")
     return out
 
 
@@ -225,7 +222,7 @@ def _address(buf: bytes, t: int, v: int, e: int) -> str:
         return ntop(buf[v:e])
     if t == 6 and e - v == 16:
         return ntop(buf[v:e])
-    raise _Bad(f"expected an IPv4/IPv6 address parameter, got type 0x{t:04x} len {e - v}")
+    raise DecodeFault(f"expected an IPv4/IPv6 address parameter, got type 0x{t:04x} len {e - v}")
 
 
 def _causes(buf: bytes, off: int, end: int) -> tuple[ErrorCause, ...]:
@@ -239,7 +236,7 @@ def _asconf_params(buf: bytes, tlvs: list[tuple[int, int, int]]) -> tuple[Asconf
             (corr,) = struct.unpack_from("!I", buf, v)
             inner = _tlvs(buf, v + 4, e)
             if len(inner) != 1:
-                raise _Bad(f"{PARAM_NAMES[t]} must carry exactly one address parameter")
+                raise DecodeFault(f"{PARAM_NAMES[t]} must carry exactly one address parameter")
             out.append(AsconfParam(t, corr, _address(buf, *inner[0])))
         elif t == ERROR_CAUSE_IND:
             (corr,) = struct.unpack_from("!I", buf, v)
@@ -258,7 +255,7 @@ def _decode(buf: bytes, off: int, length: int) -> Chunk:
     if ctype == DATA:
         tsn, sid, ssn, ppid = struct.unpack_from("!IHHI", buf, v)
         if length < 16:
-            raise _Bad("DATA chunk shorter than 16 bytes")
+            raise DecodeFault("DATA chunk shorter than 16 bytes")
         return DataChunk(ctype, flags, tsn, sid, ssn, ppid, length - 16)
     if ctype in (INIT, INIT_ACK):
         tag, rwnd, nout, nin, itsn = struct.unpack_from("!IIHHI", buf, v)
@@ -268,7 +265,7 @@ def _decode(buf: bytes, off: int, length: int) -> Chunk:
     if ctype == SACK:
         cum, rwnd, ngap, ndup = struct.unpack_from("!IIHH", buf, v)
         if 16 + 4 * (ngap + ndup) > length:
-            raise _Bad(f"SACK with {ngap} gaps and {ndup} dups overruns its chunk")
+            raise DecodeFault(f"SACK with {ngap} gaps and {ndup} dups overruns its chunk")
         g = struct.unpack_from(f"!{2 * ngap}H", buf, v + 12)
         d = struct.unpack_from(f"!{ndup}I", buf, v + 12 + 4 * ngap)
         return SackChunk(ctype, flags, cum, rwnd, tuple(zip(g[::2], g[1::2], strict=True)), d)
@@ -279,7 +276,7 @@ def _decode(buf: bytes, off: int, length: int) -> Chunk:
         (serial,) = struct.unpack_from("!I", buf, v)
         tlvs = _tlvs(buf, v + 4, end)
         if not tlvs or tlvs[0][0] not in (5, 6):
-            raise _Bad("ASCONF without its address parameter")
+            raise DecodeFault("ASCONF without its address parameter")
         t, pv, pe = tlvs[0]
         addr = _address(buf, t, pv, pe)
         return AsconfChunk(ctype, flags, serial, addr, _asconf_params(buf, tlvs[1:]))
@@ -297,33 +294,58 @@ def decode_chunk(buf: bytes, off: int, length: int) -> Chunk:
     """Decode the chunk at ``buf[off:off+length]`` (length from its header, padding excluded)."""
     try:
         return _decode(buf, off, length)
-    except (_Bad, struct.error, IndexError, ValueError) as e:
-        reason = str(e) if isinstance(e, _Bad) else f"truncated chunk ({e})"
+    except (DecodeFault, struct.error, IndexError, ValueError) as e:
+        reason = str(e) if isinstance(e, DecodeFault) else f"truncated chunk ({e})"
         return MalformedChunk(buf[off] if off < len(buf) else -1, reason)
+
+
+_HEADER = struct.Struct("!HHI").unpack_from  # ports and verification tag
+_CHUNK8 = struct.Struct("!BBHI").unpack_from  # chunk header and the value's first word
+_CHUNK4 = struct.Struct("!BBH").unpack_from
+Span = tuple[int, int, int, int]  # (chunk type, offset, length, first word of the value or 0)
+
+
+def chunk_spans(buf: bytes, off: int, end: int) -> tuple[tuple[int, int, int] | None, list[Span], str | None]:
+    """Frame an SCTP packet without decoding its chunks: ``((sport, dport, vtag), spans, fault)``.
+
+    The header triple is ``None`` when even the common header is cut. Each span's first word is
+    the TSN of a DATA chunk, the cumulative TSN of a SACK, the serial of an ASCONF: what the
+    checker reads for every DATA without building a ``DataChunk``. ``fault`` names the framing
+    error that stopped the walk (the spans before it are kept). ``decode_sctp`` is this plus
+    ``decode_chunk`` per span.
+    """
+    if end - off < 12:
+        return None, [], "truncated SCTP common header"
+    header = _HEADER(buf, off)
+    spans: list[Span] = []
+    p = off + 12
+    while p + 4 <= end:
+        if p + 8 <= end:
+            ctype, _flags, clen, word = _CHUNK8(buf, p)
+        else:
+            ctype, _flags, clen = _CHUNK4(buf, p)
+            word = 0
+        if clen < 4 or p + clen > end:
+            return header, spans, f"chunk {CHUNK_NAMES.get(ctype, ctype)} length {clen} overruns the packet"
+        spans.append((ctype, p, clen, word))
+        p += (clen + 3) & ~3
+    if p < end:
+        return header, spans, f"{end - p} stray bytes after the last chunk"
+    return header, spans, None if spans else "SCTP packet without chunks"
 
 
 def decode_sctp(buf: bytes, off: int = 0, end: int | None = None) -> SCTPPacket:
     """Decode an SCTP packet in ``buf[off:end]``; never raises."""
     end = len(buf) if end is None else end
-    if end - off < 12:
-        return SCTPPacket(0, 0, 0, 0, (), "truncated SCTP common header")
-    sport, dport, vtag, csum = struct.unpack_from("!HHII", buf, off)
+    header, spans, bad = chunk_spans(buf, off, end)
+    if header is None:
+        return SCTPPacket(0, 0, 0, 0, (), bad)
     chunks: list[Chunk] = []
-    p = off + 12
-    bad = None
-    while p + 4 <= end:
-        ctype, _fl, clen = struct.unpack_from("!BBH", buf, p)
-        if clen < 4 or p + clen > end:
-            bad = f"chunk {CHUNK_NAMES.get(ctype, ctype)} length {clen} overruns the packet"
-            break
+    first_bad = None
+    for ctype, p, clen, _word in spans:
         ch = decode_chunk(buf, p, clen)
         chunks.append(ch)
-        if isinstance(ch, MalformedChunk) and bad is None:
-            bad = f"{CHUNK_NAMES.get(ctype, ctype)}: {ch.reason}"
-        p += (clen + 3) & ~3
-    else:
-        if p < end and bad is None:
-            bad = f"{end - p} stray bytes after the last chunk"
-    if not chunks and bad is None:
-        bad = "SCTP packet without chunks"
-    return SCTPPacket(sport, dport, vtag, csum, tuple(chunks), bad)
+        if isinstance(ch, MalformedChunk) and first_bad is None:
+            first_bad = f"{CHUNK_NAMES.get(ctype, ctype)}: {ch.reason}"
+    (checksum,) = struct.unpack_from("!I", buf, off + 8)
+    return SCTPPacket(header[0], header[1], header[2], checksum, tuple(chunks), first_bad or bad)

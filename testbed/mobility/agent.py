@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from testbed.errors import ConfigError, TestbedError
-from testbed.mobility.detection import (
+from testbed.mobility.detection.detector import (
     DetectorOptions,
     EventSink,
     MovementDetector,

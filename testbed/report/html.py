@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from testbed.conformance.extract import extract
 from testbed.conformance.timeline import PHASES
-from testbed.report.ladder import Ladder, extract_ladder
+from testbed.conformance.verdict import Verdict
+from testbed.report.ladder import Ladder, build_ladder
 from testbed.report.roles import MN
 from testbed.report.rundir import (
     CAT_AGENT,
@@ -189,7 +191,36 @@ def _ladder(
     return "\n".join(parts)
 
 
-def _timeline(run: RunData, t_ref: float | None, budgets: Mapping[str, float]) -> str:
+def _floor_cells(d: Mapping[str, Any] | None) -> str:
+    """Duration, protocol floor and the rest (host stacks, agent, binding) of one phase."""
+    if not d:
+        return "<td class='num'>—</td><td>—</td><td class='num'>—</td>"
+    dur = f"{fmt_ms(float(d['seconds']))} <span class='small'>from {esc(d.get('from', '?'))}</span>"
+    if d.get("floor_seconds") is None:
+        floor = f"<span class='missing'>{esc(d['floor'])} not captured</span>" if d.get("floor") else "—"
+        return f"<td class='num'>{dur}</td><td>{floor}</td><td class='num'>—</td>"
+    floor = f"{esc(fmt_ms(float(d['floor_seconds'])))} <span class='small'>{esc(d['floor'])}</span>"
+    rest = esc(fmt_ms(float(d["overhead"])))
+    return f"<td class='num'>{dur}</td><td class='num'>{floor}</td><td class='num'>{rest}</td>"
+
+
+def _floors(h: Mapping[str, Any], known: set[str]) -> str:
+    floors = {k: f for k, f in (h.get("floors") or {}).items() if isinstance(f, dict)}
+    if not floors:
+        return _missing("protocol floors: no RS/RA, DHCP, ASCONF or DNS exchange of this handover captured")
+    rows = "".join(
+        f"<tr><td>{esc(f.get('what', name))}</td><td class='num'>{esc(fmt_ms(float(f['seconds'])))}</td>"
+        f"<td>{_pcap_link(str(f['from']['pcap']), known)} #{esc(f['from']['frame'])} → "
+        f"{_pcap_link(str(f['to']['pcap']), known)} #{esc(f['to']['frame'])}</td></tr>"
+        for name, f in floors.items()
+    )
+    return (
+        "<table><tr><th>protocol floor</th><th>on the wire</th><th>captured</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _timeline(run: RunData, t_ref: float | None, budgets: Mapping[str, float], known: set[str]) -> str:
     parts = ["<h2 id='timeline'>Handover timeline</h2>"]
     v = run.verdict or {}
     hos = [h for h in v.get("handovers") or [] if isinstance(h, dict)]
@@ -201,19 +232,26 @@ def _timeline(run: RunData, t_ref: float | None, budgets: Mapping[str, float]) -
         )
         return "\n".join(parts)
     rules = {str(r.get("id")): r for r in v.get("rules", []) if isinstance(r, dict)}
+    parts.append(
+        "<p class='small'>Each phase's duration runs from the phase named beside it; its protocol "
+        "floor is the exchange on the wire that the phase waits for, and the rest is spent in the "
+        "hosts' stacks, the mobility agent and the binding daemon.</p>"
+    )
     for h in hos:
         phases: dict[str, float] = {k: float(x) for k, x in (h.get("phases") or {}).items()}
         offsets: dict[str, float] = {k: float(x) for k, x in (h.get("offsets") or {}).items()}
+        durations = h.get("durations") or {}
+        missing = set(h.get("missing") or ())
         old = h.get("old_address") or "?"
         head = f"Handover {h.get('index', '?')}: {old} → {h.get('address', '?')}"
         total = max(offsets.values(), default=0.0)
         parts.append(f"<h3>{esc(head)}</h3>")
+        t0 = "unknown (no link_up event of the new link)" if h.get("t0") is None else _iso(h.get("t0"))
         parts.append(
-            f"<p class='small'>t0 {esc(_iso(h.get('t0')))}; last phase at +{esc(fmt_ms(total))}; "
-            f"SCTP ports {esc(h.get('ports'))}</p>"
+            f"<p class='small'>t0 (the new link's link_up) {esc(t0)}; last phase at "
+            f"+{esc(fmt_ms(total))}; SCTP ports {esc(h.get('ports'))}</p>"
         )
         rows = []
-        prev: float | None = None
         scale = total if total > 0 else 1.0
         # Rows in time order (TraSH order on ties), then the phases never reached.
         order = sorted((p for p in PHASES if p in phases), key=lambda p: phases[p])
@@ -226,26 +264,27 @@ def _timeline(run: RunData, t_ref: float | None, budgets: Mapping[str, float]) -
             if rule:
                 bcell += _badge(str(rule.get("status")))
             if phase not in phases:
+                why = "missing from the agent's events" if phase in missing else "not observed"
                 rows.append(
-                    f"<tr><td>{esc(phase)}</td><td class='missing' colspan='4'>not observed</td>"
+                    f"<tr><td>{esc(phase)}</td><td class='missing' colspan='6'>{esc(why)}</td>"
                     f"<td>{bcell or '—'}</td></tr>"
                 )
                 continue
-            t = phases[phase]
-            off = offsets.get(phase, 0.0)
-            since = "—" if prev is None else fmt_ms(t - prev)
-            prev = t
-            width = max(0.0, min(100.0, off / scale * 100))
+            off = offsets.get(phase)
+            width = max(0.0, min(100.0, off / scale * 100)) if off is not None else 0.0
             rows.append(
-                f"<tr><td>{esc(phase)}</td><td class='num'>{esc(_rel(t, t_ref))}</td>"
-                f"<td class='num'>{esc(fmt_ms(off))}</td><td class='num'>{esc(since)}</td>"
-                f"<td style='width:220px'><div class='bar' style='width:{width:.1f}%'></div></td>"
+                f"<tr><td>{esc(phase)}</td><td class='num'>{esc(_rel(phases[phase], t_ref))}</td>"
+                f"<td class='num'>{esc(fmt_ms(off)) if off is not None else '—'}</td>"
+                f"{_floor_cells(durations.get(phase))}"
+                f"<td style='width:200px'><div class='bar' style='width:{width:.1f}%'></div></td>"
                 f"<td>{bcell or '—'}</td></tr>"
             )
         parts.append(
-            "<table><tr><th>phase</th><th>time</th><th>after t0</th><th>since previous</th>"
-            f"<th>offset</th><th>budget</th></tr>{''.join(rows)}</table>"
+            "<table><tr><th>phase</th><th>time</th><th>after t0</th><th>duration</th>"
+            "<th>protocol floor</th><th>stacks + agent</th><th>offset</th><th>budget</th></tr>"
+            f"{''.join(rows)}</table>"
         )
+        parts.append(_floors(h, known))
         for note in h.get("notes") or []:
             parts.append(f"<p class='small'>note: {esc(note)}</p>")
     return "\n".join(parts)
@@ -343,17 +382,21 @@ def render_report(
     *,
     budgets: Mapping[str, float] | None = None,
     mn_role: str = MN,
+    verdict: Verdict | None = None,
 ) -> Path:
     """Write ``run_dir/report.html`` and return its path.
 
     ``roles`` maps ladder columns (in order, e.g. MN, New AR, CN, DHCP, Location manager) to
     addresses or prefixes; ``budgets`` (phase → seconds) are shown next to the timeline phases.
-    Raises ``ConfigError`` only for a malformed ``roles`` entry; missing inputs are reported
-    in the page.
+    ``verdict``: the checker's result for this run; the page is drawn from its facts, so the
+    captures are not read again. Without it, verdict.json is read and the captures are
+    extracted here (one pass). Raises ``ConfigError`` only for a malformed ``roles`` entry;
+    missing inputs are reported in the page.
     """
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
-    ladder = extract_ladder(run.pcaps, roles, mn_role=mn_role)
+    run = load_run(run_dir, verdict.to_dict() if verdict is not None else None)
+    facts = verdict.facts if verdict is not None else None
+    ladder = build_ladder(facts or extract(run.pcaps, skip_unusable=True), roles, mn_role=mn_role)
     budgets = dict(budgets or (run.verdict or {}).get("budgets") or {})
     t_ref = ladder.messages[0].time if ladder.messages else None
     notes = _notes(run.events, mn_role) if ladder.messages else []
@@ -364,7 +407,7 @@ def render_report(
         [
             _summary(run, ladder, title),
             _ladder(ladder, notes, roles, title, known),
-            _timeline(run, t_ref, budgets),
+            _timeline(run, t_ref, budgets, known),
             _rules(run, t_ref, known),
             _captures(ladder),
             _events(run, t_ref),

@@ -1,37 +1,24 @@
 """The Appendix-A ladder of a run: the handover's signalling messages in time order, once each.
 
-SCTP and DNS come from the checker's own pass (``testbed.conformance.extract``), so the ladder's
-pcap/frame references are the same first copies the verdict's evidence cites and copies of one
-packet seen on several links are already merged. Router Advertisements and DHCP, which the
-checker ignores, come from a second light pass here that decodes only ICMPv6 and UDP 67/68 and
-merges copies the same way (same addresses, IP id and transport bytes at another capture point
-within ``window`` seconds).
+Built from the checker's ``Facts`` (``testbed.conformance``): the captures are read once, by the
+checker, and the ladder's pcap/frame references are the same first copies the verdict's evidence
+cites (copies of one packet seen on several links are already merged).
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.conformance.exchange import asconf_exchanges
-from testbed.conformance.extract import AckSeen, AsconfSeen, DnsSeen, Facts, extract
+from testbed.conformance.extract import extract
+from testbed.conformance.facts import AckSeen, AsconfSeen, DhcpSeen, DnsSeen, Facts, NdSeen, Where
+from testbed.decode.dhcp import BOOTREPLY, SERVER_PORT
 from testbed.decode.dns import CLASS_ANY, CLASS_IN, CLASS_NONE, OPCODE_UPDATE, DNSMessage
-from testbed.decode.link import PROTO_UDP, NotIP, locate_ip, ntop, parse_ip
-from testbed.decode.pcap import PcapReader, UnusableCapture
+from testbed.decode.nd import RouterAdvert
 from testbed.decode.sctp import ERROR_CAUSE_IND, SET_PRIMARY
 from testbed.report.roles import DHCP, MN, NEW_AR, OTHER, RoleMap
-from testbed.report.wire import (
-    DHCP_CLIENT_PORT,
-    DHCP_SERVER_PORT,
-    ICMPV6,
-    ND_ROUTER_ADVERT,
-    DhcpMessage,
-    RouterAdvert,
-    decode_dhcp,
-    decode_ra,
-)
 
 # Message kinds (the renderer colours by kind; ``error`` overrides the colour).
 KIND_RA, KIND_DHCP, KIND_ASCONF, KIND_DNS, KIND_DATA = "ra", "dhcp", "asconf", "dns", "data"
@@ -39,8 +26,8 @@ KINDS = (KIND_RA, KIND_DHCP, KIND_ASCONF, KIND_DNS, KIND_DATA)
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
-    """One arrow of the ladder. ``pcap``/``frame`` locate the first captured copy."""
+class Arrow:
+    """One message on the ladder. ``pcap``/``frame`` locate the first captured copy."""
 
     time: float  # capture time, seconds since the epoch
     src_role: str
@@ -69,136 +56,76 @@ class CaptureInfo:
 
 @dataclass(slots=True)
 class Ladder:
-    messages: list[Message]
+    messages: list[Arrow]
     columns: list[str]  # the roles in the caller's order, plus OTHER when a message needs it
     captures: list[CaptureInfo] = field(default_factory=list)
     truncated: int = 0  # messages left out beyond ``max_messages``
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """An RA or DHCP message found by the light pass (first copy only)."""
-
-    time: float
-    pcap: str
-    frame: int
-    src: str
-    dst: str
-    sport: int
-    dport: int
-    ra: RouterAdvert | None = None
-    dhcp: DhcpMessage | None = None
-
-
-def _names(paths: Sequence[Path]) -> list[str]:
-    """Evidence names as ``extract`` makes them: file names, full paths when names clash."""
-    names = [p.name for p in paths]
-    return [str(p) for p in paths] if len(set(names)) != len(names) else names
-
-
-def _light_pass(
-    paths: Sequence[Path], names: Sequence[str], window: float
-) -> tuple[list[_Seen], list[int], list[list[str]]]:
-    """RA and DHCP messages of every file (deduplicated), frame counts and reader problems."""
-    found: list[tuple[float, tuple[object, ...], int, _Seen]] = []
-    counts: list[int] = []
-    problems: list[list[str]] = []
-    for pidx, (path, name) in enumerate(zip(paths, names, strict=True)):
-        n = 0
-        with PcapReader(path) as reader:
-            for ts, _idx, fno, lt, data, iface in reader.numbered(pidx):
-                n = fno
-                # Cheap skip of the bulk (SCTP/TCP over Ethernet) before any parsing.
-                if lt == 1 and len(data) > 23:
-                    et = data[12:14]
-                    if (et == b"\x08\x00" and data[23] != PROTO_UDP) or (
-                        et == b"\x86\xdd" and data[20] not in (ICMPV6, PROTO_UDP, 0)
-                    ):
-                        continue
-                try:
-                    off, cp = locate_ip(lt, data)
-                    _v, proto, src, dst, l4, end, ipid = parse_ip(data, off)
-                except (NotIP, ValueError, struct.error, IndexError):
-                    continue  # the checker counts these; the ladder just skips them
-                seen = _classify(proto, data, l4, end, ts, name, fno, ntop(src), ntop(dst))
-                if seen is not None:
-                    key = (src, dst, proto, ipid, data[l4:end])
-                    found.append((ts, key, hash((pidx, iface, cp)), seen))
-            problems.append(list(reader.problems))
-        counts.append(n)
-    found.sort(key=lambda f: f[0])
-    out: list[_Seen] = []
-    first: dict[tuple[object, ...], tuple[float, set[int]]] = {}
-    for ts, key, point, seen in found:
-        ent = first.get(key)
-        if ent is not None and ts - ent[0] <= window and point not in ent[1]:
-            ent[1].add(point)  # the same packet at another capture point
-            continue
-        first[key] = (ts, {point})
-        out.append(seen)
-    return out, counts, problems
-
-
-def _classify(
-    proto: int, data: bytes, l4: int, end: int, ts: float, name: str, fno: int, src: str, dst: str
-) -> _Seen | None:
-    if proto == ICMPV6 and end - l4 >= 16 and data[l4] == ND_ROUTER_ADVERT:
-        ra = decode_ra(data[l4:end])
-        return _Seen(ts, name, fno, src, dst, 0, 0, ra=ra) if ra else None
-    if proto == PROTO_UDP and end - l4 >= 8:
-        sport, dport = struct.unpack_from("!HH", data, l4)
-        if {sport, dport} <= {DHCP_SERVER_PORT, DHCP_CLIENT_PORT}:
-            msg = decode_dhcp(data[l4 + 8 : end])
-            return _Seen(ts, name, fno, src, dst, sport, dport, dhcp=msg) if msg else None
-    return None
-
-
 class _Builder:
-    """Turns decoded facts into ``Message``s; holds the role lookup and the role choices."""
+    """Turns decoded facts into ``Arrow``s; holds the role lookup and the role choices."""
 
     def __init__(self, rm: RoleMap, mn: str, router: str, dhcp: str) -> None:
         self.rm, self.mn, self.router, self.dhcp_role = rm, mn, router, dhcp
-        self.out: list[Message] = []
+        self.out: list[Arrow] = []
 
     def role(self, addr: str, prefer: Sequence[str] = ()) -> str:
         return self.rm.resolve(addr, prefer) or OTHER
 
+    def add(
+        self, where: Where, ends: tuple[str, str], addrs: tuple[str, str], label: str, detail: str, kind: str,
+        *, reply: bool = False, error: bool = False,
+    ) -> None:  # fmt: skip
+        """One arrow between the roles ``ends`` for the packet at ``where`` sent ``addrs[0]`` → ``[1]``."""
+        self.out.append(
+            Arrow(where.time, *ends, label, detail, where.pcap, where.frame, kind, reply, error, *addrs)
+        )
+
+    def between(
+        self, where: Where, src: str, dst: str, label: str, detail: str, kind: str,
+        *, reply: bool = False, error: bool = False,
+    ) -> None:  # fmt: skip
+        """An arrow whose ends are the roles of its addresses."""
+        ends = (self.role(src), self.role(dst))
+        self.add(where, ends, (src, dst), label, detail, kind, reply=reply, error=error)
+
     # -- RA and DHCP -------------------------------------------------------------------------
-    def ra(self, s: _Seen) -> None:
-        assert s.ra is not None
+    def ra(self, s: NdSeen) -> None:
+        ra = s.msg
+        if not isinstance(ra, RouterAdvert):
+            return  # solicitations are not drawn (Appendix A starts at the advertisement)
         src = self.rm.resolve(s.src, (self.router,))
         if src is None:  # link-local source: name the router by the prefix it advertises
-            owners = [r for p in s.ra.prefixes for r in self.rm.hosts_in(p) if r != self.mn]
+            owners = [r for p in ra.prefixes for r in self.rm.hosts_in(p.prefix) if r != self.mn]
             src = self.router if self.router in owners else (owners[0] if owners else None)
         if src is None or src == self.mn:
             return  # not from a router the report knows (e.g. the old AR): not on the ladder
         dst = self.mn if s.dst.lower().startswith("ff") else self.role(s.dst)
-        prefixes = ", ".join(s.ra.prefixes) or "no prefix"
-        life = s.ra.router_lifetime
-        detail = f"from {s.src} to {s.dst}; prefixes {prefixes}; router lifetime {life} s"
-        if s.ra.mtu:
-            detail += f"; MTU {s.ra.mtu}"
-        label = "Router Advertisement " + (s.ra.prefixes[0] if s.ra.prefixes else "")
-        self.add(s, src, dst, label.strip(), detail, KIND_RA, error=s.ra.router_lifetime == 0)
+        prefixes = ", ".join(p.prefix for p in ra.prefixes) or "no prefix"
+        detail = f"from {s.src} to {s.dst}; prefixes {prefixes}; router lifetime {ra.router_lifetime} s"
+        if ra.mtu:
+            detail += f"; MTU {ra.mtu}"
+        if ra.malformed:
+            detail += f"; malformed: {ra.malformed}"
+        label = "Router Advertisement " + (ra.prefixes[0].prefix if ra.prefixes else "")
+        error = ra.router_lifetime == 0 or ra.malformed is not None
+        self.add(s.where, (src, dst), (s.src, s.dst), label.strip(), detail, KIND_RA, error=error)
 
-    def dhcp(self, items: list[_Seen]) -> None:
+    def dhcp(self, items: list[DhcpSeen]) -> None:
         """Keep a transaction (by xid) whose server is the DHCP role's, or that nobody answered."""
-        by_xid: dict[int, list[_Seen]] = {}
+        by_xid: dict[int, list[DhcpSeen]] = {}
         for s in items:
-            assert s.dhcp is not None
-            by_xid.setdefault(s.dhcp.xid, []).append(s)
+            by_xid.setdefault(s.msg.xid, []).append(s)
         for group in by_xid.values():
-            servers = [s.dhcp.server_id for s in group if s.dhcp and s.dhcp.server_id]
-            servers += [s.src for s in group if s.sport == DHCP_SERVER_PORT]
+            servers = [s.msg.server_id for s in group if s.msg.server_id]
+            servers += [s.src for s in group if s.sport == SERVER_PORT]
             if servers and self.rm.resolve(servers[0], (self.dhcp_role,)) != self.dhcp_role:
                 continue
             for s in group:
-                m = s.dhcp
-                assert m is not None
-                to_server = s.dport == DHCP_SERVER_PORT
-                src, dst = (self.mn, self.dhcp_role) if to_server else (self.dhcp_role, self.mn)
+                m = s.msg
+                to_server = s.dport == SERVER_PORT
+                ends = (self.mn, self.dhcp_role) if to_server else (self.dhcp_role, self.mn)
                 addr = m.yiaddr if m.yiaddr != "0.0.0.0" else (m.requested or "")
-                label = f"DHCP {m.type_name} {addr}".strip()
                 parts = [f"xid 0x{m.xid:08x}", f"{s.src} → {s.dst}"]
                 if m.server_id:
                     parts.append(f"server {m.server_id}")
@@ -207,31 +134,9 @@ class _Builder:
                 if m.router:
                     parts.append(f"router {m.router}")
                 self.add(
-                    s,
-                    src,
-                    dst,
-                    label,
-                    "; ".join(parts),
-                    KIND_DHCP,
-                    reply=m.op == 2,
-                    error=m.type_name in ("NAK", "DECLINE"),
-                )
-
-    def add(
-        self,
-        s: _Seen,
-        src: str,
-        dst: str,
-        label: str,
-        detail: str,
-        kind: str,
-        *,
-        reply: bool = False,
-        error: bool = False,
-    ) -> None:
-        self.out.append(
-            Message(s.time, src, dst, label, detail, s.pcap, s.frame, kind, reply, error, s.src, s.dst)
-        )
+                    s.where, ends, (s.src, s.dst), f"DHCP {m.type_name} {addr}".strip(), "; ".join(parts),
+                    KIND_DHCP, reply=m.op == BOOTREPLY, error=m.type_name in ("NAK", "DECLINE"),
+                )  # fmt: skip
 
     # -- SCTP ---------------------------------------------------------------------------------
     def sctp(self, facts: Facts) -> None:
@@ -257,21 +162,7 @@ class _Builder:
                     f"TSN {fd.tsn}, {fd.src} → {fd.dst}; "
                     f"first new DATA after SET_PRIMARY {new} was acknowledged"
                 )
-                self.out.append(
-                    Message(
-                        fd.where.time,
-                        self.role(fd.src),
-                        self.role(fd.dst),
-                        label,
-                        detail,
-                        fd.where.pcap,
-                        fd.where.frame,
-                        KIND_DATA,
-                        error=wrong,
-                        src=fd.src,
-                        dst=fd.dst,
-                    )
-                )
+                self.between(fd.where, fd.src, fd.dst, label, detail, KIND_DATA, error=wrong)
         for ack in orphans:
             self.ack(ack, "ASCONF-ACK for no captured ASCONF", [], orphan=True)
 
@@ -279,21 +170,7 @@ class _Builder:
         auth = f"AUTH {a.auth.hmac_name} key {a.auth.shared_key_id}" if a.auth else "no AUTH"
         detail = f"serial {a.chunk.serial}; lookup address {a.chunk.address}; {auth}; {a.src} → {a.dst}"
         label = f"ASCONF {names}" + (" (retransmission)" if retransmission else "")
-        self.out.append(
-            Message(
-                a.where.time,
-                self.role(a.src),
-                self.role(a.dst),
-                label,
-                detail,
-                a.where.pcap,
-                a.where.frame,
-                KIND_ASCONF,
-                src=a.src,
-                dst=a.dst,
-                error=a.auth is None,
-            )
-        )
+        self.between(a.where, a.src, a.dst, label, detail, KIND_ASCONF, error=a.auth is None)
 
     def ack(self, a: AckSeen, label: str, failures: list[str], *, orphan: bool = False) -> None:
         errors = [p for p in a.chunk.params if p.type == ERROR_CAUSE_IND]
@@ -302,22 +179,8 @@ class _Builder:
         detail = f"serial {a.chunk.serial}; {status}; {auth}; {a.src} → {a.dst}"
         if failures or errors:
             label += " (error)"
-        self.out.append(
-            Message(
-                a.where.time,
-                self.role(a.src),
-                self.role(a.dst),
-                label,
-                detail,
-                a.where.pcap,
-                a.where.frame,
-                KIND_ASCONF,
-                reply=True,
-                error=bool(failures or errors or orphan),
-                src=a.src,
-                dst=a.dst,
-            )
-        )
+        error = bool(failures or errors or orphan)
+        self.between(a.where, a.src, a.dst, label, detail, KIND_ASCONF, reply=True, error=error)
 
     # -- DNS ----------------------------------------------------------------------------------
     def dns(self, d: DnsSeen) -> None:
@@ -341,22 +204,7 @@ class _Builder:
                 f"delete {', '.join(dels) or 'nothing'}; {sig}; {src[0]} → {dst[0]} ({d.transport})"
             )
             error = sig == "unsigned"
-        self.out.append(
-            Message(
-                d.where.time,
-                self.role(src[0]),
-                self.role(dst[0]),
-                label,
-                detail,
-                d.where.pcap,
-                d.where.frame,
-                KIND_DNS,
-                reply=m.qr,
-                error=error,
-                src=src[0],
-                dst=dst[0],
-            )
-        )
+        self.between(d.where, src[0], dst[0], label, detail, KIND_DNS, reply=m.qr, error=error)
 
 
 def _signature(m: DNSMessage) -> str:
@@ -380,59 +228,45 @@ def _changes(m: DNSMessage) -> tuple[list[str], list[str]]:
     return adds, dels
 
 
-def extract_ladder(
-    pcaps: Iterable[Path],
+def build_ladder(
+    facts: Facts,
     roles: Mapping[str, Sequence[str]],
     *,
-    window: float = 0.5,
     max_messages: int = 400,
     mn_role: str = MN,
     router_role: str = NEW_AR,
     dhcp_role: str = DHCP,
 ) -> Ladder:
-    """Read the captures and return the ladder; unreadable files are listed, not raised.
+    """The ladder of what the checker extracted (``Verdict.facts``); no capture is read here.
 
     ``roles`` maps column name → addresses/prefixes (see ``testbed.report.roles``); ``mn_role``,
     ``router_role`` and ``dhcp_role`` name the columns that RA and DHCP messages go between.
     """
-    paths = [Path(p) for p in pcaps]
-    rm = RoleMap.build(roles)
-    infos: dict[Path, CaptureInfo] = {}
-    readable: list[Path] = []
-    for p in paths:
-        size = p.stat().st_size if p.exists() else 0
-        try:
-            PcapReader(p).close()
-        except UnusableCapture as e:
-            infos[p] = CaptureInfo(p.name, p, size, None, (str(e),))
-            continue
-        readable.append(p)
-        infos[p] = CaptureInfo(p.name, p, size, 0)
-    b = _Builder(rm, mn_role, router_role, dhcp_role)
-    if readable:
-        names = _names(readable)
-        seen, counts, problems = _light_pass(readable, names, window)
-        for p, n, probs in zip(readable, counts, problems, strict=True):
-            infos[p] = CaptureInfo(p.name, p, infos[p].size, n, tuple(probs))
-        if mn_role in roles:
-            for s in seen:
-                if s.ra is not None:
-                    b.ra(s)
-            if dhcp_role in roles:
-                b.dhcp([s for s in seen if s.dhcp is not None])
-        facts = extract(readable, window=window)
-        b.sctp(facts)
-        for d in facts.dns:
-            b.dns(d)
+    b = _Builder(RoleMap.build(roles), mn_role, router_role, dhcp_role)
+    if mn_role in roles:
+        for s in facts.nd:
+            b.ra(s)
+        if dhcp_role in roles:
+            b.dhcp(facts.dhcp)
+    b.sctp(facts)
+    for d in facts.dns:
+        b.dns(d)
     msgs = sorted(b.out, key=lambda m: m.time)  # stable: ties keep request-before-answer order
     truncated = max(0, len(msgs) - max_messages)
     msgs = msgs[:max_messages]
     columns = list(roles)
     if any(OTHER in (m.src_role, m.dst_role) for m in msgs) and OTHER not in columns:
         columns.append(OTHER)
-    return Ladder(msgs, columns, [infos[p] for p in paths], truncated)
+    captures = [
+        CaptureInfo(c.name, c.path, c.path.stat().st_size if c.path.exists() else 0, c.frames, c.problems)
+        for c in facts.captures
+    ]
+    return Ladder(msgs, columns, captures, truncated)
 
 
-def ladder_messages(pcaps: Iterable[Path], roles: Mapping[str, Sequence[str]], **kw: object) -> list[Message]:
-    """Just the messages of ``extract_ladder`` (same arguments)."""
-    return extract_ladder(pcaps, roles, **kw).messages  # type: ignore[arg-type]
+def extract_ladder(
+    pcaps: Iterable[Path], roles: Mapping[str, Sequence[str]], *, window: float = 0.5, mn_role: str = MN
+) -> Ladder:
+    """Read the captures (one pass, unreadable files listed rather than raised) and build the
+    ladder: for a run directory without a checker's result at hand."""
+    return build_ladder(extract(pcaps, window, skip_unusable=True), roles, mn_role=mn_role)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.conformance.checker import CAPTURE_SUFFIXES
 from testbed.mobility.events import KINDS as AGENT_KINDS
 
-CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 CAT_AGENT, CAT_LOCATION, CAT_STEP, CAT_OTHER = "agent", "location", "step", "other"
 
 
@@ -48,13 +48,14 @@ def event_time(e: dict[str, Any]) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def load_run(run_dir: Path) -> RunData:
-    run = RunData(Path(run_dir))
+def load_run(run_dir: Path, verdict: dict[str, Any] | None = None) -> RunData:
+    """The run's parts; ``verdict`` (the checker's result as a dict) stands in for verdict.json."""
+    run = RunData(Path(run_dir), verdict=verdict)
     pdir = run.run_dir / "pcaps"
     if pdir.is_dir():
         run.pcaps = sorted(p for p in pdir.iterdir() if p.suffix in CAPTURE_SUFFIXES and p.is_file())
     vpath = run.run_dir / "verdict.json"
-    if vpath.is_file():
+    if verdict is None and vpath.is_file():
         try:
             v = json.loads(vpath.read_text())
             if isinstance(v, dict):

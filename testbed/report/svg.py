@@ -17,7 +17,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from testbed.report.ladder import KIND_ASCONF, KIND_DATA, KIND_DHCP, KIND_DNS, KIND_RA, Message
+from testbed.report.ladder import KIND_ASCONF, KIND_DATA, KIND_DHCP, KIND_DNS, KIND_RA, Arrow
 
 COLOURS = {
     KIND_RA: "#2e7d32",
@@ -63,7 +63,7 @@ def _fit(text: str, width: float) -> str:
 
 
 def render_ladder_svg(
-    messages: Sequence[Message],
+    messages: Sequence[Arrow],
     columns: Sequence[str],
     *,
     notes: Sequence[Note] = (),
@@ -84,7 +84,7 @@ def render_ladder_svg(
     xs = {c: _LEFT + col_width * i + col_width / 2 for i, c in enumerate(cols)}
     if t_ref is None:
         t_ref = messages[0].time if messages else (notes[0].time if notes else 0.0)
-    rows: list[tuple[float, int, Message | Note]] = [
+    rows: list[tuple[float, int, Arrow | Note]] = [
         (m.time, 1, m) for m in messages if m.src_role in xs and m.dst_role in xs
     ]
     rows += [(n.time, 0, n) for n in notes if n.kind == NOTE_STEP or n.role in xs]
@@ -100,7 +100,7 @@ def render_ladder_svg(
             y += row_height * 0.8
         last = t
         rel = fmt_ms(t - t_ref)
-        if isinstance(item, Message):
+        if isinstance(item, Arrow):
             body.append(_arrow(item, xs, y, rel, col_width))
         elif item.kind == NOTE_STEP:
             body.append(_step(item, y, width, rel))
@@ -157,7 +157,7 @@ def _time(y: float, rel: str) -> str:
     return f'<text x="8" y="{y + 4:.1f}" font-size="10" fill="#333">{esc(rel)}</text>'
 
 
-def _arrow(m: Message, xs: dict[str, float], y: float, rel: str, col_width: int) -> str:
+def _arrow(m: Arrow, xs: dict[str, float], y: float, rel: str, col_width: int) -> str:
     key = "error" if m.error else m.kind
     colour = COLOURS.get(key, COLOURS[KIND_DATA])
     marker = f"ladder-arrow-{key if key in COLOURS else KIND_DATA}"

@@ -169,14 +169,14 @@ class Runner:
         verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
                         mn_name=f"{z.mobile_name}.{z.zone}")
         verdict.write(self.out / "verdict.json")
-        self._report()
+        self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)
 
-    def _report(self) -> None:
+    def _report(self, verdict: Any) -> None:
         from testbed.report.html import render_report
 
         render_report(self.out, self.roles(), f"{self.sc.name} on lab {self.lab.state.lab}",
-                      budgets=self.sc.budgets or None)
+                      budgets=self.sc.budgets or None, verdict=verdict)
 
     def roles(self) -> dict[str, list[str]]:
         """Appendix-A columns: the MN (its access prefixes), the AR it moves to (first move),

@@ -31,7 +31,7 @@ from testbed.errors import TestbedError
 from testbed.host import netns as ns
 from testbed.runtimes.kernels import resolve
 from testbed.runtimes.qemu import QemuConfig, QemuNode
-from testbed.sctp.asconf_trace import AsconfEvent, read_events
+from tests.support.asconf_trace import AsconfEvent, read_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 

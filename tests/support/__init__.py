@@ -1,1 +1,2 @@
-"""Test doubles and builders shared by the unit and integration suites."""
+"""What only tests and benchmarks use: fake runtimes and backends, synthetic captures,
+ASCONF traces read back."""

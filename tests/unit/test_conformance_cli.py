@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from testbed.conformance import main
-from testbed.conformance.synth import Knobs, agent_events, trash_capture
+from tests.support.synth import Knobs, agent_events, trash_capture
 
 
 def _main(argv: list[str]) -> tuple[int, str]:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from testbed.conformance import RULE_IDS, Verdict, check
-from testbed.conformance.synth import Capture, Knobs, agent_events, trash_capture, write_pcap
 from testbed.decode.pcap import LINKTYPE_LINUX_SLL2
 from testbed.errors import ConfigError
+from tests.support.synth import Capture, Knobs, agent_events, trash_capture, write_pcap
 
 MN = "mn.mobile.test"
 
@@ -210,8 +211,8 @@ def test_rule_selection(tmp_path: Path) -> None:
 def test_verdict_json_shape(tmp_path: Path) -> None:
     v = _run(tmp_path, trash_capture(Knobs(ack_add=False)))
     d = v.to_dict()
-    assert set(d) == {"passed", "rules", "stats", "handovers"}
-    assert d["passed"] is False
+    assert set(d) == {"schema", "passed", "rules", "stats", "budgets", "handovers"}
+    assert d["schema"] == 2 and d["passed"] is False and d["budgets"] == {}
     r = next(r for r in d["rules"] if r["id"] == "asconf.ack")
     assert set(r) == {"id", "status", "message", "evidence"}
     assert set(r["evidence"][0]) == {"pcap", "frame", "time", "what"}
@@ -234,9 +235,47 @@ def test_gap_filled_by_a_later_retransmission_passes(tmp_path: Path) -> None:
 def test_ipv6_pcapng_with_sll2_link_type(tmp_path: Path) -> None:
     frames = trash_capture(Knobs(v6=True)).sorted_frames()
     sll2 = [(t, struct.pack("!HHIHBB8s", 0x86DD, 0, 4, 1, 4, 6, f[:6] + b"\0\0") + f[14:]) for t, f in frames]
-    from testbed.conformance.synth import write_pcapng
+    from tests.support.synth import write_pcapng
 
     write_pcapng(tmp_path / "any.pcapng", sll2, linktype=LINKTYPE_LINUX_SLL2)
     v = check(tmp_path, mn_name=MN)
     assert v.passed and all(s == "pass" for s in v.statuses().values())
     assert v.handovers[0]["address"] == "2001:db8:2::10"
+
+
+def test_verdict_carries_the_callers_lab_block_and_budgets(tmp_path: Path) -> None:
+    lab = {"machine": {"cores": 2}, "backend": "mininet",
+           "nodes": {"mn": {"stack": "vm", "kernel": "6.1.0-56-amd64", "accelerator": "tcg"}}}  # fmt: skip
+    v = _run(tmp_path, trash_capture(), lab=lab, budgets={"dns_acked": 0.5})
+    v.write(tmp_path / "verdict.json")
+    d = json.loads((tmp_path / "verdict.json").read_text())
+    assert d["schema"] == 2 and d["lab"] == lab and d["budgets"] == {"dns_acked": 0.5}
+    assert "lab" not in _run(tmp_path, trash_capture()).to_dict()
+
+
+def test_broken_router_advertisements_and_dhcp_are_counted_not_fatal(tmp_path: Path) -> None:
+    from tests.support.synth import dhcp_message, router_advert
+
+    cap = trash_capture()
+    t = cap.sorted_frames()[3][0]
+    ra = router_advert("fe80::a2", "2001:db8:a2::")
+    cap.add(t + 1e-4, ra[:-9])  # IPv6 payload length now overruns the frame: truncated IPv6
+    bad_opt = bytearray(ra)
+    bad_opt[14 + 40 + 16 + 1] = 0  # the prefix option's length 0 (RFC 4861 §4.6: invalid)
+    cap.add(t + 2e-4, bytes(bad_opt))
+    bootp = dhcp_message("ack", 7, "198.51.100.1", to_server=False, yiaddr="198.51.100.10")[42:]
+
+    def udp(payload: bytes) -> bytes:
+        eth = Ether(src="02:00:00:00:00:a2", dst="ff:ff:ff:ff:ff:ff")
+        return bytes(eth / IP(src="198.51.100.1", dst="255.255.255.255") / UDP(sport=67, dport=68) / payload)
+
+    cap.add(t + 3e-4, udp(bootp[:240] + b"\x35\x01\x05\x36\x04\xc6"))  # server id option cut
+    cap.add(t + 4e-4, udp(bootp[:100]))  # no magic cookie: not DHCP
+    v = _run(tmp_path, cap)
+    assert v.passed
+    reasons = [e["reason"] for e in v.stats["malformed_examples"]]
+    assert any("truncated IPv6 packet" in r for r in reasons), reasons
+    assert "ICMPv6: option 3 with length 0" in reasons
+    assert "DHCP: option 54 overruns the message" in reasons
+    assert v.stats["malformed"] == 3 and v.stats["unknown_kinds"] == {"UDP": 1}
+    assert v.stats["nd_messages"] == 1 and v.stats["dhcp_messages"] == 1  # kept, flagged

@@ -9,9 +9,9 @@ import dns.message
 import dns.rdatatype
 import dns.update
 
-from testbed.conformance.synth import dns_update, dns_update_response
 from testbed.decode import decode_dns
 from testbed.decode.dns import CLASS_ANY, CLASS_IN, OPCODE_UPDATE, TYPE_A, TYPE_SIG
+from tests.support.synth import dns_update, dns_update_response
 
 
 def test_update_with_sig0_and_empty_rdata() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from scapy.layers.l2 import CookedLinux, Ether
 from scapy.layers.sctp import SCTP, SCTPChunkData
 from scapy.utils import PcapNgWriter, rdpcap, wrpcap
 
-from testbed.conformance.synth import trash_capture, write_pcap, write_pcapng
 from testbed.decode import PcapReader, UnusableCapture, decode_frame
+from testbed.decode.link import NotIP, ip_span, locate_ip, parse_ip
 from testbed.decode.pcap import LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW
+from tests.support.synth import trash_capture, write_pcap, write_pcapng
 
 
 def _frames() -> list[tuple[float, bytes]]:
@@ -191,3 +193,44 @@ def test_big_endian_pcapng_section(tmp_path: Path) -> None:
         ((ts, lt, got, iface),) = list(r)
     assert (lt, got, iface) == (LINKTYPE_RAW, raw, 0)
     assert ts == pytest.approx(1_700_000_000.000001, abs=1e-6)
+
+
+def test_ip_span_short_cut_agrees_with_the_general_path() -> None:
+    """Ethernet + plain IPv4 is read in one go; the result is the general path's, and every
+    other shape (options, fragments, VLAN, IPv6) still goes the general way."""
+    frames = [f for _t, f in trash_capture().sorted_frames()]
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    frames.append(bytes(eth / IP(src="192.0.2.1", dst="192.0.2.2", options=b"\x01" * 4) / UDP()))
+    frames.append(bytes(eth / IP(src="192.0.2.1", dst="192.0.2.2", flags="MF") / UDP()))
+    for frame in frames:
+        try:
+            general = (*parse_ip(frame, locate_ip(1, frame)[0]), 0)
+        except NotIP as e:
+            with pytest.raises(NotIP, match=re.escape(str(e))):
+                ip_span(1, frame)
+            continue
+        assert ip_span(1, frame) == general
+
+
+def test_decode_frame_reads_dhcp_and_router_advertisements() -> None:
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo
+
+    dhcp = bytes(
+        Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="198.51.100.1", dst="255.255.255.255") / UDP(sport=67, dport=68)
+        / BOOTP(op=2, xid=9, yiaddr="198.51.100.10") / DHCP(options=[("message-type", "ack"), "end"])
+    )  # fmt: skip
+    p = decode_frame(1, dhcp)
+    assert p.dhcp is not None and (p.dhcp.type_name, p.dhcp.xid, p.malformed) == ("ACK", 9, None)
+    ra = bytes(
+        Ether(src="02:00:00:00:00:01", dst="33:33:00:00:00:01")
+        / IPv6(src="fe80::1", dst="ff02::1", hlim=255) / ICMPv6ND_RA()
+        / ICMPv6NDOptPrefixInfo(prefix="2001:db8:a2::", prefixlen=64)
+    )  # fmt: skip
+    p = decode_frame(1, ra)
+    assert p.nd is not None and [x.prefix for x in p.nd.prefixes] == ["2001:db8:a2::/64"]  # type: ignore[union-attr]
+    ping = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IPv6(src="fe80::1", dst="fe80::2")
+                 / b"\x80\x00\x00\x00")
+    ping = ping[:20] + b"\x3a" + ping[21:]  # next header ICMPv6: an echo request, not ND
+    assert decode_frame(1, ping).unknown == "ICMPv6 type 128"

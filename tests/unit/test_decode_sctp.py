@@ -52,6 +52,8 @@ from testbed.decode.sctp import (
     MalformedChunk,
     SackChunk,
     ShutdownChunk,
+    chunk_spans,
+    decode_chunk,
 )
 
 
@@ -232,3 +234,25 @@ def test_garbage_and_every_truncation_never_raise(seed: int) -> None:
             b[rng.randrange(len(b))] = rng.randrange(256)
         decode_sctp(bytes(b))
         decode_sctp(rng.randbytes(rng.randint(0, 80)))
+
+
+def test_chunk_spans_frame_what_decode_sctp_decodes() -> None:
+    """The checker's hot loop reads spans; decode_sctp is spans + decode_chunk: they agree."""
+    raw = _sctp(
+        SCTPChunkData(tsn=77, data=b"x" * 5),  # padded to a multiple of 4
+        SCTPChunkSACK(cumul_tsn_ack=12, a_rwnd=100),
+        SCTPChunkAddressConf(seq=3, params=[SCTPChunkParamIPv4Addr(addr="192.0.2.1")]),
+        SCTPChunkCookieAck(),  # 4 bytes: no first word
+    )
+    header, spans, fault = chunk_spans(raw, 0, len(raw))
+    assert fault is None and header == (5000, 6000, 0xABCDEF01)
+    chunks = decode_sctp(raw).chunks
+    assert [s[0] for s in spans] == [c.type for c in chunks] == [0, 3, 0xC1, 11]
+    assert [s[3] for s in spans] == [77, 12, 3, 0]  # TSN, cumulative TSN, serial, none
+    for (_t, off, length, _w), ch in zip(spans, chunks, strict=True):
+        assert decode_chunk(raw, off, length) == ch
+    cut = raw[:-2]
+    _h, spans2, fault2 = chunk_spans(cut, 0, len(cut))
+    assert len(spans2) == 3 and fault2 == decode_sctp(cut).malformed == "2 stray bytes after the last chunk"
+    assert chunk_spans(raw[:12], 0, 12) == ((5000, 6000, 0xABCDEF01), [], "SCTP packet without chunks")
+    assert chunk_spans(raw, 0, 9) == (None, [], "truncated SCTP common header")

@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from testbed.mobility.agent import Agent, AgentClient, AgentConfig
-from testbed.mobility.detection import (
+from testbed.mobility.detection.core import DetectionCore
+from testbed.mobility.detection.detector import DetectorOptions, EventSink, MovementDetector
+from testbed.mobility.detection.observations import (
     AddrObs,
-    DetectionCore,
-    DetectorOptions,
-    EventSink,
     LinkObs,
-    MovementDetector,
     Observation,
     PrefixInfo,
     RAObs,

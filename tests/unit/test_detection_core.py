@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from testbed.mobility.detection import (
+from testbed.mobility.detection.core import DetectionCore
+from testbed.mobility.detection.observations import (
     IFA_F_OPTIMISTIC,
     IFA_F_TENTATIVE,
     AddrObs,
-    DetectionCore,
     DhcpObs,
     LinkObs,
     PrefixInfo,

@@ -9,14 +9,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from scapy.layers.dhcp import BOOTP, DHCP
-from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, IPv6
-from scapy.layers.l2 import Ether
-
 from testbed.conformance import check
-from testbed.conformance.synth import Capture, Knobs, agent_events, trash_capture
 from testbed.report import extract_ladder, render_report
+from tests.support.synth import Capture, Knobs, agent_events, dhcp_exchange, router_advert, trash_capture
 
 SVG = "{http://www.w3.org/2000/svg}"
 START = 1_700_000_000.0
@@ -27,46 +22,16 @@ ROLES = {
     "DHCP": ["198.51.100.1"],
     "Location manager": ["203.0.113.53"],
 }
-MAC = "02:00:00:00:00:aa"
-
-
-def _ra(src: str, prefix: str) -> bytes:
-    return bytes(
-        Ether(src="02:00:00:00:00:a2", dst="33:33:00:00:00:01")
-        / IPv6(src=src, dst="ff02::1", hlim=255)
-        / ICMPv6ND_RA(routerlifetime=1800)
-        / ICMPv6NDOptPrefixInfo(prefix=prefix, prefixlen=64)
-    )
-
-
-def _dhcp(kind: str, xid: int, server: str, *, to_server: bool, yiaddr: str = "0.0.0.0") -> bytes:
-    opts: list[Any] = [("message-type", kind)]
-    if kind != "discover":
-        opts.append(("server_id", server))
-    opts.append("end")
-    if to_server:
-        ip = IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67)
-    else:
-        ip = IP(src=server, dst="255.255.255.255") / UDP(sport=67, dport=68)
-    boot = BOOTP(op=1 if to_server else 2, xid=xid, yiaddr=yiaddr, chaddr=bytes.fromhex("0200000000aa"))
-    return bytes(Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") / ip / boot / DHCP(options=opts))
-
-
-def _dhcp_exchange(cap: Capture, t: float, xid: int, server: str, addr: str) -> None:
-    cap.add(t, _dhcp("discover", xid, server, to_server=True))
-    cap.add(t + 0.005, _dhcp("offer", xid, server, to_server=False, yiaddr=addr))
-    cap.add(t + 0.010, _dhcp("request", xid, server, to_server=True))
-    cap.add(t + 0.015, _dhcp("ack", xid, server, to_server=False, yiaddr=addr))
 
 
 def make_run_dir(path: Path, knobs: Knobs | None = None, budgets: dict[str, float] | None = None) -> Path:
     """A run directory as ``testbed run`` writes it, from the synthetic TraSH ladder plus the
     new network's RA and DHCP (and the old network's, which the ladder must leave out)."""
     cap = trash_capture(knobs, start=START)
-    cap.add(START + 0.10, _ra("fe80::a1", "2001:db8:a1::"))  # old AR: not on the ladder
-    _dhcp_exchange(cap, START + 0.20, 0x1111, "192.0.2.1", "192.0.2.10")  # old network
-    cap.add(START + 0.91, _ra("fe80::a2", "2001:db8:a2::"))
-    _dhcp_exchange(cap, START + 0.92, 0x2222, "198.51.100.1", "198.51.100.10")
+    cap.add(START + 0.10, router_advert("fe80::a1", "2001:db8:a1::"))  # old AR: not on the ladder
+    dhcp_exchange(cap, START + 0.20, 0x1111, "192.0.2.1", "192.0.2.10")  # old network
+    cap.add(START + 0.91, router_advert("fe80::a2", "2001:db8:a2::"))
+    dhcp_exchange(cap, START + 0.92, 0x2222, "198.51.100.1", "198.51.100.10")
     pcaps = path / "pcaps"
     pcaps.mkdir(parents=True)
     cap.write_pcap(pcaps / "ar2-mn.pcap")
@@ -250,3 +215,31 @@ def test_text_is_escaped(tmp_path: Path) -> None:
     (svg,) = root.iter(f"{SVG}svg")
     header = [t.text for t in svg.iter(f"{SVG}text") if t.get("font-weight") == "bold"]
     assert header[0] == "MN <&> \"'"
+
+
+def test_report_draws_from_the_verdicts_facts_without_reading_the_captures(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    verdict = check(run / "pcaps", mn_name="mn.mobile.test")
+    assert verdict.facts is not None and [c.frames for c in verdict.facts.captures] == [47, 47]
+    for p in (run / "pcaps").iterdir():
+        p.write_bytes(b"not a capture any more")  # whatever reads them now finds nothing
+    html = render_report(run, ROLES, "from facts", verdict=verdict).read_text()
+    assert "ASCONF ADD_IP 198.51.100.10" in html and "DHCP ACK 198.51.100.10" in html
+    assert "unreadable" not in html
+    again = render_report(run, ROLES, "from the files").read_text()  # no verdict: reads them
+    assert "ASCONF ADD_IP 198.51.100.10" not in again and "unreadable" in again
+
+
+def test_timeline_shows_durations_beside_protocol_floors(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run")
+    html = render_report(run, ROLES, "floors").read_text()
+    _parse(html)
+    for what in ("DHCP DISCOVER → ACK", "ASCONF ADD_IP → ASCONF-ACK", "DNS UPDATE → response"):
+        assert what in html
+    row = re.search(r"<tr><td>detected</td>.*?</tr>", html)
+    assert row is not None  # link_up → detected 50 ms, 15 ms of it the DHCP exchange
+    assert "50.0 ms" in row.group(0) and "15.0 ms" in row.group(0) and "35.0 ms" in row.group(0)
+    verdict = check(run / "pcaps", mn_name="mn.mobile.test")  # no agent events
+    html = render_report(run, ROLES, "no events", verdict=verdict).read_text()
+    assert "t0 (the new link&#x27;s link_up) unknown" in html
+    assert "missing from the agent&#x27;s events" in html

@@ -1,48 +1,16 @@
-"""Report building blocks: RA/DHCP decoding, role lookup, the SVG renderer on its own."""
+"""Report building blocks: role lookup, the SVG renderer on its own."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
 import pytest
-from scapy.layers.dhcp import BOOTP, DHCP
-from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo
 
 from testbed.errors import ConfigError
-from testbed.report import Message, Note, RoleMap, render_ladder_svg
+from testbed.report import Arrow, Note, RoleMap, render_ladder_svg
 from testbed.report.svg import COLOURS, NOTE_STEP
-from testbed.report.wire import decode_dhcp, decode_ra
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def test_decode_ra_prefixes_and_mtu() -> None:
-    raw = bytes(
-        ICMPv6ND_RA(routerlifetime=600)
-        / ICMPv6NDOptMTU(mtu=1400)
-        / ICMPv6NDOptPrefixInfo(prefix="2001:db8:a2::", prefixlen=64)
-    )
-    ra = decode_ra(raw)
-    assert ra is not None
-    assert (ra.router_lifetime, ra.prefixes, ra.mtu) == (600, ("2001:db8:a2::/64",), 1400)
-    assert decode_ra(raw[:10]) is None
-    assert decode_ra(b"\x87" + raw[1:]) is None  # type 135 is not an RA
-    # an option claiming more bytes than present: what came before is kept
-    assert decode_ra(raw[:16] + b"\x03\x04" + bytes(6)) == type(ra)(600, (), None)
-
-
-def test_decode_dhcp_fields() -> None:
-    raw = bytes(
-        BOOTP(op=2, xid=0xABCD, yiaddr="198.51.100.10")
-        / DHCP(options=[("message-type", "ack"), ("server_id", "198.51.100.1"),
-                        ("lease_time", 600), ("router", "198.51.100.1"), "end"])
-    )  # fmt: skip
-    m = decode_dhcp(raw)
-    assert m is not None
-    assert (m.op, m.xid, m.type_name, m.yiaddr) == (2, 0xABCD, "ACK", "198.51.100.10")
-    assert (m.server_id, m.lease, m.router) == ("198.51.100.1", 600, "198.51.100.1")
-    assert decode_dhcp(raw[:200]) is None
-    assert decode_dhcp(raw[:236] + b"XXXX" + raw[240:]) is None  # no magic cookie
 
 
 def test_roles_host_beats_prefix_and_prefer_breaks_ties() -> None:
@@ -65,8 +33,8 @@ def test_roles_host_beats_prefix_and_prefer_breaks_ties() -> None:
         RoleMap.build({"CN": ["cn.example"]})
 
 
-def _msg(t: float, src: str, dst: str, label: str, **kw: object) -> Message:
-    return Message(t, src, dst, label, "detail <b>", "x.pcap", 3, **kw)  # type: ignore[arg-type]
+def _msg(t: float, src: str, dst: str, label: str, **kw: object) -> Arrow:
+    return Arrow(t, src, dst, label, "detail <b>", "x.pcap", 3, **kw)  # type: ignore[arg-type]
 
 
 def test_svg_is_xml_with_escaped_text_gap_rows_and_notes() -> None:

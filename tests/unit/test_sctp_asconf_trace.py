@@ -1,6 +1,8 @@
-"""ASCONF events from scapy-built packets (the same path the VM test reads its pcap with)."""
+"""The ASCONF trace the VM test reads its capture with, from scapy-built packets."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
@@ -15,17 +17,18 @@ from scapy.layers.sctp import (
     SCTPChunkParamIPv4Addr,
 )
 
-from testbed.sctp.asconf_trace import events_from_packets
+from tests.support.asconf_trace import read_events
+from tests.support.synth import write_pcap
 
 
-def _pkt(src: str, dst: str, *chunks):  # type: ignore[no-untyped-def]
-    p = Ether() / IP(src=src, dst=dst) / SCTP(sport=1, dport=2)
+def _pkt(src: str, dst: str, *chunks: object) -> bytes:
+    p = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=src, dst=dst) / SCTP()
     for c in chunks:
         p = p / c
-    return Ether(bytes(p))  # dissect back, as from a capture
+    return bytes(p)
 
 
-def test_asconf_with_auth_and_ack() -> None:
+def test_asconf_with_auth_and_ack(tmp_path: Path) -> None:
     req = _pkt(
         "192.0.2.10",
         "203.0.113.10",
@@ -41,7 +44,9 @@ def test_asconf_with_auth_and_ack() -> None:
     )
     ack = _pkt("203.0.113.10", "192.0.2.10", SCTPChunkAddressConfAck(seq=7))
     data = _pkt("192.0.2.10", "203.0.113.10", SCTPChunkData(data=b"x"))
-    evs = events_from_packets([req, ack, data])
+    write_pcap(tmp_path / "t.pcap", [(1.0, req), (1.001, ack), (1.002, data)])
+    evs = read_events(tmp_path / "t.pcap")
     assert [(e.kind, e.seq, e.authenticated) for e in evs] == [("ASCONF", 7, True), ("ASCONF-ACK", 7, False)]
     assert evs[0].params == (("ADD_IP", "198.51.100.10"), ("DELETE_IP", "192.0.2.10"))
     assert (evs[0].src, evs[0].dst) == ("192.0.2.10", "203.0.113.10")
+    assert evs[1].t == 1.001

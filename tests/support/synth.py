@@ -4,7 +4,7 @@ SCTP packets are built with scapy (CRC32c filled in). DNS UPDATE messages are bu
 scapy mis-handles the empty RDATA of class ANY/NONE records (see platform notes), and the SIG(0)
 record only needs a plausible shape here, not a valid signature. Knobs on ``trash_capture``
 break exactly one step of the ladder each, so tests can check that exactly one rule fails.
-Not imported by ``check()``: only tests and ``bench/`` use it.
+Only tests and ``bench/`` use it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptPrefixInfo, IPv6
 from scapy.layers.l2 import Ether
 from scapy.layers.sctp import (
     SCTP,
@@ -350,6 +351,49 @@ def trash_capture(knobs: Knobs | None = None, *, start: float = 1_700_000_000.0)
 
 def _ipl(v6: bool, src: str, dst: str) -> object:
     return IPv6(src=src, dst=dst) if v6 else IP(src=src, dst=dst)
+
+
+MN_MAC = "02:00:00:00:00:aa"
+
+
+def router_advert(src: str, prefix: str, *, plen: int = 64) -> bytes:
+    """An RA from ``src`` (link-local) to all nodes, advertising ``prefix``."""
+    return bytes(
+        Ether(src="02:00:00:00:00:a2", dst="33:33:00:00:00:01")
+        / IPv6(src=src, dst="ff02::1", hlim=255)
+        / ICMPv6ND_RA(routerlifetime=1800)
+        / ICMPv6NDOptPrefixInfo(prefix=prefix, prefixlen=plen)
+    )
+
+
+def router_solicit(src: str = "fe80::aa") -> bytes:
+    """The RS the MN's agent sends at link-up (to all routers)."""
+    return bytes(
+        Ether(src=MN_MAC, dst="33:33:00:00:00:02") / IPv6(src=src, dst="ff02::2", hlim=255) / ICMPv6ND_RS()
+    )
+
+
+def dhcp_message(kind: str, xid: int, server: str, *, to_server: bool, yiaddr: str = "0.0.0.0") -> bytes:
+    """A broadcast DHCP message of ``kind`` ("discover", "offer", "request", "ack")."""
+    opts: list[object] = [("message-type", kind)]
+    if kind != "discover":
+        opts.append(("server_id", server))
+    opts.append("end")
+    if to_server:
+        ip = IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67)
+    else:
+        ip = IP(src=server, dst="255.255.255.255") / UDP(sport=67, dport=68)
+    chaddr = bytes.fromhex(MN_MAC.replace(":", ""))
+    boot = BOOTP(op=1 if to_server else 2, xid=xid, yiaddr=yiaddr, chaddr=chaddr)
+    return bytes(Ether(src=MN_MAC, dst="ff:ff:ff:ff:ff:ff") / ip / boot / DHCP(options=opts))
+
+
+def dhcp_exchange(cap: Capture, t: float, xid: int, server: str, addr: str, step: float = 0.005) -> None:
+    """DISCOVER, OFFER, REQUEST, ACK of ``addr``, ``step`` seconds apart from ``t``."""
+    cap.add(t, dhcp_message("discover", xid, server, to_server=True))
+    cap.add(t + step, dhcp_message("offer", xid, server, to_server=False, yiaddr=addr))
+    cap.add(t + 2 * step, dhcp_message("request", xid, server, to_server=True))
+    cap.add(t + 3 * step, dhcp_message("ack", xid, server, to_server=False, yiaddr=addr))
 
 
 def agent_events(v6: bool = False, *, start: float = 1_700_000_000.0) -> list[dict[str, object]]:

@@ -1,0 +1,178 @@
+"""What one pass over the captures keeps: the ``Facts`` the rules, the timeline and the report use.
+
+Every kept packet is its first captured copy, located by ``Where`` (file, 1-based frame number,
+capture time), so a verdict's evidence and the report's ladder cite the same frames. Bulk SCTP
+DATA is reduced to per-direction TSN bookkeeping (``Flow``); control messages are kept decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed.decode.dhcp import DhcpMessage
+from testbed.decode.dns import DNSMessage
+from testbed.decode.nd import RouterAdvert, RouterSolicit
+from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk
+
+Key = tuple[int, int, int]  # (sport, dport, vtag) of an SCTP header
+Link = tuple[str, int, int]  # (capture file, pcapng interface, link-layer capture point)
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Evidence location: file name, 1-based frame number, capture time (epoch seconds)."""
+
+    pcap: str
+    frame: int
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class DataSeen:
+    where: Where
+    src: str
+    dst: str
+    tsn: int
+
+
+@dataclass(slots=True)
+class AsconfSeen:
+    where: Where
+    key: Key
+    src: str
+    dst: str
+    chunk: AsconfChunk
+    auth: AuthChunk | None
+
+
+@dataclass(slots=True)
+class AckSeen:
+    where: Where
+    key: Key
+    src: str
+    dst: str
+    chunk: AsconfAckChunk
+    auth: AuthChunk | None
+    # first new DATA after this ACK in the ACK's own direction (peer → ASCONF sender)
+    first_data_back: DataSeen | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSeen:
+    where: Where
+    client: tuple[str, int]
+    server: tuple[str, int]
+    transport: str
+    msg: DNSMessage
+
+
+@dataclass(frozen=True, slots=True)
+class NdSeen:
+    """A Router Solicitation or Advertisement; ``link`` is where it was captured (ND messages
+    stay on their link, so this names the access link)."""
+
+    where: Where
+    src: str
+    dst: str
+    link: Link
+    msg: RouterSolicit | RouterAdvert
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpSeen:
+    where: Where
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    link: Link
+    msg: DhcpMessage
+
+
+@dataclass(slots=True)
+class Flow:
+    """DATA TSN bookkeeping for one direction. ``high`` is unwrapped (grows past 2**32)."""
+
+    high: int
+    last: int  # high & 0xFFFFFFFF, kept to save a mask on the hot path
+    chunks: int = 1
+    duplicates: int = 0
+    filled: int = 0
+    missing: set[int] = field(default_factory=set)
+    gap_where: dict[int, Where] = field(default_factory=dict)  # first missing TSN → where seen
+    huge_gaps: list[tuple[int, int, Where]] = field(default_factory=list)
+    src: str = ""
+    dst: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSummary:
+    """One capture file: ``frames`` is None when it could not be read at all."""
+
+    name: str  # as evidence names it
+    path: Path
+    frames: int | None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Facts:
+    """Everything the rules, the timeline and the report look at, in capture order."""
+
+    pcaps: list[str]
+    asconfs: list[AsconfSeen] = field(default_factory=list)
+    acks: list[AckSeen] = field(default_factory=list)
+    dns: list[DnsSeen] = field(default_factory=list)
+    nd: list[NdSeen] = field(default_factory=list)
+    dhcp: list[DhcpSeen] = field(default_factory=list)
+    flows: dict[Key, Flow] = field(default_factory=dict)
+    sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
+    init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
+    captures: list[CaptureSummary] = field(default_factory=list)
+    # later copies of a kept (non-DATA) message at other capture points, by the first copy's
+    # (pcap, frame): an answer's time where its request was captured
+    copies: dict[tuple[str, int], list[Where]] = field(default_factory=dict)
+    packets: int = 0
+    duplicates_removed: int = 0
+    sctp_packets: int = 0
+    data_chunks: int = 0
+    dns_messages: int = 0
+    unknown: int = 0
+    malformed: int = 0
+    malformed_examples: list[dict[str, object]] = field(default_factory=list)
+    unknown_kinds: dict[str, int] = field(default_factory=dict)
+    first_time: float | None = None
+    last_time: float | None = None
+
+    def seen_at(self, where: Where, pcap: str) -> Where:
+        """The packet first captured at ``where`` as captured in ``pcap``, if a copy was seen
+        there; else ``where`` itself."""
+        if where.pcap == pcap:
+            return where
+        return next((w for w in self.copies.get((where.pcap, where.frame), ()) if w.pcap == pcap), where)
+
+    @property
+    def capture_problems(self) -> list[str]:
+        return [f"{c.name}: {p}" for c in self.captures for p in c.problems]
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "pcaps": list(self.pcaps),
+            "packets": self.packets,
+            "duplicates_removed": self.duplicates_removed,
+            "sctp_packets": self.sctp_packets,
+            "data_chunks": self.data_chunks,
+            "asconf": len(self.asconfs),
+            "asconf_ack": len(self.acks),
+            "dns_messages": self.dns_messages,
+            "nd_messages": len(self.nd),
+            "dhcp_messages": len(self.dhcp),
+            "unknown": self.unknown,
+            "unknown_kinds": dict(sorted(self.unknown_kinds.items(), key=lambda kv: -kv[1])[:10]),
+            "malformed": self.malformed,
+            "malformed_examples": list(self.malformed_examples),
+            "capture_problems": self.capture_problems,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+        }
