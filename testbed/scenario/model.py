@@ -103,7 +103,7 @@ class Scenario(Strict):
     name: str
     description: str = ""
     topology: str = "two-ar"
-    seed: int = 1  # recorded with the run (events.jsonl "start" step) and in verdict.json
+    seed: int = 1  # recorded with the run: events.jsonl's "start" step and verdict.json's lab block
     repeat: int = Field(1, ge=1)
     traffic: Traffic | None = None
     rules: str | None = None  # checker rule groups; default: all that apply

@@ -167,10 +167,17 @@ class Runner:
         events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
         z = self.lab.topo.dns
         verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
-                        mn_name=f"{z.mobile_name}.{z.zone}")
+                        mn_name=f"{z.mobile_name}.{z.zone}", lab=self.lab_block())
         verdict.write(self.out / "verdict.json")
         self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)
+
+    def lab_block(self) -> dict[str, Any]:
+        """verdict.json's ``lab``: what ran (machine, backend, each node's stack and kernel)."""
+        st = self.lab.state
+        return {"name": st.lab, "topology": self.lab.topo.name, "machine": st.machine,
+                "backend": st.backend, "scenario": self.sc.name, "seed": self.sc.seed,
+                "nodes": {n: self.lab.nodes.kernel_info(n).to_dict() for n in self.lab.plan.nodes}}
 
     def _report(self, verdict: Any) -> None:
         from testbed.report.html import render_report

@@ -35,7 +35,7 @@ from testbed.runtimes import uml_kernels
 from testbed.runtimes.guest import GuestBootError
 from testbed.runtimes.uml import UmlConfig, UmlNode
 from testbed.runtimes.uml_kernels import UmlKernel
-from testbed.sctp.asconf_trace import AsconfEvent, read_events
+from tests.support.asconf_trace import AsconfEvent, read_events
 
 pytestmark = [pytest.mark.integration]
 
