@@ -10,7 +10,7 @@ LAB ?= tb
 OUT ?= out/$(SCENARIO)
 
 
-.PHONY: setup kernel testbed-up lab-up testbed-down test unit integration lint bench clean
+.PHONY: setup kernel testbed-up lab-up testbed-down test unit integration lint bench soak clean
 
 setup: $(SYSTEM_STAMP) $(STAMP) kernel
 
@@ -63,7 +63,13 @@ bench: setup
 	$(PY) bench/bench_lab.py
 	$(PY) bench/bench_checker.py
 	$(PY) bench/bench_agent.py
+	$(PY) bench/bench_handover.py
 	$(PY) bench/bench_sctp.py
+
+# N consecutive default runs (pass/fail counts, timing distribution): make soak N=100
+N ?= 100
+soak: setup
+	$(PY) bench/soak.py --runs $(N)
 
 clean:
 	-$(VENV)/bin/testbed clean

@@ -1,4 +1,4 @@
-"""Benchmark: kernel-SCTP VM nodes (two-ar-sctp) — boot, ASCONF round trip, QEMU memory.
+"""Benchmark: kernel-SCTP QEMU nodes (two-ar-interop) — boot, ASCONF round trip, QEMU memory.
 
     .venv/bin/python bench/bench_sctp.py [--rounds 5] [--rate 5]
 
@@ -52,7 +52,7 @@ from testbed.scenario.traffic import SctpTraffic  # noqa: E402
 from testbed.services.binding import TRAFFIC_CONTROL  # noqa: E402
 
 LAB = "tbbs"
-TOPOLOGY = "two-ar-sctp"
+TOPOLOGY = "two-ar-interop"  # both kernel nodes in QEMU (two-ar-sctp gives UML nodes here)
 VMS = ("mn", "cn")
 ACCESS = ("ar1", "ar2")
 INIT_LINE = re.compile(r"tb-init: ([0-9.]+) s: (.+)")
@@ -242,7 +242,7 @@ def _stop_binding(lab: Lab) -> None:
 def measure_asconf(lab: Lab, rounds: int, rate: float, work: Path) -> AsconfResults:
     res = AsconfResults()
     mn = lab.runtime("mn")
-    assert isinstance(mn, QemuNode), "two-ar-sctp's mn is a VM node"
+    assert isinstance(mn, QemuNode), f"{TOPOLOGY}: mn is a QEMU node"
     cn_addr = lab.plan.address_of("cn", 4) or ""
     _stop_binding(lab)
     cap = Capture(work / "pcap")
@@ -252,7 +252,7 @@ def measure_asconf(lab: Lab, rounds: int, rate: float, work: Path) -> AsconfResu
                                      work / "pcap" / f"{ar_if.ifname}.pcap",
                                      work / "logs" / f"{ar_if.ifname}.tcpdump.log"))
     pcaps = {lc.link: lc.pcap for lc in cap.links}
-    traffic = SctpTraffic(lab, Traffic(rate=rate, size=100), work)
+    traffic = SctpTraffic(lab, "cn", Traffic(rate=rate, size=100), work)
     cap.start()
     try:
         traffic.start()

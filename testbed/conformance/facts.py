@@ -28,14 +28,6 @@ class Where:
     time: float
 
 
-@dataclass(frozen=True, slots=True)
-class DataSeen:
-    where: Where
-    src: str
-    dst: str
-    tsn: int
-
-
 @dataclass(slots=True)
 class AsconfSeen:
     where: Where
@@ -176,3 +168,13 @@ class Facts:
             "first_time": self.first_time,
             "last_time": self.last_time,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class DataSeen:
+    """One DATA chunk as the continuity rules need it."""
+
+    where: Where
+    src: str
+    dst: str
+    tsn: int

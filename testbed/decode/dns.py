@@ -61,6 +61,8 @@ class TsigRdata:
 
 @dataclass(frozen=True, slots=True)
 class Question:
+    """One entry of the question (for UPDATE: zone) section."""
+
     name: str
     type: int
     rclass: int

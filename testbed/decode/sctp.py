@@ -85,9 +85,15 @@ class AsconfParam:
 
 
 @dataclass(frozen=True, slots=True)
-class DataChunk:
+class ChunkHeader:
+    """What every decoded chunk starts with: its type and flags."""
+
     type: int
     flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataChunk(ChunkHeader):
     tsn: int
     stream: int
     ssn: int
@@ -96,11 +102,9 @@ class DataChunk:
 
 
 @dataclass(frozen=True, slots=True)
-class InitChunk:
+class InitChunk(ChunkHeader):
     """INIT or INIT-ACK (``type`` says which)."""
 
-    type: int
-    flags: int
     initiate_tag: int
     a_rwnd: int
     outbound_streams: int
@@ -121,9 +125,7 @@ class SackChunk:
 
 
 @dataclass(frozen=True, slots=True)
-class AuthChunk:
-    type: int
-    flags: int
+class AuthChunk(ChunkHeader):
     shared_key_id: int
     hmac_id: int
     hmac: bytes
@@ -134,46 +136,36 @@ class AuthChunk:
 
 
 @dataclass(frozen=True, slots=True)
-class AsconfChunk:
-    type: int
-    flags: int
+class AsconfChunk(ChunkHeader):
     serial: int
     address: str | None  # the mandatory address parameter (lookup address)
     params: tuple[AsconfParam, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class AsconfAckChunk:
+class AsconfAckChunk(ChunkHeader):
     """ASCONF-ACK. Linux sends no parameters on success: every request implicitly succeeded."""
 
-    type: int
-    flags: int
     serial: int
     params: tuple[AsconfParam, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorChunk:
+class ErrorChunk(ChunkHeader):
     """ERROR or ABORT (``type`` says which); ABORT's T bit is ``flags & 1``."""
 
-    type: int
-    flags: int
     causes: tuple[ErrorCause, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class ShutdownChunk:
-    type: int
-    flags: int
+class ShutdownChunk(ChunkHeader):
     cum_tsn: int
 
 
 @dataclass(frozen=True, slots=True)
-class GenericChunk:
+class GenericChunk(ChunkHeader):
     """HEARTBEAT(-ACK), COOKIE-*, SHUTDOWN-ACK/COMPLETE, FORWARD-TSN and unknown types."""
 
-    type: int
-    flags: int
     value: bytes
 
     @property

@@ -115,6 +115,7 @@ class Runner:
 
     def _wait(self, w: Wait) -> None:
         self.log.step("wait", seconds=w.seconds)
+        self.lab.close()  # a QEMU node's agent serves one process at a time: others may use it now
         self.dwell(w.seconds)
 
     def _traffic(self, t: TrafficStep) -> None:

@@ -1,6 +1,6 @@
 """The mission on the wire: a TraSH handover of a kernel-SCTP association (Appendix A).
 
-The MN and CN run Linux kernel SCTP (VMs under QEMU/TCG where the host kernel has none). The
+The MN and CN run Linux kernel SCTP (User-Mode-Linux nodes where the host kernel has none). The
 default scenario moves the MN ar1 -> ar2 make-before-break while traffic flows; the captures
 must show ADD_IP -> SET_PRIMARY -> SIG(0) DNS UPDATE -> DELETE_IP, each ASCONF authenticated
 and acknowledged, and the server must see every message once, switching source address.
@@ -14,7 +14,9 @@ import json
 import pytest
 
 from testbed.lab import Lab
+from testbed.model.topology import SctpSettings
 from testbed.pytest_plugin import assert_rules, assert_verdict
+from testbed.runtimes import kernel_nodes
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
 from testbed.status import collect
@@ -45,8 +47,9 @@ def handover(sctp_lab, tmp_path_factory):
 def test_status_shows_the_kernels_and_sctp_settings(sctp_lab):
     st = collect(sctp_lab)
     nodes = {n["name"]: n for n in st["nodes"]}
+    want = kernel_nodes.stack_of(SctpSettings(stack="auto"))  # uml here: no SCTP in the host kernel
     for name in ("mn", "cn"):
-        assert nodes[name]["stack"] == "vm" and nodes[name]["kernel"].startswith("6.")
+        assert nodes[name]["stack"] == want and nodes[name]["kernel"].startswith("6.")
         assert nodes[name]["sctp"] == {"addip_enable": 1, "auth_enable": 1,
                                        "addip_noauth_enable": 0, "default_auto_asconf": 0}
     assert nodes["ar1"]["stack"] == "host" and nodes["ar1"]["sctp"] is None

@@ -1,0 +1,142 @@
+"""Benchmark: the handover as the architecture sees it, per kind of mobile node, same run.
+
+    .venv/bin/python bench/bench_handover.py [--moves 20] [--qemu-moves 5] [--skip-qemu]
+
+For each kind of node the lab is brought up (timed: the kernel-node lab's `up`), SCTP traffic
+runs (where the MN has SCTP) and the MN ping-pongs between ar1 and ar2 make-before-break; the
+checker's timeline gives every handover's phases from the captures and the agent's events.
+
+* namespace MN (two-ar, no SCTP on this host): link-up → detected / configured;
+* UML MN and CN (two-ar-sctp, the default): link-up → configured / SET_PRIMARY acked;
+* QEMU/TCG MN and CN (two-ar-interop): the same phases, fewer moves (each takes seconds).
+
+Prints median and p95 per phase, each kind's ratio to the namespace MN (configured) and to UML
+(SET_PRIMARY acked), the protocol floors measured in the same captures (RS → RA, DHCP, ASCONF,
+DNS UPDATE), lab `up` times and host memory per UML node. Targets (from the project's issue):
+UML link-up → SET_PRIMARY acked median ≤ 100 ms; kernel-node lab up ≤ 5 s; ≤ 64 MiB per node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from testbed.lab import Lab  # noqa: E402
+from testbed.scenario.model import PingPong, Scenario, TrafficStep, Wait  # noqa: E402
+from testbed.scenario.runner import Runner  # noqa: E402
+
+PHASES = ("detected", "configured", "set_primary_acked")
+FLOORS = ("rs_ra", "dhcp", "add_ip", "set_primary", "dns")
+
+
+@dataclass
+class Kind:
+    name: str
+    topology: str
+    moves: int
+    sctp: bool
+    up_s: float = 0.0
+    offsets: dict[str, list[float]] = field(default_factory=dict)
+    floors: dict[str, list[float]] = field(default_factory=dict)
+    memory_mib: dict[str, float] = field(default_factory=dict)
+    passed: int = 0
+    handovers: int = 0
+
+
+def p95(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
+
+
+def scenario(kind: Kind) -> Scenario:
+    steps: list = [PingPong(between=("ar1", "ar2"), times=kind.moves, dwell=1.0)]
+    if kind.sctp:
+        steps = [TrafficStep(action="start"), Wait(seconds=1.0), *steps, TrafficStep(action="stop")]
+    return Scenario(name=f"bench-{kind.name}", topology=kind.topology, steps=steps)
+
+
+def measure(kind: Kind, out: Path) -> None:
+    lab_name = f"tbh{kind.name[:2]}"
+    t0 = time.perf_counter()
+    lab = Lab.up(kind.topology, lab_name)
+    kind.up_s = time.perf_counter() - t0
+    try:
+        for node in ("mn", "cn"):
+            if lab.nodes.kernel_info(node).stack == "uml":  # host PSS plus its memory file
+                kind.memory_mib[node] = lab.runtime(node).memory().total_kib / 1024  # type: ignore[attr-defined]
+        result = Runner(scenario(kind), lab, out / kind.name).run()
+        for d in result.verdict.handovers:
+            offs = d.get("offsets") or {}
+            kind.handovers += 1
+            for p in PHASES:
+                if p in offs:
+                    kind.offsets.setdefault(p, []).append(offs[p])
+            for f, v in (d.get("floors") or {}).items():
+                kind.floors.setdefault(f, []).append(v["seconds"])
+        kind.passed = int(result.passed)
+    finally:
+        lab.close()
+        Lab.open(lab_name).down()
+
+
+def ms(x: float) -> str:
+    return f"{x * 1e3:8.1f} ms"
+
+
+def report(kinds: list[Kind]) -> None:
+    print(f"machine: {platform.node()} {platform.release()} {os.cpu_count()} cores; medians (p95)")
+    base = {p: statistics.median(v) for p, v in kinds[0].offsets.items()}
+    uml = next((k for k in kinds if k.name == "uml"), None)
+    uml_sp = statistics.median(uml.offsets["set_primary_acked"]) if uml and uml.offsets.get(
+        "set_primary_acked") else None
+    for k in kinds:
+        print(f"\n{k.name}: {k.topology}, lab up {k.up_s:.2f} s, {k.handovers} handovers, verdict "
+              f"{'PASS' if k.passed else 'FAIL'}")
+        for p in PHASES:
+            xs = k.offsets.get(p)
+            if not xs:
+                continue
+            m = statistics.median(xs)
+            ratio = ""
+            if p == "configured" and base.get(p):
+                ratio = f"  ×{m / base[p]:.1f} the namespace MN"
+            if p == "set_primary_acked" and uml_sp:
+                ratio = f"  ×{m / uml_sp:.1f} UML"
+            print(f"  link-up → {p:18} {ms(m)} ({ms(p95(xs)).strip()}){ratio}")
+        for f in FLOORS:
+            if k.floors.get(f):
+                print(f"  floor {f:24} {ms(statistics.median(k.floors[f]))}")
+        for node, mib in k.memory_mib.items():
+            print(f"  host memory {node}: {mib:.1f} MiB (PSS of its host processes + its memory file)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--moves", type=int, default=20)
+    ap.add_argument("--qemu-moves", type=int, default=5)
+    ap.add_argument("--skip-qemu", action="store_true")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="tb-bench-ho-"))
+    os.environ.setdefault("TESTBED_RUN_ROOT", str(tmp / "run"))
+    kinds = [Kind("namespace", "two-ar", args.moves, sctp=False),
+             Kind("uml", "two-ar-sctp", args.moves, sctp=True)]
+    if not args.skip_qemu:
+        kinds.append(Kind("qemu", "two-ar-interop", args.qemu_moves, sctp=True))
+    for k in kinds:
+        measure(k, tmp)
+    report(kinds)
+    print(f"\nresults: {tmp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
