@@ -19,10 +19,17 @@ from testbed.runtimes import kernel_nodes
 from testbed.services.base import Daemon, ServiceRecord
 
 
-def start(nodes: Nodes, daemon: Daemon) -> ServiceRecord:
-    rec = daemon.start()
-    nodes.state.add_service(rec)
-    return rec
+def start(nodes: Nodes, *daemons: Daemon) -> list[ServiceRecord]:
+    """Launch the daemons together (each recorded as soon as it runs), then wait for each to
+    answer: their start-up costs (a Python start in a kernel node is ~1-2 s) overlap."""
+    launched = []
+    for d in daemons:
+        rec = d.launch()
+        nodes.state.add_service(rec)
+        launched.append((d, rec))
+    for d, rec in launched:
+        d.settle(rec)
+    return [rec for _, rec in launched]
 
 
 def write_resolvers(nodes: Nodes) -> None:
@@ -59,12 +66,9 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
         boot = threading.Thread(target=lambda: result.update(r=kernel_nodes.boot_all(stacks, configs)))
         boot.start()
     try:
-        progress("named")
-        start(nodes, wiring.named())
-        progress("access routers")
-        for acc in topo.access_networks:
-            for d in wiring.ar_daemons(acc.router):
-                start(nodes, d)
+        progress("named and the access routers")
+        start(nodes, wiring.named(),
+              *(d for acc in topo.access_networks for d in wiring.ar_daemons(acc.router)))
     finally:
         if boot is not None:
             boot.join()
@@ -76,14 +80,14 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
     for name in stacks:
         kernel_nodes.configure_guest(nodes.runtime(name), plan.nodes[name],  # type: ignore[arg-type]
                                      name == topo.mobile.node, topo.mobile.optimistic_dad)
-    progress("DHCP client")
-    start(nodes, wiring.dhcp_client())
+    # the mobile node's daemons: the binding process waits for the agent's socket by itself
+    mn = [wiring.dhcp_client()]
     if topo.mobile.agent:
-        progress("mobility agent")
-        start(nodes, wiring.agent())
+        mn.append(wiring.agent())
         if wiring.sctp_mobile:
-            progress("TraSH binding")
-            start(nodes, wiring.binding())
+            mn.append(wiring.binding())
+    progress(", ".join(d.NAME for d in mn))
+    start(nodes, *mn)
     progress("attaching the mobile node")
     for ar in topo.mobile.attached:
         mobile.attach(ar)

@@ -32,10 +32,11 @@ class MobilityAgent(Daemon):
         self.location_log = directory / "location.jsonl"
         self.events_log = directory / "events.jsonl"
 
+    def env(self) -> dict[str, str]:
+        return {**self.location_env, "TESTBED_LOC_LOG": str(self.location_log), "PYTHONUNBUFFERED": "1"}
+
     def argv(self) -> list[str]:
-        env = {**self.location_env, "TESTBED_LOC_LOG": str(self.location_log),
-               "PYTHONUNBUFFERED": "1"}
-        argv = ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m",
+        argv = [sys.executable, "-m",
                 "testbed.mobility.agent", "--socket", str(self.socket), "--state", str(self.state),
                 "--events-log", str(self.events_log),
                 "--ifaces", ",".join(self.ifaces),

@@ -75,6 +75,10 @@ class Daemon:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
+    def env(self) -> dict[str, str]:
+        """Environment the daemon gets on top of the node's."""
+        return {}
+
     def ready(self) -> bool:
         """True once the daemon answers (a real probe, not the mere existence of a pid)."""
         return True
@@ -85,18 +89,28 @@ class Daemon:
             require(binary, package)
 
     def start(self) -> ServiceRecord:
+        """Launch and wait until it answers."""
+        record = self.launch()
+        self.settle(record)
+        return record
+
+    def launch(self) -> ServiceRecord:
+        """Configure (checked) and spawn, without waiting: daemons that do not depend on each
+        other start together, and then each is ``settle``d."""
         self.check_binaries()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.configure()
-        pid = self.node.spawn(self.argv(), log=self.log)
-        record = ServiceRecord(self.node.name, self.NAME, pid, str(self.log), self.instance,
-                               self.node.own_kernel)
+        pid = self.node.spawn(self.argv(), log=self.log, env=self.env())
+        return ServiceRecord(self.node.name, self.NAME, pid, str(self.log), self.instance,
+                             self.node.own_kernel)
+
+    def settle(self, record: ServiceRecord) -> None:
+        """Until the launched daemon answers; stops it and raises when it never does."""
         try:
-            self.wait(lambda: self.ready(), pid)
+            self.wait(lambda: self.ready(), record.pid)
         except BaseException:
-            self.node.stop(pid, grace=0.5)
+            self.node.stop(record.pid, grace=0.5)
             raise
-        return record
 
     def wait(self, probe: Callable[[], bool], pid: int) -> None:
         """Until ``probe`` holds (a socket or file with no change notification: polled, with

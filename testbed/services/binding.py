@@ -26,8 +26,11 @@ class BindingService(Daemon):
         self.families, self.switch = families, switch
         self.actions = directory / "actions.jsonl"
 
+    def env(self) -> dict[str, str]:
+        return dict(self.location_env)
+
     def argv(self) -> list[str]:
-        argv = ["env", *(f"{k}={v}" for k, v in self.location_env.items()), sys.executable, "-m",
+        argv = [sys.executable, "-m",
                 "testbed.mobility.binding", "--agent", str(self.agent_socket),
                 "--driver", str(TRAFFIC_CONTROL), "--log", str(self.actions),
                 "--families", self.families, "--switch", self.switch]
