@@ -5,7 +5,10 @@ A role image is rebuilt only when its inputs change: the Dockerfile and the othe
 context (for the mobile node and the correspondent, the ``testbed`` package itself and its
 Python requirements), and the image id of the base it is built on. Images are shared by every
 lab and labelled ``testbed.role`` and ``testbed.hash``; images with the testbed package also
-carry ``testbed.python``, the interpreter that runs it inside the image.
+carry ``testbed.python``, the interpreter that runs it inside the image. Their Python
+requirements are wheels made on the host by the host's pip (its index, proxy and certificates
+apply; the image build needs no route to an index) and installed offline in the image, whose
+Python must then be the host's version (Debian bookworm's 3.11 on both sides by default).
 
 The base comes from ``debootstrap --variant=minbase`` and ``docker import``, as no registry
 is reachable here; a user may name another base (``images: {base: debian:bookworm}`` in a
@@ -22,6 +25,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import tomllib
@@ -41,6 +45,7 @@ STORE = Path("/var/lib/testbed")  # build logs and debootstrap's scratch dir (sa
 REPOSITORY = "testbed"
 IMAGE_PYTHON = "/opt/testbed/venv/bin/python"  # where images/mn and images/cn install the package
 DEBOOTSTRAP_TIMEOUT = 900.0
+WHEELS_TIMEOUT = 600.0
 
 # role -> directory under images/, and whether its image carries the testbed package
 ROLE_DIRS: dict[Role, str] = {
@@ -94,6 +99,27 @@ def requirements(pyproject: Path = REPO / "pyproject.toml") -> str:
     return "\n".join(keep) + "\n"
 
 
+def wheels(reqs: str, store: Path = STORE / "wheels") -> Path:
+    """A directory of wheels for ``reqs`` made by the host's pip, cached by the requirements'
+    hash (made once, then reused by every build)."""
+    d = store / hashlib.sha256(reqs.encode()).hexdigest()[:12]
+    if (d / ".complete").exists():
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "requirements.txt").write_text(reqs)
+    argv = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(d),
+            "-r", str(d / "requirements.txt")]
+    try:
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=WHEELS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise ImageError(f"pip wheel did not finish within {WHEELS_TIMEOUT:g} s") from None
+    if cp.returncode != 0:
+        tail = " | ".join((cp.stdout + cp.stderr).strip().splitlines()[-3:])
+        raise ImageError(f"making wheels of the image's Python requirements failed: {tail}")
+    (d / ".complete").touch()
+    return d
+
+
 def package_files(root: Path = PACKAGE_DIR) -> list[Path]:
     """The package's source and data files (no bytecode), sorted for a stable hash."""
     return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
@@ -107,7 +133,10 @@ def context_files(role: Role, images_dir: Path = IMAGES_DIR) -> dict[str, bytes]
         raise ImageError(f"{d / 'Dockerfile'} is missing (the {role.value} role's image recipe)")
     files = {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
     if role in WITH_PACKAGE:
-        files["requirements.txt"] = requirements().encode()
+        reqs = requirements()
+        files["requirements.txt"] = reqs.encode()
+        for p in sorted(wheels(reqs).glob("*.whl")):
+            files[f"wheels/{p.name}"] = p.read_bytes()
         for p in package_files():
             files[f"src/testbed/{p.relative_to(PACKAGE_DIR)}"] = p.read_bytes()
     return files

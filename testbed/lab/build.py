@@ -47,8 +47,8 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
                for n, s in stacks.items()]  # a missing kernel fails here, before anything exists
     state.backend = nodes.backend.name
     state.save()
+    write_resolvers(nodes)  # before the nodes: a container mounts its resolv.conf when created
     nodes.backend.build(plan, state, progress, frozenset(stacks))
-    write_resolvers(nodes)
     boot = None
     result: dict[str, Any] = {}
     if configs:
