@@ -120,8 +120,9 @@ def wheels(reqs: str, store: Path = STORE / "wheels") -> Path:
     return d
 
 
-def package_files(root: Path = PACKAGE_DIR) -> list[Path]:
+def package_files(root: Path | None = None) -> list[Path]:
     """The package's source and data files (no bytecode), sorted for a stable hash."""
+    root = root or PACKAGE_DIR
     return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
                   and p.suffix not in (".pyc", ".pyo"))
 
@@ -137,7 +138,7 @@ def context_files(role: Role, images_dir: Path = IMAGES_DIR) -> dict[str, bytes]
         files["requirements.txt"] = reqs.encode()
         for p in sorted(wheels(reqs).glob("*.whl")):
             files[f"wheels/{p.name}"] = p.read_bytes()
-        for p in package_files():
+        for p in package_files(PACKAGE_DIR):
             files[f"src/testbed/{p.relative_to(PACKAGE_DIR)}"] = p.read_bytes()
     return files
 
