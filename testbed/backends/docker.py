@@ -82,7 +82,7 @@ def check_output(node: str, role: Role, image: str, output: str, source: str) ->
     for line in output.splitlines():
         if line.startswith("missing "):
             b = line.split()[1]
-            raise ConfigError(source, field, f"image {image} lacks {b}, which a {role.value} node runs",
+            raise ConfigError(source, field, f"image {image} lacks {b}, which role {role.value} runs",
                               f"install the Debian package '{packages.get(b, b)}' in it, or drop "
                               f"{field} to use testbed's image")
         if line == "no-package":

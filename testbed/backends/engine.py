@@ -2,7 +2,8 @@
 one that testbed starts and stops.
 
 The private engine keeps its image cache under ``/var/lib/testbed/docker`` (it survives a
-reboot: images are built once) and its sockets and state under ``/run/testbed/.docker``. It is
+reboot: images are built once) and its sockets and state under ``/run/testbed-engine``, outside
+every lab run root (``clean`` sweeps a run root's unknown directories as crashed labs). It is
 started with ``--bridge=none --iptables=false --ip-forward=false --ip-masq=false``, so it
 creates no bridge and leaves the host's firewall and forwarding settings alone: lab containers
 have no Docker network at all (``network_mode: none``), their links are veth pairs the backend
@@ -34,7 +35,7 @@ from testbed.host.procs import alive
 from testbed.services.base import log_tail
 
 SYSTEM_URL = "unix:///var/run/docker.sock"
-PRIVATE_RUN = Path("/run/testbed/.docker")  # a dot name: never taken for a lab's run dir
+PRIVATE_RUN = Path("/run/testbed-engine")
 PRIVATE_DATA = Path("/var/lib/testbed/docker")
 PRIVATE_URL = f"unix://{PRIVATE_RUN}/docker.sock"
 API_TIMEOUT = 60.0  # seconds, per engine request (socket timeout)

@@ -68,9 +68,7 @@ def clean(progress: Progress = quiet, force: bool = False) -> list[str]:
     """Tear down every crashed or broken lab (every lab with ``force``); returns their names."""
     removed = []
     root = run_root()
-    # dot names are not labs (the private Docker engine keeps its sockets in .docker)
-    run_dirs = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")} \
-        if root.is_dir() else set()
+    run_dirs = {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
     candidates = set(known_labs()) | labelled_labs() | run_dirs
     for lab in sorted(candidates):
         with locked(lab):

@@ -13,7 +13,7 @@ import pytest
 from testbed.backends import docker as dockerb
 from testbed.backends import engine, images
 from testbed.errors import CommandError, ConfigError
-from testbed.lab import Lab, clean
+from testbed.lab import Lab
 from testbed.model import loader
 from testbed.model.topology import Role
 from testbed.runtimes import container
@@ -252,7 +252,9 @@ def test_private_dockerd_leaves_the_firewall_alone():
                  "--ip-masq=false"):
         assert flag in argv
     assert str(engine.PRIVATE_DATA).startswith("/var/lib/testbed")  # the image cache survives a reboot
-    assert engine.PRIVATE_URL.startswith("unix:///run/testbed/")
+    # outside the default run root, whose unknown directories `clean` takes for crashed labs
+    assert engine.PRIVATE_URL.startswith("unix:///run/") and not engine.PRIVATE_RUN.is_relative_to(
+        Path("/run/testbed"))
 
 
 def test_stop_if_idle_never_touches_an_engine_it_did_not_start(monkeypatch, tmp_path):
@@ -287,12 +289,4 @@ def test_backend_name_from_the_environment_wins_over_the_topology(run_root, fake
 def test_unknown_backend_name_is_a_config_error(run_root):
     with pytest.raises(ConfigError, match="unknown backend"):
         Lab.up(None, "tbbad", backend="lxc")
-
-
-def test_clean_leaves_the_engine_dir_alone(run_root, monkeypatch):
-    (run_root / ".docker").mkdir(parents=True)
-    (run_root / ".docker" / "docker.sock").write_text("")
-    monkeypatch.setattr("testbed.lab.teardown.sweep", lambda lab, progress=None: pytest.fail(lab))
-    assert clean() == []
-    assert (run_root / ".docker" / "docker.sock").exists()
 
