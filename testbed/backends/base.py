@@ -42,6 +42,10 @@ class LabBackend(Protocol):
         """Remove what ``state`` records that this backend made."""
         ...
 
+    def labs(self) -> set[str]:
+        """Labs of this run root owning something this backend makes, by label (no state)."""
+        ...
+
     def sweep(self, lab: str) -> list[str]:
         """Remove what carries ``lab``'s label, without a state file; returns what went."""
         ...

@@ -271,6 +271,17 @@ class DockerBackend:
             netns.remove(ns)
         engine.stop_if_idle()
 
+    def labs(self) -> set[str]:
+        """Labs of this run root with a container on the running engine (none started)."""
+        eng = engine.find()
+        if eng is None:
+            return set()
+        try:
+            found = eng.client.api.containers(all=True, filters={"label": f"testbed.run_root={run_root()}"})
+        finally:
+            eng.client.close()
+        return {c["Labels"]["testbed.lab"] for c in found if (c.get("Labels") or {}).get("testbed.lab")}
+
     def sweep(self, lab: str) -> list[str]:
         gone: list[str] = []
         eng = engine.find()  # an engine that is not running holds no running container

@@ -94,6 +94,9 @@ class MininetBackend:
         for ns in state.netns:
             netns.remove(ns)
 
+    def labs(self) -> set[str]:
+        return set()  # its only resources are labelled namespaces, which clean lists itself
+
     def sweep(self, lab: str) -> list[str]:
         gone = []
         for ns in netns.list_names():

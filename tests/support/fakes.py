@@ -108,5 +108,8 @@ class FakeBackend:
         self.torn_down = list(state.netns)
         self.journal.append(("backend", "teardown"))
 
+    def labs(self) -> set[str]:
+        return set()
+
     def sweep(self, lab: str) -> list[str]:
         return []
