@@ -25,8 +25,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from testbed.backends import engine, images, l3
@@ -42,6 +44,7 @@ UML_TMPFS = "/run/uml"
 UML_TMPFS_MB = 1024  # a limit, not a reservation: >= guest memory plus the kernel's own
 CAPS = ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]
 PARALLEL = 6  # engine requests in flight while creating or removing a lab's containers
+CHECKED = images.STORE / "image-checks"  # one empty file per (image id, check script) that passed
 
 # what a role's image must hold: (binary, Debian package); every node also runs sh and timeout
 NEEDS: dict[Role, tuple[tuple[str, str], ...]] = {
@@ -125,8 +128,8 @@ class DockerBackend:
             with ThreadPoolExecutor(PARALLEL) as pool:
                 made = list(pool.map(lambda n: self._create(eng, topo, state, n, chosen[n][0]),
                                      list(plan.nodes)))
-            for rec, (cid, pid) in zip(state.containers, made, strict=True):
-                rec["id"] = cid
+            for rec, (cid, pid, image_id) in zip(state.containers, made, strict=True):
+                rec["id"], rec["image_id"] = cid, image_id
                 ns = state.ns(rec["node"])
                 if netns.exists(ns):
                     raise TestbedError(f"netns {ns} already exists: another lab? run `testbed clean`")
@@ -174,8 +177,9 @@ class DockerBackend:
         return out
 
     def _create(self, eng: engine.Engine, topo: Topology, state: LabState, node: str,
-                image: str) -> tuple[str, int]:
-        """Create and start one node's container; returns its id and its init's host pid."""
+                image: str) -> tuple[str, int, str]:
+        """Create and start one node's container; returns its id, its init's host pid and its
+        image's id."""
         api = eng.client.api
         spec = topo.nodes[node]
         sctp = spec.sctp.stack != "none"
@@ -202,27 +206,33 @@ class DockerBackend:
         )
         cid = created["Id"]
         api.start(cid)
-        pid = int(api.inspect_container(cid)["State"]["Pid"])
+        info = api.inspect_container(cid)
+        pid = int(info["State"]["Pid"])
         if pid <= 0:
             raise TestbedError(f"container {state.ns(node)} ({image}) exited at once")
-        return cid, pid
+        return cid, pid, str(info["Image"])
 
     def _check_images(self, topo: Topology, state: LabState) -> None:
-        """Each node's image holds what its role runs (and a DNS node's named does SIG(0))."""
-        def one(rec: dict[str, str]) -> tuple[dict[str, str], str]:
-            role = topo.nodes[rec["node"]].role
+        """Each node's image holds what its role runs (and a DNS node's named does SIG(0)).
+        An image is immutable: a check it passed is remembered by image id and script."""
+        def one(rec: dict[str, str]) -> tuple[dict[str, str], str, Path]:
+            script = check_script(topo.nodes[rec["node"]].role, rec["python"], topo.mobile.agent)
+            mark = CHECKED / hashlib.sha256(f"{rec['image_id']}\0{script}".encode()).hexdigest()[:32]
+            if mark.exists():
+                return rec, "", mark
             rt = self.runtime(state, rec["node"])
             try:
-                return rec, rt.run(["sh", "-c", check_script(role, rec["python"], topo.mobile.agent)],
-                                   check=False, timeout=20).stdout
+                return rec, rt.run(["sh", "-c", script], check=False, timeout=20).stdout, mark
             finally:
                 rt.close()
 
         with ThreadPoolExecutor(PARALLEL) as pool:
             results = list(pool.map(one, state.containers))
-        for rec, output in results:
+        for rec, output, mark in results:
             check_output(rec["node"], topo.nodes[rec["node"]].role, rec["image"], output,
                          state.topology_file)
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.touch()
 
     def _remove_orphans(self, eng: engine.Engine, lab: str, progress: Progress) -> None:
         """Containers of this lab name and run root with no state (their run dir is gone, e.g.

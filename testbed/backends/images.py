@@ -207,7 +207,7 @@ def base_image(client: Any, base: str | None, progress: Progress = quiet, force:
     return found
 
 
-def build_base(client: Any, recipe: BaseRecipe) -> None:
+def build_base(client: Any, recipe: BaseRecipe, ref: str | None = None) -> None:
     """debootstrap into a scratch dir, slim it, ``docker import`` it."""
     if shutil.which("debootstrap", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
         raise MissingDependency("debootstrap", "debootstrap")
@@ -239,7 +239,7 @@ def build_base(client: Any, recipe: BaseRecipe) -> None:
                                stdout=subprocess.PIPE)
         assert tar.stdout is not None
         try:
-            repo, tag = recipe.ref.split(":")
+            repo, tag = (ref or recipe.ref).split(":")
             client.api.import_image_from_stream(
                 tar.stdout, repository=repo, tag=tag,
                 changes=["LABEL testbed.role=base", f"LABEL testbed.hash={recipe.digest()}",
@@ -255,19 +255,20 @@ def build_base(client: Any, recipe: BaseRecipe) -> None:
 def ensure(client: Any, roles: Iterable[Role], base: str | None = None, progress: Progress = quiet,
            force: bool = False, build_client: Any = None) -> dict[Role, RoleImage]:
     """The image of each role, built first where the engine lacks its current tag (or all of
-    them with ``force``). ``build_client``: a client with a build-length timeout."""
+    them with ``force``, without the engine's layer cache). ``build_client``: a client with a
+    build-length timeout."""
     base_id = base_image(client, base, progress, force)
     out: dict[Role, RoleImage] = {}
     for role in dict.fromkeys(roles):
         img = role_image(role, base_id)
         if force or image_id(client, img.ref) is None:
             progress(f"building image {img.ref}")
-            build(build_client or client, img, base_id)
+            build(build_client or client, img, base_id, nocache=force)
         out[role] = img
     return out
 
 
-def build(client: Any, img: RoleImage, base_id: str) -> None:
+def build(client: Any, img: RoleImage, base_id: str, nocache: bool = False) -> None:
     files = context_files(img.role)
     log = STORE / "build-logs" / f"{ROLE_DIRS[img.role]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -276,7 +277,8 @@ def build(client: Any, img: RoleImage, base_id: str) -> None:
     with open(log, "w") as out:
         stream = client.api.build(fileobj=context_tar(files), custom_context=True, tag=img.ref,
                                   buildargs={"BASE": base_id}, network_mode="host",
-                                  labels=labels(img), rm=True, forcerm=True, decode=True, pull=False)
+                                  labels=labels(img), rm=True, forcerm=True, decode=True, pull=False,
+                                  nocache=nocache)
         for chunk in stream:
             text = chunk.get("stream") or chunk.get("status") or ""
             if text:

@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("images", help="the docker backend's images: build them (cached by content)")
     m = s.add_subparsers(dest="action", required=True)
     x = m.add_parser("build", help="build every role's image whose inputs changed")
-    x.add_argument("--force", action="store_true", help="rebuild everything, the base too")
+    x.add_argument("--force", action="store_true", help="rebuild everything, the base too, without the layer cache")
     x.add_argument("--base", help="build FROM this image (in the engine already), e.g. debian:bookworm")
     x.add_argument("--topology", help="take images.base from this topology")
     s.set_defaults(fn=cmd_images)
