@@ -146,9 +146,7 @@ def cmd_images(a: argparse.Namespace) -> int:
         out.print(f"{img.role.value:14} {img.ref}")
     if pruned:
         console.print(f"removed older images: {', '.join(pruned)}")
-    from testbed.backends.engine import stop_if_idle
-
-    stop_if_idle()
+    engine.stop_if_idle()
     return 0
 
 
@@ -249,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("images", help="the docker backend's images: build them (cached by content)")
     m = s.add_subparsers(dest="action", required=True)
     x = m.add_parser("build", help="build every role's image whose inputs changed")
-    x.add_argument("--force", action="store_true", help="rebuild everything, the base too, without the layer cache")
+    x.add_argument("--force", action="store_true",
+                   help="rebuild everything, the base too, without the layer cache")
     x.add_argument("--base", help="build FROM this image (in the engine already), e.g. debian:bookworm")
     x.add_argument("--topology", help="take images.base from this topology")
     s.set_defaults(fn=cmd_images)
