@@ -106,6 +106,10 @@ class DockerBackend:
 
     name = "docker"
 
+    def __init__(self) -> None:
+        # one runtime per node and container in this process: each holds its engine connections
+        self._runtimes: dict[tuple[str, str, str], ContainerNode] = {}
+
     # ------------------------------------------------------------------ build
     def build(self, plan: LabPlan, state: LabState, progress: Progress,
               kernel_nodes: frozenset[str] = frozenset()) -> None:
@@ -199,11 +203,19 @@ class DockerBackend:
             sysctls={"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0"},
         )
         hc["MaskedPaths"], hc["ReadonlyPaths"] = [], []  # the API has them; the SDK has no keyword
-        created = api.create_container(
-            image, ["sleep", "infinity"], name=state.ns(node), hostname=node,
-            labels=labels(state.lab, node, spec.role.value), host_config=hc,
-            environment={"TMPDIR": UML_TMPFS} if sctp else None,
-        )
+        import docker.errors
+
+        try:
+            created = api.create_container(
+                image, ["sleep", "infinity"], name=state.ns(node), hostname=node,
+                labels=labels(state.lab, node, spec.role.value), host_config=hc,
+                environment={"TMPDIR": UML_TMPFS} if sctp else None,
+            )
+        except docker.errors.APIError as e:
+            if e.status_code == 409:  # a container of that name, not this lab's (ours are gone)
+                raise TestbedError(f"a container named {state.ns(node)} exists and does not belong to "
+                                   f"lab {state.lab}: remove or rename it, or use another --lab") from e
+            raise
         cid = created["Id"]
         api.start(cid)
         info = api.inspect_container(cid)
@@ -220,11 +232,8 @@ class DockerBackend:
             mark = CHECKED / hashlib.sha256(f"{rec['image_id']}\0{script}".encode()).hexdigest()[:32]
             if mark.exists():
                 return rec, "", mark
-            rt = self.runtime(state, rec["node"])
-            try:
-                return rec, rt.run(["sh", "-c", script], check=False, timeout=20).stdout, mark
-            finally:
-                rt.close()
+            return rec, self.runtime(state, rec["node"]).run(["sh", "-c", script], check=False,
+                                                             timeout=20).stdout, mark
 
         with ThreadPoolExecutor(PARALLEL) as pool:
             results = list(pool.map(one, state.containers))
@@ -246,9 +255,11 @@ class DockerBackend:
         rec = next((r for r in state.containers if r["node"] == node), None)
         if rec is None:
             raise TestbedError(f"lab {state.lab!r} has no container for {node!r}")
-        url = state.engine
-        return ContainerNode(node, state.ns(node), rec["id"] or rec["name"], _api_factory(url),
-                             python=rec.get("python", ""))
+        key = (state.lab, node, rec["id"] or rec["name"])
+        if key not in self._runtimes:
+            self._runtimes[key] = ContainerNode(node, state.ns(node), key[2], _api_factory(state.engine),
+                                                python=rec.get("python", ""))
+        return self._runtimes[key]
 
     def terminal_argv(self, state: LabState, node: str, argv: list[str], tty: bool) -> list[str]:
         """A command on a node with the caller's terminal (``testbed exec``): ``docker exec``."""
@@ -269,6 +280,8 @@ class DockerBackend:
 
     # ------------------------------------------------------------------ removal
     def teardown(self, state: LabState, progress: Progress) -> None:
+        for key in [k for k in self._runtimes if k[0] == state.lab]:
+            self._runtimes.pop(key).close()
         progress("removing containers")
         eng = engine.at(state.engine) if state.engine else None
         if eng is not None:

@@ -166,3 +166,19 @@ def test_engine_is_named_and_uses_no_bridge(docker_engine):
         assert "bridge" not in names  # --bridge=none
         assert not [ln for ln in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
                                                 timeout=10).stdout.splitlines() if "docker0" in ln]
+
+
+def test_a_users_container_with_a_nodes_name_is_left_alone(testbed_fresh_lab_name, docker_engine):
+    lab = testbed_fresh_lab_name
+    api = docker_engine.client.api
+    mine = api.create_container(images.BaseRecipe().ref, ["sleep", "infinity"], name=f"{lab}-mn",
+                                host_config=api.create_host_config(network_mode="none"))["Id"]
+    api.start(mine)
+    try:
+        cp = cli("--lab", lab, "up", "--backend", "docker", check=False, timeout=300)
+        assert cp.returncode == 1
+        assert f"a container named {lab}-mn exists and does not belong to lab {lab}" in cp.stderr
+        assert api.inspect_container(mine)["State"]["Running"]
+        assert docker_leftovers(docker_engine, lab) == {k: [] for k in docker_leftovers(docker_engine, lab)}
+    finally:
+        api.remove_container(mine, force=True)
