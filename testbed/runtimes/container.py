@@ -129,6 +129,11 @@ class ContainerNode:
     def set_sysctl(self, key: str, value: str) -> None:
         netns.run(self.netns, ["sysctl", "-q", "-w", f"{key}={value}"])
 
+    def set_sysctls(self, values: Mapping[str, str]) -> None:
+        """Several at once, in one process."""
+        if values:
+            netns.run(self.netns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())])
+
     def get_sysctl(self, key: str) -> str:
         return netns.run(self.netns, ["sysctl", "-n", key]).stdout.strip()
 

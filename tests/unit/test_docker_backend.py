@@ -189,9 +189,11 @@ def test_network_stack_commands_go_through_the_pinned_netns(monkeypatch):
     rt.run(["ip", "-j", "addr"])
     rt.set_link("mn-ar1", False)
     rt.set_sysctl("net.ipv6.conf.all.forwarding", "1")
+    rt.set_sysctls({"net.sctp.addip_enable": "1", "net.sctp.auth_enable": "1"})
     assert calls == [("tbx-mn", ["ip", "-j", "addr"]),
                      ("tbx-mn", ["ip", "link", "set", "dev", "mn-ar1", "down"]),
-                     ("tbx-mn", ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"])]
+                     ("tbx-mn", ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]),
+                     ("tbx-mn", ["sysctl", "-q", "-w", "net.sctp.addip_enable=1", "net.sctp.auth_enable=1"])]
     assert api.created == []  # no engine round trip
 
 
