@@ -182,3 +182,18 @@ def test_a_users_container_with_a_nodes_name_is_left_alone(testbed_fresh_lab_nam
         assert docker_leftovers(docker_engine, lab) == {k: [] for k in docker_leftovers(docker_engine, lab)}
     finally:
         api.remove_container(mine, force=True)
+
+
+def test_ctrl_c_during_up_leaves_nothing(testbed_fresh_lab_name, docker_engine):
+    lab = testbed_fresh_lab_name
+    p = subprocess.Popen([sys.executable, "-m", "testbed", "--lab", lab, "up", "--backend", "docker"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # interrupt once daemons are starting: containers, links and some processes exist
+        reached = wait_for_state(lab, lambda s: bool(s.get("services")))
+    finally:
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    assert reached, err
+    assert p.returncode == 130, err
+    assert docker_leftovers(docker_engine, lab) == {k: [] for k in docker_leftovers(docker_engine, lab)}
