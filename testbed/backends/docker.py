@@ -119,6 +119,9 @@ class DockerBackend:
             raise ConfigError(state.topology_file, f"nodes.{n}.sctp.stack",
                               "kernel nodes (uml, qemu) do not run on the docker backend yet",
                               "use backend: mininet for kernel-SCTP nodes")
+        for name in plan.nodes:
+            if netns.exists(state.ns(name)):
+                raise TestbedError(f"netns {state.ns(name)} already exists: another lab? run `testbed clean`")
         with engine.using() as eng:
             state.engine = eng.url
             state.save()
@@ -135,8 +138,6 @@ class DockerBackend:
             for rec, (cid, pid, image_id) in zip(state.containers, made, strict=True):
                 rec["id"], rec["image_id"] = cid, image_id
                 ns = state.ns(rec["node"])
-                if netns.exists(ns):
-                    raise TestbedError(f"netns {ns} already exists: another lab? run `testbed clean`")
                 state.netns.append(ns)
                 state.save()
                 netns.run(None, ["ip", "netns", "attach", ns, str(pid)])
