@@ -10,9 +10,14 @@ LAB ?= tb
 OUT ?= out/$(SCENARIO)
 
 
-.PHONY: setup kernel testbed-up lab-up testbed-down test unit integration lint bench soak clean
+.PHONY: setup kernel images testbed-up lab-up testbed-down test unit integration lint bench soak clean
 
-setup: $(SYSTEM_STAMP) $(STAMP) kernel
+setup: $(SYSTEM_STAMP) $(STAMP) kernel images
+
+# the docker backend's images (debootstrap base + one per role); cached by the content hash of
+# their inputs, so this only builds what changed (first time: a few minutes)
+images: $(SYSTEM_STAMP) $(STAMP)
+	$(VENV)/bin/testbed images build
 
 # kernels under test for VM nodes: the default (Debian 6.1, SCTP as a module) and a 6.12 from
 # bookworm-backports for interop runs; idempotent: a cached kernel is not fetched again
@@ -65,6 +70,7 @@ bench: setup
 	$(PY) bench/bench_agent.py
 	$(PY) bench/bench_handover.py
 	$(PY) bench/bench_sctp.py
+	$(PY) bench/bench_docker.py
 
 # N consecutive default runs (pass/fail counts, timing distribution): make soak N=100
 N ?= 100

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Idempotent system set-up for testbed: Debian packages (BIND >= 9.20 from bookworm-backports),
-# nothing else. Called by `make setup`; safe to run again. Needs root.
+# Idempotent system set-up for testbed: Debian packages (BIND >= 9.20 from bookworm-backports,
+# docker.io and debootstrap for the docker backend), nothing else. Called by `make setup`; safe
+# to run again. Needs root. It changes no firewall rule: Debian's docker.io units are left
+# disabled (the stock dockerd adds iptables rules and a bridge); the docker backend starts its
+# own dockerd without either when no engine answers.
 set -euo pipefail
 
 APT_PACKAGES=(
@@ -8,6 +11,7 @@ APT_PACKAGES=(
   isc-dhcp-server isc-dhcp-client radvd ndisc6
   qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd tshark user-mode-linux dhcpcd-base
   python3 python3-venv python3-pip
+  docker.io debootstrap tar
 )
 BIND_PACKAGES=(bind9 bind9-utils bind9-dnsutils)
 
@@ -50,6 +54,17 @@ if [ ${#missing[@]} -gt 0 ] || [ $named_ok -eq 0 ]; then
   # Host copies of the services stay off; the lab starts its own per namespace.
   for unit in named isc-dhcp-server radvd; do
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  done
+fi
+# The stock Docker daemon (and its containerd) stays off; a dockerd that already runs is the
+# user's and is used as it is. A daemon this script's install did not start has no firewall rule
+# to undo.
+if ! { [ -S /var/run/docker.sock ] && pgrep -x dockerd >/dev/null; }; then
+  for unit in docker.service docker.socket containerd.service; do
+    systemctl disable "$unit" >/dev/null 2>&1 || true
+  done
+  for svc in docker containerd; do
+    [ -e "/etc/init.d/$svc" ] && update-rc.d "$svc" disable >/dev/null 2>&1 || true
   done
 fi
 echo "setup: system packages ready ($(named -v))"

@@ -2,7 +2,11 @@
 
 Fixtures:
   ``testbed_lab``   a lab of the default topology, up for the whole session, torn down after.
-                    Options: ``--testbed-topology`` and ``--testbed-lab`` (namespace prefix).
+                    Options: ``--testbed-topology``, ``--testbed-lab`` (namespace prefix) and
+                    ``--testbed-backend``. Parametrize it indirectly with backend names to run
+                    a test on each backend (one lab per backend, up while its tests run):
+                    ``@pytest.mark.parametrize("testbed_lab", ["mininet", "docker"],
+                    indirect=True)``; a docker lab's name ends in ``d``.
   ``testbed_fresh_lab_name``  a lab name no other test uses, for tests that bring labs up/down.
   ``testbed_run``   ``testbed_run(scenario, lab=None) -> RunResult``: run a scenario (name in
                     topologies/scenarios/, path, or Scenario) on ``lab`` (default: the
@@ -31,6 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("testbed")
     g.addoption("--testbed-topology", default=None, help="topology for the testbed_lab fixture")
     g.addoption("--testbed-lab", default="tbt", help="lab name (netns prefix) for testbed_lab")
+    g.addoption("--testbed-backend", default=None, choices=["mininet", "docker"],
+                help="backend of testbed_lab (default: the topology's, else mininet)")
 
 
 def require_lab_prerequisites() -> None:
@@ -61,12 +67,13 @@ def testbed_lab(request: pytest.FixtureRequest) -> Iterator:
     from testbed.state import LabState
 
     require_lab_prerequisites()
-    name = request.config.getoption("--testbed-lab")
+    backend = getattr(request, "param", None) or request.config.getoption("--testbed-backend")
+    name = request.config.getoption("--testbed-lab") + ("d" if backend == "docker" else "")
     if LabState.exists(name):  # a previous run crashed: its leftovers are ours to remove
         from testbed.lab import teardown_state
 
         teardown_state(LabState.load(name))
-    lab = Lab.up(request.config.getoption("--testbed-topology"), name)
+    lab = Lab.up(request.config.getoption("--testbed-topology"), name, backend=backend)
     try:
         yield lab
     finally:

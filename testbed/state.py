@@ -61,6 +61,8 @@ class LabState:
     services: list[dict[str, Any]] = field(default_factory=list)
     attached: list[str] = field(default_factory=list)  # ARs the MN is attached to
     kernel_nodes: list[dict[str, Any]] = field(default_factory=list)  # one record per booted guest
+    engine: str = ""  # docker backend: the engine's URL
+    containers: list[dict[str, str]] = field(default_factory=list)  # docker: written BEFORE creation
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -19,6 +19,8 @@ from testbed.services import probes
 def collect(lab_or_name: Lab | str) -> dict[str, Any]:
     """Status of a lab (a ``Lab``, or a lab name to open)."""
     lab = Lab.open(lab_or_name) if isinstance(lab_or_name, str) else lab_or_name
+    backend_info = lab.backend.info(lab.state)
+    per_node = backend_info.get("nodes", {})
     nodes = []
     for name, plan in lab.plan.nodes.items():
         ns = lab.state.ns(name)
@@ -54,6 +56,7 @@ def collect(lab_or_name: Lab | str) -> dict[str, Any]:
                 "accelerator": info.accelerator,
                 "sctp": sctp,
                 "interfaces": ifaces,
+                **per_node.get(name, {}),  # docker: "container" (id) and "image"
             }
         )
     services = []
@@ -74,6 +77,7 @@ def collect(lab_or_name: Lab | str) -> dict[str, Any]:
         "topology": lab.topo.name,
         "status": lab.state.status,
         "backend": lab.state.backend,
+        **({"engine": backend_info["engine"]} if "engine" in backend_info else {}),
         "machine": lab.state.machine,
         "run_dir": str(lab.state.dir),
         "attached": lab.state.attached,
@@ -124,19 +128,22 @@ def _healthy(lab, node: str, service: str) -> bool:
 
 
 def render(st: dict[str, Any], console: Console) -> None:
+    engine = st.get("engine")
+    via = f" on the {engine['kind']} engine {engine['url']} ({engine['version']})" if engine else ""
     console.print(
-        f"[bold]lab {st['lab']}[/bold] ({st['topology']}, backend {st['backend']}, machine "
+        f"[bold]lab {st['lab']}[/bold] ({st['topology']}, backend {st['backend']}{via}, machine "
         f"{st['machine']}) {st['status']}; MN attached to "
         f"{', '.join(st['attached']) or 'nothing'}; zone {st['zone']}; run dir {st['run_dir']}"
     )
-    t = Table("node", "role", "netns", "kernel", "interface", "state", "addresses")
+    t = Table("node", "role", "container" if engine else "netns", "kernel", "interface", "state",
+              "addresses")
     for n in st["nodes"]:
         first = True
         for i in n["interfaces"] or [{"name": "-", "state": "-", "addresses": []}]:
             t.add_row(
                 n["name"] if first else "",
                 n["role"] if first else "",
-                n["netns"] if first else "",
+                (n["container"][:12] if engine else n["netns"]) if first else "",
                 _kernel_cell(n) if first else "",
                 i["name"],
                 i["state"],

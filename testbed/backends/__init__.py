@@ -1,6 +1,7 @@
 """Lab backends: how a lab's nodes and links are made (``base.LabBackend``).
 
-``mininet`` makes each node a named network namespace. Backends are classes registered by
+``mininet`` makes each node a named network namespace, ``docker`` a container whose
+namespace is pinned by the same name. Backends are classes registered by
 name; the lab records the name in its state so later commands find the same backend.
 """
 
@@ -18,7 +19,13 @@ def _mininet() -> LabBackend:
     return MininetBackend()
 
 
-BACKENDS: dict[str, Callable[[], LabBackend]] = {"mininet": _mininet}
+def _docker() -> LabBackend:
+    from testbed.backends.docker import DockerBackend
+
+    return DockerBackend()
+
+
+BACKENDS: dict[str, Callable[[], LabBackend]] = {"mininet": _mininet, "docker": _docker}
 
 
 def get(name: str) -> LabBackend:

@@ -8,7 +8,7 @@ node's namespace (daemons, kernel nodes, the mobility agent) is the same for eve
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from testbed.model.addressing import LabPlan
 from testbed.progress import Progress
@@ -29,8 +29,21 @@ class LabBackend(Protocol):
         """The runtime of a node whose stack is the host kernel."""
         ...
 
+    def terminal_argv(self, state: LabState, node: str, argv: list[str], tty: bool) -> list[str]:
+        """The argv that runs ``argv`` on a host-kernel node with the caller's terminal
+        (``testbed exec``)."""
+        ...
+
+    def info(self, state: LabState) -> dict[str, Any]:
+        """What ``testbed status`` shows of the backend: ``{"nodes": {node: {...}}, ...}``."""
+        ...
+
     def teardown(self, state: LabState, progress: Progress) -> None:
         """Remove what ``state`` records that this backend made."""
+        ...
+
+    def labs(self) -> set[str]:
+        """Labs of this run root owning something this backend makes, by label (no state)."""
         ...
 
     def sweep(self, lab: str) -> list[str]:

@@ -9,21 +9,24 @@ nodes) is what we build on; we diverge where the host must stay clean:
   ever exists in the root namespace;
 * each Host's namespace is pinned as a *named* netns (``ip netns attach``) so it outlives the
   Mininet shell, is reachable with ``ip netns exec <lab>-<node>`` and is removed by name only;
-* addresses, routes and sysctls are set with ``ip``/``sysctl`` argv lists, not ifconfig.
+* addresses, routes and sysctls are set with ``ip``/``sysctl`` argv lists, not ifconfig
+  (``l3``, shared with the docker backend).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
+from testbed.backends import l3
 from testbed.errors import MissingDependency, TestbedError
 from testbed.host import netns
 from testbed.model.addressing import LabPlan
 from testbed.progress import Progress
 from testbed.runtimes.namespace import NamespaceNode
 from testbed.services.base import require
-from testbed.state import OWNER_LABEL, LabState, namespace_label
+from testbed.state import LabState, namespace_label
 
 
 class MininetBackend:
@@ -75,60 +78,24 @@ class MininetBackend:
             for host in hosts.values():
                 _close_shell(host)
         progress("addresses and routes")
-        for name, node in plan.nodes.items():
-            if name in kernel_nodes:
-                cmds = ["link set dev lo up"] + [
-                    f"link set dev {i.ifname} alias {OWNER_LABEL}:{state.lab}" for i in node.ifaces
-                ]
-                netns.run(None, ["ip", "-n", state.ns(name), "-batch", "-"], input="\n".join(cmds) + "\n")
-            else:
-                self._configure(state.ns(name), state.lab, node, plan)
-
-    def _configure(self, ns: str, lab: str, node, plan: LabPlan) -> None:
-        mn = plan.topology.mobile.node
-        sysctls = ["net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"]
-        if node.forwards:
-            sysctls += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
-        if node.name == mn:
-            sysctls = ["net.ipv6.conf.all.keep_addr_on_down=0"]
-            for i in node.ifaces:
-                base = f"net.ipv6.conf.{i.ifname}"
-                # DNA (RFC 4957): solicit at once on attach, not after the RFC 4861 random delay
-                sysctls += [
-                    f"{base}.accept_ra=2",
-                    f"{base}.autoconf=1",
-                    f"{base}.router_solicitation_delay=0",
-                ]
-                if plan.topology.mobile.optimistic_dad:
-                    # RFC 4429 where the kernel has it (Debian's UML build does not: skip DAD)
-                    sysctls += ([f"{base}.optimistic_dad=1", f"{base}.use_optimistic=1"]
-                                if netns.optimistic_dad_supported() else [f"{base}.accept_dad=0"])
-        else:
-            for i in node.ifaces:  # static nodes: no SLAAC from a neighbour's RA, no DAD wait
-                sysctls += [f"net.ipv6.conf.{i.ifname}.accept_ra=0", f"net.ipv6.conf.{i.ifname}.accept_dad=0"]
-        netns.run(ns, ["sysctl", "-q", "-w", *sysctls])
-        cmds = ["link set dev lo up"]
-        for i in node.ifaces:
-            cmds.append(f"link set dev {i.ifname} alias {OWNER_LABEL}:{lab}")
-            for a in i.addresses:
-                flags = " nodad" if a.version == 6 else ""
-                cmds.append(f"addr add {a} dev {i.ifname}{flags}")
-            # the MN's access interfaces start down: the lab attaches it (= brings them up), and
-            # the AR side then sees carrier; the AR side stays up so dhcpd/radvd can bind to it
-            state = "down" if i.access_router and node.name == mn else "up"
-            cmds.append(f"link set dev {i.ifname} {state}")
-        for r in node.routes:
-            cmds.append(f"route add {r.dst} via {r.via} dev {r.dev}")
-        netns.run(None, ["ip", "-n", ns, "-batch", "-"], input="\n".join(cmds) + "\n")
-
+        l3.configure_all(plan, state, kernel_nodes)
 
     def runtime(self, state: LabState, node: str) -> NamespaceNode:
         return NamespaceNode(node, state.ns(node))
+
+    def terminal_argv(self, state: LabState, node: str, argv: list[str], tty: bool) -> list[str]:
+        return netns.exec_argv(state.ns(node), argv)
+
+    def info(self, state: LabState) -> dict[str, Any]:
+        return {"nodes": {}}
 
     def teardown(self, state: LabState, progress: Progress) -> None:
         progress("removing namespaces")
         for ns in state.netns:
             netns.remove(ns)
+
+    def labs(self) -> set[str]:
+        return set()  # its only resources are labelled namespaces, which clean lists itself
 
     def sweep(self, lab: str) -> list[str]:
         gone = []

@@ -39,7 +39,7 @@ def cmd_up(a: argparse.Namespace) -> int:
     if a.machine == "uml":
         return _machine_up(a)
     with progress(f"lab {a.lab} up") as step:
-        lab = Lab.up(a.topology, a.lab, step)
+        lab = Lab.up(a.topology, a.lab, step, backend=a.backend)
     for w in lab.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
     console.print(f"[green]lab {a.lab} is up[/green] ({lab.topo.name}); run dir {lab.state.dir}")
@@ -85,7 +85,8 @@ def cmd_exec(a: argparse.Namespace) -> int:
     lab = Lab.open(a.lab)
     rt = lab.runtime(a.node)
     if not rt.own_kernel:  # the host kernel: hand the terminal over, interactive commands work
-        os.execvp("ip", ["ip", "netns", "exec", rt.netns, *argv])
+        full = lab.backend.terminal_argv(lab.state, a.node, argv, sys.stdin.isatty())
+        os.execvp(full[0], full)
     cp = rt.run(argv, check=False, timeout=a.timeout)
     sys.stdout.write(cp.stdout)
     sys.stderr.write(cp.stderr)
@@ -116,6 +117,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     from testbed.scenario import model, runner
 
     sc = model.load(a.scenario)
+    if a.backend:  # for a lab the run brings up itself
+        os.environ["TESTBED_BACKEND"] = a.backend
     out = Path(a.out or f"out/{sc.name}-{_time.strftime('%Y%m%d-%H%M%S')}")
     if a.machine == "uml":
         return _machine_run(a, sc, out)
@@ -174,6 +177,31 @@ def up_inside(machine) -> bool:
     return machine.forward(["status", "--json"], write=buf.write).returncode == 0
 
 
+def cmd_images(a: argparse.Namespace) -> int:
+    from testbed.backends import engine, images
+    from testbed.model import loader
+
+    base = a.base
+    if a.topology:
+        topo = loader.load(a.topology)
+        base = base or topo.images.base
+    with progress("images") as step, engine.using() as eng:
+        step(f"engine: {eng.kind} ({eng.url})")
+        build_client = engine.client(eng.url, timeout=engine.BUILD_TIMEOUT)
+        try:
+            built = images.ensure(eng.client, list(images.ROLE_DIRS), base, step, force=a.force,
+                                  build_client=build_client)
+        finally:
+            build_client.close()
+        pruned = images.prune(eng.client, [i.ref for i in built.values()])
+    for img in built.values():
+        out.print(f"{img.role.value:14} {img.ref}")
+    if pruned:
+        console.print(f"removed older images: {', '.join(pruned)}")
+    engine.stop_if_idle()
+    return 0
+
+
 def _mobile_lab(a: argparse.Namespace):
     from testbed.lab import Lab
 
@@ -230,11 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="lab name; namespaces are <lab>-<node> (default: %(default)s)",
     )
     sub = p.add_subparsers(dest="cmd", required=True)
+    backend_help = "mininet (named namespaces) or docker (containers); default: the topology's"
 
     s = sub.add_parser("up", help="build the lab and start its daemons")
     s.add_argument("topology", nargs="?", help="topology name in topologies/ or a YAML path")
     s.add_argument("--machine", choices=["host", "uml"], default="host",
                    help="uml: run the whole lab inside one User-Mode-Linux kernel (its SCTP, netem)")
+    s.add_argument("--backend", choices=["mininet", "docker"], help=backend_help)
     s.set_defaults(fn=cmd_up)
 
     s = sub.add_parser("down", help="stop the lab and remove everything it created")
@@ -267,7 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output directory (default: out/<scenario>-<time>)")
     s.add_argument("--machine", choices=["host", "uml"], default="host",
                    help="uml: run the lab inside one User-Mode-Linux kernel (when it is not up yet)")
+    s.add_argument("--backend", choices=["mininet", "docker"], help=backend_help)
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("images", help="the docker backend's images: build them (cached by content)")
+    m = s.add_subparsers(dest="action", required=True)
+    x = m.add_parser("build", help="build every role's image whose inputs changed")
+    x.add_argument("--force", action="store_true",
+                   help="rebuild everything, the base too, without the layer cache")
+    x.add_argument("--base", help="build FROM this image (in the engine already), e.g. debian:bookworm")
+    x.add_argument("--topology", help="take images.base from this topology")
+    s.set_defaults(fn=cmd_images)
 
     sub.add_parser("check", help="judge captures against Appendix A (testbed check --help)",
                    add_help=False)

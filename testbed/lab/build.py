@@ -54,11 +54,11 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
                for n, s in stacks.items()]  # a missing kernel fails here, before anything exists
     state.backend = nodes.backend.name
     state.save()
+    write_resolvers(nodes)  # before the nodes: a container mounts its resolv.conf when created
     nodes.backend.build(plan, state, progress, frozenset(stacks))
     for name, spec in topo.nodes.items():  # SCTP on the host's kernel, per namespace
         if name not in stacks and kernel_nodes.stack_of(spec.sctp) == "host":
             nodes.runtime(name).set_sysctls(kernel_nodes.sctp_sysctls(spec.sctp))
-    write_resolvers(nodes)
     boot = None
     result: dict[str, Any] = {}
     if configs:

@@ -58,11 +58,16 @@ class Lab:
 
     @classmethod
     def up(cls, topology: str | Path | None = None, lab: str = DEFAULT_LAB, progress: Progress = quiet,
-           backend: LabBackend | None = None) -> Lab:
-        """Build and start a lab; on any failure or Ctrl-C remove what was made, then re-raise."""
+           backend: LabBackend | str | None = None) -> Lab:
+        """Build and start a lab; on any failure or Ctrl-C remove what was made, then re-raise.
+
+        ``backend`` (an object or a name) wins over ``$TESTBED_BACKEND``, which wins over the
+        topology's ``backend``; the default is mininet."""
         path = loader.resolve(topology)
         topo = loader.load(path)  # bad input fails here, before anything exists
-        backend = backend or backends.get(DEFAULT_BACKEND)
+        if backend is None or isinstance(backend, str):
+            backend = backends.get(backend or os.environ.get("TESTBED_BACKEND") or topo.backend
+                                   or DEFAULT_BACKEND)
         with locked(lab):
             if LabState.exists(lab):
                 old = LabState.load(lab)

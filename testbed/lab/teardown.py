@@ -74,6 +74,8 @@ def clean(progress: Progress = quiet, force: bool = False) -> list[str]:
     run_dirs = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")} \
         if root.is_dir() else set()
     candidates = set(known_labs()) | labelled_labs() | run_dirs
+    for name in backends.BACKENDS:  # e.g. containers whose run dir a reboot emptied
+        candidates |= backends.get(name).labs()
     for lab in sorted(candidates):
         with locked(lab):
             try:

@@ -52,6 +52,16 @@ class SctpSettings(Strict):
 class Node(Strict):
     role: Role
     sctp: SctpSettings = SctpSettings()
+    # docker backend: the node runs this image instead of its role's (it must hold what the
+    # role runs; the lab checks that before it starts anything in it)
+    image: str | None = Field(default=None, min_length=1)
+
+
+class ImageSettings(Strict):
+    """Docker backend: what the role images are built FROM. None: testbed's own Debian base
+    (debootstrap); or an image already in the engine, e.g. ``debian:bookworm``."""
+
+    base: str | None = Field(default=None, min_length=1)
 
 
 def _in_doc_ranges(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
@@ -157,6 +167,8 @@ class Topology(Strict):
     access_networks: list[AccessNetwork]
     dns: DnsSettings = DnsSettings()
     mobile: MobileSettings = MobileSettings()
+    backend: Literal["mininet", "docker"] | None = None  # None: mininet; `testbed up --backend` wins
+    images: ImageSettings = ImageSettings()
 
     @field_validator("nodes")
     @classmethod

@@ -1,4 +1,7 @@
-"""The lab on the real daemons: named, dhcpd, radvd, dhcpcd in named network namespaces."""
+"""The lab on the real daemons: named, dhcpd, radvd, dhcpcd in named network namespaces.
+
+Tests about the lab rather than its backend run on both backends (mininet namespaces and
+docker containers); the docker backend's own tests are in ``test_docker``."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from testbed.state import LabState, lab_dir
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+# the session lab once per backend (the plugin's fixture, parametrized indirectly)
+BOTH = pytest.mark.parametrize("testbed_lab", ["mininet", "docker"], indirect=True)
 
 
 def cli(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -53,6 +58,7 @@ def leftovers(lab: str) -> dict[str, list[str]]:
     }
 
 
+@BOTH
 def test_lab_is_up_and_every_service_answers(testbed_lab):
     from testbed.status import collect
 
@@ -64,6 +70,7 @@ def test_lab_is_up_and_every_service_answers(testbed_lab):
         assert services[key]["healthy"], (key, services[key])
 
 
+@BOTH
 def test_root_namespace_untouched(testbed_lab):
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "testbed:" not in links
@@ -79,11 +86,13 @@ def test_root_namespace_untouched(testbed_lab):
     assert "2001:db8:a1:" not in routes and "2001:db8:ff:" not in routes
 
 
+@BOTH
 def test_cn_resolves_through_lab_named(testbed_lab):
     assert dig(testbed_lab, "cn", "dns.mobile.test") == ["203.0.113.10"]
     assert dig(testbed_lab, "cn", "cn", "AAAA") == ["2001:db8:ff:c::2"]  # search domain applies
 
 
+@BOTH
 def test_mn_configured_from_ar1(testbed_lab):
     st = testbed_lab.access_state("ar1")
     assert st.carrier
@@ -97,6 +106,7 @@ def test_mn_configured_from_ar1(testbed_lab):
     mn.run(["ping", "-6", "-c1", "-W2", "2001:db8:ff:c::2"])
 
 
+@BOTH
 def test_move_to_ar2_and_back(testbed_lab):
     lab = testbed_lab.state.lab
     out = cli("--lab", lab, "move", "mn", "--to", "ar2").stderr
@@ -112,6 +122,7 @@ def test_move_to_ar2_and_back(testbed_lab):
     assert testbed_lab.access_state("ar1").ipv4 and not testbed_lab.access_state("ar2").carrier
 
 
+@BOTH
 def test_tsig_nsupdate_from_mn_changes_its_name(testbed_lab):
     keyfile = testbed_lab.wiring.tsig_key_file
     addr = testbed_lab.access_state("ar1").ipv4[0]
@@ -126,6 +137,7 @@ def test_tsig_nsupdate_from_mn_changes_its_name(testbed_lab):
     assert bad.returncode != 0 and "REFUSED" in bad.stdout + bad.stderr
 
 
+@BOTH
 def test_second_up_is_refused(testbed_lab):
     cp = cli("--lab", testbed_lab.state.lab, "up", check=False)
     assert cp.returncode == 1 and "already up" in cp.stderr

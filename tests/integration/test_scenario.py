@@ -10,11 +10,16 @@ from testbed.conformance.checker import check
 from testbed.pytest_plugin import assert_rules, assert_verdict
 
 pytestmark = pytest.mark.integration
+VERDICTS: dict[str, dict[str, str]] = {}  # backend -> rule id -> status, to compare backends
 
 
+@pytest.mark.parametrize("testbed_lab", ["mininet", "docker"], indirect=True)
 def test_move_scenario_writes_pcaps_events_and_a_passing_verdict(testbed_lab, testbed_run):
-    result = testbed_run("move-ar2")
+    result = testbed_run("move-ar2", lab=testbed_lab)
     assert_verdict(result.verdict)
+    # the same scenario on the other backend gave the same verdict, rule by rule
+    VERDICTS[testbed_lab.state.backend] = {r.id: r.status for r in result.verdict.rules}
+    assert len({json.dumps(v, sort_keys=True) for v in VERDICTS.values()}) == 1, VERDICTS
     tmp_path = result.out
     pcaps = sorted(p.name for p in (tmp_path / "pcaps").glob("*.pcap"))
     assert pcaps == sorted(f"{v.a_ifname}.pcap" for v in testbed_lab.plan.veths)

@@ -101,9 +101,18 @@ class FakeBackend:
             self.runtimes[node] = FakeRuntime(node, state.ns(node), self.journal)
         return self.runtimes[node]
 
+    def terminal_argv(self, state: LabState, node: str, argv: list[str], tty: bool) -> list[str]:
+        return ["fake-exec", node, *argv]
+
+    def info(self, state: LabState) -> dict[str, Any]:
+        return {"nodes": {}}
+
     def teardown(self, state: LabState, progress: Progress) -> None:
         self.torn_down = list(state.netns)
         self.journal.append(("backend", "teardown"))
+
+    def labs(self) -> set[str]:
+        return set()
 
     def sweep(self, lab: str) -> list[str]:
         return []

@@ -1,0 +1,61 @@
+"""A node's layer 3 inside its named netns: sysctls, addresses, routes, link labels.
+
+The same for every backend, set from the host through the pinned namespace (``ip -n``,
+``ip netns exec … sysctl``), so a node needs no tool of its own for it. Kernel nodes get their
+loopback up and their links labelled only: their L3 lives in their own kernel.
+"""
+
+from __future__ import annotations
+
+from testbed.host import netns
+from testbed.model.addressing import LabPlan
+from testbed.state import OWNER_LABEL, LabState
+
+
+def configure_all(plan: LabPlan, state: LabState, kernel_nodes: frozenset[str] = frozenset()) -> None:
+    for name, node in plan.nodes.items():
+        if name in kernel_nodes:
+            cmds = ["link set dev lo up"] + [
+                f"link set dev {i.ifname} alias {OWNER_LABEL}:{state.lab}" for i in node.ifaces
+            ]
+            netns.run(None, ["ip", "-n", state.ns(name), "-batch", "-"], input="\n".join(cmds) + "\n")
+        else:
+            configure(state.ns(name), state.lab, node, plan)
+
+
+def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
+    mn = plan.topology.mobile.node
+    sysctls = ["net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"]
+    if node.forwards:
+        sysctls += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
+    if node.name == mn:
+        sysctls = ["net.ipv6.conf.all.keep_addr_on_down=0"]
+        for i in node.ifaces:
+            base = f"net.ipv6.conf.{i.ifname}"
+            # DNA (RFC 4957): solicit at once on attach, not after the RFC 4861 random delay
+            sysctls += [
+                f"{base}.accept_ra=2",
+                f"{base}.autoconf=1",
+                f"{base}.router_solicitation_delay=0",
+            ]
+            if plan.topology.mobile.optimistic_dad:
+                # RFC 4429 where the kernel has it (Debian's UML build does not: skip DAD)
+                sysctls += ([f"{base}.optimistic_dad=1", f"{base}.use_optimistic=1"]
+                            if netns.optimistic_dad_supported() else [f"{base}.accept_dad=0"])
+    else:
+        for i in node.ifaces:  # static nodes: no SLAAC from a neighbour's RA, no DAD wait
+            sysctls += [f"net.ipv6.conf.{i.ifname}.accept_ra=0", f"net.ipv6.conf.{i.ifname}.accept_dad=0"]
+    netns.run(ns, ["sysctl", "-q", "-w", *sysctls])
+    cmds = ["link set dev lo up"]
+    for i in node.ifaces:
+        cmds.append(f"link set dev {i.ifname} alias {OWNER_LABEL}:{lab}")
+        for a in i.addresses:
+            flags = " nodad" if a.version == 6 else ""
+            cmds.append(f"addr add {a} dev {i.ifname}{flags}")
+        # the MN's access interfaces start down: the lab attaches it (= brings them up), and
+        # the AR side then sees carrier; the AR side stays up so dhcpd/radvd can bind to it
+        state = "down" if i.access_router and node.name == mn else "up"
+        cmds.append(f"link set dev {i.ifname} {state}")
+    for r in node.routes:
+        cmds.append(f"route add {r.dst} via {r.via} dev {r.dev}")
+    netns.run(None, ["ip", "-n", ns, "-batch", "-"], input="\n".join(cmds) + "\n")
