@@ -36,6 +36,14 @@ def build_parser(prog: str = "testbed check") -> argparse.ArgumentParser:
         metavar="PHASE=SECONDS",
         help="phase budget after the handover's t0 (repeatable), e.g. dns_acked=0.5",
     )
+    p.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="RULE=pass|fail",
+        help="the outcome a rule should have (repeatable), e.g. order.trash=fail: the verdict "
+        "passes when every expectation is met",
+    )
     p.add_argument("--dedup-window", type=float, default=0.5, help="seconds (default 0.5)")
     return p
 
@@ -69,6 +77,16 @@ def _budgets(items: Sequence[str]) -> dict[str, float]:
     return out
 
 
+def _expectations(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        rule, _, want = item.partition("=")
+        if want not in ("pass", "fail"):
+            raise ConfigError("--expect", item, "expected RULE=pass or RULE=fail", "e.g. order.trash=fail")
+        out[rule.strip()] = want
+    return out
+
+
 def _duration(phase: str, d: dict[str, Any]) -> str:
     """``add_ip_acked 22.0 ms (add_ip 2.0)``: the phase's duration, then its floor, in ms."""
     text = f"{phase} {d['seconds'] * 1e3:.1f} ms"
@@ -82,13 +100,19 @@ def render(verdict: Verdict, console: Console) -> None:
     t = Table(title="Appendix A conformance", show_lines=False)
     t.add_column("rule")
     t.add_column("status")
+    if verdict.expectations:
+        t.add_column("expected")
     t.add_column("message", overflow="fold")
     for r in verdict.rules:
         msg = r.message
         if r.evidence:
             e = r.evidence[0]
             msg += f"\n  e.g. {e.pcap}#{e.frame}: {e.what}"
-        t.add_row(r.id, f"[{_STYLE[r.status]}]{r.status}[/]", msg)
+        cells = [r.id, f"[{_STYLE[r.status]}]{r.status}[/]"]
+        if verdict.expectations:
+            cells.append("" if r.expected is None else
+                         f"{r.expected} ({'[green]met[/]' if r.met else '[bold red]not met[/]'})")
+        t.add_row(*cells, msg)
     console.print(t)
     if verdict.handovers:
         h = Table(title="Handovers (seconds after t0, the new link's link_up)")
@@ -135,6 +159,9 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             mn_name=args.mn_name,
             dedup_window=args.dedup_window,
         )
+        expectations = _expectations(args.expect)
+        if expectations:
+            verdict = verdict.expecting(expectations, "--rules")
     except TestbedError as e:
         console.print(f"[bold red]error:[/] {e}")
         return 2

@@ -2,9 +2,11 @@
 
 Serialised as ``verdict.json`` (schema 2; README.md, "Checker contract", has every field)::
 
-    {"schema": 2, "passed": bool,
+    {"schema": 3, "passed": bool,
      "rules": [{"id", "status": "pass|fail|skip", "message",
-                "evidence": [{"pcap", "frame", "time", "what"}]}],
+                "evidence": [{"pcap", "frame", "time", "what"}],
+                "expected": "pass|fail", "met": bool}],      # the last two with expectations
+     "expectations": {rule id: "pass|fail"},                 # only when a scenario declared any
      "stats": {...}, "budgets": {phase: seconds},
      "handovers": [{..., "t0", "phases", "offsets", "durations", "floors", "missing", "notes"}],
      "lab": {...}}                                   # only when the caller described the lab
@@ -19,7 +21,8 @@ from typing import Any, Literal
 
 from testbed.conformance.facts import Facts
 
-SCHEMA = 2  # verdict.json format; 1 is the unversioned format before "schema" existed
+SCHEMA = 3  # verdict.json format; 1 is the unversioned format before "schema" existed
+Expected = Literal["pass", "fail"]
 Status = Literal["pass", "fail", "skip"]
 MAX_EVIDENCE = 50  # per rule; the message gives the full count
 
@@ -41,14 +44,26 @@ class RuleResult:
     status: Status
     message: str
     evidence: tuple[Evidence, ...] = ()
+    expected: Expected | None = None  # what the scenario says the lab should show
+
+    @property
+    def met(self) -> bool:
+        """The expectation holds (a rule skipped for want of input meets none); without an
+        expectation, a rule is met unless it failed."""
+        if self.expected is None:
+            return self.status != "fail"
+        return self.status == self.expected
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "status": self.status,
             "message": self.message,
             "evidence": [e.to_dict() for e in self.evidence[:MAX_EVIDENCE]],
         }
+        if self.expected is not None:
+            out.update(expected=self.expected, met=self.met)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +77,27 @@ class Verdict:
     # from it instead of reading the captures again
     facts: Facts | None = field(default=None, compare=False, repr=False)
 
+    expectations: dict[str, Expected] = field(default_factory=dict)
+
     @property
     def passed(self) -> bool:
-        """True when no selected rule failed (skipped rules do not fail a run)."""
-        return all(r.status != "fail" for r in self.rules)
+        """True when every rule is as expected: by default no selected rule failed (skipped rules
+        do not fail a run); a rule with an expectation must show exactly that."""
+        return all(r.met for r in self.rules)
+
+    def expecting(self, expectations: dict[str, Expected], source: str = "expect") -> Verdict:
+        """This verdict judged against a scenario's expectations (rule id → pass or fail). A
+        rule that was not judged at all (not selected) is added as a skip that fails its
+        expectation, so a typo or a missing input cannot pass silently."""
+        from dataclasses import replace
+
+        known = {r.id: r for r in self.rules}
+        rules = [replace(r, expected=expectations.get(r.id)) for r in self.rules]
+        for rid, want in expectations.items():
+            if rid not in known:
+                rules.append(RuleResult(rid, "skip", f"not judged (no such rule selected in {source})",
+                                        expected=want))
+        return replace(self, rules=tuple(rules), expectations=dict(expectations))
 
     def rule(self, rule_id: str) -> RuleResult:
         for r in self.rules:
@@ -87,6 +119,8 @@ class Verdict:
         }
         if self.lab is not None:
             out["lab"] = self.lab
+        if self.expectations:
+            out["expectations"] = dict(self.expectations)
         return out
 
     def write(self, path: str | Path) -> None:

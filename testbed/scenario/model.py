@@ -108,6 +108,9 @@ class Scenario(Strict):
     traffic: Traffic | None = None
     rules: str | None = None  # checker rule groups; default: all that apply
     budgets: dict[str, float] = Field(default_factory=dict)  # timeline phase -> seconds
+    # what the lab should show, rule id -> pass | fail (an attack refused, a NAT that breaks a
+    # binding update): the run passes when every expectation is met, a skip meets none
+    expect: dict[str, Literal["pass", "fail"]] = Field(default_factory=dict)
     steps: list[Step]
 
     def moves(self) -> list[Move]:

@@ -169,6 +169,8 @@ class Runner:
         z = self.lab.topo.dns
         verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
                         mn_name=f"{z.mobile_name}.{z.zone}", lab=self.lab_block())
+        if self.sc.expect:
+            verdict = verdict.expecting(dict(self.sc.expect), f"scenario {self.sc.name}")
         verdict.write(self.out / "verdict.json")
         self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)

@@ -212,7 +212,7 @@ def test_verdict_json_shape(tmp_path: Path) -> None:
     v = _run(tmp_path, trash_capture(Knobs(ack_add=False)))
     d = v.to_dict()
     assert set(d) == {"schema", "passed", "rules", "stats", "budgets", "handovers"}
-    assert d["schema"] == 2 and d["passed"] is False and d["budgets"] == {}
+    assert d["schema"] == 3 and d["passed"] is False and d["budgets"] == {}
     r = next(r for r in d["rules"] if r["id"] == "asconf.ack")
     assert set(r) == {"id", "status", "message", "evidence"}
     assert set(r["evidence"][0]) == {"pcap", "frame", "time", "what"}
@@ -249,7 +249,7 @@ def test_verdict_carries_the_callers_lab_block_and_budgets(tmp_path: Path) -> No
     v = _run(tmp_path, trash_capture(), lab=lab, budgets={"dns_acked": 0.5})
     v.write(tmp_path / "verdict.json")
     d = json.loads((tmp_path / "verdict.json").read_text())
-    assert d["schema"] == 2 and d["lab"] == lab and d["budgets"] == {"dns_acked": 0.5}
+    assert d["schema"] == 3 and d["lab"] == lab and d["budgets"] == {"dns_acked": 0.5}
     assert "lab" not in _run(tmp_path, trash_capture()).to_dict()
 
 
@@ -279,3 +279,20 @@ def test_broken_router_advertisements_and_dhcp_are_counted_not_fatal(tmp_path: P
     assert "DHCP: option 54 overruns the message" in reasons
     assert v.stats["malformed"] == 3 and v.stats["unknown_kinds"] == {"UDP": 1}
     assert v.stats["nd_messages"] == 1 and v.stats["dhcp_messages"] == 1  # kept, flagged
+
+
+def test_expectations_decide_the_verdict():
+    """A scenario's expectations: a rule expected to fail that fails is met; a skipped rule
+    meets no expectation; a rule nobody judged is added as an unmet skip."""
+    from testbed.conformance.verdict import RuleResult, Verdict
+
+    v = Verdict((RuleResult("order.trash", "fail", "no SET_PRIMARY"), RuleResult("asconf.auth", "pass", ""),
+                 RuleResult("dns.signed", "skip", "no UPDATE")))
+    assert not v.passed
+    e = v.expecting({"order.trash": "fail"})
+    assert e.passed and e.rule("order.trash").met and e.to_dict()["rules"][0]["expected"] == "fail"
+    assert not v.expecting({"order.trash": "fail", "dns.signed": "pass"}).passed  # a skip meets none
+    typo = v.expecting({"order.trash": "fail", "order.trahs": "fail"})
+    assert not typo.passed and typo.rule("order.trahs").status == "skip"
+    assert typo.to_dict()["expectations"] == {"order.trash": "fail", "order.trahs": "fail"}
+    assert not v.expecting({"asconf.auth": "fail"}).passed  # passing where a failure was expected
