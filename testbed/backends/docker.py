@@ -146,8 +146,8 @@ class DockerBackend:
             progress("checking images")
             self._check_images(topo, state)
         progress("links")
-        cmds = [f"link add name {v.a_ifname} netns {state.ns(v.a)} type veth peer name {v.b_ifname} "
-                f"netns {state.ns(v.b)}" for v in plan.veths]
+        cmds = [f"link add name {v.a_ifname} netns {state.ns(v.a)} index {v.a_index} type veth peer "
+                f"name {v.b_ifname} netns {state.ns(v.b)} index {v.b_index}" for v in plan.veths]
         if cmds:
             netns.run(None, ["ip", "-batch", "-"], input="\n".join(cmds) + "\n")
         progress("addresses and routes")

@@ -1,4 +1,5 @@
-"""A node's layer 3 inside its named netns: sysctls, addresses, routes, link labels.
+"""A node's layer 3 inside its named netns: sysctls, addresses, routes, link labels, and an
+access router's bridge (its access network is a shared segment: one port per node on it).
 
 The same for every backend, set from the host through the pinned namespace (``ip -n``,
 ``ip netns exec … sysctl``), so a node needs no tool of its own for it. Kernel nodes get their
@@ -25,6 +26,11 @@ def configure_all(plan: LabPlan, state: LabState, kernel_nodes: frozenset[str] =
 
 def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
     mn = plan.topology.mobile.node
+    # no STP and no forwarding delay: a port forwards the moment its node attaches
+    bridges = [f"link add {i.ifname} type bridge forward_delay 0 stp_state 0 mcast_snooping 0"
+               for i in node.ifaces if i.bridge]
+    if bridges:
+        netns.run(None, ["ip", "-n", ns, "-batch", "-"], input="\n".join(bridges) + "\n")
     sysctls = ["net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"]
     if node.forwards:
         sysctls += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
@@ -44,11 +50,15 @@ def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
                             if netns.optimistic_dad_supported() else [f"{base}.accept_dad=0"])
     else:
         for i in node.ifaces:  # static nodes: no SLAAC from a neighbour's RA, no DAD wait
-            sysctls += [f"net.ipv6.conf.{i.ifname}.accept_ra=0", f"net.ipv6.conf.{i.ifname}.accept_dad=0"]
+            base = f"net.ipv6.conf.{i.ifname}"
+            sysctls += ([f"{base}.disable_ipv6=1"] if i.master  # a bridge port: layer 2 only
+                        else [f"{base}.accept_ra=0", f"{base}.accept_dad=0"])
     netns.run(ns, ["sysctl", "-q", "-w", *sysctls])
     cmds = ["link set dev lo up"]
     for i in node.ifaces:
         cmds.append(f"link set dev {i.ifname} alias {OWNER_LABEL}:{lab}")
+        if i.master:
+            cmds.append(f"link set dev {i.ifname} master {i.master}")
         for a in i.addresses:
             flags = " nodad" if a.version == 6 else ""
             cmds.append(f"addr add {a} dev {i.ifname}{flags}")

@@ -15,6 +15,7 @@ nodes) is what we build on; we diverge where the host must stay clean:
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from testbed.backends import l3
 from testbed.errors import MissingDependency, TestbedError
 from testbed.host import netns
-from testbed.model.addressing import LabPlan
+from testbed.model.addressing import LabPlan, VethPlan
 from testbed.progress import Progress
 from testbed.runtimes.namespace import NamespaceNode
 from testbed.services.base import require
@@ -53,7 +54,6 @@ class MininetBackend:
         kernel_nodes: frozenset[str] = frozenset(),
     ) -> None:
         """``kernel_nodes`` get their namespace and links only: their L3 lives in the guest."""
-        from mininet.link import Link
         from mininet.node import Host
 
         hosts: dict[str, Host] = {}
@@ -72,7 +72,7 @@ class MininetBackend:
                                  namespace_label(state.lab)])
             progress("links")
             for v in plan.veths:
-                Link(hosts[v.a], hosts[v.b], intfName1=v.a_ifname, intfName2=v.b_ifname)
+                indexed_link()(v, hosts[v.a], hosts[v.b], intfName1=v.a_ifname, intfName2=v.b_ifname)
         finally:
             # The namespaces are pinned by name now; the Mininet shells are no longer needed.
             for host in hosts.values():
@@ -104,6 +104,27 @@ class MininetBackend:
                 netns.remove(ns)
                 gone.append(ns)
         return gone
+
+
+@functools.cache
+def indexed_link() -> type:
+    """Mininet's ``Link`` whose veth ends get the plan's ifindexes (see ``VethPlan``); made on
+    first use, as Mininet itself is imported only when this backend builds."""
+    from mininet.link import Link
+
+    class IndexedLink(Link):
+        def __init__(self, plan: VethPlan, *args: object, **kwargs: object) -> None:
+            self.plan = plan
+            super().__init__(*args, **kwargs)
+
+        def makeIntfPair(self, intfname1, intfname2, addr1=None, addr2=None, node1=None,  # noqa: N802
+                         node2=None, deleteIntfs=True):  # noqa: N803 - Mininet's own signature
+            out = node1.cmd(f"ip link add name {intfname1} index {self.plan.a_index} type veth peer "
+                            f"name {intfname2} netns {node2.pid} index {self.plan.b_index}")
+            if out.strip():
+                raise TestbedError(f"veth {intfname1}/{intfname2}: {out.strip()}")
+
+    return IndexedLink
 
 
 def _close_shell(host) -> None:

@@ -1,9 +1,13 @@
 """From a validated topology to a concrete plan: interfaces, addresses and static routes.
 
 Pure computation, so the plan can be unit-tested and shown by ``testbed status`` without any
-backend. Point-to-point links give the first host address to ``a`` and the second to ``b``;
-an access router takes host 1 of its access network; the mobile node gets nothing static (DHCP
-and SLAAC configure it).
+backend. Point-to-point links give the first host address to ``a`` and the second to ``b``.
+
+An access network is a shared segment: a bridge in its router's namespace (``<ar>-lan``, which
+holds host 1 of the network, where dhcpd and radvd serve) with one veth pair per node on it:
+the mobile node (``mn-ar1`` ↔ port ``ar1-mn``), whose addresses come from DHCP and SLAAC, and
+hosts that ``attach`` to it (an attacker, a second host), with static addresses from the top
+of the network (.254, ::fe, then down).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ class IfacePlan:
     peer: str
     peer_ifname: str
     addresses: tuple[IfAddr, ...] = ()
-    access_router: str | None = None  # set on both ends of an access link
+    access_router: str | None = None  # set on every interface of an access network
+    master: str | None = None  # a bridge port: the bridge it belongs to (its node's own)
+    bridge: bool = False  # the access network's bridge itself (on the access router)
 
 
 @dataclass(frozen=True)
@@ -58,10 +64,18 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class VethPlan:
+    """One veth pair. Its two ends get ifindexes of their own, different from each other and
+    from every other end in the lab: Linux handles a carrier change of a veth at once only when
+    the device's ifindex differs from its peer's (linkwatch's "urgent" test compares ifindex
+    with iflink, the peer's ifindex in *its* namespace); with equal numbers, which fresh
+    namespaces hand out easily, the MN's attach waited up to a second for IPv6 to start."""
+
     a: str
     a_ifname: str
     b: str
     b_ifname: str
+    a_index: int = 0
+    b_index: int = 0
 
 
 @dataclass
@@ -71,12 +85,22 @@ class LabPlan:
     veths: list[VethPlan]
 
     def access_iface(self, ar: str) -> tuple[IfacePlan, IfacePlan]:
-        """(MN side, AR side) of the access link served by ``ar``."""
+        """(MN side, the AR's bridge) of the access network served by ``ar``."""
         mn = self.nodes[self.topology.mobile.node]
         for i in mn.ifaces:
             if i.access_router == ar:
-                return i, self.nodes[ar].iface(i.peer_ifname)
+                return i, self.lan(ar)
         raise KeyError(ar)
+
+    def lan(self, ar: str) -> IfacePlan:
+        """The bridge of ``ar``'s access network: its addresses are the router's there."""
+        return next(i for i in self.nodes[ar].ifaces if i.bridge)
+
+    def gateway(self, iface: IfacePlan) -> tuple[IfAddr, ...]:
+        """The addresses across ``iface``: the peer's, or the router's on an access network."""
+        if iface.access_router and iface.node != iface.access_router:
+            return self.lan(iface.access_router).addresses
+        return self.nodes[iface.peer].iface(iface.peer_ifname).addresses
 
     def address_of(self, node: str, version: int) -> str | None:
         addrs = self.nodes[node].addresses(version)
@@ -85,6 +109,10 @@ class LabPlan:
 
 def ifname(node: str, peer: str) -> str:
     return f"{node}-{peer}"
+
+
+def lan_ifname(ar: str) -> str:
+    return f"{ar}-lan"
 
 
 def plan(topo: Topology) -> LabPlan:
@@ -96,21 +124,36 @@ def plan(topo: Topology) -> LabPlan:
         h6 = list(_hosts(link.ipv6, 2))
         nodes[link.a].ifaces.append(IfacePlan(link.a, a_if, link.b, b_if, (h4[0], h6[0])))
         nodes[link.b].ifaces.append(IfacePlan(link.b, b_if, link.a, a_if, (h4[1], h6[1])))
-        veths.append(VethPlan(link.a, a_if, link.b, b_if))
+        veths.append(VethPlan(link.a, a_if, link.b, b_if, *_indexes(len(veths))))
     mn = topo.mobile.node
     for acc in topo.access_networks:
-        ar_if, mn_if = ifname(acc.router, mn), ifname(mn, acc.router)
+        ar, lan = acc.router, lan_ifname(acc.router)
         ar_addrs = (
             ipaddress.ip_interface(f"{acc.ipv4.network_address + 1}/{acc.ipv4.prefixlen}"),
             ipaddress.ip_interface(f"{acc.ipv6.network_address + 1}/{acc.ipv6.prefixlen}"),
         )
-        nodes[acc.router].ifaces.append(
-            IfacePlan(acc.router, ar_if, mn, mn_if, ar_addrs, access_router=acc.router)  # type: ignore[arg-type]
-        )
-        nodes[mn].ifaces.append(IfacePlan(mn, mn_if, acc.router, ar_if, (), access_router=acc.router))
-        veths.append(VethPlan(acc.router, ar_if, mn, mn_if))
+        bridge = IfacePlan(ar, lan, "", "", ar_addrs, access_router=ar, bridge=True)  # type: ignore[arg-type]
+        nodes[ar].ifaces.append(bridge)
+        members = [mn, *(n for n, spec in topo.nodes.items() if ar in spec.attach)]
+        for k, member in enumerate(members):
+            port, own = ifname(ar, member), ifname(member, ar)
+            addrs: tuple[IfAddr, ...] = ()
+            if member != mn:  # static, from the top of the network down
+                v4, v6 = acc.ipv4.broadcast_address - k, acc.ipv6.network_address + 0xFF - k
+                addrs = (ipaddress.ip_interface(f"{v4}/{acc.ipv4.prefixlen}"),
+                         ipaddress.ip_interface(f"{v6}/{acc.ipv6.prefixlen}"))
+            nodes[ar].ifaces.append(IfacePlan(ar, port, member, own, (), access_router=ar, master=lan))
+            nodes[member].ifaces.append(IfacePlan(member, own, ar, port, addrs, access_router=ar))
+            veths.append(VethPlan(ar, port, member, own, *_indexes(len(veths))))
     _static_routes(topo, nodes)
     return LabPlan(topo, nodes, veths)
+
+
+FIRST_INDEX = 1000  # above what a namespace's own devices (lo, a bridge, TAPs) take
+
+
+def _indexes(k: int) -> tuple[int, int]:
+    return FIRST_INDEX + 2 * k, FIRST_INDEX + 2 * k + 1
 
 
 def _hosts(net: Net, n: int):
@@ -126,7 +169,7 @@ def _static_routes(topo: Topology, nodes: dict[str, NodePlan]) -> None:
     adj: dict[str, list[tuple[str, IfacePlan]]] = {n: [] for n in nodes}
     for n, p in nodes.items():
         for i in p.ifaces:
-            if n != mn and i.peer != mn:
+            if n != mn and i.peer not in (mn, ""):
                 adj[n].append((i.peer, i))
     owner: dict[Net, str] = {}  # subnet -> a node directly on it (not the MN)
     for n, p in nodes.items():
@@ -140,8 +183,7 @@ def _static_routes(topo: Topology, nodes: dict[str, NodePlan]) -> None:
             continue
         if not p.forwards and len(p.ifaces) == 1:  # a stub host: default routes are enough
             iface = p.ifaces[0]
-            peer_if = nodes[iface.peer].iface(iface.peer_ifname)
-            for a in peer_if.addresses:
+            for a in _gateway(nodes, iface):
                 default = ipaddress.ip_network("0.0.0.0/0" if a.version == 4 else "::/0")
                 p.routes.append(RoutePlan(default, a.ip, iface.ifname))
             continue
@@ -151,9 +193,15 @@ def _static_routes(topo: Topology, nodes: dict[str, NodePlan]) -> None:
             if net in connected or dst not in first_hop:
                 continue
             iface = first_hop[dst]
-            peer_if = nodes[iface.peer].iface(iface.peer_ifname)
-            via = next(a.ip for a in peer_if.addresses if a.version == net.version)
+            via = next(a.ip for a in _gateway(nodes, iface) if a.version == net.version)
             p.routes.append(RoutePlan(net, via, iface.ifname))
+
+
+def _gateway(nodes: dict[str, NodePlan], iface: IfacePlan) -> tuple[IfAddr, ...]:
+    """As ``LabPlan.gateway``, before the plan exists."""
+    if iface.access_router and iface.node != iface.access_router:
+        return next(i for i in nodes[iface.access_router].ifaces if i.bridge).addresses
+    return nodes[iface.peer].iface(iface.peer_ifname).addresses
 
 
 def _first_hops(src: str, adj: dict[str, list[tuple[str, IfacePlan]]]) -> dict[str, IfacePlan]:

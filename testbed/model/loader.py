@@ -115,6 +115,14 @@ def check(topo: Topology, source: str) -> None:
         if acc.router in served:
             raise ConfigError(source, f"access_networks.{i}.router", f"{acc.router} already serves a network")
         served.add(acc.router)
+    for name, spec in nodes.items():
+        for j, ar in enumerate(spec.attach):
+            if spec.role is not Role.HOST:
+                raise ConfigError(source, f"nodes.{name}.attach", f"only host nodes sit on access "
+                                  f"networks this way ({name} is {spec.role.value})", "remove attach")
+            if ar not in served:
+                raise ConfigError(source, f"nodes.{name}.attach.{j}", f"{ar!r} serves no access network",
+                                  f"name an access router ({', '.join(sorted(served))})")
     for j, ar in enumerate(topo.mobile.attached):
         if ar not in served:
             raise ConfigError(

@@ -52,6 +52,9 @@ class SctpSettings(Strict):
 class Node(Strict):
     role: Role
     sctp: SctpSettings = SctpSettings()
+    # access networks (their routers) a host sits on beside the mobile node, with a static
+    # address there: a second host, an attacker, an impostor on the same segment
+    attach: tuple[str, ...] = ()
     # docker backend: the node runs this image instead of its role's (it must hold what the
     # role runs; the lab checks that before it starts anything in it)
     image: str | None = Field(default=None, min_length=1)

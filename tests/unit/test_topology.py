@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from testbed.errors import ConfigError
 from testbed.model import addressing, loader
@@ -36,7 +37,8 @@ def test_default_topology_plan():
     assert set(plan.nodes) == {"mn", "cn", "dns", "ar1", "ar2", "core"}
     assert plan.address_of("dns", 4) == "203.0.113.10"
     mn_if, ar_if = plan.access_iface("ar2")
-    assert (mn_if.ifname, ar_if.ifname) == ("mn-ar2", "ar2-mn")
+    assert (mn_if.ifname, ar_if.ifname, ar_if.bridge) == ("mn-ar2", "ar2-lan", True)
+    assert plan.nodes["ar2"].iface("ar2-mn").master == "ar2-lan"  # the MN's port on the segment
     assert [str(a) for a in ar_if.addresses] == ["198.51.100.1/24", "2001:db8:a2::1/64"]
     assert plan.nodes["mn"].addresses() == []  # DHCP and SLAAC configure the MN
     # every address in the lab is in the documentation ranges
@@ -54,6 +56,33 @@ def test_routers_reach_every_subnet_and_stubs_use_defaults():
     assert ar1["2001:db8:a2::/64"] == ("2001:db8:ff:1::1", "ar1-core")
     cn = {str(r.dst) for r in plan.nodes["cn"].routes}
     assert cn == {"0.0.0.0/0", "::/0"}
+
+
+def test_hosts_attach_to_the_shared_access_segment(tmp_path):
+    """An attacker on ar1's segment: a port on ar1's bridge, a static address from the top of the
+    network, default routes through the access router; everyone reaches its network."""
+    raw = yaml.safe_load(loader.resolve(None).read_text())
+    raw["nodes"]["atk"] = {"role": "host", "attach": ["ar1"]}
+    plan = addressing.plan(loader.from_dict(raw))
+    (atk_if,) = plan.nodes["atk"].ifaces
+    assert (atk_if.ifname, [str(a) for a in atk_if.addresses]) == ("atk-ar1", ["192.0.2.254/24",
+                                                                              "2001:db8:a1::fe/64"])
+    assert plan.nodes["ar1"].iface("ar1-atk").master == "ar1-lan"
+    assert {(str(r.dst), str(r.via)) for r in plan.nodes["atk"].routes} == {
+        ("0.0.0.0/0", "192.0.2.1"), ("::/0", "2001:db8:a1::1")}
+    core = {str(r.dst): str(r.via) for r in plan.nodes["core"].routes}
+    assert core["192.0.2.0/24"] == "203.0.113.2"  # through ar1, not via the attacker
+    assert ("ar1", "ar1-atk", "atk", "atk-ar1") in {(v.a, v.a_ifname, v.b, v.b_ifname) for v in plan.veths}
+
+
+def test_only_hosts_attach_and_only_to_access_routers(tmp_path):
+    raw = yaml.safe_load(loader.resolve(None).read_text())
+    raw["nodes"]["atk"] = {"role": "host", "attach": ["core"]}
+    with pytest.raises(ConfigError, match="nodes.atk.attach.0: 'core' serves no access network"):
+        loader.from_dict(raw)
+    raw["nodes"]["atk"] = {"role": "router", "attach": ["ar1"]}
+    with pytest.raises(ConfigError, match="only host nodes sit on access networks"):
+        loader.from_dict(raw)
 
 
 def test_bad_yaml(tmp_path):
