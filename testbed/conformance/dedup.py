@@ -3,7 +3,10 @@
 With one pcap per link, or ``tcpdump -i any`` seeing a packet on two interfaces, the same packet
 is captured more than once; only its first copy counts. Copies are recognised by identical IP
 addresses, protocol, IPv4 id and transport bytes (TTL and IP checksum change hop by hop, the
-rest does not) seen at a *different* capture point within ``window`` seconds. The same bytes
+rest does not) seen at a *different* capture point within ``window`` seconds. The transport
+checksum is left out too: with checksum offload a packet between two namespaces of one kernel
+is captured with its SCTP CRC32c (or UDP/TCP checksum) not yet filled in on one link and filled
+in on the next (a bridge computes it when it forwards), so the same packet differs there. The same bytes
 seen again at the *same* capture point are a genuine retransmission and are kept, so a
 retransmitted DATA chunk still counts as a duplicate TSN.
 """
@@ -14,6 +17,19 @@ from collections import deque
 from collections.abc import Hashable
 
 Point = tuple[int, int, int]  # (capture file index, pcapng interface, link-layer capture point)
+
+
+# where each transport keeps its checksum: (offset in its header, length)
+CHECKSUM_AT = {132: (8, 4), 17: (6, 2), 6: (16, 2)}
+
+
+def transport_key(proto: int, data: bytes, l4: int, end: int) -> bytes:
+    """The transport bytes of a packet as a copy key: all but the checksum field."""
+    spot = CHECKSUM_AT.get(proto)
+    if spot is None or end - l4 < spot[0] + spot[1]:
+        return data[l4:end]
+    at, n = l4 + spot[0], spot[1]
+    return data[l4:at] + data[at + n:end]
 
 
 class CopyFilter:

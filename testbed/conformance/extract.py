@@ -18,7 +18,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from testbed.conformance.dedup import CopyFilter
+from testbed.conformance.dedup import CopyFilter, transport_key
 from testbed.conformance.facts import (
     AckSeen,
     AsconfSeen,
@@ -133,7 +133,7 @@ class _Extractor:
             key = None
             if dedup or iface or lt not in _NO_CAPTURE_POINTS:
                 dedup = True
-                key = (src, dst, proto, ipid, data[l4:end])
+                key = (src, dst, proto, ipid, transport_key(proto, data, l4, end))
                 if is_copy(ts, key, (pidx, iface, cp)):
                     if kept and key in kept:
                         self.copy_of(kept[key], Where(f.pcaps[pidx], fno, ts))

@@ -234,3 +234,19 @@ def test_decode_frame_reads_dhcp_and_router_advertisements() -> None:
                  / b"\x80\x00\x00\x00")
     ping = ping[:20] + b"\x3a" + ping[21:]  # next header ICMPv6: an echo request, not ND
     assert decode_frame(1, ping).unknown == "ICMPv6 type 128"
+
+
+def test_copies_differing_only_in_the_transport_checksum_are_one_packet():
+    """Checksum offload: the same SCTP packet captured with its CRC32c still zero on one veth
+    and filled in past a bridge is the same packet (its copy key leaves the checksum out)."""
+    from testbed.conformance.dedup import transport_key
+
+    sctp = bytes.fromhex("138913890000000100000000") + b"\x80\x00\x00\x08\x00\x00\x00\x01"
+    filled = sctp[:8] + bytes.fromhex("73cb480e") + sctp[12:]
+    ip = b"\x45" + b"\x00" * 19
+    other_chunk = sctp[:13] + b"\x01" + sctp[14:]
+    assert transport_key(132, ip + sctp, 20, 40) == transport_key(132, ip + filled, 20, 40)
+    assert transport_key(132, ip + sctp, 20, 40) != transport_key(132, ip + other_chunk, 20, 40)
+    udp = bytes.fromhex("00440043001c0000") + b"x" * 20
+    udp_sum = udp[:6] + b"\xab\xcd" + udp[8:]
+    assert transport_key(17, ip + udp, 20, 48) == transport_key(17, ip + udp_sum, 20, 48)
