@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from testbed.backends import docker as dockerb
 from testbed.backends import engine, images
@@ -68,9 +69,11 @@ def test_package_change_changes_the_mobile_tag_not_the_dns_tag(no_pip, monkeypat
     mn2, dns2 = images.role_image(Role.MOBILE, "b"), images.role_image(Role.DNS, "b")
     assert mn1.ref != mn2.ref and dns1.ref == dns2.ref
     assert mn2.ref == f"testbed/mn:{mn2.digest[:12]}" and mn2.python == images.IMAGE_PYTHON
-    assert images.labels(mn2) == {"testbed.role": "mobile", "testbed.hash": mn2.digest,
-                                  "testbed.python": images.IMAGE_PYTHON}
-    assert "testbed.python" not in images.labels(dns2)
+    assert mn2.labels() == {"testbed.role": "mobile", "testbed.hash": mn2.digest,
+                            "testbed.python": images.IMAGE_PYTHON,
+                            "testbed.pythonpath": images.IMAGE_PYTHONPATH,
+                            "testbed.uml_init": images.IMAGE_UML_INIT}
+    assert "testbed.python" not in dns2.labels() and "testbed.uml_init" not in dns2.labels()
 
 
 def test_every_role_has_a_recipe():
@@ -136,14 +139,17 @@ def test_a_complete_image_passes_the_check():
     dockerb.check_output("dns", Role.DNS, "testbed/dns:x", "BIND 9.20.23-1~bpo12+1-Debian (Stable)\n", "t")
 
 
-def test_kernel_nodes_are_refused_before_the_engine_is_touched(run_root, monkeypatch):
+def test_qemu_nodes_are_refused_before_the_engine_is_touched(run_root, monkeypatch):
     monkeypatch.setattr(engine, "using", lambda: pytest.fail("engine used"))
-    topo = loader.load("two-ar")
+    raw = yaml.safe_load((loader.resolve("two-ar-sctp")).read_text())
+    raw["nodes"]["cn"]["sctp"] = {"stack": "qemu"}
+    topo = loader.from_dict(raw, "topo.yaml")
     from testbed.model import addressing
 
     state = LabState("tbk", "topo.yaml", topo.model_dump(mode="json"), backend="docker")
-    with pytest.raises(ConfigError, match="kernel nodes .* docker backend"):
-        dockerb.DockerBackend().build(addressing.plan(topo), state, lambda m: None, frozenset({"mn"}))
+    with pytest.raises(ConfigError, match=r"nodes\.cn\.sctp\.stack: QEMU nodes do not run on the docker "
+                                          r"backend \(use stack: uml"):
+        dockerb.DockerBackend().build(addressing.plan(topo), state, lambda m: None, frozenset({"mn", "cn"}))
     assert state.containers == [] and state.netns == []
 
 
