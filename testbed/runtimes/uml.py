@@ -358,10 +358,13 @@ class UmlNode(GuestNode):
             if pidfd >= 0:
                 os.close(pidfd)
             self.ready_fifo.unlink(missing_ok=True)
-        why = ("its supervisor did not start listening within "
-               f"boot_timeout={self.cfg.boot_timeout:g} s" if alive(self.relay_pid)
-               else "its supervisor exited before listening")
-        raise GuestBootError(self._boot_failure(why, f"see {self.state_dir / 'relay.log'}"))
+        log = self.state_dir / "relay.log"
+        if alive(self.relay_pid):
+            why = (f"its agent did not answer within boot_timeout={self.cfg.boot_timeout:g} s (its "
+                   "supervisor was not listening yet)")
+            raise GuestBootError(self._boot_failure(why, f"raise boot_timeout (a boot takes about 2 s) "
+                                                         f"or see {log}"))
+        raise GuestBootError(self._boot_failure("its supervisor exited before listening", f"see {log}"))
 
     def _wait_agent(self, deadline: float) -> None:
         """One ``ping``: the relay holds it until the agent announces itself, and fails it at
