@@ -1,7 +1,7 @@
 """Benchmark: the handover as the architecture sees it, per kind of mobile node, same run.
 
     .venv/bin/python bench/bench_handover.py [--moves 20] [--qemu-moves 5] [--skip-qemu]
-        [--kinds namespace,uml,uml-docker,qemu] [--lab-prefix tbh]
+        [--kinds namespace,uml,uml-docker,qemu] [--rounds 1] [--lab-prefix tbh]
 
 For each kind of node the lab is brought up (timed: the kernel-node lab's `up`), SCTP traffic
 runs (where the MN has SCTP) and the MN ping-pongs between ar1 and ar2 make-before-break; the
@@ -16,7 +16,9 @@ checker's timeline gives every handover's phases from the captures and the agent
 
 Prints median and p95 per phase, each kind's ratio to the namespace MN (configured) and to UML
 (SET_PRIMARY acked), the protocol floors measured in the same captures (RS → RA, DHCP, ASCONF,
-DNS UPDATE), lab `up` times and host memory per UML node. Targets (from the project's issue):
+DNS UPDATE), lab `up` times and host memory per UML node. ``--rounds N`` repeats every kind N
+times, the kinds interleaved, so a change in the host's load between kinds spreads over all of
+them (the medians are over every round). Targets (from the project's issue):
 UML link-up → SET_PRIMARY acked median ≤ 100 ms; kernel-node lab up ≤ 5 s; ≤ 64 MiB per node.
 """
 
@@ -51,11 +53,12 @@ class Kind:
     moves: int
     sctp: bool
     backend: str = "mininet"
-    up_s: float = 0.0
+    ups: list[float] = field(default_factory=list)
     offsets: dict[str, list[float]] = field(default_factory=dict)
     floors: dict[str, list[float]] = field(default_factory=dict)
     memory_mib: dict[str, float] = field(default_factory=dict)
-    passed: int = 0
+    passed: int = 0  # rounds whose verdict passed
+    rounds: int = 0
     handovers: int = 0
 
 
@@ -75,7 +78,7 @@ def measure(kind: Kind, out: Path, prefix: str) -> None:
     lab_name = f"{prefix}{kind.name[:2]}{kind.backend[0]}"
     t0 = time.perf_counter()
     lab = Lab.up(kind.topology, lab_name, backend=kind.backend)
-    kind.up_s = time.perf_counter() - t0
+    kind.ups.append(time.perf_counter() - t0)
     try:
         for node in ("mn", "cn"):
             if lab.nodes.kernel_info(node).stack == "uml":  # host PSS plus its memory file
@@ -89,7 +92,8 @@ def measure(kind: Kind, out: Path, prefix: str) -> None:
                     kind.offsets.setdefault(p, []).append(offs[p])
             for f, v in (d.get("floors") or {}).items():
                 kind.floors.setdefault(f, []).append(v["seconds"])
-        kind.passed = int(result.passed)
+        kind.passed += int(result.passed)
+        kind.rounds += 1
     finally:
         lab.close()
         Lab.open(lab_name).down()
@@ -107,9 +111,10 @@ def report(kinds: list[Kind]) -> None:
     uml_sp = statistics.median(uml.offsets["set_primary_acked"]) if uml and uml.offsets.get(
         "set_primary_acked") else None
     for k in kinds:
-        vs_mininet = f" (×{k.up_s / uml.up_s:.2f} mininet)" if uml and k.backend != uml.backend else ""
-        print(f"\n{k.name}: {k.topology} on {k.backend}, lab up {k.up_s:.2f} s{vs_mininet}, {k.handovers} "
-              f"handovers, verdict {'PASS' if k.passed else 'FAIL'}")
+        up = statistics.median(k.ups)
+        vs = f" (×{up / statistics.median(uml.ups):.2f} mininet)" if uml and k.backend != uml.backend else ""
+        print(f"\n{k.name}: {k.topology} on {k.backend}, lab up {up:.2f} s{vs}, {k.handovers} handovers, "
+              f"verdict PASS in {k.passed} of {k.rounds} round(s)")
         for p in PHASES:
             xs = k.offsets.get(p)
             if not xs:
@@ -135,6 +140,7 @@ def main() -> int:
     ap.add_argument("--skip-qemu", action="store_true")
     ap.add_argument("--kinds", default="namespace,uml,uml-docker,qemu",
                     help="comma-separated: namespace, uml, uml-docker, qemu")
+    ap.add_argument("--rounds", type=int, default=1, help="every kind this many times, interleaved")
     ap.add_argument("--lab-prefix", default="tbh", help="lab names start with this")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tb-bench-ho-"))
@@ -148,8 +154,9 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         if any(k.backend == "docker" for k in kinds):
             stack.enter_context(engine.using())  # a lab's down must not stop the engine between kinds
-        for k in kinds:
-            measure(k, tmp, args.lab_prefix)
+        for r in range(args.rounds):
+            for k in kinds:
+                measure(k, tmp / f"round{r}", args.lab_prefix)
     if any(k.backend == "docker" for k in kinds):
         engine.stop_if_idle()
     report(kinds)
