@@ -72,6 +72,11 @@ KERNEL_NEEDS = (("linux.uml", "user-mode-linux"), ("modprobe", "kmod"), ("mount"
 SIG0_MIN = (9, 20)
 
 
+def bare(state: LabState) -> bool:
+    """A bare lab (``testbed up --bare``): hosts for ``testbed deploy``, nothing configured."""
+    return bool(state.extra.get("bare"))
+
+
 def labels(lab: str, node: str = "", role: str = "") -> dict[str, str]:
     out = {"testbed.lab": lab, "testbed.run_root": str(run_root())}
     if node:
@@ -173,6 +178,9 @@ class DockerBackend:
                 f"name {v.b_ifname} netns {state.ns(v.b)} index {v.b_index}" for v in plan.veths]
         if cmds:
             netns.run(None, ["ip", "-batch", "-"], input="\n".join(cmds) + "\n")
+        if bare(state):  # addresses and routes are the playbooks' (its network role)
+            l3.configure_all(plan, state, frozenset(plan.nodes))
+            return
         progress("addresses and routes")
         l3.configure_all(plan, state, kernel_nodes)
 
@@ -180,16 +188,21 @@ class DockerBackend:
                 progress: Progress) -> dict[str, tuple[str, dict[str, str]]]:
         """node -> (image ref, its labels): a node's own ``image:``, else its role's image,
         built first if the engine lacks the current one."""
-        roles = [spec.role for spec in topo.nodes.values() if not spec.image]
-        built: dict[Role, images.RoleImage] = {}
-        if roles:
+        # a bare lab: every node a bare host (the playbooks give it its role)
+        wanted: list[Role | str] = [images.BARE_HOST] if bare(state) else \
+            [spec.role for spec in topo.nodes.values() if not spec.image]
+        built: dict[Role | str, images.RoleImage] = {}
+        if wanted:
             progress("images")
             build_client = engine.client(eng.url, timeout=engine.BUILD_TIMEOUT)
             try:
-                built = images.ensure(eng.client, roles, topo.images.base, progress,
+                built = images.ensure(eng.client, wanted, topo.images.base, progress,
                                       build_client=build_client)
             finally:
                 build_client.close()
+        if bare(state):
+            host = built[images.BARE_HOST]
+            return {name: (host.ref, host.labels()) for name in topo.nodes}
         out = {}
         for name, spec in topo.nodes.items():
             if spec.image:
@@ -211,11 +224,21 @@ class DockerBackend:
         api = eng.client.api
         spec = topo.nodes[node]
         sctp = spec.sctp.stack != "none"
-        binds = {
-            str(state.dir): {"bind": str(state.dir), "mode": "rw"},
-            str(netns.NETNS_ETC_DIR / state.ns(node) / "resolv.conf"): {"bind": "/etc/resolv.conf",
-                                                                         "mode": "ro"},
-        }
+        command = ["sleep", "infinity"]
+        if bare(state):  # a separate host: its own files, root's SSH key; the run dir only
+            # for a kernel node, whose UML state (console, boot files, agent socket) lives there
+            binds = {state.extra["bare"]["authorized_keys"]: {"bind": "/root/.ssh/authorized_keys",
+                                                               "mode": "ro"}}
+            if sctp:
+                binds[str(state.dir)] = {"bind": str(state.dir), "mode": "rw"}
+            else:  # the host's sshd is its main process (a kernel node's runs in its guest)
+                command = ["sh", "-c", "mkdir -p -m 755 /run/sshd && exec /usr/sbin/sshd -D -e"]
+        else:
+            binds = {
+                str(state.dir): {"bind": str(state.dir), "mode": "rw"},
+                str(netns.NETNS_ETC_DIR / state.ns(node) / "resolv.conf"): {"bind": "/etc/resolv.conf",
+                                                                             "mode": "ro"},
+            }
         state.dir.joinpath(node).mkdir(parents=True, exist_ok=True)
         hc = api.create_host_config(
             network_mode="none", cap_add=CAPS, security_opt=["apparmor=unconfined"], init=True,
@@ -231,7 +254,7 @@ class DockerBackend:
 
         try:
             created = api.create_container(
-                image, ["sleep", "infinity"], name=state.ns(node), hostname=node,
+                image, command, name=state.ns(node), hostname=node,
                 labels=labels(state.lab, node, spec.role.value), host_config=hc,
                 environment={"TMPDIR": UML_TMPFS} if sctp else None,
             )
@@ -254,7 +277,9 @@ class DockerBackend:
         remembered by image id and script."""
         def one(rec: dict[str, str]) -> tuple[dict[str, str], str, Path]:
             uml_init = (rec.get("uml_init") or images.IMAGE_UML_INIT) if rec["node"] in kernel_nodes else None
-            script = check_script(topo.nodes[rec["node"]].role, rec["python"], topo.mobile.agent, uml_init)
+            # a bare host's MN gets the package from its role, after this check
+            script = check_script(topo.nodes[rec["node"]].role, rec["python"],
+                                  topo.mobile.agent and not bare(state), uml_init)
             mark = CHECKED / hashlib.sha256(f"{rec['image_id']}\0{script}".encode()).hexdigest()[:32]
             if mark.exists():
                 return rec, "", mark

@@ -61,6 +61,13 @@ ROLE_DIRS: dict[Role, str] = {
     Role.ROUTER: "router",
 }
 WITH_PACKAGE = frozenset({Role.MOBILE, Role.HOST})
+# images/bare-host: the bare host ``testbed deploy`` configures (every role's packages, sshd, the
+# package's requirements; not the package). Its UML node tools (init, guest agent, supervisor:
+# standard library only) sit in MACHINE_DIR, apart from what the roles install.
+BARE_HOST = "bare-host"  # not a Role value: Role is a str enum, and "host" is one
+MACHINE_DIR = "/opt/testbed-machine"
+MACHINE_FILES = ("__init__.py", "runtimes/__init__.py", "runtimes/guest_agent.py",
+                 "runtimes/uml_relay.py", "runtimes/ifflags.py")
 # Python requirements the images leave out: mininet builds the host's namespaces only
 HOST_ONLY_REQUIREMENTS = ("mininet",)
 
@@ -90,18 +97,27 @@ class BaseRecipe:
 
 @dataclass(frozen=True)
 class RoleImage:
-    role: Role
+    role: Role | str  # a lab role, or BARE_HOST
     ref: str  # repository:tag, tag = first 12 hex digits of ``digest``
     digest: str
     python: str = ""  # interpreter of the testbed package inside the image, if it has one
 
     def labels(self) -> dict[str, str]:
         """The image's labels: role and content hash; where the package is, if it has it."""
-        out = {"testbed.role": self.role.value, "testbed.hash": self.digest}
-        if self.python:
+        role = self.role.value if isinstance(self.role, Role) else self.role
+        out = {"testbed.role": role, "testbed.hash": self.digest}
+        if self.role == BARE_HOST:
+            out |= {"testbed.python": "/usr/bin/python3", "testbed.pythonpath": MACHINE_DIR,
+                    "testbed.uml_init": f"{MACHINE_DIR}/uml-init.sh"}
+        elif self.python:
             out |= {"testbed.python": self.python, "testbed.pythonpath": IMAGE_PYTHONPATH,
                     "testbed.uml_init": IMAGE_UML_INIT}
         return out
+
+
+def image_dir(role: Role | str) -> str:
+    """The directory under images/ of a role's image, or of the bare host."""
+    return ROLE_DIRS[role] if isinstance(role, Role) else role
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -140,20 +156,25 @@ def package_files(root: Path | None = None) -> list[Path]:
                   and p.suffix not in (".pyc", ".pyo"))
 
 
-def context_files(role: Role, images_dir: Path = IMAGES_DIR) -> dict[str, bytes]:
-    """Archive name -> content of every file in a role image's build context."""
-    d = images_dir / ROLE_DIRS[role]
+def context_files(role: Role | str, images_dir: Path = IMAGES_DIR) -> dict[str, bytes]:
+    """Archive name -> content of every file in a role image's (or the bare host's) build
+    context."""
+    d = images_dir / image_dir(role)
     if not (d / "Dockerfile").is_file():
-        raise ImageError(f"{d / 'Dockerfile'} is missing (the {role.value} role's image recipe)")
+        raise ImageError(f"{d / 'Dockerfile'} is missing (the {image_dir(role)} image's recipe)")
     files = {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
-    if role in WITH_PACKAGE:
+    if role in WITH_PACKAGE or role == BARE_HOST:
         reqs = requirements()
         files["requirements.txt"] = reqs.encode()
         files["uml-init.sh"] = UML_INIT.read_bytes()
         for p in sorted(wheels(reqs).glob("*.whl")):
             files[f"wheels/{p.name}"] = p.read_bytes()
+    if role in WITH_PACKAGE:
         for p in package_files(PACKAGE_DIR):
             files[f"src/testbed/{p.relative_to(PACKAGE_DIR)}"] = p.read_bytes()
+    elif role == BARE_HOST:
+        for name in MACHINE_FILES:
+            files[f"machine/testbed/{name}"] = (PACKAGE_DIR / name).read_bytes()
     return files
 
 
@@ -178,9 +199,9 @@ def context_tar(files: dict[str, bytes]) -> io.BytesIO:
     return buf
 
 
-def role_image(role: Role, base_id: str, images_dir: Path = IMAGES_DIR) -> RoleImage:
+def role_image(role: Role | str, base_id: str, images_dir: Path = IMAGES_DIR) -> RoleImage:
     d = digest_of(context_files(role, images_dir), base_id)
-    return RoleImage(role, f"{REPOSITORY}/{ROLE_DIRS[role]}:{d[:12]}", d,
+    return RoleImage(role, f"{REPOSITORY}/{image_dir(role)}:{d[:12]}", d,
                      IMAGE_PYTHON if role in WITH_PACKAGE else "")
 
 
@@ -259,7 +280,7 @@ def build_base(client: Any, recipe: BaseRecipe, ref: str | None = None) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def ensure(client: Any, roles: Iterable[Role], base: str | None = None, progress: Progress = quiet,
+def ensure(client: Any, roles: Iterable[Role | str], base: str | None = None, progress: Progress = quiet,
            force: bool = False, build_client: Any = None) -> dict[Role, RoleImage]:
     """The image of each role, built first where the engine lacks its current tag (or all of
     them with ``force``, without the engine's layer cache). ``build_client``: a client with a
@@ -277,7 +298,7 @@ def ensure(client: Any, roles: Iterable[Role], base: str | None = None, progress
 
 def build(client: Any, img: RoleImage, base_id: str, nocache: bool = False) -> None:
     files = context_files(img.role)
-    log = STORE / "build-logs" / f"{ROLE_DIRS[img.role]}.log"
+    log = STORE / "build-logs" / f"{image_dir(img.role)}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     tail: list[str] = []
     error = ""

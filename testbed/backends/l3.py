@@ -16,8 +16,9 @@ from testbed.state import OWNER_LABEL, LabState
 def configure_all(plan: LabPlan, state: LabState, kernel_nodes: frozenset[str] = frozenset()) -> None:
     for name, node in plan.nodes.items():
         if name in kernel_nodes:
-            cmds = ["link set dev lo up"] + [
+            cmds = ["link set dev lo up"] + [  # an AR's bridge is made by whoever sets up its L3
                 f"link set dev {i.ifname} alias {OWNER_LABEL}:{state.lab}" for i in node.ifaces
+                if not i.bridge
             ]
             netns.run(None, ["ip", "-n", state.ns(name), "-batch", "-"], input="\n".join(cmds) + "\n")
         else:

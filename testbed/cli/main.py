@@ -39,7 +39,7 @@ def cmd_up(a: argparse.Namespace) -> int:
     if a.machine == "uml":
         return _machine_up(a)
     with progress(f"lab {a.lab} up") as step:
-        lab = Lab.up(a.topology, a.lab, step, backend=a.backend)
+        lab = Lab.up(a.topology, a.lab, step, backend=a.backend, bare=a.bare)
     for w in lab.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
     console.print(f"[green]lab {a.lab} is up[/green] ({lab.topo.name}); run dir {lab.state.dir}")
@@ -189,13 +189,13 @@ def cmd_images(a: argparse.Namespace) -> int:
         step(f"engine: {eng.kind} ({eng.url})")
         build_client = engine.client(eng.url, timeout=engine.BUILD_TIMEOUT)
         try:
-            built = images.ensure(eng.client, list(images.ROLE_DIRS), base, step, force=a.force,
-                                  build_client=build_client)
+            built = images.ensure(eng.client, [*images.ROLE_DIRS, images.BARE_HOST], base, step,
+                                  force=a.force, build_client=build_client)
         finally:
             build_client.close()
         pruned = images.prune(eng.client, [i.ref for i in built.values()])
     for img in built.values():
-        out.print(f"{img.role.value:14} {img.ref}")
+        out.print(f"{images.image_dir(img.role):14} {img.ref}")
     if pruned:
         console.print(f"removed older images: {', '.join(pruned)}")
     engine.stop_if_idle()
@@ -265,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--machine", choices=["host", "uml"], default="host",
                    help="uml: run the whole lab inside one User-Mode-Linux kernel (its SCTP, netem)")
     s.add_argument("--backend", choices=["mininet", "docker"], help=backend_help)
+    s.add_argument("--bare", action="store_true",
+                   help="hosts for `testbed deploy`: containers of the bare host image, sshd and a "
+                        "management network, nothing configured (docker backend)")
     s.set_defaults(fn=cmd_up)
 
     s = sub.add_parser("down", help="stop the lab and remove everything it created")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from testbed import backends
 from testbed.backends.base import LabBackend
-from testbed.errors import LabStateError
+from testbed.errors import ConfigError, LabStateError
 from testbed.host.procs import alive
+from testbed.lab import bare as bare_lab
 from testbed.lab import build
 from testbed.lab.mobile import AccessState, MobileNode, MoveMode
 from testbed.lab.nodes import Nodes
@@ -58,13 +59,21 @@ class Lab:
 
     @classmethod
     def up(cls, topology: str | Path | None = None, lab: str = DEFAULT_LAB, progress: Progress = quiet,
-           backend: LabBackend | str | None = None) -> Lab:
+           backend: LabBackend | str | None = None, bare: bool = False) -> Lab:
         """Build and start a lab; on any failure or Ctrl-C remove what was made, then re-raise.
 
         ``backend`` (an object or a name) wins over ``$TESTBED_BACKEND``, which wins over the
-        topology's ``backend``; the default is mininet."""
+        topology's ``backend``; the default is mininet. ``bare``: hosts for ``testbed deploy``
+        (``lab.bare``), on the docker backend, with nothing configured on them."""
         path = loader.resolve(topology)
         topo = loader.load(path)  # bad input fails here, before anything exists
+        if bare:
+            if backend not in (None, "docker"):
+                raise ConfigError(str(path), "backend", "a bare lab runs on the docker backend only "
+                                  "(namespace nodes share this host's files: they are not separate "
+                                  "hosts)", "drop --backend or give --backend docker")
+            bare_lab.plan_management(topo, str(path))  # an overlap fails before anything exists
+            backend = "docker"
         if backend is None or isinstance(backend, str):
             backend = backends.get(backend or os.environ.get("TESTBED_BACKEND") or topo.backend
                                    or DEFAULT_BACKEND)
@@ -80,9 +89,12 @@ class Lab:
             state.save()
             self = cls(state, topo, backend)
             try:
-                if not sig0_supported():
-                    self.warnings.append("SIG(0) needs BIND >= 9.20: the zone accepts TSIG updates only")
-                build.build(self.nodes, self.wiring, self.mobile, progress)
+                if bare:
+                    bare_lab.build(self.nodes, progress)
+                else:
+                    if not sig0_supported():
+                        self.warnings.append("SIG(0) needs BIND >= 9.20: the zone accepts TSIG updates only")
+                    build.build(self.nodes, self.wiring, self.mobile, progress)
                 state.status = "up"
                 state.owner_pid = 0
                 state.save()
