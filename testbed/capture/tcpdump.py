@@ -20,6 +20,12 @@ from testbed.host import netns
 from testbed.services.base import log_tail, require
 
 
+def tcpdump_argv(ifname: str, pcap: Path) -> list[str]:
+    """Whole packets, written as they come; says "listening on" once its socket is open."""
+    return ["tcpdump", "-i", ifname, "-n", "-s", "0", "-U", "--immediate-mode", "-Z", "root",
+            "-w", str(pcap)]
+
+
 @dataclass
 class LinkCapture:
     link: str  # "ar1-mn": the captured interface's name, unique per lab
@@ -54,9 +60,7 @@ class Capture:
             lc.log.parent.mkdir(parents=True, exist_ok=True)
         try:
             for lc in self.links:
-                lc.proc = netns.spawn(lc.netns, [
-                    "tcpdump", "-i", lc.ifname, "-n", "-s", "0", "-U", "--immediate-mode",
-                    "-Z", "root", "-w", str(lc.pcap)], log=lc.log)
+                lc.proc = netns.spawn(lc.netns, tcpdump_argv(lc.ifname, lc.pcap), log=lc.log)
             deadline = time.monotonic() + timeout
             for lc in self.links:  # tcpdump says "listening on" once its socket is open
                 while "listening on" not in _read(lc.log):

@@ -202,6 +202,53 @@ def cmd_images(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inventory(a: argparse.Namespace) -> int:
+    """An inventory for the topology's nodes; a bare lab of it that is up gives the hosts'
+    management addresses and SSH key."""
+    from testbed.deploy import inventory
+    from testbed.lab import bare
+    from testbed.model import loader
+    from testbed.state import LabState
+
+    topo = loader.load(a.topology)
+    found = None
+    if LabState.exists(a.lab):
+        st = LabState.load(a.lab)
+        if bare.info(st) and st.topology.get("name") == topo.name:
+            found = bare.info(st)
+    inv = inventory.build(topo, found)
+    if a.output:
+        inventory.write(inv, Path(a.output))
+        console.print(f"inventory for {topo.name} ({len(topo.nodes)} hosts"
+                      f"{', bare lab ' + a.lab if found else ''}): {a.output}")
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(inv, sort_keys=False))
+    return 0
+
+
+def cmd_deploy(a: argparse.Namespace) -> int:
+    import time as _time
+
+    from testbed.deploy.deploy import deploy
+
+    out = Path(a.out or f"out/deploy-{_time.strftime('%Y%m%d-%H%M%S')}")
+
+    def line(msg: str) -> None:
+        console.print(f"[dim]{msg}[/dim]", highlight=False, soft_wrap=True)
+
+    result = deploy(Path(a.inventory), out, a.limit, line)
+    for host, h in sorted(result.hosts.items()):
+        colour = "green" if h.good else "red"
+        console.print(f"[{colour}]{host:8}[/{colour}] ok={h.ok} changed={h.changed} failed={h.failed} "
+                      f"unreachable={h.unreachable}" + (f"  {h.error}" if h.error else ""),
+                      highlight=False, soft_wrap=True)
+    console.print(f"deploy {'done' if result.ok else 'FAILED'} in {result.seconds:.1f} s; summary "
+                  f"{out / 'summary.json'}; runner artifacts {result.artifacts}")
+    return 0 if result.ok else 1
+
+
 def _mobile_lab(a: argparse.Namespace):
     from testbed.lab import Lab
 
@@ -303,6 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=["mininet", "docker"], help=backend_help)
     s.set_defaults(fn=cmd_run)
 
+    s = sub.add_parser("inventory", help="write an Ansible inventory for a topology's nodes")
+    s.add_argument("topology", help="topology name in topologies/ or a YAML path")
+    s.add_argument("-o", "--output", help="file to write (default: stdout)")
+    s.set_defaults(fn=cmd_inventory)
+
+    s = sub.add_parser("deploy", help="deploy the architecture to an inventory's hosts (Ansible)")
+    s.add_argument("inventory", help="an inventory `testbed inventory` wrote (then edited)")
+    s.add_argument("--limit", help="only these hosts or groups (Ansible's --limit)")
+    s.add_argument("--out", help="results: summary.json, ansible/ (default: out/deploy-<time>)")
+    s.set_defaults(fn=cmd_deploy)
+
     s = sub.add_parser("images", help="the docker backend's images: build them (cached by content)")
     m = s.add_subparsers(dest="action", required=True)
     x = m.add_parser("build", help="build every role's image whose inputs changed")
@@ -354,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-ON_THE_HOST = ("clean", "check")  # clean removes machines from the host; check needs no lab
+# clean removes machines from the host; check, inventory and deploy need no lab
+ON_THE_HOST = ("clean", "check", "inventory", "deploy")
 
 
 def _in_machine(args: argparse.Namespace, argv: list[str]) -> int | None:

@@ -77,3 +77,31 @@ def request(path: str | os.PathLike[str], msg: dict[str, Any], timeout: float = 
     if not line:
         raise RequestError(f"{path}: closed without a reply")
     return json.loads(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m testbed.host.jsonlines request SOCKET JSON [--timeout S]``: one request, its
+    reply on stdout; exit 0 when the reply says ``ok`` (how a deployed host's playbooks talk to
+    the mobility agent and the traffic client)."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m testbed.host.jsonlines")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("request")
+    r.add_argument("socket")
+    r.add_argument("message", help="a JSON object")
+    r.add_argument("--timeout", type=float, default=10.0)
+    r.add_argument("--expect", help="exit 0 only when the reply also holds this key, not null")
+    a = p.parse_args(argv)
+    try:
+        reply = request(a.socket, json.loads(a.message), a.timeout)
+    except RequestError as e:
+        print(json.dumps({"ok": False, "error": str(e)}))
+        return 1
+    sys.stdout.write(dumps(reply))
+    return 0 if reply.get("ok") and (a.expect is None or reply.get(a.expect) is not None) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,6 +18,7 @@ from testbed.errors import LabStateError, TestbedError
 from testbed.host.poll import poll_until
 from testbed.lab.nodes import Nodes
 from testbed.lab.wiring import Wiring
+from testbed.mobility.radio import choreograph
 from testbed.progress import Progress, quiet
 from testbed.state import LabState, locked
 
@@ -92,31 +93,19 @@ class MobileNode:
         with locked(self.state.lab):
             self.nodes.state = LabState.load(self.state.lab)
             old = [ar for ar in self.state.attached if ar != to]
-            t0 = time.monotonic()
-            times: dict[str, float] = {}
 
             def arrive() -> None:
                 if to not in self.state.attached:
                     progress(f"attaching to {to}")
                     self.attach(to)
                     self.wait_configured(to)
-                times["configured"] = time.monotonic() - t0
 
             def leave() -> None:
                 for ar in old:
                     progress(f"detaching from {ar}")
                     self.detach(ar)
-                times["detached"] = time.monotonic() - t0
 
-            if mode == "make-before-break":
-                arrive()
-                self._dwell(overlap)
-                leave()
-            else:
-                leave()
-                self._dwell(gap)
-                arrive()
-            return times
+            return choreograph(mode, arrive, leave, self._dwell, overlap, gap)
 
     def _dwell(self, seconds: float) -> None:
         if seconds > 0:

@@ -12,7 +12,8 @@ from pathlib import Path
 from testbed.host import netns
 from testbed.lab.nodes import Nodes
 from testbed.mobility.location.provision import provision_keys
-from testbed.model.topology import Role
+from testbed.model.addressing import LabPlan
+from testbed.model.topology import Role, Topology
 from testbed.runtimes import kernel_nodes
 from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon
@@ -26,6 +27,46 @@ TSIG_KEY_NAME = "mn-tsig"
 # inside a kernel node the agent's socket lives on the guest's own tmpfs: a writable share
 # (hostfs, 9p) cannot carry a Unix socket between guest processes
 GUEST_AGENT_SOCKET = Path("/run/testbed-agent.sock")
+
+
+def zone_data(topo: Topology, plan: LabPlan) -> ZoneData:
+    """The lab zone: every node but the MN by name (its first two addresses), named listening
+    on the DNS node's addresses."""
+    z = topo.dns
+    records = {
+        n: [str(a.ip) for a in plan.nodes[n].addresses()[:2]]
+        for n, spec in topo.nodes.items()
+        if spec.role is not Role.MOBILE and plan.nodes[n].addresses()
+    }
+    return ZoneData(zone=z.zone, server_name=z.server, records=records, mobile_name=z.mobile_name,
+                    ttl=z.ttl, listen=[str(a.ip) for a in plan.nodes[z.server].addresses()])
+
+
+def access_metrics(topo: Topology, plan: LabPlan) -> dict[str, int]:
+    """The MN's access interface -> route metric of its default route: the first access
+    network listed is preferred."""
+    return {plan.access_iface(a.router)[0].ifname: 100 + k for k, a in enumerate(topo.access_networks)}
+
+
+def location_env(topo: Topology, plan: LabPlan, *, key: Path | None = None,
+                 tsig: Path | None = None) -> dict[str, str]:
+    """What the location updater reads (``TESTBED_LOC_*``): the server, zone and name, and the
+    MN's SIG(0) private key or a TSIG key file."""
+    m, z = topo.mobile, topo.dns
+    env = {"TESTBED_LOC_SERVER": plan.address_of(z.server, 4) or "",
+           "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": f"{z.mobile_name}.{z.zone}",
+           "TESTBED_LOC_VALIDITY": f"{m.signature_validity:g}"}
+    if tsig is not None:
+        env["TESTBED_LOC_TSIG"] = str(tsig)
+    elif key is not None:
+        env["TESTBED_LOC_KEY"] = str(key)
+    return env
+
+
+def sctp_mobile(topo: Topology) -> bool:
+    """Is the MN an SCTP endpoint? Then the TraSH binding process, not the agent, sends the
+    location update, after the SET_PRIMARY (Appendix A order)."""
+    return kernel_nodes.stack_of(topo.nodes[topo.mobile.node].sctp) != "none"
 
 
 class Wiring:
@@ -44,14 +85,7 @@ class Wiring:
     # ---------------------------------------------------------------- location manager
     def named(self) -> Named:
         z = self.topo.dns
-        records = {
-            n: [str(a.ip) for a in self.plan.nodes[n].addresses()[:2]]
-            for n, spec in self.topo.nodes.items()
-            if spec.role is not Role.MOBILE and self.plan.nodes[n].addresses()
-        }
-        dns = self.plan.nodes[z.server]
-        data = ZoneData(zone=z.zone, server_name=z.server, records=records, mobile_name=z.mobile_name,
-                        ttl=z.ttl, listen=[str(a.ip) for a in dns.addresses()])
+        data = zone_data(self.topo, self.plan)
         # the MN's SIG(0) key pairs (BIND's own dnssec-keygen) and a TSIG key, for the zone
         made = provision_keys(self.keys_dir, f"{z.mobile_name}.{z.zone}", z.sig0_algorithms,
                               tsig_name=TSIG_KEY_NAME, ttl=z.ttl)
@@ -93,31 +127,19 @@ class Wiring:
     # ---------------------------------------------------------------- the mobile node
     @property
     def sctp_mobile(self) -> bool:
-        """Is the MN an SCTP endpoint? Then the TraSH binding process, not the agent, sends the
-        location update, after the SET_PRIMARY (Appendix A order)."""
-        return kernel_nodes.stack_of(self.topo.nodes[self.mn].sctp) != "none"
-
-    def access_metric(self, ar: str) -> int:
-        """Route metric of an access network's default route: the first listed is preferred."""
-        return 100 + [a.router for a in self.topo.access_networks].index(ar)
+        return sctp_mobile(self.topo)
 
     def dhcp_client(self) -> Dhcpcd:
-        metrics = {self.plan.access_iface(a.router)[0].ifname: self.access_metric(a.router)
-                   for a in self.topo.access_networks}
-        return Dhcpcd(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "dhcpcd"), metrics)
+        return Dhcpcd(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "dhcpcd"),
+                      access_metrics(self.topo, self.plan))
 
     def location_env(self) -> dict[str, str]:
-        m, z = self.topo.mobile, self.topo.dns
+        m = self.topo.mobile
         if m.location == "none":
             return {}
-        env = {"TESTBED_LOC_SERVER": self.plan.address_of(z.server, 4) or "",
-               "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": f"{z.mobile_name}.{z.zone}",
-               "TESTBED_LOC_VALIDITY": f"{m.signature_validity:g}"}
         if m.location == "tsig" or not sig0_supported():
-            env["TESTBED_LOC_TSIG"] = str(self.tsig_key_file)
-        else:
-            env["TESTBED_LOC_KEY"] = str(self.sig0_key_file(m.sig0_algorithm))
-        return env
+            return location_env(self.topo, self.plan, tsig=self.tsig_key_file)
+        return location_env(self.topo, self.plan, key=self.sig0_key_file(m.sig0_algorithm))
 
     @property
     def agent_dir(self) -> Path:

@@ -22,6 +22,21 @@ from testbed.services.binding import TRAFFIC_CONTROL
 PORT = 5001
 
 
+def server_argv(python: str, bind: str, stats: Path, params: Traffic) -> list[str]:
+    """The CN's SCTP server: one association, its continuity and arrivals in ``stats``."""
+    return [python, "-m", "testbed.sctp.traffic", "server", "--bind", bind, "--port", str(PORT),
+            "--stats", str(stats), *(["--echo"] if params.echo else [])]
+
+
+def client_argv(python: str, local: str, server: str, stats: Path, params: Traffic) -> list[str]:
+    """The MN's SCTP client, driven by the binding process through TRAFFIC_CONTROL."""
+    return [python, "-m", "testbed.sctp.traffic", "client", "--local", local,
+            "--server", server, "--port", str(PORT), "--rate", f"{params.rate:g}",
+            "--size", str(params.size), "--control", str(TRAFFIC_CONTROL), "--mode", params.binding,
+            *(["--auto-asconf-sockopt"] if params.binding == "auto_asconf" else []),
+            "--stats", str(stats)]
+
+
 class SctpTraffic:
     def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
         self.lab, self.params, self.out = lab, params, out
@@ -62,19 +77,12 @@ class SctpTraffic:
             d.mkdir(parents=True, exist_ok=True)
         self.server_stats.unlink(missing_ok=True)
         self.client_stats.unlink(missing_ok=True)
-        self.server_pid = cn_rt.spawn(
-            [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", cn_addr,
-             "--port", str(PORT), "--stats", str(self.server_stats),
-             *(["--echo"] if self.params.echo else [])], log=self.dir_cn / "server.log")
+        self.server_pid = cn_rt.spawn(server_argv(sys.executable, cn_addr, self.server_stats, self.params),
+                                      log=self.dir_cn / "server.log")
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,  # written once it listens
                    self.dir_cn / "server.log")
-        self.client_pid = mn_rt.spawn(
-            [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,
-             "--server", cn_addr, "--port", str(PORT), "--rate", f"{self.params.rate:g}",
-             "--size", str(self.params.size), "--control", str(TRAFFIC_CONTROL),
-             "--mode", self.params.binding,
-             *(["--auto-asconf-sockopt"] if self.params.binding == "auto_asconf" else []),
-             "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
+        self.client_pid = mn_rt.spawn(client_argv(sys.executable, mn_addr, cn_addr, self.client_stats,
+                                                  self.params), log=self.dir_mn / "client.log")
         self._wait("client association", self._associated, self.mn, self.client_pid,
                    self.dir_mn / "client.log")
 

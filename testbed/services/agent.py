@@ -8,12 +8,37 @@ SIG(0)- or TSIG-signed DNS UPDATE.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.errors import TestbedError
 from testbed.services.base import Daemon
 
 HOOKS = "testbed.mobility.location.agent_hooks:from_env"
+
+
+@dataclass(frozen=True)
+class AgentPaths:
+    socket: Path  # its Unix socket (requests, event stream)
+    state: Path  # the pollable state file, rewritten atomically
+    events_log: Path  # every event as a JSON line
+
+
+def agent_argv(python: str, paths: AgentPaths, ifaces: list[str], optimistic_dad: bool,
+               location: bool) -> list[str]:
+    """``location``: the agent itself publishes the MN's addresses (its hooks read
+    ``TESTBED_LOC_*`` from the environment); on an SCTP MN the binding process does it."""
+    argv = [python, "-m",
+            "testbed.mobility.agent", "--socket", str(paths.socket), "--state", str(paths.state),
+            "--events-log", str(paths.events_log),
+            "--ifaces", ",".join(ifaces),
+            # an RS that races the AR's own link-up is lost: solicit again soon, not after 1 s
+            "--rs-count", "5", "--rs-interval", "0.2"]
+    if optimistic_dad:
+        argv.append("--optimistic-dad")
+    if location:
+        argv += ["--location-hooks", HOOKS]
+    return argv
 
 
 class MobilityAgent(Daemon):
@@ -36,17 +61,8 @@ class MobilityAgent(Daemon):
         return {**self.location_env, "TESTBED_LOC_LOG": str(self.location_log), "PYTHONUNBUFFERED": "1"}
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m",
-                "testbed.mobility.agent", "--socket", str(self.socket), "--state", str(self.state),
-                "--events-log", str(self.events_log),
-                "--ifaces", ",".join(self.ifaces),
-                # an RS that races the AR's own link-up is lost: solicit again soon, not after 1 s
-                "--rs-count", "5", "--rs-interval", "0.2"]
-        if self.optimistic_dad:
-            argv.append("--optimistic-dad")
-        if self.location_env:
-            argv += ["--location-hooks", HOOKS]
-        return argv
+        return agent_argv(sys.executable, AgentPaths(self.socket, self.state, self.events_log),
+                          self.ifaces, self.optimistic_dad, bool(self.location_env))
 
     def ready(self) -> bool:
         try:

@@ -15,6 +15,16 @@ from testbed.services.base import Daemon
 TRAFFIC_CONTROL = Path("/run/testbed-traffic.sock")  # the traffic client's driver socket
 
 
+def binding_argv(python: str, agent_socket: Path, actions: Path, location: bool,
+                 families: str = "4", switch: str = "newest") -> list[str]:
+    """``location``: it sends the DNS UPDATE after the SET_PRIMARY (``TESTBED_LOC_*``)."""
+    argv = [python, "-m",
+            "testbed.mobility.binding", "--agent", str(agent_socket),
+            "--driver", str(TRAFFIC_CONTROL), "--log", str(actions),
+            "--families", families, "--switch", switch]
+    return argv + (["--location"] if location else [])
+
+
 class BindingService(Daemon):
     NAME = "binding"
     START_TIMEOUT = 90.0  # a Python start under TCG takes seconds
@@ -30,11 +40,8 @@ class BindingService(Daemon):
         return dict(self.location_env)
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m",
-                "testbed.mobility.binding", "--agent", str(self.agent_socket),
-                "--driver", str(TRAFFIC_CONTROL), "--log", str(self.actions),
-                "--families", self.families, "--switch", self.switch]
-        return argv + (["--location"] if self.location_env else [])
+        return binding_argv(sys.executable, self.agent_socket, self.actions, bool(self.location_env),
+                            self.families, self.switch)
 
     def ready(self) -> bool:
         try:

@@ -56,6 +56,62 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
+def _generate(keygen: str, d: Path, fqdn: str, algorithm: str, ttl: int) -> ProvisionedKey:
+    alg = algorithm_from_text(algorithm)
+    cp = run(None, [keygen, "-q", "-K", str(d), "-a", alg.name, "-T", "KEY", "-n", "HOST", fqdn],
+             timeout=30)
+    return _loaded(alg.name, Path(str(d / cp.stdout.strip().splitlines()[-1]) + ".key"), ttl)
+
+
+def _loaded(algorithm: str, key_file: Path, ttl: int) -> ProvisionedKey:
+    """A BIND key pair on disk (``K<name>.+<alg>+<tag>.key`` and ``.private``)."""
+    key = load_bind_keypair(key_file)
+    private_file = key_file.with_name(key_file.name.removesuffix(".key") + ".private")
+    return ProvisionedKey(algorithm, key_file, private_file, key.key_tag, key.public.to_text(ttl))
+
+
+def ensure_sig0_keys(dir: Path, name: str, algorithms: Sequence[str],  # noqa: A002
+                     ttl: int = 300) -> tuple[list[ProvisionedKey], bool]:
+    """``name``'s SIG(0) key pairs in ``dir``, one per algorithm: a pair already there is kept,
+    a missing one is made (with BIND's dnssec-keygen). Returns them and whether any was made.
+
+    Run on the mobile node itself (``testbed deploy``'s mobile_node role): the private key
+    never leaves it, only the KEY record goes to the zone."""
+    d = Path(dir).absolute()
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fqdn = name if name.endswith(".") else name + "."
+    out, made = [], False
+    for text in algorithms:
+        alg = algorithm_from_text(text)
+        found = sorted(d.glob(f"K{fqdn}+{int(alg):03d}+*.key"))
+        if found:
+            out.append(_loaded(alg.name, found[0], ttl))
+        else:
+            out.append(_generate(_tool("dnssec-keygen", "bind9-utils"), d, fqdn, text, ttl))
+            made = True
+    return out, made
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m testbed.mobility.location.provision --dir D --name N --algorithms A,B``:
+    ``ensure_sig0_keys``, its result as one JSON object on stdout."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m testbed.mobility.location.provision",
+                                description=ensure_sig0_keys.__doc__)
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--algorithms", default="ECDSAP256SHA256")
+    p.add_argument("--ttl", type=int, default=300)
+    a = p.parse_args(argv)
+    keys, made = ensure_sig0_keys(a.dir, a.name, a.algorithms.split(","), a.ttl)
+    print(json.dumps({"changed": made, "keys": [
+        {"algorithm": k.algorithm, "private_file": str(k.private_file), "key_tag": k.key_tag,
+         "key_rr": k.key_rr} for k in keys]}))
+    return 0
+
+
 def provision_keys(
     dir: Path,  # noqa: A002 - the name the lab's call site uses
     name: str,
@@ -70,18 +126,7 @@ def provision_keys(
     d = Path(dir).absolute()
     d.mkdir(parents=True, exist_ok=True)
     fqdn = name if name.endswith(".") else name + "."
-    made: list[ProvisionedKey] = []
-    for text in algorithms:
-        alg = algorithm_from_text(text)
-        cp = run(
-            None,
-            [keygen, "-q", "-K", str(d), "-a", alg.name, "-T", "KEY", "-n", "HOST", fqdn],
-            timeout=30,
-        )
-        base = str(d / cp.stdout.strip().splitlines()[-1])  # no with_suffix: "+013+NNNNN"
-        key_file, private_file = Path(base + ".key"), Path(base + ".private")
-        key = load_bind_keypair(key_file)
-        made.append(ProvisionedKey(alg.name, key_file, private_file, key.key_tag, key.public.to_text(ttl)))
+    made = [_generate(keygen, d, fqdn, text, ttl) for text in algorithms]
     tsig_file = None
     if tsig_keygen and tsig_name:
         cp = run(None, [tsig_keygen, "-a", "hmac-sha256", tsig_name], timeout=30)
@@ -90,3 +135,7 @@ def provision_keys(
         tsig_file.chmod(0o600)
         load_tsig(tsig_file)  # fail here, not in named, if the format ever changes
     return ProvisionedKeys(d, fqdn, tuple(made), tsig_file, tsig_name)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
