@@ -32,9 +32,17 @@ def _plain_args(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+def file_b64(path: str) -> str:
+    """A controller file's bytes as base64 (the package archive, sent inside a module's args)."""
+    import base64
+
+    with open(str(path), "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
 class FilterModule:
     def filters(self):
-        return {name: _plain_args(fn) for name, fn in {
+        return {"testbed_file_b64": file_b64} | {name: _plain_args(fn) for name, fn in {
             "testbed_network": render.network,
             "testbed_dns_server": render.dns_server,
             "testbed_access_router": render.access_router,

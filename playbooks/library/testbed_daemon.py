@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Ansible module: one testbed daemon on a host, started, restarted or stopped, and ready.
+"""Ansible module: testbed daemons on a host, started (in order, each ready before the next),
+restarted or stopped.
 
 Written for testbed because its daemons run in the foreground with a command line the lab
 renders (named -f, dhcpd -f, radvd -n, dhcpcd -B, the Python agent and binding process), on
@@ -23,16 +24,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: testbed_daemon
-short_description: run a testbed daemon (foreground process) with a pid file and a readiness probe
+short_description: run testbed daemons (foreground processes) with pid files and readiness probes
 options:
-  name: {type: str, required: true}
-  argv: {type: list, elements: str}
-  env: {type: dict, default: {}}
-  log: {type: str}
+  daemons: {type: list, elements: dict, required: true, description: "each: name, argv, env, log,
+    ready (argv that exits 0 once the daemon answers), ready_timeout"}
   state: {type: str, choices: [started, stopped, restarted], default: started}
-  restart: {type: bool, default: false, description: a file the daemon reads changed}
-  ready: {type: list, elements: str, description: argv that exits 0 once the daemon answers}
-  ready_timeout: {type: float, default: 30}
+  restart: {type: list, elements: str, default: [], description: daemons a file of which changed}
   run_dir: {type: str, default: /run/testbed}
   stop_signal: {type: str, default: TERM, description: e.g. INT for tcpdump (flushes its file)}
   stop_grace: {type: float, default: 5}
@@ -104,62 +101,62 @@ def wait_ready(probe: list[str], pid: int, timeout: float) -> str:
         delay = min(delay * 2, 0.25)
 
 
-def main() -> None:
-    m = AnsibleModule(argument_spec={
-        "name": {"type": "str", "required": True},
-        "argv": {"type": "list", "elements": "str"},
-        "env": {"type": "dict", "default": {}},
-        "log": {"type": "str"},
-        "state": {"type": "str", "choices": ["started", "stopped", "restarted"], "default": "started"},
-        "restart": {"type": "bool", "default": False},
-        "ready": {"type": "list", "elements": "str"},
-        "ready_timeout": {"type": "float", "default": 30.0},
-        "run_dir": {"type": "str", "default": "/run/testbed"},
-        "stop_signal": {"type": "str", "default": "TERM"},
-        "stop_grace": {"type": "float", "default": 5.0},
-    }, supports_check_mode=True, required_if=[("state", "started", ["argv", "log"]),
-                                              ("state", "restarted", ["argv", "log"])])
-    p = m.params
-    os.makedirs(p["run_dir"], exist_ok=True)
-    pidfile = os.path.join(p["run_dir"], f"{p['name']}.pid")
-    specfile = os.path.join(p["run_dir"], f"{p['name']}.spec")
-    env = {k: str(v) for k, v in (p["env"] or {}).items()}
-    spec = hashlib.sha256(json.dumps([p["argv"], env], sort_keys=True).encode()).hexdigest()
+def converge(m: AnsibleModule, d: dict, state: str, restart: bool, sig: int, grace: float,
+             run_dir: str) -> dict:
+    """One daemon to ``state``; its result (``changed``, ``action``, ``pid``)."""
+    pidfile = os.path.join(run_dir, f"{d['name']}.pid")
+    specfile = os.path.join(run_dir, f"{d['name']}.spec")
+    env = {k: str(v) for k, v in (d.get("env") or {}).items()}
+    spec = hashlib.sha256(json.dumps([d.get("argv"), env], sort_keys=True).encode()).hexdigest()
     pid = running(pidfile)
     try:
         with open(specfile) as f:
             old_spec = f.read().strip()
     except OSError:
         old_spec = ""
-    result = {"changed": False, "name": p["name"], "pid": pid}
-    sig = getattr(signal, f"SIG{p['stop_signal'].upper().removeprefix('SIG')}")
-    if p["state"] == "stopped":
+    out = {"name": d["name"], "changed": False, "pid": pid}
+    if state == "stopped":
         if pid:
-            result["changed"] = True
+            out |= {"changed": True, "action": "stopped"}
             if not m.check_mode:
-                stop(pid, p["stop_grace"], sig)
-        m.exit_json(**result)
-    restart = pid and (p["state"] == "restarted" or p["restart"] or spec != old_spec)
-    if pid and not restart:
-        m.exit_json(**result)
-    result["changed"] = True
-    result["action"] = "restarted" if pid else "started"
+                stop(pid, grace, sig)
+        return out
+    if pid and not (state == "restarted" or restart or spec != old_spec):
+        return out
+    out |= {"changed": True, "action": "restarted" if pid else "started"}
     if m.check_mode:
-        m.exit_json(**result)
+        return out
     if pid:
-        stop(pid, p["stop_grace"], sig)
-    new = start(p["argv"], env, p["log"])
+        stop(pid, grace, sig)
+    new = start(d["argv"], env, d["log"])
     with open(pidfile, "w") as f:
         f.write(f"{new}\n")
     with open(specfile, "w") as f:
         f.write(spec + "\n")
-    result["pid"] = new
-    if p["ready"]:
-        why = wait_ready(p["ready"], new, p["ready_timeout"])
+    out["pid"] = new
+    if d.get("ready"):
+        why = wait_ready(d["ready"], new, float(d.get("ready_timeout") or 30.0))
         if why:
             stop(new, grace=1.0)
-            m.fail_json(msg=f"{p['name']} {why}: {tail(p['log'])}", **result)
-    m.exit_json(**result)
+            m.fail_json(msg=f"{d['name']} {why}: {tail(d['log'])}", daemon=out)
+    return out
+
+
+def main() -> None:
+    m = AnsibleModule(argument_spec={
+        "daemons": {"type": "list", "elements": "dict", "required": True},
+        "state": {"type": "str", "choices": ["started", "stopped", "restarted"], "default": "started"},
+        "restart": {"type": "list", "elements": "str", "default": []},
+        "run_dir": {"type": "str", "default": "/run/testbed"},
+        "stop_signal": {"type": "str", "default": "TERM"},
+        "stop_grace": {"type": "float", "default": 5.0},
+    }, supports_check_mode=True)
+    p = m.params
+    os.makedirs(p["run_dir"], exist_ok=True)
+    sig = getattr(signal, f"SIG{p['stop_signal'].upper().removeprefix('SIG')}")
+    results = [converge(m, d, p["state"], d["name"] in p["restart"], sig, p["stop_grace"], p["run_dir"])
+               for d in p["daemons"]]
+    m.exit_json(changed=any(r["changed"] for r in results), daemons=results)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ options:
     optimistic DAD, or no DAD where the kernel lacks it}
   up: {type: list, elements: str, default: []}
   down: {type: list, elements: str, default: []}
+  sctp: {type: bool, default: false, description: load the sctp module where /proc/sys/net/sctp is absent}
+  packages: {type: list, elements: str, default: [], description: Debian packages to report as missing}
 """
 
 
@@ -49,9 +51,21 @@ def main() -> None:
         "optimistic_dad": {"type": "list", "elements": "str", "default": []},
         "up": {"type": "list", "elements": "str", "default": []},
         "down": {"type": "list", "elements": "str", "default": []},
+        "sctp": {"type": "bool", "default": False},
+        "packages": {"type": "list", "elements": "str", "default": []},
     }, supports_check_mode=True)
     p = m.params
     done: list[str] = []
+    missing_packages = [pkg for pkg in p["packages"] if subprocess.run(
+        ["dpkg-query", "-W", "-f=${db:Status-Status}", pkg], capture_output=True, text=True,
+        check=False).stdout.strip() != "installed"]
+    if p["sctp"] and not os.path.isdir("/proc/sys/net/sctp"):
+        done.append("modprobe sctp")
+        if not m.check_mode:
+            cp = subprocess.run(["modprobe", "sctp"], capture_output=True, text=True, check=False)
+            if cp.returncode != 0:
+                m.fail_json(msg=f"this kernel has no SCTP (modprobe sctp: {cp.stderr.strip()}): "
+                                "a correspondent and a mobile node need CONFIG_IP_SCTP")
     links = {link["ifname"]: link for link in ip_json("link", "show")}
     cmds: list[str] = []
     for b in p["bridges"]:
@@ -122,7 +136,8 @@ def main() -> None:
                 f.write(value)
         except OSError as e:
             m.fail_json(msg=f"sysctl {key}: {e.strerror} (does this kernel have it?)", done=done)
-    m.exit_json(changed=bool(done), done=done)
+    m.exit_json(changed=bool(done), done=done, missing_packages=missing_packages,
+                optimistic_dad_supported=os.path.exists(sysctl_path("net.ipv6.conf.default.optimistic_dad")))
 
 
 if __name__ == "__main__":

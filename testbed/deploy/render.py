@@ -143,6 +143,7 @@ def network(data: dict[str, Any], node: str) -> dict[str, Any]:
     if sctp.stack != "none":
         sysctls |= {f"net.sctp.{k}": str(getattr(sctp, k)) for k in SCTP_SYSCTLS}
     return {
+        "packages": packages(topo, node),
         "bridges": bridges,
         "addresses": {i.ifname: [str(a) for a in i.addresses] for i in np.ifaces if i.addresses},
         "routes": [{"dst": str(r.dst), "via": str(r.via), "dev": r.dev} for r in np.routes],
@@ -155,6 +156,27 @@ def network(data: dict[str, Any], node: str) -> dict[str, Any]:
         "attach": sorted(attached),
         "sctp": sctp.stack != "none",
     }
+
+
+PACKAGES = {  # the Debian packages each role runs (bind9 >= 9.20: bookworm-backports on bookworm)
+    Role.DNS: ["bind9", "bind9-utils", "bind9-dnsutils"],
+    Role.ACCESS_ROUTER: ["radvd", "isc-dhcp-server"],
+    Role.MOBILE: ["dhcpcd-base", "ndisc6", "bind9-utils", "python3-venv", "util-linux"],
+    Role.HOST: [],
+    Role.ROUTER: [],
+}
+
+
+def packages(topo: Topology, node: str) -> list[str]:
+    """What ``node`` needs installed: its role's packages, ip, tcpdump where it captures, a
+    venv for the package on SCTP hosts."""
+    spec = topo.nodes[node]
+    out = ["iproute2", *PACKAGES[spec.role]]
+    if spec.sctp.stack != "none":
+        out.append("python3-venv")
+    if any(v.a == node for v in addressing.plan(topo).veths):
+        out.append("tcpdump")
+    return list(dict.fromkeys(out))
 
 
 # ----------------------------------------------------------------------------- dns_server
@@ -170,17 +192,21 @@ def dns_server(data: dict[str, Any], key_rrs: list[str], layout: Layout = LAYOUT
     tsig = layout.etc / "named" / f"{TSIG_KEY_NAME}.key"
     conf = layout.etc / "named" / "named.conf"
     listen = z.listen[0] if z.listen else "127.0.0.1"
+    zone = bind.render_zone(z, key_rrs)
+    source = layout.etc / "named" / f"db.{z.zone}"
     return {
         "dirs": [str(layout.etc / "named"), str(d), str(layout.log), str(layout.run)],
-        "conf": {"path": str(conf), "content": bind.render_conf(z, paths, tsig, TSIG_KEY_NAME, True)},
-        "zone_source": {"path": str(layout.etc / "named" / f"db.{z.zone}"),
-                        "content": bind.render_zone(z, key_rrs)},
-        "zone_file": str(paths.zonefile),
+        "files": [
+            {"path": str(conf), "content": bind.render_conf(z, paths, tsig, TSIG_KEY_NAME, True),
+             "daemon": "named"},
+            {"path": str(source), "content": zone},
+            {"path": str(paths.zonefile), "content": zone, "follows": str(source), "daemon": "named",
+             "remove": [f"{paths.zonefile}.jnl"], "check": ["named-checkconf", "-z", str(conf)]},
+        ],
         "tsig": {"path": str(tsig), "name": TSIG_KEY_NAME},
-        "check": ["named-checkconf", "-z", str(conf)],
-        "daemon": _daemon("named", bind.named_argv(conf),
-                          ["dig", "+short", "+time=1", "+tries=1", f"@{listen}", z.zone, "SOA"],
-                          timeout=bind.Named.START_TIMEOUT, layout=layout),
+        "daemons": [_daemon("named", bind.named_argv(conf),
+                            ["dig", "+short", "+time=1", "+tries=1", f"@{listen}", z.zone, "SOA"],
+                            timeout=bind.Named.START_TIMEOUT, layout=layout)],
         "zone": z.zone,
     }
 
@@ -203,8 +229,8 @@ def access_router(data: dict[str, Any], node: str, layout: Layout = LAYOUT) -> d
              "daemon": "radvd", "check": ["radvd", "-c", "-C", str(radvd_conf), "-p", str(radvd_pid)]},
             {"path": str(dhcpd_conf), "content": dhcpd.render_conf(acc, dns4, topo.dns.zone),
              "daemon": "dhcpd", "check": ["dhcpd", "-t", "-4", "-cf", str(dhcpd_conf)]},
+            {"path": str(leases), "content": "", "create_only": True},
         ],
-        "leases": str(leases),
         "daemons": [
             _daemon("radvd", radvd.radvd_argv(radvd_conf, radvd_pid, layout.log / "radvd.log"),
                     ["test", "-s", str(radvd_pid)], layout=layout),
@@ -215,9 +241,11 @@ def access_router(data: dict[str, Any], node: str, layout: Layout = LAYOUT) -> d
 
 
 # ----------------------------------------------------------------------------- mobile_node
-def mobile_node(data: dict[str, Any], key_file: str, layout: Layout = LAYOUT) -> dict[str, Any]:
+def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True,
+                layout: Layout = LAYOUT) -> dict[str, Any]:
     """dhcpcd for every access interface, the mobility agent, and on an SCTP MN the TraSH
-    binding process, which sends the SIG(0)-signed location update with ``key_file``."""
+    binding process, which sends the SIG(0)-signed location update with ``key_file``.
+    ``optimistic_dad``: the host's kernel has it (else the network role turned DAD off)."""
     topo, plan = topology_of(data)
     m = topo.mobile
     metrics = access_metrics(topo, plan)
@@ -236,7 +264,8 @@ def mobile_node(data: dict[str, Any], key_file: str, layout: Layout = LAYOUT) ->
     daemons = [
         _daemon("dhcpcd", dhcpcd.dhcpcd_argv(db), _log_has(layout.log / "dhcpcd.log", *(
             f"{i}: " for i in metrics)), layout=layout),
-        _daemon("agent", agent.agent_argv(python, paths, ifaces, m.optimistic_dad, bool(loc) and not sctp),
+        _daemon("agent", agent.agent_argv(python, paths, ifaces, m.optimistic_dad and optimistic_dad,
+                                          bool(loc) and not sctp),
                 ping, {**({} if sctp else loc_env), "PYTHONUNBUFFERED": "1"},
                 timeout=agent.MobilityAgent.START_TIMEOUT, layout=layout),
     ]
@@ -250,7 +279,7 @@ def mobile_node(data: dict[str, Any], key_file: str, layout: Layout = LAYOUT) ->
         "files": [{"path": str(db / "dhcpcd.conf"), "content": dhcpcd.render_conf(metrics),
                    "daemon": "dhcpcd"}],
         "daemons": daemons,
-        "keys": {"dir": str(layout.keys), "name": f"{topo.dns.mobile_name}.{topo.dns.zone}",
+        "sig0": {"dir": str(layout.keys), "name": f"{topo.dns.mobile_name}.{topo.dns.zone}",
                  "algorithms": ",".join(topo.dns.sig0_algorithms), "ttl": topo.dns.ttl,
                  "algorithm": m.sig0_algorithm},
         "location": m.location,
@@ -268,9 +297,9 @@ def correspondent(data: dict[str, Any], node: str, traffic: dict[str, Any] | Non
     stats = layout.traffic / "server.json"
     return {
         "dirs": [str(layout.traffic), str(layout.log), str(layout.run)],
-        "daemon": _daemon("traffic-server", server_argv(layout.python, plan.address_of(node, 4) or "",
+        "daemons": [_daemon("traffic-server", server_argv(layout.python, plan.address_of(node, 4) or "",
                                                          stats, params),
-                          ["test", "-s", str(stats)], timeout=90.0, layout=layout),
+                          ["test", "-s", str(stats)], timeout=90.0, layout=layout)],
         "stats": str(stats),
     }
 
