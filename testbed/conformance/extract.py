@@ -22,6 +22,7 @@ from testbed.conformance.dedup import CopyFilter, transport_key
 from testbed.conformance.facts import (
     AckSeen,
     AsconfSeen,
+    AuthVectors,
     CaptureSummary,
     DataSeen,
     DhcpSeen,
@@ -33,6 +34,7 @@ from testbed.conformance.facts import (
     NdSeen,
     Where,
 )
+from testbed.decode import sctp_auth
 from testbed.decode.dhcp import DhcpMessage
 from testbed.decode.dns import HEADER_TRUNCATED, DNSMessage
 from testbed.decode.link import PROTO_SCTP, PROTO_UDP, NotIP, ip_span, ntop
@@ -48,6 +50,7 @@ from testbed.decode.pcap import (
     UnusableCapture,
 )
 from testbed.decode.sctp import (
+    AUTH,
     DATA,
     INIT,
     INIT_ACK,
@@ -88,6 +91,7 @@ class _Extractor:
         self.copies = CopyFilter(window)
         self.watch: dict[Key, list[AckSeen]] = {}  # ACKs waiting for their first DATA
         self.inits: dict[Key, int] = {}  # (sport, dport, own tag) of an INIT → its initial TSN
+        self.init_vectors: dict[Key, bytes | None] = {}  # the same key → its AUTH key vector
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def bad(self, where: Where, reason: str) -> None:
@@ -149,6 +153,7 @@ class _Extractor:
                 self.bad(Where(f.pcaps[pidx], fno, ts), str(fault))
                 continue
             auth = None
+            covered = None
             for ctype, p, clen, tsn in spans:
                 if ctype == DATA and clen >= _DATA_MIN:  # the hot path
                     ndata += 1
@@ -173,7 +178,9 @@ class _Extractor:
                         fault = fault or f"SCTP chunk type {ch.type}: {ch.reason}"
                         break
                     where = Where(f.pcaps[pidx], fno, ts)
-                    auth = self.control(ch, hdr, src, dst, auth, where)
+                    if ctype == AUTH:
+                        covered = sctp_auth.covered(data, p, clen, end)
+                    auth = self.control(ch, hdr, src, dst, auth, where, covered)
                     if key is not None:
                         kept[key] = where
             if fault:
@@ -211,16 +218,19 @@ class _Extractor:
         return False
 
     def control(
-        self, ch: object, hdr: Key, src: bytes, dst: bytes, auth: AuthChunk | None, where: Where
+        self, ch: object, hdr: Key, src: bytes, dst: bytes, auth: AuthChunk | None, where: Where,
+        covered: bytes | None = None,
     ) -> AuthChunk | None:
         """Keep a decoded non-DATA/SACK chunk; return the AUTH chunk covering what follows."""
         f = self.f
         if isinstance(ch, AuthChunk):
             return ch
         if isinstance(ch, AsconfChunk):
-            f.asconfs.append(AsconfSeen(where, hdr, ntop(src), ntop(dst), ch, auth))
+            f.asconfs.append(AsconfSeen(where, hdr, ntop(src), ntop(dst), ch, auth,
+                                        covered if auth else None))
         elif isinstance(ch, AsconfAckChunk):
-            ack = AckSeen(where, hdr, ntop(src), ntop(dst), ch, auth)
+            ack = AckSeen(where, hdr, ntop(src), ntop(dst), ch, auth,
+                          auth_covered=covered if auth else None)
             f.acks.append(ack)
             self.watch.setdefault(hdr, []).append(ack)
         elif isinstance(ch, InitChunk):
@@ -230,12 +240,18 @@ class _Extractor:
             f.init_addresses[ports].add(ntop(src))
             if ch.type == INIT:
                 self.inits[(sport, dport, ch.initiate_tag)] = ch.initial_tsn
+                self.init_vectors[(sport, dport, ch.initiate_tag)] = sctp_auth.key_vector(ch.params)
             elif ch.type == INIT_ACK:
                 # INIT-ACK from B to A carries A's tag in its header and B's in its body.
                 f.sender_itsn[(sport, dport, vtag)] = ch.initial_tsn
                 a_itsn = self.inits.get((dport, sport, vtag))
                 if a_itsn is not None:
                     f.sender_itsn[(dport, sport, ch.initiate_tag)] = a_itsn
+                if (dport, sport, vtag) in self.init_vectors:  # both halves of the handshake
+                    vec = AuthVectors(self.init_vectors[(dport, sport, vtag)],
+                                      sctp_auth.key_vector(ch.params), where)
+                    f.auth_vectors[(sport, dport, vtag)] = vec  # B → A carries A's tag
+                    f.auth_vectors[(dport, sport, ch.initiate_tag)] = vec  # A → B, B's tag
         return auth
 
     def upper(
