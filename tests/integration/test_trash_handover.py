@@ -26,15 +26,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.vm]
 
 @pytest.fixture(scope="module")
 def sctp_lab():
-    from testbed.pytest_plugin import require_lab_prerequisites
+    from testbed.pytest_plugin import lab_name, require_lab_prerequisites
 
     require_lab_prerequisites()
-    lab = Lab.up("two-ar-sctp", "tbs")
+    name = lab_name("s")
+    lab = Lab.up("two-ar-sctp", name)
     try:
         yield lab
     finally:
         lab.close()
-        Lab.open("tbs").down()
+        Lab.open(name).down()
 
 
 @pytest.fixture(scope="module")
