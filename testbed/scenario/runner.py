@@ -17,6 +17,7 @@ from typing import Any
 from testbed.capture.tcpdump import Capture
 from testbed.errors import TestbedError
 from testbed.host import jsonlines
+from testbed.host.signals import interrupts_deferred
 from testbed.lab import Lab
 from testbed.model import loader
 from testbed.model.topology import Role
@@ -149,21 +150,27 @@ class Runner:
                  jsonlines.Tail(wiring.agent_dir / "location.jsonl"),
                  jsonlines.Tail(self.lab.node_dir(wiring.mn, "binding") / "actions.jsonl")]
         self.progress("capturing every link")
+        interrupted = False
         capture.start()
         try:
             self.log.step("start", scenario=self.sc.name, seed=self.sc.seed, lab=self.lab.state.lab)
             self.play()
             self.log.step("end")
+        except KeyboardInterrupt:
+            interrupted = True
+            self.log.step("interrupted")
+            raise
         finally:
-            if self.traffic is not None:
-                self.traffic.close(self.log)
-            capture.stop()
-            agent_events, *others = (t.read() for t in tails)
-            for e in agent_events:
-                self.log.add({"event": e.pop("kind"), **e})
-            for r in (r for rows in others for r in rows):
-                self.log.add(r)
-            self.log.write()
+            with interrupts_deferred():  # a second Ctrl-C must not leave tcpdump or traffic behind
+                if self.traffic is not None:
+                    self.traffic.close(self.log, hurry=interrupted)
+                capture.stop(timeout=1.0 if interrupted else 5.0)
+                agent_events, *others = (t.read() for t in tails)
+                for e in agent_events:
+                    self.log.add({"event": e.pop("kind"), **e})
+                for r in (r for rows in others for r in rows):
+                    self.log.add(r)
+                self.log.write()
         self.progress("checking the captures")
         events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
         z = self.lab.topo.dns
@@ -208,16 +215,25 @@ class Runner:
 
 
 def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet) -> RunResult:
-    """Bring the scenario's lab up if it is not, run, and leave the lab up."""
+    """Bring the scenario's lab up if it is not, run, and leave the lab up (on Ctrl-C: removed
+    again if this run brought it up)."""
     if LabState.exists(lab_name):
         lab = Lab.open(lab_name)
         wanted = loader.load(scenario.topology).name
         if lab.topo.name != wanted:
             raise TestbedError(f"lab {lab_name!r} runs topology {lab.topo.name!r}, the scenario wants "
                                f"{wanted!r}: `testbed down` first, or pick another --lab")
+        brought_up = False
     else:
         lab = Lab.up(scenario.topology, lab_name, progress)
+        brought_up = True
     try:
         return Runner(scenario, lab, out, progress).run()
+    except KeyboardInterrupt:
+        if brought_up:  # Ctrl-C: a lab this run made goes with it; one it found stays as it was
+            progress("interrupted: removing the lab this run brought up")
+            with interrupts_deferred():
+                lab.down(progress)
+        raise
     finally:
         lab.close()

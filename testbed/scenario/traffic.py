@@ -85,14 +85,17 @@ class SctpTraffic:
             return False  # not listening yet
         return bool(r.get("ok")) and r.get("state") is not None
 
-    def stop(self) -> None:
+    def stop(self, hurry: bool = False) -> None:
+        """End the client (a graceful SHUTDOWN), then the server, which ends with the
+        association. ``hurry`` (an interrupted run): a short grace each, the user is waiting;
+        a client blocked in connect ignores TERM and is killed."""
         if self.client_pid:
-            self.lab.runtime(self.mn).stop(self.client_pid, grace=5.0)  # graceful SHUTDOWN
+            self.lab.runtime(self.mn).stop(self.client_pid, grace=0.5 if hurry else 5.0)
             self.client_pid = 0
         if self.server_pid:
             cn = self.lab.runtime(self.cn)
-            if cn.wait(self.server_pid, 5.0) is None:  # it ends when the association closes
-                cn.stop(self.server_pid, grace=2.0)
+            if hurry or cn.wait(self.server_pid, 5.0) is None:
+                cn.stop(self.server_pid, grace=0.3 if hurry else 2.0)
             self.server_pid = 0
 
     def results(self) -> dict[str, Any]:
@@ -104,9 +107,9 @@ class SctpTraffic:
                 out[name] = None
         return out
 
-    def close(self, log) -> None:
+    def close(self, log, hurry: bool = False) -> None:
         """Stop what still runs and put the results in the run (traffic.json + events)."""
-        self.stop()
+        self.stop(hurry)
         res = self.results()
         (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
         server = res.get("server") or {}
