@@ -1,9 +1,10 @@
 """DNS messages (RFC 1035), with the UPDATE view (RFC 2136), SIG(0) (RFC 2931) and TSIG (RFC 8945).
 
-Hand-rolled instead of dnspython: dnspython raises FormError on an UPDATE that carries SIG(0)
-(see platform notes) and scapy mis-parses records with empty RDATA, which UPDATE uses for class
-ANY/NONE prerequisites and deletions. ``decode_dns`` never raises: broken input gives a message
-with ``malformed`` set to the reason and whatever was decoded before the fault.
+Hand-rolled instead of dnspython: dnspython (2.6) raises FormError on an UPDATE that carries
+SIG(0) as the last additional record, and scapy (2.6) mis-parses records with empty RDATA, which
+UPDATE uses for class ANY/NONE prerequisites and deletions. ``decode_dns`` never raises: broken
+input gives a message with ``malformed`` set to the reason and whatever was decoded before the
+fault.
 """
 
 from __future__ import annotations

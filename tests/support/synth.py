@@ -1,7 +1,7 @@
 """Synthetic TraSH captures for the checker's tests and benchmark (no lab needed).
 
 SCTP packets are built with scapy (CRC32c filled in). DNS UPDATE messages are built by hand:
-scapy mis-handles the empty RDATA of class ANY/NONE records (see platform notes), and the SIG(0)
+scapy (2.6) mis-handles the empty RDATA of class ANY/NONE records, and the SIG(0)
 record only needs a plausible shape here, not a valid signature. Knobs on ``trash_capture``
 break exactly one step of the ladder each, so tests can check that exactly one rule fails.
 Only tests and ``bench/`` use it.
