@@ -5,6 +5,7 @@ it. Exits 1 on a crash."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -25,13 +26,15 @@ def main() -> int:
         if i % 10000 == 0:
             print(f"  {i} inputs", file=sys.stderr)
 
-    with tempfile.TemporaryDirectory(prefix="fuzz-checker-") as d:
-        stats = fuzz.run(a.inputs, a.seed, Path(d), progress=progress)
+    d = Path(tempfile.mkdtemp(prefix="fuzz-checker-"))  # crashing inputs are kept here
+    stats = fuzz.run(a.inputs, a.seed, d, progress=progress)
     dt = time.monotonic() - t0
     print(f"checker fuzz: {stats.inputs} inputs in {dt:.0f} s ({stats.inputs / dt:.0f}/s), exit codes "
           f"0: {stats.exits[0]}, 1: {stats.exits[1]}, 2: {stats.exits[2]}; crashes: {len(stats.crashes)}")
     for c in stats.crashes[:20]:
         print(c)
+    if not stats.crashes:
+        shutil.rmtree(d, ignore_errors=True)
     return 1 if stats.crashes else 0
 
 

@@ -56,7 +56,7 @@ def covered(buf: bytes, auth_at: int, auth_len: int, end: int) -> bytes:
     """What an AUTH chunk at ``buf[auth_at:]`` authenticates: the chunk with its HMAC zeroed,
     then the rest of the packet up to ``end``."""
     head = bytes(buf[auth_at:auth_at + AUTH_HEADER])
-    return head + bytes(auth_len - AUTH_HEADER) + bytes(buf[auth_at + auth_len:end])
+    return head + bytes(max(auth_len - AUTH_HEADER, 0)) + bytes(buf[auth_at + auth_len:end])
 
 
 def compute(hmac_id: int, key: bytes, data: bytes) -> bytes | None:

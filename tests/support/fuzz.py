@@ -134,7 +134,9 @@ def run(n: int, seed: int, workdir: Path, progress: Callable[[int], None] | None
         try:
             stats.exits[judge(path)] += 1
         except Exception:  # noqa: BLE001 - a crash is the finding, with what reproduces it
-            stats.crashes.append(f"input {i} (seed {seed}): {traceback.format_exc(limit=4)}")
+            kept = workdir / f"crash-{i}.pcap"
+            kept.write_bytes(path.read_bytes())
+            stats.crashes.append(f"input {i} (seed {seed}, kept as {kept}): {traceback.format_exc(limit=-6)}")
         if progress and i % 1000 == 0:
             progress(i)
     return stats
