@@ -128,6 +128,10 @@ class AccessNetwork(Strict):
     pool: tuple[int, int] = (100, 199)  # host numbers of the DHCP range inside ``ipv4``
     lease_time: int = 600
     ra: RaSettings = RaSettings()
+    # switched: the bridge learns, so a host on the segment sees only its own and broadcast
+    # traffic (off-path); shared: every frame the MN sends or gets there reaches every port, as
+    # on a radio channel, so an attacker on it is on-path (sees INIT, INIT-ACK, signed UPDATEs)
+    medium: Literal["switched", "shared"] = "switched"
 
     @field_validator("ipv6")
     @classmethod

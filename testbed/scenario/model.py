@@ -58,7 +58,34 @@ class Depart(Strict):
     kind: Literal["depart"] = "depart"
 
 
-KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart")
+Label = Annotated[str, Field(pattern=r"^[a-z0-9_]{0,24}$")]
+
+
+class Listen(Strict):
+    """An attacker node starts capturing on its access interfaces (what it sees: everything on a
+    shared medium, its own and broadcast traffic on a switched one)."""
+
+    kind: Literal["listen"] = "listen"
+    node: str
+
+
+class ForgeUpdate(Strict):
+    """An attacker node sends a forged UPDATE for the MN's name (rule
+    ``attack.update.<form>[.<label>]``: passes when the server refuses it and the zone keeps
+    the MN's records)."""
+
+    kind: Literal["forge_update"] = "forge_update"
+    node: str
+    form: Literal["unsigned", "own-key", "other-name", "replay"]
+    label: Label = ""
+    target: str = "cn"  # other-name: the zone label whose records the MN's key tries to change
+
+    @property
+    def rule_id(self) -> str:
+        return f"attack.update.{self.form.replace('-', '_')}" + (f".{self.label}" if self.label else "")
+
+
+KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "listen", "forge_update")
 
 
 def _step_dict(raw: Any) -> Any:
@@ -82,7 +109,8 @@ def _step_dict(raw: Any) -> Any:
 
 
 Step = Annotated[
-    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart, Field(discriminator="kind")],
+    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Listen | ForgeUpdate,
+              Field(discriminator="kind")],
     BeforeValidator(_step_dict),
 ]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from testbed.model import loader
 from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
+from testbed.scenario.attacks import Attacks
 from testbed.scenario.model import Depart, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
 from testbed.scenario.traffic import SctpTraffic
 from testbed.state import LabState
@@ -88,9 +89,10 @@ class Runner:
         peer = sctp_peer(lab, scenario.traffic) if scenario.uses_traffic else None
         if peer is not None:
             self.traffic = SctpTraffic(lab, peer, scenario.traffic or Traffic(), self.out)
+        self.attacks = Attacks(lab, self.out, self.log, progress)
         self.steps: dict[type, Callable[[Any], None]] = {
             Move: self._move, PingPong: self._ping_pong, Metric: self._metric, Wait: self._wait,
-            TrafficStep: self._traffic, Depart: self._depart,
+            TrafficStep: self._traffic, Depart: self._depart, **self.attacks.handlers(),
         }
 
     # -- steps
@@ -164,6 +166,7 @@ class Runner:
             with interrupts_deferred():  # a second Ctrl-C must not leave tcpdump or traffic behind
                 if self.traffic is not None:
                     self.traffic.close(self.log, hurry=interrupted)
+                self.attacks.close()
                 capture.stop(timeout=1.0 if interrupted else 5.0)
                 agent_events, *others = (t.read() for t in tails)
                 for e in agent_events:
@@ -176,6 +179,9 @@ class Runner:
         z = self.lab.topo.dns
         verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
                         mn_name=f"{z.mobile_name}.{z.zone}", lab=self.lab_block())
+        extra = self.attacks.rules(verdict.facts)
+        if extra:  # what the run observed beyond the captures: attacks refused or taken
+            verdict = replace(verdict, rules=(*verdict.rules, *extra))
         if self.sc.expect:
             verdict = verdict.expecting(dict(self.sc.expect), f"scenario {self.sc.name}")
         verdict.write(self.out / "verdict.json")

@@ -1,0 +1,166 @@
+"""Attacker steps of a scenario (§4, §8): an attacker node listens on its access network and
+sends forged location updates; each attack becomes a rule of the verdict.
+
+``attack.update.<form>[.<label>]`` passes when the lab refused the forgery: the server did not
+answer NOERROR and the target's records, queried before and after, did not change. A forgery
+that BIND accepts therefore fails its rule whatever the rcode said. Evidence cites the forged
+request and its answer in the lab's own captures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testbed.capture.tcpdump import Capture, LinkCapture
+from testbed.conformance.facts import Facts, Where
+from testbed.conformance.verdict import Evidence, RuleResult
+from testbed.errors import TestbedError
+from testbed.progress import Progress
+from testbed.scenario.model import ForgeUpdate, Listen
+
+FORM_TEXT = {
+    "unsigned": "unsigned UPDATE",
+    "own-key": "UPDATE signed with the attacker's own key in the MN's name",
+    "other-name": "UPDATE signed with the MN's key for another name",
+    "replay": "replay of the MN's captured signed UPDATE",
+}
+
+
+@dataclass
+class Outcome:
+    """One attack as carried out: the step and what the attack program reported."""
+
+    step: ForgeUpdate
+    attacker: str  # its address
+    report: dict[str, Any]
+
+
+Located = tuple[Where | None, Where | None]  # a request and its answer, where captured
+
+
+def _fmt(recs: dict[str, list[str]] | None) -> str:
+    if not recs:
+        return "?"
+    return " ".join(recs.get("a", []) + recs.get("aaaa", [])) or "no records"
+
+
+def judge_update(o: Outcome, where: Located = (None, None)) -> RuleResult:
+    """The rule for one forged UPDATE (pure: the report and where the capture shows it)."""
+    r, step = o.report, o.step
+    rid = step.rule_id
+    if "rcode" not in r:
+        return RuleResult(rid, "skip", f"attack not carried out: {r.get('error', 'no report')}")
+    desc = FORM_TEXT[step.form]
+    if step.form == "replay":
+        rp = r["replayed"]
+        span = rp["expiration"] - r["sent"]
+        desc += (f" (captured {r['age']:.1f} s earlier, signature "
+                 + (f"valid {span:.0f} s more)" if span >= 0 else f"expired {-span:.0f} s before)"))
+    before, after = r.get("before"), r.get("after")
+    changed = before != after
+    answer = r["rcode"] or f"no answer ({r.get('error', 'timeout')})"
+    zone = (f"{r['target']} changed {_fmt(before)} → {_fmt(after)}" if changed
+            else f"{r['target']} unchanged ({_fmt(after)})")
+    accepted = r["rcode"] == "NOERROR" or changed
+    msg = f"{desc} from {o.attacker}: answered {answer}; {zone}"
+    evidence = []
+    req, resp = where
+    if req is not None:
+        evidence.append(Evidence(req.pcap, req.frame, req.time, f"{desc} id {r['id']}"))
+    if resp is not None:
+        evidence.append(Evidence(resp.pcap, resp.frame, resp.time, f"answer {answer}"))
+    if not evidence:
+        evidence.append(Evidence("events.jsonl", 0, r["sent"], f"{desc} id {r['id']} (not in the captures)"))
+    if accepted:
+        return RuleResult(rid, "fail", "accepted: " + msg, tuple(evidence))
+    return RuleResult(rid, "pass", "refused: " + msg, tuple(evidence))
+
+
+def find_exchange(facts: Facts | None, attacker: str, msg_id: int, sent: float) -> Located:
+    """The forged request and its answer in the lab's captures (first copies)."""
+    if facts is None:
+        return None, None
+    req = resp = None
+    for d in facts.dns:
+        if d.msg.id != msg_id or d.client[0] != attacker or abs(d.where.time - sent) > 5:
+            continue
+        if not d.msg.qr and req is None:
+            req = d.where
+        elif d.msg.qr and resp is None:
+            resp = d.where
+    return req, resp
+
+
+class Attacks:
+    """The attacker steps (``listen``, ``forge_update``) of one run and the rules they give."""
+
+    def __init__(self, lab, out: Path, log, progress: Progress) -> None:
+        self.lab, self.out, self.log, self.progress = lab, out, log, progress
+        self.captures: dict[str, Capture] = {}
+        self.outcomes: list[Outcome] = []
+
+    def handlers(self) -> dict[type, Callable[[Any], None]]:
+        return {Listen: self.listen, ForgeUpdate: self.forge_update}
+
+    def _attacker(self, node: str) -> str:
+        if node not in self.lab.plan.nodes:
+            raise TestbedError(f"attack step: no node {node!r} in lab {self.lab.state.lab!r}")
+        addr = self.lab.plan.address_of(node, 4)
+        if addr is None:
+            raise TestbedError(f"attack step: {node} has no IPv4 address")
+        return addr
+
+    def listen(self, step: Listen) -> None:
+        self._attacker(step.node)
+        if step.node in self.captures:
+            return
+        self.progress(f"{step.node} listens")
+        ns = self.lab.state.ns(step.node)
+        d = self.out / "attacker"
+        cap = Capture(d, [LinkCapture(i.ifname, ns, i.ifname, d / f"{i.ifname}.pcap",
+                                      d / f"{i.ifname}.tcpdump.log")
+                          for i in self.lab.plan.nodes[step.node].ifaces if i.access_router])
+        cap.start()
+        self.captures[step.node] = cap
+        self.log.step("listen", node=step.node, pcaps=[str(lc.pcap) for lc in cap.links])
+
+    def forge_update(self, step: ForgeUpdate) -> None:
+        attacker = self._attacker(step.node)
+        lab, z = self.lab, self.lab.topo.dns
+        self.progress(f"{step.node}: forged UPDATE ({step.form})")
+        argv = [sys.executable, "-m", "testbed.attacks.update_forgery",
+                "--server", lab.plan.address_of(z.server, 4), "--zone", z.zone,
+                "--name", f"{z.mobile_name}.{z.zone}", "--form", step.form, "--address", attacker,
+                "--ttl", str(z.ttl)]
+        if step.form == "other-name":
+            key = lab.wiring.sig0_key_file(lab.topo.mobile.sig0_algorithm)
+            argv += ["--key", str(key), "--target", f"{step.target}.{z.zone}"]
+        if step.form == "replay":
+            cap = self.captures.get(step.node)
+            if cap is None:
+                raise TestbedError(f"forge_update replay: {step.node} captured nothing; put a "
+                                   f"`listen: {{node: {step.node}}}` step before it")
+            argv += ["--capture", str(cap.links[0].pcap)]
+        cp = lab.runtime(step.node).run(argv, check=False, timeout=30)
+        try:
+            report = json.loads(cp.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            report = {"error": f"exit {cp.returncode}: {(cp.stderr or cp.stdout).strip()[-300:]}"}
+        self.outcomes.append(Outcome(step, attacker, report))
+        self.log.add({"event": "attack", "rule": step.rule_id, "node": step.node, **report})
+
+    def close(self) -> None:
+        for cap in self.captures.values():
+            cap.stop(timeout=1.0)
+
+    def rules(self, facts: Facts | None) -> list[RuleResult]:
+        out = []
+        for o in self.outcomes:
+            where = find_exchange(facts, o.attacker, o.report.get("id", -1), o.report.get("sent", 0.0))
+            out.append(judge_update(o, where))
+        return out
