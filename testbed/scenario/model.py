@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
 
 from testbed.errors import ConfigError
 from testbed.model.topology import Strict
@@ -27,6 +27,7 @@ class Move(Strict):
     mode: MoveModeName = "make-before-break"
     overlap: float = Field(0.0, ge=0)  # seconds attached to both networks
     gap: float = Field(0.0, ge=0)  # seconds attached to none (break-before-make)
+    timeout: float = Field(20.0, gt=0)  # for the MN to be configured there (a fault may prevent it)
 
 
 class PingPong(Strict):
@@ -85,7 +86,42 @@ class ForgeUpdate(Strict):
         return f"attack.update.{self.form.replace('-', '_')}" + (f".{self.label}" if self.label else "")
 
 
-KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "listen", "forge_update")
+KillTarget = Literal["named", "dhcpd", "radvd", "dhcpcd", "agent", "binding", "node"]
+
+
+class Fault(Strict):
+    """A fault injected mid-scenario (rule ``fault.<what>``, which names it and what the lab
+    showed after it). One of: ``kill`` a daemon (``node``: on which node, for an AR's dhcpd or
+    radvd) or a kernel node (``kill: node``, ``node: cn``); ``flap`` the MN's link to an AR
+    ``times`` times, ``period`` s down then up; ``vanish``: an AR disappears (its daemons die
+    and every link of it loses carrier)."""
+
+    kind: Literal["fault"] = "fault"
+    kill: KillTarget | None = None
+    node: str | None = None
+    flap: str | None = None
+    times: int = Field(3, ge=1, le=100)
+    period: float = Field(0.3, gt=0, le=30)
+    vanish: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Fault:
+        given = [k for k in ("kill", "flap", "vanish") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a fault is one of kill, flap or vanish")
+        if self.kill in ("dhcpd", "radvd", "node") and not self.node:
+            which = "the kernel node" if self.kill == "node" else "the access router"
+            raise ValueError(f"kill: {self.kill} needs node: ({which})")
+        return self
+
+    @property
+    def rule_id(self) -> str:
+        if self.kill is not None:
+            return f"fault.kill.{self.kill}" + (f".{self.node}" if self.node else "")
+        return f"fault.flap.{self.flap}" if self.flap else f"fault.vanish.{self.vanish}"
+
+
+KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "listen", "forge_update", "fault")
 
 
 def _step_dict(raw: Any) -> Any:
@@ -109,7 +145,7 @@ def _step_dict(raw: Any) -> Any:
 
 
 Step = Annotated[
-    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Listen | ForgeUpdate,
+    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Listen | ForgeUpdate | Fault,
               Field(discriminator="kind")],
     BeforeValidator(_step_dict),
 ]

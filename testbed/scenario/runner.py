@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.capture.tcpdump import Capture
+from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.errors import TestbedError
 from testbed.host import jsonlines
 from testbed.host.signals import interrupts_deferred
@@ -24,6 +25,7 @@ from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
 from testbed.scenario.attacks import Attacks
+from testbed.scenario.faults import Faults
 from testbed.scenario.model import Depart, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
 from testbed.scenario.traffic import SctpTraffic
 from testbed.state import LabState
@@ -90,16 +92,19 @@ class Runner:
         if peer is not None:
             self.traffic = SctpTraffic(lab, peer, scenario.traffic or Traffic(), self.out)
         self.attacks = Attacks(lab, self.out, self.log, progress)
+        self.faults = Faults(lab, self.log, progress)
         self.steps: dict[type, Callable[[Any], None]] = {
             Move: self._move, PingPong: self._ping_pong, Metric: self._metric, Wait: self._wait,
             TrafficStep: self._traffic, Depart: self._depart, **self.attacks.handlers(),
+            **self.faults.handlers(),
         }
+        self.step_error: RuleResult | None = None
 
     # -- steps
     def _move(self, m: Move) -> None:
         self.progress(f"move to {m.to} ({m.mode})")
         self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap)
-        times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap)
+        times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap, timeout=m.timeout)
         self.log.step("moved", to=m.to, **{f"{k}_s": v for k, v in times.items()})
 
     def _ping_pong(self, p: PingPong) -> None:
@@ -138,8 +143,18 @@ class Runner:
     def play(self) -> None:
         for rep in range(self.sc.repeat):
             self.log.step("repeat", index=rep)
-            for step in self.sc.steps:
-                self.steps[type(step)](step)
+            for n, step in enumerate(self.sc.steps):
+                try:
+                    self.steps[type(step)](step)
+                except TestbedError as e:
+                    if not self.faults.injected:
+                        raise
+                    # after a fault: what it broke, judged with what was captured up to here
+                    what = f"steps.{n} ({step.kind}) failed: {e}"
+                    self.log.step("failed", index=n, kind=step.kind, error=str(e))
+                    self.step_error = RuleResult("scenario.steps", "fail", what,
+                                                 (Evidence("events.jsonl", 0, time.time(), what),))
+                    return
 
     def run(self) -> RunResult:
         from testbed.conformance.checker import check
@@ -179,8 +194,12 @@ class Runner:
         z = self.lab.topo.dns
         verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
                         mn_name=f"{z.mobile_name}.{z.zone}", lab=self.lab_block())
-        extra = self.attacks.rules(verdict.facts)
-        if extra:  # what the run observed beyond the captures: attacks refused or taken
+        # what the run observed beyond the captures: attacks refused or taken, faults, steps
+        failed = [r for r in verdict.rules if r.status == "fail"]
+        extra = [*self.attacks.rules(verdict.facts), *self.faults.rules(self.step_error, failed)]
+        if self.step_error is not None:
+            extra.append(self.step_error)
+        if extra:
             verdict = replace(verdict, rules=(*verdict.rules, *extra))
         if self.sc.expect:
             verdict = verdict.expecting(dict(self.sc.expect), f"scenario {self.sc.name}")
