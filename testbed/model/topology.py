@@ -47,6 +47,10 @@ class SctpSettings(Strict):
     auth_enable: int = 1
     addip_noauth_enable: int = 0
     default_auto_asconf: int = 0
+    # the endpoint-pair shared key (RFC 4895 §6.1), hex, set as key 0 on this node's traffic
+    # sockets (SCTP_AUTH_KEY): without one key 0 is empty, and the association key is built
+    # from INIT and INIT-ACK alone, which an on-path attacker sees (give both ends the same)
+    auth_key: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2}){1,64}$")
 
 
 class Node(Strict):

@@ -1,10 +1,12 @@
-"""Attacker steps of a scenario (§4, §8): an attacker node listens on its access network and
-sends forged location updates; each attack becomes a rule of the verdict.
+"""Attacker steps of a scenario (§4, §5, §8): an attacker node listens on its access network,
+sends forged location updates and injects forged binding updates; each attack becomes a rule.
 
 ``attack.update.<form>[.<label>]`` passes when the lab refused the forgery: the server did not
 answer NOERROR and the target's records, queried before and after, did not change. A forgery
-that BIND accepts therefore fails its rule whatever the rcode said. Evidence cites the forged
-request and its answer in the lab's own captures.
+that BIND accepts therefore fails its rule whatever the rcode said. ``attack.asconf.<label>``
+passes when the correspondent neither acknowledged the forged ASCONF (without an error cause)
+nor sent DATA to the attacker's address. Evidence cites the forged messages and their answers
+in the lab's own captures.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from testbed.conformance.facts import Facts, Where
 from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.errors import TestbedError
 from testbed.progress import Progress
-from testbed.scenario.model import ForgeUpdate, Listen
+from testbed.scenario.model import ForgeAsconf, ForgeUpdate, Listen
 
 FORM_TEXT = {
     "unsigned": "unsigned UPDATE",
@@ -35,7 +37,7 @@ FORM_TEXT = {
 class Outcome:
     """One attack as carried out: the step and what the attack program reported."""
 
-    step: ForgeUpdate
+    step: ForgeUpdate | ForgeAsconf
     attacker: str  # its address
     report: dict[str, Any]
 
@@ -52,6 +54,7 @@ def _fmt(recs: dict[str, list[str]] | None) -> str:
 def judge_update(o: Outcome, where: Located = (None, None)) -> RuleResult:
     """The rule for one forged UPDATE (pure: the report and where the capture shows it)."""
     r, step = o.report, o.step
+    assert isinstance(step, ForgeUpdate)
     rid = step.rule_id
     if "rcode" not in r:
         return RuleResult(rid, "skip", f"attack not carried out: {r.get('error', 'no report')}")
@@ -81,6 +84,50 @@ def judge_update(o: Outcome, where: Located = (None, None)) -> RuleResult:
     return RuleResult(rid, "pass", "refused: " + msg, tuple(evidence))
 
 
+ASCONF_TEXT = {
+    "none": "ASCONF without AUTH",
+    "wrong": "ASCONF with a made-up HMAC",
+    "computed": "ASCONF with the HMAC computed from the captured INIT and INIT-ACK (empty key 0)",
+}
+
+
+def judge_asconf(o: Outcome, where: Located = (None, None)) -> RuleResult:
+    """The rule for one injected ASCONF (pure): refused unless acknowledged without an error
+    cause or followed by DATA from the correspondent to the attacker."""
+    r, step = o.report, o.step
+    rid = step.rule_id
+    if "sent" not in r:
+        return RuleResult(rid, "skip", f"attack not carried out: {r.get('error', 'no report')}")
+    desc = ASCONF_TEXT[r["auth"]] + ("" if r.get("negotiated_auth") else " (the ends negotiated no AUTH)")
+    ack = ("no ASCONF-ACK" if not r["acked"] else
+           f"ASCONF-ACK with {', '.join(r['ack_errors'])}" if r["ack_errors"] else "ASCONF-ACK, success")
+    data = int(r["data_received"])
+    msg = (f"{desc}: ADD_IP + SET_PRIMARY {o.attacker} (lookup {r['lookup']}, serial {r['serial']}) "
+           f"sent to {r['cn']}: {ack}; {r['heartbeats_answered']} HEARTBEAT(s) answered; {data} DATA "
+           f"chunk(s) from the correspondent to the attacker")
+    evidence = []
+    req, resp = where
+    if req is not None:
+        evidence.append(Evidence(req.pcap, req.frame, req.time, f"{desc} serial {r['serial']}"))
+    if resp is not None:
+        evidence.append(Evidence(resp.pcap, resp.frame, resp.time, ack))
+    if not evidence:
+        evidence.append(Evidence("events.jsonl", 0, r["sent"], f"{desc} (not in the captures)"))
+    accepted = (r["acked"] and not r["ack_errors"]) or data > 0
+    if accepted:
+        return RuleResult(rid, "fail", "accepted: " + msg, tuple(evidence))
+    return RuleResult(rid, "pass", "refused: " + msg, tuple(evidence))
+
+
+def find_asconf(facts: Facts | None, attacker: str, serial: int) -> Located:
+    """The injected ASCONF and its ACK in the captures (first copies)."""
+    if facts is None:
+        return None, None
+    req = next((a.where for a in facts.asconfs if a.src == attacker and a.chunk.serial == serial), None)
+    resp = next((k.where for k in facts.acks if k.dst == attacker and k.chunk.serial == serial), None)
+    return req, resp
+
+
 def find_exchange(facts: Facts | None, attacker: str, msg_id: int, sent: float) -> Located:
     """The forged request and its answer in the lab's captures (first copies)."""
     if facts is None:
@@ -105,7 +152,7 @@ class Attacks:
         self.outcomes: list[Outcome] = []
 
     def handlers(self) -> dict[type, Callable[[Any], None]]:
-        return {Listen: self.listen, ForgeUpdate: self.forge_update}
+        return {Listen: self.listen, ForgeUpdate: self.forge_update, ForgeAsconf: self.forge_asconf}
 
     def _attacker(self, node: str) -> str:
         if node not in self.lab.plan.nodes:
@@ -141,12 +188,29 @@ class Attacks:
             key = lab.wiring.sig0_key_file(lab.topo.mobile.sig0_algorithm)
             argv += ["--key", str(key), "--target", f"{step.target}.{z.zone}"]
         if step.form == "replay":
-            cap = self.captures.get(step.node)
-            if cap is None:
-                raise TestbedError(f"forge_update replay: {step.node} captured nothing; put a "
-                                   f"`listen: {{node: {step.node}}}` step before it")
-            argv += ["--capture", str(cap.links[0].pcap)]
-        cp = lab.runtime(step.node).run(argv, check=False, timeout=30)
+            argv += ["--capture", str(self._capture(step.node, "forge_update replay"))]
+        self._carry_out(step, attacker, argv)
+
+    def forge_asconf(self, step: ForgeAsconf) -> None:
+        from testbed.scenario.traffic import PORT
+
+        attacker = self._attacker(step.node)
+        self.progress(f"{step.node}: forged ASCONF ({step.auth})")
+        argv = [sys.executable, "-m", "testbed.attacks.asconf_injection", "--capture",
+                str(self._capture(step.node, "forge_asconf")), "--address", attacker,
+                "--port", str(PORT), "--auth", step.auth, "--listen", f"{step.listen:g}"]
+        self._carry_out(step, attacker, argv, timeout=step.listen + 30)
+
+    def _capture(self, node: str, kind: str) -> Path:
+        cap = self.captures.get(node)
+        if cap is None:
+            raise TestbedError(f"{kind}: {node} captured nothing; put a `listen: {{node: {node}}}` "
+                               "step before it")
+        return cap.links[0].pcap
+
+    def _carry_out(self, step: ForgeUpdate | ForgeAsconf, attacker: str, argv: list[str],
+                   timeout: float = 30) -> None:
+        cp = self.lab.runtime(step.node).run(argv, check=False, timeout=timeout)
         try:
             report = json.loads(cp.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -161,6 +225,9 @@ class Attacks:
     def rules(self, facts: Facts | None) -> list[RuleResult]:
         out = []
         for o in self.outcomes:
-            where = find_exchange(facts, o.attacker, o.report.get("id", -1), o.report.get("sent", 0.0))
-            out.append(judge_update(o, where))
+            if isinstance(o.step, ForgeAsconf):
+                out.append(judge_asconf(o, find_asconf(facts, o.attacker, o.report.get("serial", -1))))
+            else:
+                where = find_exchange(facts, o.attacker, o.report.get("id", -1), o.report.get("sent", 0.0))
+                out.append(judge_update(o, where))
         return out

@@ -86,6 +86,23 @@ class ForgeUpdate(Strict):
         return f"attack.update.{self.form.replace('-', '_')}" + (f".{self.label}" if self.label else "")
 
 
+class ForgeAsconf(Strict):
+    """An attacker node injects ASCONF ADD_IP + SET_PRIMARY of its own address into the MN's
+    association, with no AUTH, a made-up HMAC or the HMAC computed from the captured INIT and
+    INIT-ACK (rule ``attack.asconf.<label or auth>``: passes when the correspondent refuses it,
+    no ASCONF-ACK and no DATA to the attacker)."""
+
+    kind: Literal["forge_asconf"] = "forge_asconf"
+    node: str
+    auth: Literal["none", "wrong", "computed"] = "computed"
+    label: Label = ""
+    listen: float = Field(3.0, gt=0, le=60)  # seconds it answers HEARTBEATs and takes DATA
+
+    @property
+    def rule_id(self) -> str:
+        return f"attack.asconf.{self.label or self.auth}"
+
+
 KillTarget = Literal["named", "dhcpd", "radvd", "dhcpcd", "agent", "binding", "node"]
 
 
@@ -121,7 +138,8 @@ class Fault(Strict):
         return f"fault.flap.{self.flap}" if self.flap else f"fault.vanish.{self.vanish}"
 
 
-KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "listen", "forge_update", "fault")
+KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "listen", "forge_update",
+         "forge_asconf", "fault")
 
 
 def _step_dict(raw: Any) -> Any:
@@ -145,8 +163,8 @@ def _step_dict(raw: Any) -> Any:
 
 
 Step = Annotated[
-    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Listen | ForgeUpdate | Fault,
-              Field(discriminator="kind")],
+    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Listen | ForgeUpdate
+              | ForgeAsconf | Fault, Field(discriminator="kind")],
     BeforeValidator(_step_dict),
 ]
 

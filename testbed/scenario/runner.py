@@ -193,7 +193,8 @@ class Runner:
         events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
         z = self.lab.topo.dns
         verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
-                        mn_name=f"{z.mobile_name}.{z.zone}", lab=self.lab_block())
+                        mn_name=f"{z.mobile_name}.{z.zone}", lab=self.lab_block(),
+                        auth_keys=self.auth_keys())
         # what the run observed beyond the captures: attacks refused or taken, faults, steps
         failed = [r for r in verdict.rules if r.status == "fail"]
         extra = [*self.attacks.rules(verdict.facts), *self.faults.rules(self.step_error, failed)]
@@ -206,6 +207,12 @@ class Runner:
         verdict.write(self.out / "verdict.json")
         self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)
+
+    def auth_keys(self) -> dict[int, bytes]:
+        """The endpoint-pair shared key the topology gives the MN, for the HMACs the checker
+        verifies (key 0: the one the traffic apps set)."""
+        key = self.lab.topo.nodes[self.lab.topo.mobile.node].sctp.auth_key
+        return {0: bytes.fromhex(key)} if key else {}
 
     def lab_block(self) -> dict[str, Any]:
         """verdict.json's ``lab``: what ran (machine, backend, each node's stack and kernel)."""

@@ -65,18 +65,23 @@ class SctpTraffic:
         self.server_pid = cn_rt.spawn(
             [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", cn_addr,
              "--port", str(PORT), "--stats", str(self.server_stats),
-             *(["--echo"] if self.params.echo else [])], log=self.dir_cn / "server.log")
+             *(["--echo"] if self.params.echo else []), *self._key(self.cn)],
+            log=self.dir_cn / "server.log")
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,  # written once it listens
                    self.dir_cn / "server.log")
         self.client_pid = mn_rt.spawn(
             [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,
              "--server", cn_addr, "--port", str(PORT), "--rate", f"{self.params.rate:g}",
              "--size", str(self.params.size), "--control", str(TRAFFIC_CONTROL),
-             "--mode", self.params.binding,
+             "--mode", self.params.binding, *self._key(self.mn),
              *(["--auto-asconf-sockopt"] if self.params.binding == "auto_asconf" else []),
              "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
         self._wait("client association", self._associated, self.mn, self.client_pid,
                    self.dir_mn / "client.log")
+
+    def _key(self, node: str) -> list[str]:
+        key = self.lab.topo.nodes[node].sctp.auth_key
+        return ["--auth-key", key] if key else []
 
     def _associated(self) -> bool:
         try:

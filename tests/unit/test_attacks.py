@@ -52,3 +52,46 @@ def test_forged_update_scenario_parses_with_its_expectations() -> None:
     sc = model.load("forged-update")
     forms = [s.rule_id for s in sc.steps if isinstance(s, model.ForgeUpdate)]
     assert set(forms) <= set(sc.expect) and sc.expect["attack.update.replay.in_window"] == "fail"
+
+
+def _asconf_outcome(acked: bool, errors: list[str], data: int) -> Outcome:
+    step = model.ForgeAsconf(node="atk", auth="computed", label="on_path")
+    report = {"auth": "computed", "serial": 9, "lookup": "192.0.2.100", "cn": "203.0.113.14",
+              "acked": acked, "ack_errors": errors, "heartbeats_answered": 1 if data else 0,
+              "data_received": data, "sent": 100.0, "negotiated_auth": True}
+    return Outcome(step, "192.0.2.254", report)
+
+
+def test_an_injected_asconf_is_refused_unless_acked_or_followed_by_data() -> None:
+    from testbed.scenario.attacks import judge_asconf
+
+    assert judge_asconf(_asconf_outcome(False, [], 0)).status == "pass"
+    assert judge_asconf(_asconf_outcome(True, ["Request Refused - No Authorization"], 0)).status == "pass"
+    taken = judge_asconf(_asconf_outcome(True, [], 151))
+    assert taken.id == "attack.asconf.on_path" and taken.status == "fail"
+    assert "151 DATA chunk(s) from the correspondent to the attacker" in taken.message
+
+
+def test_the_injected_asconf_carries_an_hmac_the_receiver_would_compute() -> None:
+    """What the attack builds verifies under the key both ends derive (and the checker uses)."""
+    import struct
+
+    from testbed.attacks.asconf_injection import build
+    from testbed.decode import sctp_auth
+    from testbed.decode.sctp import AuthChunk, chunk_spans, decode_chunk
+
+    # RANDOM (4 bytes) then HMAC-ALGO (SHA-1) of each end, as key vectors hold them
+    vec = [b"\x80\x02\x00\x08" + bytes([i]) * 4 + b"\x80\x04\x00\x06\x00\x01" for i in (1, 2)]
+    a = {"mn": "192.0.2.100", "mn_port": 40000, "cn_port": 5001, "cn_tag": 7, "serial": 5,
+         "mn_vector": vec[0], "cn_vector": vec[1], "cn_hmacs": [1]}
+    pkt = build(a, "192.0.2.254", "computed")
+    hdr, spans, fault = chunk_spans(pkt, 0, len(pkt))
+    assert hdr == (40000, 5001, 7) and fault is None and [s[0] for s in spans] == [15, 0xC1]
+    _t, p, clen, _w = spans[0]
+    auth = decode_chunk(pkt, p, clen)
+    assert isinstance(auth, AuthChunk) and (auth.shared_key_id, auth.hmac_id) == (0, 1)
+    key = sctp_auth.association_key(vec[0], vec[1])
+    assert sctp_auth.compute(1, key, sctp_auth.covered(pkt, p, clen, len(pkt))) == auth.hmac
+    assert struct.unpack_from("!I", pkt, spans[1][1] + 4)[0] == 5  # the serial
+    none = build(a, "192.0.2.254", "none")
+    assert [s[0] for s in chunk_spans(none, 0, len(none))[1]] == [0xC1]
