@@ -94,14 +94,23 @@ class SctpTraffic:
         """End the client (a graceful SHUTDOWN), then the server, which ends with the
         association. ``hurry`` (an interrupted run): a short grace each, the user is waiting;
         a client blocked in connect ignores TERM and is killed."""
+        errors = []
         if self.client_pid:
-            self.lab.runtime(self.mn).stop(self.client_pid, grace=0.5 if hurry else 5.0)
+            try:
+                self.lab.runtime(self.mn).stop(self.client_pid, grace=0.5 if hurry else 5.0)
+            except TestbedError as e:  # its node is gone (a fault): nothing left to stop
+                errors.append(f"client on {self.mn}: {e}")
             self.client_pid = 0
         if self.server_pid:
-            cn = self.lab.runtime(self.cn)
-            if hurry or cn.wait(self.server_pid, 5.0) is None:
-                cn.stop(self.server_pid, grace=0.3 if hurry else 2.0)
+            try:
+                cn = self.lab.runtime(self.cn)
+                if hurry or cn.wait(self.server_pid, 5.0) is None:
+                    cn.stop(self.server_pid, grace=0.3 if hurry else 2.0)
+            except TestbedError as e:
+                errors.append(f"server on {self.cn}: {e}")
             self.server_pid = 0
+        if errors:
+            raise TestbedError("SCTP traffic could not be stopped: " + "; ".join(errors))
 
     def results(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -114,7 +123,10 @@ class SctpTraffic:
 
     def close(self, log, hurry: bool = False) -> None:
         """Stop what still runs and put the results in the run (traffic.json + events)."""
-        self.stop(hurry)
+        try:
+            self.stop(hurry)
+        except TestbedError as e:  # reported with the results, not instead of them
+            log.add({"event": "traffic", "op": "stop_failed", "error": str(e)})
         res = self.results()
         (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
         server = res.get("server") or {}
