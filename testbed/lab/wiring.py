@@ -113,6 +113,9 @@ class Wiring:
         env = {"TESTBED_LOC_SERVER": self.plan.address_of(z.server, 4) or "",
                "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": f"{z.mobile_name}.{z.zone}",
                "TESTBED_LOC_VALIDITY": f"{m.signature_validity:g}"}
+        if m.cooperating:
+            coop = self.plan.nodes[m.cooperating].addresses()
+            env["TESTBED_LOC_COOPERATING"] = ",".join(str(a.ip) for a in coop)
         if m.location == "tsig" or not sig0_supported():
             env["TESTBED_LOC_TSIG"] = str(self.tsig_key_file)
         else:

@@ -168,6 +168,9 @@ class MobileSettings(Strict):
     location: Literal["sig0", "tsig", "none"] = "sig0"  # how the agent signs DNS UPDATEs
     sig0_algorithm: str = "ECDSAP256SHA256"
     signature_validity: float = 60.0  # SIG(0) window each side of now; BIND accepts replays in it
+    # a host that takes over the MN's name on departure (§4): the name points at its addresses
+    # instead of being deleted
+    cooperating: str | None = None
 
 
 class Topology(Strict):

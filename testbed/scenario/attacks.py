@@ -23,7 +23,7 @@ from testbed.conformance.facts import Facts, Where
 from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.errors import TestbedError
 from testbed.progress import Progress
-from testbed.scenario.model import ForgeAsconf, ForgeUpdate, Listen
+from testbed.scenario.model import ForgeAsconf, ForgeUpdate, Impostor, Listen, Probe
 
 FORM_TEXT = {
     "unsigned": "unsigned UPDATE",
@@ -37,7 +37,7 @@ FORM_TEXT = {
 class Outcome:
     """One attack as carried out: the step and what the attack program reported."""
 
-    step: ForgeUpdate | ForgeAsconf
+    step: ForgeUpdate | ForgeAsconf | Probe
     attacker: str  # its address
     report: dict[str, Any]
 
@@ -119,6 +119,23 @@ def judge_asconf(o: Outcome, where: Located = (None, None)) -> RuleResult:
     return RuleResult(rid, "pass", "refused: " + msg, tuple(evidence))
 
 
+def judge_probe(o: Outcome, claims: dict[str, dict[str, Any]]) -> RuleResult:
+    """The stale-DNS rule (pure): fails when an address the MN's name resolves to is answered by
+    an impostor (``claims``: impostor node → what it claimed)."""
+    r, rid = o.report, o.step.rule_id
+    if "resolved" not in r:
+        return RuleResult(rid, "skip", f"probe not carried out: {r.get('error', 'no report')}")
+    who = f"{o.step.node} resolved {r['name']}: {r['rcode']}, A {' '.join(r['resolved']) or 'none'}"
+    taken = {a: n for a, n in r["answered_by"].items() if n in claims}
+    answers = "; ".join(f"{a} answered by {n or 'nobody'}" for a, n in r["answered_by"].items())
+    ev = (Evidence("events.jsonl", 0, r["sent"], who),)
+    if taken:
+        how = "; ".join(f"{n} took {a} by DHCP presenting the MN's {claims[n].get('presented', '?')}"
+                        for a, n in taken.items())
+        return RuleResult(rid, "fail", f"reached the impostor: {who}; {answers} ({how})", ev)
+    return RuleResult(rid, "pass", f"no impostor reached: {who}" + (f"; {answers}" if answers else ""), ev)
+
+
 def find_asconf(facts: Facts | None, attacker: str, serial: int) -> Located:
     """The injected ASCONF and its ACK in the captures (first copies)."""
     if facts is None:
@@ -150,9 +167,40 @@ class Attacks:
         self.lab, self.out, self.log, self.progress = lab, out, log, progress
         self.captures: dict[str, Capture] = {}
         self.outcomes: list[Outcome] = []
+        self.claims: dict[str, dict[str, Any]] = {}  # impostor node → what it took
+        self.servers: list[tuple[Any, int]] = []  # (runtime, pid) of impostors answering
 
     def handlers(self) -> dict[type, Callable[[Any], None]]:
-        return {Listen: self.listen, ForgeUpdate: self.forge_update, ForgeAsconf: self.forge_asconf}
+        return {Listen: self.listen, ForgeUpdate: self.forge_update, ForgeAsconf: self.forge_asconf,
+                Impostor: self.impostor, Probe: self.probe}
+
+    def impostor(self, step: Impostor) -> None:
+        self._attacker(step.node)
+        iface = next(i.ifname for i in self.lab.plan.nodes[step.node].ifaces if i.access_router)
+        self.progress(f"{step.node} claims the MN's address")
+        rt = self.lab.runtime(step.node)
+        cp = rt.run([sys.executable, "-m", "testbed.attacks.impostor", "claim", "--iface", iface,
+                     "--capture", str(self._capture(step.node, "impostor"))], check=False, timeout=30)
+        report = _report(cp)
+        self.log.add({"event": "attack", "op": "impostor", "node": step.node, **report})
+        if "claimed" not in report:
+            raise TestbedError(f"impostor {step.node} could not take the MN's address: "
+                               f"{report.get('error') or report.get('answer')}")
+        self.claims[step.node] = report
+        self.servers.append((rt, rt.spawn([sys.executable, "-m", "testbed.attacks.impostor", "serve",
+                                           "--name", step.node],
+                                          log=self.out / "attacker" / f"{step.node}-serve.log")))
+
+    def probe(self, step: Probe) -> None:
+        z = self.lab.topo.dns
+        self.progress(f"{step.node} looks the MN up")
+        cp = self.lab.runtime(step.node).run(
+            [sys.executable, "-m", "testbed.attacks.impostor", "probe", "--server",
+             self.lab.plan.address_of(z.server, 4), "--name", f"{z.mobile_name}.{z.zone}"],
+            check=False, timeout=30)
+        report = _report(cp)
+        self.outcomes.append(Outcome(step, "", report))
+        self.log.add({"event": "attack", "rule": step.rule_id, "node": step.node, **report})
 
     def _attacker(self, node: str) -> str:
         if node not in self.lab.plan.nodes:
@@ -210,24 +258,32 @@ class Attacks:
 
     def _carry_out(self, step: ForgeUpdate | ForgeAsconf, attacker: str, argv: list[str],
                    timeout: float = 30) -> None:
-        cp = self.lab.runtime(step.node).run(argv, check=False, timeout=timeout)
-        try:
-            report = json.loads(cp.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            report = {"error": f"exit {cp.returncode}: {(cp.stderr or cp.stdout).strip()[-300:]}"}
+        report = _report(self.lab.runtime(step.node).run(argv, check=False, timeout=timeout))
         self.outcomes.append(Outcome(step, attacker, report))
         self.log.add({"event": "attack", "rule": step.rule_id, "node": step.node, **report})
 
     def close(self) -> None:
+        for rt, pid in self.servers:
+            rt.stop(pid, grace=0.5)
         for cap in self.captures.values():
             cap.stop(timeout=1.0)
 
     def rules(self, facts: Facts | None) -> list[RuleResult]:
         out = []
         for o in self.outcomes:
-            if isinstance(o.step, ForgeAsconf):
+            if isinstance(o.step, Probe):
+                out.append(judge_probe(o, self.claims))
+            elif isinstance(o.step, ForgeAsconf):
                 out.append(judge_asconf(o, find_asconf(facts, o.attacker, o.report.get("serial", -1))))
             else:
                 where = find_exchange(facts, o.attacker, o.report.get("id", -1), o.report.get("sent", 0.0))
                 out.append(judge_update(o, where))
         return out
+
+
+def _report(cp: Any) -> dict[str, Any]:
+    """An attack program's one JSON line, or what went wrong."""
+    try:
+        return dict(json.loads(cp.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        return {"error": f"exit {cp.returncode}: {(cp.stderr or cp.stdout).strip()[-300:]}"}

@@ -62,6 +62,37 @@ class Depart(Strict):
 Label = Annotated[str, Field(pattern=r"^[a-z0-9_]{0,24}$")]
 
 
+class Leave(Strict):
+    """The MN drops off every access network. ``notice: false`` (a power loss): its agent is
+    killed first, so nothing withdraws its name (§4's stale record); ``notice: true``: the
+    agent sees the links go and publishes what is left (no address: the records go)."""
+
+    kind: Literal["leave"] = "leave"
+    notice: bool = False
+
+
+class Impostor(Strict):
+    """A host on the MN's old access network takes the MN's address by DHCP, presenting the
+    MN's identity as it captured it (``listen`` first): its client identifier, else its
+    hardware address; then it answers on that address."""
+
+    kind: Literal["impostor"] = "impostor"
+    node: str
+
+
+class Probe(Strict):
+    """A correspondent resolves the MN's name and sends to it (rule ``attack.stale_dns[.label]``:
+    passes when no impostor answers)."""
+
+    kind: Literal["probe"] = "probe"
+    node: str = "cn"
+    label: Label = ""
+
+    @property
+    def rule_id(self) -> str:
+        return "attack.stale_dns" + (f".{self.label}" if self.label else "")
+
+
 class Listen(Strict):
     """An attacker node starts capturing on its access interfaces (what it sees: everything on a
     shared medium, its own and broadcast traffic on a switched one)."""
@@ -138,8 +169,8 @@ class Fault(Strict):
         return f"fault.flap.{self.flap}" if self.flap else f"fault.vanish.{self.vanish}"
 
 
-KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "listen", "forge_update",
-         "forge_asconf", "fault")
+KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "leave", "listen", "forge_update",
+         "forge_asconf", "impostor", "probe", "fault")
 
 
 def _step_dict(raw: Any) -> Any:
@@ -163,8 +194,8 @@ def _step_dict(raw: Any) -> Any:
 
 
 Step = Annotated[
-    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Listen | ForgeUpdate
-              | ForgeAsconf | Fault, Field(discriminator="kind")],
+    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Leave | Listen | ForgeUpdate
+              | ForgeAsconf | Impostor | Probe | Fault, Field(discriminator="kind")],
     BeforeValidator(_step_dict),
 ]
 

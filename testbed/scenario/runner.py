@@ -7,6 +7,7 @@ monotonic where known), ``traffic.json``, ``verdict.json`` and ``report.html``.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
 from testbed.scenario.attacks import Attacks
 from testbed.scenario.faults import Faults
-from testbed.scenario.model import Depart, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
+from testbed.scenario.model import Depart, Leave, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
 from testbed.scenario.traffic import SctpTraffic
 from testbed.state import LabState
 
@@ -95,7 +96,8 @@ class Runner:
         self.faults = Faults(lab, self.log, progress)
         self.steps: dict[type, Callable[[Any], None]] = {
             Move: self._move, PingPong: self._ping_pong, Metric: self._metric, Wait: self._wait,
-            TrafficStep: self._traffic, Depart: self._depart, **self.attacks.handlers(),
+            TrafficStep: self._traffic, Depart: self._depart, Leave: self._leave,
+            **self.attacks.handlers(),
             **self.faults.handlers(),
         }
         self.step_error: RuleResult | None = None
@@ -139,6 +141,19 @@ class Runner:
         self.log.step("depart")
         for r in self.lab.mobile.depart():
             self.log.add(r)
+
+    def _leave(self, step: Leave) -> None:
+        """The MN drops off every network; without notice its agent dies first (no withdrawal)."""
+        self.progress("the MN leaves" + ("" if step.notice else " without notice"))
+        self.log.step("leave", notice=step.notice)
+        mobile = self.lab.mobile
+        rec = mobile.agent_record()
+        if not step.notice and rec is not None and self.lab.nodes.service_running(rec):
+            rt = self.lab.runtime(rec.node)
+            rt.signal(rec.pid, signal.SIGKILL)
+            rt.wait(rec.pid, 2.0)
+        for ar in list(self.lab.state.attached):
+            mobile.detach(ar)
 
     def play(self) -> None:
         for rep in range(self.sc.repeat):

@@ -95,3 +95,28 @@ def test_the_injected_asconf_carries_an_hmac_the_receiver_would_compute() -> Non
     assert struct.unpack_from("!I", pkt, spans[1][1] + 4)[0] == 5  # the serial
     none = build(a, "192.0.2.254", "none")
     assert [s[0] for s in chunk_spans(none, 0, len(none))[1]] == [0xC1]
+
+
+def test_stale_dns_rule_says_which_outcome_happened() -> None:
+    from testbed.scenario.attacks import judge_probe
+
+    step = model.Probe(node="cn", label="no_notice")
+    report = {"name": "mn.mobile.test", "rcode": "NOERROR", "resolved": ["192.0.2.100"],
+              "answered_by": {"192.0.2.100": "imp"}, "sent": 1.0}
+    claims = {"imp": {"claimed": "192.0.2.100", "presented": "hardware address"}}
+    r = judge_probe(Outcome(step, "", report), claims)
+    assert (r.id, r.status) == ("attack.stale_dns.no_notice", "fail")
+    assert "imp took 192.0.2.100 by DHCP presenting the MN's hardware address" in r.message
+    gone = dict(report, resolved=[], answered_by={})
+    assert judge_probe(Outcome(step, "", gone), claims).status == "pass"
+
+
+def test_cooperating_must_be_a_host(tmp_path) -> None:
+    import pytest
+
+    from testbed.errors import ConfigError
+
+    topo = loader.resolve("two-ar-coop").read_text().replace("cooperating: home", "cooperating: ar1")
+    (tmp_path / "t.yaml").write_text(topo)
+    with pytest.raises(ConfigError, match="mobile.cooperating: 'ar1' is not a host node"):
+        loader.load(tmp_path / "t.yaml")
