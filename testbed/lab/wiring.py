@@ -141,7 +141,14 @@ class Wiring:
         optimistic = (m.optimistic_dad and not self.nodes.own_kernel(m.node)
                       and netns.optimistic_dad_supported())
         return MobilityAgent(self.nodes.runtime(m.node), self.agent_dir, ifaces, env, optimistic,
-                             socket_path=self.agent_socket)
+                             socket_path=self.agent_socket, trusted=self.trusted())
+
+    def trusted(self) -> list[str] | None:
+        """The MN's trust list as networks (``mobile.trust``), None to trust every one."""
+        t = self.topo.mobile.trust
+        if t == "access_networks":
+            return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6)]
+        return list(t) if t is not None else None
 
     def binding(self) -> BindingService:
         return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),

@@ -171,6 +171,17 @@ class MobileSettings(Strict):
     # a host that takes over the MN's name on departure (§4): the name points at its addresses
     # instead of being deleted
     cooperating: str | None = None
+    # the networks the MN binds to: "access_networks" (the topology's own prefixes), a list of
+    # prefixes, or None (every network it hears of, a rogue router's too)
+    trust: Literal["access_networks"] | tuple[str, ...] | None = None
+
+    @field_validator("trust")
+    @classmethod
+    def _networks(cls, v: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        if isinstance(v, tuple):
+            for n in v:
+                ipaddress.ip_network(n)  # ValueError: "... does not appear to be an IPv4 or IPv6 network"
+        return v
 
 
 class Topology(Strict):

@@ -23,7 +23,7 @@ from testbed.conformance.facts import Facts, Where
 from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.errors import TestbedError
 from testbed.progress import Progress
-from testbed.scenario.model import ForgeAsconf, ForgeUpdate, Impostor, Listen, Probe
+from testbed.scenario.model import ForgeAsconf, ForgeUpdate, Impostor, Listen, Probe, RogueRouter
 
 FORM_TEXT = {
     "unsigned": "unsigned UPDATE",
@@ -37,7 +37,7 @@ FORM_TEXT = {
 class Outcome:
     """One attack as carried out: the step and what the attack program reported."""
 
-    step: ForgeUpdate | ForgeAsconf | Probe
+    step: ForgeUpdate | ForgeAsconf | Probe | RogueRouter
     attacker: str  # its address
     report: dict[str, Any]
 
@@ -136,6 +136,27 @@ def judge_probe(o: Outcome, claims: dict[str, dict[str, Any]]) -> RuleResult:
     return RuleResult(rid, "pass", f"no impostor reached: {who}" + (f"; {answers}" if answers else ""), ev)
 
 
+def judge_rogue_ra(o: Outcome, events: list[dict[str, Any]]) -> RuleResult:
+    """The rogue-RA rule (pure): the MN bound to the rogue network if its agent reported it
+    configured or an address in it was published; ``events``: the run's agent events."""
+    r, step = o.report, o.step
+    assert isinstance(step, RogueRouter)
+    rid = step.rule_id
+    if "sent" not in r:
+        return RuleResult(rid, "skip", f"attack not carried out: {r.get('error', 'no report')}")
+    mine = [e for e in events if e.get("event") in ("detected", "untrusted", "configured", "lost")
+            and e.get("prefix") == r["prefix"] and e.get("wall", 0) >= r["sent"] - 1]
+    kinds = sorted({str(e.get("event")) for e in mine})
+    what = (f"{r['count']} RA(s) for {r['prefix']} from {r['router']}: the agent reported "
+            f"{', '.join(kinds) or 'nothing'}; AAAA published after: {' '.join(r['aaaa_after']) or 'none'}")
+    ev = tuple(Evidence("events.jsonl", 0, float(e["wall"]), f"{e['event']} {e.get('prefix')} "
+                        f"{' '.join(e.get('addresses') or [])}") for e in mine[:5]) \
+        or (Evidence("events.jsonl", 0, r["sent"], what),)
+    if r["published"] or "configured" in kinds:
+        return RuleResult(rid, "fail", "bound to the rogue network: " + what, ev)
+    return RuleResult(rid, "pass", "refused the rogue network: " + what, ev)
+
+
 def find_asconf(facts: Facts | None, attacker: str, serial: int) -> Located:
     """The injected ASCONF and its ACK in the captures (first copies)."""
     if facts is None:
@@ -172,7 +193,17 @@ class Attacks:
 
     def handlers(self) -> dict[type, Callable[[Any], None]]:
         return {Listen: self.listen, ForgeUpdate: self.forge_update, ForgeAsconf: self.forge_asconf,
-                Impostor: self.impostor, Probe: self.probe}
+                Impostor: self.impostor, Probe: self.probe, RogueRouter: self.rogue_ra}
+
+    def rogue_ra(self, step: RogueRouter) -> None:
+        self._attacker(step.node)
+        z = self.lab.topo.dns
+        iface = next(i.ifname for i in self.lab.plan.nodes[step.node].ifaces if i.access_router)
+        self.progress(f"{step.node}: rogue RAs for {step.prefix}")
+        argv = [sys.executable, "-m", "testbed.attacks.rogue_router", "--iface", iface, "--prefix",
+                step.prefix, "--count", str(step.count), "--server", self.lab.plan.address_of(z.server, 4),
+                "--name", f"{z.mobile_name}.{z.zone}"]
+        self._carry_out(step, self._attacker(step.node), argv)
 
     def impostor(self, step: Impostor) -> None:
         self._attacker(step.node)
@@ -256,7 +287,7 @@ class Attacks:
                                "step before it")
         return cap.links[0].pcap
 
-    def _carry_out(self, step: ForgeUpdate | ForgeAsconf, attacker: str, argv: list[str],
+    def _carry_out(self, step: ForgeUpdate | ForgeAsconf | RogueRouter, attacker: str, argv: list[str],
                    timeout: float = 30) -> None:
         report = _report(self.lab.runtime(step.node).run(argv, check=False, timeout=timeout))
         self.outcomes.append(Outcome(step, attacker, report))
@@ -273,6 +304,8 @@ class Attacks:
         for o in self.outcomes:
             if isinstance(o.step, Probe):
                 out.append(judge_probe(o, self.claims))
+            elif isinstance(o.step, RogueRouter):
+                out.append(judge_rogue_ra(o, self.log.records))
             elif isinstance(o.step, ForgeAsconf):
                 out.append(judge_asconf(o, find_asconf(facts, o.attacker, o.report.get("serial", -1))))
             else:

@@ -134,6 +134,22 @@ class ForgeAsconf(Strict):
         return f"attack.asconf.{self.label or self.auth}"
 
 
+class RogueRouter(Strict):
+    """An attacker node on the MN's access network sends Router Advertisements for a prefix of
+    its own (rule ``attack.rogue_ra[.label]``: passes when the MN does not bind to it: its agent
+    reports the network untrusted, and no address in it is configured or published)."""
+
+    kind: Literal["rogue_ra"] = "rogue_ra"
+    node: str
+    prefix: str = "2001:db8:bad::/64"
+    count: int = Field(3, ge=1, le=50)
+    label: Label = ""
+
+    @property
+    def rule_id(self) -> str:
+        return "attack.rogue_ra" + (f".{self.label}" if self.label else "")
+
+
 KillTarget = Literal["named", "dhcpd", "radvd", "dhcpcd", "agent", "binding", "node"]
 
 
@@ -170,7 +186,7 @@ class Fault(Strict):
 
 
 KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "leave", "listen", "forge_update",
-         "forge_asconf", "impostor", "probe", "fault")
+         "forge_asconf", "impostor", "probe", "rogue_ra", "fault")
 
 
 def _step_dict(raw: Any) -> Any:
@@ -195,7 +211,7 @@ def _step_dict(raw: Any) -> Any:
 
 Step = Annotated[
     Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Leave | Listen | ForgeUpdate
-              | ForgeAsconf | Impostor | Probe | Fault, Field(discriminator="kind")],
+              | ForgeAsconf | Impostor | Probe | RogueRouter | Fault, Field(discriminator="kind")],
     BeforeValidator(_step_dict),
 ]
 

@@ -120,3 +120,18 @@ def test_cooperating_must_be_a_host(tmp_path) -> None:
     (tmp_path / "t.yaml").write_text(topo)
     with pytest.raises(ConfigError, match="mobile.cooperating: 'ar1' is not a host node"):
         loader.load(tmp_path / "t.yaml")
+
+
+def test_rogue_ra_bound_or_refused_from_the_agents_events() -> None:
+    from testbed.scenario.attacks import judge_rogue_ra
+
+    step = model.RogueRouter(node="atk")
+    report = {"prefix": "2001:db8:bad::/64", "router": "fe80::1", "sent": 10.0, "count": 3,
+              "aaaa_after": ["2001:db8:a1::5"], "published": []}
+    refused = [{"event": "untrusted", "prefix": "2001:db8:bad::/64", "wall": 10.2, "addresses": []}]
+    assert judge_rogue_ra(Outcome(step, "192.0.2.254", report), refused).status == "pass"
+    bound = [{"event": "detected", "prefix": "2001:db8:bad::/64", "wall": 10.2},
+             {"event": "configured", "prefix": "2001:db8:bad::/64", "wall": 10.3,
+              "addresses": ["2001:db8:bad::5"]}]
+    r = judge_rogue_ra(Outcome(step, "192.0.2.254", report), bound)
+    assert (r.id, r.status) == ("attack.rogue_ra", "fail") and "configured, detected" in r.message

@@ -182,3 +182,15 @@ def test_event_json_round_trip() -> None:
     line = e.to_json()
     assert "\n" not in line
     assert Event.from_json(line) == e
+
+
+def test_a_network_outside_the_trust_list_is_untrusted_and_never_configured() -> None:
+    core = DetectionCore(["eth1"], trusted=[P1])
+    up(core, "eth1", 1.0)
+    assert kinds(core.observe(ra("eth1", "2001:db8:bad::/64"), at(1.1))) == ["untrusted"]
+    assert core.observe(AddrObs("eth1", "2001:db8:bad::5", 64), at(1.2)) == []
+    assert core.usable_addresses() == []
+    out = core.observe(ra("eth1", P1), at(1.3)) + core.observe(AddrObs("eth1", "2001:db8:a1::5", 64), at(1.4))
+    assert kinds(out) == ["detected", "configured"]
+    assert core.usable_addresses() == ["2001:db8:a1::5"]
+    assert kinds(core.observe(LinkObs("eth1", 2, True, False), at(2.0))) == ["link_down", "lost"]  # P1 only
