@@ -71,6 +71,7 @@ def check(
     mn_name: str | None = None,
     dedup_window: float = 0.5,
     lab: Mapping[str, Any] | None = None,
+    auth_keys: Mapping[int, bytes] | None = None,
 ) -> Verdict:
     """Judge captures against the Appendix-A rules (see ``testbed.conformance.rules``).
 
@@ -80,7 +81,8 @@ def check(
     ``timeline.<phase>`` rules. Raises ``UnusableCapture`` (exit code 2) when nothing can be
     read; malformed packets are counted in ``stats`` instead. ``lab`` describes where the
     captures come from (machine, backend, per-node stack/kernel...); it is written to the
-    verdict as given.
+    verdict as given. ``auth_keys``: endpoint-pair shared keys by key id (RFC 4895), for the
+    HMACs ``asconf.auth`` verifies; key id 0 is empty unless given.
     """
     selected = select_rules(rules)
     budgets = dict(budgets or {})
@@ -92,7 +94,8 @@ def check(
     exchanges, orphans = asconf_exchanges(facts)
     updates = mn_updates(dns_transactions(facts), mn_name)
     handovers = build_handovers(exchanges, updates, events, facts)
-    ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None)
+    ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None,
+                  dict(auth_keys or {}))
     results = [RULES[r](ctx) for r in selected if r in RULES]
     wanted_budgets = {
         p: b for p, b in budgets.items() if "timeline" in selected or f"timeline.{p}" in selected

@@ -122,8 +122,8 @@ class Lab:
         return self.nodes.node_dir(node, service)
 
     def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0, gap: float = 0.0,
-             progress: Progress = quiet) -> dict[str, float]:
-        return self.mobile.move(to, mode, overlap=overlap, gap=gap, progress=progress)
+             progress: Progress = quiet, timeout: float = 20.0) -> dict[str, float]:
+        return self.mobile.move(to, mode, overlap=overlap, gap=gap, progress=progress, timeout=timeout)
 
     def access_state(self, ar: str) -> AccessState:
         return self.mobile.access_state(ar)

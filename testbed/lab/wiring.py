@@ -56,6 +56,9 @@ def location_env(topo: Topology, plan: LabPlan, *, key: Path | None = None,
     env = {"TESTBED_LOC_SERVER": plan.address_of(z.server, 4) or "",
            "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": f"{z.mobile_name}.{z.zone}",
            "TESTBED_LOC_VALIDITY": f"{m.signature_validity:g}"}
+    if m.cooperating:
+        coop = plan.nodes[m.cooperating].addresses()
+        env["TESTBED_LOC_COOPERATING"] = ",".join(str(a.ip) for a in coop)
     if tsig is not None:
         env["TESTBED_LOC_TSIG"] = str(tsig)
     elif key is not None:
@@ -160,7 +163,14 @@ class Wiring:
         optimistic = (m.optimistic_dad and not self.nodes.own_kernel(m.node)
                       and netns.optimistic_dad_supported())
         return MobilityAgent(self.nodes.runtime(m.node), self.agent_dir, ifaces, env, optimistic,
-                             socket_path=self.agent_socket)
+                             socket_path=self.agent_socket, trusted=self.trusted())
+
+    def trusted(self) -> list[str] | None:
+        """The MN's trust list as networks (``mobile.trust``), None to trust every one."""
+        t = self.topo.mobile.trust
+        if t == "access_networks":
+            return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6)]
+        return list(t) if t is not None else None
 
     def binding(self) -> BindingService:
         return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),

@@ -22,18 +22,21 @@ from testbed.services.binding import TRAFFIC_CONTROL
 PORT = 5001
 
 
-def server_argv(python: str, bind: str, stats: Path, params: Traffic) -> list[str]:
-    """The CN's SCTP server: one association, its continuity and arrivals in ``stats``."""
+def server_argv(python: str, bind: str, stats: Path, params: Traffic,
+                extra: list[str] | None = None) -> list[str]:
+    """The CN's SCTP server: one association, its continuity and arrivals in ``stats``.
+    ``extra``: e.g. the node's ``--auth-key``."""
     return [python, "-m", "testbed.sctp.traffic", "server", "--bind", bind, "--port", str(PORT),
-            "--stats", str(stats), *(["--echo"] if params.echo else [])]
+            "--stats", str(stats), *(["--echo"] if params.echo else []), *(extra or [])]
 
 
-def client_argv(python: str, local: str, server: str, stats: Path, params: Traffic) -> list[str]:
+def client_argv(python: str, local: str, server: str, stats: Path, params: Traffic,
+                extra: list[str] | None = None) -> list[str]:
     """The MN's SCTP client, driven by the binding process through TRAFFIC_CONTROL."""
     return [python, "-m", "testbed.sctp.traffic", "client", "--local", local,
             "--server", server, "--port", str(PORT), "--rate", f"{params.rate:g}",
             "--size", str(params.size), "--control", str(TRAFFIC_CONTROL), "--mode", params.binding,
-            *(["--auto-asconf-sockopt"] if params.binding == "auto_asconf" else []),
+            *(extra or []), *(["--auto-asconf-sockopt"] if params.binding == "auto_asconf" else []),
             "--stats", str(stats)]
 
 
@@ -77,14 +80,19 @@ class SctpTraffic:
             d.mkdir(parents=True, exist_ok=True)
         self.server_stats.unlink(missing_ok=True)
         self.client_stats.unlink(missing_ok=True)
-        self.server_pid = cn_rt.spawn(server_argv(sys.executable, cn_addr, self.server_stats, self.params),
-                                      log=self.dir_cn / "server.log")
+        self.server_pid = cn_rt.spawn(server_argv(sys.executable, cn_addr, self.server_stats, self.params,
+                                                  self._key(self.cn)), log=self.dir_cn / "server.log")
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,  # written once it listens
                    self.dir_cn / "server.log")
         self.client_pid = mn_rt.spawn(client_argv(sys.executable, mn_addr, cn_addr, self.client_stats,
-                                                  self.params), log=self.dir_mn / "client.log")
+                                                  self.params, self._key(self.mn)),
+                                      log=self.dir_mn / "client.log")
         self._wait("client association", self._associated, self.mn, self.client_pid,
                    self.dir_mn / "client.log")
+
+    def _key(self, node: str) -> list[str]:
+        key = self.lab.topo.nodes[node].sctp.auth_key
+        return ["--auth-key", key] if key else []
 
     def _associated(self) -> bool:
         try:
@@ -93,15 +101,27 @@ class SctpTraffic:
             return False  # not listening yet
         return bool(r.get("ok")) and r.get("state") is not None
 
-    def stop(self) -> None:
+    def stop(self, hurry: bool = False) -> None:
+        """End the client (a graceful SHUTDOWN), then the server, which ends with the
+        association. ``hurry`` (an interrupted run): a short grace each, the user is waiting;
+        a client blocked in connect ignores TERM and is killed."""
+        errors = []
         if self.client_pid:
-            self.lab.runtime(self.mn).stop(self.client_pid, grace=5.0)  # graceful SHUTDOWN
+            try:
+                self.lab.runtime(self.mn).stop(self.client_pid, grace=0.5 if hurry else 5.0)
+            except TestbedError as e:  # its node is gone (a fault): nothing left to stop
+                errors.append(f"client on {self.mn}: {e}")
             self.client_pid = 0
         if self.server_pid:
-            cn = self.lab.runtime(self.cn)
-            if cn.wait(self.server_pid, 5.0) is None:  # it ends when the association closes
-                cn.stop(self.server_pid, grace=2.0)
+            try:
+                cn = self.lab.runtime(self.cn)
+                if hurry or cn.wait(self.server_pid, 5.0) is None:
+                    cn.stop(self.server_pid, grace=0.3 if hurry else 2.0)
+            except TestbedError as e:
+                errors.append(f"server on {self.cn}: {e}")
             self.server_pid = 0
+        if errors:
+            raise TestbedError("SCTP traffic could not be stopped: " + "; ".join(errors))
 
     def results(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -112,9 +132,12 @@ class SctpTraffic:
                 out[name] = None
         return out
 
-    def close(self, log) -> None:
+    def close(self, log, hurry: bool = False) -> None:
         """Stop what still runs and put the results in the run (traffic.json + events)."""
-        self.stop()
+        try:
+            self.stop(hurry)
+        except TestbedError as e:  # reported with the results, not instead of them
+            log.add({"event": "traffic", "op": "stop_failed", "error": str(e)})
         res = self.results()
         (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
         server = res.get("server") or {}

@@ -25,7 +25,7 @@ class AgentPaths:
 
 
 def agent_argv(python: str, paths: AgentPaths, ifaces: list[str], optimistic_dad: bool,
-               location: bool) -> list[str]:
+               location: bool, trusted: list[str] | None = None) -> list[str]:
     """``location``: the agent itself publishes the MN's addresses (its hooks read
     ``TESTBED_LOC_*`` from the environment); on an SCTP MN the binding process does it."""
     argv = [python, "-m",
@@ -38,6 +38,8 @@ def agent_argv(python: str, paths: AgentPaths, ifaces: list[str], optimistic_dad
         argv.append("--optimistic-dad")
     if location:
         argv += ["--location-hooks", HOOKS]
+    if trusted is not None:
+        argv += ["--trust", ",".join(trusted)]
     return argv
 
 
@@ -46,11 +48,13 @@ class MobilityAgent(Daemon):
     START_TIMEOUT = 60.0  # 1 s in a namespace; ~12 s in a TCG guest (Python over 9p)
 
     def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
-                 optimistic_dad: bool = True, socket_path: Path | None = None) -> None:
+                 optimistic_dad: bool = True, socket_path: Path | None = None,
+                 trusted: list[str] | None = None) -> None:
         super().__init__(node, directory)
         self.ifaces = ifaces
         self.location_env = location_env
         self.optimistic_dad = optimistic_dad
+        self.trusted = trusted
         # in a VM the socket lives on the guest's tmpfs (a 9p share cannot hold one)
         self.socket = socket_path or directory / "agent.sock"
         self.state = directory / "state.json"
@@ -62,7 +66,7 @@ class MobilityAgent(Daemon):
 
     def argv(self) -> list[str]:
         return agent_argv(sys.executable, AgentPaths(self.socket, self.state, self.events_log),
-                          self.ifaces, self.optimistic_dad, bool(self.location_env))
+                          self.ifaces, self.optimistic_dad, bool(self.location_env), self.trusted)
 
     def ready(self) -> bool:
         try:
