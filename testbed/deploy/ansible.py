@@ -109,11 +109,13 @@ class Events:
                 state = "changed" if res.get("changed") else "ok"
             elif kind == "runner_on_unreachable":
                 state = "unreachable"
+                r.unreachable += 1  # the play recap's counts replace these at the end
                 r.error = r.error or _message(res)
             elif data.get("ignore_errors"):
                 state = "failed (ignored)"
             else:
                 state = "failed"
+                r.failed += 1
                 r.error = r.error or f"{self.task}: {_message(res)}"
             self.progress(f"{host}: {self.task}: {state}")
         return True
