@@ -8,6 +8,8 @@ from typing import Any
 
 from testbed.conformance.exchange import asconf_exchanges, dns_transactions
 from testbed.conformance.extract import extract
+from testbed.conformance.mptcp_rules import MPTCP_GROUP, run_rules
+from testbed.conformance.mptcp_timeline import MPTCP_PHASES, build_mptcp_handovers
 from testbed.conformance.rules import (
     GROUPS,
     RULE_IDS,
@@ -53,6 +55,8 @@ def select_rules(rules: str | Sequence[str] | None) -> list[str]:
     for name in filter(None, names):
         if name == "timeline" or name.startswith("timeline."):
             out.append(name)
+        elif name == "mptcp":
+            out.extend(MPTCP_GROUP)
         elif name in GROUPS:
             out.extend(r for r in RULE_IDS if r.startswith(name + "."))
         elif name in RULE_IDS:
@@ -85,24 +89,29 @@ def check(
     selected = select_rules(rules)
     budgets = dict(budgets or {})
     for phase in budgets:
-        if phase not in PHASES:
-            raise ConfigError("budgets", phase, "unknown phase", f"use one of {', '.join(PHASES)}")
+        if phase not in PHASES and phase not in MPTCP_PHASES:
+            known = ", ".join(dict.fromkeys((*PHASES, *MPTCP_PHASES)))
+            raise ConfigError("budgets", phase, "unknown phase", f"use one of {known}")
     paths = find_captures(pcap_dir_or_files)
     facts = extract(paths, window=dedup_window)
     exchanges, orphans = asconf_exchanges(facts)
     updates = mn_updates(dns_transactions(facts), mn_name)
     handovers = build_handovers(exchanges, updates, events, facts)
-    ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None)
+    mptcp_hos = build_mptcp_handovers(facts, updates, events)
+    ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None,
+                  mptcp_hos)
     results = [RULES[r](ctx) for r in selected if r in RULES]
+    results += run_rules(selected, facts.tcp, mptcp_hos)
+    results.sort(key=lambda r: RULE_IDS.index(r.id))
     wanted_budgets = {
         p: b for p, b in budgets.items() if "timeline" in selected or f"timeline.{p}" in selected
     }
     ctx.budgets = wanted_budgets
     results.extend(timeline_budgets(ctx))
     stats = facts.stats()
-    stats["handovers"] = len(handovers)
+    stats["handovers"] = len(handovers) + len(mptcp_hos)
     stats["dns_updates"] = len(updates)
-    hos = tuple(h.to_dict(i) for i, h in enumerate(handovers, 1))
+    hos = tuple(h.to_dict(i) for i, h in enumerate(ctx.all_handovers, 1))
     return Verdict(
         tuple(results), stats, hos, budgets, dict(lab) if lab is not None else None, facts=facts
     )

@@ -2,8 +2,9 @@
 
 Bulk traffic (SCTP DATA and SACK) is handled in the loop from ``decode.sctp.chunk_spans`` and
 per-direction TSN counters; only the rare control chunks (ASCONF, AUTH, INIT...), DNS, DHCP and
-Router Solicitations/Advertisements become decoded dataclasses. Memory therefore stays flat
-however many DATA packets a capture holds.
+Router Solicitations/Advertisements become decoded dataclasses. TCP (but DNS over TCP) goes to
+``tcp_track``: MPTCP subflows, signals and data-level coverage, plain TCP progress. Memory
+therefore stays flat however many DATA packets a capture holds.
 
 Directions are keyed by the SCTP header triple ``(sport, dport, verification tag)``: IP
 addresses change during a handover, ports and tags do not, and the tag also separates the two
@@ -33,11 +34,12 @@ from testbed.conformance.facts import (
     NdSeen,
     Where,
 )
+from testbed.conformance.tcp_track import TcpTracker
 from testbed.decode.dhcp import DhcpMessage
 from testbed.decode.dns import HEADER_TRUNCATED, DNSMessage
-from testbed.decode.link import PROTO_SCTP, PROTO_UDP, NotIP, ip_span, ntop
+from testbed.decode.link import PROTO_SCTP, PROTO_TCP, PROTO_UDP, NotIP, ip_span, ntop
 from testbed.decode.nd import RouterAdvert, RouterSolicit
-from testbed.decode.packet import decode_transport
+from testbed.decode.packet import DNS_PORT, decode_transport
 from testbed.decode.pcap import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -60,6 +62,7 @@ from testbed.decode.sctp import (
     chunk_spans,
     decode_chunk,
 )
+from testbed.decode.tcp import tcp_header
 
 _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
@@ -88,6 +91,8 @@ class _Extractor:
         self.copies = CopyFilter(window)
         self.watch: dict[Key, list[AckSeen]] = {}  # ACKs waiting for their first DATA
         self.inits: dict[Key, int] = {}  # (sport, dport, own tag) of an INIT → its initial TSN
+        self.tcp = TcpTracker()
+        self.f.tcp = self.tcp.f
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def bad(self, where: Where, reason: str) -> None:
@@ -137,6 +142,17 @@ class _Extractor:
                 if is_copy(ts, key, (pidx, iface, cp)):
                     if kept and key in kept:
                         self.copy_of(kept[key], Where(f.pcaps[pidx], fno, ts))
+                    continue
+            if proto == PROTO_TCP:
+                where = Where(f.pcaps[pidx], fno, ts)
+                try:
+                    hdr6 = tcp_header(data, l4, end)
+                except ValueError as e:
+                    self.bad(where, str(e))
+                    continue
+                if DNS_PORT not in (hdr6[0], hdr6[1]):  # DNS over TCP goes with the other DNS
+                    if self.tcp.segment(where, ntop(src), ntop(dst), data, l4, end, hdr6) and key:
+                        kept[key] = where
                     continue
             if proto != PROTO_SCTP:
                 where = Where(f.pcaps[pidx], fno, ts)

@@ -23,7 +23,9 @@ timeline.<phase>            the phase happened within its budget (seconds after 
                             new link's link_up); skipped without agent events
 ==========================  =========================================================================
 
-Groups (``--rules``): asconf, dns, order, continuity, timeline; a full rule id also selects.
+The TCP rules (``mptcp.*``, ``order.mptcp``, ``continuity.dss``, ``continuity.tcp``) are in
+``mptcp_rules``. Groups (``--rules``): asconf, dns, order, continuity, timeline, and mptcp
+(``mptcp.*`` with ``order.mptcp`` and ``continuity.dss``); a full rule id also selects.
 A rule whose input is absent from the capture is ``skip``: a capture with only SCTP is judged on
 the SCTP rules, one without handovers skips the order and timeline rules.
 """
@@ -41,12 +43,14 @@ from testbed.conformance.exchange import (
     update_owners,
 )
 from testbed.conformance.facts import AckSeen, AsconfSeen, Facts, Where
+from testbed.conformance.mptcp_rules import MPTCP_RULE_IDS
+from testbed.conformance.mptcp_timeline import MPTCP_PHASES, MptcpHandover
 from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.decode.sctp import PARAM_NAMES
 
-GROUPS = ("asconf", "dns", "order", "continuity", "timeline")
-RULE_IDS = (
+GROUPS = ("asconf", "dns", "order", "continuity", "timeline", "mptcp")
+SCTP_RULE_IDS = (
     "asconf.auth",
     "asconf.serial",
     "asconf.ack",
@@ -57,6 +61,7 @@ RULE_IDS = (
     "continuity.tsn",
     "continuity.new_path",
 )
+RULE_IDS = (*SCTP_RULE_IDS, *MPTCP_RULE_IDS)  # the TCP ones live in ``mptcp_rules``
 
 
 @dataclass(slots=True)
@@ -69,6 +74,11 @@ class Context:
     mn_name: str | None = None
     budgets: dict[str, float] = field(default_factory=dict)
     events_given: bool = False
+    mptcp_handovers: list[MptcpHandover] = field(default_factory=list)
+
+    @property
+    def all_handovers(self) -> list[Handover | MptcpHandover]:
+        return sorted([*self.handovers, *self.mptcp_handovers], key=lambda h: h.start)
 
 
 def _ev(w: Where, what: str) -> Evidence:
@@ -325,12 +335,14 @@ def continuity_new_path(c: Context) -> RuleResult:
 # -- timeline ---------------------------------------------------------------------------------
 def timeline_budgets(c: Context) -> list[RuleResult]:
     out = []
+    hos = c.all_handovers
     for phase, budget in c.budgets.items():
         rid = f"timeline.{phase}"
-        if phase not in PHASES:
-            out.append(RuleResult(rid, "fail", f"unknown phase {phase!r}; known: {', '.join(PHASES)}"))
+        if phase not in PHASES and phase not in MPTCP_PHASES:
+            known = ", ".join(dict.fromkeys((*PHASES, *MPTCP_PHASES)))
+            out.append(RuleResult(rid, "fail", f"unknown phase {phase!r}; known: {known}"))
             continue
-        if not c.handovers:
+        if not hos:
             out.append(_skip(rid, "no handover in the capture"))
             continue
         if not c.events_given:
@@ -338,19 +350,18 @@ def timeline_budgets(c: Context) -> list[RuleResult]:
             continue
         bad = []
         worst = 0.0
-        for n, h in enumerate(c.handovers, 1):
+        for n, h in enumerate(hos, 1):
             offs = h.offsets()
-            w = h.add.where if h.add else Where("?", 0, h.start)
             if h.t0 is None:
-                bad.append(_ev(w, f"handover {n}: no link_up event for the new link, t0 unknown"))
+                bad.append(_ev(h.where, f"handover {n}: no link_up event for the new link, t0 unknown"))
             elif phase not in offs:
-                bad.append(_ev(w, f"handover {n}: phase {phase} never reached"))
+                bad.append(_ev(h.where, f"handover {n}: phase {phase} never reached"))
             else:
                 worst = max(worst, offs[phase])
                 if offs[phase] > budget:
                     what = f"handover {n}: {phase} at +{offs[phase]:.3f}s > budget {budget:.3f}s"
-                    bad.append(_ev(w, what))
-        ok = f"{len(c.handovers)} handover(s), worst {phase} at +{worst:.3f}s ≤ {budget:.3f}s"
+                    bad.append(_ev(h.where, what))
+        ok = f"{len(hos)} handover(s), worst {phase} at +{worst:.3f}s ≤ {budget:.3f}s"
         out.append(_result(rid, ok, bad, f"{phase} over budget {budget:.3f}s"))
     return out
 
