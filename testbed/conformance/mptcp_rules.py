@@ -14,8 +14,9 @@ mptcp.prio             per MPTCP handover: the old subflow was made a backup (MP
 mptcp.remove           every REMOVE_ADDR names an address id its sender used, and each subflow on
                        that address then ends (FIN or RST)
 order.mptcp            per MPTCP handover: configured (agent event) before the MP_JOIN, then join
-                       established → ADD_ADDR → MP_PRIO → DNS UPDATE answered → REMOVE_ADDR;
-                       absent phases are noted, not failed (the rules above judge them)
+                       established → MP_PRIO → DNS UPDATE answered → REMOVE_ADDR, and ADD_ADDR
+                       before MP_PRIO (whether before or after the join is the path manager's
+                       choice); absent phases are noted, not failed (the rules above judge them)
 continuity.dss         per connection and side: the data-level sequence space has no hole (every
                        byte mapped on some subflow, reinjections counted) and was acknowledged to
                        its end (DATA_ACK)
@@ -211,13 +212,15 @@ def order_mptcp(hos: list[MptcpHandover]) -> RuleResult:
                                     "the address was configured"))
         prio = max((p[k] for k in ("prio_new", "prio_old") if k in p), default=None)
         steps: list[tuple[str, float | None]] = [
-            ("join established", p.get("join_acked")), ("ADD_ADDR", p.get("add_addr_sent")),
-            ("MP_PRIO", prio), ("DNS UPDATE answered", p.get("dns_acked")),
-            ("REMOVE_ADDR", p.get("remove_sent")),
+            ("join established", p.get("join_acked")), ("MP_PRIO", prio),
+            ("DNS UPDATE answered", p.get("dns_acked")), ("REMOVE_ADDR", p.get("remove_sent")),
         ]
         seen = [(name, at) for name, at in steps if at is not None]
-        missing = [name for name, at in steps if at is None]
-        for (a, ta), (b, tb) in zip(seen, seen[1:], strict=False):
+        missing = [name for name, at in [*steps, ("ADD_ADDR", p.get("add_addr_sent"))] if at is None]
+        pairs = list(zip(seen, seen[1:], strict=False))
+        if prio is not None and "add_addr_sent" in p:  # announced before it is made primary
+            pairs.append((("ADD_ADDR", p["add_addr_sent"]), ("MP_PRIO", prio)))
+        for (a, ta), (b, tb) in pairs:
             if tb < ta:
                 bad.append(_ev(h.where, f"{tag}: {b} before {a} ({tb - ta:+.3f}s)"))
         if missing:

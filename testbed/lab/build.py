@@ -59,6 +59,10 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
     for name, spec in topo.nodes.items():  # SCTP on the host's kernel, per namespace
         if name not in stacks and kernel_nodes.stack_of(spec.sctp) == "host":
             nodes.runtime(name).set_sysctls(kernel_nodes.sctp_sysctls(spec.sctp))
+        if spec.mptcp.enabled:  # the in-kernel path manager's limits, per namespace
+            from testbed.mptcp import pm  # pyroute2's generic netlink: only for MPTCP labs
+
+            netns.call_in(state.ns(name), pm.set_limits, spec.mptcp.subflows, spec.mptcp.add_addr_accepted)
     boot = None
     result: dict[str, Any] = {}
     if configs:
@@ -84,7 +88,7 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
     mn = [wiring.dhcp_client()]
     if topo.mobile.agent:
         mn.append(wiring.agent())
-        if wiring.sctp_mobile:
+        if wiring.binding_mobile:
             mn.append(wiring.binding())
     progress(", ".join(d.NAME for d in mn))
     start(nodes, *mn)

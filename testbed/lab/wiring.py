@@ -2,7 +2,7 @@
 
 named on the DNS node (with the MN's SIG(0) keys and a TSIG key provisioned for its zone),
 radvd and dhcpd on each access router, and on the mobile node its DHCP client, the mobility
-agent and, on an SCTP MN, the TraSH binding process.
+agent and, on an SCTP or MPTCP MN, the TraSH binding process.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from testbed.runtimes import kernel_nodes
 from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon
 from testbed.services.bind import Named, ZoneData, ZoneKeys, sig0_supported
-from testbed.services.binding import BindingService
+from testbed.services.binding import TRAFFIC_CONTROL, BindingService
 from testbed.services.dhcpcd import Dhcpcd
 from testbed.services.dhcpd import Dhcpd
 from testbed.services.radvd import Radvd
@@ -93,9 +93,21 @@ class Wiring:
     # ---------------------------------------------------------------- the mobile node
     @property
     def sctp_mobile(self) -> bool:
-        """Is the MN an SCTP endpoint? Then the TraSH binding process, not the agent, sends the
-        location update, after the SET_PRIMARY (Appendix A order)."""
+        """Is the MN an SCTP endpoint?"""
         return kernel_nodes.stack_of(self.topo.nodes[self.mn].sctp) != "none"
+
+    @property
+    def binding_mobile(self) -> bool:
+        """Does the MN run the binding process (an SCTP or MPTCP endpoint)? Then that process,
+        not the agent, sends the location update, after the primary switch (Appendix A)."""
+        return self.sctp_mobile or self.topo.nodes[self.mn].mptcp.enabled
+
+    @property
+    def traffic_control(self) -> Path:
+        """The traffic client's driver socket, which the binding process joins."""
+        if self.nodes.own_kernel(self.mn):
+            return TRAFFIC_CONTROL
+        return self.nodes.node_dir(self.mn, "traffic") / "control.sock"
 
     def access_metric(self, ar: str) -> int:
         """Route metric of an access network's default route: the first listed is preferred."""
@@ -131,7 +143,7 @@ class Wiring:
 
     def agent(self) -> MobilityAgent:
         m = self.topo.mobile
-        env = {} if self.sctp_mobile else self.location_env()
+        env = {} if self.binding_mobile else self.location_env()
         ifaces = [i.ifname for i in self.plan.nodes[m.node].ifaces]
         # a kernel node's DAD settings were made with its L3 set-up (kernel_nodes.configure_guest),
         # as were a namespace MN's where the kernel lacks optimistic DAD (the backend's set-up)
@@ -142,4 +154,4 @@ class Wiring:
 
     def binding(self) -> BindingService:
         return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),
-                              self.agent_socket, self.location_env())
+                              self.agent_socket, self.location_env(), driver_socket=self.traffic_control)

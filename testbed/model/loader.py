@@ -89,6 +89,13 @@ def check(topo: Topology, source: str) -> None:
         if spec.sctp.stack != "none" and spec.role not in (Role.MOBILE, Role.HOST):
             raise ConfigError(source, f"nodes.{name}.sctp.stack",
                               "kernel SCTP endpoints are mobile or host nodes", "remove sctp here")
+        if spec.mptcp.enabled and spec.role not in (Role.MOBILE, Role.HOST):
+            raise ConfigError(source, f"nodes.{name}.mptcp.enabled",
+                              "MPTCP endpoints are mobile or host nodes", "remove mptcp here")
+        if spec.mptcp.enabled and spec.sctp.stack in ("uml", "qemu", "vm"):
+            raise ConfigError(source, f"nodes.{name}.mptcp.enabled", f"an MPTCP node runs on the host "
+                              f"kernel, not on its own {spec.sctp.stack} kernel (Debian's UML build "
+                              "has no MPTCP)", "use sctp stack auto or host on it, or another node")
     if topo.mobile.location == "sig0" and topo.mobile.sig0_algorithm not in topo.dns.sig0_algorithms:
         raise ConfigError(source, "mobile.sig0_algorithm",
                           f"{topo.mobile.sig0_algorithm} is not among dns.sig0_algorithms",

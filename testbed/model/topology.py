@@ -49,9 +49,20 @@ class SctpSettings(Strict):
     default_auto_asconf: int = 0
 
 
+class MptcpSettings(Strict):
+    """Multipath TCP on a node (the host kernel's: a namespace node). An MPTCP mobile node runs
+    the binding process, which drives its connections' path manager; ``subflows`` and
+    ``add_addr_accepted`` are the in-kernel path manager's limits (its defaults are 2 and 0)."""
+
+    enabled: bool = False
+    subflows: int = Field(8, ge=0, le=8)
+    add_addr_accepted: int = Field(0, ge=0, le=8)
+
+
 class Node(Strict):
     role: Role
     sctp: SctpSettings = SctpSettings()
+    mptcp: MptcpSettings = MptcpSettings()
     # access networks (their routers) a host sits on beside the mobile node, with a static
     # address there: a second host, an attacker, an impostor on the same segment
     attach: tuple[str, ...] = ()

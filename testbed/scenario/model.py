@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
 
 from testbed.errors import ConfigError
 from testbed.model.topology import Strict
@@ -87,16 +87,40 @@ Step = Annotated[
 ]
 
 
+Transport = Literal["sctp", "mptcp", "tcp"]
+# who updates the connection's addresses, per transport: TraSH's binding process (every
+# transport), or what the kernel does by itself, for comparison
+BINDINGS: dict[str, tuple[str, ...]] = {"sctp": ("trash", "auto_asconf"), "mptcp": ("trash", "auto"),
+                                        "tcp": ("trash",)}
+# what a transport needs of the kernel under its nodes (a UML lab machine checks its build)
+KERNEL_FEATURES: dict[str, tuple[str, ...]] = {"sctp": ("CONFIG_IP_SCTP",), "mptcp": ("CONFIG_MPTCP",),
+                                               "tcp": ()}
+
+
 class Traffic(Strict):
     """Traffic parameters for ``traffic`` steps."""
 
+    # sctp: one multi-homed association; mptcp: one Multipath TCP connection; tcp: a plain TCP
+    # connection, the baseline that a move breaks
+    transport: Transport = "sctp"
     rate: float = Field(50.0, gt=0)  # messages per second
     size: int = Field(200, ge=16, le=60000)  # bytes per message
-    echo: bool = True  # the CN answers each message: DATA toward the MN shows its primary path
-    # who updates the association's addresses: the TraSH binding process (ADD_IP, SET_PRIMARY,
-    # DELETE_IP in Appendix-A order), or the kernel's own auto_asconf, for comparison
-    binding: Literal["trash", "auto_asconf"] = "trash"
-    peer: str | None = None  # the correspondent node; default: the first host with SCTP
+    echo: bool = True  # the CN answers each message: data toward the MN shows its primary path
+    # trash: the binding process (ADD_IP/SET_PRIMARY/DELETE_IP, or MP_JOIN+ADD_ADDR/MP_PRIO/
+    # REMOVE_ADDR); auto_asconf (sctp): the kernel's auto_asconf; auto (mptcp): the in-kernel
+    # path manager, given only endpoints
+    binding: Literal["trash", "auto_asconf", "auto"] = "trash"
+    peer: str | None = None  # the correspondent node; default: the first host of the transport
+    # tcp: seconds of unacknowledged data after which a connection gives up (TCP_USER_TIMEOUT
+    # on both ends); Linux's own retransmission timeout would take ~15 minutes
+    user_timeout: float = Field(3.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _binding_fits(self) -> Traffic:
+        if self.binding not in BINDINGS[self.transport]:
+            raise ValueError(f"binding {self.binding} is not one of {self.transport}'s "
+                             f"({', '.join(BINDINGS[self.transport])})")
+        return self
 
 
 class Scenario(Strict):
@@ -120,9 +144,13 @@ class Scenario(Strict):
     def uses_traffic(self) -> bool:
         return any(isinstance(s, TrafficStep) for s in self.steps)
 
+    @property
+    def transport(self) -> str:
+        return (self.traffic or Traffic()).transport
+
     def kernel_features(self) -> tuple[str, ...]:
         """Kernel options (CONFIG_ names) the scenario's transport needs on its nodes' kernel."""
-        return ("CONFIG_IP_SCTP",) if self.uses_traffic else ()
+        return KERNEL_FEATURES[self.transport] if self.uses_traffic else ()
 
 
 def resolve(name_or_path: str | Path | None) -> Path:

@@ -23,7 +23,8 @@ from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
 from testbed.scenario.model import Depart, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
-from testbed.scenario.traffic import SctpTraffic
+from testbed.scenario.stream_traffic import StreamTraffic
+from testbed.scenario.traffic import SctpTraffic, TrafficRun
 from testbed.state import LabState
 
 MOVEMENT_EVENTS = ("link_up", "link_down", "detected", "configured", "lost")
@@ -66,15 +67,35 @@ class RunResult:
 def sctp_peer(lab: Lab, traffic: Traffic | None) -> str | None:
     """The correspondent for SCTP traffic: the scenario's ``peer``, else the first host-role
     node with SCTP; None when the MN or no host has SCTP."""
-    topo = lab.topo
     if not lab.wiring.sctp_mobile:
         return None
+    return _peer(lab, traffic, lambda spec: kernel_nodes.stack_of(spec.sctp) != "none")
+
+
+def traffic_peer(lab: Lab, traffic: Traffic) -> str | None:
+    """The correspondent for the scenario's transport: its ``peer``, else the first host that
+    speaks it (any host for plain TCP); None when the MN or no host does."""
+    if traffic.transport == "sctp":
+        return sctp_peer(lab, traffic)
+    if traffic.transport == "mptcp":
+        if not lab.topo.nodes[lab.topo.mobile.node].mptcp.enabled:
+            return None
+        return _peer(lab, traffic, lambda spec: spec.mptcp.enabled)
+    return _peer(lab, traffic, lambda spec: True)
+
+
+def _peer(lab: Lab, traffic: Traffic | None, speaks: Callable[[Any], bool]) -> str | None:
+    topo = lab.topo
     if traffic is not None and traffic.peer:
         if traffic.peer not in topo.nodes:
             raise TestbedError(f"traffic.peer {traffic.peer!r} is not a node of {topo.name}")
         return traffic.peer
-    return next((n for n, spec in topo.nodes.items() if spec.role is Role.HOST
-                 and kernel_nodes.stack_of(spec.sctp) != "none"), None)
+    return next((n for n, spec in topo.nodes.items() if spec.role is Role.HOST and speaks(spec)), None)
+
+
+NEEDS = {"sctp": "give the mobile node and a host `sctp: {stack: auto}` in the topology",
+         "mptcp": "give the mobile node and a host `mptcp: {enabled: true}` in the topology",
+         "tcp": "add a host node to the topology"}
 
 
 class Runner:
@@ -83,10 +104,12 @@ class Runner:
         self.sc, self.lab, self.out, self.progress = scenario, lab, out.resolve(), progress
         self.dwell = dwell  # the scenario's own dwell times (``wait`` steps), not waits for events
         self.log = EventLog(self.out / "events.jsonl")
-        self.traffic: SctpTraffic | None = None
-        peer = sctp_peer(lab, scenario.traffic) if scenario.uses_traffic else None
+        self.traffic: TrafficRun | None = None
+        params = scenario.traffic or Traffic()
+        peer = traffic_peer(lab, params) if scenario.uses_traffic else None
         if peer is not None:
-            self.traffic = SctpTraffic(lab, peer, scenario.traffic or Traffic(), self.out)
+            kind = SctpTraffic if params.transport == "sctp" else StreamTraffic
+            self.traffic = kind(lab, peer, params, self.out)
         self.steps: dict[type, Callable[[Any], None]] = {
             Move: self._move, PingPong: self._ping_pong, Metric: self._metric, Wait: self._wait,
             TrafficStep: self._traffic, Depart: self._depart,
@@ -120,8 +143,8 @@ class Runner:
 
     def _traffic(self, t: TrafficStep) -> None:
         if self.traffic is None:
-            raise TestbedError("traffic steps need SCTP endpoints: give the mobile node and a host "
-                               "`sctp: {stack: auto}` in the topology")
+            transport = self.sc.transport
+            raise TestbedError(f"traffic steps need {transport.upper()} endpoints: {NEEDS[transport]}")
         self.progress(f"traffic {t.action}")
         self.log.step("traffic", action=t.action)
         (self.traffic.start if t.action == "start" else self.traffic.stop)()

@@ -1,9 +1,11 @@
-"""SCTP traffic for a scenario: a server on the CN, a client on the MN whose association the
-TraSH binding process drives (through the client's control socket).
+"""Traffic for a scenario, on the host side: what every transport's run shares (``TrafficRun``)
+and SCTP's: a server on the CN, a client on the MN whose association the TraSH binding process
+drives (through the client's control socket).
 
 Both run ``python -m testbed.sctp.traffic`` in their node's stack (a VM guest where the host
 has no SCTP). The server checks continuity and records each message's arrival time and source
 address; its stats land in ``traffic.json`` of the run and as records in ``events.jsonl``.
+TCP and MPTCP are ``stream_traffic``.
 """
 
 from __future__ import annotations
@@ -17,21 +19,20 @@ from testbed.errors import TestbedError
 from testbed.host.poll import poll_until
 from testbed.scenario.model import Traffic
 from testbed.services.base import log_tail
-from testbed.services.binding import TRAFFIC_CONTROL
 
 PORT = 5001
 
 
-class SctpTraffic:
+class TrafficRun:
+    """What every transport's traffic does on the host side: wait for its processes, and put
+    their results in the run (``traffic.json`` and events)."""
+
+    kind = "traffic"
+
     def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
         self.lab, self.params, self.out = lab, params, out
-        self.mn = lab.topo.mobile.node
         self.cn = cn
         self.dir_cn = lab.state.dir / self.cn / "traffic"
-        self.dir_mn = lab.state.dir / self.mn / "traffic"
-        self.server_pid = self.client_pid = 0
-        self.server_stats = self.dir_cn / "server.json"
-        self.client_stats = self.dir_mn / "client.json"
 
     def _wait(self, what: str, probe, node: str, pid: int, log: Path, timeout: float = 90.0) -> None:
         """Until ``probe`` holds (a stats file, a control socket: polled), failing at once with
@@ -49,9 +50,52 @@ class SctpTraffic:
         if poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2) and not exited:
             return
         if exited:
-            raise TestbedError(f"SCTP traffic: {what} exited: {log_tail(log)}")
-        raise TestbedError(f"SCTP traffic: {what} not ready within {timeout:g} s; see "
-                           f"{self.dir_cn} and {self.dir_mn}")
+            raise TestbedError(f"{self.kind}: {what} exited: {log_tail(log)}")
+        raise TestbedError(f"{self.kind}: {what} not ready within {timeout:g} s; see {log.parent}")
+
+    @staticmethod
+    def _read(path: Path) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def results(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def summarise(self, res: dict[str, Any], log) -> None:
+        """The results as events (the run's timeline shows them)."""
+
+    def close(self, log) -> None:
+        """Stop what still runs and put the results in the run (traffic.json + events)."""
+        self.stop()
+        res = self.results()
+        (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
+        self.summarise(res, log)
+
+
+def log_server(log, server: dict[str, Any], **extra: Any) -> None:
+    """A server's stats as a summary event and one event per switch of source address."""
+    log.add({"event": "traffic", "op": "summary", **extra,
+             **{k: v for k, v in server.items() if not isinstance(v, list | dict)}})
+    for sw in server.get("source_switches", []) or []:
+        log.add({"event": "traffic", "op": "source_switch", "wall": sw.get("t"), **extra, **sw})
+
+
+class SctpTraffic(TrafficRun):
+    kind = "SCTP traffic"
+
+    def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
+        super().__init__(lab, cn, params, out)
+        self.mn = lab.topo.mobile.node
+        self.dir_mn = lab.state.dir / self.mn / "traffic"
+        self.control = lab.wiring.traffic_control
+        self.server_pid = self.client_pid = 0
+        self.server_stats = self.dir_cn / "server.json"
+        self.client_stats = self.dir_mn / "client.json"
 
     def start(self) -> None:
         cn_rt, mn_rt = self.lab.runtime(self.cn), self.lab.runtime(self.mn)
@@ -71,7 +115,7 @@ class SctpTraffic:
         self.client_pid = mn_rt.spawn(
             [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,
              "--server", cn_addr, "--port", str(PORT), "--rate", f"{self.params.rate:g}",
-             "--size", str(self.params.size), "--control", str(TRAFFIC_CONTROL),
+             "--size", str(self.params.size), "--control", str(self.control),
              "--mode", self.params.binding,
              *(["--auto-asconf-sockopt"] if self.params.binding == "auto_asconf" else []),
              "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
@@ -80,7 +124,7 @@ class SctpTraffic:
 
     def _associated(self) -> bool:
         try:
-            r = self.lab.runtime(self.mn).unix_request(str(TRAFFIC_CONTROL), {"op": "status"}, timeout=2)
+            r = self.lab.runtime(self.mn).unix_request(str(self.control), {"op": "status"}, timeout=2)
         except TestbedError:
             return False  # not listening yet
         return bool(r.get("ok")) and r.get("state") is not None
@@ -96,21 +140,7 @@ class SctpTraffic:
             self.server_pid = 0
 
     def results(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, path in (("server", self.server_stats), ("client", self.client_stats)):
-            try:
-                out[name] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                out[name] = None
-        return out
+        return {"server": self._read(self.server_stats), "client": self._read(self.client_stats)}
 
-    def close(self, log) -> None:
-        """Stop what still runs and put the results in the run (traffic.json + events)."""
-        self.stop()
-        res = self.results()
-        (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
-        server = res.get("server") or {}
-        log.add({"event": "traffic", "op": "summary", **{k: v for k, v in server.items()
-                                                          if not isinstance(v, list | dict)}})
-        for sw in server.get("source_switches", []) or []:
-            log.add({"event": "traffic", "op": "source_switch", "wall": sw.get("t"), **sw})
+    def summarise(self, res: dict[str, Any], log) -> None:
+        log_server(log, res.get("server") or {})
