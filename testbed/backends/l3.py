@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from testbed.host import netns
 from testbed.model.addressing import LabPlan
+from testbed.model.topology import Role
 from testbed.state import OWNER_LABEL, LabState
 
 
@@ -25,7 +26,7 @@ def configure_all(plan: LabPlan, state: LabState, kernel_nodes: frozenset[str] =
 
 
 def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
-    mn = plan.topology.mobile.node
+    mobile = node.role is Role.MOBILE
     # no STP and no forwarding delay: a port forwards the moment its node attaches
     bridges = [f"link add {i.ifname} type bridge forward_delay 0 stp_state 0 mcast_snooping 0"
                for i in node.ifaces if i.bridge]
@@ -34,7 +35,7 @@ def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
     sysctls = ["net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"]
     if node.forwards:
         sysctls += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
-    if node.name == mn:
+    if mobile:
         sysctls = ["net.ipv6.conf.all.keep_addr_on_down=0"]
         for i in node.ifaces:
             base = f"net.ipv6.conf.{i.ifname}"
@@ -64,7 +65,7 @@ def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
             cmds.append(f"addr add {a} dev {i.ifname}{flags}")
         # the MN's access interfaces start down: the lab attaches it (= brings them up), and
         # the AR side then sees carrier; the AR side stays up so dhcpd/radvd can bind to it
-        state = "down" if i.access_router and node.name == mn else "up"
+        state = "down" if i.access_router and mobile else "up"
         cmds.append(f"link set dev {i.ifname} {state}")
     for r in node.routes:
         cmds.append(f"route add {r.dst} via {r.via} dev {r.dev}")

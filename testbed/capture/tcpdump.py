@@ -1,7 +1,10 @@
 """Capturing every link of a lab: one tcpdump per link, one pcap per link.
 
 Each link is captured on its infrastructure end (the core side of a core link, the AR side of
-an access link), which stays up while the MN attaches and detaches. tcpdump runs inside that
+an access link), which stays up while the MN attaches and detaches. With several mobile nodes
+an access network is captured once, on its bridge (``<ar>-lan``): everything an MN sends or
+receives there goes through the router, and one tcpdump per network is what 50 MNs afford (one
+per port would be a hundred). tcpdump runs inside that
 node's namespace with ``--immediate-mode`` and ``-U`` (packets reach the file as they come),
 and is stopped with SIGINT and waited for: otherwise the last packets are lost.
 """
@@ -41,10 +44,14 @@ class Capture:
     def for_lab(cls, lab, directory: Path) -> Capture:
         directory = directory.resolve()
         cap = cls(directory)
-        for v in lab.plan.veths:
-            ns = lab.state.ns(v.a)
-            cap.links.append(LinkCapture(v.a_ifname, ns, v.a_ifname, directory / f"{v.a_ifname}.pcap",
-                                         directory.parent / "logs" / f"{v.a_ifname}.tcpdump.log"))
+        points = [(v.a, v.a_ifname) for v in lab.plan.veths]
+        if len(lab.topo.mobiles) > 1:
+            lans = {acc.router: lab.plan.lan(acc.router).ifname for acc in lab.topo.access_networks}
+            ports = {i.ifname for ar in lans for i in lab.plan.nodes[ar].ifaces if i.master}
+            points = [p for p in points if p[1] not in ports] + list(lans.items())
+        for node, ifname in points:
+            cap.links.append(LinkCapture(ifname, lab.state.ns(node), ifname, directory / f"{ifname}.pcap",
+                                         directory.parent / "logs" / f"{ifname}.tcpdump.log"))
         return cap
 
     def start(self, timeout: float = 10.0) -> None:

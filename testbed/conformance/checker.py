@@ -8,6 +8,7 @@ from typing import Any
 
 from testbed.conformance.exchange import asconf_exchanges, dns_transactions
 from testbed.conformance.extract import extract
+from testbed.conformance.facts import Facts
 from testbed.conformance.mptcp_rules import MPTCP_GROUP, run_rules
 from testbed.conformance.mptcp_timeline import MPTCP_PHASES, build_mptcp_handovers
 from testbed.conformance.rules import (
@@ -87,13 +88,24 @@ def check(
     verdict as given.
     """
     selected = select_rules(rules)
-    budgets = dict(budgets or {})
-    for phase in budgets:
+    budgets = check_budgets(budgets)
+    facts = extract(find_captures(pcap_dir_or_files), window=dedup_window)
+    return judge(facts, selected, events, budgets, mn_name=mn_name, lab=lab)
+
+
+def check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
+    out = dict(budgets or {})
+    for phase in out:
         if phase not in PHASES and phase not in MPTCP_PHASES:
             known = ", ".join(dict.fromkeys((*PHASES, *MPTCP_PHASES)))
             raise ConfigError("budgets", phase, "unknown phase", f"use one of {known}")
-    paths = find_captures(pcap_dir_or_files)
-    facts = extract(paths, window=dedup_window)
+    return out
+
+
+def judge(facts: Facts, selected: list[str], events: Sequence[Mapping[str, Any]] | None,
+          budgets: dict[str, float], *, mn_name: str | None = None,
+          lab: Mapping[str, Any] | None = None) -> Verdict:
+    """The selected rules on facts already extracted (all of a capture's, or one MN's)."""
     exchanges, orphans = asconf_exchanges(facts)
     updates = mn_updates(dns_transactions(facts), mn_name)
     handovers = build_handovers(exchanges, updates, events, facts)

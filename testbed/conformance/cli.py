@@ -128,8 +128,18 @@ def render(verdict: Verdict, console: Console) -> None:
             if ho.get("notes"):
                 phases += "\n" + "; ".join(ho["notes"])
             durations = "  ".join(_duration(k, d) for k, d in (ho.get("durations") or {}).items())
-            h.add_row(str(ho["index"]), ho["address"], phases, durations)
+            index = f"{ho['mobile']} {ho['index']}" if ho.get("mobile") else str(ho["index"])
+            h.add_row(index, ho["address"], phases, durations)
         console.print(h)
+    if verdict.mobiles:
+        m = Table(title="Mobile nodes (each judged on its own part of the captures)")
+        m.add_column("mobile node")
+        m.add_column("verdict")
+        m.add_column("failed rules", overflow="fold")
+        for mn, v in verdict.mobiles.items():
+            failed = ", ".join(r.id for r in v.rules if not r.met)
+            m.add_row(mn, "[green]PASS[/]" if v.passed else "[bold red]FAIL[/]", failed)
+        console.print(m)
     s = verdict.stats
     console.print(
         f"packets {s.get('packets', 0)}, duplicates removed {s.get('duplicates_removed', 0)},"

@@ -61,7 +61,7 @@ def _other(side: str) -> str:
 
 
 # -- mptcp.join -------------------------------------------------------------------------------
-def _join_faults(sf: Subflow) -> list[str]:
+def join_faults(sf: Subflow) -> list[str]:
     """What is wrong with one join's handshake (nothing: an empty list)."""
     if sf.synack is None:
         return ["refused (RST)" if sf.reset else "SYN never answered"]
@@ -85,7 +85,7 @@ def mptcp_join(t: TcpFacts) -> RuleResult:
     if not joins:
         return RuleResult(rid, "skip", "no MP_JOIN in the capture")
     bad = [_ev(sf.syn or sf.first, f"join {sf.name} (id {sf.addr_id}): {'; '.join(f)}")
-           for sf in joins if (f := _join_faults(sf))]
+           for sf in joins if (f := join_faults(sf))]
     unverified = sum(1 for s in joins if s.conn is None)
     note = f"; {unverified} unverified (their MP_CAPABLE keys not captured)" if unverified else ""
     return _result(rid, f"{len(joins)} MP_JOIN handshake(s) complete, HMACs verified{note}", bad,
@@ -109,10 +109,9 @@ def mptcp_add_addr(t: TcpFacts) -> RuleResult:
                 bad.append(_ev(s.where, f"echo of {what[9:]} that nobody announced"))
             continue
         announced += 1
-        conn, side = s.conn, s.side
-        if conn is None or side is None:
+        if s.conn is None or s.side is None:
             unverified += 1
-        elif o.hmac != add_addr_hmac(conn.key(side), conn.key(_other(side)), o.addr_id, o.address, o.port):
+        elif add_addr_forged(s):
             bad.append(_ev(s.where, f"{what}: HMAC {o.hmac.hex()} does not verify (forged?)"))
             continue
         if not any(_announces(s, e) for e in adds if e.where.time >= s.where.time):
@@ -120,6 +119,14 @@ def mptcp_add_addr(t: TcpFacts) -> RuleResult:
     note = f"; {unverified} unverified (keys not captured)" if unverified else ""
     return _result(rid, f"{announced} ADD_ADDR authenticated and echoed{note}", bad,
                    f"ADD_ADDR not authenticated or not echoed{note}")
+
+
+def add_addr_forged(s: MptcpSignal) -> bool:
+    """An ADD_ADDR whose HMAC is not what its sender's keys give (False when they are unknown)."""
+    o, conn, side = s.option, s.conn, s.side
+    if not isinstance(o, AddAddr) or o.echo or conn is None or side is None:
+        return False
+    return o.hmac != add_addr_hmac(conn.key(side), conn.key(_other(side)), o.addr_id, o.address, o.port)
 
 
 def _announces(add: MptcpSignal, echo: MptcpSignal) -> bool:
@@ -299,4 +306,5 @@ def run_rules(selected: list[str], t: TcpFacts, hos: list[MptcpHandover]) -> lis
     return [table[r]() for r in selected if r in table]
 
 
-__all__: list[Any] = ["MPTCP_GROUP", "MPTCP_RULE_IDS", "run_rules", "tcp_break"]
+__all__: list[Any] = ["MPTCP_GROUP", "MPTCP_RULE_IDS", "add_addr_forged", "join_faults", "run_rules",
+                      "tcp_break"]

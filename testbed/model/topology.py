@@ -164,7 +164,13 @@ class DnsSettings(Strict):
 
 
 class MobileSettings(Strict):
+    """Settings every mobile node shares. ``node`` names the mobile node (the first, when there
+    are several); ``count`` > 1 is the compact form for many: the loader replaces ``node`` by
+    ``count`` copies named ``<node>1`` … ``<node>N`` (each with its own name in the zone, SIG(0)
+    key, agent and binding process)."""
+
     node: str = "mn"
+    count: int = Field(1, ge=1)  # at most loader.MAX_MOBILES; the loader expands it
     attached: tuple[str, ...] = Field(default=("ar1",), min_length=1)  # ARs attached at start
     optimistic_dad: bool = True
     agent: bool = True  # run the mobility agent (movement detection + location updates)
@@ -194,5 +200,18 @@ class Topology(Strict):
                 )
         return v
 
-    # Cross-field checks live in model.validate.check_topology, which knows field paths.
+    # Cross-field checks live in model.loader.check, which knows field paths.
+
+    @property
+    def mobiles(self) -> list[str]:
+        """Every mobile node, in the order the topology declares them."""
+        return [n for n, spec in self.nodes.items() if spec.role is Role.MOBILE]
+
+    def dns_label(self, mn: str) -> str:
+        """``mn``'s label in the zone: ``dns.mobile_name`` for the one MN of a lab, else its
+        node name."""
+        return self.dns.mobile_name if len(self.mobiles) == 1 else mn
+
+    def dns_name(self, mn: str) -> str:
+        return f"{self.dns_label(mn)}.{self.dns.zone}"
 

@@ -21,12 +21,28 @@ DEFAULT_SCENARIO = "trash-handover"
 MoveModeName = Literal["make-before-break", "break-before-make"]
 
 
+Mobiles = Literal["all"] | list[str]
+
+
 class Move(Strict):
+    """Move mobile nodes to ``to``: all of them (``mobiles: all``, the default) or those listed,
+    at once, one after another ``stagger`` seconds apart (in the order given), or each at a
+    random moment within ``spread`` seconds, drawn from the scenario's seed."""
+
     kind: Literal["move"] = "move"
     to: str
     mode: MoveModeName = "make-before-break"
     overlap: float = Field(0.0, ge=0)  # seconds attached to both networks
     gap: float = Field(0.0, ge=0)  # seconds attached to none (break-before-make)
+    mobiles: Mobiles = "all"
+    stagger: float = Field(0.0, ge=0)
+    spread: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> Move:
+        if self.stagger and self.spread:
+            raise ValueError("give stagger (one after another) or spread (at random), not both")
+        return self
 
 
 class PingPong(Strict):
@@ -35,6 +51,7 @@ class PingPong(Strict):
     times: int = Field(2, ge=1)
     dwell: float = Field(1.0, ge=0)  # seconds on each network
     mode: MoveModeName = "make-before-break"
+    mobile: str | None = None  # default: the topology's mobile.node
 
 
 class Metric(Strict):
@@ -42,6 +59,7 @@ class Metric(Strict):
     ifname: str
     name: str = "signal"
     value: float
+    mobile: str | None = None
 
 
 class Wait(Strict):
@@ -56,6 +74,7 @@ class TrafficStep(Strict):
 
 class Depart(Strict):
     kind: Literal["depart"] = "depart"
+    mobile: str | None = None
 
 
 KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart")

@@ -7,6 +7,7 @@ monotonic where known), ``traffic.json``, ``verdict.json`` and ``report.html``.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -104,6 +105,8 @@ class Runner:
         self.sc, self.lab, self.out, self.progress = scenario, lab, out.resolve(), progress
         self.dwell = dwell  # the scenario's own dwell times (``wait`` steps), not waits for events
         self.log = EventLog(self.out / "events.jsonl")
+        self.many = len(lab.topo.mobiles) > 1  # then records name their MN (``mn``)
+        self.rng = random.Random(scenario.seed)  # ``spread`` moves: the same run for the same seed
         self.traffic: TrafficRun | None = None
         params = scenario.traffic or Traffic()
         peer = traffic_peer(lab, params) if scenario.uses_traffic else None
@@ -116,23 +119,64 @@ class Runner:
         }
 
     # -- steps
+    def _who(self, mn: str | None) -> dict[str, Any]:
+        return {"mn": mn or self.lab.topo.mobile.node} if self.many else {}
+
     def _move(self, m: Move) -> None:
-        self.progress(f"move to {m.to} ({m.mode})")
-        self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap)
-        times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap)
-        self.log.step("moved", to=m.to, **{f"{k}_s": v for k, v in times.items()})
+        names = self.lab.topo.mobiles if m.mobiles == "all" else list(m.mobiles)
+        for mn in names:
+            self.lab.mobile_node(mn)  # an unknown name fails before anything moves
+        if len(names) == 1:
+            self._move_one(names[0], m)
+            return
+        self.progress(f"move {len(names)} mobile nodes to {m.to} ({m.mode})")
+        if m.spread:
+            starts = [self.rng.uniform(0, m.spread) for _ in names]
+        else:
+            starts = [i * m.stagger for i in range(len(names))]
+        errors: list[BaseException] = []
+        t0 = time.monotonic()
+
+        def one(mn: str, at: float) -> None:
+            try:
+                self._dwell_until(t0 + at)
+                self._move_one(mn, m)
+            except BaseException as e:  # noqa: BLE001 - re-raised below, once all have ended
+                errors.append(e)
+
+        threads = [threading.Thread(target=one, args=(mn, at), name=f"move-{mn}")
+                   for mn, at in zip(names, starts, strict=True)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errors:
+            raise errors[0]
+
+    def _dwell_until(self, t: float) -> None:
+        left = t - time.monotonic()
+        if left > 0:
+            self.dwell(left)
+
+    def _move_one(self, mn: str, m: Move) -> None:
+        who = self._who(mn)
+        if not self.many:
+            self.progress(f"move to {m.to} ({m.mode})")
+        self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap, **who)
+        times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap, mn=mn)
+        self.log.step("moved", to=m.to, **who, **{f"{k}_s": v for k, v in times.items()})
 
     def _ping_pong(self, p: PingPong) -> None:
+        mobile = self.lab.mobile_node(p.mobile)
         for i in range(p.times):
-            target = p.between[(i + 1) % 2] if self.lab.state.attached == [p.between[0]] \
-                else p.between[i % 2]
-            self._move(Move(to=target, mode=p.mode))
+            target = p.between[(i + 1) % 2] if mobile.attached == [p.between[0]] else p.between[i % 2]
+            self._move(Move(to=target, mode=p.mode, mobiles=[mobile.name]))
             self._wait(Wait(seconds=p.dwell))
 
     def _metric(self, m: Metric) -> None:
-        self.log.step("metric", ifname=m.ifname, name=m.name, value=m.value)
-        r = self.lab.mobile.agent_request({"cmd": "set-metric", "ifname": m.ifname, "name": m.name,
-                                           "value": m.value})
+        self.log.step("metric", ifname=m.ifname, name=m.name, value=m.value, **self._who(m.mobile))
+        r = self.lab.mobile_node(m.mobile).agent_request({"cmd": "set-metric", "ifname": m.ifname,
+                                                          "name": m.name, "value": m.value})
         if not r.get("ok"):
             raise TestbedError(f"metric step: the agent refused: {r.get('error')}")
 
@@ -149,11 +193,11 @@ class Runner:
         self.log.step("traffic", action=t.action)
         (self.traffic.start if t.action == "start" else self.traffic.stop)()
 
-    def _depart(self, _: Depart) -> None:
+    def _depart(self, d: Depart) -> None:
         self.progress("depart")
-        self.log.step("depart")
-        for r in self.lab.mobile.depart():
-            self.log.add(r)
+        self.log.step("depart", **self._who(d.mobile))
+        for r in self.lab.mobile_node(d.mobile).depart():
+            self.log.add({**r, **self._who(d.mobile)})
 
     def play(self) -> None:
         for rep in range(self.sc.repeat):
@@ -162,15 +206,15 @@ class Runner:
                 self.steps[type(step)](step)
 
     def run(self) -> RunResult:
-        from testbed.conformance.checker import check
-
         self.out.mkdir(parents=True, exist_ok=True)
         pcaps = self.out / "pcaps"
         capture = Capture.for_lab(self.lab, pcaps)
-        wiring = self.lab.wiring
-        tails = [jsonlines.Tail(wiring.agent_dir / "events.jsonl"),
-                 jsonlines.Tail(wiring.agent_dir / "location.jsonl"),
-                 jsonlines.Tail(self.lab.node_dir(wiring.mn, "binding") / "actions.jsonl")]
+        tails = {}
+        for mn in self.lab.topo.mobiles:
+            w = self.lab.wiring.for_mobile(mn)
+            tails[mn] = [jsonlines.Tail(w.agent_dir / "events.jsonl"),
+                         jsonlines.Tail(w.agent_dir / "location.jsonl"),
+                         jsonlines.Tail(self.lab.node_dir(mn, "binding") / "actions.jsonl")]
         self.progress("capturing every link")
         capture.start()
         try:
@@ -181,22 +225,34 @@ class Runner:
             if self.traffic is not None:
                 self.traffic.close(self.log)
             capture.stop()
-            agent_events, *others = (t.read() for t in tails)
-            for e in agent_events:
-                self.log.add({"event": e.pop("kind"), **e})
-            for r in (r for rows in others for r in rows):
-                self.log.add(r)
+            for mn, (agent, *others) in tails.items():
+                who = self._who(mn)
+                for e in agent.read():
+                    self.log.add({"event": e.pop("kind"), **e, **who})
+                for r in (r for t in others for r in t.read()):
+                    self.log.add({**r, **who})
             self.log.write()
         self.progress("checking the captures")
-        events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
-        z = self.lab.topo.dns
-        verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
-                        mn_name=f"{z.mobile_name}.{z.zone}", lab=self.lab_block())
-        if self.sc.expect:
-            verdict = verdict.expecting(dict(self.sc.expect), f"scenario {self.sc.name}")
+        verdict = self.check(pcaps)
         verdict.write(self.out / "verdict.json")
         self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)
+
+    def check(self, pcaps: Path) -> Any:
+        """The verdict: of the one MN, or of each MN with their summary."""
+        from testbed.conformance.checker import check
+        from testbed.conformance.mobiles import MobileScope, check_mobiles
+
+        topo, source = self.lab.topo, f"scenario {self.sc.name}"
+        events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
+        if not self.many:
+            verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
+                            mn_name=topo.dns_name(topo.mobile.node), lab=self.lab_block())
+            return verdict.expecting(dict(self.sc.expect), source) if self.sc.expect else verdict
+        scopes = {mn: MobileScope.from_events(topo.dns_name(mn), [e for e in events if e.get("mn") == mn])
+                  for mn in topo.mobiles}
+        return check_mobiles(pcaps, scopes, rules=self.sc.rules, budgets=self.sc.budgets or None,
+                             expectations=dict(self.sc.expect), lab=self.lab_block(), source=source)
 
     def lab_block(self) -> dict[str, Any]:
         """verdict.json's ``lab``: what ran (machine, backend, each node's stack and kernel)."""

@@ -28,7 +28,7 @@ class StreamTraffic(TrafficRun):
     def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
         super().__init__(lab, cn, params, out)
         self.kind = f"{params.transport.upper()} traffic"
-        self.mobiles = [lab.topo.mobile.node]
+        self.mobiles = list(lab.topo.mobiles)
         self.server_pid = 0
         self.server_stats = self.dir_cn / "stream-server.json"
         self.clients: dict[str, int] = {}
@@ -60,21 +60,22 @@ class StreamTraffic(TrafficRun):
             log=self.dir_cn / "stream-server.log")
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,
                    self.dir_cn / "stream-server.log")
-        for mn in self.mobiles:
-            self._start_client(mn, cn_addr)
+        ready = [self._start_client(mn, cn_addr) for mn in self.mobiles]  # all launched, then awaited
+        for wait in ready:
+            wait()
 
-    def _start_client(self, mn: str, cn_addr: str) -> None:
-        t, rt = self.params, self.lab.runtime(mn)
-        attached = self.lab.state.attached
-        if not attached:
+    def _start_client(self, mn: str, cn_addr: str):
+        """Launch ``mn``'s client; returns what waits until it has connected."""
+        t, rt, mobile = self.params, self.lab.runtime(mn), self.lab.mobile_node(mn)
+        if not mobile.attached:
             raise TestbedError(f"{self.kind}: {mn} is attached to no access router")
-        local = self.lab.access_state(attached[0]).ipv4[0]
+        local = mobile.access_state(mobile.attached[0]).ipv4[0]
         d = self.client_dir(mn)
         d.mkdir(parents=True, exist_ok=True)
         stats = self.client_stats(mn)
         stats.unlink(missing_ok=True)
         extra: list[str] = []
-        control = self.lab.wiring.traffic_control
+        control = self.lab.wiring.for_mobile(mn).traffic_control
         if t.transport == "mptcp":
             rt.set_sysctls({"net.mptcp.pm_type": PM_TYPE[t.binding]})
             control.unlink(missing_ok=True)
@@ -84,7 +85,7 @@ class StreamTraffic(TrafficRun):
                        log=d / "stream-client.log")
         self.clients[mn] = pid
         ready = control.exists if t.transport == "mptcp" else stats.exists  # once connected
-        self._wait(f"client on {mn}", ready, mn, pid, d / "stream-client.log")
+        return lambda: self._wait(f"client on {mn}", ready, mn, pid, d / "stream-client.log")
 
     def stop(self) -> None:
         for mn, pid in list(self.clients.items()):

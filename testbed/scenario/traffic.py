@@ -100,7 +100,7 @@ class SctpTraffic(TrafficRun):
     def start(self) -> None:
         cn_rt, mn_rt = self.lab.runtime(self.cn), self.lab.runtime(self.mn)
         cn_addr = self.lab.plan.address_of(self.cn, 4)
-        attached = self.lab.state.attached[0]
+        attached = self.lab.mobile.attached[0]
         mn_addr = self.lab.access_state(attached).ipv4[0]
         for d in (self.dir_cn, self.dir_mn):
             d.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,7 @@ def test_move_to_ar2_and_back(testbed_lab):
     assert ipaddress.ip_address(st2.ipv6[0]) in ipaddress.ip_network("2001:db8:a2::/64")
     st1 = testbed_lab.access_state("ar1")
     assert not st1.carrier and st1.ipv4 == [] and st1.ipv6 == []
-    assert LabState.load(lab).attached == ["ar2"]
+    assert LabState.load(lab).attached == {"mn": ["ar2"]}
     testbed_lab.runtime("mn").run(["ping", "-c1", "-W2", "203.0.113.14"])
     cli("--lab", lab, "move", "mn", "--to", "ar1", "--mode", "break-before-make")
     assert testbed_lab.access_state("ar1").ipv4 and not testbed_lab.access_state("ar2").carrier

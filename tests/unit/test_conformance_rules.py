@@ -214,7 +214,7 @@ def test_verdict_json_shape(tmp_path: Path) -> None:
     v = _run(tmp_path, trash_capture(Knobs(ack_add=False)))
     d = v.to_dict()
     assert set(d) == {"schema", "passed", "rules", "stats", "budgets", "handovers"}
-    assert d["schema"] == 3 and d["passed"] is False and d["budgets"] == {}
+    assert d["schema"] == 4 and d["passed"] is False and d["budgets"] == {}
     r = next(r for r in d["rules"] if r["id"] == "asconf.ack")
     assert set(r) == {"id", "status", "message", "evidence"}
     assert set(r["evidence"][0]) == {"pcap", "frame", "time", "what"}
@@ -251,7 +251,7 @@ def test_verdict_carries_the_callers_lab_block_and_budgets(tmp_path: Path) -> No
     v = _run(tmp_path, trash_capture(), lab=lab, budgets={"dns_acked": 0.5})
     v.write(tmp_path / "verdict.json")
     d = json.loads((tmp_path / "verdict.json").read_text())
-    assert d["schema"] == 3 and d["lab"] == lab and d["budgets"] == {"dns_acked": 0.5}
+    assert d["schema"] == 4 and d["lab"] == lab and d["budgets"] == {"dns_acked": 0.5}
     assert "lab" not in _run(tmp_path, trash_capture()).to_dict()
 
 
