@@ -38,35 +38,26 @@ EVENT_NAMES = {1: "created", 2: "established", 3: "closed", 6: "announced", 7: "
                15: "listener_created", 16: "listener_closed"}
 
 
+def _nla_map(prefix: str, fields: str) -> tuple[tuple[str, str], ...]:
+    """pyroute2's ``nla_map`` from "NAME:type" words in the enum's order (from 0, UNSPEC)."""
+    return tuple((f"{prefix}{name}", kind) for name, kind in (w.split(":") for w in fields.split()))
+
+
 class _Addr(nla):
-    """``MPTCP_PM_ADDR_ATTR_*``: one address with its id, port, flags and interface."""
+    """``MPTCP_PM_ADDR_ATTR_*``: one address with its id, port (host order, as the kernel reads
+    it), flags and interface."""
 
     prefix = "MPTCP_PM_ADDR_ATTR_"
-    nla_map = (
-        ("MPTCP_PM_ADDR_ATTR_UNSPEC", "none"),
-        ("MPTCP_PM_ADDR_ATTR_FAMILY", "uint16"),
-        ("MPTCP_PM_ADDR_ATTR_ID", "uint8"),
-        ("MPTCP_PM_ADDR_ATTR_ADDR4", "ip4addr"),
-        ("MPTCP_PM_ADDR_ATTR_ADDR6", "ip6addr"),
-        ("MPTCP_PM_ADDR_ATTR_PORT", "uint16"),  # host order, as the kernel reads it
-        ("MPTCP_PM_ADDR_ATTR_FLAGS", "uint32"),
-        ("MPTCP_PM_ADDR_ATTR_IF_IDX", "int32"),
-    )
+    nla_map = _nla_map(prefix, "UNSPEC:none FAMILY:uint16 ID:uint8 ADDR4:ip4addr ADDR6:ip6addr "
+                               "PORT:uint16 FLAGS:uint32 IF_IDX:int32")
 
 
 class PmMessage(genlmsg):
     """``MPTCP_PM_ATTR_*``: a command's attributes, the per-connection ones included."""
 
     prefix = "MPTCP_PM_ATTR_"
-    nla_map = (
-        ("MPTCP_PM_ATTR_UNSPEC", "none"),
-        ("MPTCP_PM_ATTR_ADDR", "addr"),
-        ("MPTCP_PM_ATTR_RCV_ADD_ADDRS", "uint32"),
-        ("MPTCP_PM_ATTR_SUBFLOWS", "uint32"),
-        ("MPTCP_PM_ATTR_TOKEN", "uint32"),
-        ("MPTCP_PM_ATTR_LOC_ID", "uint8"),
-        ("MPTCP_PM_ATTR_ADDR_REMOTE", "addr"),
-    )
+    nla_map = _nla_map(prefix, "UNSPEC:none ADDR:addr RCV_ADD_ADDRS:uint32 SUBFLOWS:uint32 TOKEN:uint32 "
+                               "LOC_ID:uint8 ADDR_REMOTE:addr")
 
     class addr(_Addr):  # noqa: N801 - pyroute2 looks nested nla classes up by this name
         pass
@@ -76,27 +67,10 @@ class EventMessage(genlmsg):
     """``MPTCP_ATTR_*``: what an event carries (ports in network order)."""
 
     prefix = "MPTCP_ATTR_"
-    nla_map = (
-        ("MPTCP_ATTR_UNSPEC", "none"),
-        ("MPTCP_ATTR_TOKEN", "uint32"),
-        ("MPTCP_ATTR_FAMILY", "uint16"),
-        ("MPTCP_ATTR_LOC_ID", "uint8"),
-        ("MPTCP_ATTR_REM_ID", "uint8"),
-        ("MPTCP_ATTR_SADDR4", "ip4addr"),
-        ("MPTCP_ATTR_SADDR6", "ip6addr"),
-        ("MPTCP_ATTR_DADDR4", "ip4addr"),
-        ("MPTCP_ATTR_DADDR6", "ip6addr"),
-        ("MPTCP_ATTR_SPORT", "be16"),
-        ("MPTCP_ATTR_DPORT", "be16"),
-        ("MPTCP_ATTR_BACKUP", "uint8"),
-        ("MPTCP_ATTR_ERROR", "uint8"),
-        ("MPTCP_ATTR_FLAGS", "uint16"),
-        ("MPTCP_ATTR_TIMEOUT", "uint32"),
-        ("MPTCP_ATTR_IF_IDX", "int32"),
-        ("MPTCP_ATTR_RESET_REASON", "uint32"),
-        ("MPTCP_ATTR_RESET_FLAGS", "uint32"),
-        ("MPTCP_ATTR_SERVER_SIDE", "uint8"),
-    )
+    nla_map = _nla_map(prefix, "UNSPEC:none TOKEN:uint32 FAMILY:uint16 LOC_ID:uint8 REM_ID:uint8 "
+                               "SADDR4:ip4addr SADDR6:ip6addr DADDR4:ip4addr DADDR6:ip6addr SPORT:be16 "
+                               "DPORT:be16 BACKUP:uint8 ERROR:uint8 FLAGS:uint16 TIMEOUT:uint32 "
+                               "IF_IDX:int32 RESET_REASON:uint32 RESET_FLAGS:uint32 SERVER_SIDE:uint8")
 
 
 @dataclass(frozen=True)
