@@ -2,7 +2,8 @@
 of the draft's §5, as Multipath TCP carries it.
 
 A handover is a subflow that one side of a connection joins (MP_JOIN) from an address X that
-none of its earlier subflows used. It gathers, from that side: the ADD_ADDR announcing X and
+none of its open subflows uses (a first visit to a network, or a return after the subflows of
+that address ended). It gathers, from that side: the ADD_ADDR announcing X and
 the other side's echo; the MP_PRIO making the new subflow active (B=0) and the one making an
 older subflow a backup (B=1); the DNS UPDATE adding X (else the next one for the MN); the
 REMOVE_ADDR of an older address; and the other side's first new data after the later MP_PRIO.
@@ -143,12 +144,13 @@ def _from(sig: MptcpSignal, conn: MptcpConn, side: str, after: float) -> bool:
     return sig.conn is conn and sig.side == side and sig.where.time >= after
 
 
-def _handover(conn: MptcpConn, sf: Subflow, signals: list[MptcpSignal], hi: float) -> MptcpHandover:
+def _handover(conn: MptcpConn, sf: Subflow, signals: list[MptcpSignal], lo: float,
+              hi: float) -> MptcpHandover:
     side = sf.client_side or "a"
     addr = sf.client[0]
     h = MptcpHandover(conn, sf, side, addr, (sf.syn or sf.first).time)
     other = "b" if side == "a" else "a"
-    near = [s for s in signals if s.conn is conn and s.where.time < hi]
+    near = [s for s in signals if s.conn is conn and lo < s.where.time < hi]
     for s in near:
         o = s.option
         if isinstance(o, AddAddr) and o.address == addr:
@@ -167,23 +169,28 @@ def _handover(conn: MptcpConn, sf: Subflow, signals: list[MptcpSignal], hi: floa
     return h
 
 
+def _ended(sf: Subflow) -> float | None:
+    ends = [w.time for w in (sf.fin, sf.reset) if w is not None]
+    return min(ends) if ends else None
+
+
 def build_mptcp_handovers(facts: Facts, updates: list[DnsTransaction],
                           events: Iterable[Mapping[str, Any]] | None = None) -> list[MptcpHandover]:
-    """Every join from a new address, as a handover (see the module docstring)."""
+    """Every join from an address its side was not using at that moment (no open subflow from
+    it: a first visit, or a return after that address's subflows ended), as a handover."""
     hos: list[MptcpHandover] = []
     for conn in facts.tcp.mptcp:
-        seen: set[str] = set()
         subflows = sorted(conn.subflows, key=lambda s: s.first.time)
         joins = [s for s in subflows if s.join and s.client_side is not None]
-        for s in subflows:
-            if not s.join:
-                seen.add(s.client[0])
         for i, sf in enumerate(joins):
-            if sf.client[0] in seen:
+            side, addr, at = sf.client_side or "a", sf.client[0], sf.first.time
+            in_use = [s for s in subflows if s is not sf and s.first.time < at and s.address_of(side) == addr
+                      and ((end := _ended(s)) is None or end > at)]
+            if in_use:
                 continue
-            seen.add(sf.client[0])
+            lo = joins[i - 1].first.time if i else float("-inf")
             hi = joins[i + 1].first.time if i + 1 < len(joins) else float("inf")
-            hos.append(_handover(conn, sf, facts.tcp.signals, hi))
+            hos.append(_handover(conn, sf, facts.tcp.signals, lo, hi))
     hos.sort(key=lambda h: h.start)
     assign_updates(hos, updates)
     evs = parse_events(events) if events is not None else None

@@ -105,6 +105,7 @@ class Knobs:
     no_prio: bool = False
     no_remove: bool = False
     dsn_hole: bool = False  # one mapping never sent
+    back: bool = False  # then a second handover, back to the first address
 
 
 @dataclass
@@ -179,6 +180,25 @@ def mptcp_handover(knobs: Knobs | None = None, *, start: float = S, messages: in
     if not k.no_remove:
         put(0.5, MN_NEW, p2, CN, cp, "A", new_mn.seq, new_mn.ack, remove_addr(0))
         put(0.001, CN, cp, MN_OLD, p1, "FA", cn.seq, mn.seq, dss(ack=a_dsn))
+    if k.back:  # back to the first network: a join from MN_OLD again, the MN_NEW subflow removed
+        p3, nc, nd = 40002, 0xCCCC0003, 0xDDDD0004
+        thmac = _mac(KEY_B, KEY_A, struct.pack("!II", nd, nc))[:8]
+        amac = _mac(KEY_A, KEY_B, struct.pack("!II", nc, nd))[:20]
+        put(1.0, MN_OLD, p3, CN, cp, "S", 3000, 0, join_syn(token(KEY_B), nc, 6, True))
+        put(0.001, CN, cp, MN_OLD, p3, "SA", 4000, 3001, join_synack(thmac, nd))
+        put(0.001, MN_OLD, p3, CN, cp, "A", 3001, 4001, join_ack(amac))
+        put(0.001, CN, cp, MN_OLD, p3, "A", 4001, 3001, dss(ack=a_dsn))
+        put(0.01, MN_NEW, p2, CN, cp, "A", new_mn.seq, new_mn.ack,
+            add_addr(6, MN_OLD, mac=add_addr_mac(KEY_A, KEY_B, 6, MN_OLD)))
+        put(0.001, CN, cp, MN_NEW, p2, "A", new_cn.seq, new_mn.seq, add_addr(6, MN_OLD, echo=True))
+        put(0.01, MN_OLD, p3, CN, cp, "A", 3001, 4001, prio(False))
+        put(0.001, MN_NEW, p2, CN, cp, "A", new_mn.seq, new_mn.ack, prio(True))
+        put(0.5, MN_OLD, p3, CN, cp, "A", 3001, 4001, remove_addr(5))
+        put(0.001, CN, cp, MN_NEW, p2, "FA", new_cn.seq, new_mn.seq, dss(ack=a_dsn))
+        put(0.1, MN_OLD, p3, CN, cp, "A", 3001, 4001, dss(ack=b_dsn, dsn=a_dsn, length=1, fin=True))
+        put(0.001, CN, cp, MN_OLD, p3, "A", 4001, 3001, dss(ack=a_dsn + 1, dsn=b_dsn, length=1, fin=True))
+        put(0.001, MN_OLD, p3, CN, cp, "A", 3001, 4001, dss(ack=b_dsn + 1))
+        return cap
     # the end: DATA_FIN both ways on the new subflow, acknowledged
     put(0.1, MN_NEW, p2, CN, cp, "A", new_mn.seq, new_mn.ack, dss(ack=b_dsn, dsn=a_dsn, length=1, fin=True))
     put(0.001, CN, cp, MN_NEW, p2, "A", new_cn.seq, new_mn.seq,

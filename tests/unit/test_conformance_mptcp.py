@@ -110,3 +110,10 @@ def test_a_plain_tcp_connection_closed_cleanly_passes(tmp_path: Path) -> None:
 def test_expected_break_is_met(tmp_path: Path) -> None:
     v = _verdict(tmp_path, tcp_break(), rules="continuity.tcp").expecting({"continuity.tcp": "fail"})
     assert v.passed
+
+
+def test_a_return_to_the_first_address_is_a_second_handover(tmp_path: Path) -> None:
+    v = _verdict(tmp_path, mptcp_handover(Knobs(back=True)), rules="mptcp")
+    assert [h["address"] for h in v.handovers] == [MN_NEW, MN_OLD]
+    assert [h["old_address"] for h in v.handovers] == [MN_OLD, MN_NEW]
+    assert all(r.status == "pass" for r in v.rules), v.rules
