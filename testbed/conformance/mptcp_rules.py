@@ -8,9 +8,12 @@ mptcp.join             every MP_JOIN handshake completes (SYN, SYN/ACK, third AC
                        were not captured is counted as unverified, not failed
 mptcp.add_addr         every ADD_ADDR carries the HMAC its sender's keys give and is echoed by the
                        other side; an echo of nothing announced fails
-mptcp.prio             per MPTCP handover: the old subflow was made a backup (MP_PRIO B=1), the new
-                       one is active (joined without B, or MP_PRIO B=0), and the other side's
-                       first new data after that went over the new subflow
+mptcp.prio             per MPTCP handover: the old subflow was made a backup (MP_PRIO B=1; or,
+                       when the agent saw the old link lost before the switch, its address was
+                       removed), the new one is active (joined without B, or MP_PRIO B=0), and
+                       the other side's first new data after that (and after two round trips,
+                       at least 1 ms: what it scheduled before the MP_PRIO reached it may still
+                       leave on the old subflow) went over the new subflow
 mptcp.remove           every REMOVE_ADDR names an address id its sender used, and each subflow on
                        that address then ends (FIN or RST)
 order.mptcp            per MPTCP handover: configured (agent event) before the MP_JOIN, then join
@@ -146,9 +149,12 @@ def mptcp_prio(hos: list[MptcpHandover]) -> RuleResult:
     if not hos:
         return RuleResult(rid, "skip", "no MPTCP handover (a join from a new address) in the capture")
     bad: list[Evidence] = []
+    removed = 0
     for n, h in enumerate(hos, 1):
         tag = f"handover {n} to {h.address}"
-        if h.prio_old is None:
+        if h.prio_old is None and _old_link_gone_first(h):
+            removed += 1  # MP_PRIO travels on the subflow it changes: a dead one is removed instead
+        elif h.prio_old is None:
             bad.append(_ev(h.where, f"{tag}: no MP_PRIO made the old subflow a backup"))
             continue
         if h.subflow.backup and h.prio_new is None:
@@ -157,8 +163,17 @@ def mptcp_prio(hos: list[MptcpHandover]) -> RuleResult:
         fd = h.first_data
         if fd is not None and fd[1] is not h.subflow:
             bad.append(_ev(fd[0], f"{tag}: the first new data after MP_PRIO went over {fd[1].name}"))
-    return _result(rid, f"{len(hos)} handover(s): old subflow made backup, new one active and used",
+    note = f" ({removed} with the old link lost first: its address removed instead)" if removed else ""
+    return _result(rid, f"{len(hos)} handover(s): old subflow made backup, new one active and used{note}",
                    bad, "MP_PRIO did not move the traffic")
+
+
+def _old_link_gone_first(h: MptcpHandover) -> bool:
+    """The agent saw the old link lost before the new subflow was made active, and the old
+    address was removed (REMOVE_ADDR): no MP_PRIO could reach the old subflow then."""
+    lost, p = h.events.get("lost"), h.phases()
+    active = p.get("prio_new", p.get("join_acked"))
+    return lost is not None and active is not None and lost.wall <= active and h.remove is not None
 
 
 # -- mptcp.remove -----------------------------------------------------------------------------

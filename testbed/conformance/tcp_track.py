@@ -40,6 +40,12 @@ def _expand(value: int, wide: bool, near: int | None) -> int:
     return cand
 
 
+def prio_grace(sf: Subflow | None) -> float:
+    """Two round trips of the subflow (its handshake, SYN → SYN/ACK), and at least 1 ms."""
+    rtt = sf.synack.time - sf.syn.time if sf and sf.syn and sf.synack else 0.0
+    return max(0.001, 2 * rtt)
+
+
 class TcpTracker:
     """Feeds ``TcpFacts`` one segment at a time (input in capture order)."""
 
@@ -189,10 +195,13 @@ class TcpTracker:
             mine.data_fin = where
 
     def _first_data(self, sf: Subflow, where: Where, side: str) -> None:
-        """The first new data (at the data level) each pending MP_PRIO's other side sent."""
+        """The first new data (at the data level) each pending MP_PRIO's other side sent once
+        it can have known of it: later than ``prio_grace`` after the MP_PRIO was captured
+        (data scheduled while the MP_PRIO was in flight may still take the old subflow)."""
         keep = []
         for sig in self._prio_watch:
-            if sig.conn is sf.conn and sig.side not in (None, side) and where.time >= sig.where.time:
+            if sig.conn is sf.conn and sig.side not in (None, side) \
+                    and where.time >= sig.where.time + prio_grace(sig.subflow):
                 sig.first_data_after = (where, sf)
             else:
                 keep.append(sig)
@@ -240,4 +249,4 @@ class TcpTracker:
                 theirs.acked, theirs.last_progress, theirs.first_unanswered = rel, where, None
 
 
-__all__ = ["TcpTracker"]
+__all__ = ["TcpTracker", "prio_grace"]

@@ -269,17 +269,23 @@ def build_handovers(
 
 
 def assign_updates(hos: list[Any], updates: list[DnsTransaction]) -> None:
-    """Each UPDATE to the handover whose new address it adds (else the latest started before
-    it); ``hos`` in start order, each with ``start``, ``address`` and ``dns``."""
-    for tx in updates:
-        t = tx.request.where.time
-        adds = added_addresses(tx.msg)
-        free = [h for h in hos if h.dns is None]
-        by_addr = [h for h in free if h.address in adds]
-        before = [h for h in (by_addr or free) if h.start <= t]
-        pick = before[-1] if before else (by_addr[0] if by_addr else None)
+    """Each handover (``hos`` in start order, each with ``start``, ``address`` and ``dns``)
+    takes one UPDATE sent between its neighbours' starts: the first at or after its own start
+    that adds its new address (else the first at or after it), or else the last before it that
+    adds the address (an UPDATE that raced the handover's first signal). A move back to an
+    address used before is a handover of its own, so the same address may come again."""
+    taken: set[int] = set()
+    starts = [h.start for h in hos]
+    for i, h in enumerate(hos):
+        lo, hi = window(starts, i)
+        cands = [tx for tx in updates if id(tx) not in taken and lo < tx.request.where.time < hi]
+        adding = [tx for tx in cands if h.address in added_addresses(tx.msg)]
+        after = [tx for tx in (adding or cands) if tx.request.where.time >= h.start]
+        before = [tx for tx in adding if tx.request.where.time < h.start]
+        pick = after[0] if after else (before[-1] if before else None)
         if pick is not None:
-            pick.dns = tx
+            h.dns = pick
+            taken.add(id(pick))
 
 
 def _sctp_floors(h: Handover, facts: Facts | None) -> dict[str, Floor]:

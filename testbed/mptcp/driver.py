@@ -57,10 +57,12 @@ class MptcpDriver:
     peer: str
     peer_port: int
     mode: str = "trash"
+    local_port: int | None = None  # the first subflow's
     manager: Callable[[], pm.PathManager] = pm.PathManager
     ifindex: Callable[[str], int | None] = ifindex_of
     log: list[dict[str, Any]] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)  # local address -> address id
+    ports: dict[str, int] = field(default_factory=dict)  # local address -> its subflow's local port
     _joined: dict[str, threading.Event] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "mptcp-pm"))
@@ -80,11 +82,15 @@ class MptcpDriver:
         if self.mode not in MODES:
             raise ValueError(f"driver mode {self.mode!r}: expected one of {', '.join(MODES)}")
         self.ids.setdefault(self.local, 0)
+        if self.local_port:
+            self.ports[self.local] = self.local_port
 
     # -- events (the caller's event reader feeds them) ----------------------------------------
     def on_event(self, e: pm.PmEvent) -> None:
         if e.token == self.token and e.kind == "sub_established" and e.local:
             with self._lock:
+                if e.sport:
+                    self.ports[e.local] = e.sport
                 self._joined.setdefault(e.local, threading.Event()).set()
 
     def _joined_event(self, addr: str) -> threading.Event:
@@ -108,6 +114,7 @@ class MptcpDriver:
                                                     flags=pm.FLAG_SIGNAL | pm.FLAG_SUBFLOW))
             else:
                 joined = self._joined_event(addr)
+                joined.clear()  # a return to an address joined before waits for the new join
                 self._call(lambda m: m.subflow_create(self.token, addr, addr_id, self.peer, self.peer_port,
                                                       ifindex=index, backup=True))
                 if not joined.wait(JOIN_TIMEOUT):
@@ -129,9 +136,9 @@ class MptcpDriver:
             others = [a for a in self.ids if a != addr]
 
             def switch(m: pm.PathManager) -> None:
-                m.set_backup(self.token, addr, self.peer, self.peer_port, False)
+                m.set_backup(self.token, addr, self.peer, self.peer_port, False, self.ports.get(addr))
                 for other in others:
-                    m.set_backup(self.token, other, self.peer, self.peer_port, True)
+                    m.set_backup(self.token, other, self.peer, self.peer_port, True, self.ports.get(other))
 
             self._call(switch)
             entry["dt"] = time.time() - t
@@ -142,6 +149,7 @@ class MptcpDriver:
         t = time.time()
         entry: dict[str, Any] = {"op": "del", "addr": addr, "t": t}
         addr_id = self.ids.pop(addr, None)
+        self.ports.pop(addr, None)
         if addr_id is None:
             entry["skipped"] = "not in the connection"
         elif self.mode == "auto":

@@ -130,11 +130,15 @@ class PathManager(GenericNetlinkSocket):
             ("MPTCP_PM_ATTR_TOKEN", token),
             ("MPTCP_PM_ATTR_ADDR", address(local, addr_id=local_id, flags=FLAG_SIGNAL), NLA_F_NESTED)])
 
-    def set_backup(self, token: int, local: str, remote: str, rport: int, backup: bool) -> None:
-        """MP_PRIO on the subflows between ``local`` and ``remote``:``rport``."""
+    def set_backup(self, token: int, local: str, remote: str, rport: int, backup: bool,
+                   lport: int | None = None) -> None:
+        """MP_PRIO on the subflow from ``local``(:``lport``) to ``remote``:``rport``. Give the
+        local port: the kernel acts on the first subflow that matches, and an older subflow
+        from the same address may still be closing."""
+        flags = FLAG_BACKUP if backup else 0
         self._do(CMD_SET_FLAGS, [
             ("MPTCP_PM_ATTR_TOKEN", token),
-            ("MPTCP_PM_ATTR_ADDR", address(local, flags=FLAG_BACKUP if backup else 0), NLA_F_NESTED),
+            ("MPTCP_PM_ATTR_ADDR", address(local, port=lport, flags=flags), NLA_F_NESTED),
             ("MPTCP_PM_ATTR_ADDR_REMOTE", address(remote, port=rport), NLA_F_NESTED)])
 
     def remove(self, token: int, local_id: int) -> None:

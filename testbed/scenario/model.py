@@ -51,6 +51,8 @@ class PingPong(Strict):
     times: int = Field(2, ge=1)
     dwell: float = Field(1.0, ge=0)  # seconds on each network
     mode: MoveModeName = "make-before-break"
+    overlap: float = Field(0.0, ge=0)  # as in move
+    gap: float = Field(0.0, ge=0)
     mobile: str | None = None  # default: the topology's mobile.node
 
 

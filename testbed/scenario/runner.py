@@ -168,9 +168,9 @@ class Runner:
 
     def _ping_pong(self, p: PingPong) -> None:
         mobile = self.lab.mobile_node(p.mobile)
-        for i in range(p.times):
-            target = p.between[(i + 1) % 2] if mobile.attached == [p.between[0]] else p.between[i % 2]
-            self._move(Move(to=target, mode=p.mode, mobiles=[mobile.name]))
+        for _ in range(p.times):  # each time to the other one (from anywhere else: the first)
+            target = p.between[1] if mobile.attached == [p.between[0]] else p.between[0]
+            self._move(Move(to=target, mode=p.mode, overlap=p.overlap, gap=p.gap, mobiles=[mobile.name]))
             self._wait(Wait(seconds=p.dwell))
 
     def _metric(self, m: Metric) -> None:

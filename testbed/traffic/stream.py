@@ -189,7 +189,7 @@ def client(a: argparse.Namespace) -> int:
     if a.transport == "mptcp" and a.control:
         from testbed.mptcp.driver import MptcpDriver, follow_events
 
-        driver = MptcpDriver(sockinfo.token(sock), a.local, a.server, a.port, a.mode)
+        driver = MptcpDriver(sockinfo.token(sock), a.local, a.server, a.port, a.mode, local_port=local_port)
         ready = threading.Event()
         threading.Thread(target=follow_events, args=(driver.on_event, ready), daemon=True).start()
         ready.wait(10)

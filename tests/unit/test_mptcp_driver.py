@@ -17,14 +17,14 @@ class FakeManager:
     def subflow_create(self, token, local, local_id, remote, rport, *, ifindex=None, backup=False):
         self.calls.append(("create", token, local, local_id, remote, rport, ifindex, backup))
         # the kernel's event, from another thread, as the event reader would deliver it
-        ev = pm.PmEvent("sub_established", token, local=local, remote=remote, loc_id=local_id)
+        ev = pm.PmEvent("sub_established", token, local=local, remote=remote, loc_id=local_id, sport=41000)
         threading.Thread(target=self.box[0].on_event, args=(ev,)).start()
 
     def announce(self, token, local, local_id):
         self.calls.append(("announce", token, local, local_id))
 
-    def set_backup(self, token, local, remote, rport, backup):
-        self.calls.append(("backup", local, backup))
+    def set_backup(self, token, local, remote, rport, backup, lport=None):
+        self.calls.append(("backup", local, backup, lport))
 
     def remove(self, token, local_id):
         self.calls.append(("remove", token, local_id))
@@ -43,7 +43,7 @@ def _driver(mode: str) -> tuple[MptcpDriver, list]:
     calls: list = []
     box: list = []
     d = MptcpDriver(7, "192.0.2.100", "203.0.113.14", 5001, mode, manager=lambda: FakeManager(calls, box),
-                    ifindex=lambda a: 42)
+                    ifindex=lambda a: 42, local_port=40000)
     box.append(d)
     return d, calls
 
@@ -59,7 +59,7 @@ def test_trash_joins_announces_switches_and_removes_in_order():
     assert calls == [
         ("create", 7, "198.51.100.100", 1, "203.0.113.14", 5001, 42, True),
         ("announce", 7, "198.51.100.100", 1),
-        ("backup", "198.51.100.100", False), ("backup", "192.0.2.100", True),
+        ("backup", "198.51.100.100", False, 41000), ("backup", "192.0.2.100", True, 40000),
         ("remove", 7, 0), ("close",),
     ]
 
