@@ -12,6 +12,7 @@ and is stopped with SIGINT and waited for: otherwise the last packets are lost.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -22,6 +23,9 @@ from testbed.errors import TestbedError
 from testbed.host import netns
 from testbed.services.base import log_tail, require
 
+BUFFER_KIB_PER_MN = 2048  # tcpdump's default ring: 2 MiB for a link with one MN's traffic
+MAX_BUFFER_KIB = 65536
+
 
 @dataclass
 class LinkCapture:
@@ -31,6 +35,13 @@ class LinkCapture:
     pcap: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    buffer_kib: int = BUFFER_KIB_PER_MN
+
+    def dropped(self) -> int | None:
+        """Packets the kernel dropped because tcpdump did not read them in time (its last
+        words); None when it said nothing."""
+        m = re.search(r"(\d+) packets? dropped by kernel", _read(self.log))
+        return int(m.group(1)) if m else None
 
 
 @dataclass
@@ -45,13 +56,17 @@ class Capture:
         directory = directory.resolve()
         cap = cls(directory)
         points = [(v.a, v.a_ifname) for v in lab.plan.veths]
-        if len(lab.topo.mobiles) > 1:
+        mobiles = len(lab.topo.mobiles)
+        if mobiles > 1:
             lans = {acc.router: lab.plan.lan(acc.router).ifname for acc in lab.topo.access_networks}
             ports = {i.ifname for ar in lans for i in lab.plan.nodes[ar].ifaces if i.master}
             points = [p for p in points if p[1] not in ports] + list(lans.items())
+        # a link carries every MN's traffic: the ring grows with them, or tcpdump drops packets
+        buffer = min(MAX_BUFFER_KIB, BUFFER_KIB_PER_MN * mobiles)
         for node, ifname in points:
             cap.links.append(LinkCapture(ifname, lab.state.ns(node), ifname, directory / f"{ifname}.pcap",
-                                         directory.parent / "logs" / f"{ifname}.tcpdump.log"))
+                                         directory.parent / "logs" / f"{ifname}.tcpdump.log",
+                                         buffer_kib=buffer))
         return cap
 
     def start(self, timeout: float = 10.0) -> None:
@@ -63,7 +78,7 @@ class Capture:
             for lc in self.links:
                 lc.proc = netns.spawn(lc.netns, [
                     "tcpdump", "-i", lc.ifname, "-n", "-s", "0", "-U", "--immediate-mode",
-                    "-Z", "root", "-w", str(lc.pcap)], log=lc.log)
+                    "-B", str(lc.buffer_kib), "-Z", "root", "-w", str(lc.pcap)], log=lc.log)
             deadline = time.monotonic() + timeout
             for lc in self.links:  # tcpdump says "listening on" once its socket is open
                 while "listening on" not in _read(lc.log):

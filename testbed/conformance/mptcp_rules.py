@@ -22,7 +22,8 @@ order.mptcp            per MPTCP handover: configured (agent event) before the M
                        choice); absent phases are noted, not failed (the rules above judge them)
 continuity.dss         per connection and side: the data-level sequence space has no hole (every
                        byte mapped on some subflow, reinjections counted) and was acknowledged to
-                       its end (DATA_ACK)
+                       its end (DATA_ACK); a hole below the receiver's DATA_ACK was delivered,
+                       only not captured (a loaded tcpdump drops packets), and is counted apart
 continuity.tcp         every plain TCP connection (not MPTCP, not DNS) had all its data
                        acknowledged; one that stopped with data outstanding broke, and the rule
                        says where: the last acknowledged data and the unanswered retransmissions
@@ -259,12 +260,17 @@ def continuity_dss(t: TcpFacts) -> RuleResult:
         return RuleResult(rid, "skip", "no MPTCP data in the capture")
     bad: list[Evidence] = []
     parts = []
+    uncaptured = 0
     for c, side in judged:
         fl, base = c.flows[side], c.idsn(side) + 1
         name = f"{c.name} side {side}"
         assert fl.high is not None
         parts.append(f"{name}: {fl.high - base} bytes, {fl.duplicate_bytes} sent again")
+        acked = fl.data_ack if fl.data_ack is not None else base
         for lo, hi in sorted(fl.holes):
+            if hi <= acked:  # its receiver acknowledged past it: sent, not captured (tcpdump drops)
+                uncaptured += 1
+                continue
             where = fl.hole_where.get(lo) or c.first
             bad.append(_ev(where, f"{name}: data bytes {lo - base}..{hi - base - 1} never mapped"))
         if fl.data_ack is None or fl.data_ack < fl.high:
@@ -273,6 +279,9 @@ def continuity_dss(t: TcpFacts) -> RuleResult:
             what = f"{name}: DATA_ACK {upto} of {fl.high - base}: the rest never acknowledged"
             bad.append(_ev(where, what))
     summary = "; ".join(parts[:6]) + ("; ..." if len(parts) > 6 else "")
+    if uncaptured:
+        summary += (f"; {uncaptured} mapping(s) missing from the capture but acknowledged by their "
+                    "receiver (not captured)")
     return _result(rid, summary, bad, f"data-level stream broken; {summary}")
 
 

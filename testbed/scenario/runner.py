@@ -225,6 +225,9 @@ class Runner:
             if self.traffic is not None:
                 self.traffic.close(self.log)
             capture.stop()
+            for lc in capture.links:  # packets the capture lost (not the network): said, not hidden
+                if n := lc.dropped():
+                    self.log.add({"event": "capture", "op": "dropped", "link": lc.link, "packets": n})
             for mn, (agent, *others) in tails.items():
                 who = self._who(mn)
                 for e in agent.read():

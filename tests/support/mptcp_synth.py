@@ -104,7 +104,8 @@ class Knobs:
     no_echo: bool = False
     no_prio: bool = False
     no_remove: bool = False
-    dsn_hole: bool = False  # one mapping never sent
+    dsn_hole: bool = False  # one mapping lost: never sent again, so never acknowledged
+    uncaptured: bool = False  # one data packet missing from the capture (acknowledged all the same)
     back: bool = False  # then a second handover, back to the first address
 
 
@@ -124,6 +125,10 @@ def mptcp_handover(knobs: Knobs | None = None, *, start: float = S, messages: in
     t = start
     p1, p2, cp = 40000, 40001, 5001
     a_dsn, b_dsn = idsn(KEY_A) + 1, idsn(KEY_B) + 1
+    hole: list[int] = []  # where the lost mapping began: the CN acknowledges no further
+
+    def acked(dsn: int) -> int:
+        return min([dsn, *hole])
 
     def put(dt: float, *args: object, **kw: object) -> None:
         nonlocal t
@@ -139,15 +144,17 @@ def mptcp_handover(knobs: Knobs | None = None, *, start: float = S, messages: in
     a_dsn += 100
     mn, cn = Side(1101, 5001), Side(5001, 1101)
     for i in range(messages):  # data both ways on the old subflow
-        if k.dsn_hole and i == 2:
-            a_dsn += 100  # a mapping that never reaches the wire
+        if (k.dsn_hole or k.uncaptured) and i == 2:
+            if k.dsn_hole:
+                hole.append(a_dsn)
+            a_dsn += 100  # a mapping missing from the capture
         else:
             put(0.02, MN_OLD, p1, CN, cp, "PA", mn.seq, mn.ack, dss(ack=b_dsn, dsn=a_dsn, ssn=mn.seq - 1000,
                                                                       length=100), msg)
             mn.seq += 100
             a_dsn += 100
-        put(0.001, CN, cp, MN_OLD, p1, "PA", cn.seq, mn.seq, dss(ack=a_dsn, dsn=b_dsn, ssn=cn.seq - 5000,
-                                                                  length=32), b"e" * 32)
+        put(0.001, CN, cp, MN_OLD, p1, "PA", cn.seq, mn.seq,
+            dss(ack=acked(a_dsn), dsn=b_dsn, ssn=cn.seq - 5000, length=32), b"e" * 32)
         cn.seq += 32
         b_dsn += 32
         mn.ack = cn.seq
@@ -158,7 +165,7 @@ def mptcp_handover(knobs: Knobs | None = None, *, start: float = S, messages: in
     put(0.1, MN_NEW, p2, CN, cp, "S", 7000, 0, join_syn(token(KEY_B), na, 5, True))
     put(0.001, CN, cp, MN_NEW, p2, "SA", 9000, 7001, join_synack(thmac, nb))
     put(0.001, MN_NEW, p2, CN, cp, "A", 7001, 9001, join_ack(amac))
-    put(0.001, CN, cp, MN_NEW, p2, "A", 9001, 7001, dss(ack=a_dsn))
+    put(0.001, CN, cp, MN_NEW, p2, "A", 9001, 7001, dss(ack=acked(a_dsn)))
     mac = add_addr_mac(0xBAD if k.forge_add_addr else KEY_A, KEY_B, 5, MN_NEW)
     put(0.01, MN_OLD, p1, CN, cp, "A", mn.seq, mn.ack, add_addr(5, MN_NEW, mac=mac))
     if not k.no_echo:
@@ -173,13 +180,13 @@ def mptcp_handover(knobs: Knobs | None = None, *, start: float = S, messages: in
         new_mn.seq += 100
         a_dsn += 100
         put(0.001, CN, cp, MN_NEW, p2, "PA", new_cn.seq, new_mn.seq,
-            dss(ack=a_dsn, dsn=b_dsn, ssn=new_cn.seq - 9000, length=32), b"e" * 32)
+            dss(ack=acked(a_dsn), dsn=b_dsn, ssn=new_cn.seq - 9000, length=32), b"e" * 32)
         new_cn.seq += 32
         b_dsn += 32
         new_mn.ack = new_cn.seq
     if not k.no_remove:
         put(0.5, MN_NEW, p2, CN, cp, "A", new_mn.seq, new_mn.ack, remove_addr(0))
-        put(0.001, CN, cp, MN_OLD, p1, "FA", cn.seq, mn.seq, dss(ack=a_dsn))
+        put(0.001, CN, cp, MN_OLD, p1, "FA", cn.seq, mn.seq, dss(ack=acked(a_dsn)))
     if k.back:  # back to the first network: a join from MN_OLD again, the MN_NEW subflow removed
         p3, nc, nd = 40002, 0xCCCC0003, 0xDDDD0004
         thmac = _mac(KEY_B, KEY_A, struct.pack("!II", nd, nc))[:8]
@@ -187,22 +194,23 @@ def mptcp_handover(knobs: Knobs | None = None, *, start: float = S, messages: in
         put(1.0, MN_OLD, p3, CN, cp, "S", 3000, 0, join_syn(token(KEY_B), nc, 6, True))
         put(0.001, CN, cp, MN_OLD, p3, "SA", 4000, 3001, join_synack(thmac, nd))
         put(0.001, MN_OLD, p3, CN, cp, "A", 3001, 4001, join_ack(amac))
-        put(0.001, CN, cp, MN_OLD, p3, "A", 4001, 3001, dss(ack=a_dsn))
+        put(0.001, CN, cp, MN_OLD, p3, "A", 4001, 3001, dss(ack=acked(a_dsn)))
         put(0.01, MN_NEW, p2, CN, cp, "A", new_mn.seq, new_mn.ack,
             add_addr(6, MN_OLD, mac=add_addr_mac(KEY_A, KEY_B, 6, MN_OLD)))
         put(0.001, CN, cp, MN_NEW, p2, "A", new_cn.seq, new_mn.seq, add_addr(6, MN_OLD, echo=True))
         put(0.01, MN_OLD, p3, CN, cp, "A", 3001, 4001, prio(False))
         put(0.001, MN_NEW, p2, CN, cp, "A", new_mn.seq, new_mn.ack, prio(True))
         put(0.5, MN_OLD, p3, CN, cp, "A", 3001, 4001, remove_addr(5))
-        put(0.001, CN, cp, MN_NEW, p2, "FA", new_cn.seq, new_mn.seq, dss(ack=a_dsn))
+        put(0.001, CN, cp, MN_NEW, p2, "FA", new_cn.seq, new_mn.seq, dss(ack=acked(a_dsn)))
         put(0.1, MN_OLD, p3, CN, cp, "A", 3001, 4001, dss(ack=b_dsn, dsn=a_dsn, length=1, fin=True))
-        put(0.001, CN, cp, MN_OLD, p3, "A", 4001, 3001, dss(ack=a_dsn + 1, dsn=b_dsn, length=1, fin=True))
+        put(0.001, CN, cp, MN_OLD, p3, "A", 4001, 3001,
+            dss(ack=acked(a_dsn + 1), dsn=b_dsn, length=1, fin=True))
         put(0.001, MN_OLD, p3, CN, cp, "A", 3001, 4001, dss(ack=b_dsn + 1))
         return cap
     # the end: DATA_FIN both ways on the new subflow, acknowledged
     put(0.1, MN_NEW, p2, CN, cp, "A", new_mn.seq, new_mn.ack, dss(ack=b_dsn, dsn=a_dsn, length=1, fin=True))
     put(0.001, CN, cp, MN_NEW, p2, "A", new_cn.seq, new_mn.seq,
-        dss(ack=a_dsn + 1, dsn=b_dsn, length=1, fin=True))
+        dss(ack=acked(a_dsn + 1), dsn=b_dsn, length=1, fin=True))
     put(0.001, MN_NEW, p2, CN, cp, "A", new_mn.seq, new_mn.ack, dss(ack=b_dsn + 1))
     return cap
 
