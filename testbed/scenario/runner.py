@@ -225,9 +225,6 @@ class Runner:
             if self.traffic is not None:
                 self.traffic.close(self.log)
             capture.stop()
-            for lc in capture.links:  # packets the capture lost (not the network): said, not hidden
-                if n := lc.dropped():
-                    self.log.add({"event": "capture", "op": "dropped", "link": lc.link, "packets": n})
             for mn, (agent, *others) in tails.items():
                 who = self._who(mn)
                 for e in agent.read():
@@ -237,6 +234,12 @@ class Runner:
             self.log.write()
         self.progress("checking the captures")
         verdict = self.check(pcaps)
+        drops = capture.drops()
+        if drops:  # the verdict says when the captures, not the network, may have lost packets
+            verdict.stats["capture_drops"] = drops
+            verdict.stats.setdefault("capture_problems", []).append(
+                "tcpdump dropped packets (" + ", ".join(f"{k} {v}" for k, v in drops.items()) +
+                "): a DATA gap never seen may be the capture's, not the network's")
         verdict.write(self.out / "verdict.json")
         self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)
