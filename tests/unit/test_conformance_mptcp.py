@@ -123,3 +123,20 @@ def test_a_mapping_missing_from_the_capture_but_acknowledged_is_not_a_loss(tmp_p
     v = _verdict(tmp_path, mptcp_handover(Knobs(uncaptured=True)), rules="continuity.dss")
     r = v.rule("continuity.dss")
     assert r.status == "pass" and "1 mapping(s) missing from the capture but acknowledged" in r.message
+
+
+def test_a_real_hosts_tcpdump_any_capture_is_judged_the_same(tmp_path: Path) -> None:
+    """``tcpdump -i any`` (Linux cooked v2), begun after the MP_CAPABLE handshake: the joins
+    are then unverified, not failed, and the rest is judged as in the lab."""
+    import struct
+
+    from tests.support.synth import write_pcapng
+
+    frames = mptcp_handover().sorted_frames()[4:]  # the handshake and first data not captured
+    sll2 = [(t, struct.pack("!HHIHBB8s", 0x0800, 0, 3, 1, 4, 6, f[:6] + b"\0\0") + f[14:]) for t, f in frames]
+    write_pcapng(tmp_path / "any.pcapng", sll2, linktype=276)
+    v = check(tmp_path, rules="mptcp")
+    join = v.rule("mptcp.join")
+    assert join.status == "pass" and "1 unverified" in join.message
+    assert v.rule("mptcp.add_addr").status == "pass" and "unverified" in v.rule("mptcp.add_addr").message
+    assert v.rule("mptcp.remove").status == "pass"
