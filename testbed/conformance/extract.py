@@ -157,7 +157,7 @@ class _Extractor:
                     self.bad(where, str(e))
                     continue
                 if DNS_PORT not in (hdr6[0], hdr6[1]):  # DNS over TCP goes with the other DNS
-                    if self.tcp.segment(where, ntop(src), ntop(dst), data, l4, end, hdr6) and key:
+                    if self.tcp.segment(where, src, dst, data, l4, end, hdr6) and key:
                         kept[key] = where
                     continue
             if proto != PROTO_SCTP:

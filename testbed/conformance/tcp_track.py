@@ -11,6 +11,8 @@ A 32-bit DSN is expanded with the high bits of the highest one seen on that side
 
 from __future__ import annotations
 
+import struct
+
 from testbed.conformance.facts import Where
 from testbed.conformance.tcp_facts import (
     FourTuple,
@@ -21,7 +23,22 @@ from testbed.conformance.tcp_facts import (
     TcpFacts,
     TcpFlow,
 )
-from testbed.decode.mptcp import Dss, MpCapable, MpJoin, MpOther, MpPrio, decode_mptcp
+from testbed.decode.fault import DecodeFault
+from testbed.decode.link import ntop
+from testbed.decode.mptcp import (
+    DSS,
+    DSS_ACK64,
+    DSS_DATA_FIN,
+    DSS_DSN64,
+    Dss,
+    DssFields,
+    MpCapable,
+    MpJoin,
+    MpOther,
+    MpPrio,
+    decode_mptcp,
+    dss_fields,
+)
 from testbed.decode.tcp import ACK, FIN, RST, SYN, mptcp_spans
 
 _MASK32 = 0xFFFFFFFF
@@ -54,6 +71,13 @@ class TcpTracker:
         self._by_keys: dict[tuple[int, int], MptcpConn] = {}
         self._by_token: dict[int, tuple[MptcpConn, str]] = {}  # token → connection, its side
         self._prio_watch: list[MptcpSignal] = []
+        self._names: dict[bytes, str] = {}  # packed address → text, once per address
+
+    def name(self, raw: bytes) -> str:
+        text = self._names.get(raw)
+        if text is None:
+            text = self._names[raw] = ntop(raw)
+        return text
 
     # -- lookup ------------------------------------------------------------------------------
     def _subflow(self, t: FourTuple) -> Subflow | None:
@@ -81,20 +105,31 @@ class TcpTracker:
             conn.subflows.append(sf)
 
     # -- the segment -------------------------------------------------------------------------
-    def segment(self, where: Where, src: str, dst: str, buf: bytes, l4: int, end: int,
-                header: tuple[int, int, int, int, int, int]) -> None:
+    def segment(self, where: Where, src_raw: bytes, dst_raw: bytes, buf: bytes, l4: int, end: int,
+                header: tuple[int, int, int, int, int, int]) -> bool:
+        """Account one segment (addresses packed); True when it is worth keeping as a control
+        packet (a handshake, an end, an MPTCP signal), False for plain data and ACKs."""
         sport, dport, seq, ack, flags, hlen = header
         self.f.packets += 1
+        src, dst = self.name(src_raw), self.name(dst_raw)
         t = (src, sport, dst, dport)
         payload = end - l4 - hlen
-        opts = []
+        opts: list[object] = []
+        dss: list[DssFields] = []
         if hlen > 20:
             spans, _fault = mptcp_spans(buf, l4 + 20, l4 + hlen)
             syn, has_ack = bool(flags & SYN), bool(flags & ACK)
-            opts = [decode_mptcp(buf, p, n, syn=syn, ack=has_ack, data=payload > 0) for p, n in spans]
+            for p, n in spans:
+                if n >= 4 and buf[p + 2] >> 4 == DSS:  # every data packet's: no dataclass
+                    try:
+                        dss.append(dss_fields(buf, p, n))
+                        continue
+                    except (DecodeFault, struct.error, IndexError):
+                        pass  # decoded below, as a MalformedOption
+                opts.append(decode_mptcp(buf, p, n, syn=syn, ack=has_ack, data=payload > 0))
         sf = self._subflow(t)
         control = bool(flags & (SYN | FIN | RST))
-        if sf is None and not opts:
+        if sf is None and not opts and not dss:
             self._plain_segment(where, t, seq, ack, flags, payload)
             return control
         self.f.mptcp_packets += 1
@@ -104,7 +139,10 @@ class TcpTracker:
                 return control
             sf = Subflow((src, sport), (dst, dport), where)
             self.f.subflows[t] = sf
-        self._handshake(sf, where, t, flags)
+        if control or (sf.established is None and sf.ack is not None):
+            self._handshake(sf, where, t, flags)
+        for fields in dss:
+            self._dss(sf, where, t, fields)
         for o in opts:
             control |= self._option(sf, where, t, flags, payload, o)
         if payload > 0:
@@ -128,8 +166,7 @@ class TcpTracker:
             sf.established = where
 
     def _option(self, sf: Subflow, where: Where, t: FourTuple, flags: int, payload: int, o: object) -> bool:
-        if isinstance(o, Dss):
-            self._dss(sf, where, t, o)
+        if isinstance(o, Dss):  # (a DSS that failed the fast read: malformed, kept as such)
             return False
         if isinstance(o, MpCapable):
             self._capable(sf, where, t, flags, payload, o)
@@ -174,24 +211,26 @@ class TcpTracker:
             sf.hmac_client = o.hmac
             sf.ack = sf.ack or where
 
-    def _dss(self, sf: Subflow, where: Where, t: FourTuple, o: Dss) -> None:
+    def _dss(self, sf: Subflow, where: Where, t: FourTuple, fields: DssFields) -> None:
         conn = sf.conn
         if conn is None:
             return
         side = sf.side_of(t[0], t[1])
         if side is None:
             return
+        flags, data_ack, dsn, _ssn, data_len = fields
+        fin = bool(flags & DSS_DATA_FIN)
         mine, theirs = conn.flows[side], conn.flows["b" if side == "a" else "a"]
-        if o.dsn is not None and o.data_len is not None:
-            lo = _expand(o.dsn, o.dsn64, mine.high)
-            length = o.data_len - (1 if o.data_fin and o.data_len else 0)
+        if dsn is not None and data_len is not None:
+            lo = _expand(dsn, bool(flags & DSS_DSN64), mine.high)
+            length = data_len - (1 if fin and data_len else 0)
             new = length > 0 and (mine.high is None or lo + length > mine.high)
             mine.cover(lo, lo + length, where)
             if new and self._prio_watch:
                 self._first_data(sf, where, side)
-        if o.data_ack is not None:
-            theirs.acked(_expand(o.data_ack, o.ack64, theirs.high), where)
-        if o.data_fin and mine.data_fin is None:
+        if data_ack is not None:
+            theirs.acked(_expand(data_ack, bool(flags & DSS_ACK64), theirs.high), where)
+        if fin and mine.data_fin is None:
             mine.data_fin = where
 
     def _first_data(self, sf: Subflow, where: Where, side: str) -> None:

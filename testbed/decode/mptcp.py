@@ -156,22 +156,39 @@ def _join(buf: bytes, off: int, length: int, syn: bool, ack: bool) -> MpJoin:
     raise DecodeFault(f"MP_JOIN of length {length} on a {'SYN' if syn else 'non-SYN'}{'/ACK' if ack else ''}")
 
 
-def _dss(buf: bytes, off: int, length: int) -> Dss:
+DssFields = tuple[int, int | None, int | None, int | None, int | None]  # flags, ack, dsn, ssn, len
+
+
+def dss_fields(buf: bytes, off: int, length: int) -> DssFields:
+    """The DSS option's fields as a plain tuple (the checker's loop reads every data packet's
+    without building a ``Dss``); raises ``DecodeFault``/``struct.error`` when they do not fit."""
     flags = buf[off + 3]
     p = off + 4
     data_ack = dsn = ssn = data_len = None
     if flags & DSS_ACK:
-        n = 8 if flags & DSS_ACK64 else 4
-        data_ack = _u64(buf, p) if n == 8 else struct.unpack_from("!I", buf, p)[0]
-        p += n
+        if flags & DSS_ACK64:
+            data_ack = _u64(buf, p)
+            p += 8
+        else:
+            data_ack = struct.unpack_from("!I", buf, p)[0]
+            p += 4
     if flags & DSS_MAP:
-        n = 8 if flags & DSS_DSN64 else 4
-        dsn = _u64(buf, p) if n == 8 else struct.unpack_from("!I", buf, p)[0]
-        ssn, data_len = struct.unpack_from("!IH", buf, p + n)
-        p += n + 6
+        if flags & DSS_DSN64:
+            dsn = _u64(buf, p)
+            p += 8
+        else:
+            dsn = struct.unpack_from("!I", buf, p)[0]
+            p += 4
+        ssn, data_len = struct.unpack_from("!IH", buf, p)
+        p += 6
     used = p - off
     if used > length or length - used not in (0, 2):  # what remains can only be the checksum
         raise DecodeFault(f"DSS flags 0x{flags:02x} do not fit its length {length}")
+    return flags, data_ack, dsn, ssn, data_len
+
+
+def _dss(buf: bytes, off: int, length: int) -> Dss:
+    flags, data_ack, dsn, ssn, data_len = dss_fields(buf, off, length)
     return Dss(flags, data_ack, dsn, ssn, data_len, bool(flags & DSS_DSN64), bool(flags & DSS_ACK64))
 
 
