@@ -12,6 +12,10 @@
    connection: lab up time, the lab's memory (PSS summed over every process in its namespaces,
    peak while the traffic runs), per-MN link-up → old subflow backup and → DNS answered, p50 and
    p95, and whether every rule of every MN passed.
+3. ``--uml-mobiles N`` (0: skipped): the same many-MN lab with kernel-SCTP MNs, each on a
+   User-Mode-Linux kernel of its own, moving at once (agent, binding process and SIG(0) update
+   on each; no SCTP traffic: the SCTP app serves one association): lab up time and the host
+   memory of each UML node (PSS of its processes plus its memory file), to tell how many fit.
 """
 
 from __future__ import annotations
@@ -160,12 +164,43 @@ def many(count: int, out: Path) -> None:
         line(f"link-up → {p}", offs.get(p, []))
 
 
+def uml_many(count: int, out: Path) -> None:
+    print(f"\n3. {count} kernel-SCTP MNs on User-Mode Linux moving at once (many-mn, stack uml)")
+    data = yaml.safe_load((loader.TOPOLOGY_DIR / "many-mn.yaml").read_text())
+    data["name"] = "many-mn-uml"
+    data["nodes"]["mn"] = {"role": "mobile", "sctp": {"stack": "uml"}}
+    data["nodes"]["cn"] = {"role": "host"}
+    data["mobile"]["count"] = count
+    path = out / f"many-mn-uml-{count}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    t0 = time.perf_counter()
+    lab = Lab.up(path, "tbmpu")
+    up = time.perf_counter() - t0
+    try:
+        mems = [lab.runtime(mn).memory().total_kib / 1024 for mn in lab.topo.mobiles]  # type: ignore[attr-defined]
+        sc = Scenario(name=f"bench-uml-{count}", topology=str(path), rules="dns",
+                      steps=[Move(to="ar2", mode="make-before-break", overlap=1.0)])
+        result = Runner(sc, lab, out / "uml").run()
+    finally:
+        lab.close()
+        Lab.open("tbmpu").down()
+    with open("/proc/meminfo") as f:
+        total_mib = int(next(x for x in f if x.startswith("MemTotal")).split()[1]) / 1024
+    per = statistics.median(mems)
+    print(f"  lab up {up:.1f} s; host memory per UML MN: median {per:.0f} MiB (max {max(mems):.0f}); "
+          f"DNS rules of every MN met: {'yes' if result.passed else 'no'}")
+    fit = int(total_mib * 0.8 / per)
+    print(f"  on this box ({total_mib / 1024:.1f} GiB): about {fit} such MNs in 80% of its memory, "
+          "before the lab's other daemons")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--moves", type=int, default=20)
     ap.add_argument("--mobiles", type=int, default=50)
     ap.add_argument("--skip-moves", action="store_true")
     ap.add_argument("--skip-many", action="store_true")
+    ap.add_argument("--uml-mobiles", type=int, default=0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tb-bench-mptcp-"))
     os.environ.setdefault("TESTBED_RUN_ROOT", str(tmp / "run"))
@@ -174,6 +209,8 @@ def main() -> int:
         moves(args.moves, tmp)
     if not args.skip_many:
         many(args.mobiles, tmp)
+    if args.uml_mobiles:
+        uml_many(args.uml_mobiles, tmp)
     print(f"\nresults: {tmp}")
     return 0
 
