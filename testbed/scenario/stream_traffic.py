@@ -13,6 +13,7 @@ that breaks it shows within seconds (``Traffic.user_timeout``).
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,12 @@ class StreamTraffic(TrafficRun):
         return lambda: self._wait(f"client on {mn}", ready, mn, pid, d / "stream-client.log")
 
     def stop(self) -> None:
+        for mn, pid in self.clients.items():  # every client ends its stream, then waits for the end
+            self.lab.runtime(mn).signal(pid, signal.SIGTERM)
         for mn, pid in list(self.clients.items()):
-            self.lab.runtime(mn).stop(pid, grace=10.0)  # the client ends its stream, then waits
+            rt = self.lab.runtime(mn)
+            if rt.wait(pid, 10.0) is None:
+                rt.stop(pid, grace=1.0)
             del self.clients[mn]
         if self.server_pid:
             cn = self.lab.runtime(self.cn)

@@ -23,6 +23,7 @@ The MPTCP client embeds the binding-update driver (``testbed.mptcp.driver``) beh
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import threading
 import time
@@ -146,8 +147,6 @@ class Server:
         periodic = Periodic(Path(a.stats), self.snapshot)
         periodic.write()  # the file appears once the server listens
         stop = threading.Event()
-        import signal
-
         signal.signal(signal.SIGTERM, lambda *_: (stop.set(), lsock.shutdown(socket.SHUT_RDWR)))
         threads = []
         try:
@@ -176,8 +175,6 @@ class Server:
 
 # -- client -----------------------------------------------------------------------------------
 def client(a: argparse.Namespace) -> int:
-    import signal
-
     sock = stream_socket(a.transport)
     sock.bind((a.local, 0))
     sock.connect((a.server, a.port))
