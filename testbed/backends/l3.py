@@ -70,3 +70,27 @@ def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
     for r in node.routes:
         cmds.append(f"route add {r.dst} via {r.via} dev {r.dev}")
     netns.run(None, ["ip", "-n", ns, "-batch", "-"], input="\n".join(cmds) + "\n")
+    mirror = shared_medium_mirrors(node, plan.topology.mobiles)
+    if mirror:
+        netns.run(ns, ["tc", "-batch", "-"], input="\n".join(mirror) + "\n")
+
+
+def shared_medium_mirrors(node, mobiles: str | list[str]) -> list[str]:
+    """tc commands that make a shared medium of an access bridge: every frame a mobile node
+    sends or receives there is copied to every other port, as every station hears a radio
+    channel (a learning bridge alone would keep the MN's unicast, to the router above all,
+    from them)."""
+    out = []
+    names = [mobiles] if isinstance(mobiles, str) else mobiles
+    for br in (i for i in node.ifaces if i.bridge and i.shared_medium):
+        ports = [i.ifname for i in node.ifaces if i.master == br.ifname]
+        for mn_port in (p for p in ports if p in {f"{node.name}-{mn}" for mn in names}):
+            others = [p for p in ports if p != mn_port]
+            if not others:
+                continue
+            # one filter per direction with one action per port: u32 stops at its first match
+            actions = " ".join(f"action mirred egress mirror dev {o}" for o in others)
+            out.append(f"qdisc add dev {mn_port} clsact")
+            out += [f"filter add dev {mn_port} {way} protocol all u32 match u32 0 0 {actions}"
+                    for way in ("ingress", "egress")]
+    return out

@@ -345,8 +345,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]testbed {args.cmd}: {e}[/red]", soft_wrap=True, highlight=False)
         return e.exit_code
     except KeyboardInterrupt:
-        console.print(f"testbed {args.cmd}: interrupted; the lab removed what it had built")
+        console.print(f"testbed {args.cmd}: interrupted; {_after_interrupt(args)}")
         return 130
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted command left: the user's next step depends on it."""
+    from testbed.state import LabState
+
+    if args.cmd == "up":
+        return "the lab removed what it had built"
+    if args.cmd == "run":
+        where = (f"lab {args.lab} stays up (`testbed down` removes it)" if LabState.exists(args.lab)
+                 else f"lab {args.lab}, which this run brought up, removed")
+        return f"capture and traffic stopped; {where}"
+    return f"lab {args.lab} as it was at the interruption"
 
 
 ON_THE_HOST = ("clean", "check")  # clean removes machines from the host; check needs no lab

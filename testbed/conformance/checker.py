@@ -76,6 +76,7 @@ def check(
     mn_name: str | None = None,
     dedup_window: float = 0.5,
     lab: Mapping[str, Any] | None = None,
+    auth_keys: Mapping[int, bytes] | None = None,
 ) -> Verdict:
     """Judge captures against the Appendix-A rules (see ``testbed.conformance.rules``).
 
@@ -85,12 +86,13 @@ def check(
     ``timeline.<phase>`` rules. Raises ``UnusableCapture`` (exit code 2) when nothing can be
     read; malformed packets are counted in ``stats`` instead. ``lab`` describes where the
     captures come from (machine, backend, per-node stack/kernel...); it is written to the
-    verdict as given.
+    verdict as given. ``auth_keys``: endpoint-pair shared keys by key id (RFC 4895), for the
+    HMACs ``asconf.auth`` verifies; key id 0 is empty unless given.
     """
     selected = select_rules(rules)
     budgets = check_budgets(budgets)
     facts = extract(find_captures(pcap_dir_or_files), window=dedup_window)
-    return judge(facts, selected, events, budgets, mn_name=mn_name, lab=lab)
+    return judge(facts, selected, events, budgets, mn_name=mn_name, lab=lab, auth_keys=auth_keys)
 
 
 def check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
@@ -104,14 +106,14 @@ def check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
 
 def judge(facts: Facts, selected: list[str], events: Sequence[Mapping[str, Any]] | None,
           budgets: dict[str, float], *, mn_name: str | None = None,
-          lab: Mapping[str, Any] | None = None) -> Verdict:
+          lab: Mapping[str, Any] | None = None, auth_keys: Mapping[int, bytes] | None = None) -> Verdict:
     """The selected rules on facts already extracted (all of a capture's, or one MN's)."""
     exchanges, orphans = asconf_exchanges(facts)
     updates = mn_updates(dns_transactions(facts), mn_name)
     handovers = build_handovers(exchanges, updates, events, facts)
     mptcp_hos = build_mptcp_handovers(facts, updates, events)
     ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None,
-                  mptcp_hos)
+                  dict(auth_keys or {}), mptcp_hos)
     results = [RULES[r](ctx) for r in selected if r in RULES]
     results += run_rules(selected, facts.tcp, mptcp_hos)
     results.sort(key=lambda r: RULE_IDS.index(r.id))

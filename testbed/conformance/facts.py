@@ -41,6 +41,9 @@ class AsconfSeen:
     dst: str
     chunk: AsconfChunk
     auth: AuthChunk | None
+    # what ``auth`` authenticates (testbed.decode.sctp_auth.covered): its HMAC is checked
+    # against this once the association key is known
+    auth_covered: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -53,6 +56,17 @@ class AckSeen:
     auth: AuthChunk | None
     # first new DATA after this ACK in the ACK's own direction (peer → ASCONF sender)
     first_data_back: DataSeen | None = None
+    auth_covered: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthVectors:
+    """The two endpoints' SCTP-AUTH key vectors from INIT and INIT-ACK (None: that end offered
+    no AUTH), and where the handshake was captured."""
+
+    init: bytes | None
+    init_ack: bytes | None
+    where: Where
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +147,8 @@ class Facts:
     tcp: TcpFacts = field(default_factory=_tcp_facts)  # MPTCP connections, plain TCP
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
     init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
+    # SCTP header key of either direction → the association's AUTH key vectors
+    auth_vectors: dict[Key, AuthVectors] = field(default_factory=dict)
     captures: list[CaptureSummary] = field(default_factory=list)
     # later copies of a kept (non-DATA) message at other capture points, by the first copy's
     # (pcap, frame): an answer's time where its request was captured

@@ -52,8 +52,8 @@ def _payload(
 ) -> tuple[int, int, bytes | None, str | None, str | None]:
     """Return ``(sport, dport, payload or None, malformed reason, unknown reason)`` of UDP/TCP.
 
-    TCP: only a segment holding one whole length-prefixed DNS message is decoded (the lab's
-    UPDATEs fit in one segment; no stream reassembly); the payload is that message.
+    TCP: only a segment holding one whole length-prefixed DNS message is decoded here (one
+    frame, no state); the checker reassembles streams (``testbed.decode.reassembly``).
     """
     if proto == PROTO_UDP:
         if end - l4 < 8:

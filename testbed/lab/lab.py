@@ -112,8 +112,9 @@ class Lab:
         return self.nodes.node_dir(node, service)
 
     def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0, gap: float = 0.0,
-             progress: Progress = quiet, mn: str | None = None) -> dict[str, float]:
-        return self.mobile_node(mn).move(to, mode, overlap=overlap, gap=gap, progress=progress)
+             progress: Progress = quiet, mn: str | None = None, timeout: float = 20.0) -> dict[str, float]:
+        return self.mobile_node(mn).move(to, mode, overlap=overlap, gap=gap, progress=progress,
+                                         timeout=timeout)
 
     def access_state(self, ar: str, mn: str | None = None) -> AccessState:
         return self.mobile_node(mn).access_state(ar)

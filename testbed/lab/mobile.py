@@ -101,7 +101,8 @@ class MobileNode:
         self._set_attached(ar, False)
 
     def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0,
-             gap: float = 0.0, progress: Progress = quiet) -> dict[str, float]:
+             gap: float = 0.0, progress: Progress = quiet,
+             timeout: float = CONFIGURE_TIMEOUT) -> dict[str, float]:
         """Attach the MN to ``to`` and detach it from every other AR; returns phase timings."""
         if to not in self.routers:
             raise TestbedError(f"{to!r} is not an access router of lab {self.state.lab!r} "
@@ -118,7 +119,7 @@ class MobileNode:
                 if to not in self.attached:
                     progress(f"attaching to {to}")
                     self.attach(to)
-                    self.wait_configured(to)
+                    self.wait_configured(to, timeout)
                 times["configured"] = time.monotonic() - t0
 
             def leave() -> None:

@@ -135,6 +135,9 @@ class Wiring:
         env = {"TESTBED_LOC_SERVER": self.plan.address_of(z.server, 4) or "",
                "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": self.topo.dns_name(self.mn),
                "TESTBED_LOC_VALIDITY": f"{m.signature_validity:g}"}
+        if m.cooperating:
+            coop = self.plan.nodes[m.cooperating].addresses()
+            env["TESTBED_LOC_COOPERATING"] = ",".join(str(a.ip) for a in coop)
         if m.location == "tsig" or not sig0_supported():
             env["TESTBED_LOC_TSIG"] = str(self.tsig_key_file)
         else:
@@ -160,7 +163,14 @@ class Wiring:
         optimistic = (m.optimistic_dad and not self.nodes.own_kernel(self.mn)
                       and netns.optimistic_dad_supported())
         return MobilityAgent(self.nodes.runtime(self.mn), self.agent_dir, ifaces, env, optimistic,
-                             socket_path=self.agent_socket)
+                             socket_path=self.agent_socket, trusted=self.trusted())
+
+    def trusted(self) -> list[str] | None:
+        """The MN's trust list as networks (``mobile.trust``), None to trust every one."""
+        t = self.topo.mobile.trust
+        if t == "access_networks":
+            return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6)]
+        return list(t) if t is not None else None
 
     def binding(self) -> BindingService:
         return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),

@@ -32,6 +32,7 @@ class IfacePlan:
     access_router: str | None = None  # set on every interface of an access network
     master: str | None = None  # a bridge port: the bridge it belongs to (its node's own)
     bridge: bool = False  # the access network's bridge itself (on the access router)
+    shared_medium: bool = False  # the MN's frames on that bridge are copied to every port
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def plan(topo: Topology) -> LabPlan:
             ipaddress.ip_interface(f"{acc.ipv4.network_address + 1}/{acc.ipv4.prefixlen}"),
             ipaddress.ip_interface(f"{acc.ipv6.network_address + 1}/{acc.ipv6.prefixlen}"),
         )
-        bridge = IfacePlan(ar, lan, "", "", ar_addrs, access_router=ar, bridge=True)  # type: ignore[arg-type]
+        bridge = IfacePlan(ar, lan, "", "", ar_addrs, access_router=ar, bridge=True,  # type: ignore[arg-type]
+                           shared_medium=acc.medium == "shared")
         nodes[ar].ifaces.append(bridge)
         hosts = [n for n, spec in topo.nodes.items() if ar in spec.attach]
         for member in [*mobiles, *hosts]:

@@ -165,6 +165,10 @@ def check(topo: Topology, source: str) -> None:
             if ar not in served:
                 raise ConfigError(source, f"nodes.{name}.attach.{j}", f"{ar!r} serves no access network",
                                   f"name an access router ({', '.join(sorted(served))})")
+    coop = topo.mobile.cooperating
+    if coop is not None and (coop not in topo.nodes or topo.nodes[coop].role is not Role.HOST):
+        raise ConfigError(source, "mobile.cooperating", f"{coop!r} is not a host node",
+                          "name a node of role host")
     for j, ar in enumerate(topo.mobile.attached):
         if ar not in served:
             raise ConfigError(

@@ -47,6 +47,10 @@ class SctpSettings(Strict):
     auth_enable: int = 1
     addip_noauth_enable: int = 0
     default_auto_asconf: int = 0
+    # the endpoint-pair shared key (RFC 4895 §6.1), hex, set as key 0 on this node's traffic
+    # sockets (SCTP_AUTH_KEY): without one key 0 is empty, and the association key is built
+    # from INIT and INIT-ACK alone, which an on-path attacker sees (give both ends the same)
+    auth_key: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2}){1,64}$")
 
 
 class MptcpSettings(Strict):
@@ -139,6 +143,10 @@ class AccessNetwork(Strict):
     pool: tuple[int, int] = (100, 199)  # host numbers of the DHCP range inside ``ipv4``
     lease_time: int = 600
     ra: RaSettings = RaSettings()
+    # switched: the bridge learns, so a host on the segment sees only its own and broadcast
+    # traffic (off-path); shared: every frame the MN sends or gets there reaches every port, as
+    # on a radio channel, so an attacker on it is on-path (sees INIT, INIT-ACK, signed UPDATEs)
+    medium: Literal["switched", "shared"] = "switched"
 
     @field_validator("ipv6")
     @classmethod
@@ -177,6 +185,20 @@ class MobileSettings(Strict):
     location: Literal["sig0", "tsig", "none"] = "sig0"  # how the agent signs DNS UPDATEs
     sig0_algorithm: str = "ECDSAP256SHA256"
     signature_validity: float = 60.0  # SIG(0) window each side of now; BIND accepts replays in it
+    # a host that takes over the MN's name on departure (§4): the name points at its addresses
+    # instead of being deleted
+    cooperating: str | None = None
+    # the networks the MN binds to: "access_networks" (the topology's own prefixes), a list of
+    # prefixes, or None (every network it hears of, a rogue router's too)
+    trust: Literal["access_networks"] | tuple[str, ...] | None = None
+
+    @field_validator("trust")
+    @classmethod
+    def _networks(cls, v: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        if isinstance(v, tuple):
+            for n in v:
+                ipaddress.ip_network(n)  # ValueError: "... does not appear to be an IPv4 or IPv6 network"
+        return v
 
 
 class Topology(Strict):

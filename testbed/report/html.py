@@ -319,6 +319,48 @@ def _rules(run: RunData, t_ref: float | None, known: set[str]) -> str:
     return "\n".join(parts)
 
 
+# rule families of the security and fault scenarios, each its own part of the report
+SECURITY_SECTIONS = (
+    ("attack.update.", "Forged location updates (§4, §8)",
+     "passes when BIND refused the UPDATE and the zone, queried before and after, kept the MN's records"),
+    ("attack.asconf.", "Forged binding updates (§5, §8)",
+     "passes when the correspondent neither acknowledged the ASCONF nor sent DATA to the attacker"),
+    ("attack.stale_dns", "Stale DNS and impersonation (§4)",
+     "passes when a correspondent resolving the MN's name reaches no impostor"),
+    ("attack.rogue_ra", "Rogue router (§3, §8)",
+     "passes when the MN did not bind to the rogue network (untrusted, nothing published)"),
+    ("fault.", "Faults",
+     "fails when the fault left a mark: a later step or a rule failed, or it still holds"),
+    ("scenario.steps", "Steps that failed",
+     "is a step that failed after a fault, judged with what was captured"),
+)
+
+
+def _security(run: RunData, t_ref: float | None, known: set[str]) -> str:
+    """One part per kind of attack or fault in the run: expectation, outcome, evidence."""
+    rules = [r for r in (run.verdict or {}).get("rules") or [] if isinstance(r, dict)]
+    parts = []
+    for prefix, title, meaning in SECURITY_SECTIONS:
+        mine = [r for r in rules if str(r.get("id", "")).startswith(prefix)]
+        if not mine:
+            continue
+        rows = []
+        for r in mine:
+            want = r.get("expected")
+            met = "" if want is None else ("met" if r.get("met") else "<strong class='err'>not met</strong>")
+            ev = [e for e in r.get("evidence") or [] if isinstance(e, dict)][:5]
+            items = "".join(f"<li>{_pcap_link(str(e.get('pcap', '?')), known)} #{esc(e.get('frame', '?'))} "
+                            f"at {esc(_rel(_num(e.get('time')), t_ref))}: {esc(e.get('what', ''))}</li>"
+                            for e in ev)
+            rows.append(f"<tr><td><code>{esc(r.get('id'))}</code></td><td>{_badge(str(r.get('status')))}</td>"
+                        f"<td>{esc(want or '—')} {met}</td><td>{esc(r.get('message', ''))}</td>"
+                        f"<td class='small'><ul class='ev'>{items}</ul></td></tr>")
+        parts.append(f"<h2 id='{esc(prefix.strip('.'))}'>{esc(title)}</h2><p class='small'>Each rule "
+                     f"{esc(meaning)}.</p><table><tr><th>rule</th><th>observed</th><th>expected</th>"
+                     f"<th>what happened</th><th>evidence</th></tr>{''.join(rows)}</table>")
+    return "\n".join(parts)
+
+
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
@@ -450,6 +492,7 @@ def render_report(
             _mobiles(run, focus),
             _ladder(ladder, notes, roles, title, known),
             _timeline(run, t_ref, budgets, known),
+            _security(run, t_ref, known),
             _rules(run, t_ref, known),
             _captures(ladder),
             _events(run, t_ref),

@@ -34,6 +34,7 @@ class Move(Strict):
     mode: MoveModeName = "make-before-break"
     overlap: float = Field(0.0, ge=0)  # seconds attached to both networks
     gap: float = Field(0.0, ge=0)  # seconds attached to none (break-before-make)
+    timeout: float = Field(20.0, gt=0)  # for the MN to be configured there (a fault may prevent it)
     mobiles: Mobiles = "all"
     stagger: float = Field(0.0, ge=0)
     spread: float = Field(0.0, ge=0)
@@ -79,7 +80,134 @@ class Depart(Strict):
     mobile: str | None = None
 
 
-KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart")
+Label = Annotated[str, Field(pattern=r"^[a-z0-9_]{0,24}$")]
+
+
+class Leave(Strict):
+    """The MN drops off every access network. ``notice: false`` (a power loss): its agent is
+    killed first, so nothing withdraws its name (§4's stale record); ``notice: true``: the
+    agent sees the links go and publishes what is left (no address: the records go)."""
+
+    kind: Literal["leave"] = "leave"
+    notice: bool = False
+
+
+class Impostor(Strict):
+    """A host on the MN's old access network takes the MN's address by DHCP, presenting the
+    MN's identity as it captured it (``listen`` first): its client identifier, else its
+    hardware address; then it answers on that address."""
+
+    kind: Literal["impostor"] = "impostor"
+    node: str
+
+
+class Probe(Strict):
+    """A correspondent resolves the MN's name and sends to it (rule ``attack.stale_dns[.label]``:
+    passes when no impostor answers)."""
+
+    kind: Literal["probe"] = "probe"
+    node: str = "cn"
+    label: Label = ""
+
+    @property
+    def rule_id(self) -> str:
+        return "attack.stale_dns" + (f".{self.label}" if self.label else "")
+
+
+class Listen(Strict):
+    """An attacker node starts capturing on its access interfaces (what it sees: everything on a
+    shared medium, its own and broadcast traffic on a switched one)."""
+
+    kind: Literal["listen"] = "listen"
+    node: str
+
+
+class ForgeUpdate(Strict):
+    """An attacker node sends a forged UPDATE for the MN's name (rule
+    ``attack.update.<form>[.<label>]``: passes when the server refuses it and the zone keeps
+    the MN's records)."""
+
+    kind: Literal["forge_update"] = "forge_update"
+    node: str
+    form: Literal["unsigned", "own-key", "other-name", "replay"]
+    label: Label = ""
+    target: str = "cn"  # other-name: the zone label whose records the MN's key tries to change
+
+    @property
+    def rule_id(self) -> str:
+        return f"attack.update.{self.form.replace('-', '_')}" + (f".{self.label}" if self.label else "")
+
+
+class ForgeAsconf(Strict):
+    """An attacker node injects ASCONF ADD_IP + SET_PRIMARY of its own address into the MN's
+    association, with no AUTH, a made-up HMAC or the HMAC computed from the captured INIT and
+    INIT-ACK (rule ``attack.asconf.<label or auth>``: passes when the correspondent refuses it,
+    no ASCONF-ACK and no DATA to the attacker)."""
+
+    kind: Literal["forge_asconf"] = "forge_asconf"
+    node: str
+    auth: Literal["none", "wrong", "computed"] = "computed"
+    label: Label = ""
+    listen: float = Field(3.0, gt=0, le=60)  # seconds it answers HEARTBEATs and takes DATA
+
+    @property
+    def rule_id(self) -> str:
+        return f"attack.asconf.{self.label or self.auth}"
+
+
+class RogueRouter(Strict):
+    """An attacker node on the MN's access network sends Router Advertisements for a prefix of
+    its own (rule ``attack.rogue_ra[.label]``: passes when the MN does not bind to it: its agent
+    reports the network untrusted, and no address in it is configured or published)."""
+
+    kind: Literal["rogue_ra"] = "rogue_ra"
+    node: str
+    prefix: str = "2001:db8:bad::/64"
+    count: int = Field(3, ge=1, le=50)
+    label: Label = ""
+
+    @property
+    def rule_id(self) -> str:
+        return "attack.rogue_ra" + (f".{self.label}" if self.label else "")
+
+
+KillTarget = Literal["named", "dhcpd", "radvd", "dhcpcd", "agent", "binding", "node"]
+
+
+class Fault(Strict):
+    """A fault injected mid-scenario (rule ``fault.<what>``, which names it and what the lab
+    showed after it). One of: ``kill`` a daemon (``node``: on which node, for an AR's dhcpd or
+    radvd) or a kernel node (``kill: node``, ``node: cn``); ``flap`` the MN's link to an AR
+    ``times`` times, ``period`` s down then up; ``vanish``: an AR disappears (its daemons die
+    and every link of it loses carrier)."""
+
+    kind: Literal["fault"] = "fault"
+    kill: KillTarget | None = None
+    node: str | None = None
+    flap: str | None = None
+    times: int = Field(3, ge=1, le=100)
+    period: float = Field(0.3, gt=0, le=30)
+    vanish: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Fault:
+        given = [k for k in ("kill", "flap", "vanish") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a fault is one of kill, flap or vanish")
+        if self.kill in ("dhcpd", "radvd", "node") and not self.node:
+            which = "the kernel node" if self.kill == "node" else "the access router"
+            raise ValueError(f"kill: {self.kill} needs node: ({which})")
+        return self
+
+    @property
+    def rule_id(self) -> str:
+        if self.kill is not None:
+            return f"fault.kill.{self.kill}" + (f".{self.node}" if self.node else "")
+        return f"fault.flap.{self.flap}" if self.flap else f"fault.vanish.{self.vanish}"
+
+
+KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "leave", "listen", "forge_update",
+         "forge_asconf", "impostor", "probe", "rogue_ra", "fault")
 
 
 def _step_dict(raw: Any) -> Any:
@@ -103,7 +231,8 @@ def _step_dict(raw: Any) -> Any:
 
 
 Step = Annotated[
-    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart, Field(discriminator="kind")],
+    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Leave | Listen | ForgeUpdate
+              | ForgeAsconf | Impostor | Probe | RogueRouter | Fault, Field(discriminator="kind")],
     BeforeValidator(_step_dict),
 ]
 

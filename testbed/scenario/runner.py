@@ -8,22 +8,27 @@ monotonic where known), ``traffic.json``, ``verdict.json`` and ``report.html``.
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from testbed.capture.tcpdump import Capture
+from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.errors import TestbedError
 from testbed.host import jsonlines
+from testbed.host.signals import interrupts_deferred
 from testbed.lab import Lab
 from testbed.model import loader
 from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
-from testbed.scenario.model import Depart, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
+from testbed.scenario.attacks import Attacks
+from testbed.scenario.faults import Faults
+from testbed.scenario.model import Depart, Leave, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
 from testbed.scenario.stream_traffic import StreamTraffic
 from testbed.scenario.traffic import SctpTraffic, TrafficRun
 from testbed.state import LabState
@@ -113,10 +118,15 @@ class Runner:
         if peer is not None:
             kind = SctpTraffic if params.transport == "sctp" else StreamTraffic
             self.traffic = kind(lab, peer, params, self.out)
+        self.attacks = Attacks(lab, self.out, self.log, progress)
+        self.faults = Faults(lab, self.log, progress)
         self.steps: dict[type, Callable[[Any], None]] = {
             Move: self._move, PingPong: self._ping_pong, Metric: self._metric, Wait: self._wait,
-            TrafficStep: self._traffic, Depart: self._depart,
+            TrafficStep: self._traffic, Depart: self._depart, Leave: self._leave,
+            **self.attacks.handlers(),
+            **self.faults.handlers(),
         }
+        self.step_error: RuleResult | None = None
 
     # -- steps
     def _who(self, mn: str | None) -> dict[str, Any]:
@@ -163,7 +173,7 @@ class Runner:
         if not self.many:
             self.progress(f"move to {m.to} ({m.mode})")
         self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap, **who)
-        times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap, mn=mn)
+        times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap, mn=mn, timeout=m.timeout)
         self.log.step("moved", to=m.to, **who, **{f"{k}_s": v for k, v in times.items()})
 
     def _ping_pong(self, p: PingPong) -> None:
@@ -199,11 +209,34 @@ class Runner:
         for r in self.lab.mobile_node(d.mobile).depart():
             self.log.add({**r, **self._who(d.mobile)})
 
+    def _leave(self, step: Leave) -> None:
+        """The MN drops off every network; without notice its agent dies first (no withdrawal)."""
+        self.progress("the MN leaves" + ("" if step.notice else " without notice"))
+        self.log.step("leave", notice=step.notice)
+        mobile = self.lab.mobile
+        rec = mobile.agent_record()
+        if not step.notice and rec is not None and self.lab.nodes.service_running(rec):
+            rt = self.lab.runtime(rec.node)
+            rt.signal(rec.pid, signal.SIGKILL)
+            rt.wait(rec.pid, 2.0)
+        for ar in mobile.attached:
+            mobile.detach(ar)
+
     def play(self) -> None:
         for rep in range(self.sc.repeat):
             self.log.step("repeat", index=rep)
-            for step in self.sc.steps:
-                self.steps[type(step)](step)
+            for n, step in enumerate(self.sc.steps):
+                try:
+                    self.steps[type(step)](step)
+                except TestbedError as e:
+                    if not self.faults.injected:
+                        raise
+                    # after a fault: what it broke, judged with what was captured up to here
+                    what = f"steps.{n} ({step.kind}) failed: {e}"
+                    self.log.step("failed", index=n, kind=step.kind, error=str(e))
+                    self.step_error = RuleResult("scenario.steps", "fail", what,
+                                                 (Evidence("events.jsonl", 0, time.time(), what),))
+                    return
 
     def run(self) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -216,24 +249,40 @@ class Runner:
                          jsonlines.Tail(w.agent_dir / "location.jsonl"),
                          jsonlines.Tail(self.lab.node_dir(mn, "binding") / "actions.jsonl")]
         self.progress("capturing every link")
+        interrupted = False
         capture.start()
         try:
             self.log.step("start", scenario=self.sc.name, seed=self.sc.seed, lab=self.lab.state.lab)
             self.play()
             self.log.step("end")
+        except KeyboardInterrupt:
+            interrupted = True
+            self.log.step("interrupted")
+            raise
         finally:
-            if self.traffic is not None:
-                self.traffic.close(self.log)
-            capture.stop()
-            for mn, (agent, *others) in tails.items():
-                who = self._who(mn)
-                for e in agent.read():
-                    self.log.add({"event": e.pop("kind"), **e, **who})
-                for r in (r for t in others for r in t.read()):
-                    self.log.add({**r, **who})
-            self.log.write()
+            with interrupts_deferred():  # a second Ctrl-C must not leave tcpdump or traffic behind
+                if self.traffic is not None:
+                    self.traffic.close(self.log, hurry=interrupted)
+                self.attacks.close()
+                capture.stop(timeout=1.0 if interrupted else 5.0)
+                for mn, (agent, *others) in tails.items():
+                    who = self._who(mn)
+                    for e in agent.read():
+                        self.log.add({"event": e.pop("kind"), **e, **who})
+                    for r in (r for t in others for r in t.read()):
+                        self.log.add({**r, **who})
+                self.log.write()
         self.progress("checking the captures")
         verdict = self.check(pcaps)
+        # what the run observed beyond the captures: attacks refused or taken, faults, steps
+        failed = [r for r in verdict.rules if r.status == "fail"]
+        extra = [*self.attacks.rules(verdict.facts), *self.faults.rules(self.step_error, failed)]
+        if self.step_error is not None:
+            extra.append(self.step_error)
+        if extra:
+            verdict = replace(verdict, rules=(*verdict.rules, *extra))
+        if self.sc.expect:
+            verdict = verdict.expecting(dict(self.sc.expect), f"scenario {self.sc.name}")
         drops = capture.drops()
         if drops:  # the verdict says when the captures, not the network, may have lost packets
             verdict.stats["capture_drops"] = drops
@@ -245,20 +294,28 @@ class Runner:
         return RunResult(self.out, verdict, self.lab.state.lab)
 
     def check(self, pcaps: Path) -> Any:
-        """The verdict: of the one MN, or of each MN with their summary."""
+        """The verdict on the captures: of the one MN, or of each MN with their summary (the
+        scenario's expectations are applied by the caller, to what the run adds too)."""
         from testbed.conformance.checker import check
         from testbed.conformance.mobiles import MobileScope, check_mobiles
 
-        topo, source = self.lab.topo, f"scenario {self.sc.name}"
+        topo = self.lab.topo
         events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
         if not self.many:
-            verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
-                            mn_name=topo.dns_name(topo.mobile.node), lab=self.lab_block())
-            return verdict.expecting(dict(self.sc.expect), source) if self.sc.expect else verdict
+            return check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
+                         mn_name=topo.dns_name(topo.mobile.node), lab=self.lab_block(),
+                         auth_keys=self.auth_keys())
         scopes = {mn: MobileScope.from_events(topo.dns_name(mn), [e for e in events if e.get("mn") == mn])
                   for mn in topo.mobiles}
         return check_mobiles(pcaps, scopes, rules=self.sc.rules, budgets=self.sc.budgets or None,
-                             expectations=dict(self.sc.expect), lab=self.lab_block(), source=source)
+                             expectations=dict(self.sc.expect), lab=self.lab_block(),
+                             source=f"scenario {self.sc.name}", auth_keys=self.auth_keys())
+
+    def auth_keys(self) -> dict[int, bytes]:
+        """The endpoint-pair shared key the topology gives the MN, for the HMACs the checker
+        verifies (key 0: the one the traffic apps set)."""
+        key = self.lab.topo.nodes[self.lab.topo.mobile.node].sctp.auth_key
+        return {0: bytes.fromhex(key)} if key else {}
 
     def lab_block(self) -> dict[str, Any]:
         """verdict.json's ``lab``: what ran (machine, backend, each node's stack and kernel)."""
@@ -293,16 +350,25 @@ class Runner:
 
 
 def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet) -> RunResult:
-    """Bring the scenario's lab up if it is not, run, and leave the lab up."""
+    """Bring the scenario's lab up if it is not, run, and leave the lab up (on Ctrl-C: removed
+    again if this run brought it up)."""
     if LabState.exists(lab_name):
         lab = Lab.open(lab_name)
         wanted = loader.load(scenario.topology).name
         if lab.topo.name != wanted:
             raise TestbedError(f"lab {lab_name!r} runs topology {lab.topo.name!r}, the scenario wants "
                                f"{wanted!r}: `testbed down` first, or pick another --lab")
+        brought_up = False
     else:
         lab = Lab.up(scenario.topology, lab_name, progress)
+        brought_up = True
     try:
         return Runner(scenario, lab, out, progress).run()
+    except KeyboardInterrupt:
+        if brought_up:  # Ctrl-C: a lab this run made goes with it; one it found stays as it was
+            progress("interrupted: removing the lab this run brought up")
+            with interrupts_deferred():
+                lab.down(progress)
+        raise
     finally:
         lab.close()

@@ -88,19 +88,31 @@ class StreamTraffic(TrafficRun):
         ready = control.exists if t.transport == "mptcp" else stats.exists  # once connected
         return lambda: self._wait(f"client on {mn}", ready, mn, pid, d / "stream-client.log")
 
-    def stop(self) -> None:
+    def stop(self, hurry: bool = False) -> None:
+        errors = []
         for mn, pid in self.clients.items():  # every client ends its stream, then waits for the end
-            self.lab.runtime(mn).signal(pid, signal.SIGTERM)
+            try:
+                self.lab.runtime(mn).signal(pid, signal.SIGTERM)
+            except TestbedError as e:  # its node is gone (a fault): nothing left to stop
+                errors.append(f"client on {mn}: {e}")
         for mn, pid in list(self.clients.items()):
-            rt = self.lab.runtime(mn)
-            if rt.wait(pid, 10.0) is None:
-                rt.stop(pid, grace=1.0)
+            try:
+                rt = self.lab.runtime(mn)
+                if rt.wait(pid, 0.5 if hurry else 10.0) is None:
+                    rt.stop(pid, grace=0.3 if hurry else 1.0)
+            except TestbedError as e:
+                errors.append(f"client on {mn}: {e}")
             del self.clients[mn]
         if self.server_pid:
-            cn = self.lab.runtime(self.cn)
-            if cn.wait(self.server_pid, 5.0) is None:  # it ends when every connection closed
-                cn.stop(self.server_pid, grace=2.0)
+            try:
+                cn = self.lab.runtime(self.cn)
+                if hurry or cn.wait(self.server_pid, 5.0) is None:  # it ends when every connection closed
+                    cn.stop(self.server_pid, grace=0.3 if hurry else 2.0)
+            except TestbedError as e:
+                errors.append(f"server on {self.cn}: {e}")
             self.server_pid = 0
+        if errors:
+            raise TestbedError(f"{self.kind} could not be stopped: " + "; ".join(errors))
 
     def results(self) -> dict[str, Any]:
         return {"transport": self.params.transport, "server": self._read(self.server_stats),

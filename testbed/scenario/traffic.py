@@ -63,15 +63,20 @@ class TrafficRun:
     def results(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def stop(self) -> None:
+    def stop(self, hurry: bool = False) -> None:
+        """End the clients, then the server; ``hurry`` (an interrupted run): a short grace each,
+        the user is waiting."""
         raise NotImplementedError
 
     def summarise(self, res: dict[str, Any], log) -> None:
         """The results as events (the run's timeline shows them)."""
 
-    def close(self, log) -> None:
+    def close(self, log, hurry: bool = False) -> None:
         """Stop what still runs and put the results in the run (traffic.json + events)."""
-        self.stop()
+        try:
+            self.stop(hurry)
+        except TestbedError as e:  # reported with the results, not instead of them
+            log.add({"event": "traffic", "op": "stop_failed", "error": str(e)})
         res = self.results()
         (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
         self.summarise(res, log)
@@ -109,18 +114,23 @@ class SctpTraffic(TrafficRun):
         self.server_pid = cn_rt.spawn(
             [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", cn_addr,
              "--port", str(PORT), "--stats", str(self.server_stats),
-             *(["--echo"] if self.params.echo else [])], log=self.dir_cn / "server.log")
+             *(["--echo"] if self.params.echo else []), *self._key(self.cn)],
+            log=self.dir_cn / "server.log")
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,  # written once it listens
                    self.dir_cn / "server.log")
         self.client_pid = mn_rt.spawn(
             [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,
              "--server", cn_addr, "--port", str(PORT), "--rate", f"{self.params.rate:g}",
              "--size", str(self.params.size), "--control", str(self.control),
-             "--mode", self.params.binding,
+             "--mode", self.params.binding, *self._key(self.mn),
              *(["--auto-asconf-sockopt"] if self.params.binding == "auto_asconf" else []),
              "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
         self._wait("client association", self._associated, self.mn, self.client_pid,
                    self.dir_mn / "client.log")
+
+    def _key(self, node: str) -> list[str]:
+        key = self.lab.topo.nodes[node].sctp.auth_key
+        return ["--auth-key", key] if key else []
 
     def _associated(self) -> bool:
         try:
@@ -129,15 +139,27 @@ class SctpTraffic(TrafficRun):
             return False  # not listening yet
         return bool(r.get("ok")) and r.get("state") is not None
 
-    def stop(self) -> None:
+    def stop(self, hurry: bool = False) -> None:
+        """End the client (a graceful SHUTDOWN), then the server, which ends with the
+        association. ``hurry`` (an interrupted run): a short grace each, the user is waiting;
+        a client blocked in connect ignores TERM and is killed."""
+        errors = []
         if self.client_pid:
-            self.lab.runtime(self.mn).stop(self.client_pid, grace=5.0)  # graceful SHUTDOWN
+            try:
+                self.lab.runtime(self.mn).stop(self.client_pid, grace=0.5 if hurry else 5.0)
+            except TestbedError as e:  # its node is gone (a fault): nothing left to stop
+                errors.append(f"client on {self.mn}: {e}")
             self.client_pid = 0
         if self.server_pid:
-            cn = self.lab.runtime(self.cn)
-            if cn.wait(self.server_pid, 5.0) is None:  # it ends when the association closes
-                cn.stop(self.server_pid, grace=2.0)
+            try:
+                cn = self.lab.runtime(self.cn)
+                if hurry or cn.wait(self.server_pid, 5.0) is None:
+                    cn.stop(self.server_pid, grace=0.3 if hurry else 2.0)
+            except TestbedError as e:
+                errors.append(f"server on {self.cn}: {e}")
             self.server_pid = 0
+        if errors:
+            raise TestbedError("SCTP traffic could not be stopped: " + "; ".join(errors))
 
     def results(self) -> dict[str, Any]:
         return {"server": self._read(self.server_stats), "client": self._read(self.client_stats)}

@@ -56,6 +56,8 @@ def serve(args: argparse.Namespace) -> int:
     addrs = _split(args.bind)
     lsock = sockapi.sctp_socket(_family(addrs or ["::"]) if addrs else socket.AF_INET6)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if args.auth_key:  # the accepted association inherits the listener's keys
+        sockapi.set_auth_key(lsock, bytes.fromhex(args.auth_key))
     _bind(lsock, addrs, args.port)
     lsock.listen(1)
     stats, tracker = ServerStats(), SeqTracker()
@@ -119,6 +121,8 @@ def _rcvinfo_tsn(anc: list[tuple[int, int, bytes]]) -> int:
 def client(args: argparse.Namespace) -> int:
     local, servers = _split(args.local), _split(args.server)
     sock = sockapi.sctp_socket(_family(local + servers))
+    if args.auth_key:
+        sockapi.set_auth_key(sock, bytes.fromhex(args.auth_key))
     if args.mode == "auto_asconf":
         local = []  # auto_asconf only follows addresses on wildcard-bound sockets
     _bind(sock, local, 0)
@@ -202,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=5001)
     s.add_argument("--stats", required=True, help="JSON stats file (rewritten every second)")
     s.add_argument("--echo", action="store_true", help="answer each message (DATA toward the client)")
+    s.add_argument("--auth-key", help="endpoint-pair shared key (hex) for SCTP-AUTH, key id 0")
     c = sub.add_parser("client", help="send a paced, numbered stream; accept driver commands")
     c.add_argument("--local", default="", help="comma-separated local addresses to bind")
     c.add_argument("--server", required=True, help="comma-separated server addresses")
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also set SCTP_AUTO_ASCONF on the socket (mode auto_asconf)",
     )
+    c.add_argument("--auth-key", help="endpoint-pair shared key (hex) for SCTP-AUTH, key id 0")
     c.add_argument("--stats", required=True)
     args = ap.parse_args(argv)
     return serve(args) if args.role == "server" else client(args)

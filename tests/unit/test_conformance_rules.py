@@ -50,7 +50,9 @@ def test_correct_ladder_passes_every_rule(tmp_path: Path, v6: bool, pcapng: bool
 BROKEN = [
     (Knobs(ack_add=False), "asconf.ack", "no ASCONF-ACK"),
     (Knobs(set_primary_first=True), "order.trash", "SET_PRIMARY acked before ADD_IP acked"),
+    (Knobs(set_primary=False), "order.trash", "ADD_IP and DELETE_IP without SET_PRIMARY"),
     (Knobs(auth=False), "asconf.auth", "without AUTH"),
+    (Knobs(forged_hmac=True), "asconf.auth", "HMAC does not verify"),
     (Knobs(dns_rcode=5), "dns.answered", "REFUSED"),
     (Knobs(skip_serial=True), "asconf.serial", "expected 1001"),
     (Knobs(serial_offset=7), "asconf.serial", "not the sender's initial TSN 1000"),
@@ -298,3 +300,30 @@ def test_expectations_decide_the_verdict():
     assert not typo.passed and typo.rule("order.trahs").status == "skip"
     assert typo.to_dict()["expectations"] == {"order.trash": "fail", "order.trahs": "fail"}
     assert not v.expecting({"asconf.auth": "fail"}).passed  # passing where a failure was expected
+
+
+def test_hmacs_are_verified_against_the_handshake(tmp_path: Path) -> None:
+    v = _run(tmp_path, trash_capture())
+    assert "6 HMAC(s) verified" in v.rule("asconf.auth").message
+
+
+def test_a_configured_shared_key_must_be_given_to_verify(tmp_path: Path) -> None:
+    """Both ends configured an endpoint-pair key: the empty key no longer verifies, the
+    configured one does, and a capture without the handshake leaves HMACs unjudged."""
+    from tests.support import synth
+
+    cap = synth.trash_capture()
+    keyed = synth.Capture()
+    a = synth.Assoc(*synth.addresses(False)[::2], shared_key=b"lab-secret")
+    pkt, serial, _ = a.asconf("192.0.2.10", "add", "198.51.100.10")
+    init, init_ack = a.init()
+    for t, f in ((1.0, init), (1.001, init_ack), (1.1, pkt), (1.102, a.asconf_ack("192.0.2.10", serial))):
+        keyed.add(1_700_000_000 + t, f)
+    keyed.write_pcap(tmp_path / "k.pcap")
+    assert check(tmp_path).rule("asconf.auth").status == "fail"
+    ok = check(tmp_path, auth_keys={0: b"lab-secret"}).rule("asconf.auth")
+    assert ok.status == "pass" and "2 HMAC(s) verified" in ok.message, ok
+    cap.frames = [(t, f) for t, f in cap.frames if f[34 + 12] not in (1, 2)]  # no INIT, INIT-ACK
+    cap.write_pcap(tmp_path / "k.pcap")
+    unjudged = check(tmp_path).rule("asconf.auth")
+    assert unjudged.status == "pass" and "6 not verifiable" in unjudged.message
