@@ -362,7 +362,7 @@ def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool =
             if r is None:
                 facts.captures.append(CaptureSummary(name, path, None, (unusable[i],)))
             else:
-                facts.captures.append(CaptureSummary(name, path, r.frames, tuple(r.problems)))
+                facts.captures.append(CaptureSummary(name, path, r.frame_count, tuple(r.problems)))
         return facts
     finally:
         for r in readers.values():
