@@ -55,6 +55,7 @@ class LabState:
     backend: str = "mininet"  # the lab backend that made its nodes and links
     machine: str = "host"  # where the lab runs: the host, or inside one UML kernel
     owner_pid: int = 0  # the process building it (a dead owner + "building" = crashed build)
+    holder: str = ""  # $TESTBED_LAB_HOLDER at build time: e.g. a test session whose labs these are
     created: float = field(default_factory=time.time)
     netns: list[str] = field(default_factory=list)  # named netns, written BEFORE creation
     etc_netns: list[str] = field(default_factory=list)

@@ -15,6 +15,7 @@ from testbed.conformance.rules import (
     GROUPS,
     RULE_IDS,
     RULES,
+    TRANSPORT_RULES,
     Context,
     mn_updates,
     timeline_budgets,
@@ -47,10 +48,15 @@ def find_captures(pcap_dir_or_files: str | Path | Iterable[str | Path]) -> list[
     return out
 
 
-def select_rules(rules: str | Sequence[str] | None) -> list[str]:
-    """Expand groups (``asconf``...) and ids into rule ids; ``timeline`` selects budget rules."""
+def select_rules(rules: str | Sequence[str] | None, transport: str | None = None) -> list[str]:
+    """Expand groups (``asconf``...) and ids into rule ids; ``timeline`` selects budget rules.
+
+    With ``transport`` (sctp, mptcp, tcp: what a scenario's traffic ran), only that transport's
+    rules remain: an SCTP run is not judged on MPTCP rules that could only skip."""
+    if transport is not None and transport not in TRANSPORT_RULES:
+        raise ConfigError("--transport", transport, "unknown transport", f"use {', '.join(TRANSPORT_RULES)}")
     if rules is None:
-        return [*RULE_IDS, "timeline"]
+        return _of_transport([*RULE_IDS, "timeline"], transport)
     names = [r.strip() for r in (rules.split(",") if isinstance(rules, str) else rules)]
     out: list[str] = []
     for name in filter(None, names):
@@ -64,7 +70,14 @@ def select_rules(rules: str | Sequence[str] | None) -> list[str]:
             out.append(name)
         else:
             raise ConfigError("--rules", name, "unknown rule or group", f"use {', '.join(GROUPS + RULE_IDS)}")
-    return list(dict.fromkeys(out))
+    return _of_transport(list(dict.fromkeys(out)), transport)
+
+
+def _of_transport(selected: list[str], transport: str | None) -> list[str]:
+    if transport is None:
+        return selected
+    own = TRANSPORT_RULES[transport]
+    return [r for r in selected if r in own or r.startswith("timeline")]
 
 
 def check(
@@ -77,6 +90,7 @@ def check(
     dedup_window: float = 0.5,
     lab: Mapping[str, Any] | None = None,
     auth_keys: Mapping[int, bytes] | None = None,
+    transport: str | None = None,
 ) -> Verdict:
     """Judge captures against the Appendix-A rules (see ``testbed.conformance.rules``).
 
@@ -87,9 +101,10 @@ def check(
     read; malformed packets are counted in ``stats`` instead. ``lab`` describes where the
     captures come from (machine, backend, per-node stack/kernel...); it is written to the
     verdict as given. ``auth_keys``: endpoint-pair shared keys by key id (RFC 4895), for the
-    HMACs ``asconf.auth`` verifies; key id 0 is empty unless given.
+    HMACs ``asconf.auth`` verifies; key id 0 is empty unless given. ``transport`` keeps only
+    that transport's rules (see ``select_rules``).
     """
-    selected = select_rules(rules)
+    selected = select_rules(rules, transport)
     budgets = check_budgets(budgets)
     facts = extract(find_captures(pcap_dir_or_files), window=dedup_window)
     return judge(facts, selected, events, budgets, mn_name=mn_name, lab=lab, auth_keys=auth_keys)

@@ -26,6 +26,9 @@ def build_parser(prog: str = "testbed check") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Judge captures against Appendix A.")
     p.add_argument("captures", nargs="+", help="capture directory or pcap/pcapng files")
     p.add_argument("--rules", help="comma-separated groups or rule ids (default: all)")
+    p.add_argument("--transport", choices=("sctp", "mptcp", "tcp"),
+                   help="judge only this transport's rules (default: every transport's; those "
+                   "with nothing in the capture skip)")
     p.add_argument("--out", type=Path, help="write verdict.json here")
     p.add_argument("--mn-name", help="the MN's DNS name, e.g. mn.mobile.test")
     p.add_argument("--events", type=Path, help="agent events: JSON list or JSON lines")
@@ -193,6 +196,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             mn_name=args.mn_name,
             dedup_window=args.dedup_window,
             auth_keys=parse_auth_keys(args.auth_key),
+            transport=args.transport,
         )
         expectations = _expectations(args.expect)
         if expectations:

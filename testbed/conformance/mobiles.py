@@ -100,11 +100,11 @@ def check_mobiles(pcap_dir_or_files: str | Path | Iterable[str | Path],
                   budgets: Mapping[str, float] | None = None, *,
                   expectations: Mapping[str, Expected] | None = None, dedup_window: float = 0.5,
                   lab: Mapping[str, Any] | None = None, source: str = "expect",
-                  auth_keys: Mapping[int, bytes] | None = None) -> Verdict:
+                  auth_keys: Mapping[int, bytes] | None = None, transport: str | None = None) -> Verdict:
     """Judge each MN of ``mobiles`` on its part of the captures; the summary on top. Each MN
     meets the expectations of the rules it was judged on; one about a rule no MN was judged
     on (what the run adds: an attack, a fault) is the summary's alone."""
-    selected = select_rules(rules)
+    selected = select_rules(rules, transport)
     budgets = check_budgets(budgets)
     facts = extract(find_captures(pcap_dir_or_files), window=dedup_window)
     exp = dict(expectations or {})

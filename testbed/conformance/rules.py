@@ -49,7 +49,7 @@ from testbed.conformance.exchange import (
     update_owners,
 )
 from testbed.conformance.facts import AckSeen, AsconfSeen, Facts, Where
-from testbed.conformance.mptcp_rules import MPTCP_RULE_IDS
+from testbed.conformance.mptcp_rules import MPTCP_GROUP, MPTCP_RULE_IDS
 from testbed.conformance.mptcp_timeline import MPTCP_PHASES, MptcpHandover
 from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
@@ -69,6 +69,12 @@ SCTP_RULE_IDS = (
     "continuity.new_path",
 )
 RULE_IDS = (*SCTP_RULE_IDS, *MPTCP_RULE_IDS)  # the TCP ones live in ``mptcp_rules``
+# the rules that can judge each transport's binding updates (location updates are DNS for all)
+TRANSPORT_RULES = {
+    "sctp": SCTP_RULE_IDS,
+    "mptcp": ("dns.signed", "dns.answered", *MPTCP_GROUP),
+    "tcp": ("dns.signed", "dns.answered", "continuity.tcp"),
+}
 
 
 @dataclass(slots=True)

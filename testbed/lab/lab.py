@@ -78,7 +78,8 @@ class Lab:
                 raise LabStateError(f"lab {lab!r} left state behind ({old.status}); "
                                     "run `testbed clean` first")
             state = LabState(lab, str(path.resolve()), topo.model_dump(mode="json"), owner_pid=os.getpid(),
-                             backend=backend.name, machine=os.environ.get("TESTBED_MACHINE") or "host")
+                             backend=backend.name, machine=os.environ.get("TESTBED_MACHINE") or "host",
+                             holder=os.environ.get("TESTBED_LAB_HOLDER", ""))
             state.save()
             self = cls(state, topo, backend)
             try:

@@ -304,12 +304,18 @@ class Runner:
         if not self.many:
             return check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
                          mn_name=topo.dns_name(topo.mobile.node), lab=self.lab_block(),
-                         auth_keys=self.auth_keys())
+                         auth_keys=self.auth_keys(), transport=self.transport)
         scopes = {mn: MobileScope.from_events(topo.dns_name(mn), [e for e in events if e.get("mn") == mn])
                   for mn in topo.mobiles}
         return check_mobiles(pcaps, scopes, rules=self.sc.rules, budgets=self.sc.budgets or None,
                              expectations=dict(self.sc.expect), lab=self.lab_block(),
-                             source=f"scenario {self.sc.name}", auth_keys=self.auth_keys())
+                             source=f"scenario {self.sc.name}", auth_keys=self.auth_keys(),
+                             transport=self.transport)
+
+    @property
+    def transport(self) -> str | None:
+        """The transport whose rules judge the run: its traffic's, none without traffic."""
+        return self.sc.transport if self.sc.uses_traffic else None
 
     def auth_keys(self) -> dict[int, bytes]:
         """The endpoint-pair shared key the topology gives the MN, for the HMACs the checker

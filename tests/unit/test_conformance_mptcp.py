@@ -10,6 +10,7 @@ import pytest
 
 from testbed.conformance import check
 from testbed.conformance.checker import select_rules
+from testbed.errors import ConfigError
 from tests.support.mptcp_synth import CN, MN_NEW, MN_OLD, Knobs, S, mptcp_handover, tcp_break
 
 MPTCP_RULES = ("mptcp.join", "mptcp.add_addr", "mptcp.prio", "mptcp.remove", "order.mptcp",
@@ -25,6 +26,21 @@ def test_rules_mptcp_selects_the_mptcp_group():
     assert select_rules("mptcp") == list(MPTCP_RULES)
     assert "continuity.tcp" in select_rules("continuity") and "continuity.dss" in select_rules("continuity")
     assert "order.mptcp" in select_rules("order")
+
+
+def test_a_transport_keeps_only_its_own_rules():
+    sctp = ["order.trash", "continuity.tsn", "continuity.new_path"]
+    assert select_rules("order,continuity", "sctp") == sctp
+    assert select_rules(None, "tcp") == ["dns.signed", "dns.answered", "continuity.tcp", "timeline"]
+    assert "asconf.auth" not in select_rules(None, "mptcp") and "mptcp.prio" in select_rules(None, "mptcp")
+    with pytest.raises(ConfigError, match="unknown transport"):
+        select_rules(None, "quic")
+
+
+def test_an_mptcp_run_judged_as_such_has_no_sctp_rule_that_skips(tmp_path: Path) -> None:
+    v = _verdict(tmp_path, mptcp_handover(), transport="mptcp")
+    assert [r.id for r in v.rules] == ["dns.signed", "dns.answered", *MPTCP_RULES]
+    assert all(r.status == "pass" for r in v.rules if r.id in MPTCP_RULES), v.rules
 
 
 def test_a_correct_handover_passes_every_mptcp_rule(tmp_path: Path) -> None:
