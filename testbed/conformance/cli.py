@@ -128,7 +128,8 @@ def render(verdict: Verdict, console: Console) -> None:
             if ho.get("notes"):
                 phases += "\n" + "; ".join(ho["notes"])
             durations = "  ".join(_duration(k, d) for k, d in (ho.get("durations") or {}).items())
-            h.add_row(str(ho["index"]), ho["address"], phases, durations)
+            others = [a for a in ho.get("addresses") or () if a != ho["address"]]
+            h.add_row(str(ho["index"]), "\n".join([ho["address"], *others]), phases, durations)
         console.print(h)
     s = verdict.stats
     console.print(

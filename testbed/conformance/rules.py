@@ -43,7 +43,7 @@ from testbed.conformance.exchange import (
 from testbed.conformance.facts import AckSeen, AsconfSeen, Facts, Where
 from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
-from testbed.decode.sctp import PARAM_NAMES
+from testbed.decode.sctp import ADD_IP, PARAM_NAMES
 
 GROUPS = ("asconf", "dns", "order", "continuity", "timeline")
 RULE_IDS = (
@@ -250,12 +250,18 @@ def order_trash(c: Context) -> RuleResult:
             seq.append(("DNS UPDATE answered", (r.where.time, r.where.time, 0), r.where))
         elif dns_present:
             missing.append("DNS UPDATE " + ("unanswered" if h.dns else "absent"))
-        step = h.delete
-        if step is None or step.acked is None:
-            missing.append(f"DELETE_IP {'unacknowledged' if step else 'absent'}")
-        else:
-            assert step.exchange.ack is not None
-            seq.append(("DELETE_IP acked", step.order_key, step.exchange.ack.where))
+        deletes = h.deletes
+        if not deletes:
+            missing.append("DELETE_IP absent")
+        for step in sorted(deletes, key=lambda d: d.order_key):  # one per family of the old network
+            if step.acked is None:
+                missing.append(f"DELETE_IP {step.param.address} unacknowledged")
+            else:
+                assert step.exchange.ack is not None
+                seq.append((f"DELETE_IP {step.param.address} acked", step.order_key,
+                            step.exchange.ack.where))
+        missing += [f"ADD_IP {a.param.address} unacknowledged" for a in h.also
+                    if a.param.type == ADD_IP and a.acked is None]
         for (a, ka, _wa), (b, kb, wb) in zip(seq, seq[1:], strict=False):
             if kb < ka:
                 bad.append(_ev(wb, f"{tag}: {b} before {a}"))

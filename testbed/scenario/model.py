@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
 
 from testbed.errors import ConfigError
 from testbed.model.topology import Strict
@@ -97,6 +97,16 @@ class Traffic(Strict):
     # DELETE_IP in Appendix-A order), or the kernel's own auto_asconf, for comparison
     binding: Literal["trash", "auto_asconf"] = "trash"
     peer: str | None = None  # the correspondent node; default: the first host with SCTP
+    # address families of the association: [4], [6] or [4, 6] (dual stack: both ends bind an
+    # address of each family, the sockets are AF_INET6 and carry IPv4 as v4-mapped)
+    families: tuple[Literal[4, 6], ...] = Field((4,), min_length=1, max_length=2)
+
+    @field_validator("families")
+    @classmethod
+    def _distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("list each family once: [4], [6] or [4, 6]")
+        return tuple(sorted(v))
 
 
 class Scenario(Strict):

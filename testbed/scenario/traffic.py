@@ -53,11 +53,28 @@ class SctpTraffic:
         raise TestbedError(f"SCTP traffic: {what} not ready within {timeout:g} s; see "
                            f"{self.dir_cn} and {self.dir_mn}")
 
+    def endpoints(self) -> tuple[list[str], list[str]]:
+        """(the MN's addresses, the CN's) of the association's families: the CN's from the
+        plan, the MN's those it holds on the network it is attached to now. A family the MN
+        lacks there (an IPv4-only network in a dual-stack association) joins later, by ADD_IP."""
+        fams = self.params.families
+        cn = [a for f in fams if (a := self.lab.plan.address_of(self.cn, f))]
+        missing = [f"IPv{f}" for f in fams if not self.lab.plan.address_of(self.cn, f)]
+        if missing:
+            raise TestbedError(f"traffic.families: {self.cn} has no {' or '.join(missing)} address")
+        attached = self.lab.state.attached[0]
+        st = self.lab.access_state(attached)
+        held = {4: st.ipv4[:1], 6: st.ipv6[:1]}
+        mn = [a for f in fams for a in held[f]]
+        if not mn:
+            raise TestbedError(f"traffic.families: the MN holds no IPv{'/IPv'.join(map(str, fams))} "
+                               f"address on {attached} to start the association from")
+        return mn, cn
+
     def start(self) -> None:
         cn_rt, mn_rt = self.lab.runtime(self.cn), self.lab.runtime(self.mn)
-        cn_addr = self.lab.plan.address_of(self.cn, 4)
-        attached = self.lab.state.attached[0]
-        mn_addr = self.lab.access_state(attached).ipv4[0]
+        mn_addrs, cn_addrs = self.endpoints()
+        cn_addr, mn_addr = ",".join(cn_addrs), ",".join(mn_addrs)
         for d in (self.dir_cn, self.dir_mn):
             d.mkdir(parents=True, exist_ok=True)
         self.server_stats.unlink(missing_ok=True)
@@ -72,7 +89,7 @@ class SctpTraffic:
             [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,
              "--server", cn_addr, "--port", str(PORT), "--rate", f"{self.params.rate:g}",
              "--size", str(self.params.size), "--control", str(TRAFFIC_CONTROL),
-             "--mode", self.params.binding,
+             "--mode", self.params.binding, "--families", ",".join(map(str, self.params.families)),
              *(["--auto-asconf-sockopt"] if self.params.binding == "auto_asconf" else []),
              "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
         self._wait("client association", self._associated, self.mn, self.client_pid,

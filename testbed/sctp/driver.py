@@ -16,6 +16,7 @@ kernel's net.sctp.default_auto_asconf=1 (wildcard-bound socket) instead.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import threading
@@ -39,6 +40,7 @@ class BindingDriver:
     local_port: int
     peer_port: int
     mode: str = "trash"
+    families: tuple[int, ...] = (4,)  # of the association's addresses (the binding adds these)
     log: list[dict[str, Any]] = field(default_factory=list)  # what was done, with times
 
     def __post_init__(self) -> None:
@@ -61,14 +63,30 @@ class BindingDriver:
 
     def make_primary(self, addr: str, peer_addr: str | None = None) -> dict[str, Any]:
         """Ask the peer to send to ``addr`` (ASCONF SET_PRIMARY); optionally pick our own
-        primary destination ``peer_addr`` too (only useful when the peer is multi-homed)."""
+        primary destination ``peer_addr`` too. Without one, when our primary destination is of
+        the other family than ``addr``, one of the peer's addresses of ``addr``'s family is
+        chosen: after a move to a network of one family only (IPv4 to IPv6) the old
+        destination cannot be reached from the new address."""
+        chosen: dict[str, str] = {}
 
         def do() -> None:
             sockapi.set_peer_primary(self.sock, addr, self.local_port)
-            if peer_addr:
-                sockapi.set_primary(self.sock, peer_addr, self.peer_port)
+            peer = peer_addr or self._peer_to_follow(addr)
+            if peer:
+                sockapi.set_primary(self.sock, peer, self.peer_port)
+                chosen["peer"] = peer
 
-        return self._record("primary", addr, do)
+        entry = self._record("primary", addr, do)
+        entry.update(chosen)
+        return entry
+
+    def _peer_to_follow(self, addr: str) -> str | None:
+        fam = ipaddress.ip_address(addr).version
+        current = sockapi.normalise(sockapi.status(self.sock).primary[0])
+        if ipaddress.ip_address(current).version == fam:
+            return None
+        peers = [sockapi.normalise(a) for a, _ in sockapi.peer_addrs(self.sock)]
+        return next((p for p in peers if ipaddress.ip_address(p).version == fam), None)
 
     def on_lost(self, addr: str) -> dict[str, Any]:
         """An address is gone: delete it from the association (ASCONF DELETE_IP)."""
@@ -83,6 +101,7 @@ class BindingDriver:
             "local": sorted(sockapi.normalise(a) for a, _ in sockapi.local_addrs(self.sock)),
             "peer": sorted(sockapi.normalise(a) for a, _ in sockapi.peer_addrs(self.sock)),
             "mode": self.mode,
+            "families": list(self.families),
         }
 
     def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:

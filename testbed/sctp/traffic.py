@@ -177,7 +177,7 @@ def _bind(sock: socket.socket, addrs: list[str], port: int) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     addrs = _split(args.bind)
-    lsock = sockapi.sctp_socket(_family(addrs or ["::"]) if addrs else socket.AF_INET6)
+    lsock = sockapi.sctp_socket(_family(addrs) if addrs else socket.AF_INET6)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     _bind(lsock, addrs, args.port)
     lsock.listen(1)
@@ -241,7 +241,10 @@ def _rcvinfo_tsn(anc: list[tuple[int, int, bytes]]) -> int:
 
 def client(args: argparse.Namespace) -> int:
     local, servers = _split(args.local), _split(args.server)
-    sock = sockapi.sctp_socket(_family(local + servers))
+    families = tuple(sorted({int(f) for f in _split(args.families)} or {4}))
+    # AF_INET6 whenever IPv6 is wanted, even while the MN holds IPv4 only: the association
+    # must accept IPv6 addresses later (a move to an IPv6-only network)
+    sock = sockapi.sctp_socket(socket.AF_INET6 if 6 in families else _family(local + servers))
     if args.mode == "auto_asconf":
         local = []  # auto_asconf only follows addresses on wildcard-bound sockets
     _bind(sock, local, 0)
@@ -250,7 +253,7 @@ def client(args: argparse.Namespace) -> int:
     sockapi.connectx(sock, servers, args.port)
     sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
     local_port = sockapi.local_addrs(sock)[0][1]
-    driver = BindingDriver(sock, local_port, args.port, args.mode)
+    driver = BindingDriver(sock, local_port, args.port, args.mode, families=families)
     sent = 0
     t_start = time.time()
     error = ""
@@ -335,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: no limit)")
     c.add_argument("--control", default="", help="unix socket path for driver commands")
     c.add_argument("--mode", choices=("trash", "auto_asconf"), default="trash")
+    c.add_argument("--families", default="4", help="address families of the association: 4, 6 or 4,6")
     c.add_argument(
         "--auto-asconf-sockopt",
         action="store_true",
