@@ -85,10 +85,14 @@ class Wiring:
         dns4 = self.plan.address_of(self.topo.dns.server, 4) or ""
         dns6 = self.plan.address_of(self.topo.dns.server, 6)
         rt = self.nodes.runtime(ar)
-        return [
-            Radvd(rt, self.nodes.node_dir(ar, "radvd"), ar_if.ifname, acc, dns6, self.topo.dns.zone),
-            Dhcpd(rt, self.nodes.node_dir(ar, "dhcpd"), ar_if.ifname, acc, dns4, self.topo.dns.zone),
-        ]
+        out: list[Daemon] = []
+        if acc.ipv6 is not None:  # SLAAC (and later DHCPv6) only where the network has IPv6
+            out.append(Radvd(rt, self.nodes.node_dir(ar, "radvd"), ar_if.ifname, acc, dns6,
+                             self.topo.dns.zone))
+        if acc.ipv4 is not None:
+            out.append(Dhcpd(rt, self.nodes.node_dir(ar, "dhcpd"), ar_if.ifname, acc, dns4,
+                             self.topo.dns.zone))
+        return out
 
     # ---------------------------------------------------------------- the mobile node
     @property
@@ -110,7 +114,9 @@ class Wiring:
         m, z = self.topo.mobile, self.topo.dns
         if m.location == "none":
             return {}
-        env = {"TESTBED_LOC_SERVER": self.plan.address_of(z.server, 4) or "",
+        # both of the server's addresses: the MN tries the IPv6 one where it has no IPv4 route
+        servers = [a for f in (4, 6) if (a := self.plan.address_of(z.server, f))]
+        env = {"TESTBED_LOC_SERVER": ",".join(servers),
                "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": f"{z.mobile_name}.{z.zone}",
                "TESTBED_LOC_VALIDITY": f"{m.signature_validity:g}"}
         if m.location == "tsig" or not sig0_supported():

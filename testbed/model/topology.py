@@ -120,26 +120,33 @@ class RaSettings(Strict):
 
 
 class AccessNetwork(Strict):
-    """The network an access router serves to the mobile node: DHCPv4 pool and SLAAC prefix."""
+    """The network an access router serves to the mobile node: DHCPv4 pool and SLAAC prefix.
+    Either family may be left out (``ipv4: null``): an IPv6-only or an IPv4-only network."""
 
     router: str
-    ipv4: DocIPv4Net
-    ipv6: DocIPv6Net
+    ipv4: DocIPv4Net | None
+    ipv6: DocIPv6Net | None
     pool: tuple[int, int] = (100, 199)  # host numbers of the DHCP range inside ``ipv4``
     lease_time: int = 600
     ra: RaSettings = RaSettings()
 
+    @property
+    def families(self) -> tuple[int, ...]:
+        return tuple(f for f, net in ((4, self.ipv4), (6, self.ipv6)) if net is not None)
+
     @field_validator("ipv6")
     @classmethod
-    def _slaac(cls, v: IPv6Net) -> IPv6Net:
-        if v.prefixlen != 64:
+    def _slaac(cls, v: IPv6Net | None) -> IPv6Net | None:
+        if v is not None and v.prefixlen != 64:
             raise ValueError(f"{v}: SLAAC needs a /64")
         return v
 
     @model_validator(mode="after")
     def _pool(self) -> AccessNetwork:
+        if self.ipv4 is None and self.ipv6 is None:
+            raise ValueError("an access network needs ipv4, ipv6 or both")
         lo, hi = self.pool
-        if not (2 <= lo <= hi < self.ipv4.num_addresses - 1):
+        if self.ipv4 is not None and not (2 <= lo <= hi < self.ipv4.num_addresses - 1):
             raise ValueError(f"pool {lo}-{hi} does not fit in {self.ipv4}")
         return self
 

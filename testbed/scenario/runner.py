@@ -199,7 +199,7 @@ class Runner:
         ar_addrs = [str(a.ip) for a in ar_if.addresses]
         cn = self.traffic.cn if self.traffic is not None else None
         return {
-            "MN": [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6)],
+            "MN": [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None],
             "New AR": ar_addrs,
             "CN": [str(a.ip) for a in p.nodes[cn].addresses()] if cn else [],
             "DHCP": ar_addrs[:1],
