@@ -10,8 +10,11 @@ guest carrying one JSON object per line, answered with one JSON line::
     {"op": "status"}                            -> addresses, primary, state, counters
     <- {"ok": true, "t": <guest unix time of the call>, ...} | {"ok": false, "error": "..."}
 
-Mode ``trash`` (default) issues the calls; mode ``auto_asconf`` issues none and relies on the
-kernel's net.sctp.default_auto_asconf=1 (wildcard-bound socket) instead.
+Mode ``trash`` (default) issues the calls and answers each once the peer has acknowledged the
+ASCONF it caused (``"acked": true``, seen on the wire by ``acks.AsconfAcks``), or after
+``ack_timeout`` without one (``"acked": false``): the binding process orders its next step on
+that answer. Mode ``auto_asconf`` issues none and relies on the kernel's
+net.sctp.default_auto_asconf=1 (wildcard-bound socket) instead.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 from testbed.host import jsonlines
 from testbed.sctp import sockapi
+from testbed.sctp.acks import AsconfAcks
 
 MODES = ("trash", "auto_asconf")
 
@@ -41,7 +45,10 @@ class BindingDriver:
     peer_port: int
     mode: str = "trash"
     families: tuple[int, ...] = (4,)  # of the association's addresses (the binding adds these)
+    acks: AsconfAcks | None = None  # the association's ASCONF-ACKs; None: answer at once
+    ack_timeout: float = 4.0
     log: list[dict[str, Any]] = field(default_factory=list)  # what was done, with times
+    issued: int = 0  # ASCONFs this driver caused (the kernel sends them one at a time, in order)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -54,6 +61,10 @@ class BindingDriver:
         else:
             fn()
             entry = {"op": op, "addr": addr, "t": t, "dt": time.time() - t}
+            self.issued += 1
+            if self.acks is not None:
+                entry["acked"] = self.acks.wait_for(self.issued, self.ack_timeout)
+                entry["ack_s"] = round(time.time() - t, 6)
         self.log.append(entry)
         return entry
 

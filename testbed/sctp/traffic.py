@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.sctp import sockapi
+from testbed.sctp.acks import AsconfAcks
 from testbed.sctp.driver import BindingDriver, CommandServer
 
 MAGIC = b"TBSC"
@@ -253,7 +254,8 @@ def client(args: argparse.Namespace) -> int:
     sockapi.connectx(sock, servers, args.port)
     sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
     local_port = sockapi.local_addrs(sock)[0][1]
-    driver = BindingDriver(sock, local_port, args.port, args.mode, families=families)
+    acks = AsconfAcks(local_port, args.port).start() if args.mode == "trash" else None
+    driver = BindingDriver(sock, local_port, args.port, args.mode, families=families, acks=acks)
     sent = 0
     t_start = time.time()
     error = ""
@@ -313,6 +315,8 @@ def client(args: argparse.Namespace) -> int:
         periodic.stopped.set()
         periodic.write()
         sock.close()  # graceful SHUTDOWN: the server sees the end of the stream
+        if acks is not None:
+            acks.close()
     return 1 if error else 0
 
 
