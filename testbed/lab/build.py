@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from testbed.host import netns
+from testbed.lab import shaping
 from testbed.lab.mobile import MobileNode
 from testbed.lab.nodes import Nodes
 from testbed.lab.wiring import Wiring
@@ -52,6 +53,7 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
     stacks = kernel_nodes.kernel_nodes(topo)
     configs = [kernel_nodes.config_for(topo, plan.nodes[n], s, state.ns(n), state.dir / n)
                for n, s in stacks.items()]  # a missing kernel fails here, before anything exists
+    shaping.check(plan, frozenset(stacks), state.topology_file)  # and so does a delay without netem
     state.backend = nodes.backend.name
     state.save()
     write_resolvers(nodes)  # before the nodes: a container mounts its resolv.conf when created
@@ -80,6 +82,7 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
     for name in stacks:
         kernel_nodes.configure_guest(nodes.runtime(name), plan.nodes[name],  # type: ignore[arg-type]
                                      name == topo.mobile.node, topo.mobile.optimistic_dad)
+    shaping.apply_all(plan, nodes.runtime, frozenset(stacks))
     # the mobile node's daemons: the binding process waits for the agent's socket by itself
     mn = [wiring.dhcp_client()]
     if topo.mobile.agent:

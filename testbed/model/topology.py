@@ -82,6 +82,31 @@ DocIPv4Net = Annotated[IPv4Net, AfterValidator(_doc_only)]
 DocIPv6Net = Annotated[IPv6Net, AfterValidator(_doc_only)]
 
 
+RATE_RE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit)$")
+
+
+class Shaping(Strict):
+    """Path quality of a link, applied to each end's egress: ``rate`` (tc syntax, ``10mbit``),
+    ``delay_ms`` and ``jitter_ms`` (netem only: a kernel node's own kernel, or every node under
+    ``--machine uml``; the host kernel here has none), ``loss`` (percent)."""
+
+    rate: str | None = None
+    delay_ms: float = Field(0.0, ge=0, le=10_000)
+    jitter_ms: float = Field(0.0, ge=0, le=10_000)
+    loss: float = Field(0.0, ge=0, le=100)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str | None) -> str | None:
+        if v is not None and not RATE_RE.match(v):
+            raise ValueError(f"rate {v!r}: write it as tc does, e.g. 512kbit, 10mbit, 1gbit")
+        return v
+
+    @property
+    def needs_netem(self) -> bool:
+        return self.delay_ms > 0 or self.jitter_ms > 0
+
+
 class Link(Strict):
     """A point-to-point link between two infrastructure nodes; first host address to ``a``."""
 
@@ -89,6 +114,7 @@ class Link(Strict):
     b: str
     ipv4: DocIPv4Net
     ipv6: DocIPv6Net
+    shape: Shaping | None = None
 
     @field_validator("ipv4")
     @classmethod
@@ -129,6 +155,8 @@ class AccessNetwork(Strict):
     pool: tuple[int, int] = (100, 199)  # host numbers of the DHCP range inside ``ipv4``
     lease_time: int = 600
     ra: RaSettings = RaSettings()
+    # the radio link's quality: the AR's port toward the MN and the MN's own interface
+    shape: Shaping | None = None
 
     @property
     def families(self) -> tuple[int, ...]:

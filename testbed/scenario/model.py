@@ -30,11 +30,22 @@ class Move(Strict):
 
 
 class PingPong(Strict):
+    """Moves round the access routers of ``between`` in order (two or more), ``times`` moves
+    in all, starting after the one the MN is attached to."""
+
     kind: Literal["ping_pong"] = "ping_pong"
-    between: tuple[str, str]
+    between: tuple[str, ...] = Field(min_length=2)
     times: int = Field(2, ge=1)
     dwell: float = Field(1.0, ge=0)  # seconds on each network
     mode: MoveModeName = "make-before-break"
+    overlap: float = Field(0.0, ge=0)  # make-before-break: seconds attached to both
+    gap: float = Field(0.0, ge=0)  # break-before-make: seconds attached to none
+
+    def targets(self, attached: list[str]) -> list[str]:
+        """The access routers moved to, in order, from where the MN is attached now."""
+        here = next((self.between.index(a) for a in attached if a in self.between), -1)
+        n = len(self.between)
+        return [self.between[(here + 1 + i) % n] for i in range(self.times)]
 
 
 class Metric(Strict):

@@ -100,10 +100,8 @@ class Runner:
         self.log.step("moved", to=m.to, **{f"{k}_s": v for k, v in times.items()})
 
     def _ping_pong(self, p: PingPong) -> None:
-        for i in range(p.times):
-            target = p.between[(i + 1) % 2] if self.lab.state.attached == [p.between[0]] \
-                else p.between[i % 2]
-            self._move(Move(to=target, mode=p.mode))
+        for target in p.targets(list(self.lab.state.attached)):
+            self._move(Move(to=target, mode=p.mode, overlap=p.overlap, gap=p.gap))
             self._wait(Wait(seconds=p.dwell))
 
     def _metric(self, m: Metric) -> None:

@@ -1,0 +1,51 @@
+"""N access routers of different path quality: a ping-pong round three ARs with an SCTP
+association, each move a full TraSH ladder; the shaping really sits on the radio links."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from testbed.host import netns
+from testbed.lab import Lab
+from testbed.pytest_plugin import assert_verdict
+from testbed.scenario import model
+from testbed.scenario.runner import Runner
+
+pytestmark = [pytest.mark.integration, pytest.mark.vm]
+
+LAB = "tbpr3"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    from testbed.pytest_plugin import require_lab_prerequisites
+
+    require_lab_prerequisites()
+    lab = Lab.up("three-ar-sctp", LAB)
+    try:
+        yield lab
+    finally:
+        lab.close()
+        Lab.open(LAB).down()
+
+
+def test_radio_links_are_shaped_by_what_each_kernel_has(lab):
+    ar2 = netns.run(None, ["tc", "-n", lab.state.ns("ar2"), "qdisc", "show", "dev", "ar2-mn"]).stdout
+    assert "tbf" in ar2 and "rate 1Mbit" in ar2  # the host kernel: no netem
+    ar3 = netns.run(lab.state.ns("ar3"), ["nft", "list", "table", "netdev", "testbed_shape"]).stdout
+    assert 'device "ar3-mn"' in ar3 and "< 200 drop" in ar3
+    mn = lab.runtime("mn").run(["tc", "qdisc", "show", "dev", "mn-ar3"]).stdout
+    assert "netem" in mn and "loss 2%" in mn  # the MN's own (UML) kernel has netem
+
+
+def test_ping_pong_round_three_routers(lab, tmp_path):
+    run = Runner(model.load("three-ar-pingpong"), lab, tmp_path).run()
+    assert_verdict(run.verdict)
+    hos = run.verdict.handovers
+    nets = [h["address"].rsplit(".", 1)[0] for h in hos]
+    assert nets == ["198.51.100", "203.0.113", "192.0.2"] * 2
+    assert all("set_primary_acked" in h["phases"] and "delete_ip_acked" in h["phases"] for h in hos)
+    server = json.loads((tmp_path / "traffic.json").read_text())["server"]
+    assert server["missing"] == 0 and server["duplicates"] == [] and len(server["source_switches"]) == 6
