@@ -20,6 +20,7 @@ from pathlib import Path
 
 from testbed.conformance.dedup import CopyFilter, transport_key
 from testbed.conformance.facts import (
+    AbortSeen,
     AckSeen,
     AsconfSeen,
     CaptureSummary,
@@ -48,13 +49,16 @@ from testbed.decode.pcap import (
     UnusableCapture,
 )
 from testbed.decode.sctp import (
+    ABORT,
     DATA,
     INIT,
     INIT_ACK,
     SACK,
+    SCTP_UDP_PORT,
     AsconfAckChunk,
     AsconfChunk,
     AuthChunk,
+    ErrorChunk,
     InitChunk,
     MalformedChunk,
     chunk_spans,
@@ -62,6 +66,7 @@ from testbed.decode.sctp import (
     lone_chunk,
 )
 
+_PORTS = struct.Struct("!HH").unpack_from
 _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
 _MAX_GAP = 1 << 20  # a forward TSN jump larger than this is reported, not enumerated
@@ -136,6 +141,8 @@ class _Extractor:
                     reason = str(e) if isinstance(e, ValueError) else "truncated frame"
                     self.bad(Where(f.pcaps[pidx], fno, ts), reason)
                     continue
+                if proto == PROTO_UDP and end - l4 >= 20 and SCTP_UDP_PORT in _PORTS(data, l4):
+                    proto, l4 = PROTO_SCTP, l4 + 8  # SCTP over UDP: judged as SCTP
             key = None
             if dedup or iface or lt not in _NO_CAPTURE_POINTS:
                 dedup = True
@@ -224,6 +231,7 @@ class _Extractor:
     ) -> AuthChunk | None:
         """Keep a decoded non-DATA/SACK chunk; return the AUTH chunk covering what follows."""
         f = self.f
+        f.origins.setdefault(ntop(src), set()).add(where.pcap)
         if isinstance(ch, AuthChunk):
             return ch
         if isinstance(ch, AsconfChunk):
@@ -232,6 +240,8 @@ class _Extractor:
             ack = AckSeen(where, hdr, ntop(src), ntop(dst), ch, auth)
             f.acks.append(ack)
             self.watch.setdefault(hdr, []).append(ack)
+        elif isinstance(ch, ErrorChunk) and ch.type == ABORT:
+            f.aborts.append(AbortSeen(where, hdr, ntop(src), ntop(dst), ch))
         elif isinstance(ch, InitChunk):
             sport, dport, vtag = hdr
             ports = (min(sport, dport), max(sport, dport))

@@ -13,7 +13,7 @@ from pathlib import Path
 from testbed.decode.dhcp import DhcpMessage
 from testbed.decode.dns import DNSMessage
 from testbed.decode.nd import RouterAdvert, RouterSolicit
-from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk
+from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk, ErrorChunk
 
 Key = tuple[int, int, int]  # (sport, dport, vtag) of an SCTP header
 Link = tuple[str, int, int]  # (capture file, pcapng interface, link-layer capture point)
@@ -48,6 +48,17 @@ class AckSeen:
     auth: AuthChunk | None
     # first new DATA after this ACK in the ACK's own direction (peer → ASCONF sender)
     first_data_back: DataSeen | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AbortSeen:
+    """An ABORT: the association it names is over."""
+
+    where: Where
+    key: Key
+    src: str
+    dst: str
+    chunk: ErrorChunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +126,7 @@ class Facts:
     pcaps: list[str]
     asconfs: list[AsconfSeen] = field(default_factory=list)
     acks: list[AckSeen] = field(default_factory=list)
+    aborts: list[AbortSeen] = field(default_factory=list)
     dns: list[DnsSeen] = field(default_factory=list)
     nd: list[NdSeen] = field(default_factory=list)
     dhcp: list[DhcpSeen] = field(default_factory=list)
@@ -125,6 +137,9 @@ class Facts:
     # later copies of a kept (non-DATA) message at other capture points, by the first copy's
     # (pcap, frame): an answer's time where its request was captured
     copies: dict[tuple[str, int], list[Where]] = field(default_factory=dict)
+    # address -> capture files where control packets (not DATA/SACK) from it were first seen:
+    # the capture points next to its host, where what is sent to it must arrive
+    origins: dict[str, set[str]] = field(default_factory=dict)
     packets: int = 0
     duplicates_removed: int = 0
     sctp_packets: int = 0

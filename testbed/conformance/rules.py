@@ -7,8 +7,11 @@ asconf.auth                 every ASCONF and ASCONF-ACK is preceded by an AUTH c
                             (RFC 5061 §4.2); the message names the HMAC algorithms and key ids seen
 asconf.serial               per sender, ASCONF serials start at the sender's initial TSN (when its
                             INIT/INIT-ACK was captured) and grow by one; a repeat is a retransmission
-asconf.ack                  every ASCONF serial is answered by an ASCONF-ACK with the same serial,
-                            never more ACKs than transmissions, and no ACK answers an unsent serial
+asconf.ack                  every ASCONF serial is answered by an ASCONF-ACK with the same serial
+                            that reaches its destination: a capture point where that address's own
+                            control packets were first seen (an ACK lost on the way back, at a NAT
+                            or a router without a route, answers nothing); never more ACKs than
+                            transmissions, and no ACK answers an unsent serial
 asconf.success              every acknowledged parameter succeeded (implicitly, as Linux answers, or
                             with SUCCESS_INDICATION); otherwise the error cause is reported
 dns.signed                  every UPDATE for the MN's name carries SIG(0) or TSIG
@@ -19,6 +22,8 @@ order.trash                 per handover: configured (agent event) before ADD_IP
                             missing answers); with no DNS in the capture the DNS step is skipped
 continuity.tsn              in each direction every DATA TSN gap is later filled; duplicates counted
 continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X
+continuity.no_abort         no ABORT ends an association (a peer that finds a packet from an address
+                            the association lacks, e.g. one rewritten by a NAT, answers ABORT)
 timeline.<phase>            the phase happened within its budget (seconds after the handover's t0, the
                             new link's link_up); skipped without agent events
 ==========================  =========================================================================
@@ -56,6 +61,7 @@ RULE_IDS = (
     "order.trash",
     "continuity.tsn",
     "continuity.new_path",
+    "continuity.no_abort",
 )
 
 
@@ -148,6 +154,11 @@ def asconf_ack(c: Context) -> RuleResult:
     for ex in c.exchanges:
         if not ex.acks:
             bad.append(_ev(ex.first.where, f"{_describe(ex.first)}: no ASCONF-ACK"))
+        elif not any(_delivered(c.facts, k) for k in ex.acks):
+            k = ex.acks[0]
+            near = ", ".join(sorted(c.facts.origins.get(k.dst, ()))) or "?"
+            bad.append(_ev(k.where, f"ASCONF-ACK serial {ex.serial} {k.src} → {k.dst} never reached "
+                                    f"{near}, next to {k.dst}: lost on the way back"))
         elif len(ex.acks) > len(ex.sends):
             bad.append(
                 _ev(
@@ -159,6 +170,12 @@ def asconf_ack(c: Context) -> RuleResult:
         bad.append(_ev(k.where, f"ASCONF-ACK serial {k.chunk.serial} answers no captured ASCONF"))
     ok = f"{len(c.exchanges)} ASCONF serial(s), each acknowledged"
     return _result(rid, ok, bad, "ASCONF without a matching ASCONF-ACK")
+
+
+def _delivered(f: Facts, ack: AckSeen) -> bool:
+    """Was the ACK captured next to its destination (where that address's packets start)?"""
+    near = f.origins.get(ack.dst) or {ack.where.pcap}
+    return any(f.seen_at(ack.where, pcap).pcap == pcap for pcap in near)
 
 
 def asconf_success(c: Context) -> RuleResult:
@@ -328,6 +345,18 @@ def continuity_new_path(c: Context) -> RuleResult:
     return _result(rid, ok, bad, "DATA kept using the old path after SET_PRIMARY")
 
 
+def continuity_no_abort(c: Context) -> RuleResult:
+    rid = "continuity.no_abort"
+    if not c.facts.sctp_packets:
+        return _skip(rid, "no SCTP in the capture")
+    bad = []
+    for a in c.facts.aborts:
+        causes = ", ".join(x.name for x in a.chunk.causes) or "no cause given"
+        tbit = " (T bit: tag reflected, the sender knew no such association)" if a.chunk.flags & 1 else ""
+        bad.append(_ev(a.where, f"ABORT {a.src} → {a.dst} port {a.key[0]} → {a.key[1]}: {causes}{tbit}"))
+    return _result(rid, "no association aborted", bad, "association aborted")
+
+
 # -- timeline ---------------------------------------------------------------------------------
 def timeline_budgets(c: Context) -> list[RuleResult]:
     out = []
@@ -371,6 +400,7 @@ RULES: dict[str, Callable[[Context], RuleResult]] = {
     "order.trash": order_trash,
     "continuity.tsn": continuity_tsn,
     "continuity.new_path": continuity_new_path,
+    "continuity.no_abort": continuity_no_abort,
 }
 
 

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from testbed.host import netns
-from testbed.lab import shaping
+from testbed.lab import middlebox, shaping
 from testbed.lab.mobile import MobileNode
 from testbed.lab.nodes import Nodes
 from testbed.lab.wiring import Wiring
@@ -83,6 +83,7 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
         kernel_nodes.configure_guest(nodes.runtime(name), plan.nodes[name],  # type: ignore[arg-type]
                                      name == topo.mobile.node, topo.mobile.optimistic_dad)
     shaping.apply_all(plan, nodes.runtime, frozenset(stacks))
+    middlebox.apply_all(plan, nodes.runtime)  # NAT and ingress filters, before the MN attaches
     # the mobile node's daemons: the binding process waits for the agent's socket by itself
     mn = [wiring.dhcp_client()]
     if topo.mobile.agent:

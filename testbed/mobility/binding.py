@@ -197,12 +197,18 @@ class DriverLink:
         return bool(self.path) and os.path.exists(self.path)
 
     async def request(self, cmd: dict) -> dict:
+        """The driver's answer; a transport that went away mid-request (its association was
+        aborted, its process ended) is an answer too: not ok, and the link is down."""
         import asyncio
 
         from testbed.host import jsonlines
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, jsonlines.request, self.path, cmd)
+        try:
+            return await loop.run_in_executor(None, jsonlines.request, self.path, cmd)
+        except jsonlines.RequestError as e:
+            self.connected = False
+            return {"ok": False, "error": str(e)}
 
 
 async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy: Policy, updater) -> None:

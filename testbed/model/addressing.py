@@ -175,12 +175,14 @@ def _static_routes(topo: Topology, nodes: dict[str, NodePlan]) -> None:
             if n != mn and i.peer not in (mn, ""):
                 adj[n].append((i.peer, i))
     owner: dict[Net, str] = {}  # subnet -> a node directly on it (not the MN)
+    private = {a.ipv4 for a in topo.access_networks if a.nat}  # behind NAT: routed nowhere
     for n, p in nodes.items():
         if n == mn:
             continue
         for i in p.ifaces:
             for a in i.addresses:
-                owner.setdefault(a.network, n)
+                if a.network not in private:
+                    owner.setdefault(a.network, n)
     for src, p in nodes.items():
         if src == mn:
             continue

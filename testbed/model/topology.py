@@ -47,6 +47,9 @@ class SctpSettings(Strict):
     auth_enable: int = 1
     addip_noauth_enable: int = 0
     default_auto_asconf: int = 0
+    # SCTP over UDP (RFC 6951): the UDP port this node listens on and sends to (Linux's
+    # net.sctp.udp_port and encap_port); 0: plain SCTP over IP
+    udp_port: int = Field(0, ge=0, le=65535)
 
 
 class Node(Strict):
@@ -157,6 +160,11 @@ class AccessNetwork(Strict):
     ra: RaSettings = RaSettings()
     # the radio link's quality: the AR's port toward the MN and the MN's own interface
     shape: Shaping | None = None
+    # §6 middleboxes on the AR: IPv4 behind NAT (masquerade to the AR's own address; the
+    # network's IPv4 prefix is routed nowhere else, like a private one), and ingress filtering
+    # (BCP 38: drop what arrives from the network with a source it cannot have)
+    nat: bool = False
+    ingress_filter: bool = False
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -173,6 +181,8 @@ class AccessNetwork(Strict):
     def _pool(self) -> AccessNetwork:
         if self.ipv4 is None and self.ipv6 is None:
             raise ValueError("an access network needs ipv4, ipv6 or both")
+        if self.nat and self.ipv4 is None:
+            raise ValueError("nat translates IPv4: give the network an ipv4 prefix")
         lo, hi = self.pool
         if self.ipv4 is not None and not (2 <= lo <= hi < self.ipv4.num_addresses - 1):
             raise ValueError(f"pool {lo}-{hi} does not fit in {self.ipv4}")

@@ -7,7 +7,8 @@ its steps on those acknowledgements — the location update follows the SET_PRIM
 the binding driver watches for them: a raw ``IPPROTO_SCTP`` socket receives a copy of every
 SCTP packet the host receives while the kernel's SCTP still processes the original. The kernel
 sends one ASCONF at a time, in serial order, so the n-th distinct serial acknowledged answers
-the n-th ASCONF.
+the n-th ASCONF. Over UDP (RFC 6951) the packets reach raw UDP sockets instead, and the SCTP
+packet starts after the UDP header.
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import struct
 import threading
 
 from testbed.decode.sctp import ASCONF_ACK, chunk_spans
 
 IPPROTO_SCTP = 132
+IPPROTO_UDP = 17
 
 
 class AsconfAcks:
     """Serials of the ASCONF-ACKs arriving for the association ``local_port`` ↔ ``peer_port``."""
 
-    def __init__(self, local_port: int, peer_port: int) -> None:
-        self.local_port, self.peer_port = local_port, peer_port
+    def __init__(self, local_port: int, peer_port: int, udp_port: int = 0) -> None:
+        """``udp_port``: the association runs over UDP to and from this port (0: over IP)."""
+        self.local_port, self.peer_port, self.udp_port = local_port, peer_port, udp_port
         self.serials: list[int] = []
         self._cond = threading.Condition()
         self._socks: list[socket.socket] = []
@@ -35,7 +39,8 @@ class AsconfAcks:
 
     def start(self) -> AsconfAcks:
         """Open the raw sockets (root, in the endpoint's namespace) and read them."""
-        self._socks = [socket.socket(fam, socket.SOCK_RAW, IPPROTO_SCTP)
+        proto = IPPROTO_UDP if self.udp_port else IPPROTO_SCTP
+        self._socks = [socket.socket(fam, socket.SOCK_RAW, proto)
                        for fam in (socket.AF_INET, socket.AF_INET6)]
         self._thread.start()
         return self
@@ -73,7 +78,12 @@ class AsconfAcks:
                 except OSError:
                     continue
                 # an IPv4 raw socket hands over the IP header, an IPv6 one the payload alone
-                self.feed(data, (data[0] & 0x0F) * 4 if s.family == socket.AF_INET else 0)
+                off = (data[0] & 0x0F) * 4 if s.family == socket.AF_INET else 0
+                if self.udp_port:
+                    if len(data) < off + 8 or self.udp_port not in struct.unpack_from("!HH", data, off):
+                        continue
+                    off += 8
+                self.feed(data, off)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

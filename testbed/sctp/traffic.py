@@ -254,7 +254,7 @@ def client(args: argparse.Namespace) -> int:
     sockapi.connectx(sock, servers, args.port)
     sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
     local_port = sockapi.local_addrs(sock)[0][1]
-    acks = AsconfAcks(local_port, args.port).start() if args.mode == "trash" else None
+    acks = AsconfAcks(local_port, args.port, _encap_port()).start() if args.mode == "trash" else None
     driver = BindingDriver(sock, local_port, args.port, args.mode, families=families, acks=acks)
     sent = 0
     t_start = time.time()
@@ -318,6 +318,14 @@ def client(args: argparse.Namespace) -> int:
         if acks is not None:
             acks.close()
     return 1 if error else 0
+
+
+def _encap_port() -> int:
+    """The UDP port SCTP is encapsulated to in this namespace (RFC 6951), 0 when it is not."""
+    try:
+        return int(Path("/proc/sys/net/sctp/encap_port").read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def _split(s: str | None) -> list[str]:

@@ -296,3 +296,67 @@ def test_expectations_decide_the_verdict():
     assert not typo.passed and typo.rule("order.trahs").status == "skip"
     assert typo.to_dict()["expectations"] == {"order.trash": "fail", "order.trahs": "fail"}
     assert not v.expecting({"asconf.auth": "fail"}).passed  # passing where a failure was expected
+
+
+def test_an_asconf_ack_lost_on_the_way_back_answers_nothing(tmp_path: Path) -> None:
+    """Two capture points: the MN's access link and the CN's. The DELETE_IP's ASCONF-ACK is
+    captured where the CN sent it but never on the MN's link (dropped on the way, as at a NAT
+    or a router with no route to the MN's address): asconf.ack fails, naming the link."""
+    from tests.support.synth import Assoc, Capture
+
+    a = Assoc("192.0.2.10", "203.0.113.1")
+    mn_link, cn_link = Capture(), Capture()
+    t = 1_700_000_000.0
+    for frame in a.init():
+        mn_link.add(t, frame)
+        cn_link.add(t + 0.0002, frame)
+    pkt, serial, _c = a.asconf("198.51.100.10", "delete", "192.0.2.10")
+    mn_link.add(t + 1, pkt)
+    cn_link.add(t + 1.0002, pkt)
+    cn_link.add(t + 1.001, a.asconf_ack("198.51.100.10", serial))  # never on the MN's link
+    mn_link.write_pcap(tmp_path / "ar2-mn.pcap")
+    cn_link.write_pcap(tmp_path / "core-cn.pcap")
+    v = check(tmp_path, rules="asconf")
+    r = v.rule("asconf.ack")
+    assert r.status == "fail" and "never reached ar2-mn.pcap" in r.evidence[0].what
+    mn_link.add(t + 1.0012, a.asconf_ack("198.51.100.10", serial))  # now it arrives
+    mn_link.write_pcap(tmp_path / "ar2-mn.pcap")
+    assert check(tmp_path, rules="asconf").rule("asconf.ack").status == "pass"
+
+
+def test_sctp_over_udp_is_judged_as_sctp(tmp_path: Path) -> None:
+    """RFC 6951: SCTP packets inside UDP to or from port 9899 are read as SCTP."""
+    from scapy.layers.inet import IP as IPL
+
+    from testbed.decode.sctp import SCTP_UDP_PORT
+
+    def in_udp(frame: bytes) -> bytes:
+        ip = IPL(frame[14:])
+        return bytes(Ether() / IP(src=ip.src, dst=ip.dst) / UDP(sport=SCTP_UDP_PORT, dport=SCTP_UDP_PORT)
+                     / bytes(ip.payload))
+
+    frames = [(t, in_udp(f)) for t, f in trash_capture().sorted_frames() if IPL(f[14:]).proto == 132]
+    write_pcap(tmp_path / "udp.pcap", frames)
+    v = check(tmp_path, rules="asconf,order")
+    assert v.stats["asconf"] == 3 and v.rule("asconf.ack").status == "pass"
+    assert v.rule("order.trash").status == "pass" and len(v.handovers) == 1
+
+
+def test_an_abort_fails_no_abort(tmp_path: Path) -> None:
+    from scapy.layers.sctp import SCTPChunkAbort
+
+    from tests.support.synth import Assoc
+
+    cap = trash_capture()
+    a = Assoc("192.0.2.10", "203.0.113.1")
+    last = max(t for t, _ in cap.frames)
+    cap.add(last + 0.1, a.from_cn("203.0.113.6", [SCTPChunkAbort(TCB=1)]))
+    cap.write_pcap(tmp_path / "c.pcap")
+    r = check(tmp_path, rules="continuity").rule("continuity.no_abort")
+    assert r.status == "fail"
+    assert "→ 203.0.113.6" in r.evidence[0].what and "T bit" in r.evidence[0].what
+
+
+def test_no_abort_passes_a_clean_capture(tmp_path: Path) -> None:
+    trash_capture().write_pcap(tmp_path / "c.pcap")
+    assert check(tmp_path, rules="continuity").rule("continuity.no_abort").status == "pass"
