@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from testbed.conformance.agent_events import left_networks, parse_events
 from testbed.conformance.exchange import asconf_exchanges, dns_transactions
 from testbed.conformance.extract import extract
 from testbed.conformance.rules import (
@@ -88,11 +89,13 @@ def check(
         if phase not in PHASES:
             raise ConfigError("budgets", phase, "unknown phase", f"use one of {', '.join(PHASES)}")
     paths = find_captures(pcap_dir_or_files)
-    facts = extract(paths, window=dedup_window)
+    left = left_networks(parse_events(events)) if events is not None else None
+    facts = extract(paths, window=dedup_window, left=left)
     exchanges, orphans = asconf_exchanges(facts)
     updates = mn_updates(dns_transactions(facts), mn_name)
     handovers = build_handovers(exchanges, updates, events, facts)
-    ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None)
+    ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None,
+                  left_addresses=len(left or {}))
     results = [RULES[r](ctx) for r in selected if r in RULES]
     wanted_budgets = {
         p: b for p, b in budgets.items() if "timeline" in selected or f"timeline.{p}" in selected

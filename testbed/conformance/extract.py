@@ -14,8 +14,9 @@ count once (``testbed.conformance.dedup``).
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from testbed.conformance.dedup import CopyFilter, transport_key
@@ -30,6 +31,7 @@ from testbed.conformance.facts import (
     Facts,
     Flow,
     Key,
+    LeftSource,
     Link,
     NdSeen,
     Where,
@@ -89,8 +91,10 @@ def _merged(readers: dict[int, PcapReader]) -> Iterator[PcapRecord]:
 class _Extractor:
     """The pass itself; a class only to share state between the hot loop and the slow paths."""
 
-    def __init__(self, names: list[str], window: float) -> None:
+    def __init__(self, names: list[str], window: float, left: Left | None = None) -> None:
         self.f = Facts(pcaps=names)
+        # packed address -> [(from, until, lost)]: times when it belonged to a network left
+        self.left = {ipaddress.ip_address(a).packed: list(spans) for a, spans in (left or {}).items()}
         self.copies = CopyFilter(window)
         self.watch: dict[Key, list[AckSeen]] = {}  # ACKs waiting for their first DATA
         self.inits: dict[Key, int] = {}  # (sport, dport, own tag) of an INIT → its initial TSN
@@ -143,6 +147,8 @@ class _Extractor:
                     continue
                 if proto == PROTO_UDP and end - l4 >= 20 and SCTP_UDP_PORT in _PORTS(data, l4):
                     proto, l4 = PROTO_SCTP, l4 + 8  # SCTP over UDP: judged as SCTP
+            if self.left and src in self.left:
+                self.left_source(src, ts, pidx, fno)
             key = None
             if dedup or iface or lt not in _NO_CAPTURE_POINTS:
                 dedup = True
@@ -200,6 +206,15 @@ class _Extractor:
         f.sctp_packets = nsctp
         f.data_chunks = ndata
         return f
+
+    def left_source(self, src: bytes, ts: float, pidx: int, fno: int) -> None:
+        """A packet from an address the MN had left at ``ts``: the first per loss is kept."""
+        spans = self.left[src]
+        for k, (start, until, lost) in enumerate(spans):
+            if start <= ts < until:
+                self.f.left_sources.append(LeftSource(ntop(src), lost, Where(self.f.pcaps[pidx], fno, ts)))
+                del spans[k]
+                return
 
     def tsn_slow(self, fl: Flow, tsn: int, pidx: int, fno: int, ts: float) -> bool:
         """Anything but the next TSN: a jump forward (gap) or an old TSN (fill or duplicate)."""
@@ -285,11 +300,18 @@ class _Extractor:
         return msg is not None
 
 
-def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool = False) -> Facts:
+# address -> [(from, until, lost)]: wall times during which the address was of a network the
+# MN had left (from its ``lost`` event, plus a grace, until it holds the address again)
+Left = Mapping[str, Sequence[tuple[float, float, float]]]
+
+
+def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool = False,
+            left: Left | None = None) -> Facts:
     """Read every capture once (merged by time) and return the facts the rules judge.
 
     An unreadable file raises ``UnusableCapture``; with ``skip_unusable`` it is listed in
-    ``Facts.captures`` (frames ``None``) and the others are read.
+    ``Facts.captures`` (frames ``None``) and the others are read. ``left``: addresses whose
+    packets are looked for while the MN had left their network (``Facts.left_sources``).
     """
     paths = [Path(p) for p in paths]
     names = [p.name for p in paths]
@@ -305,7 +327,7 @@ def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool =
                 if not skip_unusable:
                     raise
                 unusable[i] = str(e)
-        facts = _Extractor(names, window).run(readers)
+        facts = _Extractor(names, window, left).run(readers)
         for i, (name, path) in enumerate(zip(names, paths, strict=True)):
             r = readers.get(i)
             if r is None:

@@ -51,6 +51,15 @@ class AckSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class LeftSource:
+    """A packet sent from an address of a network the MN had left (its ``lost`` event)."""
+
+    address: str
+    lost: float  # wall time of the loss
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
 class AbortSeen:
     """An ABORT: the association it names is over."""
 
@@ -127,6 +136,7 @@ class Facts:
     asconfs: list[AsconfSeen] = field(default_factory=list)
     acks: list[AckSeen] = field(default_factory=list)
     aborts: list[AbortSeen] = field(default_factory=list)
+    left_sources: list[LeftSource] = field(default_factory=list)  # first per loss, when watched
     dns: list[DnsSeen] = field(default_factory=list)
     nd: list[NdSeen] = field(default_factory=list)
     dhcp: list[DhcpSeen] = field(default_factory=list)

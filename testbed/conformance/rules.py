@@ -24,11 +24,14 @@ continuity.tsn              in each direction every DATA TSN gap is later filled
 continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X
 continuity.no_abort         no ABORT ends an association (a peer that finds a packet from an address
                             the association lacks, e.g. one rewritten by a NAT, answers ABORT)
+source.left_network         the MN never sends from an address of a network it has left (after the
+                            agent's ``lost`` event for it, until it holds it again): such packets
+                            are what ingress filtering (BCP 38) drops; skipped without events
 timeline.<phase>            the phase happened within its budget (seconds after the handover's t0, the
                             new link's link_up); skipped without agent events
 ==========================  =========================================================================
 
-Groups (``--rules``): asconf, dns, order, continuity, timeline; a full rule id also selects.
+Groups (``--rules``): asconf, dns, order, continuity, source, timeline; a full rule id also selects.
 A rule whose input is absent from the capture is ``skip``: a capture with only SCTP is judged on
 the SCTP rules, one without handovers skips the order and timeline rules.
 """
@@ -50,7 +53,7 @@ from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.decode.sctp import ADD_IP, PARAM_NAMES
 
-GROUPS = ("asconf", "dns", "order", "continuity", "timeline")
+GROUPS = ("asconf", "dns", "order", "continuity", "source", "timeline")
 RULE_IDS = (
     "asconf.auth",
     "asconf.serial",
@@ -62,6 +65,7 @@ RULE_IDS = (
     "continuity.tsn",
     "continuity.new_path",
     "continuity.no_abort",
+    "source.left_network",
 )
 
 
@@ -75,6 +79,7 @@ class Context:
     mn_name: str | None = None
     budgets: dict[str, float] = field(default_factory=dict)
     events_given: bool = False
+    left_addresses: int = 0  # addresses of networks the MN left, per the agent's events
 
 
 def _ev(w: Where, what: str) -> Evidence:
@@ -357,6 +362,19 @@ def continuity_no_abort(c: Context) -> RuleResult:
     return _result(rid, "no association aborted", bad, "association aborted")
 
 
+# -- source -----------------------------------------------------------------------------------
+def source_left_network(c: Context) -> RuleResult:
+    rid = "source.left_network"
+    if not c.events_given:
+        return _skip(rid, "agent events not given: when the MN left a network is unknown")
+    if not c.left_addresses:
+        return _skip(rid, "the MN left no network (no 'lost' event with addresses)")
+    bad = [_ev(x.where, f"sent from {x.address} {x.where.time - x.lost:.3f}s after the MN lost it "
+                        "(its network was left)") for x in c.facts.left_sources]
+    ok = f"{c.left_addresses} address(es) of networks left, none used as a source afterwards"
+    return _result(rid, ok, bad, "the MN sent from an address of a network it had left")
+
+
 # -- timeline ---------------------------------------------------------------------------------
 def timeline_budgets(c: Context) -> list[RuleResult]:
     out = []
@@ -401,6 +419,7 @@ RULES: dict[str, Callable[[Context], RuleResult]] = {
     "continuity.tsn": continuity_tsn,
     "continuity.new_path": continuity_new_path,
     "continuity.no_abort": continuity_no_abort,
+    "source.left_network": source_left_network,
 }
 
 

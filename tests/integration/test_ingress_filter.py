@@ -1,0 +1,45 @@
+"""Ingress filtering (BCP 38) on the access routers: what it does to a binding update sent
+from the wrong source, and the rule that the MN never sends from a network it has left."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.decode.sctp import ADD_IP
+from testbed.lab import Lab, middlebox
+from testbed.pytest_plugin import assert_verdict
+from testbed.scenario import model
+from testbed.scenario.runner import Runner
+
+pytestmark = [pytest.mark.integration, pytest.mark.vm]
+LAB = "tbprb"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from testbed.pytest_plugin import require_lab_prerequisites
+
+    require_lab_prerequisites()
+    lab = Lab.up("two-ar-bcp38", LAB)
+    try:
+        result = Runner(model.load("ingress-filter-handover"), lab, tmp_path_factory.mktemp("bcp")).run()
+        result.drops = {ar: middlebox.ingress_drops(lab.runtime(ar)) for ar in ("ar1", "ar2")}
+        yield result
+    finally:
+        lab.close()
+        Lab.open(LAB).down()
+
+
+def test_expectations_hold(run):
+    assert_verdict(run.verdict)
+    assert run.verdict.statuses()["asconf.ack"] == "fail"
+
+
+def test_the_add_ip_from_the_wrong_source_dies_at_ar1s_filter(run):
+    facts = run.verdict.facts
+    back = [a for a in facts.asconfs
+            if any(p.type == ADD_IP and p.address == "192.0.2.100" for p in a.chunk.params)]
+    assert back and all(a.src == "198.51.100.100" and a.where.pcap == "ar1-mn.pcap" for a in back)
+    # captured where the MN sent it, never past the router
+    assert all(facts.seen_at(a.where, "core-ar1.pcap").pcap != "core-ar1.pcap" for a in back)
+    assert run.drops["ar1"] >= len(back) and run.drops["ar2"] == 0
