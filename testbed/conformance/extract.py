@@ -26,6 +26,7 @@ from testbed.conformance.facts import (
     AsconfSeen,
     CaptureSummary,
     DataSeen,
+    Dhcp6Seen,
     DhcpSeen,
     DnsSeen,
     Facts,
@@ -37,6 +38,7 @@ from testbed.conformance.facts import (
     Where,
 )
 from testbed.decode.dhcp import DhcpMessage
+from testbed.decode.dhcp6 import Dhcp6Message
 from testbed.decode.dns import HEADER_TRUNCATED, DNSMessage
 from testbed.decode.link import PROTO_SCTP, PROTO_UDP, NotIP, ip_span, ntop
 from testbed.decode.nd import RouterAdvert, RouterSolicit
@@ -76,7 +78,8 @@ _MAX_EXAMPLES = 20
 _DATA_MIN = 16  # a DATA chunk shorter than this is malformed (decode_chunk says why)
 _NO_CAPTURE_POINTS = frozenset({LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6})
 _LABELS: dict[type, str] = {
-    DNSMessage: "DNS", DhcpMessage: "DHCP", RouterSolicit: "ICMPv6", RouterAdvert: "ICMPv6"
+    DNSMessage: "DNS", DhcpMessage: "DHCP", Dhcp6Message: "DHCPv6", RouterSolicit: "ICMPv6",
+    RouterAdvert: "ICMPv6",
 }  # fmt: skip
 
 
@@ -282,7 +285,7 @@ class _Extractor:
             # "UDP port 40000": one kind per transport, not per ephemeral port
             self.other(pk.unknown.partition(" port ")[0])
             return False
-        msg = pk.dns or pk.dhcp or pk.nd
+        msg = pk.dns or pk.dhcp or pk.dhcp6 or pk.nd
         if pk.malformed is not None:
             self.bad(where, pk.malformed if msg is None else f"{_LABELS[type(msg)]}: {pk.malformed}")
         f = self.f
@@ -295,6 +298,8 @@ class _Extractor:
             f.dns.append(DnsSeen(where, client, server, "udp" if proto == PROTO_UDP else "tcp", pk.dns))
         elif pk.dhcp is not None:
             f.dhcp.append(DhcpSeen(where, ntop(src), ntop(dst), pk.sport, pk.dport, link, pk.dhcp))
+        elif pk.dhcp6 is not None:
+            f.dhcp6.append(Dhcp6Seen(where, ntop(src), ntop(dst), link, pk.dhcp6))
         elif pk.nd is not None:
             f.nd.append(NdSeen(where, ntop(src), ntop(dst), link, pk.nd))
         return msg is not None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.decode.dhcp import DhcpMessage
+from testbed.decode.dhcp6 import Dhcp6Message
 from testbed.decode.dns import DNSMessage
 from testbed.decode.nd import RouterAdvert, RouterSolicit
 from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk, ErrorChunk
@@ -102,6 +103,15 @@ class DhcpSeen:
     msg: DhcpMessage
 
 
+@dataclass(frozen=True, slots=True)
+class Dhcp6Seen:
+    where: Where
+    src: str
+    dst: str
+    link: Link
+    msg: Dhcp6Message
+
+
 @dataclass(slots=True)
 class Flow:
     """DATA TSN bookkeeping for one direction. ``high`` is unwrapped (grows past 2**32)."""
@@ -140,6 +150,7 @@ class Facts:
     dns: list[DnsSeen] = field(default_factory=list)
     nd: list[NdSeen] = field(default_factory=list)
     dhcp: list[DhcpSeen] = field(default_factory=list)
+    dhcp6: list[Dhcp6Seen] = field(default_factory=list)
     flows: dict[Key, Flow] = field(default_factory=dict)
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
     init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
@@ -185,6 +196,7 @@ class Facts:
             "dns_messages": self.dns_messages,
             "nd_messages": len(self.nd),
             "dhcp_messages": len(self.dhcp),
+            "dhcp6_messages": len(self.dhcp6),
             "unknown": self.unknown,
             "unknown_kinds": dict(sorted(self.unknown_kinds.items(), key=lambda kv: -kv[1])[:10]),
             "malformed": self.malformed,

@@ -62,7 +62,7 @@ PHASES = (
     "first_data_new_path",
 )
 # (phase, the phase its duration runs from, the floor bounding it); "link" is the new link's
-# own exchange: DHCP for an IPv4 address, RS → RA for an IPv6 one
+# own exchange: DHCP for an IPv4 address, RS → RA (or DHCPv6, where it gave it) for an IPv6 one
 CHAIN = (
     ("detected", "link_up", "link"),
     ("configured", "detected", None),
@@ -176,8 +176,8 @@ class Handover:
         for phase, since, floor in CHAIN:
             if phase not in p or since not in p:
                 continue
-            if floor == "link":
-                floor = "rs_ra" if ":" in self.address else "dhcp"
+            if floor == "link":  # DHCPv6 where it gave the address, else RS → RA; DHCP for IPv4
+                floor = ("dhcpv6" if "dhcpv6" in self.floors else "rs_ra") if ":" in self.address else "dhcp"
             seconds = p[phase] - p[since]
             f = self.floors.get(floor) if floor else None
             out[phase] = {

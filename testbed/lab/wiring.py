@@ -20,6 +20,7 @@ from testbed.services.bind import Named, ZoneData, ZoneKeys, sig0_supported
 from testbed.services.binding import BindingService
 from testbed.services.dhcpcd import Dhcpcd
 from testbed.services.dhcpd import Dhcpd
+from testbed.services.dhcpd6 import Dhcpd6
 from testbed.services.radvd import Radvd
 
 TSIG_KEY_NAME = "mn-tsig"
@@ -92,6 +93,9 @@ class Wiring:
         if acc.ipv4 is not None:
             out.append(Dhcpd(rt, self.nodes.node_dir(ar, "dhcpd"), ar_if.ifname, acc, dns4,
                              self.topo.dns.zone))
+        if acc.dhcpv6 != "off":
+            out.append(Dhcpd6(rt, self.nodes.node_dir(ar, "dhcpd6"), ar_if.ifname, acc, dns6,
+                              self.topo.dns.zone))
         return out
 
     # ---------------------------------------------------------------- the mobile node
@@ -108,7 +112,9 @@ class Wiring:
     def dhcp_client(self) -> Dhcpcd:
         metrics = {self.plan.access_iface(a.router)[0].ifname: self.access_metric(a.router)
                    for a in self.topo.access_networks}
-        return Dhcpcd(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "dhcpcd"), metrics)
+        dhcpv6 = {self.plan.access_iface(a.router)[0].ifname: a.dhcpv6 for a in self.topo.access_networks}
+        return Dhcpcd(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "dhcpcd"), metrics,
+                      dhcpv6)
 
     def location_env(self) -> dict[str, str]:
         m, z = self.topo.mobile, self.topo.dns

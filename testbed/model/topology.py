@@ -165,6 +165,10 @@ class AccessNetwork(Strict):
     # (BCP 38: drop what arrives from the network with a source it cannot have)
     nat: bool = False
     ingress_filter: bool = False
+    # DHCPv6 (§3): "stateful" gives the address (RA M flag, prefix not autonomous; ISC dhcpd -6
+    # on the AR), "stateless" only the other configuration (O flag; SLAAC gives the address)
+    dhcpv6: Literal["off", "stateful", "stateless"] = "off"
+    pool6: tuple[int, int] = (0x1000, 0x1FFF)  # interface ids of the stateful DHCPv6 range
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -183,6 +187,8 @@ class AccessNetwork(Strict):
             raise ValueError("an access network needs ipv4, ipv6 or both")
         if self.nat and self.ipv4 is None:
             raise ValueError("nat translates IPv4: give the network an ipv4 prefix")
+        if self.dhcpv6 != "off" and self.ipv6 is None:
+            raise ValueError("dhcpv6 serves IPv6: give the network an ipv6 prefix")
         lo, hi = self.pool
         if self.ipv4 is not None and not (2 <= lo <= hi < self.ipv4.num_addresses - 1):
             raise ValueError(f"pool {lo}-{hi} does not fit in {self.ipv4}")

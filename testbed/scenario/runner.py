@@ -206,7 +206,7 @@ class Runner:
             "MN": [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None],
             "New AR": ar_addrs,
             "CN": [str(a.ip) for a in p.nodes[cn].addresses()] if cn else [],
-            "DHCP": ar_addrs[:1],
+            "DHCP": ar_addrs,  # DHCPv4 and DHCPv6
             "Location manager": [str(a.ip) for a in p.nodes[topo.dns.server].addresses()],
         }
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbed.decode.dhcp6 import REPLY as DHCP6_REPLY
 from testbed.mobility.detection.observations import (
     DHCPACK,
     IFA_F_DADFAILED,
@@ -17,6 +18,7 @@ from testbed.mobility.detection.observations import (
     IFA_F_TENTATIVE,
     INFINITE,
     AddrObs,
+    Dhcp6Obs,
     DhcpObs,
     LinkObs,
     Observation,
@@ -53,6 +55,9 @@ class _Link:
     mac: str | None = None
     addrs: dict[str, _Addr] = field(default_factory=dict)
     networks: dict[str, _Network] = field(default_factory=dict)
+    # on-link prefixes a managed RA (M flag) announced without SLAAC: DHCPv6 gives the
+    # address, and the network it detects is the one of these holding it
+    managed: dict[str, str] = field(default_factory=dict)  # prefix -> router
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -90,6 +95,8 @@ class DetectionCore:
             self._on_ra(obs, at, out)
         elif isinstance(obs, DhcpObs):
             self._on_dhcp(obs, at, out)
+        elif isinstance(obs, Dhcp6Obs):
+            self._on_dhcp6(obs, at, out)
         return out
 
     def tick(self, at: Stamp) -> list[Event]:
@@ -198,6 +205,7 @@ class DetectionCore:
             self._emit(out, "link_down", link, at, source="netlink", reason=reason)
             for net in list(link.networks.values()):
                 self._lose(link, net, net.addresses, reason, "netlink", at, out)
+            link.managed.clear()  # the next attachment's RA says again
         if obs.gone:
             self.links.pop(obs.ifname, None)
 
@@ -231,6 +239,9 @@ class DetectionCore:
         for p in obs.prefixes:
             if ipaddress.IPv6Network(p.prefix).is_link_local or not (p.onlink or p.autonomous):
                 continue
+            if obs.managed and not p.autonomous:  # stateful DHCPv6 will tell (§3)
+                link.managed[p.prefix] = obs.router
+                continue
             known = link.networks.get(p.prefix)
             if p.valid == 0:
                 if known:
@@ -254,6 +265,27 @@ class DetectionCore:
             return
         net = self._detect(link, obs.subnet, obs.router or obs.server, "dhcp", expires, at, out)
         self._adopt_existing(link, net, at, out)
+
+    def _on_dhcp6(self, obs: Dhcp6Obs, at: Stamp, out: list[Event]) -> None:
+        """A DHCPv6 REPLY giving addresses: their network is detected by it (on a managed
+        network the RA only said "ask DHCPv6"). The network is the managed RA's on-link prefix
+        holding the address, else the address alone (/128, as DHCPv6 assigns it)."""
+        link = self._link(obs.ifname)
+        if obs.msg_type != DHCP6_REPLY or not link.active:
+            return
+        for addr, valid in obs.addresses:
+            if valid == 0:
+                continue  # released or withdrawn
+            ip = ipaddress.IPv6Address(addr)
+            prefix = next((p for p in link.managed if ip in ipaddress.IPv6Network(p)), f"{addr}/128")
+            expires = at.mono + valid if valid != INFINITE else None
+            known = link.networks.get(prefix)
+            if known:
+                known.expires = expires
+                continue
+            router = link.managed.get(prefix) or obs.server
+            net = self._detect(link, prefix, router, "dhcpv6", expires, at, out)
+            self._adopt_existing(link, net, at, out)
 
     def _detect(
         self,

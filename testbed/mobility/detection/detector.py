@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from testbed.decode.dhcp6 import REPLY as DHCP6_REPLY
 from testbed.decode.nd import ND_ROUTER_ADVERT, build_rs, decode_ra, internet_checksum
 from testbed.errors import TestbedError
 from testbed.mobility.detection.core import DetectionCore
@@ -30,6 +31,7 @@ from testbed.mobility.detection.observations import (
     Observation,
     RAObs,
     Stamp,
+    parse_dhcp6_reply,
     parse_dhcp_reply,
 )
 from testbed.mobility.events import Event
@@ -53,6 +55,14 @@ DHCP_REPLY_BPF: tuple[tuple[int, int, int, int], ...] = (
     (0x28, 0, 0, 0x00000006), (0x45, 4, 0, 0x00001FFF), (0xB1, 0, 0, 0x00000000),
     (0x48, 0, 0, 0x00000002), (0x15, 0, 1, 0x00000044), (0x06, 0, 0, 0x00040000),
     (0x06, 0, 0, 0x00000000),
+)  # fmt: skip
+
+
+# `tcpdump -dd -y RAW 'ip6 and udp dst port 546'`: DHCPv6 server messages to the client
+DHCP6_REPLY_BPF: tuple[tuple[int, int, int, int], ...] = (
+    (0x30, 0, 0, 0x00000000), (0x54, 0, 0, 0x000000F0), (0x15, 0, 5, 0x00000060),
+    (0x30, 0, 0, 0x00000006), (0x15, 0, 3, 0x00000011), (0x28, 0, 0, 0x0000002A),
+    (0x15, 0, 1, 0x00000222), (0x06, 0, 0, 0x00040000), (0x06, 0, 0, 0x00000000),
 )  # fmt: skip
 
 
@@ -127,6 +137,7 @@ class MovementDetector:
             await mon.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
             self._open_ra_socket(loop)
             self._open_dhcp_socket(loop)
+            self._open_dhcp6_socket(loop)
             await self._initial_dump()
             self.ready.set()
             self._spawn(self._timer())
@@ -291,7 +302,7 @@ class MovementDetector:
             w = self.wire.setdefault(name, {})
             w.setdefault("ra_first", at.mono)
             w["ra_last"] = at.mono
-            self._feed(RAObs(name, router, ra.router_lifetime, ra.prefixes), at)
+            self._feed(RAObs(name, router, ra.router_lifetime, ra.prefixes, ra.managed), at)
 
     async def _solicit(self, ifname: str, link_up: float) -> None:
         """DNA (RFC 6059 §2.2): the first RS went at link-up; repeat until an RA arrives."""
@@ -342,6 +353,30 @@ class MovementDetector:
             at = Stamp.now()
             if obs.msg_type == DHCPACK:
                 self.wire.setdefault(obs.ifname, {}).setdefault("dhcp_ack_first", at.mono)
+            self._feed(obs, at)
+
+    # -- DHCPv6 replies (a stateful network's address)
+    def _open_dhcp6_socket(self, loop: asyncio.AbstractEventLoop) -> None:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IPV6))
+        _attach_bpf(s, DHCP6_REPLY_BPF)
+        s.setblocking(False)
+        self._socks.append(s)
+        loop.add_reader(s.fileno(), self._read_dhcp6, s)
+
+    def _read_dhcp6(self, s: socket.socket) -> None:
+        while True:
+            try:
+                data, addr = s.recvfrom(65535)
+            except BlockingIOError:
+                return
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            obs = parse_dhcp6_reply(data, addr[0])
+            if obs is None:
+                continue
+            at = Stamp.now()
+            if obs.msg_type == DHCP6_REPLY and obs.addresses:
+                self.wire.setdefault(obs.ifname, {}).setdefault("dhcp6_reply_first", at.mono)
             self._feed(obs, at)
 
     # -- lifetimes and metrics
