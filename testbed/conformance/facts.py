@@ -103,15 +103,6 @@ class DhcpSeen:
     msg: DhcpMessage
 
 
-@dataclass(frozen=True, slots=True)
-class Dhcp6Seen:
-    where: Where
-    src: str
-    dst: str
-    link: Link
-    msg: Dhcp6Message
-
-
 @dataclass(slots=True)
 class Flow:
     """DATA TSN bookkeeping for one direction. ``high`` is unwrapped (grows past 2**32)."""
@@ -215,3 +206,14 @@ class DataSeen:
     src: str
     dst: str
     tsn: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dhcp6Seen:
+    """A DHCPv6 message (client or server) on the link ``link`` names."""
+
+    where: Where
+    src: str
+    dst: str
+    link: Link
+    msg: Dhcp6Message

@@ -10,10 +10,10 @@ import json
 import pytest
 
 from testbed.decode.dhcp6 import INFORMATION_REQUEST, REPLY, SOLICIT
-from testbed.lab import Lab
 from testbed.pytest_plugin import assert_verdict
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
+from tests.support.labs import lab_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 LAB = "tbprd"
@@ -22,17 +22,10 @@ POOL = (ipaddress.ip_address("2001:db8:a2::1000"), ipaddress.ip_address("2001:db
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from testbed.pytest_plugin import require_lab_prerequisites
-
-    require_lab_prerequisites()
-    lab = Lab.up("two-ar-dhcpv6", LAB)
-    try:
+    with lab_up("two-ar-dhcpv6", LAB) as lab:
         result = Runner(model.load("dhcpv6-handover"), lab, tmp_path_factory.mktemp("dhcp6")).run()
         result.dhcpcd_log = (lab.node_dir("mn", "dhcpcd") / "dhcpcd.log").read_text()
         yield result
-    finally:
-        lab.close()
-        Lab.open(LAB).down()
 
 
 def test_the_handover_to_the_stateful_network_passes(run):

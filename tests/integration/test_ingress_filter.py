@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from testbed.decode.sctp import ADD_IP
-from testbed.lab import Lab, middlebox
+from testbed.lab import middlebox
 from testbed.pytest_plugin import assert_verdict
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
+from tests.support.labs import lab_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 LAB = "tbprb"
@@ -17,17 +18,10 @@ LAB = "tbprb"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from testbed.pytest_plugin import require_lab_prerequisites
-
-    require_lab_prerequisites()
-    lab = Lab.up("two-ar-bcp38", LAB)
-    try:
+    with lab_up("two-ar-bcp38", LAB) as lab:
         result = Runner(model.load("ingress-filter-handover"), lab, tmp_path_factory.mktemp("bcp")).run()
         result.drops = {ar: middlebox.ingress_drops(lab.runtime(ar)) for ar in ("ar1", "ar2")}
         yield result
-    finally:
-        lab.close()
-        Lab.open(LAB).down()
 
 
 def test_expectations_hold(run):

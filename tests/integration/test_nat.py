@@ -8,35 +8,19 @@ import json
 import pytest
 
 from testbed.decode.sctp import ADD_IP, DELETE_IP
-from testbed.lab import Lab
 from testbed.pytest_plugin import assert_verdict
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
+from tests.support.labs import lab_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 PRIVATE = "198.51.100.100"  # the MN's address behind ar2's NAT
 
 
-def _lab(topology: str, name: str):
-    from testbed.pytest_plugin import require_lab_prerequisites
-
-    require_lab_prerequisites()
-    lab = Lab.up(topology, name)
-    try:
-        yield lab
-    finally:
-        lab.close()
-        Lab.open(name).down()
-
-
 @pytest.fixture(scope="module")
 def nat_run(tmp_path_factory):
-    gen = _lab("two-ar-nat-sctp", "tbprn")
-    lab = next(gen)
-    try:
+    with lab_up("two-ar-nat-sctp", "tbprn") as lab:
         yield Runner(model.load("nat-handover"), lab, tmp_path_factory.mktemp("nat")).run()
-    finally:
-        gen.close()
 
 
 def test_nat_handover_meets_its_expectations(nat_run):
@@ -59,14 +43,10 @@ def test_binding_updates_carry_the_untranslated_address_and_leak_out(nat_run):
 
 
 def test_over_udp_the_translated_source_makes_the_cn_abort(tmp_path):
-    gen = _lab("two-ar-nat-udp", "tbpru")
-    lab = next(gen)
-    try:
+    with lab_up("two-ar-nat-udp", "tbpru") as lab:
         run = Runner(model.load("nat-handover-udp"), lab, tmp_path).run()
         nat_address = next(str(i.addresses[0].ip) for i in lab.plan.nodes["ar2"].ifaces
                            if i.peer == "core")
-    finally:
-        gen.close()
     assert_verdict(run.verdict)
     st = run.verdict.statuses()
     assert st["continuity.no_abort"] == "fail" and st["continuity.new_path"] == "fail"

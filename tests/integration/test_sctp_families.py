@@ -12,12 +12,12 @@ import pytest
 
 from testbed.conformance.checker import check
 from testbed.decode.sctp import ADD_IP, DELETE_IP, SET_PRIMARY
-from testbed.lab import Lab
 from testbed.pytest_plugin import assert_rules, assert_verdict
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
 from testbed.scenario.traffic import SctpTraffic
 from testbed.services.binding import TRAFFIC_CONTROL
+from tests.support.labs import lab_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 
@@ -26,15 +26,8 @@ LAB = "tbpr6"
 
 @pytest.fixture(scope="module")
 def lab():
-    from testbed.pytest_plugin import require_lab_prerequisites
-
-    require_lab_prerequisites()
-    lab = Lab.up("two-ar-sctp", LAB)
-    try:
+    with lab_up("two-ar-sctp", LAB) as lab:
         yield lab
-    finally:
-        lab.close()
-        Lab.open(LAB).down()
 
 
 def _version(a: str) -> int:

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from testbed.host import netns
-from testbed.lab import Lab
 from testbed.pytest_plugin import assert_verdict
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
+from tests.support.labs import lab_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 
@@ -20,15 +20,8 @@ LAB = "tbpr3"
 
 @pytest.fixture(scope="module")
 def lab():
-    from testbed.pytest_plugin import require_lab_prerequisites
-
-    require_lab_prerequisites()
-    lab = Lab.up("three-ar-sctp", LAB)
-    try:
+    with lab_up("three-ar-sctp", LAB) as lab:
         yield lab
-    finally:
-        lab.close()
-        Lab.open(LAB).down()
 
 
 def test_radio_links_are_shaped_by_what_each_kernel_has(lab):

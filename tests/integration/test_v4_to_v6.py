@@ -9,26 +9,19 @@ import json
 import pytest
 
 from testbed.decode.sctp import ADD_IP, DELETE_IP, SET_PRIMARY
-from testbed.lab import Lab
 from testbed.pytest_plugin import assert_verdict
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
+from tests.support.labs import lab_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 LAB = "tbprv"
 
 
 def test_ipv4_only_to_ipv6_only(tmp_path):
-    from testbed.pytest_plugin import require_lab_prerequisites
-
-    require_lab_prerequisites()
-    lab = Lab.up("two-ar-v4v6-sctp", LAB)
-    try:
+    with lab_up("two-ar-v4v6-sctp", LAB) as lab:
         assert lab.access_state("ar1").ipv6 == [] and lab.access_state("ar1").ipv4
         run = Runner(model.load("v4-to-v6-handover"), lab, tmp_path).run()
-    finally:
-        lab.close()
-        Lab.open(LAB).down()
     assert_verdict(run.verdict)
     asconfs = run.verdict.facts.asconfs
     by_type = {p.type: (a.src, p.address) for a in asconfs for p in a.chunk.params}

@@ -27,6 +27,8 @@ from testbed.mobility.detection.observations import (
     IFF_LOWER_UP,
     IFF_UP,
     AddrObs,
+    Dhcp6Obs,
+    DhcpObs,
     LinkObs,
     Observation,
     RAObs,
@@ -331,39 +333,24 @@ class MovementDetector:
         w["rs_count"] = w.get("rs_count", 0) + 1
         log.debug("RS sent on %s from %s", ifname, src)
 
-    # -- DHCPv4 replies (seen before the client acts on them)
+    # -- DHCPv4 and DHCPv6 replies (seen before the client acts on them)
     def _open_dhcp_socket(self, loop: asyncio.AbstractEventLoop) -> None:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-        _attach_bpf(s, DHCP_REPLY_BPF)
-        s.setblocking(False)
-        self._socks.append(s)
-        loop.add_reader(s.fileno(), self._read_dhcp, s)
+        self._open_packet_socket(loop, ETH_P_IP, DHCP_REPLY_BPF, parse_dhcp_reply)
 
-    def _read_dhcp(self, s: socket.socket) -> None:
-        while True:
-            try:
-                data, addr = s.recvfrom(65535)
-            except BlockingIOError:
-                return
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            obs = parse_dhcp_reply(data, addr[0])
-            if obs is None:
-                continue
-            at = Stamp.now()
-            if obs.msg_type == DHCPACK:
-                self.wire.setdefault(obs.ifname, {}).setdefault("dhcp_ack_first", at.mono)
-            self._feed(obs, at)
-
-    # -- DHCPv6 replies (a stateful network's address)
     def _open_dhcp6_socket(self, loop: asyncio.AbstractEventLoop) -> None:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IPV6))
-        _attach_bpf(s, DHCP6_REPLY_BPF)
+        """A stateful network's address comes in a DHCPv6 REPLY."""
+        self._open_packet_socket(loop, ETH_P_IPV6, DHCP6_REPLY_BPF, parse_dhcp6_reply)
+
+    def _open_packet_socket(self, loop: asyncio.AbstractEventLoop, ethertype: int,
+                            bpf: Sequence[tuple[int, int, int, int]],
+                            parse: Callable[[bytes, str], Observation | None]) -> None:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ethertype))
+        _attach_bpf(s, bpf)
         s.setblocking(False)
         self._socks.append(s)
-        loop.add_reader(s.fileno(), self._read_dhcp6, s)
+        loop.add_reader(s.fileno(), self._read_replies, s, parse)
 
-    def _read_dhcp6(self, s: socket.socket) -> None:
+    def _read_replies(self, s: socket.socket, parse: Callable[[bytes, str], Observation | None]) -> None:
         while True:
             try:
                 data, addr = s.recvfrom(65535)
@@ -371,12 +358,15 @@ class MovementDetector:
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue
-            obs = parse_dhcp6_reply(data, addr[0])
+            obs = parse(data, addr[0])
             if obs is None:
                 continue
             at = Stamp.now()
-            if obs.msg_type == DHCP6_REPLY and obs.addresses:
-                self.wire.setdefault(obs.ifname, {}).setdefault("dhcp6_reply_first", at.mono)
+            w = self.wire.setdefault(obs.ifname, {})
+            if isinstance(obs, DhcpObs) and obs.msg_type == DHCPACK:
+                w.setdefault("dhcp_ack_first", at.mono)
+            elif isinstance(obs, Dhcp6Obs) and obs.msg_type == DHCP6_REPLY and obs.addresses:
+                w.setdefault("dhcp6_reply_first", at.mono)
             self._feed(obs, at)
 
     # -- lifetimes and metrics
