@@ -117,7 +117,11 @@ def _new_link(
     if not have_detected:
         since = up.wall if up is not None else lo
         dets = [e for e in mine if e.kind == "detected" and e.wall >= since]
-        det = _last(e for e in dets if e.covers(address)) or _last(dets)
+        # the address's network; else one of its family (ICMP router discovery detects a
+        # router, /32, before DHCP names the subnet); else the latest
+        fam = 6 if ":" in address else 4
+        det = (_last(e for e in dets if e.covers(address))
+               or _last(e for e in dets if e.prefix and (":" in e.prefix) == (fam == 6)) or _last(dets))
         if det is not None:
             out["detected"] = det
     return out

@@ -21,6 +21,7 @@ from testbed.services.binding import BindingService
 from testbed.services.dhcpcd import Dhcpcd
 from testbed.services.dhcpd import Dhcpd
 from testbed.services.dhcpd6 import Dhcpd6
+from testbed.services.irdp import IrdpAdvertiser
 from testbed.services.radvd import Radvd
 
 TSIG_KEY_NAME = "mn-tsig"
@@ -96,6 +97,10 @@ class Wiring:
         if acc.dhcpv6 != "off":
             out.append(Dhcpd6(rt, self.nodes.node_dir(ar, "dhcpd6"), ar_if.ifname, acc, dns6,
                               self.topo.dns.zone))
+        if acc.router_discovery and acc.ipv4 is not None:
+            out.append(IrdpAdvertiser(rt, self.nodes.node_dir(ar, "irdp"), ar_if.ifname,
+                                      str(acc.ipv4.network_address + 1), acc.router_discovery,
+                                      max(30, int(3 * acc.router_discovery))))
         return out
 
     # ---------------------------------------------------------------- the mobile node
@@ -149,8 +154,9 @@ class Wiring:
         # as were a namespace MN's where the kernel lacks optimistic DAD (the backend's set-up)
         optimistic = (m.optimistic_dad and not self.nodes.own_kernel(m.node)
                       and netns.optimistic_dad_supported())
+        rdisc = any(a.router_discovery for a in self.topo.access_networks)
         return MobilityAgent(self.nodes.runtime(m.node), self.agent_dir, ifaces, env, optimistic,
-                             socket_path=self.agent_socket)
+                             socket_path=self.agent_socket, rdisc=rdisc)
 
     def binding(self) -> BindingService:
         return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),

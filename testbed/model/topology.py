@@ -168,6 +168,9 @@ class AccessNetwork(Strict):
     # DHCPv6 (§3): "stateful" gives the address (RA M flag, prefix not autonomous; ISC dhcpd -6
     # on the AR), "stateless" only the other configuration (O flag; SLAAC gives the address)
     dhcpv6: Literal["off", "stateful", "stateless"] = "off"
+    # ICMP router discovery (RFC 1256) advertisements of the AR's IPv4 address, every
+    # router_discovery seconds (0: none): an IPv4 detection signal beside DHCP (§3)
+    router_discovery: float = Field(0.0, ge=0, le=600)
     pool6: tuple[int, int] = (0x1000, 0x1FFF)  # interface ids of the stateful DHCPv6 range
 
     @property
@@ -189,6 +192,8 @@ class AccessNetwork(Strict):
             raise ValueError("nat translates IPv4: give the network an ipv4 prefix")
         if self.dhcpv6 != "off" and self.ipv6 is None:
             raise ValueError("dhcpv6 serves IPv6: give the network an ipv6 prefix")
+        if self.router_discovery and self.ipv4 is None:
+            raise ValueError("router_discovery (RFC 1256) is IPv4: give the network an ipv4 prefix")
         lo, hi = self.pool
         if self.ipv4 is not None and not (2 <= lo <= hi < self.ipv4.num_addresses - 1):
             raise ValueError(f"pool {lo}-{hi} does not fit in {self.ipv4}")

@@ -21,8 +21,9 @@ class MobilityAgent(Daemon):
     START_TIMEOUT = 60.0  # 1 s in a namespace; ~12 s in a TCG guest (Python over 9p)
 
     def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
-                 optimistic_dad: bool = True, socket_path: Path | None = None) -> None:
+                 optimistic_dad: bool = True, socket_path: Path | None = None, rdisc: bool = False) -> None:
         super().__init__(node, directory)
+        self.rdisc = rdisc  # solicit RFC 1256 router advertisements at link-up
         self.ifaces = ifaces
         self.location_env = location_env
         self.optimistic_dad = optimistic_dad
@@ -44,6 +45,8 @@ class MobilityAgent(Daemon):
                 "--rs-count", "5", "--rs-interval", "0.2"]
         if self.optimistic_dad:
             argv.append("--optimistic-dad")
+        if self.rdisc:
+            argv.append("--rdisc")
         if self.location_env:
             argv += ["--location-hooks", HOOKS]
         return argv

@@ -42,3 +42,14 @@ def test_ping_pong_round_three_routers(lab, tmp_path):
     assert all("set_primary_acked" in h["phases"] and "delete_ip_acked" in h["phases"] for h in hos)
     server = json.loads((tmp_path / "traffic.json").read_text())["server"]
     assert server["missing"] == 0 and server["duplicates"] == [] and len(server["source_switches"]) == 6
+
+
+def test_ipv4_networks_are_detected_by_icmp_router_discovery(lab):
+    """RFC 1256 advertisements (the lab's advertiser on each AR) detect each IPv4 network as
+    the router's address, before DHCP names its subnet and configures it."""
+    rows = [json.loads(x) for x in (lab.wiring.agent_dir / "events.jsonl").read_text().splitlines()]
+    v4 = [r for r in rows if r.get("kind") == "detected" and "." in (r.get("prefix") or "")]
+    assert v4 and {r["source"] for r in v4} == {"rdisc"}
+    assert {r["prefix"] for r in v4} >= {"198.51.100.1/32", "203.0.113.129/32"}
+    conf = [r for r in rows if r.get("kind") == "configured" and r.get("prefix") == "198.51.100.0/24"]
+    assert conf  # the same network, renamed by the DHCP lease, configured

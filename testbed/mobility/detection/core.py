@@ -23,6 +23,7 @@ from testbed.mobility.detection.observations import (
     LinkObs,
     Observation,
     RAObs,
+    RdiscObs,
     Stamp,
 )
 from testbed.mobility.events import Event, EventKind
@@ -97,6 +98,8 @@ class DetectionCore:
             self._on_dhcp(obs, at, out)
         elif isinstance(obs, Dhcp6Obs):
             self._on_dhcp6(obs, at, out)
+        elif isinstance(obs, RdiscObs):
+            self._on_rdisc(obs, at, out)
         return out
 
     def tick(self, at: Stamp) -> list[Event]:
@@ -227,7 +230,8 @@ class DetectionCore:
         net = self._network_of(link, obs.address)
         if net is None:
             prefix = str(ipaddress.ip_interface(f"{obs.address}/{obs.prefixlen}").network)
-            net = self._detect(link, prefix, None, "address", None, at, out)
+            net = self._rdisc_network(link, prefix) or self._detect(link, prefix, None, "address", None,
+                                                                    at, out)
         if obs.address not in net.addresses:
             net.addresses.add(obs.address)
             self._emit(out, "configured", link, at, net=net, source="netlink")
@@ -263,8 +267,40 @@ class DetectionCore:
         if known:
             known.expires = expires
             return
+        seen = self._rdisc_network(link, obs.subnet)  # detected by router discovery already
+        if seen:
+            seen.expires = expires
+            self._adopt_existing(link, seen, at, out)
+            return
         net = self._detect(link, obs.subnet, obs.router or obs.server, "dhcp", expires, at, out)
         self._adopt_existing(link, net, at, out)
+
+    def _on_rdisc(self, obs: RdiscObs, at: Stamp, out: list[Event]) -> None:
+        """ICMP router discovery (RFC 1256) detects an IPv4 network before DHCP configures it.
+        It names a router, not a prefix: the network is the router's address (/32) until the
+        DHCP lease or the address says which subnet holds it (``_rdisc_network``)."""
+        link = self._link(obs.ifname)
+        if not link.active or obs.lifetime == 0:
+            return
+        ip = ipaddress.IPv4Address(obs.router)
+        expires = at.mono + obs.lifetime
+        for net in link.networks.values():
+            if net.family == 4 and ip in ipaddress.ip_network(net.prefix):
+                net.expires = max(net.expires or expires, expires)
+                return  # known already (by its lease or an earlier advertisement)
+        self._detect(link, f"{obs.router}/32", obs.router, "rdisc", expires, at, out)
+
+    def _rdisc_network(self, link: _Link, subnet: str) -> _Network | None:
+        """The network a router advertisement detected inside ``subnet``, now keyed by it."""
+        net_obj = ipaddress.ip_network(subnet, strict=False)
+        for key, net in list(link.networks.items()):
+            if net.source == "rdisc" and key.endswith("/32") and net_obj.version == 4 and \
+                    ipaddress.ip_address(key[:-3]) in net_obj and key != str(net_obj):
+                del link.networks[key]
+                net.prefix = str(net_obj)
+                link.networks[net.prefix] = net
+                return net
+        return None
 
     def _on_dhcp6(self, obs: Dhcp6Obs, at: Stamp, out: list[Event]) -> None:
         """A DHCPv6 REPLY giving addresses: their network is detected by it (on a managed

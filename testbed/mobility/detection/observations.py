@@ -98,7 +98,17 @@ class Dhcp6Obs:
     addresses: tuple[tuple[str, int], ...]  # IA_NA (address, valid lifetime)
 
 
-Observation = LinkObs | AddrObs | RAObs | DhcpObs | Dhcp6Obs
+@dataclass(frozen=True)
+class RdiscObs:
+    """An ICMP Router Advertisement (RFC 1256) received on ``ifname`` from ``router``."""
+
+    ifname: str
+    router: str
+    lifetime: int
+    routers: tuple[tuple[str, int], ...]  # (address, preference)
+
+
+Observation = LinkObs | AddrObs | RAObs | DhcpObs | Dhcp6Obs | RdiscObs
 
 DHCPACK = ACK
 
