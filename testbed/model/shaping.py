@@ -28,10 +28,10 @@ def shaped(plan: LabPlan) -> list[ShapedIface]:
         if link.shape is not None:
             out += [ShapedIface(link.a, ifname(link.a, link.b), link.shape, f"links.{i}.shape"),
                     ShapedIface(link.b, ifname(link.b, link.a), link.shape, f"links.{i}.shape")]
-    mn = topo.mobile.node
     for i, acc in enumerate(topo.access_networks):
         if acc.shape is not None:
             field = f"access_networks.{i}.shape"
-            out += [ShapedIface(acc.router, ifname(acc.router, mn), acc.shape, field),
-                    ShapedIface(mn, ifname(mn, acc.router), acc.shape, field)]
+            for mn in topo.mobiles:  # every mobile node's radio link to the router
+                out += [ShapedIface(acc.router, ifname(acc.router, mn), acc.shape, field),
+                        ShapedIface(mn, ifname(mn, acc.router), acc.shape, field)]
     return out

@@ -21,12 +21,14 @@ class MobilityAgent(Daemon):
     START_TIMEOUT = 60.0  # 1 s in a namespace; ~12 s in a TCG guest (Python over 9p)
 
     def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
-                 optimistic_dad: bool = True, socket_path: Path | None = None, rdisc: bool = False) -> None:
+                 optimistic_dad: bool = True, socket_path: Path | None = None,
+                 trusted: list[str] | None = None, rdisc: bool = False) -> None:
         super().__init__(node, directory)
         self.rdisc = rdisc  # solicit RFC 1256 router advertisements at link-up
         self.ifaces = ifaces
         self.location_env = location_env
         self.optimistic_dad = optimistic_dad
+        self.trusted = trusted
         # in a VM the socket lives on the guest's tmpfs (a 9p share cannot hold one)
         self.socket = socket_path or directory / "agent.sock"
         self.state = directory / "state.json"
@@ -49,6 +51,8 @@ class MobilityAgent(Daemon):
             argv.append("--rdisc")
         if self.location_env:
             argv += ["--location-hooks", HOOKS]
+        if self.trusted is not None:
+            argv += ["--trust", ",".join(self.trusted)]
         return argv
 
     def ready(self) -> bool:

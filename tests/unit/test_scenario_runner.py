@@ -19,7 +19,7 @@ def _scenario(tmp_path, steps: str, extra: str = "") -> model.Scenario:
 
 def test_steps_are_dispatched_in_order(fake_lab, fake_backend, tmp_path):
     lab = fake_lab
-    lab.state.attached = ["ar1"]
+    lab.state.attached = {"mn": ["ar1"]}
     lab.state.save()
     mn = lab.runtime("mn")
     mn.outputs["ip"] = '[{"flags": ["UP"], "addr_info": []}]'

@@ -91,3 +91,17 @@ def test_local_addrs_reads_past_the_optlen_linux_writes(monkeypatch, addrs) -> N
         got = sockapi.local_addrs(s)
     assert [(str(ipaddress.ip_address(a)), p) for a, p in got] == \
         [(str(ipaddress.ip_address(a)), p) for a, p in addrs]
+
+
+def test_auth_key_is_set_then_made_active() -> None:
+    from testbed.sctp import sockapi
+
+    calls = []
+
+    class Sock:
+        def setsockopt(self, level, opt, value):
+            calls.append((level, opt, value))
+
+    sockapi.set_auth_key(Sock(), b"secret")  # type: ignore[arg-type]
+    assert calls[0] == (132, 23, struct.pack("=iHH", 0, 0, 6) + b"secret")  # SCTP_AUTH_KEY
+    assert calls[1] == (132, 24, struct.pack("=iHxx", 0, 0)) and len(calls[1][2]) == 8

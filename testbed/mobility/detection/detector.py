@@ -102,6 +102,7 @@ class DetectorOptions:
     rdisc: bool = False  # RFC 1256: solicit IPv4 routers at link-up (advertisements are always read)
     rtt_interval: float | None = None  # seconds between gateway RTT probes; None: off
     rtt_timeout: float = 1.0
+    trusted: Sequence[str] | None = None  # networks the MN binds to; None: every one
 
 
 class MovementDetector:
@@ -113,7 +114,8 @@ class MovementDetector:
 
     def __init__(self, sink: EventSink, options: DetectorOptions | None = None) -> None:
         self.opts = options or DetectorOptions()
-        self.core = DetectionCore(self.opts.ifaces, optimistic_ok=self.opts.optimistic_dad)
+        self.core = DetectionCore(self.opts.ifaces, optimistic_ok=self.opts.optimistic_dad,
+                                  trusted=self.opts.trusted)
         self.sink = sink
         self.ready = asyncio.Event()
         # per link, since its last link-up: link_up, rs_first/rs_last/rs_count, ra_first/ra_last,
