@@ -26,7 +26,8 @@ def run(tmp_path_factory):
 
 def test_expectations_hold(run):
     assert_verdict(run.verdict)
-    assert run.verdict.statuses()["asconf.ack"] == "fail"
+    st = run.verdict.statuses()
+    assert st["asconf.ack"] == "fail" and st["order.trash"] == "fail"
 
 
 def test_the_add_ip_from_the_wrong_source_dies_at_ar1s_filter(run):
