@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from testbed.conformance.agent_events import left_networks, parse_events
 from testbed.conformance.exchange import asconf_exchanges, dns_transactions
 from testbed.conformance.extract import extract
 from testbed.conformance.facts import Facts
@@ -106,7 +107,9 @@ def check(
     """
     selected = select_rules(rules, transport)
     budgets = check_budgets(budgets)
-    facts = extract(find_captures(pcap_dir_or_files), window=dedup_window)
+    # addresses of networks the MN left (its agent's lost events): looked for as sources
+    left = left_networks(parse_events(events)) if events is not None else None
+    facts = extract(find_captures(pcap_dir_or_files), window=dedup_window, left=left)
     return judge(facts, selected, events, budgets, mn_name=mn_name, lab=lab, auth_keys=auth_keys)
 
 
@@ -128,7 +131,7 @@ def judge(facts: Facts, selected: list[str], events: Sequence[Mapping[str, Any]]
     handovers = build_handovers(exchanges, updates, events, facts)
     mptcp_hos = build_mptcp_handovers(facts, updates, events)
     ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None,
-                  dict(auth_keys or {}), mptcp_hos)
+                  dict(auth_keys or {}), mptcp_hos, left_addresses=facts.left_watched)
     results = [RULES[r](ctx) for r in selected if r in RULES]
     results += run_rules(selected, facts.tcp, mptcp_hos)
     results.sort(key=lambda r: RULE_IDS.index(r.id))

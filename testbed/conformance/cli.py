@@ -156,7 +156,8 @@ def render(verdict: Verdict, console: Console) -> None:
                 phases += "\n" + "; ".join(ho["notes"])
             durations = "  ".join(_duration(k, d) for k, d in (ho.get("durations") or {}).items())
             index = f"{ho['mobile']} {ho['index']}" if ho.get("mobile") else str(ho["index"])
-            h.add_row(index, ho["address"], phases, durations)
+            others = [a for a in ho.get("addresses") or () if a != ho["address"]]
+            h.add_row(index, "\n".join([ho["address"], *others]), phases, durations)
         console.print(h)
     if verdict.mobiles:
         m = Table(title="Mobile nodes (each judged on its own part of the captures)")

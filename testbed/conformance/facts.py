@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from testbed.decode.dhcp import DhcpMessage
+from testbed.decode.dhcp6 import Dhcp6Message
 from testbed.decode.dns import DNSMessage
 from testbed.decode.nd import RouterAdvert, RouterSolicit
-from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk
+from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk, ErrorChunk
 
 if TYPE_CHECKING:
     from testbed.conformance.tcp_facts import TcpFacts
@@ -67,6 +68,26 @@ class AuthVectors:
     init: bytes | None
     init_ack: bytes | None
     where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class LeftSource:
+    """A packet sent from an address of a network the MN had left (its ``lost`` event)."""
+
+    address: str
+    lost: float  # wall time of the loss
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class AbortSeen:
+    """An ABORT: the association it names is over."""
+
+    where: Where
+    key: Key
+    src: str
+    dst: str
+    chunk: ErrorChunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +161,13 @@ class Facts:
     pcaps: list[str]
     asconfs: list[AsconfSeen] = field(default_factory=list)
     acks: list[AckSeen] = field(default_factory=list)
+    aborts: list[AbortSeen] = field(default_factory=list)
+    left_sources: list[LeftSource] = field(default_factory=list)  # first per loss, when watched
+    left_watched: int = 0  # addresses watched for that (of networks the MN left)
     dns: list[DnsSeen] = field(default_factory=list)
     nd: list[NdSeen] = field(default_factory=list)
     dhcp: list[DhcpSeen] = field(default_factory=list)
+    dhcp6: list[Dhcp6Seen] = field(default_factory=list)
     flows: dict[Key, Flow] = field(default_factory=dict)
     tcp: TcpFacts = field(default_factory=_tcp_facts)  # MPTCP connections, plain TCP
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
@@ -153,6 +178,9 @@ class Facts:
     # later copies of a kept (non-DATA) message at other capture points, by the first copy's
     # (pcap, frame): an answer's time where its request was captured
     copies: dict[tuple[str, int], list[Where]] = field(default_factory=dict)
+    # address -> capture files where control packets (not DATA/SACK) from it were first seen:
+    # the capture points next to its host, where what is sent to it must arrive
+    origins: dict[str, set[str]] = field(default_factory=dict)
     packets: int = 0
     duplicates_removed: int = 0
     sctp_packets: int = 0
@@ -188,6 +216,7 @@ class Facts:
             "dns_messages": self.dns_messages,
             "nd_messages": len(self.nd),
             "dhcp_messages": len(self.dhcp),
+            "dhcp6_messages": len(self.dhcp6),
             "tcp_packets": self.tcp.packets,
             "mptcp_packets": self.tcp.mptcp_packets,
             "mptcp_connections": len(self.tcp.mptcp),
@@ -211,3 +240,14 @@ class DataSeen:
     src: str
     dst: str
     tsn: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dhcp6Seen:
+    """A DHCPv6 message (client or server) on the link ``link`` names."""
+
+    where: Where
+    src: str
+    dst: str
+    link: Link
+    msg: Dhcp6Message

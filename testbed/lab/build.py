@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from testbed.host import netns
+from testbed.lab import middlebox, shaping
 from testbed.lab.mobile import MobileNode
 from testbed.lab.nodes import Nodes
 from testbed.lab.wiring import Wiring
@@ -50,6 +51,7 @@ def write_resolvers(nodes: Nodes) -> None:
 def build(nodes: Nodes, wiring: Wiring, mobiles: list[MobileNode], progress: Progress) -> None:
     topo, plan, state = nodes.topo, nodes.plan, nodes.state
     stacks = kernel_nodes.kernel_nodes(topo)
+    shaping.check(plan, frozenset(stacks), state.topology_file)  # a delay without netem fails here
     state.backend = nodes.backend.name
     state.save()
     write_resolvers(nodes)  # before the nodes: a container mounts its resolv.conf when created
@@ -86,6 +88,8 @@ def build(nodes: Nodes, wiring: Wiring, mobiles: list[MobileNode], progress: Pro
     for name in stacks:
         kernel_nodes.configure_guest(nodes.runtime(name), plan.nodes[name],  # type: ignore[arg-type]
                                      name in topo.mobiles, topo.mobile.optimistic_dad)
+    shaping.apply_all(plan, nodes.runtime, frozenset(stacks))
+    middlebox.apply_all(plan, nodes.runtime)  # NAT and ingress filters, before an MN attaches
     # the mobile nodes' daemons, all launched before any is awaited: the binding process waits
     # for its agent's socket by itself
     daemons: list[Daemon] = []

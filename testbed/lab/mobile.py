@@ -151,25 +151,31 @@ class MobileNode:
         v4, v6 = [], []
         for a in info.get("addr_info", []):
             ip = ipaddress.ip_address(a["local"])
-            if ip.version == 4 and ip in acc.ipv4:
+            if ip.version == 4 and acc.ipv4 is not None and ip in acc.ipv4:
                 v4.append(str(ip))
-            elif ip.version == 6 and ip in acc.ipv6 and usable6(a):
+            elif ip.version == 6 and acc.ipv6 is not None and ip in acc.ipv6 and usable6(a):
                 v6.append(str(ip))
         return AccessState(mn_if.ifname, "LOWER_UP" in info.get("flags", []), v4, v6)
 
     def wait_configured(self, ar: str, timeout: float = CONFIGURE_TIMEOUT) -> AccessState:
-        """Until the MN holds a DHCPv4 lease and a usable SLAAC address from ``ar``'s network:
-        the agent answers on the event that completes it; without an agent, addresses are
-        polled (they have no other notification here)."""
+        """Until the MN holds an address of each family ``ar``'s network has (a DHCPv4 lease,
+        a usable SLAAC address): the agent answers on the event that completes it; without an
+        agent, addresses are polled (they have no other notification here)."""
         mn_if, _ = self.plan.access_iface(ar, self.name)
+        families = next(a.families for a in self.topo.access_networks if a.router == ar)
         if self.agent_running():
             r = self.agent_request({"cmd": "wait-configured", "ifname": mn_if.ifname,
-                                    "families": [4, 6], "timeout": timeout}, timeout=timeout + 5)
+                                    "families": list(families), "timeout": timeout},
+                                   timeout=timeout + 5)
             if r.get("ok"):
                 return self.access_state(ar)
             st = self.access_state(ar)
         else:
-            found = poll_until(lambda: (s := self.access_state(ar)).ipv4 and s.ipv6 and s, timeout)
+            def held() -> AccessState | None:
+                s = self.access_state(ar)
+                return s if all({4: s.ipv4, 6: s.ipv6}[f] for f in families) else None
+
+            found = poll_until(held, timeout)
             if found:
                 return found
             st = self.access_state(ar)

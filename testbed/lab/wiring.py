@@ -20,6 +20,8 @@ from testbed.services.bind import Named, ZoneData, ZoneKeys, sig0_supported
 from testbed.services.binding import TRAFFIC_CONTROL, BindingService
 from testbed.services.dhcpcd import Dhcpcd
 from testbed.services.dhcpd import Dhcpd
+from testbed.services.dhcpd6 import Dhcpd6
+from testbed.services.irdp import IrdpAdvertiser
 from testbed.services.radvd import Radvd
 
 TSIG_KEY_NAME = "mn-tsig"
@@ -95,10 +97,21 @@ class Wiring:
         dns4 = self.plan.address_of(self.topo.dns.server, 4) or ""
         dns6 = self.plan.address_of(self.topo.dns.server, 6)
         rt = self.nodes.runtime(ar)
-        return [
-            Radvd(rt, self.nodes.node_dir(ar, "radvd"), ar_if.ifname, acc, dns6, self.topo.dns.zone),
-            Dhcpd(rt, self.nodes.node_dir(ar, "dhcpd"), ar_if.ifname, acc, dns4, self.topo.dns.zone),
-        ]
+        out: list[Daemon] = []
+        if acc.ipv6 is not None:  # SLAAC (and later DHCPv6) only where the network has IPv6
+            out.append(Radvd(rt, self.nodes.node_dir(ar, "radvd"), ar_if.ifname, acc, dns6,
+                             self.topo.dns.zone))
+        if acc.ipv4 is not None:
+            out.append(Dhcpd(rt, self.nodes.node_dir(ar, "dhcpd"), ar_if.ifname, acc, dns4,
+                             self.topo.dns.zone))
+        if acc.dhcpv6 != "off":
+            out.append(Dhcpd6(rt, self.nodes.node_dir(ar, "dhcpd6"), ar_if.ifname, acc, dns6,
+                              self.topo.dns.zone))
+        if acc.router_discovery and acc.ipv4 is not None:
+            out.append(IrdpAdvertiser(rt, self.nodes.node_dir(ar, "irdp"), ar_if.ifname,
+                                      str(acc.ipv4.network_address + 1), acc.router_discovery,
+                                      max(30, int(3 * acc.router_discovery))))
+        return out
 
     # ---------------------------------------------------------------- the mobile node
     @property
@@ -126,13 +139,18 @@ class Wiring:
     def dhcp_client(self) -> Dhcpcd:
         metrics = {self.plan.access_iface(a.router, self.mn)[0].ifname: self.access_metric(a.router)
                    for a in self.topo.access_networks}
-        return Dhcpcd(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "dhcpcd"), metrics)
+        dhcpv6 = {self.plan.access_iface(a.router, self.mn)[0].ifname: a.dhcpv6
+                  for a in self.topo.access_networks}
+        return Dhcpcd(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "dhcpcd"), metrics,
+                      dhcpv6)
 
     def location_env(self) -> dict[str, str]:
         m, z = self.topo.mobile, self.topo.dns
         if m.location == "none":
             return {}
-        env = {"TESTBED_LOC_SERVER": self.plan.address_of(z.server, 4) or "",
+        # both of the server's addresses: the MN tries the IPv6 one where it has no IPv4 route
+        servers = [a for f in (4, 6) if (a := self.plan.address_of(z.server, f))]
+        env = {"TESTBED_LOC_SERVER": ",".join(servers),
                "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": self.topo.dns_name(self.mn),
                "TESTBED_LOC_VALIDITY": f"{m.signature_validity:g}"}
         if m.cooperating:
@@ -162,14 +180,15 @@ class Wiring:
         # as were a namespace MN's where the kernel lacks optimistic DAD (the backend's set-up)
         optimistic = (m.optimistic_dad and not self.nodes.own_kernel(self.mn)
                       and netns.optimistic_dad_supported())
+        rdisc = any(a.router_discovery for a in self.topo.access_networks)
         return MobilityAgent(self.nodes.runtime(self.mn), self.agent_dir, ifaces, env, optimistic,
-                             socket_path=self.agent_socket, trusted=self.trusted())
+                             socket_path=self.agent_socket, trusted=self.trusted(), rdisc=rdisc)
 
     def trusted(self) -> list[str] | None:
         """The MN's trust list as networks (``mobile.trust``), None to trust every one."""
         t = self.topo.mobile.trust
         if t == "access_networks":
-            return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6)]
+            return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None]
         return list(t) if t is not None else None
 
     def binding(self) -> BindingService:

@@ -59,6 +59,16 @@ class TrashSequencer:
             if primary_addr in n.addresses:
                 self.primary = n
 
+    def join(self, bound: set[str], families: frozenset[int]) -> None:
+        """A transport's association appeared: its addresses are the bound set and its
+        families those the ladder adds. The primary network becomes the one holding a bound
+        address, when the current one is of a family the association does not carry."""
+        self.bound = set(bound)
+        self.policy = replace(self.policy, families=families)
+        if self.primary is None or self.primary.family not in families:
+            self.primary = next((n for n in self.networks.values() if n.usable and n.family in families
+                                 and self.bound & set(n.addresses)), self.primary)
+
     def feed(self, e: Event) -> list[Action]:
         if e.metrics:
             self.metrics[e.ifname] = dict(e.metrics)
@@ -188,12 +198,18 @@ class DriverLink:
         return bool(self.path) and os.path.exists(self.path)
 
     async def request(self, cmd: dict) -> dict:
+        """The driver's answer; a transport that went away mid-request (its association was
+        aborted, its process ended) is an answer too: not ok, and the link is down."""
         import asyncio
 
         from testbed.host import jsonlines
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, jsonlines.request, self.path, cmd)
+        try:
+            return await loop.run_in_executor(None, jsonlines.request, self.path, cmd)
+        except jsonlines.RequestError as e:
+            self.connected = False
+            return {"ok": False, "error": str(e)}
 
 
 async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy: Policy, updater) -> None:
@@ -242,7 +258,8 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                 status = await link.request({"op": "status"})
                 if status.get("ok"):  # the association's own addresses are the bound set
                     link.connected = True
-                    seqr.bound = set(status["local"])
+                    fams = frozenset(status.get("families") or policy.families)
+                    seqr.join(set(status["local"]), fams)
                     _log_line(log_path, {"event": "binding", "op": "transport", **status})
             elif link.connected and not link.available():
                 link.connected = False
@@ -260,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", required=True, help="JSON-lines log of every action")
     ap.add_argument("--switch", choices=("newest", "metric", "on-loss"), default="newest")
     ap.add_argument("--metric", default="signal")
-    ap.add_argument("--families", default="4", help="address families of the association: 4, 6, 4,6")
+    ap.add_argument("--families", default="4", help="address families of the association: 4, 6, "
+                    "4,6 (until a transport joins and says which it carries)")
     ap.add_argument("--location", action="store_true",
                     help="also send the DNS UPDATE (configured from TESTBED_LOC_* as for the agent)")
     args = ap.parse_args(argv)

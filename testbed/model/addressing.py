@@ -130,11 +130,9 @@ def plan(topo: Topology) -> LabPlan:
     mobiles = topo.mobiles
     for acc in topo.access_networks:
         ar, lan = acc.router, lan_ifname(acc.router)
-        ar_addrs = (
-            ipaddress.ip_interface(f"{acc.ipv4.network_address + 1}/{acc.ipv4.prefixlen}"),
-            ipaddress.ip_interface(f"{acc.ipv6.network_address + 1}/{acc.ipv6.prefixlen}"),
-        )
-        bridge = IfacePlan(ar, lan, "", "", ar_addrs, access_router=ar, bridge=True,  # type: ignore[arg-type]
+        nets = [n for n in (acc.ipv4, acc.ipv6) if n is not None]  # one family may be absent
+        ar_addrs = tuple(ipaddress.ip_interface(f"{n.network_address + 1}/{n.prefixlen}") for n in nets)
+        bridge = IfacePlan(ar, lan, "", "", ar_addrs, access_router=ar, bridge=True,
                            shared_medium=acc.medium == "shared")
         nodes[ar].ifaces.append(bridge)
         hosts = [n for n, spec in topo.nodes.items() if ar in spec.attach]
@@ -143,14 +141,19 @@ def plan(topo: Topology) -> LabPlan:
             addrs: tuple[IfAddr, ...] = ()
             if member in hosts:  # static, from the top of the network down
                 k = hosts.index(member) + 1
-                v4, v6 = acc.ipv4.broadcast_address - k, acc.ipv6.network_address + 0xFF - k
-                addrs = (ipaddress.ip_interface(f"{v4}/{acc.ipv4.prefixlen}"),
-                         ipaddress.ip_interface(f"{v6}/{acc.ipv6.prefixlen}"))
+                addrs = tuple(ipaddress.ip_interface(f"{_static_host(n, k)}/{n.prefixlen}") for n in nets)
             nodes[ar].ifaces.append(IfacePlan(ar, port, member, own, (), access_router=ar, master=lan))
             nodes[member].ifaces.append(IfacePlan(member, own, ar, port, addrs, access_router=ar))
             veths.append(VethPlan(ar, port, member, own, *_indexes(len(veths))))
     _static_routes(topo, nodes)
     return LabPlan(topo, nodes, veths)
+
+
+def _static_host(net: Net, k: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The k-th static host of an access network, from the top down (.254, ::ff)."""
+    if net.version == 4:
+        return net.broadcast_address - k
+    return net.network_address + 0xFF - k
 
 
 FIRST_INDEX = 1000  # above what a namespace's own devices (lo, a bridge, TAPs) take
@@ -176,12 +179,14 @@ def _static_routes(topo: Topology, nodes: dict[str, NodePlan]) -> None:
             if n not in mobile and i.peer not in mobile:
                 adj[n].append((i.peer, i))
     owner: dict[Net, str] = {}  # subnet -> a node directly on it (not an MN)
+    private = {a.ipv4 for a in topo.access_networks if a.nat}  # behind NAT: routed nowhere
     for n, p in nodes.items():
         if n in mobile:
             continue
         for i in p.ifaces:
             for a in i.addresses:
-                owner.setdefault(a.network, n)
+                if a.network not in private:
+                    owner.setdefault(a.network, n)
     for src, p in nodes.items():
         if src in mobile:
             continue

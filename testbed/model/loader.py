@@ -194,5 +194,7 @@ def _prefixes(topo: Topology):
         yield f"links.{i}.ipv4", link.ipv4
         yield f"links.{i}.ipv6", link.ipv6
     for i, acc in enumerate(topo.access_networks):
-        yield f"access_networks.{i}.ipv4", acc.ipv4
-        yield f"access_networks.{i}.ipv6", acc.ipv6
+        if acc.ipv4 is not None:
+            yield f"access_networks.{i}.ipv4", acc.ipv4
+        if acc.ipv6 is not None:
+            yield f"access_networks.{i}.ipv6", acc.ipv6

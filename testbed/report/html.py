@@ -242,8 +242,9 @@ def _timeline(run: RunData, t_ref: float | None, budgets: Mapping[str, float], k
         offsets: dict[str, float] = {k: float(x) for k, x in (h.get("offsets") or {}).items()}
         durations = h.get("durations") or {}
         missing = set(h.get("missing") or ())
-        old = h.get("old_address") or "?"
-        head = f"Handover {h.get('index', '?')}: {old} → {h.get('address', '?')}"
+        old = ", ".join(h.get("old_addresses") or ()) or h.get("old_address") or "?"
+        new = ", ".join(h.get("addresses") or ()) or h.get("address") or "?"
+        head = f"Handover {h.get('index', '?')}: {old} → {new}"
         total = max(offsets.values(), default=0.0)
         parts.append(f"<h3>{esc(head)}</h3>")
         t0 = "unknown (no link_up event of the new link)" if h.get("t0") is None else _iso(h.get("t0"))

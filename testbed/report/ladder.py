@@ -13,7 +13,16 @@ from pathlib import Path
 
 from testbed.conformance.exchange import asconf_exchanges
 from testbed.conformance.extract import extract
-from testbed.conformance.facts import AckSeen, AsconfSeen, DhcpSeen, DnsSeen, Facts, NdSeen, Where
+from testbed.conformance.facts import (
+    AckSeen,
+    AsconfSeen,
+    Dhcp6Seen,
+    DhcpSeen,
+    DnsSeen,
+    Facts,
+    NdSeen,
+    Where,
+)
 from testbed.conformance.mptcp_rules import add_addr_forged, join_faults, tcp_break
 from testbed.conformance.tcp_facts import MptcpSignal, TcpFacts
 from testbed.decode.dhcp import BOOTREPLY, SERVER_PORT
@@ -141,6 +150,26 @@ class _Builder:
                     s.where, ends, (s.src, s.dst), f"DHCP {m.type_name} {addr}".strip(), "; ".join(parts),
                     KIND_DHCP, reply=m.op == BOOTREPLY, error=m.type_name in ("NAK", "DECLINE"),
                 )  # fmt: skip
+
+    def dhcp6(self, items: list[Dhcp6Seen]) -> None:
+        """Keep a stateful DHCPv6 exchange (by xid) whose address is on the new router's network."""
+        by_xid: dict[int, list[Dhcp6Seen]] = {}
+        for s in items:
+            by_xid.setdefault(s.msg.xid, []).append(s)
+        given = {a.address for s in items for a in s.msg.addresses}
+        for group in by_xid.values():
+            addrs = [a.address for s in group for a in s.msg.addresses] or sorted(given)
+            if not any(self.dhcp_role in self.rm.hosts_in(f"{a}/64") for a in addrs):
+                continue
+            for s in group:
+                m = s.msg
+                ends = (self.mn, self.dhcp_role) if m.from_client else (self.dhcp_role, self.mn)
+                addr = m.addresses[0].address if m.addresses else ""
+                parts = [f"xid 0x{m.xid:06x}", f"{s.src} → {s.dst}"]
+                parts += [f"IA_NA {a.address} valid {a.valid} s" for a in m.addresses]
+                self.add(s.where, ends, (s.src, s.dst), f"DHCPv6 {m.type_name} {addr}".strip(),
+                         "; ".join(parts), KIND_DHCP, reply=not m.from_client,
+                         error=m.status not in (None, 0))
 
     # -- SCTP ---------------------------------------------------------------------------------
     def sctp(self, facts: Facts) -> None:
@@ -328,6 +357,7 @@ def build_ladder(
             b.ra(s)
         if dhcp_role in roles:
             b.dhcp(facts.dhcp)
+            b.dhcp6(facts.dhcp6)
     b.sctp(facts)
     b.mptcp(facts.tcp)
     b.tcp(facts.tcp)

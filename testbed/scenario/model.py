@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from testbed.errors import ConfigError
 from testbed.model.topology import Strict
@@ -47,14 +47,23 @@ class Move(Strict):
 
 
 class PingPong(Strict):
+    """Moves round the access routers of ``between`` in order (two or more), ``times`` moves
+    in all, starting after the one the MN is attached to."""
+
     kind: Literal["ping_pong"] = "ping_pong"
-    between: tuple[str, str]
+    between: tuple[str, ...] = Field(min_length=2)
     times: int = Field(2, ge=1)
     dwell: float = Field(1.0, ge=0)  # seconds on each network
     mode: MoveModeName = "make-before-break"
-    overlap: float = Field(0.0, ge=0)  # as in move
-    gap: float = Field(0.0, ge=0)
+    overlap: float = Field(0.0, ge=0)  # make-before-break: seconds attached to both
+    gap: float = Field(0.0, ge=0)  # break-before-make: seconds attached to none
     mobile: str | None = None  # default: the topology's mobile.node
+
+    def targets(self, attached: list[str]) -> list[str]:
+        """The access routers moved to, in order, from where the MN is attached now."""
+        here = next((self.between.index(a) for a in attached if a in self.between), -1)
+        n = len(self.between)
+        return [self.between[(here + 1 + i) % n] for i in range(self.times)]
 
 
 class Metric(Strict):
@@ -264,6 +273,16 @@ class Traffic(Strict):
     # tcp: seconds of unacknowledged data after which a connection gives up (TCP_USER_TIMEOUT
     # on both ends); Linux's own retransmission timeout would take ~15 minutes
     user_timeout: float = Field(3.0, gt=0, le=600)
+    # address families of the association (sctp): [4], [6] or [4, 6] (dual stack: both ends
+    # bind an address of each family, the sockets are AF_INET6 and carry IPv4 as v4-mapped)
+    families: tuple[Literal[4, 6], ...] = Field((4,), min_length=1, max_length=2)
+
+    @field_validator("families")
+    @classmethod
+    def _distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("list each family once: [4], [6] or [4, 6]")
+        return tuple(sorted(v))
 
     @model_validator(mode="after")
     def _binding_fits(self) -> Traffic:

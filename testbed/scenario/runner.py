@@ -178,8 +178,7 @@ class Runner:
 
     def _ping_pong(self, p: PingPong) -> None:
         mobile = self.lab.mobile_node(p.mobile)
-        for _ in range(p.times):  # each time to the other one (from anywhere else: the first)
-            target = p.between[1] if mobile.attached == [p.between[0]] else p.between[0]
+        for target in p.targets(list(mobile.attached)):
             self._move(Move(to=target, mode=p.mode, overlap=p.overlap, gap=p.gap, mobiles=[mobile.name]))
             self._wait(Wait(seconds=p.dwell))
 
@@ -347,10 +346,10 @@ class Runner:
         ar_addrs = [str(a.ip) for a in ar_if.addresses]
         cn = self.traffic.cn if self.traffic is not None else None
         return {
-            "MN": [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6)],
+            "MN": [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None],
             "New AR": ar_addrs,
             "CN": [str(a.ip) for a in p.nodes[cn].addresses()] if cn else [],
-            "DHCP": ar_addrs[:1],
+            "DHCP": ar_addrs,  # DHCPv4 and DHCPv6
             "Location manager": [str(a.ip) for a in p.nodes[topo.dns.server].addresses()],
         }
 

@@ -102,11 +102,28 @@ class SctpTraffic(TrafficRun):
         self.server_stats = self.dir_cn / "server.json"
         self.client_stats = self.dir_mn / "client.json"
 
+    def endpoints(self) -> tuple[list[str], list[str]]:
+        """(the MN's addresses, the CN's) of the association's families: the CN's from the
+        plan, the MN's those it holds on the network it is attached to now. A family the MN
+        lacks there (an IPv4-only network in a dual-stack association) joins later, by ADD_IP."""
+        fams = self.params.families
+        cn = [a for f in fams if (a := self.lab.plan.address_of(self.cn, f))]
+        missing = [f"IPv{f}" for f in fams if not self.lab.plan.address_of(self.cn, f)]
+        if missing:
+            raise TestbedError(f"traffic.families: {self.cn} has no {' or '.join(missing)} address")
+        attached = self.lab.mobile.attached[0]
+        st = self.lab.access_state(attached)
+        held = {4: st.ipv4[:1], 6: st.ipv6[:1]}
+        mn = [a for f in fams for a in held[f]]
+        if not mn:
+            raise TestbedError(f"traffic.families: the MN holds no IPv{'/IPv'.join(map(str, fams))} "
+                               f"address on {attached} to start the association from")
+        return mn, cn
+
     def start(self) -> None:
         cn_rt, mn_rt = self.lab.runtime(self.cn), self.lab.runtime(self.mn)
-        cn_addr = self.lab.plan.address_of(self.cn, 4)
-        attached = self.lab.mobile.attached[0]
-        mn_addr = self.lab.access_state(attached).ipv4[0]
+        mn_addrs, cn_addrs = self.endpoints()
+        cn_addr, mn_addr = ",".join(cn_addrs), ",".join(mn_addrs)
         for d in (self.dir_cn, self.dir_mn):
             d.mkdir(parents=True, exist_ok=True)
         self.server_stats.unlink(missing_ok=True)
@@ -122,7 +139,8 @@ class SctpTraffic(TrafficRun):
             [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,
              "--server", cn_addr, "--port", str(PORT), "--rate", f"{self.params.rate:g}",
              "--size", str(self.params.size), "--control", str(self.control),
-             "--mode", self.params.binding, *self._key(self.mn),
+             "--mode", self.params.binding, "--families", ",".join(map(str, self.params.families)),
+             *self._key(self.mn),
              *(["--auto-asconf-sockopt"] if self.params.binding == "auto_asconf" else []),
              "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
         self._wait("client association", self._associated, self.mn, self.client_pid,

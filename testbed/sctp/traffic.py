@@ -26,6 +26,7 @@ from typing import Any
 
 from testbed.host.jsonlines import CommandServer
 from testbed.sctp import sockapi
+from testbed.sctp.acks import AsconfAcks
 from testbed.sctp.driver import BindingDriver
 from testbed.traffic.messages import (
     ECHO_SIZE,
@@ -54,7 +55,7 @@ def _bind(sock: socket.socket, addrs: list[str], port: int) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     addrs = _split(args.bind)
-    lsock = sockapi.sctp_socket(_family(addrs or ["::"]) if addrs else socket.AF_INET6)
+    lsock = sockapi.sctp_socket(_family(addrs) if addrs else socket.AF_INET6)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if args.auth_key:  # the accepted association inherits the listener's keys
         sockapi.set_auth_key(lsock, bytes.fromhex(args.auth_key))
@@ -120,7 +121,10 @@ def _rcvinfo_tsn(anc: list[tuple[int, int, bytes]]) -> int:
 
 def client(args: argparse.Namespace) -> int:
     local, servers = _split(args.local), _split(args.server)
-    sock = sockapi.sctp_socket(_family(local + servers))
+    families = tuple(sorted({int(f) for f in _split(args.families)} or {4}))
+    # AF_INET6 whenever IPv6 is wanted, even while the MN holds IPv4 only: the association
+    # must accept IPv6 addresses later (a move to an IPv6-only network)
+    sock = sockapi.sctp_socket(socket.AF_INET6 if 6 in families else _family(local + servers))
     if args.auth_key:
         sockapi.set_auth_key(sock, bytes.fromhex(args.auth_key))
     if args.mode == "auto_asconf":
@@ -131,7 +135,8 @@ def client(args: argparse.Namespace) -> int:
     sockapi.connectx(sock, servers, args.port)
     sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
     local_port = sockapi.local_addrs(sock)[0][1]
-    driver = BindingDriver(sock, local_port, args.port, args.mode)
+    acks = AsconfAcks(local_port, args.port, _encap_port()).start() if args.mode == "trash" else None
+    driver = BindingDriver(sock, local_port, args.port, args.mode, families=families, acks=acks)
     sent = 0
     t_start = time.time()
     error = ""
@@ -191,7 +196,17 @@ def client(args: argparse.Namespace) -> int:
         periodic.stopped.set()
         periodic.write()
         sock.close()  # graceful SHUTDOWN: the server sees the end of the stream
+        if acks is not None:
+            acks.close()
     return 1 if error else 0
+
+
+def _encap_port() -> int:
+    """The UDP port SCTP is encapsulated to in this namespace (RFC 6951), 0 when it is not."""
+    try:
+        return int(Path("/proc/sys/net/sctp/encap_port").read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def _split(s: str | None) -> list[str]:
@@ -217,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: no limit)")
     c.add_argument("--control", default="", help="unix socket path for driver commands")
     c.add_argument("--mode", choices=("trash", "auto_asconf"), default="trash")
+    c.add_argument("--families", default="4", help="address families of the association: 4, 6 or 4,6")
     c.add_argument(
         "--auto-asconf-sockopt",
         action="store_true",

@@ -22,8 +22,9 @@ class MobilityAgent(Daemon):
 
     def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
                  optimistic_dad: bool = True, socket_path: Path | None = None,
-                 trusted: list[str] | None = None) -> None:
+                 trusted: list[str] | None = None, rdisc: bool = False) -> None:
         super().__init__(node, directory)
+        self.rdisc = rdisc  # solicit RFC 1256 router advertisements at link-up
         self.ifaces = ifaces
         self.location_env = location_env
         self.optimistic_dad = optimistic_dad
@@ -46,6 +47,8 @@ class MobilityAgent(Daemon):
                 "--rs-count", "5", "--rs-interval", "0.2"]
         if self.optimistic_dad:
             argv.append("--optimistic-dad")
+        if self.rdisc:
+            argv.append("--rdisc")
         if self.location_env:
             argv += ["--location-hooks", HOOKS]
         if self.trusted is not None:

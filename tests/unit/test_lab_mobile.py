@@ -82,3 +82,17 @@ def test_access_state_keeps_only_the_networks_addresses(fake_lab):
         '{"local": "2001:db8:a1::6", "tentative": true, "optimistic": true}]}]')
     st = lab.access_state("ar1")
     assert st.carrier and st.ipv4 == ["192.0.2.100"] and st.ipv6 == ["2001:db8:a1::6"]
+
+
+def test_wait_configured_asks_for_the_families_the_network_has(run_root, fake_backend):
+    from tests.conftest import make_fake_lab
+
+    lab = make_fake_lab(fake_backend, "two-ar-v4v6-sctp")
+    mn = _agent_running(lab)
+    asked = []
+    mn.replies["wait-configured"] = lambda msg: asked.append(msg["families"]) or {"ok": True}
+    lab.mobile.wait_configured("ar1")
+    lab.mobile.wait_configured("ar2")
+    assert asked == [[4], [6]]
+    assert [d.NAME for d in lab.wiring.ar_daemons("ar1")] == ["dhcpd"]
+    assert [d.NAME for d in lab.wiring.ar_daemons("ar2")] == ["radvd"]

@@ -53,3 +53,10 @@ def test_the_correspondent_is_found_by_role(run_root, fake_backend, monkeypatch)
     assert sctp_peer(lab, model.Traffic(peer="dns")) == "dns"
     with pytest.raises(TestbedError, match="not a node"):
         sctp_peer(lab, model.Traffic(peer="zz"))
+
+
+def test_ping_pong_goes_round_every_router_from_where_the_mn_is():
+    p = model.PingPong(between=("ar1", "ar2", "ar3"), times=5)
+    assert p.targets(["ar2"]) == ["ar3", "ar1", "ar2", "ar3", "ar1"]
+    assert p.targets([]) == ["ar1", "ar2", "ar3", "ar1", "ar2"]
+    assert model.PingPong(between=("ar1", "ar2"), times=3).targets(["ar1"]) == ["ar2", "ar1", "ar2"]
