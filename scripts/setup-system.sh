@@ -8,7 +8,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   iproute2 procps psmisc kmod tcpdump bridge-utils mininet iputils-ping
-  isc-dhcp-server isc-dhcp-client radvd ndisc6
+  isc-dhcp-server isc-dhcp-client radvd ndisc6 nftables
   qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd tshark user-mode-linux dhcpcd-base
   python3 python3-venv python3-pip
   docker.io debootstrap tar

@@ -39,6 +39,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="backend of testbed_lab (default: the topology's, else mininet)")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Labs this session builds carry its holder tag (the lab prefix); labs an earlier session
+    of the same prefix left behind (killed before its teardown ran) are removed first, so a
+    test's ``Lab.up`` does not find its name taken."""
+    holder = f"pytest:{os.environ.get('TESTBED_LAB_PREFIX', 'tb')}"
+    os.environ["TESTBED_LAB_HOLDER"] = holder
+    if os.geteuid() != 0:
+        return
+    from testbed.lab import clean_held
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for lab in clean_held(holder):
+        if reporter is not None:
+            reporter.write_line(f"testbed: removed lab {lab!r}, left up by an earlier test session")
+
+
 def require_lab_prerequisites() -> None:
     """Fail (not skip) with the fix when the machine cannot run a lab."""
     if os.geteuid() != 0:

@@ -117,7 +117,11 @@ def _new_link(
     if not have_detected:
         since = up.wall if up is not None else lo
         dets = [e for e in mine if e.kind == "detected" and e.wall >= since]
-        det = _last(e for e in dets if e.covers(address)) or _last(dets)
+        # the address's network; else one of its family (ICMP router discovery detects a
+        # router, /32, before DHCP names the subnet); else the latest
+        fam = 6 if ":" in address else 4
+        det = (_last(e for e in dets if e.covers(address))
+               or _last(e for e in dets if e.prefix and (":" in e.prefix) == (fam == 6)) or _last(dets))
         if det is not None:
             out["detected"] = det
     return out
@@ -139,3 +143,22 @@ def window(starts: list[float], i: int) -> tuple[float, float]:
     lo = starts[i - 1] if i else -math.inf
     hi = starts[i + 1] if i + 1 < len(starts) else math.inf
     return lo, hi
+
+
+# a loss is timed by the agent's netlink event; what the MN's stack had queued may still be
+# captured just after it (and the guest's clock is the host's to within a millisecond)
+LEFT_GRACE = 0.1
+
+
+def left_networks(events: list[AgentEvent]) -> dict[str, list[tuple[float, float, float]]]:
+    """address -> [(from, until, lost)]: after each ``lost`` event listing it (plus a grace)
+    until a later ``configured`` event lists it again (a move back to the same network)."""
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    for i, e in enumerate(events):
+        if e.kind != "lost":
+            continue
+        for addr in e.addresses:
+            back = next((x.wall for x in events[i + 1:] if x.kind == "configured" and addr in x.addresses),
+                        math.inf)
+            out.setdefault(addr, []).append((e.wall + LEFT_GRACE, back, e.wall))
+    return out

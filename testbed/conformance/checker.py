@@ -6,12 +6,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from testbed.conformance.agent_events import left_networks, parse_events
 from testbed.conformance.exchange import asconf_exchanges, dns_transactions
 from testbed.conformance.extract import extract
+from testbed.conformance.facts import Facts
+from testbed.conformance.mptcp_rules import MPTCP_GROUP, run_rules
+from testbed.conformance.mptcp_timeline import MPTCP_PHASES, build_mptcp_handovers
 from testbed.conformance.rules import (
     GROUPS,
     RULE_IDS,
     RULES,
+    TRANSPORT_RULES,
     Context,
     mn_updates,
     timeline_budgets,
@@ -44,22 +49,36 @@ def find_captures(pcap_dir_or_files: str | Path | Iterable[str | Path]) -> list[
     return out
 
 
-def select_rules(rules: str | Sequence[str] | None) -> list[str]:
-    """Expand groups (``asconf``...) and ids into rule ids; ``timeline`` selects budget rules."""
+def select_rules(rules: str | Sequence[str] | None, transport: str | None = None) -> list[str]:
+    """Expand groups (``asconf``...) and ids into rule ids; ``timeline`` selects budget rules.
+
+    With ``transport`` (sctp, mptcp, tcp: what a scenario's traffic ran), only that transport's
+    rules remain: an SCTP run is not judged on MPTCP rules that could only skip."""
+    if transport is not None and transport not in TRANSPORT_RULES:
+        raise ConfigError("--transport", transport, "unknown transport", f"use {', '.join(TRANSPORT_RULES)}")
     if rules is None:
-        return [*RULE_IDS, "timeline"]
+        return _of_transport([*RULE_IDS, "timeline"], transport)
     names = [r.strip() for r in (rules.split(",") if isinstance(rules, str) else rules)]
     out: list[str] = []
     for name in filter(None, names):
         if name == "timeline" or name.startswith("timeline."):
             out.append(name)
+        elif name == "mptcp":
+            out.extend(MPTCP_GROUP)
         elif name in GROUPS:
             out.extend(r for r in RULE_IDS if r.startswith(name + "."))
         elif name in RULE_IDS:
             out.append(name)
         else:
             raise ConfigError("--rules", name, "unknown rule or group", f"use {', '.join(GROUPS + RULE_IDS)}")
-    return list(dict.fromkeys(out))
+    return _of_transport(list(dict.fromkeys(out)), transport)
+
+
+def _of_transport(selected: list[str], transport: str | None) -> list[str]:
+    if transport is None:
+        return selected
+    own = TRANSPORT_RULES[transport]
+    return [r for r in selected if r in own or r.startswith("timeline")]
 
 
 def check(
@@ -72,6 +91,7 @@ def check(
     dedup_window: float = 0.5,
     lab: Mapping[str, Any] | None = None,
     auth_keys: Mapping[int, bytes] | None = None,
+    transport: str | None = None,
 ) -> Verdict:
     """Judge captures against the Appendix-A rules (see ``testbed.conformance.rules``).
 
@@ -82,30 +102,48 @@ def check(
     read; malformed packets are counted in ``stats`` instead. ``lab`` describes where the
     captures come from (machine, backend, per-node stack/kernel...); it is written to the
     verdict as given. ``auth_keys``: endpoint-pair shared keys by key id (RFC 4895), for the
-    HMACs ``asconf.auth`` verifies; key id 0 is empty unless given.
+    HMACs ``asconf.auth`` verifies; key id 0 is empty unless given. ``transport`` keeps only
+    that transport's rules (see ``select_rules``).
     """
-    selected = select_rules(rules)
-    budgets = dict(budgets or {})
-    for phase in budgets:
-        if phase not in PHASES:
-            raise ConfigError("budgets", phase, "unknown phase", f"use one of {', '.join(PHASES)}")
-    paths = find_captures(pcap_dir_or_files)
-    facts = extract(paths, window=dedup_window)
+    selected = select_rules(rules, transport)
+    budgets = check_budgets(budgets)
+    # addresses of networks the MN left (its agent's lost events): looked for as sources
+    left = left_networks(parse_events(events)) if events is not None else None
+    facts = extract(find_captures(pcap_dir_or_files), window=dedup_window, left=left)
+    return judge(facts, selected, events, budgets, mn_name=mn_name, lab=lab, auth_keys=auth_keys)
+
+
+def check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
+    out = dict(budgets or {})
+    for phase in out:
+        if phase not in PHASES and phase not in MPTCP_PHASES:
+            known = ", ".join(dict.fromkeys((*PHASES, *MPTCP_PHASES)))
+            raise ConfigError("budgets", phase, "unknown phase", f"use one of {known}")
+    return out
+
+
+def judge(facts: Facts, selected: list[str], events: Sequence[Mapping[str, Any]] | None,
+          budgets: dict[str, float], *, mn_name: str | None = None,
+          lab: Mapping[str, Any] | None = None, auth_keys: Mapping[int, bytes] | None = None) -> Verdict:
+    """The selected rules on facts already extracted (all of a capture's, or one MN's)."""
     exchanges, orphans = asconf_exchanges(facts)
     updates = mn_updates(dns_transactions(facts), mn_name)
     handovers = build_handovers(exchanges, updates, events, facts)
+    mptcp_hos = build_mptcp_handovers(facts, updates, events)
     ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None,
-                  dict(auth_keys or {}))
+                  dict(auth_keys or {}), mptcp_hos, left_addresses=facts.left_watched)
     results = [RULES[r](ctx) for r in selected if r in RULES]
+    results += run_rules(selected, facts.tcp, mptcp_hos)
+    results.sort(key=lambda r: RULE_IDS.index(r.id))
     wanted_budgets = {
         p: b for p, b in budgets.items() if "timeline" in selected or f"timeline.{p}" in selected
     }
     ctx.budgets = wanted_budgets
     results.extend(timeline_budgets(ctx))
     stats = facts.stats()
-    stats["handovers"] = len(handovers)
+    stats["handovers"] = len(handovers) + len(mptcp_hos)
     stats["dns_updates"] = len(updates)
-    hos = tuple(h.to_dict(i) for i, h in enumerate(handovers, 1))
+    hos = tuple(h.to_dict(i) for i, h in enumerate(ctx.all_handovers, 1))
     return Verdict(
         tuple(results), stats, hos, budgets, dict(lab) if lab is not None else None, facts=facts
     )

@@ -26,6 +26,9 @@ def build_parser(prog: str = "testbed check") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Judge captures against Appendix A.")
     p.add_argument("captures", nargs="+", help="capture directory or pcap/pcapng files")
     p.add_argument("--rules", help="comma-separated groups or rule ids (default: all)")
+    p.add_argument("--transport", choices=("sctp", "mptcp", "tcp"),
+                   help="judge only this transport's rules (default: every transport's; those "
+                   "with nothing in the capture skip)")
     p.add_argument("--out", type=Path, help="write verdict.json here")
     p.add_argument("--mn-name", help="the MN's DNS name, e.g. mn.mobile.test")
     p.add_argument("--events", type=Path, help="agent events: JSON list or JSON lines")
@@ -152,8 +155,19 @@ def render(verdict: Verdict, console: Console) -> None:
             if ho.get("notes"):
                 phases += "\n" + "; ".join(ho["notes"])
             durations = "  ".join(_duration(k, d) for k, d in (ho.get("durations") or {}).items())
-            h.add_row(str(ho["index"]), ho["address"], phases, durations)
+            index = f"{ho['mobile']} {ho['index']}" if ho.get("mobile") else str(ho["index"])
+            others = [a for a in ho.get("addresses") or () if a != ho["address"]]
+            h.add_row(index, "\n".join([ho["address"], *others]), phases, durations)
         console.print(h)
+    if verdict.mobiles:
+        m = Table(title="Mobile nodes (each judged on its own part of the captures)")
+        m.add_column("mobile node")
+        m.add_column("verdict")
+        m.add_column("failed rules", overflow="fold")
+        for mn, v in verdict.mobiles.items():
+            failed = ", ".join(r.id for r in v.rules if not r.met)
+            m.add_row(mn, "[green]PASS[/]" if v.passed else "[bold red]FAIL[/]", failed)
+        console.print(m)
     s = verdict.stats
     console.print(
         f"packets {s.get('packets', 0)}, duplicates removed {s.get('duplicates_removed', 0)},"
@@ -183,6 +197,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             mn_name=args.mn_name,
             dedup_window=args.dedup_window,
             auth_keys=parse_auth_keys(args.auth_key),
+            transport=args.transport,
         )
         expectations = _expectations(args.expect)
         if expectations:

@@ -2,8 +2,9 @@
 
 Bulk traffic (SCTP DATA and SACK) is handled in the loop from ``decode.sctp.chunk_spans`` and
 per-direction TSN counters; only the rare control chunks (ASCONF, AUTH, INIT...), DNS, DHCP and
-Router Solicitations/Advertisements become decoded dataclasses. Memory therefore stays flat
-however many DATA packets a capture holds.
+Router Solicitations/Advertisements become decoded dataclasses. TCP (but DNS over TCP) goes to
+``tcp_track``: MPTCP subflows, signals and data-level coverage, plain TCP progress. Memory
+therefore stays flat however many DATA packets a capture holds.
 
 Directions are keyed by the SCTP header triple ``(sport, dport, verification tag)``: IP
 addresses change during a handover, ports and tags do not, and the tag also separates the two
@@ -14,28 +15,34 @@ count once (``testbed.conformance.dedup``).
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from testbed.conformance.dedup import CopyFilter, transport_key
 from testbed.conformance.facts import (
+    AbortSeen,
     AckSeen,
     AsconfSeen,
     AuthVectors,
     CaptureSummary,
     DataSeen,
+    Dhcp6Seen,
     DhcpSeen,
     DnsSeen,
     Facts,
     Flow,
     Key,
+    LeftSource,
     Link,
     NdSeen,
     Where,
 )
+from testbed.conformance.tcp_track import TcpTracker
 from testbed.decode import sctp_auth
 from testbed.decode.dhcp import DhcpMessage
+from testbed.decode.dhcp6 import Dhcp6Message
 from testbed.decode.dns import HEADER_TRUNCATED, DNSMessage, decode_dns
 from testbed.decode.link import PROTO_SCTP, PROTO_TCP, PROTO_UDP, FragmentSeen, NotIP, ip_span, ntop
 from testbed.decode.nd import RouterAdvert, RouterSolicit
@@ -51,21 +58,26 @@ from testbed.decode.pcap import (
 )
 from testbed.decode.reassembly import Defragmenter, DnsOverTcp
 from testbed.decode.sctp import (
+    ABORT,
     AUTH,
     DATA,
     INIT,
     INIT_ACK,
     SACK,
+    SCTP_UDP_PORT,
     AsconfAckChunk,
     AsconfChunk,
     AuthChunk,
+    ErrorChunk,
     InitChunk,
     MalformedChunk,
     chunk_spans,
     decode_chunk,
     lone_chunk,
 )
+from testbed.decode.tcp import tcp_header
 
+_PORTS = struct.Struct("!HH").unpack_from
 _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
 _MAX_GAP = 1 << 20  # a forward TSN jump larger than this is reported, not enumerated
@@ -73,7 +85,8 @@ _MAX_EXAMPLES = 20
 _DATA_MIN = 16  # a DATA chunk shorter than this is malformed (decode_chunk says why)
 _NO_CAPTURE_POINTS = frozenset({LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6})
 _LABELS: dict[type, str] = {
-    DNSMessage: "DNS", DhcpMessage: "DHCP", RouterSolicit: "ICMPv6", RouterAdvert: "ICMPv6"
+    DNSMessage: "DNS", DhcpMessage: "DHCP", Dhcp6Message: "DHCPv6", RouterSolicit: "ICMPv6",
+    RouterAdvert: "ICMPv6",
 }  # fmt: skip
 
 
@@ -88,14 +101,19 @@ def _merged(readers: dict[int, PcapReader]) -> Iterator[PcapRecord]:
 class _Extractor:
     """The pass itself; a class only to share state between the hot loop and the slow paths."""
 
-    def __init__(self, names: list[str], window: float) -> None:
+    def __init__(self, names: list[str], window: float, left: Left | None = None) -> None:
         self.f = Facts(pcaps=names)
+        # packed address -> [(from, until, lost)]: times when it belonged to a network left
+        self.left = {ipaddress.ip_address(a).packed: list(spans) for a, spans in (left or {}).items()}
+        self.f.left_watched = len(self.left)
         self.copies = CopyFilter(window)
         self.watch: dict[Key, list[AckSeen]] = {}  # ACKs waiting for their first DATA
         self.inits: dict[Key, int] = {}  # (sport, dport, own tag) of an INIT → its initial TSN
         self.init_vectors: dict[Key, bytes | None] = {}  # the same key → its AUTH key vector
         self.defrag = Defragmenter()
         self.tcp_dns = DnsOverTcp()
+        self.tcp = TcpTracker()
+        self.f.tcp = self.tcp.f
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def bad(self, where: Where, reason: str) -> None:
@@ -150,6 +168,10 @@ class _Extractor:
                     reason = str(e) if isinstance(e, ValueError) else "truncated frame"
                     self.bad(Where(f.pcaps[pidx], fno, ts), reason)
                     continue
+                if proto == PROTO_UDP and end - l4 >= 20 and SCTP_UDP_PORT in _PORTS(data, l4):
+                    proto, l4 = PROTO_SCTP, l4 + 8  # SCTP over UDP: judged as SCTP
+            if self.left and src in self.left:
+                self.left_source(src, ts, pidx, fno)
             key = None
             if dedup or iface or lt not in _NO_CAPTURE_POINTS:
                 dedup = True
@@ -157,6 +179,17 @@ class _Extractor:
                 if is_copy(ts, key, (pidx, iface, cp)):
                     if kept and key in kept:
                         self.copy_of(kept[key], Where(f.pcaps[pidx], fno, ts))
+                    continue
+            if proto == PROTO_TCP:
+                where = Where(f.pcaps[pidx], fno, ts)
+                try:
+                    hdr6 = tcp_header(data, l4, end)
+                except ValueError as e:
+                    self.bad(where, str(e))
+                    continue
+                if DNS_PORT not in (hdr6[0], hdr6[1]):  # DNS over TCP goes with the other DNS
+                    if self.tcp.segment(where, src, dst, data, l4, end, hdr6) and key:
+                        kept[key] = where
                     continue
             if proto != PROTO_SCTP:
                 where = Where(f.pcaps[pidx], fno, ts)
@@ -211,6 +244,15 @@ class _Extractor:
         f.data_chunks = ndata
         return f
 
+    def left_source(self, src: bytes, ts: float, pidx: int, fno: int) -> None:
+        """A packet from an address the MN had left at ``ts``: the first per loss is kept."""
+        spans = self.left[src]
+        for k, (start, until, lost) in enumerate(spans):
+            if start <= ts < until:
+                self.f.left_sources.append(LeftSource(ntop(src), lost, Where(self.f.pcaps[pidx], fno, ts)))
+                del spans[k]
+                return
+
     def tsn_slow(self, fl: Flow, tsn: int, pidx: int, fno: int, ts: float) -> bool:
         """Anything but the next TSN: a jump forward (gap) or an old TSN (fill or duplicate)."""
         d = (tsn - fl.last) & _MASK
@@ -242,6 +284,7 @@ class _Extractor:
     ) -> AuthChunk | None:
         """Keep a decoded non-DATA/SACK chunk; return the AUTH chunk covering what follows."""
         f = self.f
+        f.origins.setdefault(ntop(src), set()).add(where.pcap)
         if isinstance(ch, AuthChunk):
             return ch
         if isinstance(ch, AsconfChunk):
@@ -252,6 +295,8 @@ class _Extractor:
                           auth_covered=covered if auth else None)
             f.acks.append(ack)
             self.watch.setdefault(hdr, []).append(ack)
+        elif isinstance(ch, ErrorChunk) and ch.type == ABORT:
+            f.aborts.append(AbortSeen(where, hdr, ntop(src), ntop(dst), ch))
         elif isinstance(ch, InitChunk):
             sport, dport, vtag = hdr
             ports = (min(sport, dport), max(sport, dport))
@@ -292,7 +337,7 @@ class _Extractor:
             # "UDP port 40000": one kind per transport, not per ephemeral port
             self.other(pk.unknown.partition(" port ")[0])
             return False
-        msg = pk.dns or pk.dhcp or pk.nd
+        msg = pk.dns or pk.dhcp or pk.dhcp6 or pk.nd
         if pk.malformed is not None:
             self.bad(where, pk.malformed if msg is None else f"{_LABELS[type(msg)]}: {pk.malformed}")
         f = self.f
@@ -301,6 +346,8 @@ class _Extractor:
                             where, counted_bad=True)
         if pk.dhcp is not None:
             f.dhcp.append(DhcpSeen(where, ntop(src), ntop(dst), pk.sport, pk.dport, link, pk.dhcp))
+        elif pk.dhcp6 is not None:
+            f.dhcp6.append(Dhcp6Seen(where, ntop(src), ntop(dst), link, pk.dhcp6))
         elif pk.nd is not None:
             f.nd.append(NdSeen(where, ntop(src), ntop(dst), link, pk.nd))
         return msg is not None
@@ -320,11 +367,18 @@ class _Extractor:
         return True
 
 
-def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool = False) -> Facts:
+# address -> [(from, until, lost)]: wall times during which the address was of a network the
+# MN had left (from its ``lost`` event, plus a grace, until it holds the address again)
+Left = Mapping[str, Sequence[tuple[float, float, float]]]
+
+
+def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool = False,
+            left: Left | None = None) -> Facts:
     """Read every capture once (merged by time) and return the facts the rules judge.
 
     An unreadable file raises ``UnusableCapture``; with ``skip_unusable`` it is listed in
-    ``Facts.captures`` (frames ``None``) and the others are read.
+    ``Facts.captures`` (frames ``None``) and the others are read. ``left``: addresses whose
+    packets are looked for while the MN had left their network (``Facts.left_sources``).
     """
     paths = [Path(p) for p in paths]
     names = [p.name for p in paths]
@@ -340,13 +394,13 @@ def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool =
                 if not skip_unusable:
                     raise
                 unusable[i] = str(e)
-        facts = _Extractor(names, window).run(readers)
+        facts = _Extractor(names, window, left).run(readers)
         for i, (name, path) in enumerate(zip(names, paths, strict=True)):
             r = readers.get(i)
             if r is None:
                 facts.captures.append(CaptureSummary(name, path, None, (unusable[i],)))
             else:
-                facts.captures.append(CaptureSummary(name, path, r.frames, tuple(r.problems)))
+                facts.captures.append(CaptureSummary(name, path, r.frame_count, tuple(r.problems)))
         return facts
     finally:
         for r in readers.values():

@@ -2,18 +2,24 @@
 
 Every kept packet is its first captured copy, located by ``Where`` (file, 1-based frame number,
 capture time), so a verdict's evidence and the report's ladder cite the same frames. Bulk SCTP
-DATA is reduced to per-direction TSN bookkeeping (``Flow``); control messages are kept decoded.
+DATA is reduced to per-direction TSN bookkeeping (``Flow``), bulk TCP to the bookkeeping in
+``tcp_facts``; control messages are kept decoded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from testbed.decode.dhcp import DhcpMessage
+from testbed.decode.dhcp6 import Dhcp6Message
 from testbed.decode.dns import DNSMessage
 from testbed.decode.nd import RouterAdvert, RouterSolicit
-from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk
+from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk, ErrorChunk
+
+if TYPE_CHECKING:
+    from testbed.conformance.tcp_facts import TcpFacts
 
 Key = tuple[int, int, int]  # (sport, dport, vtag) of an SCTP header
 Link = tuple[str, int, int]  # (capture file, pcapng interface, link-layer capture point)
@@ -62,6 +68,26 @@ class AuthVectors:
     init: bytes | None
     init_ack: bytes | None
     where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class LeftSource:
+    """A packet sent from an address of a network the MN had left (its ``lost`` event)."""
+
+    address: str
+    lost: float  # wall time of the loss
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class AbortSeen:
+    """An ABORT: the association it names is over."""
+
+    where: Where
+    key: Key
+    src: str
+    dst: str
+    chunk: ErrorChunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +148,12 @@ class CaptureSummary:
     problems: tuple[str, ...] = ()
 
 
+def _tcp_facts() -> TcpFacts:
+    from testbed.conformance.tcp_facts import TcpFacts  # it builds on Where, defined here
+
+    return TcpFacts()
+
+
 @dataclass(slots=True)
 class Facts:
     """Everything the rules, the timeline and the report look at, in capture order."""
@@ -129,10 +161,15 @@ class Facts:
     pcaps: list[str]
     asconfs: list[AsconfSeen] = field(default_factory=list)
     acks: list[AckSeen] = field(default_factory=list)
+    aborts: list[AbortSeen] = field(default_factory=list)
+    left_sources: list[LeftSource] = field(default_factory=list)  # first per loss, when watched
+    left_watched: int = 0  # addresses watched for that (of networks the MN left)
     dns: list[DnsSeen] = field(default_factory=list)
     nd: list[NdSeen] = field(default_factory=list)
     dhcp: list[DhcpSeen] = field(default_factory=list)
+    dhcp6: list[Dhcp6Seen] = field(default_factory=list)
     flows: dict[Key, Flow] = field(default_factory=dict)
+    tcp: TcpFacts = field(default_factory=_tcp_facts)  # MPTCP connections, plain TCP
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
     init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
     # SCTP header key of either direction → the association's AUTH key vectors
@@ -141,6 +178,9 @@ class Facts:
     # later copies of a kept (non-DATA) message at other capture points, by the first copy's
     # (pcap, frame): an answer's time where its request was captured
     copies: dict[tuple[str, int], list[Where]] = field(default_factory=dict)
+    # address -> capture files where control packets (not DATA/SACK) from it were first seen:
+    # the capture points next to its host, where what is sent to it must arrive
+    origins: dict[str, set[str]] = field(default_factory=dict)
     packets: int = 0
     duplicates_removed: int = 0
     sctp_packets: int = 0
@@ -176,6 +216,12 @@ class Facts:
             "dns_messages": self.dns_messages,
             "nd_messages": len(self.nd),
             "dhcp_messages": len(self.dhcp),
+            "dhcp6_messages": len(self.dhcp6),
+            "tcp_packets": self.tcp.packets,
+            "mptcp_packets": self.tcp.mptcp_packets,
+            "mptcp_connections": len(self.tcp.mptcp),
+            "mptcp_signals": len(self.tcp.signals),
+            "tcp_connections": len(self.tcp.plain),
             "unknown": self.unknown,
             "unknown_kinds": dict(sorted(self.unknown_kinds.items(), key=lambda kv: -kv[1])[:10]),
             "malformed": self.malformed,
@@ -194,3 +240,14 @@ class DataSeen:
     src: str
     dst: str
     tsn: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dhcp6Seen:
+    """A DHCPv6 message (client or server) on the link ``link`` names."""
+
+    where: Where
+    src: str
+    dst: str
+    link: Link
+    msg: Dhcp6Message

@@ -10,7 +10,8 @@ several links is a round trip seen from one point. Floors come from the captures
 need no agent events.
 
 The access link of a handover is found from the capture too: the DHCP ACK that assigned the
-new IPv4 address, or the RA that advertised the new IPv6 address's prefix. Router Solicitations,
+new IPv4 address, or the RA that advertised the new IPv6 address's prefix. Where DHCPv6 gave
+the IPv6 address (a stateful network), its exchange is the floor under ``detected``. Router Solicitations,
 Advertisements and DHCP stay on their link, so the capture point that saw that message names
 the link, and both exchanges are read there.
 """
@@ -23,13 +24,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from testbed.conformance.exchange import AsconfExchange, DnsTransaction
-from testbed.conformance.facts import DhcpSeen, Facts, Link, NdSeen, Where
+from testbed.conformance.facts import Dhcp6Seen, DhcpSeen, Facts, Link, NdSeen, Where
 from testbed.decode.dhcp import ACK, BOOTREQUEST, OFFER
+from testbed.decode.dhcp6 import ADVERTISE, SOLICIT
+from testbed.decode.dhcp6 import REPLY as DHCP6_REPLY
 from testbed.decode.nd import RouterAdvert, RouterSolicit
 
-FLOORS = ("rs_ra", "dhcp", "add_ip", "set_primary", "dns")  # in the order a handover meets them
+FLOORS = ("rs_ra", "dhcp", "dhcpv6", "add_ip", "set_primary", "dns")  # in the order a handover meets them
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_Seen = TypeVar("_Seen", NdSeen, DhcpSeen)
+_Seen = TypeVar("_Seen", NdSeen, DhcpSeen, Dhcp6Seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,27 @@ def _dhcp(dhcp: Sequence[DhcpSeen], address: str, start: float) -> Floor | None:
     return Floor(f"DHCP {sent[-1].msg.type_name} → ACK", sent[-1].where, ack.where)
 
 
+def _gives(s: Dhcp6Seen, address: str, msg_type: int) -> bool:
+    return s.msg.msg_type == msg_type and any(a.address == address for a in s.msg.addresses)
+
+
+def _dhcp6(items: Sequence[Dhcp6Seen], address: str, start: float) -> Floor | None:
+    """The stateful exchange that assigned ``address``: from the SOLICIT its ADVERTISE answered
+    (or the client message the REPLY answers, after a rapid commit or a renewal) to the REPLY."""
+    reply = _nearest([s for s in items if _gives(s, address, DHCP6_REPLY)], start)
+    if reply is None:
+        return None
+    before = [s for s in items if s.where.time <= reply.where.time]
+    adv = [s for s in before if _gives(s, address, ADVERTISE)]
+    if adv:
+        sol = [s for s in before if s.msg.xid == adv[-1].msg.xid and s.msg.msg_type == SOLICIT
+               and s.where.time <= adv[-1].where.time]
+        if sol:
+            return Floor("DHCPv6 SOLICIT → REPLY", sol[-1].where, reply.where)
+    asked = [s for s in before if s.msg.xid == reply.msg.xid and s.msg.from_client]
+    return Floor(f"DHCPv6 {asked[-1].msg.type_name} → REPLY", asked[-1].where, reply.where) if asked else None
+
+
 def new_link(facts: Facts, address: str, lo: float, start: float, hi: float) -> Link | None:
     """The capture point of the access link that gave ``address`` (see the module docstring)."""
     try:
@@ -151,4 +175,9 @@ def link_floors(facts: Facts, address: str, lo: float, start: float, hi: float) 
     dhcp = _dhcp([s for s in facts.dhcp if s.link == link and lo < s.where.time < hi], address, start)
     if dhcp is not None:
         out["dhcp"] = dhcp
+    if ip.version == 6:
+        dhcp6 = _dhcp6([s for s in facts.dhcp6 if s.link == link and lo < s.where.time < hi], address,
+                       start)
+        if dhcp6 is not None:
+            out["dhcpv6"] = dhcp6
     return out

@@ -10,8 +10,11 @@ asconf.auth                 every ASCONF and ASCONF-ACK is preceded by an AUTH c
                             handshake was not captured is counted as not verifiable
 asconf.serial               per sender, ASCONF serials start at the sender's initial TSN (when its
                             INIT/INIT-ACK was captured) and grow by one; a repeat is a retransmission
-asconf.ack                  every ASCONF serial is answered by an ASCONF-ACK with the same serial,
-                            never more ACKs than transmissions, and no ACK answers an unsent serial
+asconf.ack                  every ASCONF serial is answered by an ASCONF-ACK with the same serial
+                            that reaches its destination: a capture point where that address's own
+                            control packets were first seen (an ACK lost on the way back, at a NAT
+                            or a router without a route, answers nothing); never more ACKs than
+                            transmissions, and no ACK answers an unsent serial
 asconf.success              every acknowledged parameter succeeded (implicitly, as Linux answers, or
                             with SUCCESS_INDICATION); otherwise the error cause is reported
 dns.signed                  every UPDATE for the MN's name carries SIG(0) or TSIG
@@ -24,11 +27,18 @@ order.trash                 per handover: configured (agent event) before ADD_IP
                             missing answers); with no DNS in the capture the DNS step is skipped
 continuity.tsn              in each direction every DATA TSN gap is later filled; duplicates counted
 continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X
+continuity.no_abort         no ABORT ends an association (a peer that finds a packet from an address
+                            the association lacks, e.g. one rewritten by a NAT, answers ABORT)
+source.left_network         the MN never sends from an address of a network it has left (after the
+                            agent's ``lost`` event for it, until it holds it again): such packets
+                            are what ingress filtering (BCP 38) drops; skipped without events
 timeline.<phase>            the phase happened within its budget (seconds after the handover's t0, the
                             new link's link_up); skipped without agent events
 ==========================  =========================================================================
 
-Groups (``--rules``): asconf, dns, order, continuity, timeline; a full rule id also selects.
+The TCP rules (``mptcp.*``, ``order.mptcp``, ``continuity.dss``, ``continuity.tcp``) are in
+``mptcp_rules``. Groups (``--rules``): asconf, dns, order, continuity, source, timeline, and mptcp
+(``mptcp.*`` with ``order.mptcp`` and ``continuity.dss``); a full rule id also selects.
 A rule whose input is absent from the capture is ``skip``: a capture with only SCTP is judged on
 the SCTP rules, one without handovers skips the order and timeline rules.
 """
@@ -47,13 +57,15 @@ from testbed.conformance.exchange import (
     update_owners,
 )
 from testbed.conformance.facts import AckSeen, AsconfSeen, Facts, Where
+from testbed.conformance.mptcp_rules import MPTCP_GROUP, MPTCP_RULE_IDS
+from testbed.conformance.mptcp_timeline import MPTCP_PHASES, MptcpHandover
 from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.decode import sctp_auth
-from testbed.decode.sctp import PARAM_NAMES
+from testbed.decode.sctp import ADD_IP, PARAM_NAMES
 
-GROUPS = ("asconf", "dns", "order", "continuity", "timeline")
-RULE_IDS = (
+GROUPS = ("asconf", "dns", "order", "continuity", "source", "timeline", "mptcp")
+SCTP_RULE_IDS = (
     "asconf.auth",
     "asconf.serial",
     "asconf.ack",
@@ -63,7 +75,16 @@ RULE_IDS = (
     "order.trash",
     "continuity.tsn",
     "continuity.new_path",
+    "continuity.no_abort",
+    "source.left_network",
 )
+RULE_IDS = (*SCTP_RULE_IDS, *MPTCP_RULE_IDS)  # the TCP ones live in ``mptcp_rules``
+# the rules that can judge each transport's binding updates (location updates are DNS for all)
+TRANSPORT_RULES = {
+    "sctp": SCTP_RULE_IDS,
+    "mptcp": ("dns.signed", "dns.answered", *MPTCP_GROUP),
+    "tcp": ("dns.signed", "dns.answered", "continuity.tcp"),
+}
 
 
 @dataclass(slots=True)
@@ -78,6 +99,12 @@ class Context:
     events_given: bool = False
     # endpoint-pair shared keys (RFC 4895 §6.1) by key id; id 0 is empty unless given here
     auth_keys: dict[int, bytes] = field(default_factory=dict)
+    mptcp_handovers: list[MptcpHandover] = field(default_factory=list)
+    left_addresses: int = 0  # addresses of networks the MN left, per the agent's events
+
+    @property
+    def all_handovers(self) -> list[Handover | MptcpHandover]:
+        return sorted([*self.handovers, *self.mptcp_handovers], key=lambda h: h.start)
 
 
 def _ev(w: Where, what: str) -> Evidence:
@@ -195,6 +222,11 @@ def asconf_ack(c: Context) -> RuleResult:
     for ex in c.exchanges:
         if not ex.acks:
             bad.append(_ev(ex.first.where, f"{_describe(ex.first)}: no ASCONF-ACK"))
+        elif not any(_delivered(c.facts, k) for k in ex.acks):
+            k = ex.acks[0]
+            near = ", ".join(sorted(c.facts.origins.get(k.dst, ()))) or "?"
+            bad.append(_ev(k.where, f"ASCONF-ACK serial {ex.serial} {k.src} → {k.dst} never reached "
+                                    f"{near}, next to {k.dst}: lost on the way back"))
         elif len(ex.acks) > len(ex.sends):
             bad.append(
                 _ev(
@@ -206,6 +238,12 @@ def asconf_ack(c: Context) -> RuleResult:
         bad.append(_ev(k.where, f"ASCONF-ACK serial {k.chunk.serial} answers no captured ASCONF"))
     ok = f"{len(c.exchanges)} ASCONF serial(s), each acknowledged"
     return _result(rid, ok, bad, "ASCONF without a matching ASCONF-ACK")
+
+
+def _delivered(f: Facts, ack: AckSeen) -> bool:
+    """Was the ACK captured next to its destination (where that address's packets start)?"""
+    near = f.origins.get(ack.dst) or {ack.where.pcap}
+    return any(f.seen_at(ack.where, pcap).pcap == pcap for pcap in near)
 
 
 def asconf_success(c: Context) -> RuleResult:
@@ -304,12 +342,18 @@ def order_trash(c: Context) -> RuleResult:
             seq.append(("DNS UPDATE answered", (r.where.time, r.where.time, 0), r.where))
         elif dns_present:
             missing.append("DNS UPDATE " + ("unanswered" if h.dns else "absent"))
-        step = h.delete
-        if step is None or step.acked is None:
-            missing.append(f"DELETE_IP {'unacknowledged' if step else 'absent'}")
-        else:
-            assert step.exchange.ack is not None
-            seq.append(("DELETE_IP acked", step.order_key, step.exchange.ack.where))
+        deletes = h.deletes
+        if not deletes:
+            missing.append("DELETE_IP absent")
+        for step in sorted(deletes, key=lambda d: d.order_key):  # one per family of the old network
+            if step.acked is None:
+                missing.append(f"DELETE_IP {step.param.address} unacknowledged")
+            else:
+                assert step.exchange.ack is not None
+                seq.append((f"DELETE_IP {step.param.address} acked", step.order_key,
+                            step.exchange.ack.where))
+        missing += [f"ADD_IP {a.param.address} unacknowledged" for a in h.also
+                    if a.param.type == ADD_IP and a.acked is None]
         for (a, ka, _wa), (b, kb, wb) in zip(seq, seq[1:], strict=False):
             if kb < ka:
                 bad.append(_ev(wb, f"{tag}: {b} before {a}"))
@@ -376,15 +420,42 @@ def continuity_new_path(c: Context) -> RuleResult:
     return _result(rid, ok, bad, "DATA kept using the old path after SET_PRIMARY")
 
 
+def continuity_no_abort(c: Context) -> RuleResult:
+    rid = "continuity.no_abort"
+    if not c.facts.sctp_packets:
+        return _skip(rid, "no SCTP in the capture")
+    bad = []
+    for a in c.facts.aborts:
+        causes = ", ".join(x.name for x in a.chunk.causes) or "no cause given"
+        tbit = " (T bit: tag reflected, the sender knew no such association)" if a.chunk.flags & 1 else ""
+        bad.append(_ev(a.where, f"ABORT {a.src} → {a.dst} port {a.key[0]} → {a.key[1]}: {causes}{tbit}"))
+    return _result(rid, "no association aborted", bad, "association aborted")
+
+
+# -- source -----------------------------------------------------------------------------------
+def source_left_network(c: Context) -> RuleResult:
+    rid = "source.left_network"
+    if not c.events_given:
+        return _skip(rid, "agent events not given: when the MN left a network is unknown")
+    if not c.left_addresses:
+        return _skip(rid, "the MN left no network (no 'lost' event with addresses)")
+    bad = [_ev(x.where, f"sent from {x.address} {x.where.time - x.lost:.3f}s after the MN lost it "
+                        "(its network was left)") for x in c.facts.left_sources]
+    ok = f"{c.left_addresses} address(es) of networks left, none used as a source afterwards"
+    return _result(rid, ok, bad, "the MN sent from an address of a network it had left")
+
+
 # -- timeline ---------------------------------------------------------------------------------
 def timeline_budgets(c: Context) -> list[RuleResult]:
     out = []
+    hos = c.all_handovers
     for phase, budget in c.budgets.items():
         rid = f"timeline.{phase}"
-        if phase not in PHASES:
-            out.append(RuleResult(rid, "fail", f"unknown phase {phase!r}; known: {', '.join(PHASES)}"))
+        if phase not in PHASES and phase not in MPTCP_PHASES:
+            known = ", ".join(dict.fromkeys((*PHASES, *MPTCP_PHASES)))
+            out.append(RuleResult(rid, "fail", f"unknown phase {phase!r}; known: {known}"))
             continue
-        if not c.handovers:
+        if not hos:
             out.append(_skip(rid, "no handover in the capture"))
             continue
         if not c.events_given:
@@ -392,19 +463,18 @@ def timeline_budgets(c: Context) -> list[RuleResult]:
             continue
         bad = []
         worst = 0.0
-        for n, h in enumerate(c.handovers, 1):
+        for n, h in enumerate(hos, 1):
             offs = h.offsets()
-            w = h.add.where if h.add else Where("?", 0, h.start)
             if h.t0 is None:
-                bad.append(_ev(w, f"handover {n}: no link_up event for the new link, t0 unknown"))
+                bad.append(_ev(h.where, f"handover {n}: no link_up event for the new link, t0 unknown"))
             elif phase not in offs:
-                bad.append(_ev(w, f"handover {n}: phase {phase} never reached"))
+                bad.append(_ev(h.where, f"handover {n}: phase {phase} never reached"))
             else:
                 worst = max(worst, offs[phase])
                 if offs[phase] > budget:
                     what = f"handover {n}: {phase} at +{offs[phase]:.3f}s > budget {budget:.3f}s"
-                    bad.append(_ev(w, what))
-        ok = f"{len(c.handovers)} handover(s), worst {phase} at +{worst:.3f}s ≤ {budget:.3f}s"
+                    bad.append(_ev(h.where, what))
+        ok = f"{len(hos)} handover(s), worst {phase} at +{worst:.3f}s ≤ {budget:.3f}s"
         out.append(_result(rid, ok, bad, f"{phase} over budget {budget:.3f}s"))
     return out
 
@@ -419,6 +489,8 @@ RULES: dict[str, Callable[[Context], RuleResult]] = {
     "order.trash": order_trash,
     "continuity.tsn": continuity_tsn,
     "continuity.new_path": continuity_new_path,
+    "continuity.no_abort": continuity_no_abort,
+    "source.left_network": source_left_network,
 }
 
 

@@ -4,8 +4,12 @@ durations and the protocol floors under them.
 A handover is keyed by the new address X: it starts with ADD_IP X (or SET_PRIMARY X if that
 came first), gathers SET_PRIMARY X, the DNS UPDATE adding X (else the next UPDATE for the MN),
 the DELETE_IP of the previous address, and the first new DATA the peer sends after
-acknowledging SET_PRIMARY. Agent events (``link_up``, ``detected``, ``configured``, ``lost``)
-are those of the interface that came up with X (``testbed.conformance.agent_events``).
+acknowledging SET_PRIMARY. In a dual-stack association one move adds an address of each
+family but makes only one primary: an ADD_IP of the other family with no SET_PRIMARY of its
+own, sent before the handover deleted anything, belongs to that handover (``also``), as do
+the DELETE_IPs of the old addresses of both families. Agent events (``link_up``,
+``detected``, ``configured``, ``lost``) are those of the interface that came up with X
+(``testbed.conformance.agent_events``).
 
 Phases, in TraSH order (Appendix A of the draft)::
 
@@ -22,6 +26,7 @@ gets its duration from the previous one, beside the protocol floor measured for 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,7 +62,7 @@ PHASES = (
     "first_data_new_path",
 )
 # (phase, the phase its duration runs from, the floor bounding it); "link" is the new link's
-# own exchange: DHCP for an IPv4 address, RS → RA for an IPv6 one
+# own exchange: DHCP for an IPv4 address, RS → RA (or DHCPv6, where it gave it) for an IPv6 one
 CHAIN = (
     ("detected", "link_up", "link"),
     ("configured", "detected", None),
@@ -102,6 +107,8 @@ class Handover:
     add: Step | None = None
     set_primary: Step | None = None
     delete: Step | None = None
+    # the same move's ADD_IP/DELETE_IP of the other family (a dual-stack association)
+    also: list[Step] = field(default_factory=list)
     dns: DnsTransaction | None = None
     events: dict[str, AgentEvent] = field(default_factory=dict)
     floors: dict[str, Floor] = field(default_factory=dict)
@@ -111,6 +118,23 @@ class Handover:
     @property
     def old_address(self) -> str | None:
         return self.delete.param.address if self.delete else None
+
+    @property
+    def adds(self) -> list[Step]:
+        return [s for s in (self.add, *self.also) if s is not None and s.param.type == ADD_IP]
+
+    @property
+    def deletes(self) -> list[Step]:
+        return [s for s in (self.delete, *self.also) if s is not None and s.param.type == DELETE_IP]
+
+    @property
+    def families(self) -> set[int]:
+        return {_version(s.param.address) for s in (self.add, self.set_primary, *self.also) if s}
+
+    @property
+    def where(self) -> Where:
+        """Where the handover shows first in the capture (its ADD_IP), for evidence."""
+        return self.add.where if self.add else Where("?", 0, self.start)
 
     @property
     def first_data(self) -> DataSeen | None:
@@ -130,8 +154,9 @@ class Handover:
             p["dns_sent"] = self.dns.request.where.time
             if self.dns.response is not None:
                 p["dns_acked"] = self.dns.response.where.time
-        if self.delete and self.delete.acked is not None:
-            p["delete_ip_acked"] = self.delete.acked
+        deleted = [d.acked for d in self.deletes if d.acked is not None]
+        if deleted:  # the old network is gone from the association once every delete is acked
+            p["delete_ip_acked"] = max(deleted)
         fd = self.first_data
         if fd is not None:
             p["first_data_new_path"] = fd.where.time
@@ -151,44 +176,58 @@ class Handover:
 
     def durations(self) -> dict[str, dict[str, Any]]:
         """Per phase of ``CHAIN``: seconds from the previous phase, its floor and the rest."""
-        p = self.phases()
-        out: dict[str, dict[str, Any]] = {}
-        for phase, since, floor in CHAIN:
-            if phase not in p or since not in p:
-                continue
-            if floor == "link":
-                floor = "rs_ra" if ":" in self.address else "dhcp"
-            seconds = p[phase] - p[since]
-            f = self.floors.get(floor) if floor else None
-            out[phase] = {
-                "from": since,
-                "seconds": round(seconds, 6),
-                "floor": floor,
-                "floor_seconds": round(f.seconds, 6) if f else None,
-                "overhead": round(seconds - f.seconds, 6) if f else None,
-            }
-        return out
+        return chain_durations(self.phases(), CHAIN, self.floors, self.address)
 
     def to_dict(self, index: int) -> dict[str, Any]:
-        phases = self.phases()
-        names = sorted(phases, key=lambda k: phases[k])  # deltas in time order
-        deltas = {
-            f"{a}->{b}": round(phases[b] - phases[a], 6) for a, b in zip(names, names[1:], strict=False)
+        return handover_dict(self, index, FLOORS, addresses=[s.param.address for s in self.adds],
+                             old_addresses=[s.param.address for s in self.deletes])
+
+
+def chain_durations(p: Mapping[str, float], chain: Iterable[tuple[str, str, str | None]],
+                    floors: Mapping[str, Floor], address: str) -> dict[str, dict[str, Any]]:
+    """Each chain phase's duration from the one before it, beside the floor bounding it ("link":
+    DHCP for an IPv4 address, RS → RA for an IPv6 one, or DHCPv6 where it gave the address) and
+    what is left (stacks and daemons)."""
+    out: dict[str, dict[str, Any]] = {}
+    for phase, since, floor in chain:
+        if phase not in p or since not in p:
+            continue
+        if floor == "link":
+            floor = ("dhcpv6" if "dhcpv6" in floors else "rs_ra") if ":" in address else "dhcp"
+        seconds = p[phase] - p[since]
+        f = floors.get(floor) if floor else None
+        out[phase] = {
+            "from": since,
+            "seconds": round(seconds, 6),
+            "floor": floor,
+            "floor_seconds": round(f.seconds, 6) if f else None,
+            "overhead": round(seconds - f.seconds, 6) if f else None,
         }
-        return {
-            "index": index,
-            "address": self.address,
-            "old_address": self.old_address,
-            "ports": list(self.ports),
-            "t0": self.t0,
-            "phases": phases,
-            "offsets": {k: round(v, 6) for k, v in self.offsets().items()},
-            "deltas": deltas,
-            "durations": self.durations(),
-            "floors": {k: self.floors[k].to_dict() for k in FLOORS if k in self.floors},
-            "missing": list(self.missing),
-            "notes": list(self.notes),
-        }
+    return out
+
+
+def handover_dict(h: Any, index: int, floor_names: Iterable[str], **extra: Any) -> dict[str, Any]:
+    """verdict.json's form of a handover of any transport (README, "verdict.json")."""
+    phases = h.phases()
+    names = sorted(phases, key=lambda k: phases[k])  # deltas in time order
+    deltas = {
+        f"{a}->{b}": round(phases[b] - phases[a], 6) for a, b in zip(names, names[1:], strict=False)
+    }
+    return {
+        "index": index,
+        **extra,
+        "address": h.address,
+        "old_address": h.old_address,
+        "ports": list(h.ports),
+        "t0": h.t0,
+        "phases": phases,
+        "offsets": {k: round(v, 6) for k, v in h.offsets().items()},
+        "deltas": deltas,
+        "durations": h.durations(),
+        "floors": {k: h.floors[k].to_dict() for k in floor_names if k in h.floors},
+        "missing": list(h.missing),
+        "notes": list(h.notes),
+    }
 
 
 def _steps(exchanges: Iterable[AsconfExchange]) -> list[Step]:
@@ -238,15 +277,8 @@ def build_handovers(
             if h is not None:
                 h.delete = s
     hos.sort(key=lambda h: h.start)
-    for tx in updates:
-        t = tx.request.where.time
-        adds = added_addresses(tx.msg)
-        free = [h for h in hos if h.dns is None]
-        by_addr = [h for h in free if h.address in adds]
-        before = [h for h in (by_addr or free) if h.start <= t]
-        pick = before[-1] if before else (by_addr[0] if by_addr else None)
-        if pick is not None:
-            pick.dns = tx
+    hos = _merge_families(hos)
+    assign_updates(hos, updates)
     evs = parse_events(events) if events is not None else None
     starts = [h.start for h in hos]
     for i, h in enumerate(hos):
@@ -255,8 +287,56 @@ def build_handovers(
         h.floors = {**link, **_sctp_floors(h, facts)}
         if evs is not None:
             h.events = match_events(evs, h.address, h.old_address, h.start, lo, hi)
-        _mark_missing(h, given=evs is not None)
+        mark_missing(h, given=evs is not None)
     return hos
+
+
+def _version(address: str | None) -> int:
+    try:
+        return ipaddress.ip_address(address or "").version
+    except ValueError:
+        return 0
+
+
+def _merge_families(hos: list[Handover]) -> list[Handover]:
+    """Fold an ADD_IP of the other family without a SET_PRIMARY of its own into the handover
+    of the same move (the latest earlier one on the same ports that had deleted nothing when
+    the ADD_IP was sent), with its DELETE_IP."""
+    out: list[Handover] = []
+    for g in hos:
+        h = next((h for h in reversed(out) if h.ports == g.ports), None)
+        lone_add = g.set_primary is None and g.add is not None
+        if (h is not None and lone_add and _version(g.address) not in h.families
+                and not any(d.sent <= g.start for d in h.deletes)):
+            h.also.append(g.add)  # type: ignore[arg-type]
+            deletes = [d for d in (h.delete, g.delete) if d is not None]
+            # the handover's own delete is that of its primary's family
+            deletes.sort(key=lambda d: _version(d.param.address) != _version(h.address))
+            h.delete = deletes[0] if deletes else None
+            h.also += deletes[1:]
+            continue
+        out.append(g)
+    return out
+
+
+def assign_updates(hos: list[Any], updates: list[DnsTransaction]) -> None:
+    """Each handover (``hos`` in start order, each with ``start``, ``address`` and ``dns``)
+    takes one UPDATE sent between its neighbours' starts: the first at or after its own start
+    that adds its new address (else the first at or after it), or else the last before it that
+    adds the address (an UPDATE that raced the handover's first signal). A move back to an
+    address used before is a handover of its own, so the same address may come again."""
+    taken: set[int] = set()
+    starts = [h.start for h in hos]
+    for i, h in enumerate(hos):
+        lo, hi = window(starts, i)
+        cands = [tx for tx in updates if id(tx) not in taken and lo < tx.request.where.time < hi]
+        adding = [tx for tx in cands if h.address in added_addresses(tx.msg)]
+        after = [tx for tx in (adding or cands) if tx.request.where.time >= h.start]
+        before = [tx for tx in adding if tx.request.where.time < h.start]
+        pick = after[0] if after else (before[-1] if before else None)
+        if pick is not None:
+            h.dns = pick
+            taken.add(id(pick))
 
 
 def _sctp_floors(h: Handover, facts: Facts | None) -> dict[str, Floor]:
@@ -268,7 +348,7 @@ def _sctp_floors(h: Handover, facts: Facts | None) -> dict[str, Floor]:
     return {k: f for k, f in found.items() if f is not None}
 
 
-def _mark_missing(h: Handover, *, given: bool) -> None:
+def mark_missing(h: Any, *, given: bool) -> None:
     """List the agent-event phases not found and say what that costs."""
     h.missing = [k for k in EVENT_KINDS if k not in h.events]
     if not given:

@@ -43,6 +43,8 @@ class RouterAdvert:
     prefixes: tuple[PrefixInfo, ...]
     mtu: int | None = None
     malformed: str | None = None  # RFC 4861 §6.1.2: a receiver discards such an RA
+    managed: bool = False  # M: addresses from DHCPv6
+    other: bool = False  # O: other configuration from DHCPv6
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,7 @@ def decode_ra(icmp: bytes) -> RouterAdvert | None:
             prefixes.append(_prefix(icmp, v))
         elif otype == _OPT_MTU and end - v == 6:
             (mtu,) = struct.unpack_from("!I", icmp, v + 2)
-    return RouterAdvert(lifetime, tuple(prefixes), mtu, bad)
+    return RouterAdvert(lifetime, tuple(prefixes), mtu, bad, bool(icmp[5] & 0x80), bool(icmp[5] & 0x40))
 
 
 def decode_rs(icmp: bytes) -> RouterSolicit | None:

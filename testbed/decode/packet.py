@@ -1,8 +1,8 @@
 """Whole-frame decoding: link layer → IP → what the lab signals with, one call, never raises.
 
-Above IP: SCTP, DNS (UDP/TCP port 53), DHCPv4 (UDP 67/68) and Router Solicitation/Advertisement
-(ICMPv6). ``decode_transport`` is the part above IP on its own, for a caller (the checker) that
-has located the IP header already.
+Above IP: SCTP, DNS (UDP/TCP port 53), DHCPv4 (UDP 67/68), Router Solicitation/Advertisement
+(ICMPv6) and any other TCP segment with its Multipath TCP options. ``decode_transport`` is the
+part above IP on its own, for a caller (the checker) that has located the IP header already.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import struct
 from dataclasses import dataclass
 
 from testbed.decode.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage, decode_dhcp
+from testbed.decode.dhcp6 import CLIENT_PORT as DHCP6_CLIENT
+from testbed.decode.dhcp6 import SERVER_PORT as DHCP6_SERVER
+from testbed.decode.dhcp6 import Dhcp6Message, decode_dhcp6
 from testbed.decode.dns import DNSMessage, decode_dns
 from testbed.decode.link import (
     PROTO_SCTP,
@@ -23,9 +26,11 @@ from testbed.decode.link import (
 )
 from testbed.decode.nd import ICMPV6, RouterAdvert, RouterSolicit, decode_nd
 from testbed.decode.sctp import SCTPPacket, decode_sctp
+from testbed.decode.tcp import TcpSegment, decode_tcp
 
 DNS_PORT = 53
 _DHCP_PORTS = frozenset({SERVER_PORT, CLIENT_PORT})
+_DHCP6_PORTS = {DHCP6_CLIENT, DHCP6_SERVER}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +45,9 @@ class Packet:
     sctp: SCTPPacket | None = None
     dns: DNSMessage | None = None
     dhcp: DhcpMessage | None = None
+    dhcp6: Dhcp6Message | None = None
     nd: RouterSolicit | RouterAdvert | None = None
+    tcp: TcpSegment | None = None  # a TCP segment that is not DNS
     malformed: str | None = None
     unknown: str | None = None
 
@@ -93,7 +100,15 @@ def decode_transport(proto: int, buf: bytes, l4: int, end: int, ip: IPHeader | N
         if dhcp is None:
             return Packet(ip, sport, dport, unknown="UDP port 67/68 without DHCP")
         return Packet(ip, sport, dport, dhcp=dhcp, malformed=dhcp.malformed)
+    if proto == PROTO_UDP and {sport, dport} == _DHCP6_PORTS:
+        dhcp6 = decode_dhcp6(payload or b"")
+        if dhcp6 is None:
+            return Packet(ip, sport, dport, unknown="UDP port 546/547 without DHCPv6")
+        return Packet(ip, sport, dport, dhcp6=dhcp6, malformed=dhcp6.malformed)
     if DNS_PORT not in (sport, dport):
+        if proto == PROTO_TCP:
+            seg = decode_tcp(buf, l4, end)
+            return Packet(ip, sport, dport, tcp=seg, malformed=seg.malformed)
         return Packet(ip, sport, dport, unknown=f"{name} port {dport}")
     if payload is None:
         return Packet(ip, sport, dport, unknown=unknown)

@@ -27,6 +27,10 @@ CHUNK_NAMES = {
     12: "ECNE", 13: "CWR", 0x40: "I_DATA", 0x82: "RE_CONFIG", 0x84: "PAD", 0xC2: "I_FORWARD_TSN",
 }  # fmt: skip
 
+# SCTP over UDP (RFC 6951): the IANA port, which the checker decodes as SCTP (a lab
+# encapsulating on another port is seen as plain UDP)
+SCTP_UDP_PORT = 9899
+
 # ASCONF parameter types
 ADD_IP, DELETE_IP, SET_PRIMARY = 0xC001, 0xC002, 0xC004
 ERROR_CAUSE_IND, SUCCESS_IND = 0xC003, 0xC005

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from testbed.deploy.render import capture_links, correspondent_of
+from testbed.deploy.render import capture_links, correspondent_of, not_deployable
 from testbed.errors import ConfigError
 from testbed.model.topology import Role, Topology
 
@@ -24,8 +24,11 @@ GROUPS = {Role.DNS: "dns_servers", Role.ACCESS_ROUTER: "access_routers", Role.MO
 
 
 def build(topo: Topology, bare: dict[str, Any] | None = None,
-          known_hosts: Path | None = None) -> dict[str, Any]:
+          known_hosts: Path | None = None, source: str | None = None) -> dict[str, Any]:
     """The inventory as a dict (YAML-ready). ``bare``: a bare lab's record (``lab.bare``)."""
+    for where, what in not_deployable(topo):
+        raise ConfigError(source or topo.name, where, f"the playbooks do not deploy {what} yet",
+                          "drop it, or deploy two-ar-sctp")
     data = topo.model_dump(mode="json")
     try:
         cn = correspondent_of(topo)

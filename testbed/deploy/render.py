@@ -89,6 +89,30 @@ def _daemon(name: str, argv: list[str], ready: list[str], env: dict[str, str] | 
     return asdict(DaemonSpec(name, argv, str(layout.log / f"{name}.log"), dict(env or {}), ready, timeout))
 
 
+def not_deployable(topo: Topology) -> list[tuple[str, str]]:
+    """(field, what) for each part of the topology the roles do not deploy yet: one mobile
+    node speaking SCTP over dual-stack access networks (radvd and DHCPv4) is what they do."""
+    out: list[tuple[str, str]] = []
+    if len(topo.mobiles) != 1:
+        out.append(("mobile", f"{len(topo.mobiles)} mobile nodes"))
+    for mn in topo.mobiles:
+        if topo.nodes[mn].mptcp.enabled:
+            out.append((f"nodes.{mn}.mptcp", "an MPTCP mobile node"))
+    for k, a in enumerate(topo.access_networks):
+        where = f"access_networks[{k}]"
+        if a.ipv4 is None or a.ipv6 is None:
+            out.append((where, "a single-family access network"))
+        for name, on in (("dhcpv6", a.dhcpv6 != "off"), ("router_discovery", bool(a.router_discovery)),
+                         ("nat", a.nat), ("ingress_filter", a.ingress_filter), ("shape", a.shape is not None),
+                         ("medium", a.medium != "switched")):
+            if on:
+                out.append((f"{where}.{name}", f"{name} on an access network"))
+    for k, link in enumerate(topo.links):
+        if link.shape is not None:
+            out.append((f"links[{k}].shape", "a shaped link"))
+    return out
+
+
 def topology_of(data: dict[str, Any]) -> tuple[Topology, LabPlan]:
     topo = loader.from_dict(data, "inventory: testbed_topology")
     return topo, addressing.plan(topo)
@@ -197,7 +221,8 @@ def dns_server(data: dict[str, Any], key_rrs: list[str], layout: Layout = LAYOUT
     return {
         "dirs": [str(layout.etc / "named"), str(d), str(layout.log), str(layout.run)],
         "files": [
-            {"path": str(conf), "content": bind.render_conf(z, paths, tsig, TSIG_KEY_NAME, True),
+            {"path": str(conf), "content": bind.render_conf(z, paths, tsig, TSIG_KEY_NAME, True,
+                                                            quota=len(topo.mobiles)),
              "daemon": "named"},
             {"path": str(source), "content": zone},
             {"path": str(paths.zonefile), "content": zone, "follows": str(source), "daemon": "named",
@@ -279,7 +304,7 @@ def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True
         "files": [{"path": str(db / "dhcpcd.conf"), "content": dhcpcd.render_conf(metrics),
                    "daemon": "dhcpcd"}],
         "daemons": daemons,
-        "sig0": {"dir": str(layout.keys), "name": f"{topo.dns.mobile_name}.{topo.dns.zone}",
+        "sig0": {"dir": str(layout.keys), "name": topo.dns_name(m.node),
                  "algorithms": ",".join(topo.dns.sig0_algorithms), "ttl": topo.dns.ttl,
                  "algorithm": m.sig0_algorithm},
         "location": m.location,
@@ -336,7 +361,7 @@ def traffic_client(data: dict[str, Any], local: str, traffic: dict[str, Any] | N
     params = Traffic.model_validate(traffic or {})
     ready = [layout.python, "-m", "testbed.host.jsonlines", "request", "--expect", "state",
              str(TRAFFIC_CONTROL), '{"op": "status"}']
-    argv = client_argv(layout.python, local, plan.address_of(cn, 4) or "", stats, params)
+    argv = client_argv(layout.python, local, plan.address_of(cn, 4) or "", stats, params, TRAFFIC_CONTROL)
     return {"daemon": _daemon("traffic-client", argv, ready, timeout=90.0, layout=layout),
             "stats": str(stats)}
 

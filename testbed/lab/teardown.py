@@ -7,6 +7,7 @@ sweeps labelled namespaces of this run root that no readable state file accounts
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -93,6 +94,23 @@ def clean(progress: Progress = quiet, force: bool = False) -> list[str]:
                 continue
             if st.owner_pid and alive(st.owner_pid) and st.status == "building":
                 continue  # being built right now by a live process
+            teardown_state(st, progress)
+            removed.append(lab)
+    return removed
+
+
+def clean_held(holder: str, progress: Progress = quiet) -> list[str]:
+    """Tear down every lab built under ``holder`` (``$TESTBED_LAB_HOLDER``): a test session that
+    starts owns its prefix's names, so labs an earlier, killed session of it left are stale."""
+    removed = []
+    for lab in known_labs():
+        with locked(lab):
+            try:
+                st = LabState.load(lab)
+            except LabStateError:
+                continue
+            if st.holder != holder or (st.owner_pid and alive(st.owner_pid) and st.owner_pid != os.getpid()):
+                continue
             teardown_state(st, progress)
             removed.append(lab)
     return removed

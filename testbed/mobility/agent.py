@@ -513,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rs-count", type=int, default=3)
     p.add_argument("--rs-interval", type=float, default=1.0)
     p.add_argument("--optimistic-dad", action="store_true", help="RFC 4429 on watched links")
+    p.add_argument("--rdisc", action="store_true", help="RFC 1256: solicit IPv4 routers at link-up")
     p.add_argument("--rtt-interval", type=float, help="probe the gateway RTT every N s")
     p.add_argument("--queue-size", type=int, default=256, help="per-subscriber event queue")
     p.add_argument("--events-log", type=Path, help="append every event here as a JSON line")
@@ -535,6 +536,7 @@ async def amain(args: argparse.Namespace) -> None:
             rs_count=args.rs_count,
             rs_interval=args.rs_interval,
             optimistic_dad=args.optimistic_dad,
+            rdisc=args.rdisc,
             rtt_interval=args.rtt_interval,
             trusted=[x for x in args.trust.split(",") if x] if args.trust else None,
         ),

@@ -28,6 +28,7 @@ ActionKind = Literal["add", "primary", "location", "delete"]
 class Action:
     kind: ActionKind
     address: str = ""  # add / primary / delete
+    ifname: str = ""  # add: the interface the address is on (a subflow is bound to it)
     a: tuple[str, ...] = ()  # location: records to publish
     aaaa: tuple[str, ...] = ()
     cause: int = 0  # seq of the event that led to it
@@ -58,6 +59,16 @@ class TrashSequencer:
             if primary_addr in n.addresses:
                 self.primary = n
 
+    def join(self, bound: set[str], families: frozenset[int]) -> None:
+        """A transport's association appeared: its addresses are the bound set and its
+        families those the ladder adds. The primary network becomes the one holding a bound
+        address, when the current one is of a family the association does not carry."""
+        self.bound = set(bound)
+        self.policy = replace(self.policy, families=families)
+        if self.primary is None or self.primary.family not in families:
+            self.primary = next((n for n in self.networks.values() if n.usable and n.family in families
+                                 and self.bound & set(n.addresses)), self.primary)
+
     def feed(self, e: Event) -> list[Action]:
         if e.metrics:
             self.metrics[e.ifname] = dict(e.metrics)
@@ -79,7 +90,7 @@ class TrashSequencer:
             for addr in nv.addresses:
                 if addr not in self.bound:
                     self.bound.add(addr)
-                    out.append(Action("add", addr, cause=e.seq))
+                    out.append(Action("add", addr, ifname=nv.ifname, cause=e.seq))
             if self.policy.should_make_primary(nv, self.primary, self.metrics):
                 out += self._switch(nv, e.seq)
         if self.primary and nv.ifname == self.primary.ifname:
@@ -187,12 +198,18 @@ class DriverLink:
         return bool(self.path) and os.path.exists(self.path)
 
     async def request(self, cmd: dict) -> dict:
+        """The driver's answer; a transport that went away mid-request (its association was
+        aborted, its process ended) is an answer too: not ok, and the link is down."""
         import asyncio
 
         from testbed.host import jsonlines
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, jsonlines.request, self.path, cmd)
+        try:
+            return await loop.run_in_executor(None, jsonlines.request, self.path, cmd)
+        except jsonlines.RequestError as e:
+            self.connected = False
+            return {"ok": False, "error": str(e)}
 
 
 async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy: Policy, updater) -> None:
@@ -226,7 +243,8 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                 rec["address"] = act.address
                 if link.connected:
                     op = {"add": "add", "primary": "primary", "delete": "del"}[act.kind]
-                    reply = await link.request({"op": op, "addr": act.address})
+                    cmd = {"op": op, "addr": act.address, **({"ifname": act.ifname} if act.ifname else {})}
+                    reply = await link.request(cmd)
                     rec.update(ok=bool(reply.get("ok")), driver=reply)
                 else:
                     rec["transport"] = "none"
@@ -240,7 +258,8 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                 status = await link.request({"op": "status"})
                 if status.get("ok"):  # the association's own addresses are the bound set
                     link.connected = True
-                    seqr.bound = set(status["local"])
+                    fams = frozenset(status.get("families") or policy.families)
+                    seqr.join(set(status["local"]), fams)
                     _log_line(log_path, {"event": "binding", "op": "transport", **status})
             elif link.connected and not link.available():
                 link.connected = False
@@ -258,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", required=True, help="JSON-lines log of every action")
     ap.add_argument("--switch", choices=("newest", "metric", "on-loss"), default="newest")
     ap.add_argument("--metric", default="signal")
-    ap.add_argument("--families", default="4", help="address families of the association: 4, 6, 4,6")
+    ap.add_argument("--families", default="4", help="address families of the association: 4, 6, "
+                    "4,6 (until a transport joins and says which it carries)")
     ap.add_argument("--location", action="store_true",
                     help="also send the DNS UPDATE (configured from TESTBED_LOC_* as for the agent)")
     args = ap.parse_args(argv)

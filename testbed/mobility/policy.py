@@ -60,8 +60,8 @@ class Policy:
             return False
         if current is None or not current.usable:
             return True  # the old link is gone: any working network beats none
-        if new.ifname == current.ifname and new.prefix == current.prefix:
-            return False
+        if new.ifname == current.ifname:
+            return False  # the other family on the same link (dual stack) is not a move
         if self.switch == "newest":
             return True
         if self.switch == "on-loss":

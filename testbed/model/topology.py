@@ -47,15 +47,29 @@ class SctpSettings(Strict):
     auth_enable: int = 1
     addip_noauth_enable: int = 0
     default_auto_asconf: int = 0
+    # SCTP over UDP (RFC 6951): the UDP port this node listens on and sends to (Linux's
+    # net.sctp.udp_port and encap_port); 0: plain SCTP over IP
+    udp_port: int = Field(0, ge=0, le=65535)
     # the endpoint-pair shared key (RFC 4895 §6.1), hex, set as key 0 on this node's traffic
     # sockets (SCTP_AUTH_KEY): without one key 0 is empty, and the association key is built
     # from INIT and INIT-ACK alone, which an on-path attacker sees (give both ends the same)
     auth_key: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2}){1,64}$")
 
 
+class MptcpSettings(Strict):
+    """Multipath TCP on a node (the host kernel's: a namespace node). An MPTCP mobile node runs
+    the binding process, which drives its connections' path manager; ``subflows`` and
+    ``add_addr_accepted`` are the in-kernel path manager's limits (its defaults are 2 and 0)."""
+
+    enabled: bool = False
+    subflows: int = Field(8, ge=0, le=8)
+    add_addr_accepted: int = Field(0, ge=0, le=8)
+
+
 class Node(Strict):
     role: Role
     sctp: SctpSettings = SctpSettings()
+    mptcp: MptcpSettings = MptcpSettings()
     # access networks (their routers) a host sits on beside the mobile node, with a static
     # address there: a second host, an attacker, an impostor on the same segment
     attach: tuple[str, ...] = ()
@@ -86,6 +100,31 @@ DocIPv4Net = Annotated[IPv4Net, AfterValidator(_doc_only)]
 DocIPv6Net = Annotated[IPv6Net, AfterValidator(_doc_only)]
 
 
+RATE_RE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit)$")
+
+
+class Shaping(Strict):
+    """Path quality of a link, applied to each end's egress: ``rate`` (tc syntax, ``10mbit``),
+    ``delay_ms`` and ``jitter_ms`` (netem only: a kernel node's own kernel, or every node under
+    ``--machine uml``; the host kernel here has none), ``loss`` (percent)."""
+
+    rate: str | None = None
+    delay_ms: float = Field(0.0, ge=0, le=10_000)
+    jitter_ms: float = Field(0.0, ge=0, le=10_000)
+    loss: float = Field(0.0, ge=0, le=100)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str | None) -> str | None:
+        if v is not None and not RATE_RE.match(v):
+            raise ValueError(f"rate {v!r}: write it as tc does, e.g. 512kbit, 10mbit, 1gbit")
+        return v
+
+    @property
+    def needs_netem(self) -> bool:
+        return self.delay_ms > 0 or self.jitter_ms > 0
+
+
 class Link(Strict):
     """A point-to-point link between two infrastructure nodes; first host address to ``a``."""
 
@@ -93,6 +132,7 @@ class Link(Strict):
     b: str
     ipv4: DocIPv4Net
     ipv6: DocIPv6Net
+    shape: Shaping | None = None
 
     @field_validator("ipv4")
     @classmethod
@@ -124,30 +164,57 @@ class RaSettings(Strict):
 
 
 class AccessNetwork(Strict):
-    """The network an access router serves to the mobile node: DHCPv4 pool and SLAAC prefix."""
+    """The network an access router serves to the mobile node: DHCPv4 pool and SLAAC prefix.
+    Either family may be left out (``ipv4: null``): an IPv6-only or an IPv4-only network."""
 
     router: str
-    ipv4: DocIPv4Net
-    ipv6: DocIPv6Net
+    ipv4: DocIPv4Net | None
+    ipv6: DocIPv6Net | None
     pool: tuple[int, int] = (100, 199)  # host numbers of the DHCP range inside ``ipv4``
     lease_time: int = 600
     ra: RaSettings = RaSettings()
+    # the radio link's quality: the AR's port toward the MN and the MN's own interface
+    shape: Shaping | None = None
+    # §6 middleboxes on the AR: IPv4 behind NAT (masquerade to the AR's own address; the
+    # network's IPv4 prefix is routed nowhere else, like a private one), and ingress filtering
+    # (BCP 38: drop what arrives from the network with a source it cannot have)
+    nat: bool = False
+    ingress_filter: bool = False
+    # DHCPv6 (§3): "stateful" gives the address (RA M flag, prefix not autonomous; ISC dhcpd -6
+    # on the AR), "stateless" only the other configuration (O flag; SLAAC gives the address)
+    dhcpv6: Literal["off", "stateful", "stateless"] = "off"
+    # ICMP router discovery (RFC 1256) advertisements of the AR's IPv4 address, every
+    # router_discovery seconds (0: none): an IPv4 detection signal beside DHCP (§3)
+    router_discovery: float = Field(0.0, ge=0, le=600)
+    pool6: tuple[int, int] = (0x1000, 0x1FFF)  # interface ids of the stateful DHCPv6 range
     # switched: the bridge learns, so a host on the segment sees only its own and broadcast
     # traffic (off-path); shared: every frame the MN sends or gets there reaches every port, as
     # on a radio channel, so an attacker on it is on-path (sees INIT, INIT-ACK, signed UPDATEs)
     medium: Literal["switched", "shared"] = "switched"
 
+    @property
+    def families(self) -> tuple[int, ...]:
+        return tuple(f for f, net in ((4, self.ipv4), (6, self.ipv6)) if net is not None)
+
     @field_validator("ipv6")
     @classmethod
-    def _slaac(cls, v: IPv6Net) -> IPv6Net:
-        if v.prefixlen != 64:
+    def _slaac(cls, v: IPv6Net | None) -> IPv6Net | None:
+        if v is not None and v.prefixlen != 64:
             raise ValueError(f"{v}: SLAAC needs a /64")
         return v
 
     @model_validator(mode="after")
     def _pool(self) -> AccessNetwork:
+        if self.ipv4 is None and self.ipv6 is None:
+            raise ValueError("an access network needs ipv4, ipv6 or both")
+        if self.nat and self.ipv4 is None:
+            raise ValueError("nat translates IPv4: give the network an ipv4 prefix")
+        if self.dhcpv6 != "off" and self.ipv6 is None:
+            raise ValueError("dhcpv6 serves IPv6: give the network an ipv6 prefix")
+        if self.router_discovery and self.ipv4 is None:
+            raise ValueError("router_discovery (RFC 1256) is IPv4: give the network an ipv4 prefix")
         lo, hi = self.pool
-        if not (2 <= lo <= hi < self.ipv4.num_addresses - 1):
+        if self.ipv4 is not None and not (2 <= lo <= hi < self.ipv4.num_addresses - 1):
             raise ValueError(f"pool {lo}-{hi} does not fit in {self.ipv4}")
         return self
 
@@ -161,7 +228,13 @@ class DnsSettings(Strict):
 
 
 class MobileSettings(Strict):
+    """Settings every mobile node shares. ``node`` names the mobile node (the first, when there
+    are several); ``count`` > 1 is the compact form for many: the loader replaces ``node`` by
+    ``count`` copies named ``<node>1`` … ``<node>N`` (each with its own name in the zone, SIG(0)
+    key, agent and binding process)."""
+
     node: str = "mn"
+    count: int = Field(1, ge=1)  # at most loader.MAX_MOBILES; the loader expands it
     attached: tuple[str, ...] = Field(default=("ar1",), min_length=1)  # ARs attached at start
     optimistic_dad: bool = True
     agent: bool = True  # run the mobility agent (movement detection + location updates)
@@ -205,5 +278,18 @@ class Topology(Strict):
                 )
         return v
 
-    # Cross-field checks live in model.validate.check_topology, which knows field paths.
+    # Cross-field checks live in model.loader.check, which knows field paths.
+
+    @property
+    def mobiles(self) -> list[str]:
+        """Every mobile node, in the order the topology declares them."""
+        return [n for n, spec in self.nodes.items() if spec.role is Role.MOBILE]
+
+    def dns_label(self, mn: str) -> str:
+        """``mn``'s label in the zone: ``dns.mobile_name`` for the one MN of a lab, else its
+        node name."""
+        return self.dns.mobile_name if len(self.mobiles) == 1 else mn
+
+    def dns_name(self, mn: str) -> str:
+        return f"{self.dns_label(mn)}.{self.dns.zone}"
 

@@ -242,8 +242,9 @@ def _timeline(run: RunData, t_ref: float | None, budgets: Mapping[str, float], k
         offsets: dict[str, float] = {k: float(x) for k, x in (h.get("offsets") or {}).items()}
         durations = h.get("durations") or {}
         missing = set(h.get("missing") or ())
-        old = h.get("old_address") or "?"
-        head = f"Handover {h.get('index', '?')}: {old} → {h.get('address', '?')}"
+        old = ", ".join(h.get("old_addresses") or ()) or h.get("old_address") or "?"
+        new = ", ".join(h.get("addresses") or ()) or h.get("address") or "?"
+        head = f"Handover {h.get('index', '?')}: {old} → {new}"
         total = max(offsets.values(), default=0.0)
         parts.append(f"<h3>{esc(head)}</h3>")
         t0 = "unknown (no link_up event of the new link)" if h.get("t0") is None else _iso(h.get("t0"))
@@ -386,6 +387,39 @@ def _captures(ladder: Ladder) -> str:
     return "\n".join(parts)
 
 
+def focus_mobile(v: Mapping[str, Any] | None) -> str | None:
+    """With several mobile nodes, the one the ladder and the timeline show: the first whose
+    verdict failed, else the first."""
+    mobiles = (v or {}).get("mobiles") or {}
+    return next((mn for mn, m in mobiles.items() if not m.get("passed")), next(iter(mobiles), None))
+
+
+def _mobiles(run: RunData, focus: str | None) -> str:
+    """One row per mobile node: its verdict, its handovers' times, what failed."""
+    mobiles = (run.verdict or {}).get("mobiles") or {}
+    if not mobiles:
+        return ""
+    rows = []
+    for mn, m in mobiles.items():
+        failed = [str(r.get("id")) for r in m.get("rules", []) if r.get("status") == "fail"]
+        hos = m.get("handovers") or []
+        cells = []
+        for phase in ("configured", "join_acked", "prio_old", "set_primary_acked", "dns_acked"):
+            offs = [h["offsets"][phase] for h in hos if phase in (h.get("offsets") or {})]
+            cells.append(f"<td class='num'>{esc(fmt_ms(max(offs))) if offs else '—'}</td>")
+        mark = " (shown below)" if mn == focus else ""
+        badge = _badge("pass" if m.get("passed") else "fail")
+        rows.append(f"<tr><td>{esc(mn)}{esc(mark)}</td><td>{badge}</td>"
+                    f"<td class='num'>{len(hos)}</td>{''.join(cells)}"
+                    f"<td class='err'>{esc(', '.join(failed))}</td></tr>")
+    return ("<h2 id='mobiles'>Mobile nodes</h2><p class='small'>Each mobile node judged on its own part "
+            "of the captures; the latest of its handovers' phases after t0 (its new link's link_up). "
+            "The ladder and the timeline below show one of them.</p>"
+            "<table><tr><th>mobile node</th><th>verdict</th><th>handovers</th><th>configured</th>"
+            "<th>join acked</th><th>old subflow backup</th><th>SET_PRIMARY acked</th><th>DNS acked</th>"
+            f"<th>failed rules</th></tr>{''.join(rows)}</table>")
+
+
 def _events(run: RunData, t_ref: float | None) -> str:
     parts = ["<h2 id='events'>Agent events</h2>"]
     shown = [e for e in run.events if event_category(e) != CAT_OTHER]
@@ -438,6 +472,14 @@ def render_report(
     run_dir = Path(run_dir)
     run = load_run(run_dir, verdict.to_dict() if verdict is not None else None)
     facts = verdict.facts if verdict is not None else None
+    focus = focus_mobile(run.verdict)
+    if focus is not None:  # several MNs: the ladder and timeline of one, a table of all
+        if verdict is not None and focus in verdict.mobiles:
+            facts = verdict.mobiles[focus].facts
+        run.events = [e for e in run.events if e.get("mn") in (None, focus)]
+        if run.verdict is not None:
+            run.verdict = {**run.verdict, "handovers": [h for h in run.verdict.get("handovers") or []
+                                                        if h.get("mobile") in (None, focus)]}
     ladder = build_ladder(facts or extract(run.pcaps, skip_unusable=True), roles, mn_role=mn_role)
     budgets = dict(budgets or (run.verdict or {}).get("budgets") or {})
     t_ref = ladder.messages[0].time if ladder.messages else None
@@ -448,6 +490,7 @@ def render_report(
     body = "\n".join(
         [
             _summary(run, ladder, title),
+            _mobiles(run, focus),
             _ladder(ladder, notes, roles, title, known),
             _timeline(run, t_ref, budgets, known),
             _security(run, t_ref, known),

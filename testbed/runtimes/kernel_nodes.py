@@ -129,7 +129,16 @@ def sctp_sysctls(spec: SctpSettings) -> dict[str, str]:
     """A node's net.sctp settings: per network namespace and never inherited, so every node
     with SCTP gets each one set explicitly (a new netns starts at the kernel's defaults, which
     have ASCONF and AUTH off)."""
-    return {f"net.sctp.{k}": str(getattr(spec, k)) for k in SCTP_SYSCTLS}
+    return {f"net.sctp.{k}": str(v) for k, v in sctp_settings(spec).items()}
+
+
+def sctp_settings(spec: SctpSettings) -> dict[str, int]:
+    """net.sctp.* name -> value; the UDP encapsulation ports only where asked for (RFC 6951:
+    the node listens on ``udp_port`` and sends every packet to that port)."""
+    out = {k: int(getattr(spec, k)) for k in SCTP_SYSCTLS}
+    if spec.udp_port:
+        out.update(udp_port=spec.udp_port, encap_port=spec.udp_port)
+    return out
 
 
 def config_for(topo: Topology, node: NodePlan, stack: str, netns: str, node_dir: Path,
@@ -143,7 +152,7 @@ def config_for(topo: Topology, node: NodePlan, stack: str, netns: str, node_dir:
         netns=netns,
         state_dir=node_dir / "kernel",
         nics=[i.ifname for i in node.ifaces],
-        sctp={k: getattr(spec, k) for k in SCTP_SYSCTLS},
+        sctp=sctp_settings(spec),
         rw_dirs=[node_dir],  # every service of the node writes under it, inside the guest too
         python=host.root.python,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from testbed.errors import ConfigError
 from testbed.model.topology import Strict
@@ -21,21 +21,49 @@ DEFAULT_SCENARIO = "trash-handover"
 MoveModeName = Literal["make-before-break", "break-before-make"]
 
 
+Mobiles = Literal["all"] | list[str]
+
+
 class Move(Strict):
+    """Move mobile nodes to ``to``: all of them (``mobiles: all``, the default) or those listed,
+    at once, one after another ``stagger`` seconds apart (in the order given), or each at a
+    random moment within ``spread`` seconds, drawn from the scenario's seed."""
+
     kind: Literal["move"] = "move"
     to: str
     mode: MoveModeName = "make-before-break"
     overlap: float = Field(0.0, ge=0)  # seconds attached to both networks
     gap: float = Field(0.0, ge=0)  # seconds attached to none (break-before-make)
     timeout: float = Field(20.0, gt=0)  # for the MN to be configured there (a fault may prevent it)
+    mobiles: Mobiles = "all"
+    stagger: float = Field(0.0, ge=0)
+    spread: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> Move:
+        if self.stagger and self.spread:
+            raise ValueError("give stagger (one after another) or spread (at random), not both")
+        return self
 
 
 class PingPong(Strict):
+    """Moves round the access routers of ``between`` in order (two or more), ``times`` moves
+    in all, starting after the one the MN is attached to."""
+
     kind: Literal["ping_pong"] = "ping_pong"
-    between: tuple[str, str]
+    between: tuple[str, ...] = Field(min_length=2)
     times: int = Field(2, ge=1)
     dwell: float = Field(1.0, ge=0)  # seconds on each network
     mode: MoveModeName = "make-before-break"
+    overlap: float = Field(0.0, ge=0)  # make-before-break: seconds attached to both
+    gap: float = Field(0.0, ge=0)  # break-before-make: seconds attached to none
+    mobile: str | None = None  # default: the topology's mobile.node
+
+    def targets(self, attached: list[str]) -> list[str]:
+        """The access routers moved to, in order, from where the MN is attached now."""
+        here = next((self.between.index(a) for a in attached if a in self.between), -1)
+        n = len(self.between)
+        return [self.between[(here + 1 + i) % n] for i in range(self.times)]
 
 
 class Metric(Strict):
@@ -43,6 +71,7 @@ class Metric(Strict):
     ifname: str
     name: str = "signal"
     value: float
+    mobile: str | None = None
 
 
 class Wait(Strict):
@@ -57,6 +86,7 @@ class TrafficStep(Strict):
 
 class Depart(Strict):
     kind: Literal["depart"] = "depart"
+    mobile: str | None = None
 
 
 Label = Annotated[str, Field(pattern=r"^[a-z0-9_]{0,24}$")]
@@ -216,16 +246,50 @@ Step = Annotated[
 ]
 
 
+Transport = Literal["sctp", "mptcp", "tcp"]
+# who updates the connection's addresses, per transport: TraSH's binding process (every
+# transport), or what the kernel does by itself, for comparison
+BINDINGS: dict[str, tuple[str, ...]] = {"sctp": ("trash", "auto_asconf"), "mptcp": ("trash", "auto"),
+                                        "tcp": ("trash",)}
+# what a transport needs of the kernel under its nodes (a UML lab machine checks its build)
+KERNEL_FEATURES: dict[str, tuple[str, ...]] = {"sctp": ("CONFIG_IP_SCTP",), "mptcp": ("CONFIG_MPTCP",),
+                                               "tcp": ()}
+
+
 class Traffic(Strict):
     """Traffic parameters for ``traffic`` steps."""
 
+    # sctp: one multi-homed association; mptcp: one Multipath TCP connection; tcp: a plain TCP
+    # connection, the baseline that a move breaks
+    transport: Transport = "sctp"
     rate: float = Field(50.0, gt=0)  # messages per second
     size: int = Field(200, ge=16, le=60000)  # bytes per message
-    echo: bool = True  # the CN answers each message: DATA toward the MN shows its primary path
-    # who updates the association's addresses: the TraSH binding process (ADD_IP, SET_PRIMARY,
-    # DELETE_IP in Appendix-A order), or the kernel's own auto_asconf, for comparison
-    binding: Literal["trash", "auto_asconf"] = "trash"
-    peer: str | None = None  # the correspondent node; default: the first host with SCTP
+    echo: bool = True  # the CN answers each message: data toward the MN shows its primary path
+    # trash: the binding process (ADD_IP/SET_PRIMARY/DELETE_IP, or MP_JOIN+ADD_ADDR/MP_PRIO/
+    # REMOVE_ADDR); auto_asconf (sctp): the kernel's auto_asconf; auto (mptcp): the in-kernel
+    # path manager, given only endpoints
+    binding: Literal["trash", "auto_asconf", "auto"] = "trash"
+    peer: str | None = None  # the correspondent node; default: the first host of the transport
+    # tcp: seconds of unacknowledged data after which a connection gives up (TCP_USER_TIMEOUT
+    # on both ends); Linux's own retransmission timeout would take ~15 minutes
+    user_timeout: float = Field(3.0, gt=0, le=600)
+    # address families of the association (sctp): [4], [6] or [4, 6] (dual stack: both ends
+    # bind an address of each family, the sockets are AF_INET6 and carry IPv4 as v4-mapped)
+    families: tuple[Literal[4, 6], ...] = Field((4,), min_length=1, max_length=2)
+
+    @field_validator("families")
+    @classmethod
+    def _distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("list each family once: [4], [6] or [4, 6]")
+        return tuple(sorted(v))
+
+    @model_validator(mode="after")
+    def _binding_fits(self) -> Traffic:
+        if self.binding not in BINDINGS[self.transport]:
+            raise ValueError(f"binding {self.binding} is not one of {self.transport}'s "
+                             f"({', '.join(BINDINGS[self.transport])})")
+        return self
 
 
 class Scenario(Strict):
@@ -249,9 +313,13 @@ class Scenario(Strict):
     def uses_traffic(self) -> bool:
         return any(isinstance(s, TrafficStep) for s in self.steps)
 
+    @property
+    def transport(self) -> str:
+        return (self.traffic or Traffic()).transport
+
     def kernel_features(self) -> tuple[str, ...]:
         """Kernel options (CONFIG_ names) the scenario's transport needs on its nodes' kernel."""
-        return ("CONFIG_IP_SCTP",) if self.uses_traffic else ()
+        return KERNEL_FEATURES[self.transport] if self.uses_traffic else ()
 
 
 def resolve(name_or_path: str | Path | None) -> Path:

@@ -1,9 +1,11 @@
-"""SCTP traffic for a scenario: a server on the CN, a client on the MN whose association the
-TraSH binding process drives (through the client's control socket).
+"""Traffic for a scenario, on the host side: what every transport's run shares (``TrafficRun``)
+and SCTP's: a server on the CN, a client on the MN whose association the TraSH binding process
+drives (through the client's control socket).
 
 Both run ``python -m testbed.sctp.traffic`` in their node's stack (a VM guest where the host
 has no SCTP). The server checks continuity and records each message's arrival time and source
 address; its stats land in ``traffic.json`` of the run and as records in ``events.jsonl``.
+TCP and MPTCP are ``stream_traffic``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from testbed.errors import TestbedError
 from testbed.host.poll import poll_until
 from testbed.scenario.model import Traffic
 from testbed.services.base import log_tail
-from testbed.services.binding import TRAFFIC_CONTROL
 
 PORT = 5001
 
@@ -25,31 +26,32 @@ PORT = 5001
 def server_argv(python: str, bind: str, stats: Path, params: Traffic,
                 extra: list[str] | None = None) -> list[str]:
     """The CN's SCTP server: one association, its continuity and arrivals in ``stats``.
-    ``extra``: e.g. the node's ``--auth-key``."""
+    ``bind``: its addresses, comma-separated; ``extra``: e.g. the node's ``--auth-key``."""
     return [python, "-m", "testbed.sctp.traffic", "server", "--bind", bind, "--port", str(PORT),
             "--stats", str(stats), *(["--echo"] if params.echo else []), *(extra or [])]
 
 
-def client_argv(python: str, local: str, server: str, stats: Path, params: Traffic,
+def client_argv(python: str, local: str, server: str, stats: Path, params: Traffic, control: Path,
                 extra: list[str] | None = None) -> list[str]:
-    """The MN's SCTP client, driven by the binding process through TRAFFIC_CONTROL."""
+    """The MN's SCTP client, driven by the binding process through its ``control`` socket."""
     return [python, "-m", "testbed.sctp.traffic", "client", "--local", local,
             "--server", server, "--port", str(PORT), "--rate", f"{params.rate:g}",
-            "--size", str(params.size), "--control", str(TRAFFIC_CONTROL), "--mode", params.binding,
-            *(extra or []), *(["--auto-asconf-sockopt"] if params.binding == "auto_asconf" else []),
+            "--size", str(params.size), "--control", str(control), "--mode", params.binding,
+            "--families", ",".join(map(str, params.families)), *(extra or []),
+            *(["--auto-asconf-sockopt"] if params.binding == "auto_asconf" else []),
             "--stats", str(stats)]
 
 
-class SctpTraffic:
+class TrafficRun:
+    """What every transport's traffic does on the host side: wait for its processes, and put
+    their results in the run (``traffic.json`` and events)."""
+
+    kind = "traffic"
+
     def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
         self.lab, self.params, self.out = lab, params, out
-        self.mn = lab.topo.mobile.node
         self.cn = cn
         self.dir_cn = lab.state.dir / self.cn / "traffic"
-        self.dir_mn = lab.state.dir / self.mn / "traffic"
-        self.server_pid = self.client_pid = 0
-        self.server_stats = self.dir_cn / "server.json"
-        self.client_stats = self.dir_mn / "client.json"
 
     def _wait(self, what: str, probe, node: str, pid: int, log: Path, timeout: float = 90.0) -> None:
         """Until ``probe`` holds (a stats file, a control socket: polled), failing at once with
@@ -67,15 +69,80 @@ class SctpTraffic:
         if poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2) and not exited:
             return
         if exited:
-            raise TestbedError(f"SCTP traffic: {what} exited: {log_tail(log)}")
-        raise TestbedError(f"SCTP traffic: {what} not ready within {timeout:g} s; see "
-                           f"{self.dir_cn} and {self.dir_mn}")
+            raise TestbedError(f"{self.kind}: {what} exited: {log_tail(log)}")
+        raise TestbedError(f"{self.kind}: {what} not ready within {timeout:g} s; see {log.parent}")
+
+    @staticmethod
+    def _read(path: Path) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def results(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop(self, hurry: bool = False) -> None:
+        """End the clients, then the server; ``hurry`` (an interrupted run): a short grace each,
+        the user is waiting."""
+        raise NotImplementedError
+
+    def summarise(self, res: dict[str, Any], log) -> None:
+        """The results as events (the run's timeline shows them)."""
+
+    def close(self, log, hurry: bool = False) -> None:
+        """Stop what still runs and put the results in the run (traffic.json + events)."""
+        try:
+            self.stop(hurry)
+        except TestbedError as e:  # reported with the results, not instead of them
+            log.add({"event": "traffic", "op": "stop_failed", "error": str(e)})
+        res = self.results()
+        (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
+        self.summarise(res, log)
+
+
+def log_server(log, server: dict[str, Any], **extra: Any) -> None:
+    """A server's stats as a summary event and one event per switch of source address."""
+    log.add({"event": "traffic", "op": "summary", **extra,
+             **{k: v for k, v in server.items() if not isinstance(v, list | dict)}})
+    for sw in server.get("source_switches", []) or []:
+        log.add({"event": "traffic", "op": "source_switch", "wall": sw.get("t"), **extra, **sw})
+
+
+class SctpTraffic(TrafficRun):
+    kind = "SCTP traffic"
+
+    def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
+        super().__init__(lab, cn, params, out)
+        self.mn = lab.topo.mobile.node
+        self.dir_mn = lab.state.dir / self.mn / "traffic"
+        self.control = lab.wiring.traffic_control
+        self.server_pid = self.client_pid = 0
+        self.server_stats = self.dir_cn / "server.json"
+        self.client_stats = self.dir_mn / "client.json"
+
+    def endpoints(self) -> tuple[list[str], list[str]]:
+        """(the MN's addresses, the CN's) of the association's families: the CN's from the
+        plan, the MN's those it holds on the network it is attached to now. A family the MN
+        lacks there (an IPv4-only network in a dual-stack association) joins later, by ADD_IP."""
+        fams = self.params.families
+        cn = [a for f in fams if (a := self.lab.plan.address_of(self.cn, f))]
+        missing = [f"IPv{f}" for f in fams if not self.lab.plan.address_of(self.cn, f)]
+        if missing:
+            raise TestbedError(f"traffic.families: {self.cn} has no {' or '.join(missing)} address")
+        attached = self.lab.mobile.attached[0]
+        st = self.lab.access_state(attached)
+        held = {4: st.ipv4[:1], 6: st.ipv6[:1]}
+        mn = [a for f in fams for a in held[f]]
+        if not mn:
+            raise TestbedError(f"traffic.families: the MN holds no IPv{'/IPv'.join(map(str, fams))} "
+                               f"address on {attached} to start the association from")
+        return mn, cn
 
     def start(self) -> None:
         cn_rt, mn_rt = self.lab.runtime(self.cn), self.lab.runtime(self.mn)
-        cn_addr = self.lab.plan.address_of(self.cn, 4)
-        attached = self.lab.state.attached[0]
-        mn_addr = self.lab.access_state(attached).ipv4[0]
+        mn_addrs, cn_addrs = self.endpoints()
+        cn_addr, mn_addr = ",".join(cn_addrs), ",".join(mn_addrs)
         for d in (self.dir_cn, self.dir_mn):
             d.mkdir(parents=True, exist_ok=True)
         self.server_stats.unlink(missing_ok=True)
@@ -85,7 +152,7 @@ class SctpTraffic:
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,  # written once it listens
                    self.dir_cn / "server.log")
         self.client_pid = mn_rt.spawn(client_argv(sys.executable, mn_addr, cn_addr, self.client_stats,
-                                                  self.params, self._key(self.mn)),
+                                                  self.params, self.control, self._key(self.mn)),
                                       log=self.dir_mn / "client.log")
         self._wait("client association", self._associated, self.mn, self.client_pid,
                    self.dir_mn / "client.log")
@@ -96,7 +163,7 @@ class SctpTraffic:
 
     def _associated(self) -> bool:
         try:
-            r = self.lab.runtime(self.mn).unix_request(str(TRAFFIC_CONTROL), {"op": "status"}, timeout=2)
+            r = self.lab.runtime(self.mn).unix_request(str(self.control), {"op": "status"}, timeout=2)
         except TestbedError:
             return False  # not listening yet
         return bool(r.get("ok")) and r.get("state") is not None
@@ -124,24 +191,7 @@ class SctpTraffic:
             raise TestbedError("SCTP traffic could not be stopped: " + "; ".join(errors))
 
     def results(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, path in (("server", self.server_stats), ("client", self.client_stats)):
-            try:
-                out[name] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                out[name] = None
-        return out
+        return {"server": self._read(self.server_stats), "client": self._read(self.client_stats)}
 
-    def close(self, log, hurry: bool = False) -> None:
-        """Stop what still runs and put the results in the run (traffic.json + events)."""
-        try:
-            self.stop(hurry)
-        except TestbedError as e:  # reported with the results, not instead of them
-            log.add({"event": "traffic", "op": "stop_failed", "error": str(e)})
-        res = self.results()
-        (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
-        server = res.get("server") or {}
-        log.add({"event": "traffic", "op": "summary", **{k: v for k, v in server.items()
-                                                          if not isinstance(v, list | dict)}})
-        for sw in server.get("source_switches", []) or []:
-            log.add({"event": "traffic", "op": "source_switch", "wall": sw.get("t"), **sw})
+    def summarise(self, res: dict[str, Any], log) -> None:
+        log_server(log, res.get("server") or {})

@@ -10,23 +10,24 @@ guest carrying one JSON object per line, answered with one JSON line::
     {"op": "status"}                            -> addresses, primary, state, counters
     <- {"ok": true, "t": <guest unix time of the call>, ...} | {"ok": false, "error": "..."}
 
-Mode ``trash`` (default) issues the calls; mode ``auto_asconf`` issues none and relies on the
-kernel's net.sctp.default_auto_asconf=1 (wildcard-bound socket) instead.
+Mode ``trash`` (default) issues the calls and answers each once the peer has acknowledged the
+ASCONF it caused (``"acked": true``, seen on the wire by ``acks.AsconfAcks``), or after
+``ack_timeout`` without one (``"acked": false``): the binding process orders its next step on
+that answer. Mode ``auto_asconf`` issues none and relies on the kernel's
+net.sctp.default_auto_asconf=1 (wildcard-bound socket) instead.
 """
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from testbed.host import jsonlines
 from testbed.sctp import sockapi
+from testbed.sctp.acks import AsconfAcks
 
 MODES = ("trash", "auto_asconf")
 
@@ -39,7 +40,11 @@ class BindingDriver:
     local_port: int
     peer_port: int
     mode: str = "trash"
+    families: tuple[int, ...] = (4,)  # of the association's addresses (the binding adds these)
+    acks: AsconfAcks | None = None  # the association's ASCONF-ACKs; None: answer at once
+    ack_timeout: float = 4.0
     log: list[dict[str, Any]] = field(default_factory=list)  # what was done, with times
+    issued: int = 0  # ASCONFs this driver caused (the kernel sends them one at a time, in order)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -52,6 +57,10 @@ class BindingDriver:
         else:
             fn()
             entry = {"op": op, "addr": addr, "t": t, "dt": time.time() - t}
+            self.issued += 1
+            if self.acks is not None:
+                entry["acked"] = self.acks.wait_for(self.issued, self.ack_timeout)
+                entry["ack_s"] = round(time.time() - t, 6)
         self.log.append(entry)
         return entry
 
@@ -61,14 +70,30 @@ class BindingDriver:
 
     def make_primary(self, addr: str, peer_addr: str | None = None) -> dict[str, Any]:
         """Ask the peer to send to ``addr`` (ASCONF SET_PRIMARY); optionally pick our own
-        primary destination ``peer_addr`` too (only useful when the peer is multi-homed)."""
+        primary destination ``peer_addr`` too. Without one, when our primary destination is of
+        the other family than ``addr``, one of the peer's addresses of ``addr``'s family is
+        chosen: after a move to a network of one family only (IPv4 to IPv6) the old
+        destination cannot be reached from the new address."""
+        chosen: dict[str, str] = {}
 
         def do() -> None:
             sockapi.set_peer_primary(self.sock, addr, self.local_port)
-            if peer_addr:
-                sockapi.set_primary(self.sock, peer_addr, self.peer_port)
+            peer = peer_addr or self._peer_to_follow(addr)
+            if peer:
+                sockapi.set_primary(self.sock, peer, self.peer_port)
+                chosen["peer"] = peer
 
-        return self._record("primary", addr, do)
+        entry = self._record("primary", addr, do)
+        entry.update(chosen)
+        return entry
+
+    def _peer_to_follow(self, addr: str) -> str | None:
+        fam = ipaddress.ip_address(addr).version
+        current = sockapi.normalise(sockapi.status(self.sock).primary[0])
+        if ipaddress.ip_address(current).version == fam:
+            return None
+        peers = [sockapi.normalise(a) for a, _ in sockapi.peer_addrs(self.sock)]
+        return next((p for p in peers if ipaddress.ip_address(p).version == fam), None)
 
     def on_lost(self, addr: str) -> dict[str, Any]:
         """An address is gone: delete it from the association (ASCONF DELETE_IP)."""
@@ -83,6 +108,7 @@ class BindingDriver:
             "local": sorted(sockapi.normalise(a) for a, _ in sockapi.local_addrs(self.sock)),
             "peer": sorted(sockapi.normalise(a) for a, _ in sockapi.peer_addrs(self.sock)),
             "mode": self.mode,
+            "families": list(self.families),
         }
 
     def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -102,42 +128,3 @@ class BindingDriver:
             return {"ok": True, **res}
         except (OSError, KeyError, ValueError) as e:
             return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-
-
-class CommandServer:
-    """Unix-socket JSON-lines server in front of a handler, served from a daemon thread."""
-
-    def __init__(self, path: Path, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        self.path = path
-        self.handler = handler
-        path.unlink(missing_ok=True)
-        self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.lsock.bind(str(path))
-        self.lsock.listen(8)
-        self.thread = threading.Thread(target=self._serve, name="driver-cmd", daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
-
-    def _conn(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rwb") as f:
-            for line in f:
-                try:
-                    cmd = json.loads(line)
-                    reply = self.handler(cmd) if isinstance(cmd, dict) else {"ok": False}
-                except ValueError as e:
-                    reply = {"ok": False, "error": f"bad JSON: {e}"}
-                f.write(jsonlines.dumps(reply).encode())
-                f.flush()
-
-    def close(self) -> None:
-        self.lsock.close()
-        self.path.unlink(missing_ok=True)
-
-

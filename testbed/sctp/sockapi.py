@@ -92,18 +92,20 @@ def pack_assoc_addr(assoc_id: int, addr: str, port: int) -> bytes:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def getsockopt_inout(sock: socket.socket, level: int, opt: int, buf: bytes) -> bytes:
+def getsockopt_inout(sock: socket.socket, level: int, opt: int, buf: bytes, *,
+                     optlen_is_total: bool = True) -> bytes:
     """getsockopt() whose buffer also carries input (an assoc id, an address).
 
     Python's ``socket.getsockopt(level, opt, buflen)`` passes an uninitialised buffer, but
-    SCTP reads the request from it, so the call goes through libc via ctypes.
+    SCTP reads the request from it, so the call goes through libc via ctypes. With
+    ``optlen_is_total`` False the whole buffer comes back, whatever optlen says.
     """
     cbuf = ctypes.create_string_buffer(buf, len(buf))
     optlen = ctypes.c_uint32(len(buf))
     if _libc.getsockopt(sock.fileno(), level, opt, cbuf, ctypes.byref(optlen)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"getsockopt(SOL_SCTP, {opt}): {os.strerror(err)}")
-    return cbuf.raw[: optlen.value]
+    return cbuf.raw[: optlen.value] if optlen_is_total else cbuf.raw
 
 
 def sctp_socket(family: int = socket.AF_INET6) -> socket.socket:
@@ -140,9 +142,17 @@ def get_primary(sock: socket.socket, assoc_id: int = 0) -> Addr:
     return unpack_sockaddr(buf[4:])
 
 
+GETADDRS_SPACE = 4096  # room for 146 sockaddr_in6: more addresses than an endpoint has
+
+
 def _get_addrs(sock: socket.socket, opt: int, assoc_id: int) -> list[Addr]:
+    """SCTP_GET_{LOCAL,PEER}_ADDRS. The kernel writes into optlen the bytes of addresses it
+    copied, without the 8-byte ``struct sctp_getaddrs`` head before them (net/sctp/socket.c
+    says so: it cannot be changed any more), so optlen does not bound the buffer: cutting at it
+    loses the last 8 bytes, which an IPv4 run hides in sin_zero and an IPv6 one does not."""
     # struct sctp_getaddrs {sctp_assoc_t assoc_id; __u32 addr_num; __u8 addrs[];}
-    buf = getsockopt_inout(sock, SOL_SCTP, opt, struct.pack("=iI", assoc_id, 0) + b"\0" * 4096)
+    req = struct.pack("=iI", assoc_id, 0) + b"\0" * GETADDRS_SPACE
+    buf = getsockopt_inout(sock, SOL_SCTP, opt, req, optlen_is_total=False)
     _aid, num = struct.unpack_from("=iI", buf)
     return unpack_sockaddrs(buf[8:], num)
 

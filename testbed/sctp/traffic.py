@@ -15,150 +15,28 @@ client embeds the binding-update driver behind ``--control`` (see driver.py).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import socket
 import struct
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from testbed.host.jsonlines import CommandServer
 from testbed.sctp import sockapi
-from testbed.sctp.driver import BindingDriver, CommandServer
-
-MAGIC = b"TBSC"
-HEADER = struct.Struct("!4sIQd")  # magic, total length, sequence number, sender unix time
-MAX_RECORDS = 200_000
-ECHO_SIZE = 32  # bytes of each server reply (--echo)
-
-
-@dataclass(frozen=True)
-class Message:
-    seq: int
-    sent: float
-    length: int
-
-
-def encode_message(seq: int, size: int, now: float) -> bytes:
-    """A message of exactly ``max(size, header)`` bytes (padding is zeros)."""
-    size = max(size, HEADER.size)
-    return HEADER.pack(MAGIC, size, seq, now) + b"\0" * (size - HEADER.size)
-
-
-def decode_message(data: bytes) -> Message:
-    if len(data) < HEADER.size:
-        raise ValueError(f"short message ({len(data)} bytes)")
-    magic, length, seq, sent = HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise ValueError(f"bad magic {magic!r}")
-    if length != len(data):
-        raise ValueError(f"length field {length} but {len(data)} bytes received")
-    return Message(seq, sent, length)
-
-
-@dataclass
-class SeqTracker:
-    """Continuity of a sequence-numbered stream (pure; time is passed in)."""
-
-    expected: int = 0
-    received: int = 0
-    gaps: list[tuple[int, int]] = field(default_factory=list)  # [first missing, last missing]
-    duplicates: list[int] = field(default_factory=list)
-    reordered: list[int] = field(default_factory=list)  # arrived late, filling a gap
-    _missing: set[int] = field(default_factory=set)
-
-    def feed(self, seq: int) -> str:
-        """Account one arrival; returns "ok", "gap", "dup" or "late"."""
-        self.received += 1
-        if seq == self.expected:
-            self.expected += 1
-            return "ok"
-        if seq > self.expected:
-            self.gaps.append((self.expected, seq - 1))
-            self._missing.update(range(self.expected, seq))
-            self.expected = seq + 1
-            return "gap"
-        if seq in self._missing:
-            self._missing.discard(seq)
-            self.reordered.append(seq)
-            return "late"
-        self.duplicates.append(seq)
-        return "dup"
-
-    @property
-    def missing(self) -> int:
-        return len(self._missing)
-
-
-@dataclass
-class ServerStats:
-    """What the server reports; ``messages`` rows are [seq, arrival unix time, source, tsn]."""
-
-    role: str = "server"
-    peer: str = ""
-    received: int = 0
-    bytes: int = 0
-    missing: int = 0
-    gaps: list[tuple[int, int]] = field(default_factory=list)
-    duplicates: list[int] = field(default_factory=list)
-    reordered: list[int] = field(default_factory=list)
-    sources: dict[str, int] = field(default_factory=dict)
-    source_switches: list[dict[str, Any]] = field(default_factory=list)
-    first_arrival: float = 0.0
-    last_arrival: float = 0.0
-    closed: bool = False
-    error: str = ""
-    echoed: int = 0
-    messages: list[tuple[int, float, str, int]] = field(default_factory=list)
-
-
-def note_arrival(stats: ServerStats, tracker: SeqTracker, msg: Message, t: float, src: str, tsn: int) -> None:
-    """Fold one message into the stats (pure)."""
-    tracker.feed(msg.seq)
-    if stats.received == 0:
-        stats.first_arrival = t
-    elif stats.messages and stats.messages[-1][2] != src:
-        stats.source_switches.append({"seq": msg.seq, "t": t, "from": stats.messages[-1][2], "to": src})
-    stats.received += 1
-    stats.bytes += msg.length
-    stats.last_arrival = t
-    stats.sources[src] = stats.sources.get(src, 0) + 1
-    stats.missing = tracker.missing
-    stats.gaps, stats.duplicates, stats.reordered = tracker.gaps, tracker.duplicates, tracker.reordered
-    if len(stats.messages) < MAX_RECORDS:
-        stats.messages.append((msg.seq, t, src, tsn))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic write: readers (the host, over 9p) never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
-class _Periodic:
-    """Writes stats every ``period`` s and on SIGUSR1 from a helper thread (not in the handler)."""
-
-    def __init__(self, path: Path, snapshot: Any, period: float = 1.0) -> None:
-        self.path, self.snapshot, self.period = path, snapshot, period
-        self.kick = threading.Event()
-        self.stopped = threading.Event()
-        self.lock = threading.Lock()
-        signal.signal(signal.SIGUSR1, lambda *_: self.kick.set())
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self) -> None:
-        while not self.stopped.is_set():
-            self.kick.wait(self.period)
-            self.kick.clear()
-            self.write()
-
-    def write(self) -> None:
-        with self.lock:
-            write_json(self.path, self.snapshot())
+from testbed.sctp.acks import AsconfAcks
+from testbed.sctp.driver import BindingDriver
+from testbed.traffic.messages import (
+    ECHO_SIZE,
+    Periodic,
+    SeqTracker,
+    ServerStats,
+    decode_message,
+    encode_message,
+    note_arrival,
+)
 
 
 def _family(addrs: list[str]) -> int:
@@ -177,7 +55,7 @@ def _bind(sock: socket.socket, addrs: list[str], port: int) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     addrs = _split(args.bind)
-    lsock = sockapi.sctp_socket(_family(addrs or ["::"]) if addrs else socket.AF_INET6)
+    lsock = sockapi.sctp_socket(_family(addrs) if addrs else socket.AF_INET6)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if args.auth_key:  # the accepted association inherits the listener's keys
         sockapi.set_auth_key(lsock, bytes.fromhex(args.auth_key))
@@ -191,7 +69,7 @@ def serve(args: argparse.Namespace) -> int:
             return asdict(stats)
 
     stats_path = Path(args.stats)
-    periodic = _Periodic(stats_path, snapshot)
+    periodic = Periodic(stats_path, snapshot)
     signal.signal(signal.SIGTERM, _interrupt)
     periodic.write()
     try:
@@ -243,7 +121,10 @@ def _rcvinfo_tsn(anc: list[tuple[int, int, bytes]]) -> int:
 
 def client(args: argparse.Namespace) -> int:
     local, servers = _split(args.local), _split(args.server)
-    sock = sockapi.sctp_socket(_family(local + servers))
+    families = tuple(sorted({int(f) for f in _split(args.families)} or {4}))
+    # AF_INET6 whenever IPv6 is wanted, even while the MN holds IPv4 only: the association
+    # must accept IPv6 addresses later (a move to an IPv6-only network)
+    sock = sockapi.sctp_socket(socket.AF_INET6 if 6 in families else _family(local + servers))
     if args.auth_key:
         sockapi.set_auth_key(sock, bytes.fromhex(args.auth_key))
     if args.mode == "auto_asconf":
@@ -254,7 +135,8 @@ def client(args: argparse.Namespace) -> int:
     sockapi.connectx(sock, servers, args.port)
     sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
     local_port = sockapi.local_addrs(sock)[0][1]
-    driver = BindingDriver(sock, local_port, args.port, args.mode)
+    acks = AsconfAcks(local_port, args.port, _encap_port()).start() if args.mode == "trash" else None
+    driver = BindingDriver(sock, local_port, args.port, args.mode, families=families, acks=acks)
     sent = 0
     t_start = time.time()
     error = ""
@@ -289,7 +171,7 @@ def client(args: argparse.Namespace) -> int:
         }
 
     control = CommandServer(Path(args.control), driver.handle) if args.control else None
-    periodic = _Periodic(Path(args.stats), snapshot)
+    periodic = Periodic(Path(args.stats), snapshot)
     threading.Thread(target=receive, name="echo-receiver", daemon=True).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -314,7 +196,17 @@ def client(args: argparse.Namespace) -> int:
         periodic.stopped.set()
         periodic.write()
         sock.close()  # graceful SHUTDOWN: the server sees the end of the stream
+        if acks is not None:
+            acks.close()
     return 1 if error else 0
+
+
+def _encap_port() -> int:
+    """The UDP port SCTP is encapsulated to in this namespace (RFC 6951), 0 when it is not."""
+    try:
+        return int(Path("/proc/sys/net/sctp/encap_port").read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def _split(s: str | None) -> list[str]:
@@ -340,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: no limit)")
     c.add_argument("--control", default="", help="unix socket path for driver commands")
     c.add_argument("--mode", choices=("trash", "auto_asconf"), default="trash")
+    c.add_argument("--families", default="4", help="address families of the association: 4, 6 or 4,6")
     c.add_argument(
         "--auto-asconf-sockopt",
         action="store_true",

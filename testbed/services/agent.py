@@ -25,9 +25,10 @@ class AgentPaths:
 
 
 def agent_argv(python: str, paths: AgentPaths, ifaces: list[str], optimistic_dad: bool,
-               location: bool, trusted: list[str] | None = None) -> list[str]:
+               location: bool, trusted: list[str] | None = None, rdisc: bool = False) -> list[str]:
     """``location``: the agent itself publishes the MN's addresses (its hooks read
-    ``TESTBED_LOC_*`` from the environment); on an SCTP MN the binding process does it."""
+    ``TESTBED_LOC_*`` from the environment); on an SCTP MN the binding process does it.
+    ``rdisc``: solicit RFC 1256 router advertisements at link-up."""
     argv = [python, "-m",
             "testbed.mobility.agent", "--socket", str(paths.socket), "--state", str(paths.state),
             "--events-log", str(paths.events_log),
@@ -36,6 +37,8 @@ def agent_argv(python: str, paths: AgentPaths, ifaces: list[str], optimistic_dad
             "--rs-count", "5", "--rs-interval", "0.2"]
     if optimistic_dad:
         argv.append("--optimistic-dad")
+    if rdisc:
+        argv.append("--rdisc")
     if location:
         argv += ["--location-hooks", HOOKS]
     if trusted is not None:
@@ -49,8 +52,9 @@ class MobilityAgent(Daemon):
 
     def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
                  optimistic_dad: bool = True, socket_path: Path | None = None,
-                 trusted: list[str] | None = None) -> None:
+                 trusted: list[str] | None = None, rdisc: bool = False) -> None:
         super().__init__(node, directory)
+        self.rdisc = rdisc  # solicit RFC 1256 router advertisements at link-up
         self.ifaces = ifaces
         self.location_env = location_env
         self.optimistic_dad = optimistic_dad
@@ -66,7 +70,8 @@ class MobilityAgent(Daemon):
 
     def argv(self) -> list[str]:
         return agent_argv(sys.executable, AgentPaths(self.socket, self.state, self.events_log),
-                          self.ifaces, self.optimistic_dad, bool(self.location_env), self.trusted)
+                          self.ifaces, self.optimistic_dad, bool(self.location_env), self.trusted,
+                          self.rdisc)
 
     def ready(self) -> bool:
         try:

@@ -99,7 +99,7 @@ def test_move_to_ar2_and_back(testbed_lab):
     assert ipaddress.ip_address(st2.ipv6[0]) in ipaddress.ip_network("2001:db8:a2::/64")
     st1 = testbed_lab.access_state("ar1")
     assert not st1.carrier and st1.ipv4 == [] and st1.ipv6 == []
-    assert LabState.load(lab).attached == ["ar2"]
+    assert LabState.load(lab).attached == {"mn": ["ar2"]}
     testbed_lab.runtime("mn").run(["ping", "-c1", "-W2", "203.0.113.14"])
     cli("--lab", lab, "move", "mn", "--to", "ar1", "--mode", "break-before-make")
     assert testbed_lab.access_state("ar1").ipv4 and not testbed_lab.access_state("ar2").carrier
@@ -192,3 +192,21 @@ def test_clean_removes_a_crashed_lab_only(testbed_lab, testbed_fresh_lab_name):
     assert leftovers(lab) == {k: [] for k in leftovers(lab)}
     assert LabState.load(testbed_lab.state.lab).status == "up"  # the healthy lab is untouched
     assert all(netns.exists(ns) for ns in testbed_lab.state.netns)
+
+
+def test_a_test_session_removes_the_labs_a_killed_one_of_its_prefix_left(testbed_lab, testbed_fresh_lab_name,
+                                                                          tmp_path):
+    lab = testbed_fresh_lab_name
+    # a lab built under an earlier session of prefix "tbq" that was killed before its teardown
+    env = {**os.environ, "TESTBED_LAB_HOLDER": "pytest:tbq"}
+    subprocess.run([sys.executable, "-m", "testbed", "--lab", lab, "up"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    assert LabState.load(lab).holder == "pytest:tbq"
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    cp = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                        cwd=tmp_path, env={**os.environ, "TESTBED_LAB_PREFIX": "tbq"},
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert f"removed lab {lab!r}, left up by an earlier test session" in cp.stdout
+    assert leftovers(lab) == {k: [] for k in leftovers(lab)}
+    assert LabState.load(testbed_lab.state.lab).status == "up"  # another prefix's lab is untouched

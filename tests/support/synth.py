@@ -202,7 +202,7 @@ class Assoc:
         return SCTPChunkAuthentication(shared_key_id=0, HMAC_function=1, HMAC=mac)
 
     def ip(self, src: str, dst: str, ttl: int = 64) -> object:
-        if self.v6:
+        if ":" in src:  # a dual-stack association sends from addresses of both families
             return _eth() / IPv6(src=src, dst=dst, hlim=ttl)
         return _eth() / IP(src=src, dst=dst, ttl=ttl, flags="DF", id=0)
 
@@ -223,7 +223,7 @@ class Assoc:
         return bytes(pkt)
 
     def addr_param(self, addr: str) -> object:
-        return SCTPChunkParamIPv6Addr(addr=addr) if self.v6 else SCTPChunkParamIPv4Addr(addr=addr)
+        return SCTPChunkParamIPv6Addr(addr=addr) if ":" in addr else SCTPChunkParamIPv4Addr(addr=addr)
 
     def init(self) -> tuple[bytes, bytes]:
         init = bytes(
@@ -272,7 +272,7 @@ class Assoc:
         self.corr += 1
         serial = self.serial
         self.serial += serial_step
-        param = cls(correlation_id=self.corr, addr_type=6 if self.v6 else 5, addr=addr)
+        param = cls(correlation_id=self.corr, addr_type=6 if ":" in addr else 5, addr=addr)
         chunk = SCTPChunkAddressConf(seq=serial, params=[self.addr_param(addr), param])
         chunks = [self.auth(chunk, forged=forged), chunk] if auth else [chunk]
         return self.from_mn(src, chunks), serial, self.corr

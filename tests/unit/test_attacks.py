@@ -42,10 +42,10 @@ def test_an_attack_not_carried_out_is_a_skip_meeting_no_expectation() -> None:
 
 def test_shared_medium_copies_the_mns_port_to_the_others() -> None:
     plan = addressing.plan(loader.load(loader.resolve("two-ar-sec")))
-    cmds = shared_medium_mirrors(plan.nodes["ar1"], "mn")
+    cmds = shared_medium_mirrors(plan.nodes["ar1"], ["mn"])
     assert cmds[0] == "qdisc add dev ar1-mn clsact" and len(cmds) == 3
     assert all("mirror dev ar1-atk" in c and "mirror dev ar1-imp" in c for c in cmds[1:])
-    assert shared_medium_mirrors(plan.nodes["ar2"], "mn") == []  # switched
+    assert shared_medium_mirrors(plan.nodes["ar2"], ["mn"]) == []  # switched
 
 
 def test_forged_update_scenario_parses_with_its_expectations() -> None:

@@ -209,3 +209,39 @@ def test_an_exchange_across_links_is_timed_where_its_request_was_captured(tmp_pa
     ack = v.facts.acks[0].where  # type: ignore[union-attr]
     assert ack.pcap == "cn.pcap"  # the phase and the evidence stay with the first copy
     assert v.handovers[0]["phases"]["add_ip_acked"] == ack.time
+
+
+def test_a_dual_stack_move_is_one_handover_with_an_address_of_each_family(tmp_path: Path) -> None:
+    """ADD_IP of the new IPv6 address, SET_PRIMARY of it, ADD_IP of the new IPv4 address (no
+    SET_PRIMARY of its own), then DELETE_IP of both old addresses: one move, one handover."""
+    old6, new6 = "2001:db8:a1::10", "2001:db8:a2::10"
+    a = Assoc(OLD, CN)
+    cap = Capture()
+    for i, frame in enumerate(a.init()):
+        cap.add(S + i * 0.001, frame)
+    t = S + 1.0
+    for src, kind, addr in ((OLD, "add", new6), (OLD, "set_primary", new6), (OLD, "add", NEW),
+                            (NEW, "delete", OLD), (NEW, "delete", old6)):
+        pkt, serial, _corr = a.asconf(src, kind, addr)
+        cap.add(t, pkt)
+        cap.add(t + 0.002, a.asconf_ack(src, serial))
+        t += 0.01 if kind != "add" or addr != NEW else 1.0
+    v = _check(tmp_path, cap, rules="asconf,order")
+    (ho,) = v.handovers
+    assert ho["address"] == new6 and ho["addresses"] == [new6, NEW]
+    assert ho["old_address"] == old6 and sorted(ho["old_addresses"]) == sorted([OLD, old6])
+    assert ho["phases"]["delete_ip_acked"] == pytest.approx(t - 0.01 + 0.002)  # the last delete
+    assert v.rule("order.trash").status == "pass", v.rule("order.trash").message
+
+
+def test_a_lone_add_of_the_same_family_is_a_handover_of_its_own(tmp_path: Path) -> None:
+    a = Assoc(OLD, CN)
+    cap = Capture()
+    for i, frame in enumerate(a.init()):
+        cap.add(S + i * 0.001, frame)
+    for k, (kind, addr) in enumerate((("add", NEW), ("set_primary", NEW), ("add", "198.51.100.20"))):
+        pkt, serial, _corr = a.asconf(OLD, kind, addr)
+        cap.add(S + 1 + k * 0.01, pkt)
+        cap.add(S + 1.002 + k * 0.01, a.asconf_ack(OLD, serial))
+    v = _check(tmp_path, cap, rules="asconf,order")
+    assert [h["address"] for h in v.handovers] == [NEW, "198.51.100.20"]

@@ -118,3 +118,13 @@ def test_decode_dhcp_request_and_broken_options() -> None:
     )
     m = decode_dhcp(odd_mask)
     assert m is not None and m.subnet is None  # a non-contiguous mask names no subnet
+
+
+def test_ra_managed_and_other_flags():
+    from testbed.decode.nd import decode_ra
+
+    ra = bytes([134, 0, 0, 0, 64, 0xC0]) + (1800).to_bytes(2, "big") + bytes(8)
+    m = decode_ra(ra)
+    assert m is not None and m.managed and m.other
+    plain = decode_ra(bytes([134, 0, 0, 0, 64, 0]) + (1800).to_bytes(2, "big") + bytes(8))
+    assert not plain.managed and not plain.other

@@ -184,6 +184,33 @@ def test_event_json_round_trip() -> None:
     assert Event.from_json(line) == e
 
 
+def test_a_managed_network_is_detected_by_the_dhcpv6_reply_not_the_ra() -> None:
+    """Stateful DHCPv6 (§3): the RA (M flag, prefix on-link, not autonomous) only says "ask
+    DHCPv6"; the REPLY carrying the address detects the network, the address configures it."""
+    from testbed.mobility.detection.observations import Dhcp6Obs
+
+    core = DetectionCore()
+    up(core, "eth1", 1.0)
+    managed = RAObs("eth1", "fe80::1", 1800, (PrefixInfo(P2, 600, 300, True, False),), managed=True)
+    assert core.observe(managed, at(1.01)) == []
+    out = core.observe(Dhcp6Obs("eth1", 7, "fe80::1", (("2001:db8:a2::1c10", 600),)), at(1.05))
+    assert kinds(out) == ["detected"] and out[0].prefix == P2 and out[0].source == "dhcpv6"
+    out = core.observe(AddrObs("eth1", "2001:db8:a2::1c10", 128), at(1.06))
+    assert kinds(out) == ["configured"] and out[0].addresses == ("2001:db8:a2::1c10",)
+    assert core.observe(Dhcp6Obs("eth1", 7, "fe80::1", (("2001:db8:a2::1c10", 600),)), at(2.0)) == []
+
+
+def test_a_dhcpv6_reply_without_an_ra_is_its_own_network() -> None:
+    from testbed.mobility.detection.observations import Dhcp6Obs
+
+    core = DetectionCore()
+    up(core, "eth1", 1.0)
+    out = core.observe(Dhcp6Obs("eth1", 7, "fe80::1", (("2001:db8:a2::1c10", 600),)), at(1.05))
+    assert kinds(out) == ["detected"] and out[0].prefix == "2001:db8:a2::1c10/128"
+    info = core.observe(Dhcp6Obs("eth1", 7, "fe80::1", ()), at(1.1))  # a stateless REPLY: nothing
+    assert info == []
+
+
 def test_a_network_outside_the_trust_list_is_untrusted_and_never_configured() -> None:
     core = DetectionCore(["eth1"], trusted=[P1])
     up(core, "eth1", 1.0)

@@ -58,7 +58,7 @@ def test_build_order_agent_before_attach(fake_lab, fake_backend, no_kernel_nodes
     lab = fake_lab
     monkeypatch.setattr("testbed.lab.build.write_resolvers", lambda nodes: None)
     lab.runtime("mn").outputs["ip"] = '[{"flags": ["UP"], "addr_info": []}]'
-    build.build(lab.nodes, FakeWiring(lab.nodes), lab.mobile, lambda m: None)
+    build.build(lab.nodes, FakeWiring(lab.nodes), [lab.mobile], lambda m: None)
     order = [e for e in fake_backend.journal if e[1] in ("build", "spawn", "link")]
     assert order[0] == ("backend", "build")
     spawned = [e[2] for e in order if e[1] == "spawn"]

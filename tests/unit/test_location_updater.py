@@ -174,3 +174,38 @@ def test_cli_without_key_reports_json(capsys: pytest.CaptureFixture[str]) -> Non
     )
     out = json.loads(capsys.readouterr().out)
     assert rc == 2 and out["ok"] is False and "--key" in out["error"]
+
+
+def test_an_alternate_server_is_tried_when_the_first_has_no_route(monkeypatch) -> None:
+    """On an IPv6-only network sendto() to the IPv4 server fails at once (ENETUNREACH): the
+    same attempt goes to the server's IPv6 address."""
+    import errno
+
+    u = _updater(alternates=("2001:db8:ff:53::2",))
+    tried: list[str] = []
+
+    async def exchange(wire, timeout, mac=b"", *, server=None):
+        server = server or u.server
+        tried.append(server)
+        if ":" not in server:
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+        req = dns.message.from_wire(wire, keyring=None, ignore_trailing=True, continue_on_error=True)
+        return dns.message.make_response(req), "udp"
+
+    monkeypatch.setattr(u, "exchange", exchange)
+    res = asyncio.run(u.update(aaaa=["2001:db8:a2::10"]))
+    assert res.ok and res.attempts == 1 and tried == ["192.0.2.53", "2001:db8:ff:53::2"]
+
+
+def test_an_alternate_is_not_tried_for_a_timeout(monkeypatch) -> None:
+    u = _updater(alternates=("2001:db8:ff:53::2",), retry=RetryPolicy(attempts=1, timeout=0.01))
+    tried: list[str] = []
+
+    async def exchange(wire, timeout, mac=b"", *, server=None):
+        server = server or u.server
+        tried.append(server)
+        raise dns.exception.Timeout
+
+    monkeypatch.setattr(u, "exchange", exchange)
+    res = asyncio.run(u.update(a=["192.0.2.10"]))
+    assert not res.ok and tried == ["192.0.2.53"]

@@ -48,3 +48,9 @@ def test_should_delete() -> None:
     assert not Policy().should_delete(OLD, NEW)  # keep_old: multihomed while both work
     assert Policy(keep_old=False).should_delete(OLD, NEW)
     assert not Policy(keep_old=False).should_delete(NEW, NEW)  # never the primary
+
+
+def test_the_other_family_on_the_same_link_is_not_a_move() -> None:
+    v4_same_link = NetworkView("eth1", "198.51.100.0/24", ("198.51.100.5",), configured=True, family=4)
+    assert not Policy(switch="newest").should_make_primary(v4_same_link, NEW, {})
+    assert Policy(switch="newest").should_make_primary(v4_same_link, LOST, {})  # unless it is gone

@@ -19,7 +19,7 @@ def _scenario(tmp_path, steps: str, extra: str = "") -> model.Scenario:
 
 def test_steps_are_dispatched_in_order(fake_lab, fake_backend, tmp_path):
     lab = fake_lab
-    lab.state.attached = ["ar1"]
+    lab.state.attached = {"mn": ["ar1"]}
     lab.state.save()
     mn = lab.runtime("mn")
     mn.outputs["ip"] = '[{"flags": ["UP"], "addr_info": []}]'
@@ -53,3 +53,10 @@ def test_the_correspondent_is_found_by_role(run_root, fake_backend, monkeypatch)
     assert sctp_peer(lab, model.Traffic(peer="dns")) == "dns"
     with pytest.raises(TestbedError, match="not a node"):
         sctp_peer(lab, model.Traffic(peer="zz"))
+
+
+def test_ping_pong_goes_round_every_router_from_where_the_mn_is():
+    p = model.PingPong(between=("ar1", "ar2", "ar3"), times=5)
+    assert p.targets(["ar2"]) == ["ar3", "ar1", "ar2", "ar3", "ar1"]
+    assert p.targets([]) == ["ar1", "ar2", "ar3", "ar1", "ar2"]
+    assert model.PingPong(between=("ar1", "ar2"), times=3).targets(["ar1"]) == ["ar2", "ar1", "ar2"]

@@ -63,7 +63,7 @@ def test_bad_mode_rejected() -> None:
 
 
 def test_command_channel_roundtrip(tmp_path: Path) -> None:
-    srv = drv.CommandServer(tmp_path / "c.sock", lambda cmd: {"ok": True, "echo": cmd})
+    srv = jsonlines.CommandServer(tmp_path / "c.sock", lambda cmd: {"ok": True, "echo": cmd})
     try:
         assert jsonlines.request(tmp_path / "c.sock", {"op": "status"}) == {
             "ok": True,
@@ -76,3 +76,33 @@ def test_command_channel_roundtrip(tmp_path: Path) -> None:
     finally:
         srv.close()
     assert not (tmp_path / "c.sock").exists()
+
+
+@pytest.mark.parametrize("primary, want", [("203.0.113.14", "2001:db8:ff:c::2"),
+                                           ("2001:db8:ff:c::2", None)])
+def test_primary_of_the_other_family_follows_to_a_peer_address_of_the_new_one(
+        calls, monkeypatch, primary, want) -> None:
+    from testbed.sctp.sockapi import Status
+
+    monkeypatch.setattr(drv.sockapi, "status", lambda s: Status("ESTABLISHED", (primary, 5001), 1, 200, 0))
+    monkeypatch.setattr(drv.sockapi, "peer_addrs",
+                        lambda s: [("::ffff:203.0.113.14", 5001), ("2001:db8:ff:c::2", 5001)])
+    d = drv.BindingDriver(socket.socket(), local_port=4000, peer_port=5001, families=(4, 6))
+    reply = d.handle({"op": "primary", "addr": "2001:db8:a2::5"})
+    assert reply["ok"] and reply.get("peer") == want
+    assert calls == [("peerprim", "2001:db8:a2::5", 4000)] + ([("prim", want, 5001)] if want else [])
+
+
+def test_each_call_is_answered_once_its_asconf_is_acknowledged(calls) -> None:
+    class Acks:
+        count = 0
+
+        def wait_for(self, n, timeout):
+            return n <= self.count
+
+    acks = Acks()
+    d = drv.BindingDriver(socket.socket(), local_port=4000, peer_port=5001, acks=acks, ack_timeout=0.01)
+    acks.count = 1
+    assert d.handle({"op": "add", "addr": "198.51.100.10"})["acked"] is True
+    reply = d.handle({"op": "primary", "addr": "198.51.100.10", "peer": "203.0.113.10"})
+    assert reply["ok"] and reply["acked"] is False  # the peer never answered the second ASCONF

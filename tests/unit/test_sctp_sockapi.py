@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 
@@ -60,6 +61,36 @@ def test_parse_status() -> None:
 def test_normalise_unmaps_v4() -> None:
     assert sockapi.normalise("::ffff:192.0.2.10") == "192.0.2.10"
     assert sockapi.normalise("2001:db8::1") == "2001:db8::1"
+
+
+class _LinuxGetaddrs:
+    """getsockopt(SCTP_GET_LOCAL_ADDRS) as net/sctp/socket.c answers it: the addresses after
+    the 8-byte head, addr_num in the head, and optlen set to the bytes of addresses alone."""
+
+    def __init__(self, run: bytes, count: int) -> None:
+        self.run, self.count = run, count
+
+    def getsockopt(self, _fd, _level, _opt, cbuf, optlen_ref) -> int:
+        import ctypes
+
+        ctypes.memmove(ctypes.addressof(cbuf) + 4, struct.pack("=I", self.count), 4)
+        ctypes.memmove(ctypes.addressof(cbuf) + 8, self.run, len(self.run))
+        optlen_ref._obj.value = len(self.run)
+        return 0
+
+
+@pytest.mark.parametrize("addrs", [
+    [("2001:db8:a2::10", 40000)],                                   # an IPv6 association
+    [("2001:db8:a2::10", 40000), ("::ffff:198.51.100.100", 40000)],  # dual stack, v4-mapped
+    [("192.0.2.100", 40000), ("198.51.100.100", 40000)],
+])
+def test_local_addrs_reads_past_the_optlen_linux_writes(monkeypatch, addrs) -> None:
+    run = b"".join(sockapi.pack_sockaddr(a, p) for a, p in addrs)
+    monkeypatch.setattr(sockapi, "_libc", _LinuxGetaddrs(run, len(addrs)))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:  # only its fd is used
+        got = sockapi.local_addrs(s)
+    assert [(str(ipaddress.ip_address(a)), p) for a, p in got] == \
+        [(str(ipaddress.ip_address(a)), p) for a, p in addrs]
 
 
 def test_auth_key_is_set_then_made_active() -> None:

@@ -42,7 +42,7 @@ def keys(tmp_path: Path) -> ZoneKeys:
 
 def zone() -> ZoneData:
     return ZoneData("mobile.test", "dns", {"dns": ["203.0.113.10", "2001:db8:ff:53::2"],
-                                           "cn": ["203.0.113.14"]}, "mn", listen=["203.0.113.10"])
+                                           "cn": ["203.0.113.14"]}, ["mn"], listen=["203.0.113.10"])
 
 
 def test_named_config_passes_named_checkconf(tmp_path):
@@ -89,3 +89,42 @@ def test_radvd_config_passes_radvd_c(tmp_path):
     assert "prefix 2001:db8:a1::/64" in conf and "MinDelayBetweenRAs 0.05;" in conf
     assert "AdvIntervalOpt on;" in conf  # sub-3 s timing needs the Mobile IPv6 options
     assert "RDNSS 2001:db8:ff:53::2" in conf
+
+
+def test_dhcpv6_stateful_and_stateless_configs_pass_their_checkers(tmp_path):
+    from testbed.services.dhcpd6 import Dhcpd6
+
+    stateful = AR1.model_copy(update={"dhcpv6": "stateful"})
+    for sub in ("full", "info", "ra"):
+        (tmp_path / sub).mkdir()
+    d = Dhcpd6(LocalNode(), tmp_path / "full", "ar1-lan", stateful, "2001:db8:ff:53::2", "mobile.test")
+    d.configure()  # dhcpd -t -6
+    conf = d.conf.read_text()
+    assert "subnet6 2001:db8:a1::/64" in conf and "range6 2001:db8:a1::1000 2001:db8:a1::1fff;" in conf
+    assert "dhcp6.name-servers 2001:db8:ff:53::2" in conf and d.argv()[:2] == ["dhcpd", "-6"]
+    info = Dhcpd6(LocalNode(), tmp_path / "info", "ar1-lan", AR1.model_copy(update={"dhcpv6": "stateless"}),
+                  "2001:db8:ff:53::2", "mobile.test")
+    info.configure()
+    assert "range6" not in info.conf.read_text()
+    r = Radvd(LocalNode(), tmp_path / "ra", "ar1-lan", stateful, None, "mobile.test")
+    r.configure()  # radvd -c
+    ra = r.conf.read_text()
+    assert "AdvManagedFlag on;" in ra and "AdvOtherConfigFlag on;" in ra and "AdvAutonomous off;" in ra
+
+
+def test_dhcpcd_asks_dhcpv6_per_network_and_stays_ipv4_only_without_it(tmp_path):
+    from testbed.services.dhcpcd import Dhcpcd
+
+    metrics = {"mn-ar1": 100, "mn-ar2": 101, "mn-ar3": 102}
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    c = Dhcpcd(LocalNode(), tmp_path / "a", metrics, {"mn-ar1": "stateless", "mn-ar2": "stateful",
+                                                      "mn-ar3": "off"})
+    c.configure()
+    conf = c.conf.read_text()
+    assert "noipv6rs" in conf and "-4" not in c.argv()
+    blocks = dict(b.split("\n", 1) for b in conf.split("interface ")[1:])
+    assert "inform6" in blocks["mn-ar1"] and "ia_na 1" in blocks["mn-ar2"] and "noipv6" in blocks["mn-ar3"]
+    plain = Dhcpcd(LocalNode(), tmp_path / "b", metrics)
+    plain.configure()
+    assert "-4" in plain.argv() and "ipv6" not in plain.conf.read_text()

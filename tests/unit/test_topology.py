@@ -121,3 +121,22 @@ def test_ra_timers_checked(tmp_path):
     e = error(tmp_path, GOOD.replace("ra: {min_interval: 3, max_interval: 4}",
                                      "ra: {min_interval: 5, max_interval: 4}", 1))
     assert e.field == "access_networks.0.ra"
+
+
+def test_single_family_access_networks_plan_only_their_family():
+    topo = loader.load("two-ar-v4v6-sctp")
+    plan = addressing.plan(topo)
+    assert [str(a) for a in plan.lan("ar1").addresses] == ["192.0.2.1/24"]
+    assert [str(a) for a in plan.lan("ar2").addresses] == ["2001:db8:a2::1/64"]
+    assert [a.families for a in topo.access_networks] == [(4,), (6,)]
+
+
+def test_an_access_network_needs_a_family(tmp_path):
+    data = yaml.safe_load(GOOD)
+    data["access_networks"][0]["ipv4"] = None
+    data["access_networks"][0]["ipv6"] = None
+    p = tmp_path / "t.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as ei:
+        loader.load(p)
+    assert ei.value.field == "access_networks.0" and "ipv4, ipv6 or both" in str(ei.value)

@@ -2,8 +2,9 @@
 
 Three layers, I/O only in the last:
 
-- ``observations``: what was seen (``LinkObs``, ``AddrObs``, ``RAObs``, ``DhcpObs``); the
-  packets behind them are decoded by ``testbed.decode.nd`` and ``testbed.decode.dhcp``.
+- ``observations``: what was seen (``LinkObs``, ``AddrObs``, ``RAObs``, ``DhcpObs``,
+  ``Dhcp6Obs``); the packets behind them are decoded by ``testbed.decode.nd``,
+  ``testbed.decode.dhcp`` and ``testbed.decode.dhcp6``.
 - ``core``: ``DetectionCore``, the decisions, I/O-free with time passed in.
 - ``detector``: ``MovementDetector``, the sockets and netlink around the core.
 """
@@ -18,6 +19,7 @@ from testbed.mobility.detection.detector import (
 )
 from testbed.mobility.detection.observations import (
     AddrObs,
+    Dhcp6Obs,
     DhcpObs,
     LinkObs,
     Observation,
@@ -27,6 +29,6 @@ from testbed.mobility.detection.observations import (
 )
 
 __all__ = [
-    "AddrObs", "DetectionCore", "DetectorOptions", "DhcpObs", "EventSink", "LinkObs",
+    "AddrObs", "DetectionCore", "DetectorOptions", "Dhcp6Obs", "DhcpObs", "EventSink", "LinkObs",
     "MovementDetector", "Observation", "PrefixInfo", "RAObs", "Stamp", "parse_ifaces", "probe_rtt",
 ]  # fmt: skip

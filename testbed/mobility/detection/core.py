@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbed.decode.dhcp6 import REPLY as DHCP6_REPLY
 from testbed.mobility.detection.observations import (
     DHCPACK,
     IFA_F_DADFAILED,
@@ -17,10 +18,12 @@ from testbed.mobility.detection.observations import (
     IFA_F_TENTATIVE,
     INFINITE,
     AddrObs,
+    Dhcp6Obs,
     DhcpObs,
     LinkObs,
     Observation,
     RAObs,
+    RdiscObs,
     Stamp,
 )
 from testbed.mobility.events import Event, EventKind
@@ -54,6 +57,9 @@ class _Link:
     mac: str | None = None
     addrs: dict[str, _Addr] = field(default_factory=dict)
     networks: dict[str, _Network] = field(default_factory=dict)
+    # on-link prefixes a managed RA (M flag) announced without SLAAC: DHCPv6 gives the
+    # address, and the network it detects is the one of these holding it
+    managed: dict[str, str] = field(default_factory=dict)  # prefix -> router
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -97,6 +103,10 @@ class DetectionCore:
             self._on_ra(obs, at, out)
         elif isinstance(obs, DhcpObs):
             self._on_dhcp(obs, at, out)
+        elif isinstance(obs, Dhcp6Obs):
+            self._on_dhcp6(obs, at, out)
+        elif isinstance(obs, RdiscObs):
+            self._on_rdisc(obs, at, out)
         return out
 
     def tick(self, at: Stamp) -> list[Event]:
@@ -207,6 +217,7 @@ class DetectionCore:
             self._emit(out, "link_down", link, at, source="netlink", reason=reason)
             for net in list(link.networks.values()):
                 self._lose(link, net, net.addresses, reason, "netlink", at, out)
+            link.managed.clear()  # the next attachment's RA says again
         if obs.gone:
             self.links.pop(obs.ifname, None)
 
@@ -228,7 +239,8 @@ class DetectionCore:
         net = self._network_of(link, obs.address)
         if net is None:
             prefix = str(ipaddress.ip_interface(f"{obs.address}/{obs.prefixlen}").network)
-            net = self._detect(link, prefix, None, "address", None, at, out)
+            net = self._rdisc_network(link, prefix) or self._detect(link, prefix, None, "address", None,
+                                                                    at, out)
         if obs.address not in net.addresses:
             net.addresses.add(obs.address)
             if net.trusted:
@@ -240,6 +252,9 @@ class DetectionCore:
             return
         for p in obs.prefixes:
             if ipaddress.IPv6Network(p.prefix).is_link_local or not (p.onlink or p.autonomous):
+                continue
+            if obs.managed and not p.autonomous:  # stateful DHCPv6 will tell (§3)
+                link.managed[p.prefix] = obs.router
                 continue
             known = link.networks.get(p.prefix)
             if p.valid == 0:
@@ -262,8 +277,61 @@ class DetectionCore:
         if known:
             known.expires = expires
             return
+        seen = self._rdisc_network(link, obs.subnet)  # detected by router discovery already
+        if seen:
+            seen.expires = expires
+            self._adopt_existing(link, seen, at, out)
+            return
         net = self._detect(link, obs.subnet, obs.router or obs.server, "dhcp", expires, at, out)
         self._adopt_existing(link, net, at, out)
+
+    def _on_rdisc(self, obs: RdiscObs, at: Stamp, out: list[Event]) -> None:
+        """ICMP router discovery (RFC 1256) detects an IPv4 network before DHCP configures it.
+        It names a router, not a prefix: the network is the router's address (/32) until the
+        DHCP lease or the address says which subnet holds it (``_rdisc_network``)."""
+        link = self._link(obs.ifname)
+        if not link.active or obs.lifetime == 0:
+            return
+        ip = ipaddress.IPv4Address(obs.router)
+        expires = at.mono + obs.lifetime
+        for net in link.networks.values():
+            if net.family == 4 and ip in ipaddress.ip_network(net.prefix):
+                net.expires = max(net.expires or expires, expires)
+                return  # known already (by its lease or an earlier advertisement)
+        self._detect(link, f"{obs.router}/32", obs.router, "rdisc", expires, at, out)
+
+    def _rdisc_network(self, link: _Link, subnet: str) -> _Network | None:
+        """The network a router advertisement detected inside ``subnet``, now keyed by it."""
+        net_obj = ipaddress.ip_network(subnet, strict=False)
+        for key, net in list(link.networks.items()):
+            if net.source == "rdisc" and key.endswith("/32") and net_obj.version == 4 and \
+                    ipaddress.ip_address(key[:-3]) in net_obj and key != str(net_obj):
+                del link.networks[key]
+                net.prefix = str(net_obj)
+                link.networks[net.prefix] = net
+                return net
+        return None
+
+    def _on_dhcp6(self, obs: Dhcp6Obs, at: Stamp, out: list[Event]) -> None:
+        """A DHCPv6 REPLY giving addresses: their network is detected by it (on a managed
+        network the RA only said "ask DHCPv6"). The network is the managed RA's on-link prefix
+        holding the address, else the address alone (/128, as DHCPv6 assigns it)."""
+        link = self._link(obs.ifname)
+        if obs.msg_type != DHCP6_REPLY or not link.active:
+            return
+        for addr, valid in obs.addresses:
+            if valid == 0:
+                continue  # released or withdrawn
+            ip = ipaddress.IPv6Address(addr)
+            prefix = next((p for p in link.managed if ip in ipaddress.IPv6Network(p)), f"{addr}/128")
+            expires = at.mono + valid if valid != INFINITE else None
+            known = link.networks.get(prefix)
+            if known:
+                known.expires = expires
+                continue
+            router = link.managed.get(prefix) or obs.server
+            net = self._detect(link, prefix, router, "dhcpv6", expires, at, out)
+            self._adopt_existing(link, net, at, out)
 
     def _detect(
         self,

@@ -1,7 +1,8 @@
 """``MovementDetector``: the I/O shell around ``DetectionCore`` inside the node's namespace.
 
-Reads netlink (pyroute2 ``AsyncIPRoute``), a raw ICMPv6 socket filtered to RAs and a packet
-socket filtered to DHCP replies, sends a Router Solicitation at link-up (DNA, RFC 4957/6059),
+Reads netlink (pyroute2 ``AsyncIPRoute``), a raw ICMPv6 socket filtered to RAs, a raw ICMP
+socket for RFC 1256 router advertisements and packet sockets filtered to DHCP and DHCPv6
+replies, sends a Router Solicitation at link-up (DNA, RFC 4957/6059; optionally an ICMP one),
 optionally probes the gateway's RTT, and hands events to a sink.
 """
 
@@ -18,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from testbed.decode.dhcp6 import REPLY as DHCP6_REPLY
+from testbed.decode.irdp import ROUTER_ADVERT, IcmpRouterAdvert, build_solicit_packet, decode_irdp
 from testbed.decode.nd import ND_ROUTER_ADVERT, build_rs, decode_ra, internet_checksum
 from testbed.errors import TestbedError
 from testbed.mobility.detection.core import DetectionCore
@@ -26,10 +29,14 @@ from testbed.mobility.detection.observations import (
     IFF_LOWER_UP,
     IFF_UP,
     AddrObs,
+    Dhcp6Obs,
+    DhcpObs,
     LinkObs,
     Observation,
     RAObs,
+    RdiscObs,
     Stamp,
+    parse_dhcp6_reply,
     parse_dhcp_reply,
 )
 from testbed.mobility.events import Event
@@ -44,6 +51,8 @@ ICMP6_FILTER = 1
 SO_ATTACH_FILTER = 26
 PACKET_OUTGOING = 4
 ALL_ROUTERS_MAC = b"\x33\x33\x00\x00\x00\x02"
+ALL_ROUTERS4_MAC = b"\x01\x00\x5e\x00\x00\x02"  # 224.0.0.2
+IP_PKTINFO = 8
 # `tcpdump -dd -y RAW 'udp dst port 68'`: the packet socket wakes us for DHCP replies only.
 DHCP_REPLY_BPF: tuple[tuple[int, int, int, int], ...] = (
     (0x30, 0, 0, 0x00000000), (0x54, 0, 0, 0x000000F0), (0x15, 0, 4, 0x00000060),
@@ -53,6 +62,14 @@ DHCP_REPLY_BPF: tuple[tuple[int, int, int, int], ...] = (
     (0x28, 0, 0, 0x00000006), (0x45, 4, 0, 0x00001FFF), (0xB1, 0, 0, 0x00000000),
     (0x48, 0, 0, 0x00000002), (0x15, 0, 1, 0x00000044), (0x06, 0, 0, 0x00040000),
     (0x06, 0, 0, 0x00000000),
+)  # fmt: skip
+
+
+# `tcpdump -dd -y RAW 'ip6 and udp dst port 546'`: DHCPv6 server messages to the client
+DHCP6_REPLY_BPF: tuple[tuple[int, int, int, int], ...] = (
+    (0x30, 0, 0, 0x00000000), (0x54, 0, 0, 0x000000F0), (0x15, 0, 5, 0x00000060),
+    (0x30, 0, 0, 0x00000006), (0x15, 0, 3, 0x00000011), (0x28, 0, 0, 0x0000002A),
+    (0x15, 0, 1, 0x00000222), (0x06, 0, 0, 0x00040000), (0x06, 0, 0, 0x00000000),
 )  # fmt: skip
 
 
@@ -82,6 +99,7 @@ class DetectorOptions:
     rs_count: int = 3  # RFC 4861 MAX_RTR_SOLICITATIONS
     rs_interval: float = 1.0  # shorter than RTR_SOLICITATION_INTERVAL (4 s): a lab, not a LAN
     optimistic_dad: bool = False  # RFC 4429: sets optimistic_dad/use_optimistic on the links
+    rdisc: bool = False  # RFC 1256: solicit IPv4 routers at link-up (advertisements are always read)
     rtt_interval: float | None = None  # seconds between gateway RTT probes; None: off
     rtt_timeout: float = 1.0
     trusted: Sequence[str] | None = None  # networks the MN binds to; None: every one
@@ -129,6 +147,8 @@ class MovementDetector:
             await mon.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
             self._open_ra_socket(loop)
             self._open_dhcp_socket(loop)
+            self._open_dhcp6_socket(loop)
+            self._open_rdisc_socket(loop)
             await self._initial_dump()
             self.ready.set()
             self._spawn(self._timer())
@@ -180,6 +200,8 @@ class MovementDetector:
             if e.kind == "link_up":
                 self._link_up_at[e.ifname] = e.mono
                 self.wire[e.ifname] = {"link_up": e.mono}
+                if self.opts.rdisc:
+                    self._send_icmp_rs(e.ifname)
                 if self.opts.send_rs and self.opts.rs_count > 0:
                     self._send_rs(e.ifname)  # now, before subscribers and hooks are served
                     self._spawn(self._solicit(e.ifname, e.mono))
@@ -293,7 +315,7 @@ class MovementDetector:
             w = self.wire.setdefault(name, {})
             w.setdefault("ra_first", at.mono)
             w["ra_last"] = at.mono
-            self._feed(RAObs(name, router, ra.router_lifetime, ra.prefixes), at)
+            self._feed(RAObs(name, router, ra.router_lifetime, ra.prefixes, ra.managed), at)
 
     async def _solicit(self, ifname: str, link_up: float) -> None:
         """DNA (RFC 6059 §2.2): the first RS went at link-up; repeat until an RA arrives."""
@@ -322,15 +344,58 @@ class MovementDetector:
         w["rs_count"] = w.get("rs_count", 0) + 1
         log.debug("RS sent on %s from %s", ifname, src)
 
-    # -- DHCPv4 replies (seen before the client acts on them)
-    def _open_dhcp_socket(self, loop: asyncio.AbstractEventLoop) -> None:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-        _attach_bpf(s, DHCP_REPLY_BPF)
+    # -- ICMP router discovery (RFC 1256), the IPv4 counterpart of RS/RA
+    def _open_rdisc_socket(self, loop: asyncio.AbstractEventLoop) -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         s.setblocking(False)
         self._socks.append(s)
-        loop.add_reader(s.fileno(), self._read_dhcp, s)
+        loop.add_reader(s.fileno(), self._read_rdisc, s)
 
-    def _read_dhcp(self, s: socket.socket) -> None:
+    def _read_rdisc(self, s: socket.socket) -> None:
+        while True:
+            try:
+                data, anc, _flags, src = s.recvmsg(65535, 256)
+            except BlockingIOError:
+                return
+            icmp = data[(data[0] & 0x0F) * 4:]
+            if not icmp or icmp[0] != ROUTER_ADVERT:
+                continue
+            ifindex = next((struct.unpack_from("i", v)[0] for lvl, typ, v in anc
+                            if lvl == socket.IPPROTO_IP and typ == IP_PKTINFO), 0)
+            name = self._names.get(ifindex)
+            ra = decode_irdp(icmp)
+            if not name or not isinstance(ra, IcmpRouterAdvert) or ra.malformed or not ra.routers:
+                continue
+            router = src[0] if any(a == src[0] for a, _ in ra.routers) else ra.routers[0][0]
+            self._feed(RdiscObs(name, router, ra.lifetime, ra.routers))
+
+    def _send_icmp_rs(self, ifname: str) -> None:
+        """An ICMP router solicitation from 0.0.0.0 (the link has no IPv4 address yet)."""
+        with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP)) as s:
+            try:
+                s.sendto(build_solicit_packet(), (ifname, ETH_P_IP, 0, 0, ALL_ROUTERS4_MAC))
+            except OSError as e:
+                log.warning("ICMP router solicitation on %s failed: %s", ifname, e)
+
+    # -- DHCPv4 and DHCPv6 replies (seen before the client acts on them)
+    def _open_dhcp_socket(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._open_packet_socket(loop, ETH_P_IP, DHCP_REPLY_BPF, parse_dhcp_reply)
+
+    def _open_dhcp6_socket(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A stateful network's address comes in a DHCPv6 REPLY."""
+        self._open_packet_socket(loop, ETH_P_IPV6, DHCP6_REPLY_BPF, parse_dhcp6_reply)
+
+    def _open_packet_socket(self, loop: asyncio.AbstractEventLoop, ethertype: int,
+                            bpf: Sequence[tuple[int, int, int, int]],
+                            parse: Callable[[bytes, str], Observation | None]) -> None:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ethertype))
+        _attach_bpf(s, bpf)
+        s.setblocking(False)
+        self._socks.append(s)
+        loop.add_reader(s.fileno(), self._read_replies, s, parse)
+
+    def _read_replies(self, s: socket.socket, parse: Callable[[bytes, str], Observation | None]) -> None:
         while True:
             try:
                 data, addr = s.recvfrom(65535)
@@ -338,12 +403,15 @@ class MovementDetector:
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue
-            obs = parse_dhcp_reply(data, addr[0])
+            obs = parse(data, addr[0])
             if obs is None:
                 continue
             at = Stamp.now()
-            if obs.msg_type == DHCPACK:
-                self.wire.setdefault(obs.ifname, {}).setdefault("dhcp_ack_first", at.mono)
+            w = self.wire.setdefault(obs.ifname, {})
+            if isinstance(obs, DhcpObs) and obs.msg_type == DHCPACK:
+                w.setdefault("dhcp_ack_first", at.mono)
+            elif isinstance(obs, Dhcp6Obs) and obs.msg_type == DHCP6_REPLY and obs.addresses:
+                w.setdefault("dhcp6_reply_first", at.mono)
             self._feed(obs, at)
 
     # -- lifetimes and metrics

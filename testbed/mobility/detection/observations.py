@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass
 
 from testbed.decode.dhcp import ACK, BOOTREPLY, CLIENT_PORT, decode_dhcp
-from testbed.decode.link import PROTO_UDP, NotIP, parse_ip
+from testbed.decode.dhcp6 import CLIENT_PORT as DHCP6_CLIENT_PORT
+from testbed.decode.dhcp6 import decode_dhcp6
+from testbed.decode.link import PROTO_UDP, NotIP, ntop, parse_ip
 from testbed.decode.nd import PrefixInfo
 
 IFA_F_OPTIMISTIC = 0x04
@@ -70,6 +72,7 @@ class RAObs:
     router: str
     router_lifetime: int
     prefixes: tuple[PrefixInfo, ...]
+    managed: bool = False  # M flag: addresses come from DHCPv6, not from these prefixes
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,27 @@ class DhcpObs:
     lease_time: int | None
 
 
-Observation = LinkObs | AddrObs | RAObs | DhcpObs
+@dataclass(frozen=True)
+class Dhcp6Obs:
+    """A DHCPv6 server message seen on the wire (before the client acts on it)."""
+
+    ifname: str
+    msg_type: int  # 7 REPLY, 2 ADVERTISE
+    server: str  # its link-local source
+    addresses: tuple[tuple[str, int], ...]  # IA_NA (address, valid lifetime)
+
+
+@dataclass(frozen=True)
+class RdiscObs:
+    """An ICMP Router Advertisement (RFC 1256) received on ``ifname`` from ``router``."""
+
+    ifname: str
+    router: str
+    lifetime: int
+    routers: tuple[tuple[str, int], ...]  # (address, preference)
+
+
+Observation = LinkObs | AddrObs | RAObs | DhcpObs | Dhcp6Obs | RdiscObs
 
 DHCPACK = ACK
 
@@ -106,3 +129,19 @@ def parse_dhcp_reply(ip_packet: bytes, ifname: str) -> DhcpObs | None:
     if m is None or m.op != BOOTREPLY or m.msg_type == 0:
         return None
     return DhcpObs(ifname, m.msg_type, m.yiaddr, m.server_id, m.subnet, m.router, m.lease)
+
+
+def parse_dhcp6_reply(ip_packet: bytes, ifname: str) -> Dhcp6Obs | None:
+    """An IPv6 packet carrying a DHCPv6 server message to the client port → ``Dhcp6Obs``."""
+    try:
+        ver, proto, src, _dst, l4, end, _ipid = parse_ip(ip_packet, 0)
+    except (NotIP, ValueError, struct.error, IndexError):
+        return None
+    if ver != 6 or proto != PROTO_UDP or end - l4 < 8:
+        return None
+    if struct.unpack_from("!H", ip_packet, l4 + 2)[0] != DHCP6_CLIENT_PORT:
+        return None
+    m = decode_dhcp6(ip_packet[l4 + 8 : end])
+    if m is None or m.from_client:
+        return None
+    return Dhcp6Obs(ifname, m.msg_type, ntop(src), tuple((a.address, a.valid) for a in m.addresses))

@@ -3,7 +3,9 @@
 ``from_env`` is what the lab passes as ``--location-hooks``; configuration comes from the
 environment so the agent's command line stays generic:
 
-  TESTBED_LOC_SERVER   name server address          TESTBED_LOC_ZONE   zone (mobile.test)
+  TESTBED_LOC_SERVER   name server address(es), comma-separated, tried in order when the
+                       MN has no route to one (an IPv6-only network and an IPv4 server)
+                                                    TESTBED_LOC_ZONE   zone (mobile.test)
   TESTBED_LOC_NAME     the MN's name                TESTBED_LOC_KEY    SIG(0) private key file
   TESTBED_LOC_TSIG     TSIG key file (instead)      TESTBED_LOC_LOG    JSON-lines outcome log
   TESTBED_LOC_VALIDITY signature window, seconds    TESTBED_LOC_PASSPHRASE_ENV  env var with the
@@ -88,6 +90,7 @@ def from_env() -> DnsLocationHooks:
         raise ConfigError("environment", "TESTBED_LOC_KEY", "no key given", "set a SIG(0) or TSIG key")
     coop = [x for x in env.get("TESTBED_LOC_COOPERATING", "").split(",") if x]
     validity = float(env.get("TESTBED_LOC_VALIDITY", "60"))
+    server, *alternates = [x for x in server.split(",") if x] or [""]
     updater = LocationUpdater(
         server,
         zone,
@@ -96,6 +99,7 @@ def from_env() -> DnsLocationHooks:
         tsig=tsig,
         validity=Validity(validity, validity),
         cooperating=AddressSet.of(*publishable(coop)) if coop else None,
+        alternates=tuple(alternates),
     )
     log_path = Path(env["TESTBED_LOC_LOG"]) if env.get("TESTBED_LOC_LOG") else None
     return DnsLocationHooks(updater, log_path)

@@ -10,6 +10,7 @@ pre-built wire bytes, because a SIG(0)-signed message only exists as bytes (see 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 import time
@@ -97,14 +98,19 @@ class LocationUpdater:
         cooperating: AddressSet | None = None,
         clock: Callable[[], float] = time.time,
         on_attempt: Callable[[int], None] | None = None,
+        alternates: tuple[str, ...] = (),
     ) -> None:
+        """``alternates``: the server's other addresses, used in order when the MN has no
+        route to the one before (an IPv6-only access network and an IPv4 server address)."""
         if key is None and tsig is None:
             raise ConfigError("LocationUpdater", "key", "no key given", "pass a SIG(0) key or tsig")
-        try:
-            dns.inet.af_for_address(server)
-        except ValueError as e:
-            raise ConfigError("LocationUpdater", "server", f"{server!r} is not an IP address") from e
+        for addr in (server, *alternates):
+            try:
+                dns.inet.af_for_address(addr)
+            except ValueError as e:
+                raise ConfigError("LocationUpdater", "server", f"{addr!r} is not an IP address") from e
         self.server, self.port = server, port
+        self.alternates = alternates
         self.zone = dns.name.from_text(zone)
         self.name = dns.name.from_text(name)
         if not self.name.is_subdomain(self.zone):
@@ -158,7 +164,7 @@ class LocationUpdater:
             wait = self.retry.wait(attempt)
             started = time.monotonic()
             try:
-                response, transport = await self.exchange(wire, wait, msg.mac if self.tsig else b"")
+                response, transport = await self._exchange_any(wire, wait, msg.mac if self.tsig else b"")
             except (dns.exception.Timeout, TimeoutError, OSError, EOFError) as e:
                 error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
                 left = wait - (time.monotonic() - started)  # e.g. ICMP refused came at once
@@ -171,19 +177,33 @@ class LocationUpdater:
             return UpdateResult(dns.rcode.to_text(response.rcode()), attempt, rtt, None, transport, addresses)
         return UpdateResult(None, self.retry.attempts, None, error or "no answer", None, addresses)
 
+    async def _exchange_any(self, wire: bytes, timeout: float, mac: bytes) -> tuple[dns.message.Message, str]:
+        """``exchange`` with the server, else with the first alternate the MN has a route to."""
+        servers = (self.server, *self.alternates)
+        for k, server in enumerate(servers):
+            try:
+                if k == 0:
+                    return await self.exchange(wire, timeout, mac)
+                return await self.exchange(wire, timeout, mac, server=server)
+            except OSError as e:
+                if e.errno not in _NO_ROUTE or k == len(servers) - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     async def exchange(
-        self, wire: bytes, timeout: float, mac: bytes = b""
+        self, wire: bytes, timeout: float, mac: bytes = b"", *, server: str | None = None
     ) -> tuple[dns.message.Message, str]:
         """One request/answer of pre-signed ``wire``: UDP, then TCP if the answer is truncated.
 
         Public so a test can replay captured bytes exactly (the replay-window check).
         """
+        server = server or self.server
         keyring = {self.tsig.name: self.tsig} if self.tsig is not None else None
         msg_id = int.from_bytes(wire[:2], "big")
         expiration = time.time() + timeout
         backend = dns.asyncbackend.get_default_backend()
-        af = dns.inet.af_for_address(self.server)
-        dest = dns.inet.low_level_address_tuple((self.server, self.port), af)
+        af = dns.inet.af_for_address(server)
+        dest = dns.inet.low_level_address_tuple((server, self.port), af)
         try:
             async with await backend.make_socket(af, socket.SOCK_DGRAM) as s:
                 await dns.asyncquery.send_udp(s, wire, dest, expiration)
@@ -203,7 +223,7 @@ class LocationUpdater:
             pass
         left = max(expiration - time.time(), 0.0)
         async with await backend.make_socket(
-            af, socket.SOCK_STREAM, 0, None, (self.server, self.port), left
+            af, socket.SOCK_STREAM, 0, None, (server, self.port), left
         ) as s:
             await dns.asyncquery.send_tcp(s, wire, expiration)
             r, _ = await dns.asyncquery.receive_tcp(s, expiration, keyring=keyring, request_mac=mac)
@@ -214,6 +234,10 @@ class LocationUpdater:
     def update_sync(self, a: Iterable[str] = (), aaaa: Iterable[str] = ()) -> UpdateResult:
         """Blocking form for scripts and tests that run outside an event loop."""
         return asyncio.run(self.update(a, aaaa))
+
+
+# sendto() fails at once with these when the MN has no route (or no source) of that family
+_NO_ROUTE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL})
 
 
 def _answers(msg_id: int, r: dns.message.Message) -> bool:

@@ -1,0 +1,55 @@
+"""N access routers of different path quality: a ping-pong round three ARs with an SCTP
+association, each move a full TraSH ladder; the shaping really sits on the radio links."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from testbed.host import netns
+from testbed.pytest_plugin import assert_verdict
+from testbed.scenario import model
+from testbed.scenario.runner import Runner
+from tests.support.labs import lab_up
+
+pytestmark = [pytest.mark.integration, pytest.mark.vm]
+
+LAB = "tbpr3"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with lab_up("three-ar-sctp", LAB) as lab:
+        yield lab
+
+
+def test_radio_links_are_shaped_by_what_each_kernel_has(lab):
+    ar2 = netns.run(None, ["tc", "-n", lab.state.ns("ar2"), "qdisc", "show", "dev", "ar2-mn"]).stdout
+    assert "tbf" in ar2 and "rate 1Mbit" in ar2  # the host kernel: no netem
+    ar3 = netns.run(lab.state.ns("ar3"), ["nft", "list", "table", "netdev", "testbed_shape"]).stdout
+    assert 'device "ar3-mn"' in ar3 and "< 200 drop" in ar3
+    mn = lab.runtime("mn").run(["tc", "qdisc", "show", "dev", "mn-ar3"]).stdout
+    assert "netem" in mn and "loss 2%" in mn  # the MN's own (UML) kernel has netem
+
+
+def test_ping_pong_round_three_routers(lab, tmp_path):
+    run = Runner(model.load("three-ar-pingpong"), lab, tmp_path).run()
+    assert_verdict(run.verdict)
+    hos = run.verdict.handovers
+    nets = [h["address"].rsplit(".", 1)[0] for h in hos]
+    assert nets == ["198.51.100", "203.0.113", "192.0.2"] * 2
+    assert all("set_primary_acked" in h["phases"] and "delete_ip_acked" in h["phases"] for h in hos)
+    server = json.loads((tmp_path / "traffic.json").read_text())["server"]
+    assert server["missing"] == 0 and server["duplicates"] == [] and len(server["source_switches"]) == 6
+
+
+def test_ipv4_networks_are_detected_by_icmp_router_discovery(lab):
+    """RFC 1256 advertisements (the lab's advertiser on each AR) detect each IPv4 network as
+    the router's address, before DHCP names its subnet and configures it."""
+    rows = [json.loads(x) for x in (lab.wiring.agent_dir / "events.jsonl").read_text().splitlines()]
+    v4 = [r for r in rows if r.get("kind") == "detected" and "." in (r.get("prefix") or "")]
+    assert v4 and {r["source"] for r in v4} == {"rdisc"}
+    assert {r["prefix"] for r in v4} >= {"198.51.100.1/32", "203.0.113.129/32"}
+    conf = [r for r in rows if r.get("kind") == "configured" and r.get("prefix") == "198.51.100.0/24"]
+    assert conf  # the same network, renamed by the DHCP lease, configured
