@@ -50,4 +50,5 @@ class FilterModule:
             "testbed_correspondent": render.correspondent,
             "testbed_capture": render.capture,
             "testbed_traffic_client": render.traffic_client,
+            "testbed_mobile_logs": render.mobile_logs,
         }.items()}

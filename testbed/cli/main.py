@@ -119,6 +119,16 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.backend:  # for a lab the run brings up itself
         os.environ["TESTBED_BACKEND"] = a.backend
     out = Path(a.out or f"out/{sc.name}-{_time.strftime('%Y%m%d-%H%M%S')}")
+    if a.inventory:
+        from testbed.deploy import clock
+        from testbed.deploy import run as deployed
+
+        with progress(f"scenario {sc.name} on the hosts of {a.inventory}") as step:
+            result = deployed.run(sc, Path(a.inventory), out, step,
+                                  a.max_clock_error if a.max_clock_error is not None else clock.MAX_ERROR)
+        render(result.verdict, out_console)
+        console.print(f"results: {result.out}; report: {result.out / 'report.html'}")
+        return 0 if result.passed else 1
     if a.machine == "uml":
         return _machine_run(a, sc, out)
     with progress(f"scenario {sc.name}") as step:
@@ -346,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--machine", choices=["host", "uml"], default="host",
                    help="uml: run the lab inside one User-Mode-Linux kernel (when it is not up yet)")
     s.add_argument("--backend", choices=["mininet", "docker"], help=backend_help)
+    s.add_argument("--inventory", help="run on the hosts of this inventory (deployed with `testbed "
+                   "deploy`) over SSH instead of on a lab")
+    s.add_argument("--max-clock-error", type=float, default=None, metavar="S",
+                   help="with --inventory: refuse a host whose clock offset is known only to ±S "
+                   "seconds (default 0.02)")
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("inventory", help="write an Ansible inventory for a topology's nodes")

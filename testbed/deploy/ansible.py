@@ -59,6 +59,8 @@ class PlaybookResult:
     seconds: float
     hosts: dict[str, HostResult] = field(default_factory=dict)
     artifacts: str = ""
+    # host -> the stdout of its tasks named "result: ..." (what an action playbook reports)
+    outputs: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +97,7 @@ class Events:
         self.hosts = {h: HostResult() for h in hosts}
         self.progress = progress
         self.task = ""
+        self.outputs: dict[str, list[str]] = {}
 
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -107,6 +110,8 @@ class Events:
             r = self.hosts.setdefault(host, HostResult())
             if kind == "runner_on_ok":
                 state = "changed" if res.get("changed") else "ok"
+                if self.task.startswith("result:"):
+                    self.outputs.setdefault(host, []).append(str(res.get("stdout", "")))
             elif kind == "runner_on_unreachable":
                 state = "unreachable"
                 r.unreachable += 1  # the play recap's counts replace these at the end
@@ -155,7 +160,7 @@ def run_playbook(playbook: str, inventory: Path, out: Path, *, extravars: dict[s
         for host, n in (stats.get(key) or {}).items():
             setattr(events.hosts.setdefault(host, HostResult()), attr, int(n))
     result = PlaybookResult(playbook, str(r.status), int(r.rc if r.rc is not None else -1), seconds,
-                            events.hosts, str(Path(r.config.artifact_dir)))
+                            events.hosts, str(Path(r.config.artifact_dir)), events.outputs)
     if result.status != "successful" and not result.errors():
         tail = _stdout_tail(Path(r.config.artifact_dir))
         result.hosts.setdefault("(controller)", HostResult(failed=1, error=f"ansible-playbook "

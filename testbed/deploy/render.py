@@ -314,17 +314,19 @@ def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True
 
 # ----------------------------------------------------------------------------- correspondent
 def correspondent(data: dict[str, Any], node: str, traffic: dict[str, Any] | None = None,
-                  layout: Layout = LAYOUT) -> dict[str, Any]:
-    """The SCTP traffic server, listening on the node's first address (one association: a
-    run's ``traffic: start`` starts it again once the previous association has closed)."""
+                  run: str = "", layout: Layout = LAYOUT) -> dict[str, Any]:
+    """The SCTP traffic server, listening on the node's addresses of the traffic's families (one
+    association: a run starts its own, ``run``, with its own stats file, in place of the one the
+    deploy left listening)."""
     _, plan = topology_of(data)
     params = Traffic.model_validate(traffic or {})
-    stats = layout.traffic / "server.json"
+    d = layout.traffic / run if run else layout.traffic
+    stats = d / "server.json"
+    bind_to = ",".join(a for f in params.families if (a := plan.address_of(node, f)))
     return {
-        "dirs": [str(layout.traffic), str(layout.log), str(layout.run)],
-        "daemons": [_daemon("traffic-server", server_argv(layout.python, plan.address_of(node, 4) or "",
-                                                         stats, params),
-                          ["test", "-s", str(stats)], timeout=90.0, layout=layout)],
+        "dirs": [str(d), str(layout.log), str(layout.run)],
+        "daemons": [_daemon("traffic-server", server_argv(layout.python, bind_to, stats, params),
+                            ["test", "-s", str(stats)], timeout=90.0, layout=layout)],
         "stats": str(stats),
     }
 
@@ -342,28 +344,38 @@ def capture_links(data: dict[str, Any], node: str) -> list[str]:
 
 
 def capture(data: dict[str, Any], node: str, run: str, layout: Layout = LAYOUT) -> dict[str, Any]:
-    """One tcpdump per captured interface of ``node`` for the run ``run``: ``<link>.pcap``."""
+    """One tcpdump per captured interface of ``node`` for the run ``run``: ``<link>.pcap`` and
+    its log (ready once that run's tcpdump says "listening on") in the run's directory."""
     d = layout.lib / "capture" / run
     return {"dir": str(d), "daemons": [
         {**_daemon(f"tcpdump-{link}", tcpdump_argv(link, d / f"{link}.pcap"),
-                   _log_has(layout.log / f"tcpdump-{link}.log", "listening on"), layout=layout),
-         "pcap": str(d / f"{link}.pcap")}
+                   _log_has(d / f"{link}.tcpdump.log", "listening on"), layout=layout),
+         "log": str(d / f"{link}.tcpdump.log"), "pcap": str(d / f"{link}.pcap")}
         for link in capture_links(data, node)]}
 
 
 # ----------------------------------------------------------------------------- traffic
 def traffic_client(data: dict[str, Any], local: str, traffic: dict[str, Any] | None = None,
-                   layout: Layout = LAYOUT) -> dict[str, Any]:
-    """The MN's SCTP client toward the correspondent, from ``local`` (its current address)."""
+                   run: str = "", layout: Layout = LAYOUT) -> dict[str, Any]:
+    """The MN's SCTP client toward the correspondent, from ``local`` (its current addresses,
+    comma-separated), driven by the binding process through TRAFFIC_CONTROL."""
     topo, plan = topology_of(data)
     cn = correspondent_of(topo)
-    stats = layout.traffic / "client.json"
+    d = layout.traffic / run if run else layout.traffic
+    stats = d / "client.json"
     params = Traffic.model_validate(traffic or {})
     ready = [layout.python, "-m", "testbed.host.jsonlines", "request", "--expect", "state",
              str(TRAFFIC_CONTROL), '{"op": "status"}']
-    argv = client_argv(layout.python, local, plan.address_of(cn, 4) or "", stats, params, TRAFFIC_CONTROL)
-    return {"daemon": _daemon("traffic-client", argv, ready, timeout=90.0, layout=layout),
+    server = ",".join(a for f in params.families if (a := plan.address_of(cn, f)))
+    argv = client_argv(layout.python, local, server, stats, params, TRAFFIC_CONTROL)
+    return {"dirs": [str(d)], "daemon": _daemon("traffic-client", argv, ready, timeout=90.0, layout=layout),
             "stats": str(stats)}
+
+
+def mobile_logs(data: dict[str, Any], layout: Layout = LAYOUT) -> list[str]:
+    """What a run fetches from the mobile node: the agent's events, the location updates, the
+    binding process's actions (JSON lines, appended across runs; each record has its ``wall``)."""
+    return [str(layout.agent_events), str(layout.location_log), str(layout.binding_actions)]
 
 
 def correspondent_of(topo: Topology) -> str:

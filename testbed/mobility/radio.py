@@ -7,12 +7,15 @@ seconds on both networks, then leaves; break-before-make leaves, dwells ``gap`` 
 then arrives. Arriving waits on the mobility agent's ``wait-configured`` (an event, no polling).
 
 ``python -m testbed.mobility.radio move --attach IF [--detach IF …] --mode … --agent SOCKET``
-runs one move on the MN and prints its phase times as JSON (the ``move`` playbook runs it).
+runs one move on the MN and prints its phase times as JSON (the ``move`` playbook runs it);
+``address --ifname IF --network NET …`` prints the MN's addresses on IF inside those networks,
+comma-separated (a run's traffic client starts from them).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import subprocess
 import time
@@ -50,10 +53,12 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
 
 
-def attach(ifname: str, agent: str, timeout: float = CONFIGURE_TIMEOUT) -> None:
-    """Up, then until the agent reports an IPv4 lease and a usable IPv6 address on it."""
+def attach(ifname: str, agent: str, timeout: float = CONFIGURE_TIMEOUT,
+           families: Sequence[int] = (4, 6)) -> None:
+    """Up, then until the agent reports an address of each of its network's ``families`` on
+    it (an IPv4 lease, a usable IPv6 address)."""
     _ip("link", "set", "dev", ifname, "up")
-    r = jsonlines.request(agent, {"cmd": "wait-configured", "ifname": ifname, "families": [4, 6],
+    r = jsonlines.request(agent, {"cmd": "wait-configured", "ifname": ifname, "families": list(families),
                                   "timeout": timeout}, timeout + 5)
     if not r.get("ok"):
         raise RuntimeError(f"{ifname} not configured within {timeout:g} s: {r.get('error', r)}")
@@ -76,13 +81,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--gap", type=float, default=0.0)
     m.add_argument("--agent", required=True, help="the mobility agent's socket")
     m.add_argument("--timeout", type=float, default=CONFIGURE_TIMEOUT)
+    m.add_argument("--families", default="4,6", help="the families the new network gives, e.g. 4,6")
+    ad = sub.add_parser("address")
+    ad.add_argument("--ifname", required=True)
+    ad.add_argument("--network", action="append", required=True, help="one per family, in order")
     a = p.parse_args(argv)
+    if a.cmd == "address":
+        found = addresses(a.ifname, a.network)
+        print(",".join(found))
+        return 0 if found else 1
     up = _is_up(a.attach)
-    times = choreograph(a.mode, lambda: None if up else attach(a.attach, a.agent, a.timeout),
+    fams = [int(f) for f in a.families.split(",") if f]
+    times = choreograph(a.mode, lambda: None if up else attach(a.attach, a.agent, a.timeout, fams),
                         lambda: [detach(i) for i in a.detach if _is_up(i)], time.sleep,
                         a.overlap, a.gap)
     print(json.dumps({"changed": not up or any(True for _ in a.detach), **times}))
     return 0
+
+
+def addresses(ifname: str, networks: Sequence[str]) -> list[str]:
+    """The first global address on ``ifname`` inside each of ``networks``, in their order."""
+    cp = subprocess.run(["ip", "-j", "addr", "show", "dev", ifname], capture_output=True, text=True,
+                        check=True, timeout=10)
+    held = [ipaddress.ip_address(a["local"]) for i in json.loads(cp.stdout or "[]")
+            for a in i.get("addr_info", []) if a.get("scope") == "global" and not a.get("tentative")]
+    out = []
+    for net in map(ipaddress.ip_network, networks):
+        out += [str(ip) for ip in held if ip.version == net.version and ip in net][:1]
+    return out
 
 
 def _is_up(ifname: str) -> bool:

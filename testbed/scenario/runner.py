@@ -336,22 +336,25 @@ class Runner:
                       budgets=self.sc.budgets or None, verdict=verdict)
 
     def roles(self) -> dict[str, list[str]]:
-        """Appendix-A columns: the MN (its access prefixes), the AR it moves to (first move),
-        the CN, that AR's DHCP server and the location manager."""
-        p, topo = self.lab.plan, self.lab.topo
-        moves = [m.to for m in self.sc.moves()]
-        away = [m for m in moves if m not in topo.mobile.attached]  # first move off the start AR
-        new_ar = (away or moves or [topo.access_networks[-1].router])[0]
-        _, ar_if = p.access_iface(new_ar)
-        ar_addrs = [str(a.ip) for a in ar_if.addresses]
-        cn = self.traffic.cn if self.traffic is not None else None
-        return {
-            "MN": [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None],
-            "New AR": ar_addrs,
-            "CN": [str(a.ip) for a in p.nodes[cn].addresses()] if cn else [],
-            "DHCP": ar_addrs,  # DHCPv4 and DHCPv6
-            "Location manager": [str(a.ip) for a in p.nodes[topo.dns.server].addresses()],
-        }
+        return ladder_roles(self.lab.topo, self.lab.plan, self.sc,
+                            self.traffic.cn if self.traffic is not None else None)
+
+
+def ladder_roles(topo, plan, sc: Scenario, cn: str | None) -> dict[str, list[str]]:
+    """Appendix-A columns: the MN (its access prefixes), the AR it moves to (first move), the
+    CN, that AR's DHCP server and the location manager."""
+    moves = [m.to for m in sc.moves()]
+    away = [m for m in moves if m not in topo.mobile.attached]  # first move off the start AR
+    new_ar = (away or moves or [topo.access_networks[-1].router])[0]
+    _, ar_if = plan.access_iface(new_ar)
+    ar_addrs = [str(a.ip) for a in ar_if.addresses]
+    return {
+        "MN": [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None],
+        "New AR": ar_addrs,
+        "CN": [str(a.ip) for a in plan.nodes[cn].addresses()] if cn else [],
+        "DHCP": ar_addrs,  # DHCPv4 and DHCPv6
+        "Location manager": [str(a.ip) for a in plan.nodes[topo.dns.server].addresses()],
+    }
 
 
 def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet) -> RunResult:

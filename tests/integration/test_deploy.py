@@ -16,13 +16,13 @@ import yaml
 
 from testbed.host import netns
 from testbed.lab import Lab, teardown_state
-from testbed.pytest_plugin import require_lab_prerequisites
+from testbed.pytest_plugin import lab_name, require_lab_prerequisites
 from testbed.state import LabState
 from tests.integration.test_docker import docker_engine  # noqa: F401 - fixture
 from tests.integration.test_lab import ROOT, cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
-LAB = "tbandp"
+LAB = lab_name("dep")
 HOSTS = {"mn", "cn", "dns", "ar1", "ar2", "core"}
 
 

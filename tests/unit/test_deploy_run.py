@@ -1,0 +1,153 @@
+"""``testbed run --inventory``'s pure parts: clock offsets and their correction, pcap timestamps
+moved, the scenario checks before anything runs, the action playbooks' renderings."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import yaml
+
+from testbed.deploy import ansible, clock, inventory, render
+from testbed.deploy.run import HostRun
+from testbed.errors import ConfigError
+from testbed.model import loader
+from testbed.scenario import model
+
+
+def _pcap(path, stamps, endian="<", nano=False):
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
+    for sec, frac in stamps:
+        out += struct.pack(endian + "IIII", sec, frac, 4, 4) + b"\0\0\0\0"
+    path.write_bytes(out)
+
+
+def _stamps(path, endian="<"):
+    data = path.read_bytes()
+    pos, out = 24, []
+    while pos < len(data):
+        sec, frac, incl, _ = struct.unpack_from(endian + "IIII", data, pos)
+        out.append((sec, frac))
+        pos += 16 + incl
+    return out
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_shift_pcap_moves_every_timestamp_across_second_boundaries(tmp_path, endian):
+    p = tmp_path / "a.pcap"
+    _pcap(p, [(100, 999_900), (101, 50)], endian)
+    assert clock.shift_pcap(p, 0.0002) == 2
+    assert _stamps(p, endian) == [(101, 100), (101, 250)]
+    assert clock.shift_pcap(p, -1.0) == 2
+    assert _stamps(p, endian) == [(100, 100), (100, 250)]
+
+
+def test_shift_pcap_keeps_nanoseconds_and_refuses_pcapng(tmp_path):
+    p = tmp_path / "n.pcap"
+    _pcap(p, [(5, 999_999_999)], nano=True)
+    clock.shift_pcap(p, 1e-9)
+    assert _stamps(p) == [(6, 0)]
+    ng = tmp_path / "x.pcapng"
+    ng.write_bytes(b"\x0a\x0d\x0d\x0a" + bytes(28))
+    with pytest.raises(clock.ClockError, match="not a libpcap file"):
+        clock.shift_pcap(ng, 1.0)
+
+
+def test_an_offset_is_corrected_only_beyond_its_uncertainty():
+    assert clock.Offset("a", 0.0003, 0.0005, 8).correction == 0.0
+    far = clock.Offset("b", 0.25, 0.001, 8)
+    assert far.corrected and far.correction == -0.25
+    assert far.to_dict() == {"host": "b", "offset_s": 0.25, "uncertainty_s": 0.001, "samples": 8,
+                             "corrected": True}
+
+
+def test_a_host_known_too_roughly_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(clock, "measure", lambda n, hv: clock.Offset(n, 0.0, 0.5 if n == "far" else 0.001, 8))
+    with pytest.raises(clock.ClockError, match=r"^far: clock offset .* ±500.0 ms \(max ±20 ms\)"):
+        clock.measure_all({"near": {}, "far": {}})
+
+
+def test_clock_reads_over_ssh_as_ansible_would_connect():
+    argv = clock.ssh_argv("mn", {"ansible_host": "198.51.100.7", "ansible_user": "root", "ansible_port": 2222,
+                                 "ansible_ssh_private_key_file": "/k/id",
+                                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=accept-new"})
+    assert argv[-1] == "root@198.51.100.7"
+    assert argv[argv.index("-p"):argv.index("-p") + 2] == ["-p", "2222"]
+    assert "-i" in argv and "StrictHostKeyChecking=accept-new" in argv
+
+
+def test_clock_measure_against_a_local_echo(monkeypatch):
+    """The echo program the host runs, run here: an offset near zero, known to a round trip."""
+    import sys
+
+    monkeypatch.setattr(clock, "ssh_argv", lambda n, hv: ["sh", "-c"])  # the command, as ssh runs it
+    o = clock.measure("self", {"ansible_python_interpreter": sys.executable}, samples=4)
+    assert abs(o.offset_s) <= o.uncertainty_s + 0.001 and o.samples == 4
+
+
+@pytest.fixture
+def inv(tmp_path):
+    path = tmp_path / "inventory.yml"
+    inventory.write(inventory.build(loader.load("two-ar-sctp")), path)
+    return path
+
+
+def _scenario(**kw):
+    base = {"name": "t", "topology": "two-ar-sctp", "steps": [{"traffic": "start"}, {"wait": 1},
+                                                              {"traffic": "stop"}]}
+    return model.Scenario.model_validate({**base, **kw})
+
+
+def test_a_step_deployed_hosts_cannot_play_is_refused_before_anything_runs(inv, tmp_path):
+    sc = _scenario(steps=[{"move": {"to": "ar2"}}, {"fault": {"kill": "agent"}}])
+    with pytest.raises(ConfigError, match=r"scenario t: steps\.1: a fault step needs a lab"):
+        HostRun(sc, inv, tmp_path / "out")
+
+
+def test_a_scenario_of_another_topology_is_refused(inv, tmp_path):
+    with pytest.raises(ConfigError, match="all.vars.testbed_topology: the hosts run topology 'two-ar-sctp'"):
+        HostRun(_scenario(topology="two-ar"), inv, tmp_path / "out")
+
+
+def test_a_peer_other_than_the_deployed_correspondent_is_refused(inv, tmp_path):
+    with pytest.raises(ConfigError, match="traffic.peer: the deployed correspondent is cn"):
+        HostRun(_scenario(traffic={"peer": "dns"}), inv, tmp_path / "out")
+
+
+def test_the_default_handover_is_playable(inv, tmp_path):
+    r = HostRun(model.load("trash-handover"), inv, tmp_path / "out")
+    assert r.mn == "mn" and r.cn == "cn" and r.attached == ["ar1"]
+    assert r.host_of_link()["ar2-mn"] == "ar2" and r.host_of_link()["core-cn"] == "core"
+
+
+def test_capture_logs_are_per_run_so_an_old_listening_on_does_not_count(tmp_path):
+    data = loader.load("two-ar-sctp").model_dump(mode="json")
+    one, two = render.capture(data, "ar1", "run1"), render.capture(data, "ar1", "run2")
+    assert one["daemons"][0]["log"] != two["daemons"][0]["log"]
+    assert one["daemons"][0]["log"] in " ".join(one["daemons"][0]["ready"])
+
+
+def test_a_runs_traffic_has_its_own_stats_and_the_families_addresses():
+    data = loader.load("two-ar-sctp").model_dump(mode="json")
+    srv = render.correspondent(data, "cn", {"families": [4, 6]}, "r1")
+    argv = srv["daemons"][0]["argv"]
+    assert srv["stats"].endswith("/traffic/r1/server.json")
+    assert argv[argv.index("--bind") + 1].count(",") == 1  # an IPv4 and an IPv6 address
+    cli = render.traffic_client(data, "192.0.2.100", {}, "r1")
+    assert cli["stats"].endswith("/traffic/r1/client.json")
+    assert "--control" in cli["daemon"]["argv"]
+
+
+def test_result_tasks_outputs_are_kept_per_host():
+    ev = ansible.Events(["mn"], lambda _: None)
+    ev({"event": "playbook_on_task_start", "event_data": {"task": "result: the move's phase times"}})
+    ev({"event": "runner_on_ok", "event_data": {"host": "mn", "res": {"changed": True,
+                                                                     "stdout": '{"configured": 0.2}'}}})
+    assert ev.outputs == {"mn": ['{"configured": 0.2}']}
+
+
+def test_inventory_refuses_what_the_roles_do_not_deploy():
+    with pytest.raises(ConfigError, match=r"access_networks\[0\]\.dhcpv6: the playbooks do not deploy"):
+        inventory.build(loader.load("two-ar-dhcpv6"))
+    assert yaml.safe_dump(inventory.build(loader.load("two-ar-sctp")))
