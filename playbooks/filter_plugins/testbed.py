@@ -50,5 +50,6 @@ class FilterModule:
             "testbed_correspondent": render.correspondent,
             "testbed_capture": render.capture,
             "testbed_traffic_client": render.traffic_client,
-            "testbed_mobile_logs": render.mobile_logs,
+            "testbed_start_cmd": render.start_cmd,
+            "testbed_stop_cmd": render.stop_cmd,
         }.items()}

@@ -123,7 +123,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         from testbed.deploy import clock
         from testbed.deploy import run as deployed
 
-        with progress(f"scenario {sc.name} on the hosts of {a.inventory}") as step:
+        with progress(f"{sc.name} on deployed hosts") as step:
             result = deployed.run(sc, Path(a.inventory), out, step,
                                   a.max_clock_error if a.max_clock_error is not None else clock.MAX_ERROR)
         render(result.verdict, out_console)

@@ -10,6 +10,8 @@ their environment and a readiness probe, network settings as the plan's addresse
 
 from __future__ import annotations
 
+import json
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -325,8 +327,10 @@ def correspondent(data: dict[str, Any], node: str, traffic: dict[str, Any] | Non
     bind_to = ",".join(a for f in params.families if (a := plan.address_of(node, f)))
     return {
         "dirs": [str(d), str(layout.log), str(layout.run)],
-        "daemons": [_daemon("traffic-server", server_argv(layout.python, bind_to, stats, params),
-                            ["test", "-s", str(stats)], timeout=90.0, layout=layout)],
+        # the log beside the stats: the daemon module makes the log's directory
+        "daemons": [{**_daemon("traffic-server", server_argv(layout.python, bind_to, stats, params),
+                               ["test", "-s", str(stats)], timeout=90.0, layout=layout),
+                     "log": str(d / "server.log")}],
         "stats": str(stats),
     }
 
@@ -368,14 +372,20 @@ def traffic_client(data: dict[str, Any], local: str, traffic: dict[str, Any] | N
              str(TRAFFIC_CONTROL), '{"op": "status"}']
     server = ",".join(a for f in params.families if (a := plan.address_of(cn, f)))
     argv = client_argv(layout.python, local, server, stats, params, TRAFFIC_CONTROL)
-    return {"dirs": [str(d)], "daemon": _daemon("traffic-client", argv, ready, timeout=90.0, layout=layout),
+    return {"daemon": {**_daemon("traffic-client", argv, ready, timeout=90.0, layout=layout),
+                       "log": str(d / "client.log")},  # its directory made by the daemon module
             "stats": str(stats)}
 
 
-def mobile_logs(data: dict[str, Any], layout: Layout = LAYOUT) -> list[str]:
-    """What a run fetches from the mobile node: the agent's events, the location updates, the
-    binding process's actions (JSON lines, appended across runs; each record has its ``wall``)."""
-    return [str(layout.agent_events), str(layout.location_log), str(layout.binding_actions)]
+def start_cmd(spec: dict[str, Any], layout: Layout = LAYOUT) -> str:
+    """A shell command that starts the daemon ``spec`` and returns once it is ready (for
+    ``ansible.builtin.raw``: one SSH command, no module run; ``testbed.host.daemonctl``)."""
+    return shlex.join([layout.python, "-m", "testbed.host.daemonctl", "start", json.dumps(spec)])
+
+
+def stop_cmd(name: str, wait: float = 0.0, layout: Layout = LAYOUT) -> str:
+    """A shell command that stops the daemon ``name`` (after ``wait`` s for it to end itself)."""
+    return shlex.join([layout.python, "-m", "testbed.host.daemonctl", "stop", name, "--wait", f"{wait:g}"])
 
 
 def correspondent_of(topo: Topology) -> str:

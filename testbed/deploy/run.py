@@ -19,6 +19,7 @@ the scenario's rules, transport and expectations) and ``report.html``; beside th
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class HostRun:
         self.log = EventLog(self.out / "events.jsonl")
         self.attached = list(self.topo.mobile.attached)
         self.traffic_on = False
+        self.traffic_res: dict[str, Any] | None = None
         self.clocks: dict[str, clock.Offset] = {}
         self.playbooks: list[dict[str, Any]] = []
 
@@ -104,8 +106,8 @@ class HostRun:
                 argv += ["--detach", self.access_if(a.router)]
         self.progress(f"move to {m.to} ({m.mode})")
         self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap)
-        r = self.playbook("move.yml", testbed_move_argv=argv)
-        times = json.loads((r.outputs.get(self.mn) or ["{}"])[-1] or "{}")
+        r = self.playbook("move.yml", testbed_move_cmd=shlex.join(argv))
+        times = _last_json(r.outputs.get(self.mn)) or {}
         self.attached = [m.to]
         self.log.step("moved", to=m.to, **{f"{k}_s": v for k, v in times.items() if k != "changed"})
 
@@ -132,11 +134,13 @@ class HostRun:
                 if nets[f] is None:
                     raise TestbedError(f"traffic.families: {here.router}'s network has no IPv{f}")
                 argv += ["--network", str(nets[f])]
-            extravars["testbed_address_argv"] = argv
+            extravars["testbed_address_cmd"] = shlex.join(argv)
             self.traffic_on = True
-        self.playbook("traffic.yml", **extravars)
+        r = self.playbook("traffic.yml", **extravars)
         if t.action == "stop":
             self.traffic_on = False
+            self.traffic_res = {"server": _last_json(r.outputs.get(self.cn or "")),
+                                "client": _last_json(r.outputs.get(self.mn))}
 
     def play(self) -> None:
         handlers = {Move: self.move, PingPong: self.ping_pong, Wait: self.wait, TrafficStep: self.traffic}
@@ -170,13 +174,31 @@ class HostRun:
             except TestbedError as e:  # reported with the results, not instead of them
                 self.log.add({"event": "traffic", "op": "stop_failed", "error": str(e)})
             try:
-                self.playbook("capture.yml", testbed_capture_action="stop")
-            except TestbedError:
+                r = self.playbook("capture.yml", testbed_capture_action="stop",
+                                  testbed_logs_cmd=shlex.join(self.logs_argv(began)))
+                self.save_logs(_last_json(r.outputs.get(self.mn)) or {})
+            except TestbedError as e:
+                self.log.add({"event": "capture", "op": "stop_failed", "error": str(e)})
                 if failure is None:
+                    failure = e
                     raise
-            self.collect(began)
-            self.log.write()
+            finally:
+                self.collect(began)
+                self.log.write()
         return self.judge()
+
+    def logs_argv(self, began: float) -> list[str]:
+        """The MN's records since the run began (on its clock, a second early: the controller
+        keeps what is this run's once the times are corrected)."""
+        off = self.clocks[self.mn].offset_s if self.mn in self.clocks else 0.0
+        return [LAYOUT.python, "-m", "testbed.host.jsonlines", "since", "--wall", f"{began + off - 1.0:.6f}",
+                str(LAYOUT.agent_events), str(LAYOUT.location_log), str(LAYOUT.binding_actions)]
+
+    def save_logs(self, logs: dict[str, Any]) -> None:
+        d = self.out / "hosts" / self.mn
+        d.mkdir(parents=True, exist_ok=True)
+        for name, records in logs.items():
+            (d / name).write_text("".join(json.dumps(r) + "\n" for r in records))
 
     def host_of_link(self) -> dict[str, str]:
         return {link: h for h, hv in self.hosts.items() for link in hv.get("testbed_capture") or []}
@@ -201,9 +223,8 @@ class HostRun:
                 if name == "agent-events.jsonl":
                     r = {"event": r.pop("kind", "agent"), **r}
                 self.log.add(r)
-        if self.cn is not None or (self.out / "traffic").exists():
-            res = {"server": _json(self.out / "traffic" / "server.json"),
-                   "client": _json(self.out / "traffic" / "client.json")}
+        if self.traffic_res is not None:
+            res = self.traffic_res
             cn_fix = self.clocks[self.cn].correction if self.cn in self.clocks else 0.0
             for sw in (res["server"] or {}).get("source_switches") or []:
                 if isinstance(sw.get("t"), int | float):
@@ -256,11 +277,15 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def _last_json(outputs: list[str] | None) -> Any:
+    """The last JSON line of the last "result:" task's stdout (a raw command's output comes
+    through a terminal: CR LF line ends, stderr mixed in); None when it printed none."""
+    for line in reversed((outputs or [""])[-1].replace("\r", "").splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
 
 
 def run(scenario: Scenario, inv: Path, out: Path, progress: Progress = quiet,

@@ -121,7 +121,9 @@ class CommandServer:
 def main(argv: list[str] | None = None) -> int:
     """``python -m testbed.host.jsonlines request SOCKET JSON [--timeout S]``: one request, its
     reply on stdout; exit 0 when the reply says ``ok`` (how a deployed host's playbooks talk to
-    the mobility agent and the traffic client)."""
+    the mobility agent and the traffic client). ``since --wall T FILE…``: one JSON object on
+    stdout, each file's name -> its records stamped ``wall`` >= T (a run's share of logs that
+    grow across runs, fetched in one round trip)."""
     import argparse
     import sys
 
@@ -132,7 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("message", help="a JSON object")
     r.add_argument("--timeout", type=float, default=10.0)
     r.add_argument("--expect", help="exit 0 only when the reply also holds this key, not null")
+    s = sub.add_parser("since")
+    s.add_argument("--wall", type=float, required=True)
+    s.add_argument("files", nargs="+")
     a = p.parse_args(argv)
+    if a.cmd == "since":
+        out = {Path(f).name: [rec for rec in read(f) if isinstance(rec.get("wall"), int | float)
+                              and rec["wall"] >= a.wall] for f in a.files}
+        sys.stdout.write(dumps(out))
+        return 0
     try:
         reply = request(a.socket, json.loads(a.message), a.timeout)
     except RequestError as e:

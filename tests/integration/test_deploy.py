@@ -1,8 +1,10 @@
-"""``testbed deploy`` over SSH to a bare lab: the playbooks, not the lab, configure every host.
+"""``testbed deploy`` over SSH to a bare lab: the playbooks, not the lab, configure every host;
+then ``testbed run --inventory`` plays the default handover there and judges what it fetched.
 
 One bare lab of two-ar-sctp for the module (containers of the bare host image, the MN and CN
 User-Mode Linux machines in theirs, a management network from the controller's namespace);
-the controller (``testbed deploy``) runs in that namespace, as ``ip netns exec <lab>-ctl``.
+the controller (``testbed deploy``, ``testbed run --inventory``) runs in that namespace, as
+``ip netns exec <lab>-ctl``.
 """
 
 from __future__ import annotations
@@ -21,21 +23,25 @@ from testbed.state import LabState
 from tests.integration.test_docker import docker_engine  # noqa: F401 - fixture
 from tests.integration.test_lab import ROOT, cli
 
-pytestmark = [pytest.mark.integration, pytest.mark.vm]
+# the module fixture (a bare lab up and one deploy) takes 5-7 min here, the run another 1-3
+pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.timeout(1500)]
 LAB = lab_name("dep")
 HOSTS = {"mn", "cn", "dns", "ar1", "ar2", "core"}
 
 
-def deploy(inventory: Path, out: Path, *extra: str, timeout: float = 1200):
-    """``testbed deploy`` as the controller runs it: in the lab's controller namespace."""
+def controller(*args: str, timeout: float = 1200):
+    """``testbed ARGS`` as the controller runs it: in the lab's controller namespace."""
     import subprocess
     import sys
 
-    argv = netns.exec_argv(f"{LAB}-ctl", [sys.executable, "-m", "testbed", "deploy", str(inventory),
-                                           "--out", str(out), *extra])
+    argv = netns.exec_argv(f"{LAB}-ctl", [sys.executable, "-m", "testbed", *args])
     t0 = time.monotonic()
     cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     return cp, time.monotonic() - t0
+
+
+def deploy(inventory: Path, out: Path, *extra: str, timeout: float = 1200):
+    return controller("deploy", str(inventory), "--out", str(out), *extra, timeout=timeout)
 
 
 def summary(out: Path) -> dict:
@@ -90,6 +96,27 @@ def test_a_second_deploy_changes_nothing(bare):
     s = summary(d / "second")
     assert {n: h["changed"] for n, h in s["hosts"].items()} == dict.fromkeys(HOSTS, 0), s
     print(f"second deploy: {seconds:.1f} s")
+
+
+def test_the_handover_runs_on_the_deployed_hosts_and_passes_on_their_captures(bare):
+    inv, d, cp, _ = bare
+    assert cp.returncode == 0, "the deploy failed: see test_deploy_configures_every_role_over_ssh"
+    out = d / "handover"
+    cp, seconds = controller("run", "--inventory", str(inv), "trash-handover", "--out", str(out), timeout=900)
+    assert cp.returncode == 0, cp.stdout[-4000:] + cp.stderr[-2000:]
+    print(f"handover on the deployed hosts: {seconds:.1f} s")
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["passed"], [r for r in verdict["rules"] if r["status"] != "pass"]
+    status = {r["id"]: r["status"] for r in verdict["rules"]}
+    for rule in ("asconf.ack", "order.trash", "dns.signed", "dns.answered", "continuity.tsn"):
+        assert status.get(rule) == "pass", (rule, status)
+    # the pcaps came back from the hosts that captured them: the ARs' ports and the core's links
+    assert {p.name for p in (out / "pcaps").glob("*.pcap")} == {
+        "ar1-mn.pcap", "ar2-mn.pcap", "core-ar1.pcap", "core-ar2.pcap", "core-dns.pcap", "core-cn.pcap"}
+    lab = verdict["lab"]
+    assert lab["backend"] == "ssh" and set(lab["clocks"]["hosts"]) == HOSTS, lab
+    assert all(c["uncertainty_s"] <= lab["clocks"]["max_error_s"] for c in lab["clocks"]["hosts"].values())
+    assert (out / "report.html").exists() and (out / "hosts" / "mn" / "agent-events.jsonl").exists()
 
 
 def test_an_unreachable_host_is_named_and_fails_the_deploy_without_hanging(bare):

@@ -1,0 +1,124 @@
+"""A daemon started, or stopped, on a deployed host in one process: ``python -m testbed.host.daemonctl``.
+
+What the ``testbed_daemon`` module does for a deploy, for a run's processes (the traffic server
+and client) that must start within seconds: an Ansible module run costs 10-20 s on a
+User-Mode Linux host (its Python and the module's payload unpacked under ptrace), a plain SSH
+command about one. The run playbooks send these commands with ``ansible.builtin.raw``.
+
+``start SPEC``: SPEC is the daemon as JSON (``name``, ``argv``, ``env``, ``log``, ``ready``,
+``ready_timeout``, as ``testbed.deploy.render`` makes it); a running one of that name is
+stopped first; the new one runs in a session of its own, its pid in ``RUN_DIR/<name>.pid``;
+returns once ``ready`` exits 0, failing with the log's tail when it exits first or never does.
+``stop NAME [--wait S] [--signal SIG] [--grace S]``: after up to ``--wait`` seconds for it to
+end by itself, the signal to its session, SIGKILL after ``--grace``. Each prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RUN_DIR = Path("/run/testbed")
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def pid_of(name: str) -> int:
+    try:
+        pid = int((RUN_DIR / f"{name}.pid").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+    return pid if pid > 0 and alive(pid) else 0
+
+
+def wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def stop(name: str, wait: float = 0.0, sig: int = signal.SIGTERM, grace: float = 5.0) -> dict:
+    pid = pid_of(name)
+    if not pid:
+        return {"name": name, "stopped": False}
+    if wait_gone(pid, wait):
+        return {"name": name, "stopped": False, "ended": True}
+    for s, g in ((sig, grace), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pid, s)
+        except ProcessLookupError:
+            break
+        if wait_gone(pid, g):
+            break
+    return {"name": name, "stopped": True}
+
+
+def tail(path: str, lines: int = 6) -> str:
+    try:
+        kept = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return " | ".join(kept[-lines:]) or "(empty log)"
+
+
+def start(spec: dict) -> dict:
+    name, log = spec["name"], spec["log"]
+    stop(name)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out, open(os.devnull, "rb") as devnull:
+        proc = subprocess.Popen(spec["argv"], stdin=devnull, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **{k: str(v) for k, v in (spec.get("env") or {}).items()}},
+                                start_new_session=True, close_fds=True, cwd="/")
+    (RUN_DIR / f"{name}.pid").write_text(f"{proc.pid}\n")
+    timeout = float(spec.get("ready_timeout") or 30.0)
+    deadline, delay = time.monotonic() + timeout, 0.02
+    while spec.get("ready"):
+        if subprocess.run(spec["ready"], capture_output=True, check=False, timeout=timeout).returncode == 0:
+            break
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited during start-up: {tail(log)}")
+        if time.monotonic() > deadline:
+            stop(name, grace=1.0)
+            raise SystemExit(f"{name} did not answer within {timeout:g} s: {tail(log)}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    return {"name": name, "pid": proc.pid, "started": True}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m testbed.host.daemonctl", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("start")
+    s.add_argument("spec", help="the daemon as JSON")
+    t = sub.add_parser("stop")
+    t.add_argument("name")
+    t.add_argument("--wait", type=float, default=0.0, help="seconds to let it end by itself first")
+    t.add_argument("--signal", default="TERM")
+    t.add_argument("--grace", type=float, default=5.0)
+    a = p.parse_args(argv)
+    if a.cmd == "start":
+        out = start(json.loads(a.spec))
+    else:
+        out = stop(a.name, a.wait, getattr(signal, f"SIG{a.signal.upper().removeprefix('SIG')}"), a.grace)
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
