@@ -3,6 +3,7 @@ moved, the scenario checks before anything runs, the action playbooks' rendering
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
@@ -151,3 +152,48 @@ def test_inventory_refuses_what_the_roles_do_not_deploy():
     with pytest.raises(ConfigError, match=r"access_networks\[0\]\.dhcpv6: the playbooks do not deploy"):
         inventory.build(loader.load("two-ar-dhcpv6"))
     assert yaml.safe_dump(inventory.build(loader.load("two-ar-sctp")))
+
+
+def test_daemonctl_starts_once_ready_and_stops_the_session(tmp_path, monkeypatch):
+    import sys
+
+    from testbed.host import daemonctl
+
+    monkeypatch.setattr(daemonctl, "RUN_DIR", tmp_path / "run")
+    flag = tmp_path / "up"
+    spec = {"name": "sleeper", "argv": ["sh", "-c", f"touch {flag}; exec sleep 30"], "env": {},
+            "log": str(tmp_path / "logs" / "sleeper.log"), "ready": ["test", "-e", str(flag)],
+            "ready_timeout": 10}
+    out = daemonctl.start(spec)
+    assert flag.exists() and daemonctl.pid_of("sleeper") == out["pid"]
+    assert daemonctl.stop("sleeper", grace=2.0) == {"name": "sleeper", "stopped": True}
+    assert not daemonctl.alive(out["pid"])
+    quits = [sys.executable, "-c", "print('no config'); raise SystemExit(3)"]
+    bad = {**spec, "name": "quitter", "argv": quits, "ready": ["false"]}
+    with pytest.raises(SystemExit, match="quitter exited during start-up: no config"):
+        daemonctl.start(bad)
+
+
+def test_daemonctl_stop_lets_a_daemon_end_by_itself_first(tmp_path, monkeypatch):
+    from testbed.host import daemonctl
+
+    monkeypatch.setattr(daemonctl, "RUN_DIR", tmp_path)
+    daemonctl.start({"name": "brief", "argv": ["sleep", "0.2"], "log": str(tmp_path / "b.log")})
+    assert daemonctl.stop("brief", wait=5.0) == {"name": "brief", "stopped": False, "ended": True}
+
+
+def test_a_raw_commands_output_gives_its_last_json_line():
+    from testbed.deploy.run import _last_json
+
+    assert _last_json(['{"a": 1}\r\n{"configured": 0.1}\r\n']) == {"configured": 0.1}
+    assert _last_json(["Traceback ...\r\n"]) is None and _last_json(None) is None
+
+
+def test_jsonlines_since_keeps_a_runs_share_of_each_log(tmp_path, capsys):
+    from testbed.host import jsonlines
+
+    log = tmp_path / "agent-events.jsonl"
+    jsonlines.write(log, [{"kind": "old", "wall": 10.0}, {"kind": "new", "wall": 20.0}, {"kind": "none"}])
+    assert jsonlines.main(["since", "--wall", "15", str(log), str(tmp_path / "missing.jsonl")]) == 0
+    assert json.loads(capsys.readouterr().out) == {"agent-events.jsonl": [{"kind": "new", "wall": 20.0}],
+                                                   "missing.jsonl": []}
