@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Ansible module: testbed daemons on a host, started (in order, each ready before the next),
 restarted or stopped.
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Ansible module: a role's directories and rendered files, and each daemon's config checker.
 
 Written for testbed so that a role writes all its files in one module run (a module run on a

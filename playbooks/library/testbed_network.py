@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Ansible module: a node's layer 3 as the lab plans it, changed only where the host differs.
 
 Written for testbed (ansible-core has no module for addresses, routes and Linux bridges, and

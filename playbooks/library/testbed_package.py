@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Ansible module: the testbed package on a host, in one module run.
 
 Written for testbed (ansible-core's pip and unarchive would take four runs, each seconds on a

@@ -447,7 +447,7 @@ def _in_machine(args: argparse.Namespace, argv: list[str]) -> int | None:
     machine); None when the lab runs on this host."""
     from testbed.machine import commands
 
-    if args.cmd in ON_THE_HOST:
+    if args.cmd in ON_THE_HOST or getattr(args, "inventory", None):  # run --inventory: no lab
         return None
     machine = commands.machine_of(args.lab)
     if machine is None:
