@@ -79,11 +79,13 @@ SCTP_RULE_IDS = (
     "source.left_network",
 )
 RULE_IDS = (*SCTP_RULE_IDS, *MPTCP_RULE_IDS)  # the TCP ones live in ``mptcp_rules``
-# the rules that can judge each transport's binding updates (location updates are DNS for all)
+# the rules that can judge each transport's run: location updates are DNS, and the MN's
+# source addresses are watched, whatever the transport
+_ANY_TRANSPORT = ("dns.signed", "dns.answered", "source.left_network")
 TRANSPORT_RULES = {
     "sctp": SCTP_RULE_IDS,
-    "mptcp": ("dns.signed", "dns.answered", *MPTCP_GROUP),
-    "tcp": ("dns.signed", "dns.answered", "continuity.tcp"),
+    "mptcp": (*_ANY_TRANSPORT, *MPTCP_GROUP),
+    "tcp": (*_ANY_TRANSPORT, "continuity.tcp"),
 }
 
 
