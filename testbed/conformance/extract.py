@@ -20,6 +20,7 @@ from pathlib import Path
 
 from testbed.conformance.dedup import CopyFilter, transport_key
 from testbed.conformance.facts import (
+    AbortSeen,
     AckSeen,
     AsconfSeen,
     CaptureSummary,
@@ -28,6 +29,7 @@ from testbed.conformance.facts import (
     DnsSeen,
     Facts,
     Flow,
+    InitSeen,
     Key,
     Link,
     NdSeen,
@@ -48,6 +50,7 @@ from testbed.decode.pcap import (
     UnusableCapture,
 )
 from testbed.decode.sctp import (
+    ABORT,
     DATA,
     INIT,
     INIT_ACK,
@@ -55,6 +58,7 @@ from testbed.decode.sctp import (
     AsconfAckChunk,
     AsconfChunk,
     AuthChunk,
+    ErrorChunk,
     InitChunk,
     MalformedChunk,
     chunk_spans,
@@ -230,12 +234,21 @@ class _Extractor:
             f.init_addresses[ports].add(ntop(src))
             if ch.type == INIT:
                 self.inits[(sport, dport, ch.initiate_tag)] = ch.initial_tsn
+                f.inits.setdefault((sport, dport, ch.initiate_tag), InitSeen(where, ntop(src), ntop(dst)))
             elif ch.type == INIT_ACK:
                 # INIT-ACK from B to A carries A's tag in its header and B's in its body.
                 f.sender_itsn[(sport, dport, vtag)] = ch.initial_tsn
                 a_itsn = self.inits.get((dport, sport, vtag))
                 if a_itsn is not None:
                     f.sender_itsn[(dport, sport, ch.initiate_tag)] = a_itsn
+                f.answered_inits.add((dport, sport, vtag))
+        elif isinstance(ch, ErrorChunk) and ch.type == ABORT:
+            sport, dport, vtag = hdr
+            # an ABORT answering an INIT carries that INIT's initiate tag (RFC 9260 §8.4)
+            init = (dport, sport, vtag)
+            refused = init if init in f.inits and init not in f.answered_inits else None
+            f.aborts.append(AbortSeen(where, ntop(src), ntop(dst), tuple(c.name for c in ch.causes),
+                                      refused))
         return auth
 
     def upper(

@@ -51,6 +51,27 @@ class AckSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class InitSeen:
+    """An INIT: who opened an association, to whom, with which initiate tag."""
+
+    where: Where
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True, slots=True)
+class AbortSeen:
+    """An ABORT chunk with the names of its error causes; ``refused`` names the INIT key it
+    answers when it ends an association that never got its INIT-ACK."""
+
+    where: Where
+    src: str
+    dst: str
+    causes: tuple[str, ...]
+    refused: Key | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DnsSeen:
     where: Where
     client: tuple[str, int]
@@ -121,6 +142,11 @@ class Facts:
     flows: dict[Key, Flow] = field(default_factory=dict)
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
     init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
+    # association set-up: each INIT by (sport, dport, initiate tag), the keys answered by an
+    # INIT-ACK, and every ABORT
+    inits: dict[Key, InitSeen] = field(default_factory=dict)
+    answered_inits: set[Key] = field(default_factory=set)
+    aborts: list[AbortSeen] = field(default_factory=list)
     captures: list[CaptureSummary] = field(default_factory=list)
     # later copies of a kept (non-DATA) message at other capture points, by the first copy's
     # (pcap, frame): an answer's time where its request was captured

@@ -17,6 +17,9 @@ order.trash                 per handover: configured (agent event) before ADD_IP
                             ADD_IP acked → SET_PRIMARY acked → DNS UPDATE answered → DELETE_IP acked;
                             phases absent from the capture are noted, not failed (other rules cover
                             missing answers); with no DNS in the capture the DNS step is skipped
+continuity.association      every INIT in the capture is answered by an INIT-ACK and no association is
+                            aborted: an INIT refused with ABORT (a peer that will not run ASCONF without
+                            AUTH), a lost INIT or a later ABORT fails it, with the ABORT's error causes
 continuity.tsn              in each direction every DATA TSN gap is later filled; duplicates counted
 continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X
 timeline.<phase>            the phase happened within its budget (seconds after the handover's t0, the
@@ -54,6 +57,7 @@ RULE_IDS = (
     "dns.signed",
     "dns.answered",
     "order.trash",
+    "continuity.association",
     "continuity.tsn",
     "continuity.new_path",
 )
@@ -269,6 +273,30 @@ def order_trash(c: Context) -> RuleResult:
 
 
 # -- continuity -------------------------------------------------------------------------------
+def continuity_association(c: Context) -> RuleResult:
+    rid = "continuity.association"
+    f = c.facts
+    if not f.inits and not f.aborts:
+        return _skip(rid, "no association set-up (INIT) or ABORT in the capture")
+    bad: list[Evidence] = []
+    refused: set[tuple[int, int, int]] = set()
+    for a in f.aborts:
+        causes = ", ".join(a.causes) or "no error cause"
+        if a.refused is not None:
+            refused.add(a.refused)
+            init = f.inits[a.refused]
+            what = f"INIT {init.src} → {init.dst} refused: ABORT from {a.src} ({causes})"
+        else:
+            what = f"association aborted: ABORT {a.src} → {a.dst} ({causes})"
+        bad.append(_ev(a.where, what))
+    for key, init in f.inits.items():
+        if key not in f.answered_inits and key not in refused:
+            bad.append(_ev(init.where, f"INIT {init.src} → {init.dst} never answered by an INIT-ACK"))
+    n = len(f.answered_inits & f.inits.keys())
+    return _result(rid, f"{n} association(s) set up, none aborted", bad,
+                   "association refused or aborted")
+
+
 def continuity_tsn(c: Context) -> RuleResult:
     rid = "continuity.tsn"
     flows = c.facts.flows
@@ -363,6 +391,7 @@ RULES: dict[str, Callable[[Context], RuleResult]] = {
     "dns.signed": dns_signed,
     "dns.answered": dns_answered,
     "order.trash": order_trash,
+    "continuity.association": continuity_association,
     "continuity.tsn": continuity_tsn,
     "continuity.new_path": continuity_new_path,
 }

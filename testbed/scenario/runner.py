@@ -23,7 +23,7 @@ from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
 from testbed.scenario.model import Depart, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
-from testbed.scenario.traffic import SctpTraffic
+from testbed.scenario.traffic import AssociationRefused, SctpTraffic
 from testbed.state import LabState
 
 MOVEMENT_EVENTS = ("link_up", "link_down", "detected", "configured", "lost")
@@ -124,7 +124,11 @@ class Runner:
                                "`sctp: {stack: auto}` in the topology")
         self.progress(f"traffic {t.action}")
         self.log.step("traffic", action=t.action)
-        (self.traffic.start if t.action == "start" else self.traffic.stop)()
+        try:
+            (self.traffic.start if t.action == "start" else self.traffic.stop)()
+        except AssociationRefused as e:  # judged from the capture: the steps go on without it
+            self.progress("association refused")
+            self.log.add({"event": "traffic", "op": "refused", "error": str(e)})
 
     def _depart(self, _: Depart) -> None:
         self.progress("depart")

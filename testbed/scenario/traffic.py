@@ -16,10 +16,16 @@ from typing import Any
 from testbed.errors import TestbedError
 from testbed.host.poll import poll_until
 from testbed.scenario.model import Traffic
+from testbed.sctp.traffic import REFUSED
 from testbed.services.base import log_tail
 from testbed.services.binding import TRAFFIC_CONTROL
 
 PORT = 5001
+
+
+class AssociationRefused(TestbedError):
+    """The CN answered the client's INIT with ABORT: a protocol outcome the checker judges
+    (``continuity.association``), not a broken lab."""
 
 
 class SctpTraffic:
@@ -37,18 +43,21 @@ class SctpTraffic:
         """Until ``probe`` holds (a stats file, a control socket: polled), failing at once with
         the log's tail when the process exits."""
         rt = self.lab.runtime(node)
-        exited = False
+        status: int | None = None
 
         def settled() -> bool:
-            nonlocal exited
+            nonlocal status
             if probe():
                 return True
-            exited = rt.wait(pid, 0) is not None
-            return exited
+            status = rt.wait(pid, 0)
+            return status is not None
 
-        if poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2) and not exited:
+        if poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2) and status is None:
             return
-        if exited:
+        if status == REFUSED and node == self.mn:
+            err = (self.results().get("client") or {}).get("error") or "ABORT"
+            raise AssociationRefused(f"SCTP traffic: {self.cn} refused the association ({err})")
+        if status is not None:
             raise TestbedError(f"SCTP traffic: {what} exited: {log_tail(log)}")
         raise TestbedError(f"SCTP traffic: {what} not ready within {timeout:g} s; see "
                            f"{self.dir_cn} and {self.dir_mn}")
@@ -75,8 +84,14 @@ class SctpTraffic:
              "--mode", self.params.binding,
              *(["--auto-asconf-sockopt"] if self.params.binding == "auto_asconf" else []),
              "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
-        self._wait("client association", self._associated, self.mn, self.client_pid,
-                   self.dir_mn / "client.log")
+        try:
+            self._wait("client association", self._associated, self.mn, self.client_pid,
+                       self.dir_mn / "client.log")
+        except AssociationRefused:
+            self.client_pid = 0
+            cn_rt.stop(self.server_pid, grace=2.0)  # no association will come
+            self.server_pid = 0
+            raise
 
     def _associated(self) -> bool:
         try:

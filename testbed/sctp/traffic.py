@@ -33,6 +33,7 @@ MAGIC = b"TBSC"
 HEADER = struct.Struct("!4sIQd")  # magic, total length, sequence number, sender unix time
 MAX_RECORDS = 200_000
 ECHO_SIZE = 32  # bytes of each server reply (--echo)
+REFUSED = 3  # the client's exit status when the peer refused the association (ABORT to INIT)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,12 @@ def client(args: argparse.Namespace) -> int:
     _bind(sock, local, 0)
     if args.mode == "auto_asconf" and args.auto_asconf_sockopt:
         sockapi.set_auto_asconf(sock, True)  # EINVAL unless the socket is bound to the wildcard
-    sockapi.connectx(sock, servers, args.port)
+    try:
+        sockapi.connectx(sock, servers, args.port)
+    except ConnectionRefusedError as e:  # the peer answered the INIT with ABORT
+        write_json(Path(args.stats), {"role": "client", "sent": 0, "refused": True,
+                                      "error": f"{type(e).__name__}: {e}"})
+        return REFUSED
     sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
     local_port = sockapi.local_addrs(sock)[0][1]
     driver = BindingDriver(sock, local_port, args.port, args.mode)

@@ -20,6 +20,7 @@ from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptPrefixInfo, 
 from scapy.layers.l2 import Ether
 from scapy.layers.sctp import (
     SCTP,
+    SCTPChunkAbort,
     SCTPChunkAddressConf,
     SCTPChunkAddressConfAck,
     SCTPChunkAuthentication,
@@ -217,6 +218,18 @@ class Assoc:
         )  # fmt: skip
         return init, ack
 
+    def refused_init(self, cause: bytes = b"") -> tuple[bytes, bytes]:
+        """An INIT and the ABORT that refuses it: the ABORT carries the INIT's initiate tag."""
+        init, _ack = self.init()
+        abort = bytes(self.ip(self.cn_addr, self.mn_addr)
+                      / SCTP(sport=self.cn_port, dport=self.mn_port, tag=self.mn_tag)
+                      / SCTPChunkAbort(error_causes=cause))
+        return init, abort
+
+    def abort_from_cn(self, dst: str) -> bytes:
+        """ABORT of an established association (User-Initiated Abort, no reason given)."""
+        return self.from_cn(dst, [SCTPChunkAbort(error_causes=struct.pack("!HH", 12, 4))])
+
     def data_to_mn(self, dst: str, tsn: int | None = None) -> bytes:
         if tsn is None:
             tsn, self.cn_tsn = self.cn_tsn, self.cn_tsn + 1
@@ -283,6 +296,7 @@ class Knobs:
     lose_tsn: bool = False  # True: one CN DATA TSN never appears
     data_to_old: bool = False  # True: after SET_PRIMARY the CN keeps sending to the old address
     serial_offset: int = 0  # != 0: the first ASCONF serial is not the MN's initial TSN
+    abort: bool = False  # True: the CN aborts the association after the handover
 
 
 MN_NAME = "mn.mobile.test."
@@ -346,6 +360,8 @@ def trash_capture(knobs: Knobs | None = None, *, start: float = 1_700_000_000.0)
         cap.add(t, a.data_to_mn(new))
         cap.add(t + 0.001, a.data_from_mn(new))
         t += 0.01
+    if k.abort:
+        cap.add(t, a.abort_from_cn(new))
     return cap
 
 

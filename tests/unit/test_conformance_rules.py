@@ -13,7 +13,7 @@ from scapy.layers.l2 import Ether
 from testbed.conformance import RULE_IDS, Verdict, check
 from testbed.decode.pcap import LINKTYPE_LINUX_SLL2
 from testbed.errors import ConfigError
-from tests.support.synth import Capture, Knobs, agent_events, trash_capture, write_pcap
+from tests.support.synth import Assoc, Capture, Knobs, addresses, agent_events, trash_capture, write_pcap
 
 MN = "mn.mobile.test"
 
@@ -56,6 +56,7 @@ BROKEN = [
     (Knobs(refuse_set_primary=True), "asconf.success", "Request Refused - No Authorization"),
     (Knobs(lose_tsn=True), "continuity.tsn", "never seen"),
     (Knobs(data_to_old=True), "continuity.new_path", "not 198.51.100.10"),
+    (Knobs(abort=True), "continuity.association", "User-Initiated Abort"),
 ]
 
 
@@ -94,6 +95,28 @@ def test_dns_only_capture_skips_sctp_rules(tmp_path: Path) -> None:
     st = v.statuses()
     assert st["dns.signed"] == st["dns.answered"] == "pass"
     assert {r for r, s in st.items() if s == "skip"} == set(RULE_IDS) - {"dns.signed", "dns.answered"}
+
+
+def test_refused_and_unanswered_inits_fail_the_association_rule(tmp_path: Path) -> None:
+    """An INIT answered by ABORT (as Linux answers an INIT offering ASCONF without AUTH) is one
+    refusal, cited at the ABORT; an INIT never answered is cited at the INIT; no ASCONF rule
+    has anything to judge."""
+    old, _new, cn, _dns = addresses(False)
+    cap = Capture()
+    init, abort = Assoc(old, cn).refused_init()
+    cap.add(1_700_000_000.0, init)
+    cap.add(1_700_000_000.001, abort)
+    lost, _ack = Assoc(old, cn, mn_port=5002, mn_tag=0x33333333).init()
+    cap.add(1_700_000_001.0, lost)
+    v = _run(tmp_path, cap)
+    res = v.rule("continuity.association")
+    assert res.status == "fail"
+    assert [(e.frame, e.what) for e in res.evidence] == [
+        (2, f"INIT {old} → {cn} refused: ABORT from {cn} (no error cause)"),
+        (3, f"INIT {old} → {cn} never answered by an INIT-ACK"),
+    ]
+    assert {r.id for r in v.rules if r.id.startswith("asconf.")} <= {
+        r.id for r in v.rules if r.status == "skip"}
 
 
 def test_mn_name_filters_updates(tmp_path: Path) -> None:
