@@ -312,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="judge captures against Appendix A (testbed check --help)",
                    add_help=False)
 
+    from testbed.cli import interop
+
+    interop.add_parser(sub)
+
     s = sub.add_parser("mobility", help="the mobility agent on the MN: state, events, departure")
     m = s.add_subparsers(dest="action", required=True)
     x = m.add_parser("state", help="the pollable state (per interface: link, networks, addresses)")
@@ -351,7 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-ON_THE_HOST = ("clean", "check")  # clean removes machines from the host; check needs no lab
+# clean removes machines from the host; check needs no lab; interop runs labs of its own
+ON_THE_HOST = ("clean", "check", "interop")
 
 
 def _in_machine(args: argparse.Namespace, argv: list[str]) -> int | None:

@@ -79,8 +79,11 @@ def sctp_peer(lab: Lab, traffic: Traffic | None) -> str | None:
 
 class Runner:
     def __init__(self, scenario: Scenario, lab: Lab, out: Path, progress: Progress = quiet,
-                 dwell: Callable[[float], None] = time.sleep) -> None:
+                 dwell: Callable[[float], None] = time.sleep, *, title: str | None = None,
+                 context: dict[str, Any] | None = None) -> None:
         self.sc, self.lab, self.out, self.progress = scenario, lab, out.resolve(), progress
+        self.title = title or f"{scenario.name} on lab {lab.state.lab}"  # the report's
+        self.context = context or {}  # more for verdict.json's lab block (an interop cell's setting)
         self.dwell = dwell  # the scenario's own dwell times (``wait`` steps), not waits for events
         self.log = EventLog(self.out / "events.jsonl")
         self.traffic: SctpTraffic | None = None
@@ -184,12 +187,13 @@ class Runner:
         st = self.lab.state
         return {"name": st.lab, "topology": self.lab.topo.name, "machine": st.machine,
                 "backend": st.backend, "scenario": self.sc.name, "seed": self.sc.seed,
-                "nodes": {n: self.lab.nodes.kernel_info(n).to_dict() for n in self.lab.plan.nodes}}
+                "nodes": {n: self.lab.nodes.kernel_info(n).to_dict() for n in self.lab.plan.nodes},
+                **self.context}
 
     def _report(self, verdict: Any) -> None:
         from testbed.report.html import render_report
 
-        render_report(self.out, self.roles(), f"{self.sc.name} on lab {self.lab.state.lab}",
+        render_report(self.out, self.roles(), self.title,
                       budgets=self.sc.budgets or None, verdict=verdict)
 
     def roles(self) -> dict[str, list[str]]:
