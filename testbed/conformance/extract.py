@@ -33,6 +33,7 @@ from testbed.conformance.facts import (
     Key,
     Link,
     NdSeen,
+    PathConfirmed,
     Where,
 )
 from testbed.decode.dhcp import DhcpMessage
@@ -52,6 +53,8 @@ from testbed.decode.pcap import (
 from testbed.decode.sctp import (
     ABORT,
     DATA,
+    HEARTBEAT,
+    HEARTBEAT_ACK,
     INIT,
     INIT_ACK,
     SACK,
@@ -59,6 +62,7 @@ from testbed.decode.sctp import (
     AsconfChunk,
     AuthChunk,
     ErrorChunk,
+    GenericChunk,
     InitChunk,
     MalformedChunk,
     chunk_spans,
@@ -69,6 +73,7 @@ _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
 _MAX_GAP = 1 << 20  # a forward TSN jump larger than this is reported, not enumerated
 _MAX_EXAMPLES = 20
+_MAX_HEARTBEATS = 4096  # unanswered HEARTBEATs remembered (oldest dropped)
 _DATA_MIN = 16  # a DATA chunk shorter than this is malformed (decode_chunk says why)
 _NO_CAPTURE_POINTS = frozenset({LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6})
 _LABELS: dict[type, str] = {
@@ -90,7 +95,9 @@ class _Extractor:
     def __init__(self, names: list[str], window: float) -> None:
         self.f = Facts(pcaps=names)
         self.copies = CopyFilter(window)
-        self.watch: dict[Key, list[AckSeen]] = {}  # ACKs waiting for their first DATA
+        # ASCONF-ACKs and path confirmations waiting for the first new DATA in their direction
+        self.watch: dict[Key, list[AckSeen | PathConfirmed]] = {}
+        self.heartbeats: dict[bytes, tuple[Key, str]] = {}  # HEARTBEAT info → (its key, its dst)
         self.inits: dict[Key, int] = {}  # (sport, dport, own tag) of an INIT → its initial TSN
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -169,8 +176,8 @@ class _Extractor:
                         new = self.tsn_slow(fl, tsn, pidx, fno, ts)
                     if new and watch and hdr in watch:
                         seen_data = DataSeen(Where(f.pcaps[pidx], fno, ts), ntop(src), ntop(dst), tsn)
-                        for ack in watch.pop(hdr):
-                            ack.first_data_back = seen_data
+                        for waiting in watch.pop(hdr):
+                            waiting.first_data_back = seen_data
                 elif ctype != SACK:  # SACK needs nothing; the rest are rare
                     ch = decode_chunk(data, p, clen)
                     if isinstance(ch, MalformedChunk):
@@ -242,6 +249,16 @@ class _Extractor:
                 if a_itsn is not None:
                     f.sender_itsn[(dport, sport, ch.initiate_tag)] = a_itsn
                 f.answered_inits.add((dport, sport, vtag))
+        elif isinstance(ch, GenericChunk) and ch.type == HEARTBEAT:
+            if len(self.heartbeats) >= _MAX_HEARTBEATS:
+                del self.heartbeats[next(iter(self.heartbeats))]
+            self.heartbeats[ch.value] = (hdr, ntop(dst))
+        elif isinstance(ch, GenericChunk) and ch.type == HEARTBEAT_ACK:
+            sent = self.heartbeats.pop(ch.value, None)  # the ACK echoes the HEARTBEAT's info
+            if sent is not None:
+                conf = PathConfirmed(where, sent[0], sent[1])
+                f.confirmations.append(conf)
+                self.watch.setdefault(sent[0], []).append(conf)
         elif isinstance(ch, ErrorChunk) and ch.type == ABORT:
             sport, dport, vtag = hdr
             # an ABORT answering an INIT carries that INIT's initiate tag (RFC 9260 §8.4)

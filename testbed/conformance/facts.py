@@ -71,6 +71,18 @@ class AbortSeen:
     refused: Key | None = None
 
 
+@dataclass(slots=True)
+class PathConfirmed:
+    """A HEARTBEAT-ACK echoing a HEARTBEAT sent to ``address``: the peer may now send DATA
+    there (RFC 9260 §5.4: no DATA to an unconfirmed address). ``key`` is the HEARTBEAT's
+    direction; ``first_data_back`` the first new DATA in it after this ACK."""
+
+    where: Where
+    key: Key
+    address: str
+    first_data_back: DataSeen | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class DnsSeen:
     where: Where
@@ -147,6 +159,7 @@ class Facts:
     inits: dict[Key, InitSeen] = field(default_factory=dict)
     answered_inits: set[Key] = field(default_factory=set)
     aborts: list[AbortSeen] = field(default_factory=list)
+    confirmations: list[PathConfirmed] = field(default_factory=list)
     captures: list[CaptureSummary] = field(default_factory=list)
     # later copies of a kept (non-DATA) message at other capture points, by the first copy's
     # (pcap, frame): an answer's time where its request was captured

@@ -21,7 +21,9 @@ continuity.association      every INIT in the capture is answered by an INIT-ACK
                             aborted: an INIT refused with ABORT (a peer that will not run ASCONF without
                             AUTH), a lost INIT or a later ABORT fails it, with the ABORT's error causes
 continuity.tsn              in each direction every DATA TSN gap is later filled; duplicates counted
-continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X
+continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X;
+                            while X is unconfirmed (its HEARTBEAT-ACK not yet back) DATA may keep the
+                            old path (RFC 9260 §5.4), and the first after the confirmation is judged
 timeline.<phase>            the phase happened within its budget (seconds after the handover's t0, the
                             new link's link_up); skipped without agent events
 ==========================  =========================================================================
@@ -329,9 +331,10 @@ def continuity_tsn(c: Context) -> RuleResult:
 
 def continuity_new_path(c: Context) -> RuleResult:
     rid = "continuity.new_path"
-    judged = 0
+    judged = waited = 0
     bad: list[Evidence] = []
     for n, h in enumerate(c.handovers, 1):
+        waited += h.confirmed is not None
         sp = h.set_primary
         if sp is None or sp.acked is None:
             continue
@@ -347,6 +350,8 @@ def continuity_new_path(c: Context) -> RuleResult:
     if not judged:
         return _skip(rid, "no DATA toward the MN after an acknowledged SET_PRIMARY")
     ok = f"{judged} handover(s): first new DATA after SET_PRIMARY used the new address"
+    if waited:
+        ok += f" ({waited} once its path was confirmed by HEARTBEAT-ACK)"
     return _result(rid, ok, bad, "DATA kept using the old path after SET_PRIMARY")
 
 

@@ -57,6 +57,7 @@ BROKEN = [
     (Knobs(lose_tsn=True), "continuity.tsn", "never seen"),
     (Knobs(data_to_old=True), "continuity.new_path", "not 198.51.100.10"),
     (Knobs(abort=True), "continuity.association", "User-Initiated Abort"),
+    (Knobs(confirm="before"), "continuity.new_path", "not 198.51.100.10"),
 ]
 
 
@@ -95,6 +96,18 @@ def test_dns_only_capture_skips_sctp_rules(tmp_path: Path) -> None:
     st = v.statuses()
     assert st["dns.signed"] == st["dns.answered"] == "pass"
     assert {r for r, s in st.items() if s == "skip"} == set(RULE_IDS) - {"dns.signed", "dns.answered"}
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_data_may_keep_the_old_path_until_the_new_one_is_confirmed(tmp_path: Path, v6: bool) -> None:
+    """RFC 9260 §5.4: no DATA to an unconfirmed address. A DATA to the old address after
+    SET_PRIMARY is acked but before the new address's HEARTBEAT-ACK is right; the first DATA
+    after the confirmation is the one judged."""
+    v = _run(tmp_path, trash_capture(Knobs(v6=v6, confirm="late")))
+    res = v.rule("continuity.new_path")
+    assert res.status == "pass" and "(1 once its path was confirmed by HEARTBEAT-ACK)" in res.message
+    (ho,) = v.handovers
+    assert ho["phases"]["first_data_new_path"] > ho["phases"]["set_primary_acked"] + 0.001
 
 
 def test_refused_and_unanswered_inits_fail_the_association_rule(tmp_path: Path) -> None:
