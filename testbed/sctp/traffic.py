@@ -34,6 +34,7 @@ HEADER = struct.Struct("!4sIQd")  # magic, total length, sequence number, sender
 MAX_RECORDS = 200_000
 ECHO_SIZE = 32  # bytes of each server reply (--echo)
 REFUSED = 3  # the client's exit status when the peer refused the association (ABORT to INIT)
+SHUTDOWN_WAIT = 3.0  # seconds the client reads the server's last echoes after its SHUTDOWN
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,8 @@ def client(args: argparse.Namespace) -> int:
 
     control = CommandServer(Path(args.control), driver.handle) if args.control else None
     periodic = _Periodic(Path(args.stats), snapshot)
-    threading.Thread(target=receive, name="echo-receiver", daemon=True).start()
+    receiver = threading.Thread(target=receive, name="echo-receiver", daemon=True)
+    receiver.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -313,9 +315,18 @@ def client(args: argparse.Namespace) -> int:
     finally:
         if control:
             control.close()
+        # Graceful SHUTDOWN: the server reads the end of the stream and closes, its last echoes
+        # are read here until the association ends. Closing with echoes still unread would
+        # make the kernel ABORT the association instead (User-Initiated Abort), which a slow
+        # guest hits whenever the receiver lags.
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # not connected any more
+        receiver.join(SHUTDOWN_WAIT)
         periodic.stopped.set()
         periodic.write()
-        sock.close()  # graceful SHUTDOWN: the server sees the end of the stream
+        sock.close()
     return 1 if error else 0
 
 
