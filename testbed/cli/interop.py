@@ -25,7 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--scenario", help="scenario name or path (default: trash-handover)")
     s.add_argument("--out", help="output directory (default: out/interop-<time>)")
     s.add_argument("--only", help="a part of the matrix: MN=K,CN=K,SETTING=S (keys may repeat)")
-    s.add_argument("--jobs", type=int, help="labs at once (default: one per core, as memory allows)")
+    s.add_argument("--jobs", type=int, help="labs at once at most (default: as memory allows)")
+    s.add_argument("--cpus", type=float,
+                   help="cores the labs may keep busy together: a QEMU node counts 1, a UML node "
+                        "0.25 (default: this machine's cores)")
     s.add_argument("--fresh", action="store_true",
                    help="a new lab for every cell (default: a lab is reused within a kernel pair "
                         "after a cell that ended as expected)")
@@ -51,11 +54,15 @@ def cmd_interop(a: argparse.Namespace) -> int:
     cells = matrix.plan(kernels, chosen, only)
     if a.jobs is not None and a.jobs < 1:
         raise ConfigError("--jobs", str(a.jobs), "must be at least 1")
+    if a.cpus is not None and a.cpus <= 0:
+        raise ConfigError("--cpus", str(a.cpus), "must be more than 0")
     jobs = min(a.jobs or engine.default_jobs(), len(matrix.groups(cells)))
+    cpus = a.cpus or engine.default_cpus()
     dest = Path(a.out or f"out/interop-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    run = engine.MatrixRun(scenario_path, kernels, chosen, cells, dest, a.lab, jobs, fresh=a.fresh)
+    run = engine.MatrixRun(scenario_path, kernels, chosen, cells, dest, a.lab, jobs, cpus, fresh=a.fresh)
     err.print(f"interop: {len(cells)} cells ({len(kernels)} kernels, {len(chosen)} settings) of "
-              f"{sc.name}, {jobs} lab(s) at once ({', '.join(run.lanes)}); results in {dest}")
+              f"{sc.name}; up to {jobs} lab(s) at once within {cpus:g} cores ({', '.join(run.lanes)}); "
+              f"results in {dest}")
     t0, started = time.monotonic(), time.time()
     results: list[matrix.CellResult] = []
     previous = signal.signal(signal.SIGTERM, _as_interrupt)

@@ -1,5 +1,12 @@
 """Running a matrix: cells grouped by kernel pair, each group a lane process on a lab of its
-own, as many lanes at once as ``jobs`` (default: what the machine's cores and memory carry).
+own, as many lanes at once as the machine carries.
+
+CPU decides how many: a QEMU node emulates every guest instruction (TCG) and keeps about a
+core busy while its lab runs a cell, a UML node runs guest code natively and needs little. A
+lane is started while the CPU weight of the running ones (``NODE_CPU`` per kernel node) stays
+within the cores, heaviest groups first, lighter ones filling what is left; at most ``jobs``
+lanes (memory), and always at least one. Overloading the cores does not finish sooner: the
+emulated guests slow down together, and daemons on them miss their start-up timeouts.
 
 Lanes are named ``<prefix>0``, ``<prefix>1``, ...: a lab name is given to one running lane at a
 time. The caller sees progress through ``MatrixUi`` and gets every cell's result, in the
@@ -28,20 +35,36 @@ from testbed.interop.settings import Setting
 from testbed.state import LabState
 
 # Memory a lane's lab may take at most: two QEMU guests (~350 MiB each with the emulator),
-# tcpdump per link, named, dhcpd, radvd, and the lane's own Python.
+# tcpdump rings (16 MiB per link), named, dhcpd, radvd, and the lane's own Python.
 LANE_MEMORY = 1024 << 20
+MAX_JOBS = 8
+NODE_CPU = {"qemu": 1.0, "uml": 0.25}  # cores a kernel node of a running lab keeps busy
 INTERRUPT_GRACE = 120.0  # seconds a lane may take to remove its lab after Ctrl-C
 
 
 def default_jobs() -> int:
-    """Lanes at once: one per core (a lane's CPU goes in bursts: boots, handovers, the
-    checker's pass; between them it waits on the scenario's dwell times), bounded by memory."""
-    cores = os.cpu_count() or 1
+    """Lanes at most: what memory carries (the CPU weights decide how many of them run)."""
     try:
         avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
-        avail = LANE_MEMORY * cores
-    return max(1, min(cores, avail // LANE_MEMORY))
+        avail = LANE_MEMORY
+    return max(1, min(MAX_JOBS, avail // LANE_MEMORY))
+
+
+def default_cpus() -> float:
+    return float(os.cpu_count() or 1)
+
+
+def weight(group: list[Cell]) -> float:
+    """The CPU a group's lab keeps busy (its two kernel nodes)."""
+    return sum(NODE_CPU[k.stack] for k in (group[0].mn, group[0].cn))
+
+
+def pick(todo: list[list[Cell]], running: list[list[Cell]], cpus: float) -> list[Cell] | None:
+    """The first group (they come heaviest first) that fits beside the running ones; any
+    group when none runs."""
+    load = sum(weight(g) for g in running)
+    return next((g for g in todo if not running or load + weight(g) <= cpus + 1e-9), None)
 
 
 class MatrixUi(Protocol):
@@ -58,7 +81,8 @@ class MatrixRun:
     cells: list[Cell]
     out: Path
     lab_prefix: str
-    jobs: int
+    jobs: int  # lanes at most
+    cpus: float = 1.0  # the CPU weight the running lanes may take together
     fresh: bool = False
     results: dict[str, CellResult] = field(default_factory=dict)  # by cell slug
 
@@ -141,10 +165,17 @@ def run(m: MatrixRun, ui: MatrixUi, popen: Callable[..., subprocess.Popen[str]] 
                 ui.finished(cell, res)
         free.append(lane)
 
+    def admit() -> None:
+        while todo and free:
+            group = pick(todo, [r.group for r in running.values()], m.cpus)
+            if group is None:
+                return
+            todo.remove(group)
+            start(group, free.pop())
+
     try:
         while todo or running:
-            while todo and free:
-                start(todo.pop(0), free.pop())
+            admit()
             try:
                 lane, ev = events.get(timeout=0.5)
             except queue.Empty:
