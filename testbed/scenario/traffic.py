@@ -39,7 +39,7 @@ class SctpTraffic:
         self.server_stats = self.dir_cn / "server.json"
         self.client_stats = self.dir_mn / "client.json"
 
-    def _wait(self, what: str, probe, node: str, pid: int, log: Path, timeout: float = 90.0) -> None:
+    def _wait(self, what: str, probe, node: str, pid: int, log: Path, timeout: float = 180.0) -> None:
         """Until ``probe`` holds (a stats file, a control socket: polled), failing at once with
         the log's tail when the process exits."""
         rt = self.lab.runtime(node)

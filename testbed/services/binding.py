@@ -17,7 +17,7 @@ TRAFFIC_CONTROL = Path("/run/testbed-traffic.sock")  # the traffic client's driv
 
 class BindingService(Daemon):
     NAME = "binding"
-    START_TIMEOUT = 90.0  # a Python start under TCG takes seconds
+    START_TIMEOUT = 180.0  # a Python start under TCG takes seconds, a minute on loaded cores
 
     def __init__(self, node, directory: Path, agent_socket: Path, location_env: dict[str, str],
                  families: str = "4", switch: str = "newest") -> None:

@@ -32,7 +32,7 @@ class Dhcpcd(Daemon):
     NAME = "dhcpcd"
     # ~20 ms in a namespace; in a QEMU/TCG guest whose host cores other labs' guests share,
     # more than 10 s was seen before its first log line
-    START_TIMEOUT = 60.0
+    START_TIMEOUT = 180.0
     BINARIES = (("dhcpcd", "dhcpcd-base"), ("unshare", "util-linux"))
 
     def __init__(self, node, directory: Path, metrics: dict[str, int]) -> None:
