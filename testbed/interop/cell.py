@@ -43,11 +43,6 @@ def cell_topology(sc: Scenario, mn: KernelChoice, cn: KernelChoice, setting: Set
     return data
 
 
-def sysctls(setting: Setting, side: str) -> dict[str, str]:
-    """The setting's net.sctp sysctls of one side, as a runtime's ``set_sysctls`` takes them."""
-    return {f"net.sctp.{k}": str(v) for k, v in setting.values(side).items()}  # type: ignore[arg-type]
-
-
 def cell_scenario(sc: Scenario, setting: Setting) -> Scenario:
     """The scenario under a setting: its traffic binding if the setting names one, the
     setting's expectations over the scenario's own, and no timeline budgets: a cell judges

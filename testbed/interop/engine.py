@@ -38,7 +38,7 @@ from testbed.state import LabState
 # tcpdump rings (16 MiB per link), named, dhcpd, radvd, and the lane's own Python.
 LANE_MEMORY = 1024 << 20
 MAX_JOBS = 8
-NODE_CPU = {"qemu": 1.0, "uml": 0.25}  # cores a kernel node of a running lab keeps busy
+NODE_CPU = {"qemu": 1.0, "uml": 0.25, "usrsctp": 0.1}  # cores a node of a running lab keeps busy
 INTERRUPT_GRACE = 120.0  # seconds a lane may take to remove its lab after Ctrl-C
 
 

@@ -77,7 +77,7 @@ def render(path: Path, *, scenario: str, kernels: list[KernelChoice], settings: 
                 + f"; expected: {escape(expect)}</span></p>",
                 "<table><tr><th>MN \\ CN</th>"
                 + "".join(f"<th>{_kernel_head(k)}</th>" for k in kernels) + "</tr>"]
-        for mn in kernels:
+        for mn in (k for k in kernels if k.mobile):
             row = "".join(_cell(by_key.get((mn.label, cn.label, s.name))) for cn in kernels)
             out.append(f"<tr><th>{_kernel_head(mn)}</th>{row}</tr>")
         out.append("</table>")

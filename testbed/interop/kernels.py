@@ -3,7 +3,8 @@
 ``uml`` is Debian's User-Mode-Linux build; a Debian series or release (``6.1``, ``6.12``,
 ``6.1.0-56``) is a cached distribution kernel in QEMU; a path is a user's build: an ``ARCH=um``
 binary boots as a UML node, a bzImage or x86 vmlinux in QEMU (``uml:PATH`` / ``qemu:PATH``
-say which when the file cannot tell).
+say which when the file cannot tell). ``usrsctp`` is not a kernel but a second SCTP
+implementation (libusrsctp2), for the correspondent's side only.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class KernelChoice:
     """One row and column of the matrix."""
 
     label: str  # as given on the command line
-    stack: str  # "uml" | "qemu"
+    stack: str  # "uml" | "qemu" | "usrsctp" (a correspondent only)
     kernel: str | None  # the node's ``kernel:`` value
     release: str  # `uname -r` of the resolved build
 
@@ -39,6 +40,11 @@ class KernelChoice:
             return re.sub(r"[^A-Za-z0-9.+-]", "_", self.label)
         digest = hashlib.sha1(self.label.encode()).hexdigest()[:6]
         return f"{re.sub(r'[^A-Za-z0-9.+-]', '_', Path(self.label).name)}-{digest}"
+
+    @property
+    def mobile(self) -> bool:
+        """Can it run the mobile node? (usrsctp cannot add an address after its start.)"""
+        return self.stack != "usrsctp"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,11 +78,34 @@ def image_kind(path: Path) -> str:
     return "uml"
 
 
+def usrsctp_choice() -> KernelChoice:
+    """usrsctp as a correspondent: the library must load, and the host kernel must have no SCTP
+    (usrsctp speaks SCTP over raw IP in a namespace of that kernel)."""
+    import ctypes
+    import subprocess
+
+    from testbed.runtimes.kernel_nodes import host_has_sctp
+    from testbed.sctp.usrsctp import LIBRARY, PACKAGE
+
+    try:
+        ctypes.CDLL(LIBRARY)
+    except OSError as e:
+        raise ConfigError("--kernels", "usrsctp", f"{LIBRARY} not found",
+                          f"install the Debian package '{PACKAGE}' (make setup)") from e
+    if host_has_sctp():
+        raise ConfigError("--kernels", "usrsctp", "this host's kernel has SCTP, which would answer "
+                          "usrsctp's packets itself", "leave usrsctp out here")
+    cp = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", PACKAGE], capture_output=True, text=True)
+    return KernelChoice("usrsctp", "usrsctp", None, f"libusrsctp {cp.stdout.strip() or '?'}")
+
+
 def parse(spec: str) -> KernelChoice:
     """One ``--kernels`` entry, resolved now so a bad one fails before anything is built."""
     label = spec.strip()
     if not label:
         raise ConfigError("--kernels", "-", "empty kernel name", "e.g. --kernels uml,6.1,6.12")
+    if label == "usrsctp":
+        return usrsctp_choice()
     stack, _, rest = label.partition(":")
     if stack in ("uml", "qemu") and rest:
         kind, target = stack, rest

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from testbed.errors import TestbedError
-from testbed.interop.cell import cell_scenario, cell_topology, endpoints, sysctls
+from testbed.interop.cell import cell_scenario, cell_topology, endpoints
 from testbed.interop.matrix import Cell, CellResult, classify
 from testbed.lab import Lab
 from testbed.scenario import model
@@ -96,6 +96,8 @@ class Lane:
         finally:
             if self.lab is not None:
                 self.lab.close()
+                if res.status == "error":  # the lab goes next: keep what explains it
+                    keep_logs(self.lab.state.dir, out / "lab-logs")
         self.healthy = res.status in REUSABLE and not self.fresh
         res.seconds = round(time.monotonic() - t0, 1)
         out.mkdir(parents=True, exist_ok=True)
@@ -121,9 +123,22 @@ class Lane:
             say(f"back to {start[0]}")
             lab.move(start[0], "make-before-break")
         mn, cn = endpoints(lab.topo, self.sc)
-        for node, side in ((mn, "mn"), (cn, "cn")):
-            lab.runtime(node).set_sysctls(sysctls(cell.setting, side))
+        lab.set_sctp(mn, cell.setting.values("mn"))
+        lab.set_sctp(cn, cell.setting.values("cn"))
         return False
+
+
+def keep_logs(run_dir: Path, dest: Path, limit: int = 1 << 20) -> None:
+    """Copy a lab's logs (daemons, kernel consoles: ``*.log``, ``*.jsonl``) out of its run dir,
+    each file's last ``limit`` bytes."""
+    for p in sorted(run_dir.rglob("*")):
+        if p.suffix not in (".log", ".jsonl") or not p.is_file():
+            continue
+        target = dest / p.relative_to(run_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "rb") as f:
+            f.seek(max(0, p.stat().st_size - limit))
+            target.write_bytes(f.read())
 
 
 def main(argv: list[str] | None = None) -> int:

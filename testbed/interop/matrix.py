@@ -97,7 +97,7 @@ def parse_only(text: str | None, kernels: list[KernelChoice], settings: list[Set
     out: dict[str, set[str]] = {}
     if not text:
         return out
-    known = {"mn": [k.label for k in kernels], "cn": [k.label for k in kernels],
+    known = {"mn": [k.label for k in kernels if k.mobile], "cn": [k.label for k in kernels],
              "setting": [s.name for s in settings]}
     for part in text.split(","):
         key, sep, value = part.partition("=")
@@ -114,9 +114,10 @@ def parse_only(text: str | None, kernels: list[KernelChoice], settings: list[Set
 
 def plan(kernels: list[KernelChoice], settings: list[Setting], only: Mapping[str, set[str]] | None = None
          ) -> list[Cell]:
-    """Every MN × CN × setting cell the filter keeps, MN-major (the order of the tables)."""
+    """Every MN × CN × setting cell the filter keeps, MN-major (the order of the tables);
+    usrsctp is a CN only."""
     only = only or {}
-    cells = [Cell(m, c, s) for m in kernels for c in kernels for s in settings
+    cells = [Cell(m, c, s) for m in kernels if m.mobile for c in kernels for s in settings
              if m.label in only.get("mn", {m.label}) and c.label in only.get("cn", {c.label})
              and s.name in only.get("setting", {s.name})]
     if not cells:

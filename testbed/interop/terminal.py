@@ -96,7 +96,7 @@ def tables(kernels: list[KernelChoice], settings: list[Setting], results: list[C
         t.add_column("MN \\ CN")
         for k in kernels:
             t.add_column(k.label)
-        for mn in kernels:
+        for mn in (k for k in kernels if k.mobile):
             row: list[Text | str] = [mn.label]
             for cn in kernels:
                 r = by_key.get((mn.label, cn.label, s.name))

@@ -15,6 +15,8 @@ from typing import Any
 
 from testbed.errors import TestbedError
 from testbed.host.poll import poll_until
+from testbed.runtimes import kernel_nodes
+from testbed.runtimes.guest import SCTP_SYSCTLS
 from testbed.scenario.model import Traffic
 from testbed.sctp.traffic import REFUSED
 from testbed.services.base import log_tail
@@ -71,10 +73,7 @@ class SctpTraffic:
             d.mkdir(parents=True, exist_ok=True)
         self.server_stats.unlink(missing_ok=True)
         self.client_stats.unlink(missing_ok=True)
-        self.server_pid = cn_rt.spawn(
-            [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", cn_addr,
-             "--port", str(PORT), "--stats", str(self.server_stats),
-             *(["--echo"] if self.params.echo else [])], log=self.dir_cn / "server.log")
+        self.server_pid = cn_rt.spawn(self.server_argv(cn_addr), log=self.dir_cn / "server.log")
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,  # written once it listens
                    self.dir_cn / "server.log")
         self.client_pid = mn_rt.spawn(
@@ -92,6 +91,19 @@ class SctpTraffic:
             cn_rt.stop(self.server_pid, grace=2.0)  # no association will come
             self.server_pid = 0
             raise
+
+    def server_argv(self, addr: str) -> list[str]:
+        """The CN's server: on its kernel's SCTP, or on usrsctp (its settings as arguments)."""
+        common = ["--port", str(PORT), "--stats", str(self.server_stats),
+                  *(["--echo"] if self.params.echo else [])]
+        spec = self.lab.sctp_settings(self.cn)
+        if kernel_nodes.stack_of(spec) != "usrsctp":
+            return [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", addr, *common]
+        from testbed.sctp.usrsctp import sysctls_from_linux
+
+        values = sysctls_from_linux({k: getattr(spec, k) for k in SCTP_SYSCTLS})
+        return [sys.executable, "-m", "testbed.sctp.usrsctp", "--bind", addr, *common,
+                *(f"--sysctl={k}={v}" for k, v in values.items())]
 
     def _associated(self) -> bool:
         try:

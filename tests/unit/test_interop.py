@@ -187,7 +187,6 @@ def test_cell_topology_and_scenario():
     cs = cellmod.cell_scenario(sc, B["auto-asconf"])
     assert cs.budgets == {} and cs.expect == {"order.trash": "fail"} and cs.traffic.binding == "auto_asconf"
     assert sc.budgets and sc.traffic.binding == "trash"  # the scenario itself is unchanged
-    assert cellmod.sysctls(B["auth-off"], "cn")["net.sctp.auth_enable"] == "0"
     with pytest.raises(ConfigError, match="no SCTP traffic"):
         cellmod.endpoints(None, model.load("move-ar2"))  # type: ignore[arg-type]
 
@@ -284,11 +283,8 @@ class FakeLab:
         self.state = SimpleNamespace(attached=["ar1"], lab=name)
         self.journal.append(("up", name))
 
-    def runtime(self, node):
-        def set_sysctls(values):
-            self.journal.append(("sysctls", node, values["net.sctp.auth_enable"]))
-
-        return SimpleNamespace(set_sysctls=set_sysctls)
+    def set_sctp(self, node, values):
+        self.journal.append(("sysctls", node, values["auth_enable"]))
 
     def move(self, to, mode):
         self.journal.append(("move", to))
@@ -328,12 +324,59 @@ def test_a_lane_reuses_its_lab_after_an_expected_outcome_only(run_root, tmp_path
     assert [r.fresh_lab for r in res] == [True, False, True, False]
     assert journal == [
         ("up", "tbx0"), ("run", {}, True),
-        ("move", "ar1"), ("sysctls", "mn", "0"), ("sysctls", "cn", "0"),
+        ("move", "ar1"), ("sysctls", "mn", 0), ("sysctls", "cn", 0),
         ("run", {"asconf.auth": "fail"}, False),
         ("down", "tbx0"), ("up", "tbx0"), ("run", {"continuity.association": "fail"}, True),
-        ("move", "ar1"), ("sysctls", "mn", "1"), ("sysctls", "cn", "1"),
+        ("move", "ar1"), ("sysctls", "mn", 1), ("sysctls", "cn", 1),
         ("run", {"order.trash": "fail"}, False),
         ("down", "tbx0"),
     ]
     assert res[0].report == "cells/uml__uml__default/report.html"
     assert json.loads((tmp_path / "cells/uml__uml__noauth/cell.json").read_text())["status"] == "fail"
+
+
+# -- usrsctp as the correspondent -------------------------------------------------------------
+USR = KernelChoice("usrsctp", "usrsctp", None, "libusrsctp 0.9.5.0-2")
+
+
+def test_usrsctp_is_a_column_only():
+    cells = matrix.plan([UML, USR], [B["default"]])
+    assert [c.slug for c in cells] == ["uml__uml__default", "uml__usrsctp__default"]
+    with pytest.raises(ConfigError, match="MN is one of uml"):
+        matrix.parse_only("MN=usrsctp", [UML, USR], [B["default"]])
+    topo = cellmod.cell_topology(model.load("trash-handover"), UML, USR, B["noauth"])
+    assert topo["nodes"]["cn"]["sctp"]["stack"] == "usrsctp"
+
+
+def test_usrsctp_on_the_mobile_node_is_refused_with_the_reason(tmp_path):
+    from testbed.model import loader
+
+    data = loader.load("two-ar-sctp").model_dump(mode="json")
+    data["nodes"]["mn"]["sctp"]["stack"] = "usrsctp"
+    with pytest.raises(ConfigError, match="nodes.mn.sctp.stack: usrsctp is for a correspondent.*follow"):
+        loader.from_dict(data, "t.yaml")
+
+
+def test_usrsctp_server_takes_the_settings_as_its_sysctls(run_root, fake_backend, monkeypatch, tmp_path):
+    from testbed.scenario.traffic import SctpTraffic
+    from testbed.sctp.usrsctp import sysctls_from_linux
+    from tests.conftest import make_fake_lab
+
+    assert sysctls_from_linux({"addip_enable": 1, "auth_enable": 0, "addip_noauth_enable": 1,
+                               "default_auto_asconf": 0}) == {"asconf_enable": 1, "auth_enable": 0,
+                                                              "auto_asconf": 0}
+    monkeypatch.setattr("testbed.runtimes.kernel_nodes.host_has_sctp", lambda: False)
+    monkeypatch.setattr("testbed.runtimes.kernel_nodes.uml_available", lambda: True)
+    path = tmp_path / "t.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(cellmod.cell_topology(model.load("trash-handover"), UML, USR,
+                                                         B["default"])))
+    lab = make_fake_lab(fake_backend, str(path))
+    lab.set_sctp("cn", B["auth-off"].values("cn"))  # recorded: a usrsctp CN has no sysctls to set
+    assert lab.sctp_settings("cn").auth_enable == 0 and not lab.runtime("cn").sysctls
+    argv = SctpTraffic(lab, "cn", model.Traffic(), tmp_path).server_argv("203.0.113.14")
+    assert argv[1:3] == ["-m", "testbed.sctp.usrsctp"]
+    assert "--sysctl=auth_enable=0" in argv and "--sysctl=asconf_enable=1" in argv
+    lab.set_sctp("mn", {"auth_enable": 0})  # ... while a kernel node's are set at once
+    assert lab.runtime("mn").sysctls["net.sctp.auth_enable"] == "0"
