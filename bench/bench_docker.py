@@ -1,7 +1,9 @@
 """Benchmark: the docker backend beside the mininet backend, same topology, same run; image builds.
 
-* ``up`` and ``down`` of the default lab (two-ar: 6 nodes, 5 daemons, MN configured) on both
-  backends, rounds interleaved, medians and the docker/mininet ratio. The engine is held in use
+* ``up`` and ``down`` of the default lab (two-ar: 6 nodes, 5 daemons, MN configured) and of the
+  default handover's lab (two-ar-sctp: MN and CN kernel-SCTP nodes, User-Mode Linux, which on
+  the docker backend boots inside their containers) on both backends, rounds interleaved,
+  medians and the docker/mininet ratio. The engine is held in use
   for the whole run (a lab's ``down`` would otherwise stop an idle private engine); its cold
   start and stop are timed once on their own.
 * Image builds: the first build (debootstrap base, then every role image without the layer
@@ -9,7 +11,7 @@
   ``up`` and ``make setup`` pay (hash the inputs, find the tags), and a rebuild after a change
   to the testbed package (only the package layers of the MN and CN images).
 
-Targets: docker up <= 3x mininet up; cached check <= 1 s. ``--no-first`` skips the first build
+Targets: docker up <= 3x mininet up (two-ar); cached check <= 1 s. ``--no-first`` skips the first build
 (several minutes).
 """
 
@@ -32,9 +34,9 @@ from testbed.lab import Lab  # noqa: E402
 from testbed.model.topology import Role  # noqa: E402
 
 
-def timed_lab(lab: str, backend: str) -> tuple[float, float]:
+def timed_lab(lab: str, backend: str, topology: str) -> tuple[float, float]:
     t0 = time.perf_counter()
-    lb = Lab.up(None, lab, backend=backend)
+    lb = Lab.up(topology, lab, backend=backend)
     t1 = time.perf_counter()
     lb.down()
     return t1 - t0, time.perf_counter() - t1
@@ -106,6 +108,8 @@ def package_rebuild(client, build_client, base_id: str) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sctp-rounds", type=int, default=3, help="rounds of two-ar-sctp (UML boots)")
+    ap.add_argument("--lab-prefix", default="tbdb", help="lab names start with this")
     ap.add_argument("--no-first", action="store_true", help="skip the first (uncached) image build")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tb-bench-docker-"))
@@ -130,18 +134,24 @@ def main() -> int:
             first = {} if args.no_first else first_build(eng.client, build_client)
         finally:
             build_client.close()
-        Lab.up(None, "tbdbw", backend="docker").down()  # first lab: caches, page cache
-        res: dict[str, list[tuple[float, float]]] = {"mininet": [], "docker": []}
-        for _ in range(args.rounds):
-            for backend in res:
-                res[backend].append(timed_lab(f"tbdb{backend[0]}", backend))
+        pre = args.lab_prefix
+        Lab.up(None, f"{pre}w", backend="docker").down()  # first lab: caches, page cache
+        res: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for topology, rounds in (("two-ar", args.rounds), ("two-ar-sctp", args.sctp_rounds)):
+            for _ in range(rounds):
+                for backend in ("mininet", "docker"):
+                    res.setdefault((topology, backend), []).append(
+                        timed_lab(f"{pre}{backend[0]}", backend, topology))
         print(f"engine: {eng.kind} ({eng.url})")
-    ups = {b: m([u for u, _ in r]) for b, r in res.items()}
-    downs = {b: m([d for _, d in r]) for b, r in res.items()}
-    print(f"up      docker {ups['docker']:6.3f} s   mininet {ups['mininet']:6.3f} s   "
-          f"ratio {ups['docker'] / ups['mininet']:5.2f}")
-    print(f"down    docker {downs['docker']:6.3f} s   mininet {downs['mininet']:6.3f} s   "
-          f"ratio {downs['docker'] / downs['mininet']:5.2f}")
+    for topology in dict.fromkeys(t for t, _ in res):
+        ups = {b: m([u for u, _ in r]) for (t, b), r in res.items() if t == topology}
+        downs = {b: m([d for _, d in r]) for (t, b), r in res.items() if t == topology}
+        n = len(res[(topology, "docker")])
+        print(f"{topology} ({n} rounds)")
+        print(f"  up    docker {ups['docker']:6.3f} s   mininet {ups['mininet']:6.3f} s   "
+              f"ratio {ups['docker'] / ups['mininet']:5.2f}")
+        print(f"  down  docker {downs['docker']:6.3f} s   mininet {downs['mininet']:6.3f} s   "
+              f"ratio {downs['docker'] / downs['mininet']:5.2f}")
     if cold:
         print(f"private engine: cold start {cold[0]:.2f} s, stop {cold[1]:.2f} s")
     print(f"images: cached check {m(checks):.3f} s (first call this run {warm_first:.2f} s); "

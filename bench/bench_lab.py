@@ -55,27 +55,16 @@ def floor(lab: str, template: Path) -> tuple[float, float]:
     t0 = time.perf_counter()
     for n in ns.values():
         run(["ip", "netns", "add", n])
-    for v in plan.veths:
-        run(
-            [
-                "ip",
-                "-n",
-                ns[v.a],
-                "link",
-                "add",
-                v.a_ifname,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                v.b_ifname,
-                "netns",
-                ns[v.b],
-            ]
-        )
+    for v in plan.veths:  # the lab gives each end an ifindex of its own; so does the floor
+        run(["ip", "-n", ns[v.a], "link", "add", v.a_ifname, "index", str(v.a_index), "type", "veth",
+             "peer", "name", v.b_ifname, "netns", ns[v.b], "index", str(v.b_index)])
     for name, node in plan.nodes.items():
-        cmds = ["link set lo up"]
+        cmds = [f"link add {i.ifname} type bridge forward_delay 0 stp_state 0 mcast_snooping 0"
+                for i in node.ifaces if i.bridge]  # an access router's shared segment
+        cmds.append("link set lo up")
         for i in node.ifaces:
+            if i.master:
+                cmds.append(f"link set {i.ifname} master {i.master}")
             cmds += [
                 f"addr add {a} dev {i.ifname}" + (" nodad" if a.version == 6 else "") for a in i.addresses
             ]
@@ -97,8 +86,8 @@ def floor(lab: str, template: Path) -> tuple[float, float]:
                     "accept_ra=2",
                 )
             ]
-        run(["ip", "netns", "exec", ns[name], "sysctl", "-q", "-w", *sysctl])
         run(["ip", "-n", ns[name], "-batch", "-"], input="\n".join(cmds) + "\n")
+        run(["ip", "netns", "exec", ns[name], "sysctl", "-q", "-w", *sysctl])
     t = template
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -113,7 +102,7 @@ def floor(lab: str, template: Path) -> tuple[float, float]:
         leases = t / ar / "dhcpd/floor.leases"
         leases.touch()
         start(ar, "dhcpd", "-4", "-f", "-q", "-cf", str(t / ar / "dhcpd/dhcpd.conf"),
-              "-lf", str(leases), "-pf", str(t / ar / "dhcpd/floor.pid"), f"{ar}-mn")
+              "-lf", str(leases), "-pf", str(t / ar / "dhcpd/floor.pid"), f"{ar}-lan")
     while netns.call_in(ns["dns"], probes.dns_soa, "203.0.113.10", "mobile.test") is None:
         time.sleep(0.005)
     for ar in ("ar1", "ar2"):

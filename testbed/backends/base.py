@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from testbed.model.addressing import LabPlan
 from testbed.progress import Progress
 from testbed.runtimes.base import NodeRuntime
+from testbed.runtimes.kernel_nodes import KernelHost
 from testbed.state import LabState
 
 
@@ -27,6 +28,11 @@ class LabBackend(Protocol):
 
     def runtime(self, state: LabState, node: str) -> NodeRuntime:
         """The runtime of a node whose stack is the host kernel."""
+        ...
+
+    def kernel_host(self, state: LabState, node: str) -> KernelHost:
+        """Where a kernel node's emulator runs: the runtime that starts it in the node's
+        namespace, and the filesystem root it and its guest see."""
         ...
 
     def terminal_argv(self, state: LabState, node: str, argv: list[str], tty: bool) -> list[str]:

@@ -21,6 +21,14 @@
 * Nodes of an SCTP topology get an exec-able tmpfs at ``/run/uml`` as ``TMPDIR`` (Docker's
   ``/dev/shm`` is 64 MiB and noexec; User-Mode Linux maps its memory file from ``TMPDIR``)
   and ``/dev/net/tun``.
+* A kernel-SCTP node (``stack: uml``) runs its User-Mode Linux kernel inside its container:
+  the supervisor is started with the engine's exec (``kernel_host``), so UML is a process of the
+  container, its NICs raw sockets on the container's veth ends, its guest root the image's
+  filesystem over hostfs (the image's python, package and ``uml-init.sh``, named by the image's
+  labels), its memory file on the container's ``/run/uml``. UML traces its guest processes
+  with ptrace, which Docker's default seccomp profile allows (since kernel 4.8), so these
+  containers keep that profile and get no SYS_PTRACE: a process may trace its own children.
+  QEMU nodes are refused (they would need their TAPs and bridges inside the container too).
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from testbed.model.addressing import LabPlan
 from testbed.model.topology import Role, Topology
 from testbed.progress import Progress
 from testbed.runtimes.container import ContainerNode
+from testbed.runtimes.kernel_nodes import KernelHost, stack_of
+from testbed.runtimes.node_root import NodeRoot
 from testbed.state import LabState, lab_of_label, namespace_label, run_root
 
 UML_TMPFS = "/run/uml"
@@ -45,6 +55,8 @@ UML_TMPFS_MB = 1024  # a limit, not a reservation: >= guest memory plus the kern
 CAPS = ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]
 PARALLEL = 6  # engine requests in flight while creating or removing a lab's containers
 CHECKED = images.STORE / "image-checks"  # one empty file per (image id, check script) that passed
+# an image's testbed.* labels a node's record keeps: where its package and UML init are
+PACKAGE_LABELS = ("python", "pythonpath", "uml_init")
 
 # what a role's image must hold: (binary, Debian package); every node also runs sh and timeout
 NEEDS: dict[Role, tuple[tuple[str, str], ...]] = {
@@ -55,6 +67,8 @@ NEEDS: dict[Role, tuple[tuple[str, str], ...]] = {
     Role.ROUTER: (),
 }
 COMMON_NEEDS = (("sh", "dash"), ("timeout", "coreutils"))
+# a kernel node's image boots UML over its own root: the kernel, modprobe, util-linux's mount
+KERNEL_NEEDS = (("linux.uml", "user-mode-linux"), ("modprobe", "kmod"), ("mount", "mount"))
 SIG0_MIN = (9, 20)
 
 
@@ -65,29 +79,37 @@ def labels(lab: str, node: str = "", role: str = "") -> dict[str, str]:
     return out
 
 
-def check_script(role: Role, python: str, agent: bool) -> str:
+def check_script(role: Role, python: str, agent: bool, uml_init: str | None = None) -> str:
     """A shell script printing one ``missing <binary>`` line per absent need, ``named -v``
-    on a DNS node, and ``no-package`` when the MN's interpreter cannot import the agent."""
-    names = [b for b, _ in COMMON_NEEDS + NEEDS[role]]
+    on a DNS node, and ``no-package`` when the MN's interpreter cannot import the agent.
+    ``uml_init`` (a kernel node's): the image must also boot UML, with that init."""
+    needs = COMMON_NEEDS + NEEDS[role] + (KERNEL_NEEDS if uml_init is not None else ())
+    names = [b for b, _ in needs]
     lines = [f'for b in {" ".join(names)}; do command -v "$b" >/dev/null 2>&1 || echo "missing $b"; done']
     if role is Role.DNS:
         lines.append("named -v 2>/dev/null")
     if role is Role.MOBILE and agent:
         lines.append(f'"{python or "python3"}" -c "import testbed.mobility.agent" >/dev/null 2>&1 '
                      '|| echo no-package')
+    if uml_init is not None:
+        lines.append(f'test -x "{uml_init}" || echo no-uml-init')
     return "\n".join(lines)
 
 
 def check_output(node: str, role: Role, image: str, output: str, source: str) -> None:
     """Turn a node's check output into one error naming the fix, or nothing."""
     field = f"nodes.{node}.image"
-    packages = dict(COMMON_NEEDS + NEEDS[role])
+    packages = dict(COMMON_NEEDS + NEEDS[role] + KERNEL_NEEDS)
     for line in output.splitlines():
         if line.startswith("missing "):
             b = line.split()[1]
             raise ConfigError(source, field, f"image {image} lacks {b}, which role {role.value} runs",
                               f"install the Debian package '{packages.get(b, b)}' in it, or drop "
                               f"{field} to use testbed's image")
+        if line == "no-uml-init":
+            raise ConfigError(source, field, f"image {image} has no UML init script, which a kernel "
+                              "node boots", "build it FROM the testbed/mn or testbed/cn image, or set "
+                              "its testbed.uml_init label to a copy of images/uml-init.sh in it")
         if line == "no-package":
             raise ConfigError(source, field, f"image {image} cannot import the testbed package "
                               "(the mobility agent)", "build it FROM the testbed/mn image, or set its "
@@ -114,11 +136,11 @@ class DockerBackend:
     def build(self, plan: LabPlan, state: LabState, progress: Progress,
               kernel_nodes: frozenset[str] = frozenset()) -> None:
         topo = plan.topology
-        if kernel_nodes:
-            n = sorted(kernel_nodes)[0]
-            raise ConfigError(state.topology_file, f"nodes.{n}.sctp.stack",
-                              "kernel nodes (uml, qemu) do not run on the docker backend yet",
-                              "use backend: mininet for kernel-SCTP nodes")
+        for n in sorted(kernel_nodes):
+            if stack_of(topo.nodes[n].sctp) == "qemu":
+                raise ConfigError(state.topology_file, f"nodes.{n}.sctp.stack",
+                                  "QEMU nodes do not run on the docker backend",
+                                  "use stack: uml (or auto) for it, or backend: mininet")
         for name in plan.nodes:
             if netns.exists(state.ns(name)):
                 raise TestbedError(f"netns {state.ns(name)} already exists: another lab? run `testbed clean`")
@@ -129,14 +151,15 @@ class DockerBackend:
             self._remove_orphans(eng, state.lab, progress)
             progress("containers")
             for name in plan.nodes:  # write-ahead: a crash from here on leaves a record
-                state.containers.append({"node": name, "name": state.ns(name), "id": "",
-                                         "image": chosen[name][0], "python": chosen[name][1]})
+                ref, found = chosen[name]
+                state.containers.append({"node": name, "name": state.ns(name), "id": "", "image": ref,
+                                         **{k: found.get(f"testbed.{k}", "") for k in PACKAGE_LABELS}})
             state.save()
             with ThreadPoolExecutor(PARALLEL) as pool:
                 made = list(pool.map(lambda n: self._create(eng, topo, state, n, chosen[n][0]),
                                      list(plan.nodes)))
             for rec, (cid, pid, image_id) in zip(state.containers, made, strict=True):
-                rec["id"], rec["image_id"] = cid, image_id
+                rec["id"], rec["image_id"], rec["pid"] = cid, image_id, str(pid)
                 ns = state.ns(rec["node"])
                 state.netns.append(ns)
                 state.save()
@@ -144,7 +167,7 @@ class DockerBackend:
                 netns.run(None, ["ip", "-n", ns, "link", "set", "dev", "lo", "alias",
                                  namespace_label(state.lab)])
             progress("checking images")
-            self._check_images(topo, state)
+            self._check_images(topo, state, kernel_nodes)
         progress("links")
         cmds = [f"link add name {v.a_ifname} netns {state.ns(v.a)} index {v.a_index} type veth peer "
                 f"name {v.b_ifname} netns {state.ns(v.b)} index {v.b_index}" for v in plan.veths]
@@ -154,9 +177,9 @@ class DockerBackend:
         l3.configure_all(plan, state, kernel_nodes)
 
     def _images(self, eng: engine.Engine, topo: Topology, state: LabState,
-                progress: Progress) -> dict[str, tuple[str, str]]:
-        """node -> (image ref, its testbed interpreter): a node's own ``image:``, else its
-        role's image, built first if the engine lacks the current one."""
+                progress: Progress) -> dict[str, tuple[str, dict[str, str]]]:
+        """node -> (image ref, its labels): a node's own ``image:``, else its role's image,
+        built first if the engine lacks the current one."""
         roles = [spec.role for spec in topo.nodes.values() if not spec.image]
         built: dict[Role, images.RoleImage] = {}
         if roles:
@@ -176,9 +199,9 @@ class DockerBackend:
                     raise ConfigError(state.topology_file, f"nodes.{name}.image",
                                       f"image {spec.image!r} is not in the Docker engine ({eng.kind})",
                                       "build or load it first (`docker build`, `docker load`)") from e
-                out[name] = (spec.image, (im.labels or {}).get("testbed.python", ""))
+                out[name] = (spec.image, dict(im.labels or {}))
             else:
-                out[name] = (built[spec.role].ref, built[spec.role].python)
+                out[name] = (built[spec.role].ref, built[spec.role].labels())
         return out
 
     def _create(self, eng: engine.Engine, topo: Topology, state: LabState, node: str,
@@ -225,11 +248,13 @@ class DockerBackend:
             raise TestbedError(f"container {state.ns(node)} ({image}) exited at once")
         return cid, pid, str(info["Image"])
 
-    def _check_images(self, topo: Topology, state: LabState) -> None:
-        """Each node's image holds what its role runs (and a DNS node's named does SIG(0)).
-        An image is immutable: a check it passed is remembered by image id and script."""
+    def _check_images(self, topo: Topology, state: LabState, kernel_nodes: frozenset[str]) -> None:
+        """Each node's image holds what its role runs (and a DNS node's named does SIG(0),
+        a kernel node's image boots UML). An image is immutable: a check it passed is
+        remembered by image id and script."""
         def one(rec: dict[str, str]) -> tuple[dict[str, str], str, Path]:
-            script = check_script(topo.nodes[rec["node"]].role, rec["python"], topo.mobile.agent)
+            uml_init = (rec.get("uml_init") or images.IMAGE_UML_INIT) if rec["node"] in kernel_nodes else None
+            script = check_script(topo.nodes[rec["node"]].role, rec["python"], topo.mobile.agent, uml_init)
             mark = CHECKED / hashlib.sha256(f"{rec['image_id']}\0{script}".encode()).hexdigest()[:32]
             if mark.exists():
                 return rec, "", mark
@@ -252,15 +277,31 @@ class DockerBackend:
             progress(f"removed leftover containers {', '.join(gone)}")
 
     # ------------------------------------------------------------------ use
-    def runtime(self, state: LabState, node: str) -> ContainerNode:
+    @staticmethod
+    def _record(state: LabState, node: str) -> dict[str, str]:
         rec = next((r for r in state.containers if r["node"] == node), None)
         if rec is None:
             raise TestbedError(f"lab {state.lab!r} has no container for {node!r}")
+        return rec
+
+    def runtime(self, state: LabState, node: str) -> ContainerNode:
+        rec = self._record(state, node)
         key = (state.lab, node, rec["id"] or rec["name"])
         if key not in self._runtimes:
             self._runtimes[key] = ContainerNode(node, state.ns(node), key[2], _api_factory(state.engine),
                                                 python=rec.get("python", ""))
         return self._runtimes[key]
+
+    def kernel_host(self, state: LabState, node: str) -> KernelHost:
+        """A kernel node's UML runs in its container: started with the engine's exec, over the
+        image's root (its interpreter, package and init from the image's labels), its memory
+        file on the container's exec-able tmpfs."""
+        rec = self._record(state, node)
+        root = NodeRoot(python=rec.get("python") or images.IMAGE_PYTHON,
+                        package_root=Path(rec.get("pythonpath") or images.IMAGE_PYTHONPATH),
+                        init_script=Path(rec.get("uml_init") or images.IMAGE_UML_INIT),
+                        mem_parent=Path(UML_TMPFS), pid=int(rec["pid"]))
+        return KernelHost(self.runtime(state, node), root)
 
     def terminal_argv(self, state: LabState, node: str, argv: list[str], tty: bool) -> list[str]:
         """A command on a node with the caller's terminal (``testbed exec``): ``docker exec``."""

@@ -5,7 +5,9 @@ A role image is rebuilt only when its inputs change: the Dockerfile and the othe
 context (for the mobile node and the correspondent, the ``testbed`` package itself and its
 Python requirements), and the image id of the base it is built on. Images are shared by every
 lab and labelled ``testbed.role`` and ``testbed.hash``; images with the testbed package also
-carry ``testbed.python``, the interpreter that runs it inside the image. Their Python
+carry ``testbed.python`` (the interpreter that runs it inside the image), ``testbed.pythonpath``
+(the directory holding the package) and ``testbed.uml_init`` (``images/uml-init.sh``, the init
+of a User-Mode Linux node whose guest runs over the image's root). Their Python
 requirements are wheels made on the host by the host's pip (its index, proxy and certificates
 apply; the image build needs no route to an index) and installed offline in the image, whose
 Python must then be the host's version (Debian bookworm's 3.11 on both sides by default).
@@ -44,6 +46,9 @@ PACKAGE_DIR = REPO / "testbed"
 STORE = Path("/var/lib/testbed")  # build logs and debootstrap's scratch dir (same disk as the cache)
 REPOSITORY = "testbed"
 IMAGE_PYTHON = "/opt/testbed/venv/bin/python"  # where images/mn and images/cn install the package
+IMAGE_PYTHONPATH = "/opt/testbed/src"  # the package's source in those images
+IMAGE_UML_INIT = "/opt/testbed/uml-init.sh"  # images/uml-init.sh in those images
+UML_INIT = IMAGES_DIR / "uml-init.sh"
 DEBOOTSTRAP_TIMEOUT = 900.0
 WHEELS_TIMEOUT = 600.0
 
@@ -89,6 +94,14 @@ class RoleImage:
     ref: str  # repository:tag, tag = first 12 hex digits of ``digest``
     digest: str
     python: str = ""  # interpreter of the testbed package inside the image, if it has one
+
+    def labels(self) -> dict[str, str]:
+        """The image's labels: role and content hash; where the package is, if it has it."""
+        out = {"testbed.role": self.role.value, "testbed.hash": self.digest}
+        if self.python:
+            out |= {"testbed.python": self.python, "testbed.pythonpath": IMAGE_PYTHONPATH,
+                    "testbed.uml_init": IMAGE_UML_INIT}
+        return out
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -136,6 +149,7 @@ def context_files(role: Role, images_dir: Path = IMAGES_DIR) -> dict[str, bytes]
     if role in WITH_PACKAGE:
         reqs = requirements()
         files["requirements.txt"] = reqs.encode()
+        files["uml-init.sh"] = UML_INIT.read_bytes()
         for p in sorted(wheels(reqs).glob("*.whl")):
             files[f"wheels/{p.name}"] = p.read_bytes()
         for p in package_files(PACKAGE_DIR):
@@ -168,13 +182,6 @@ def role_image(role: Role, base_id: str, images_dir: Path = IMAGES_DIR) -> RoleI
     d = digest_of(context_files(role, images_dir), base_id)
     return RoleImage(role, f"{REPOSITORY}/{ROLE_DIRS[role]}:{d[:12]}", d,
                      IMAGE_PYTHON if role in WITH_PACKAGE else "")
-
-
-def labels(img: RoleImage) -> dict[str, str]:
-    out = {"testbed.role": img.role.value, "testbed.hash": img.digest}
-    if img.python:
-        out["testbed.python"] = img.python
-    return out
 
 
 # ------------------------------------------------------------------------------- engine side
@@ -277,7 +284,7 @@ def build(client: Any, img: RoleImage, base_id: str, nocache: bool = False) -> N
     with open(log, "w") as out:
         stream = client.api.build(fileobj=context_tar(files), custom_context=True, tag=img.ref,
                                   buildargs={"BASE": base_id}, network_mode="host",
-                                  labels=labels(img), rm=True, forcerm=True, decode=True, pull=False,
+                                  labels=img.labels(), rm=True, forcerm=True, decode=True, pull=False,
                                   nocache=nocache)
         for chunk in stream:
             text = chunk.get("stream") or chunk.get("status") or ""

@@ -25,7 +25,9 @@ from testbed.errors import MissingDependency, TestbedError
 from testbed.host import netns
 from testbed.model.addressing import LabPlan, VethPlan
 from testbed.progress import Progress
+from testbed.runtimes.kernel_nodes import KernelHost
 from testbed.runtimes.namespace import NamespaceNode
+from testbed.runtimes.node_root import NodeRoot
 from testbed.services.base import require
 from testbed.state import LabState, namespace_label
 
@@ -82,6 +84,10 @@ class MininetBackend:
 
     def runtime(self, state: LabState, node: str) -> NamespaceNode:
         return NamespaceNode(node, state.ns(node))
+
+    def kernel_host(self, state: LabState, node: str) -> KernelHost:
+        """A kernel node's emulator runs on the host, in the node's namespace, over the host's root."""
+        return KernelHost(self.runtime(state, node), NodeRoot())
 
     def terminal_argv(self, state: LabState, node: str, argv: list[str], tty: bool) -> list[str]:
         return netns.exec_argv(state.ns(node), argv)

@@ -67,6 +67,7 @@ from testbed.decode.sctp import (
     MalformedChunk,
     chunk_spans,
     decode_chunk,
+    lone_chunk,
 )
 
 _MASK = 0xFFFFFFFF
@@ -132,15 +133,20 @@ class _Extractor:
             npk += 1
             if npk == 1:
                 f.first_time = ts
-            try:
-                _ver, proto, src, dst, l4, end, ipid, cp = ip_span(lt, data)
-            except NotIP as e:
-                self.other(str(e).split(" 0x")[0])
-                continue
-            except (ValueError, struct.error, IndexError) as e:
-                reason = str(e) if isinstance(e, ValueError) else "truncated frame"
-                self.bad(Where(f.pcaps[pidx], fno, ts), reason)
-                continue
+            lone = lone_chunk(data) if lt == LINKTYPE_ETHERNET else None
+            if lone is not None:  # the common frame, read at once (see decode.sctp.lone_chunk)
+                src, dst, ipid, end, hdr, ctype, clen, word = lone
+                proto, l4, cp = PROTO_SCTP, 34, 0
+            else:
+                try:
+                    _ver, proto, src, dst, l4, end, ipid, cp = ip_span(lt, data)
+                except NotIP as e:
+                    self.other(str(e).split(" 0x")[0])
+                    continue
+                except (ValueError, struct.error, IndexError) as e:
+                    reason = str(e) if isinstance(e, ValueError) else "truncated frame"
+                    self.bad(Where(f.pcaps[pidx], fno, ts), reason)
+                    continue
             key = None
             if dedup or iface or lt not in _NO_CAPTURE_POINTS:
                 dedup = True
@@ -155,10 +161,13 @@ class _Extractor:
                     kept[key] = where
                 continue
             nsctp += 1
-            hdr, spans, fault = chunk_spans(data, l4, end)
-            if hdr is None:
-                self.bad(Where(f.pcaps[pidx], fno, ts), str(fault))
-                continue
+            if lone is not None:
+                spans, fault = ((ctype, 46, clen, word),), None
+            else:
+                hdr, spans, fault = chunk_spans(data, l4, end)  # type: ignore[assignment]
+                if hdr is None:
+                    self.bad(Where(f.pcaps[pidx], fno, ts), str(fault))
+                    continue
             auth = None
             for ctype, p, clen, tsn in spans:
                 if ctype == DATA and clen >= _DATA_MIN:  # the hot path

@@ -292,6 +292,7 @@ def decode_chunk(buf: bytes, off: int, length: int) -> Chunk:
 
 
 _HEADER = struct.Struct("!HHI").unpack_from  # ports and verification tag
+_FIRST = struct.Struct("!HHI4xBBHI").unpack_from  # those, and the first chunk's header and word
 _CHUNK8 = struct.Struct("!BBHI").unpack_from  # chunk header and the value's first word
 _CHUNK4 = struct.Struct("!BBH").unpack_from
 Span = tuple[int, int, int, int]  # (chunk type, offset, length, first word of the value or 0)
@@ -306,9 +307,15 @@ def chunk_spans(buf: bytes, off: int, end: int) -> tuple[tuple[int, int, int] | 
     error that stopped the walk (the spans before it are kept). ``decode_sctp`` is this plus
     ``decode_chunk`` per span.
     """
-    if end - off < 12:
+    if end - off >= 20:  # common header and a first chunk header, read at once
+        sport, dport, vtag, ctype, _flags, clen, word = _FIRST(buf, off)
+        header = (sport, dport, vtag)
+        if clen >= 4 and off + 12 + ((clen + 3) & ~3) == end:  # one chunk: a lone DATA or SACK
+            return header, [(ctype, off + 12, clen, word)], None
+    elif end - off < 12:
         return None, [], "truncated SCTP common header"
-    header = _HEADER(buf, off)
+    else:
+        header = _HEADER(buf, off)
     spans: list[Span] = []
     p = off + 12
     while p + 4 <= end:
@@ -324,6 +331,33 @@ def chunk_spans(buf: bytes, off: int, end: int) -> tuple[tuple[int, int, int] | 
     if p < end:
         return header, spans, f"{end - p} stray bytes after the last chunk"
     return header, spans, None if spans else "SCTP packet without chunks"
+
+
+# Ethernet type; IPv4 version/IHL, total length, id, fragment field, protocol, addresses; SCTP
+# ports, tag and the one chunk's type, flags, length and first value word: 54 bytes, one read
+_LONE = struct.Struct("!12xHBxHHHxB2x4s4sHHI4xBBHI").unpack_from
+LoneChunk = tuple[bytes, bytes, int, int, tuple[int, int, int], int, int, int]
+
+
+def lone_chunk(buf: bytes) -> LoneChunk | None:
+    """The commonest frame of a lab capture read at once: Ethernet + IPv4 (no options,
+    unfragmented, complete) + SCTP with exactly one chunk (a DATA or a SACK).
+
+    Returns ``(src, dst, ip id, l4 end, (sport, dport, vtag), chunk type, chunk length, first
+    value word)``, or None for any other frame (which then goes through ``link.ip_span`` and
+    ``chunk_spans``, the general path that frames the same bytes the same way). One call and
+    one ``unpack_from`` per packet: what keeps the checker's pass over a million packets as
+    fast as a hand-inlined parser.
+    """
+    if len(buf) < 54:
+        return None
+    (etype, vihl, total, ipid, frag, proto, src, dst,
+     sport, dport, vtag, ctype, _fl, clen, word) = _LONE(buf, 0)
+    end = 14 + total
+    if (etype != 0x0800 or vihl != 0x45 or proto != 132 or frag & 0x3FFF or end > len(buf)
+            or clen < 4 or 46 + ((clen + 3) & ~3) != end):
+        return None
+    return src, dst, ipid, end, (sport, dport, vtag), ctype, clen, word
 
 
 def decode_sctp(buf: bytes, off: int = 0, end: int | None = None) -> SCTPPacket:

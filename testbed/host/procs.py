@@ -41,3 +41,22 @@ def signal_pid(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def child_with_ns_pid(parent: int, ns_pid: int) -> int | None:
+    """The host pid of ``parent``'s child whose pid in its own (innermost) pid namespace is
+    ``ns_pid``: a container's process as the host names it. Equal on the host itself."""
+    for task in Path(f"/proc/{parent}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            try:
+                status = Path(f"/proc/{child}/status").read_text()
+            except OSError:
+                continue
+            nspid = next((ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid:")), [])
+            if nspid and int(nspid[-1]) == ns_pid:
+                return child
+    return None

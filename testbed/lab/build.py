@@ -50,12 +50,14 @@ def write_resolvers(nodes: Nodes) -> None:
 def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) -> None:
     topo, plan, state = nodes.topo, nodes.plan, nodes.state
     stacks = kernel_nodes.kernel_nodes(topo)
-    configs = [kernel_nodes.config_for(topo, plan.nodes[n], s, state.ns(n), state.dir / n)
-               for n, s in stacks.items()]  # a missing kernel fails here, before anything exists
     state.backend = nodes.backend.name
     state.save()
     write_resolvers(nodes)  # before the nodes: a container mounts its resolv.conf when created
     nodes.backend.build(plan, state, progress, frozenset(stacks))
+    # where each kernel runs is the backend's (a container's root exists once it is made); a
+    # missing kernel fails here, before any boots
+    configs = [kernel_nodes.config_for(topo, plan.nodes[n], s, state.ns(n), state.dir / n,
+                                       nodes.backend.kernel_host(state, n)) for n, s in stacks.items()]
     for name, spec in topo.nodes.items():  # SCTP on the host's kernel, per namespace
         if name not in stacks and kernel_nodes.stack_of(spec.sctp) == "host":
             nodes.runtime(name).set_sysctls(kernel_nodes.sctp_sysctls(spec.sctp))

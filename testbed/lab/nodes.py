@@ -32,7 +32,7 @@ class Nodes:
         if rec is None:
             return self.backend.runtime(self.state, node)
         cfg = kernel_nodes.config_for(self.topo, self.plan.nodes[node], rec["stack"], self.state.ns(node),
-                                      self.state.dir / node)
+                                      self.state.dir / node, self.backend.kernel_host(self.state, node))
         rt = kernel_nodes.attach(rec["stack"], cfg, rec)
         self._kernel[node] = rt
         return rt

@@ -19,7 +19,6 @@ stands for the testbed package's interpreter; in a container it becomes the imag
 
 from __future__ import annotations
 
-import platform
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -28,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import CommandError, TestbedError
-from testbed.host import jsonlines, netns
+from testbed.host import netns
 from testbed.host.poll import poll_until
-from testbed.host.procs import alive, signal_pid, stop_pid
-from testbed.runtimes.base import KernelInfo
+from testbed.runtimes.namespace import HostStack
 
 # commands that only read or change the network stack: run from the host in the pinned netns
 NETNS_TOOLS = frozenset({"ip", "sysctl"})
@@ -40,7 +38,9 @@ SPAWN_TIMEOUT = 10.0  # until the engine reports the exec'd process's pid
 
 
 @dataclass
-class ContainerNode:
+class ContainerNode(HostStack):
+    """Unix sockets sit in the bind-mounted run dir: the host reaches them at the same path."""
+
     name: str
     netns: str
     container: str  # container id (or name)
@@ -108,44 +108,6 @@ class ContainerNode:
             raise TestbedError(f"{self.name}: the engine reported no process for `{argv[0]}` "
                                f"within {SPAWN_TIMEOUT:g} s")
         return int(info["Pid"])
-
-    def wait(self, handle: int, timeout: float) -> int | None:
-        """Exit status (0 once the pid is gone: its parent, the engine's shim, reaps it), None
-        while it runs."""
-        if timeout <= 0:
-            return None if alive(handle) else 0
-        return None if poll_until(lambda: not alive(handle), timeout, interval=0.01,
-                                  backoff=2, max_interval=0.1) is None else 0
-
-    def signal(self, handle: int, sig: int) -> None:
-        signal_pid(handle, sig)
-
-    def stop(self, handle: int, *, grace: float = 2.0) -> None:
-        stop_pid(handle, grace)
-
-    def set_link(self, ifname: str, up: bool) -> None:
-        netns.run(self.netns, ["ip", "link", "set", "dev", ifname, "up" if up else "down"])
-
-    def set_sysctl(self, key: str, value: str) -> None:
-        netns.run(self.netns, ["sysctl", "-q", "-w", f"{key}={value}"])
-
-    def set_sysctls(self, values: Mapping[str, str]) -> None:
-        """Several at once, in one process."""
-        if values:
-            netns.run(self.netns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())])
-
-    def get_sysctl(self, key: str) -> str:
-        return netns.run(self.netns, ["sysctl", "-n", key]).stdout.strip()
-
-    def unix_request(self, path: str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        """The socket sits in the bind-mounted run dir: the host reaches it at the same path."""
-        try:
-            return jsonlines.request(path, msg, timeout)
-        except jsonlines.RequestError as e:
-            raise TestbedError(f"{self.name}: {e}") from e
-
-    def kernel(self) -> KernelInfo:
-        return KernelInfo("host", platform.release())
 
     def close(self) -> None:
         for c in self._clients.values():

@@ -2,9 +2,11 @@
 operations carried by the guest agent (``testbed.runtimes.guest_agent``) inside it.
 
 A kernel node runs its own kernel inside the node's named netns on the host; the lab's links
-reach the guest's NICs there. The guest sees the host's root read-only (it runs this venv's
-python) and the node's run directory read-write at the same path, so logs, pid files and
-agent state written in the guest are read on the host directly.
+reach the guest's NICs there. The guest sees its root read-only (the host's, where it runs
+this venv's python, or a container image's, with the image's python) and the node's run
+directory read-write at the same path, so logs, pid files and agent state written in the guest
+are read on the host directly. Services start Python modules with the host's interpreter
+(``sys.executable``); in an argv for the guest it stands for the guest's (``python``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class GuestConfig:
     rw_dirs: Sequence[Path] = ()  # more writable shares (same path in the guest)
     memory_mb: int = 192
     boot_timeout: float = 60.0
-    python: str = sys.executable  # the guest runs the host venv's python from the shared root
+    python: str = sys.executable  # the testbed package's interpreter in the guest's root
 
     def all_sysctls(self) -> dict[str, str]:
         """net.sctp.* is per netns and starts at the kernel defaults: set every one explicitly."""
@@ -79,12 +81,16 @@ class GuestNode:
             self.agent = None
 
     # ---- NodeRuntime ----------------------------------------------------------------------
+    def guest_argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` as the guest runs it: the host's interpreter becomes the guest's."""
+        return [self.cfg.python if a == sys.executable else a for a in argv]
+
     def run(
         self, argv: Sequence[str], *, timeout: float = 30.0, check: bool = True, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         # the agent enforces ``timeout``; the host waits a little longer for the reply
         r = self._agent().request(
-            "run", argv=list(argv), timeout=timeout + 5.0, run_timeout=timeout, input=input or ""
+            "run", argv=self.guest_argv(argv), timeout=timeout + 5.0, run_timeout=timeout, input=input or ""
         )
         cp = subprocess.CompletedProcess(list(argv), r["rc"], r["stdout"], r["stderr"])
         if r.get("timeout"):
@@ -100,7 +106,8 @@ class GuestNode:
             raise ConfigError(f"kernel node {self.name}", "spawn log", f"{log} is not in a writable "
                               "share", f"put it under {self.state_dir}")
         log.parent.mkdir(parents=True, exist_ok=True)
-        return int(self._agent().request("spawn", argv=list(argv), log=str(log), env=dict(env or {}))["pid"])
+        return int(self._agent().request("spawn", argv=self.guest_argv(argv), log=str(log),
+                                         env=dict(env or {}))["pid"])
 
     def wait(self, handle: int, timeout: float) -> int | None:
         rc = self._agent().request("wait", pid=handle, wait_s=timeout, timeout=timeout + 5)

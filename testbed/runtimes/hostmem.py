@@ -108,8 +108,12 @@ def address_spaces(pids: Iterable[int]) -> list[list[int]]:
 
 def memfiles(pids: Iterable[int], directory: Path) -> int:
     """Allocated bytes of the distinct files under ``directory`` that ``pids`` hold open
-    (unlinked ones included: /proc/PID/fd/N still reaches their inode)."""
-    prefix = str(directory.resolve()) + "/"
+    (unlinked ones included: /proc/PID/fd/N still reaches their inode).
+
+    ``directory`` is a path as those processes see it, symlinks resolved: the kernel names an
+    open file by its path in the holder's mount namespace (a container's own, for instance),
+    and /proc/PID/fd/N is stat'ed through that same namespace."""
+    prefix = str(directory) + "/"
     seen: dict[tuple[int, int], int] = {}
     for pid in pids:
         try:
@@ -129,8 +133,8 @@ def memfiles(pids: Iterable[int], directory: Path) -> int:
 
 
 def node_memory(root: int, memory_dir: Path | None = None) -> NodeMemory:
-    """Memory of the process tree under ``root`` (a node's supervisor), and of the memory
-    file(s) it holds under ``memory_dir``."""
+    """Memory of the process tree under ``root`` (a node's supervisor, by host pid), and of
+    the memory file(s) it holds under ``memory_dir`` (as that tree sees it, see ``memfiles``)."""
     pids = descendants(root)
     pss = shmem = 0
     groups = address_spaces(pids)

@@ -2,8 +2,10 @@
 
 ``stack: auto`` picks the host kernel when it opens an SCTP socket, else User-Mode Linux when
 it is installed, else QEMU. ``vm`` is the older name of ``qemu``. The backend builds a kernel
-node's namespace and links like any other; here its kernel is booted inside that namespace,
-with one guest NIC per link, and the node's addresses, routes and sysctls are set in the guest.
+node's namespace and links like any other, and says where its kernel runs (``KernelHost``: the
+runtime that starts the kernel's supervisor, and the filesystem root it sees: the host's for a
+namespace, the image's for a container); here its kernel is booted there, with one guest NIC
+per link, and the node's addresses, routes and sysctls are set in the guest.
 From then on its ``NodeRuntime`` is the guest, so services, capture and moves treat it as any
 node.
 """
@@ -20,8 +22,10 @@ from typing import Any, Protocol
 from testbed.errors import ConfigError
 from testbed.model.addressing import NodePlan
 from testbed.model.topology import SctpSettings, Topology
+from testbed.runtimes.base import NodeRuntime
 from testbed.runtimes.channels import AgentError
 from testbed.runtimes.guest import SCTP_SYSCTLS, GuestConfig, GuestNode
+from testbed.runtimes.node_root import NodeRoot
 
 IPPROTO_SCTP = 132
 KERNEL_STACKS = ("uml", "qemu")
@@ -70,10 +74,19 @@ class KernelNode(Protocol):
 
 
 @dataclass(frozen=True)
+class KernelHost:
+    """Where a node's kernel runs: the runtime that starts its supervisor (in the node's netns
+    and filesystem) and that filesystem's root."""
+
+    launcher: NodeRuntime | None = None  # None: ``ip netns exec`` on the host
+    root: NodeRoot = NodeRoot()
+
+
+@dataclass(frozen=True)
 class KernelKind:
     """How to configure, boot and reattach one kind of kernel node."""
 
-    config: Callable[[GuestConfig, str | None], GuestConfig]  # base config, kernel spec
+    config: Callable[[GuestConfig, str | None, KernelHost], GuestConfig]  # base, kernel spec, host
     boot: Callable[[GuestConfig], GuestNode]
     attach: Callable[[GuestConfig, dict[str, Any]], GuestNode]
 
@@ -82,7 +95,10 @@ def _qemu_kind() -> KernelKind:
     from testbed.runtimes import accel, kernels
     from testbed.runtimes.qemu import QemuConfig, QemuNode
 
-    def config(base: GuestConfig, spec: str | None) -> GuestConfig:
+    def config(base: GuestConfig, spec: str | None, host: KernelHost) -> GuestConfig:
+        if not host.root.is_host:
+            raise ConfigError(f"node {base.name}", "sctp.stack", "QEMU nodes run on namespace "
+                              "nodes only (not in a container)", "use stack: uml, or backend: mininet")
         k = kernels.resolve(spec)
         return QemuConfig(**vars(base), kernel=k, accel=accel.choose(k))
 
@@ -93,8 +109,9 @@ def _uml_kind() -> KernelKind:
     from testbed.runtimes import uml_kernels
     from testbed.runtimes.uml import UmlConfig, UmlNode
 
-    def config(base: GuestConfig, spec: str | None) -> GuestConfig:
-        return UmlConfig(**vars(base), kernel=uml_kernels.resolve(spec))
+    def config(base: GuestConfig, spec: str | None, host: KernelHost) -> GuestConfig:
+        return UmlConfig(**vars(base), kernel=uml_kernels.resolve(spec, root=host.root),
+                         root=host.root, launcher=host.launcher)
 
     return KernelKind(config, UmlNode, UmlNode.attach)  # type: ignore[arg-type]
 
@@ -119,9 +136,12 @@ def sctp_sysctls(spec: SctpSettings) -> dict[str, str]:
     return {f"net.sctp.{k}": str(getattr(spec, k)) for k in SCTP_SYSCTLS}
 
 
-def config_for(topo: Topology, node: NodePlan, stack: str, netns: str, node_dir: Path) -> GuestConfig:
-    """The node's guest configuration; resolving its kernel fails here, before anything boots."""
+def config_for(topo: Topology, node: NodePlan, stack: str, netns: str, node_dir: Path,
+               host: KernelHost | None = None) -> GuestConfig:
+    """The node's guest configuration; resolving its kernel (in ``host``'s root) fails here,
+    before anything boots."""
     spec = topo.nodes[node.name].sctp
+    host = host or KernelHost()
     base = GuestConfig(
         name=node.name,
         netns=netns,
@@ -129,8 +149,9 @@ def config_for(topo: Topology, node: NodePlan, stack: str, netns: str, node_dir:
         nics=[i.ifname for i in node.ifaces],
         sctp={k: getattr(spec, k) for k in SCTP_SYSCTLS},
         rw_dirs=[node_dir],  # every service of the node writes under it, inside the guest too
+        python=host.root.python,
     )
-    return KINDS[stack]().config(base, spec.kernel)
+    return KINDS[stack]().config(base, spec.kernel, host)
 
 
 def attach(stack: str, cfg: GuestConfig, record: dict[str, Any]) -> GuestNode:

@@ -4,21 +4,26 @@ UML runs guest user space natively and pays only for system calls and process st
 traces its processes with ptrace), so a kernel-SCTP node boots in about two seconds and moves
 packets with sub-millisecond latency. How a node is put together:
 
-* **Process tree.** ``start()`` spawns a supervisor (``uml_relay``) inside the node's netns
-  (``ip netns exec``); it is UML's parent. UML's NICs are ``vecN:transport=raw,ifname=X``: a raw
-  packet socket on the host-side interface X the lab made in that netns, so the guest NIC sits
-  on the lab's segment with no TAP or bridge. The init renames ``vecN`` to X.
-* **Files.** The guest's root is the host's / over hostfs, read-only (it runs this venv's
-  python); ``cfg.shares()`` are mounted read-write at their host paths; /tmp /run /var/tmp and
-  /dev/shm are tmpfs. As UML runs in ``ip netns exec``'s mount namespace, the guest's
-  /etc/resolv.conf is the lab's per-netns one. Modules come from the kernel's own tree by
-  ``modprobe -d``. The init is ``images/uml-init.sh``.
+* **Process tree.** ``start()`` spawns a supervisor (``uml_relay``) through the node's
+  launcher, the runtime its backend gives the node (``ip netns exec`` for a namespace node,
+  the engine's exec for a container); it is UML's parent. UML's NICs are
+  ``vecN:transport=raw,ifname=X``: a raw packet socket on the host-side interface X the lab
+  made in that netns, so the guest NIC sits on the lab's segment with no TAP or bridge. The
+  init renames ``vecN`` to X.
+* **Files.** The guest's root is its supervisor's / over hostfs, read-only: the host's (this
+  venv's python) on a namespace node, the image's in a container (``UmlConfig.root`` names
+  its python, package and init script). ``cfg.shares()`` are mounted read-write at their
+  paths (the lab's run dir has the same path on both sides); /tmp /run /var/tmp and /dev/shm
+  are tmpfs. The guest's /etc/resolv.conf is its supervisor's, which is the lab's per-netns
+  one (``ip netns exec`` binds it; a container mounts it). Modules come from the kernel's own
+  tree by ``modprobe -d``. The init is ``images/uml-init.sh``, as the root holds it.
 * **Agent channel.** The guest agent serves UML console ``con1`` (/dev/tty1 in the guest, in
-  raw mode); the relay multiplexes it for any number of host clients on ``agent.sock`` (see
-  ``uml_relay``).
+  raw mode); the relay multiplexes it for any number of host clients on ``agent.sock``, which
+  it binds itself in the node's state dir (see ``uml_relay``).
 * **Memory.** The guest's RAM is an unlinked file (UML opens it with O_TMPFILE) in TMPDIR:
-  a private directory this node makes on tmpfs (``UmlConfig.mem_dir`` chooses where), so
-  nothing is named on disk and the space is freed when the last UML process exits.
+  a private directory this node makes on an exec-able tmpfs of its root (``root.mem_parent``,
+  else the state dir or /dev/shm when they are tmpfs), so nothing is named on disk and the
+  space is freed when the last UML process exits.
 * **Carrier.** The vector driver has no carrier of its own, and a raw socket whose host
   interface goes down puts the driver into an error state that only closing the guest NIC
   clears. So ``set_link`` moves the host-side interface (what the peer sees as carrier) and the
@@ -31,6 +36,10 @@ packets with sub-millisecond latency. How a node is put together:
   host), constant from then on. ``start()`` removes it with atomic relative steps
   (``sync_clock``), leaving guest and host wall time equal to within the agent round trip's
   half (~0.2-0.3 ms here); ``clock_offset()`` measures it at any time.
+
+Pids: the relay reports UML's pid in its own pid namespace (a container's); the node keeps
+host pids (the launcher's pid, and UML's found among the relay's children), so the host signals
+and measures them whatever the pid namespace.
 
 Host resources a node makes: the supervisor and UML processes, ``agent.sock`` and UML's umid
 directory, the memory-file directory, and ``boot/`` (init parameters, fstab, module-tree link)
@@ -45,26 +54,26 @@ import os
 import select
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from testbed.errors import ConfigError, TestbedError
 from testbed.host import netns as ns
+from testbed.host.procs import alive, child_with_ns_pid
 from testbed.runtimes import hostmem
-from testbed.runtimes.base import KernelInfo
+from testbed.runtimes.base import KernelInfo, NodeRuntime
 from testbed.runtimes.channels import AgentError, GuestAgentClient
 from testbed.runtimes.guest import GuestBootError, GuestConfig, GuestNode
+from testbed.runtimes.namespace import NamespaceNode
+from testbed.runtimes.node_root import NodeRoot
 from testbed.runtimes.uml_boot import (
     AGENT_TTY,
     BOOT_MODULES,
     RELAY_MODULE,
-    REPO_ROOT,
     boot_env,
     check_kernel,
     console_digest,
@@ -84,9 +93,11 @@ from testbed.runtimes.uml_kernels import UmlKernel
 class UmlConfig(GuestConfig):
     """A kernel node in UML: the kernel build, extra modules, where the guest RAM lives."""
 
-    kernel: UmlKernel | None = None
+    kernel: UmlKernel | None = None  # its paths are in ``root``
     extra_modules: Sequence[str] = ()  # e.g. ("veth", "bridge", "sch_netem")
-    mem_dir: Path | None = None  # tmpfs dir for the memory file's private dir; None: pick one
+    root: NodeRoot = field(default_factory=NodeRoot)  # the filesystem the supervisor runs in
+    # starts the supervisor in the node's netns and root; None: ``ip netns exec`` on the host
+    launcher: NodeRuntime | None = None
     # host directories the guest may change, each an overlay whose changes stay in the guest
     # (a lab machine writes /etc/netns and the like); needs the overlay module
     overlays: Sequence[Path] = ()
@@ -100,42 +111,42 @@ class ClockOffset:
     uncertainty_s: float
 
 
-def _is_tmpfs(path: Path) -> bool:
-    """Is ``path`` on a tmpfs (longest mount-point prefix in /proc/self/mountinfo)?"""
-    best, fstype = "", ""
-    target = str(path.resolve())
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, right = line.split(" - ", 1)
-                mnt = left.split()[4]
-                if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                    best, fstype = mnt, right.split()[0]
-    except (OSError, ValueError, IndexError):
-        return False
-    return fstype == "tmpfs"
+def memory_parent(root: NodeRoot, state_dir: Path, memory_mb: int, label: str) -> Path:
+    """The tmpfs directory (in ``root``) that holds the guest-RAM file's private directory.
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+    The root's own choice (a container's exec-able tmpfs) must be a tmpfs of that root's mount
+    table, mounted without noexec (UML maps the file executable) and with room for the guest's
+    memory; otherwise the state dir or /dev/shm when they are tmpfs, else the state dir."""
+    if root.mem_parent is not None:
+        _, fstype, opts = root.mount_of(root.mem_parent)
+        if fstype != "tmpfs" or "noexec" in opts:
+            raise ConfigError(label, "memory file", f"{root.mem_parent} is {fstype or 'not mounted'}"
+                              f"{' noexec' if 'noexec' in opts else ''} in the node's root",
+                              "mount an exec-able tmpfs there (UML maps its memory file executable)")
+        free = root.free_mb(root.mem_parent)
+        if free < memory_mb:
+            raise ConfigError(label, "memory file", f"{root.mem_parent} has {free} MiB free, the guest "
+                              f"needs {memory_mb} MiB", "give that tmpfs a larger size= or lower memory_mb")
+        return root.mem_parent
+    shm = Path("/dev/shm")
+    if root.mount_of(state_dir)[1] == "tmpfs":
+        return state_dir
+    return shm if root.host_path(shm).is_dir() and root.mount_of(shm)[1] == "tmpfs" else state_dir
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:
-    """Wait (pidfd, no polling) up to ``timeout`` s for ``pid`` to exit; True when it has."""
+    """Wait (pidfd, no polling) up to ``timeout`` s for ``pid`` to exit; True when it has (and
+    reaped, when it is this process's child)."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return True
     try:
-        if _pid_alive(pid):
+        if alive(pid):
             select.select([fd], [], [], max(0.0, timeout))
     finally:
         os.close(fd)
-    return not _pid_alive(pid)
+    return not alive(pid)
 
 
 class UmlNode(GuestNode):
@@ -145,7 +156,8 @@ class UmlNode(GuestNode):
 
     def __init__(self, cfg: UmlConfig) -> None:
         super().__init__(cfg)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.root = cfg.root
+        self.launcher: NodeRuntime = cfg.launcher or NamespaceNode(cfg.name, cfg.netns)
         self.relay_pid = 0
         self.uml_pid = 0
         self.sock_dir: Path | None = None
@@ -168,6 +180,10 @@ class UmlNode(GuestNode):
     @property
     def agent_socket(self) -> Path:
         return (self.sock_dir or self.state_dir) / "agent.sock"
+
+    @property
+    def ready_fifo(self) -> Path:
+        return self.boot_dir / "relay.ready"
 
     def _label(self) -> str:
         k = self.cfg.kernel
@@ -201,7 +217,7 @@ class UmlNode(GuestNode):
     def start(self) -> UmlNode:
         """Boot and wait (bounded by ``boot_timeout``) for the agent; on failure remove
         everything made so far and raise with the console's last lines."""
-        kernel = check_kernel(self.cfg.kernel)
+        kernel = check_kernel(self.cfg.kernel, root=self.root)
         if not ns.exists(self.netns):
             raise ConfigError(self._label(), "netns", f"{self.netns} does not exist", "create it first")
         for n in self.cfg.nics:
@@ -215,7 +231,8 @@ class UmlNode(GuestNode):
             self._host_links()
             self._make_dirs()
             self._write_boot_files(kernel)
-            self._spawn_relay(kernel)
+            ready = self._spawn_relay(kernel)
+            self._wait_listening(ready, t0 + self.cfg.boot_timeout)
             self._wait_agent(t0 + self.cfg.boot_timeout)
             self.boot_seconds = time.monotonic() - t0
             self.boot_clock_offset = self.sync_clock()
@@ -245,26 +262,31 @@ class UmlNode(GuestNode):
 
     def _make_dirs(self) -> None:
         """Socket dir (AF_UNIX paths are limited to 108 bytes: a short private dir when the
-        state dir is deep) and the memory file's private dir on tmpfs."""
+        state dir is deep) and the memory file's private dir on tmpfs, made from the host in
+        the node's root."""
         longest = self.state_dir / "umid" / self.name / "mconsole"
-        self.sock_dir = (self.state_dir if len(str(longest)) < 100
-                         else Path(tempfile.mkdtemp(prefix=f"tbuml-{self.name}-", dir="/run")))
+        if len(str(longest)) < 100:
+            self.sock_dir = self.state_dir
+        elif self.root.is_host:
+            self.sock_dir = Path(tempfile.mkdtemp(prefix=f"tbuml-{self.name}-", dir="/run"))
+        else:  # the relay binds the socket where host and node both see it: the state dir
+            raise ConfigError(self._label(), "state dir", f"{self.state_dir} is too long for a Unix "
+                              "socket path (108 bytes)", "use a shorter TESTBED_RUN_ROOT or lab name")
         self.agent_socket.unlink(missing_ok=True)
-        parent = self.cfg.mem_dir
-        if parent is None:
-            shm = Path("/dev/shm")
-            parent = (self.state_dir if _is_tmpfs(self.state_dir)
-                      else shm if shm.is_dir() and _is_tmpfs(shm) else self.state_dir)
-        self.mem_dir = Path(tempfile.mkdtemp(prefix=f"tbuml-{self.name}-mem-", dir=parent))
+        parent = memory_parent(self.root, self.state_dir, self.cfg.memory_mb, self._label())
+        made = Path(tempfile.mkdtemp(prefix=f"tbuml-{self.name}-mem-", dir=self.root.host_path(parent)))
+        self.mem_dir = self.root.real(parent / made.name)
 
     def _write_boot_files(self, kernel: UmlKernel) -> None:
         cfg, boot = self.cfg, self.boot_dir
         shutil.rmtree(boot, ignore_errors=True)
         (boot / "modroot" / "lib").mkdir(parents=True)
         # modprobe -d wants <dir>/lib/modules/<release>: a link to the build's module root
-        (boot / "modroot" / "lib" / "modules").symlink_to(kernel.modules_root.resolve())
-        # what the guest reads after its tmpfs mounts: this checkout, the module tree, the venv
-        needed = [REPO_ROOT, kernel.modules_root.resolve(), Path(cfg.python).parent.parent]
+        # (a path in the node's root, where the guest follows it)
+        modules_root = self.root.real(kernel.modules_root)
+        (boot / "modroot" / "lib" / "modules").symlink_to(modules_root)
+        # what the guest reads after its tmpfs mounts: the package, the module tree, the venv
+        needed = [self.root.package_root, modules_root, Path(self.root.python).parent.parent]
         rw, ro = share_list(cfg.shares(), needed)
         (boot / "fstab").write_text(fstab(rw, ro))
         (boot / "ip.batch").write_text(ip_batch(cfg.nics))
@@ -282,16 +304,18 @@ class UmlNode(GuestNode):
             "TB_MODPROBE": str(helper),
             "TB_IPBATCH": str(boot / "ip.batch"),
             "TB_PORT": AGENT_TTY,
-            "TB_PYTHON": cfg.python,
-            "TB_PYTHONPATH": str(REPO_ROOT),
+            "TB_PYTHON": self.root.python,
+            "TB_PYTHONPATH": str(self.root.package_root),
             "TB_OVERLAYS": " ".join(str(p) for p in cfg.overlays),
         }))
 
-    def _spawn_relay(self, kernel: UmlKernel) -> None:
+    def _spawn_relay(self, kernel: UmlKernel) -> int:
+        """Start the relay through the launcher; returns the read end of its ready FIFO, opened
+        before the relay starts so its announcement cannot be missed."""
         assert self.sock_dir is not None and self.mem_dir is not None
         argv = uml_argv(kernel.binary, umid=self.name, uml_dir=self.sock_dir / "umid",
                         memory_mb=self.cfg.memory_mb, netns=self.netns, nics=self.cfg.nics,
-                        boot=self.boot_dir / "boot.env")
+                        boot=self.boot_dir / "boot.env", init=self.root.init_script)
         remove = [self.agent_socket, self.sock_dir / "umid", self.mem_dir, self.boot_dir]
         if self.sock_dir != self.state_dir:
             remove.append(self.sock_dir)
@@ -300,16 +324,47 @@ class UmlNode(GuestNode):
                      "links": list(self.cfg.nics)}
         cfg_file = self.boot_dir / "relay.json"
         cfg_file.write_text(json.dumps(relay_cfg, indent=1))
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-            listener.bind(str(self.agent_socket))
-            listener.listen(64)
-            fd = listener.fileno()
-            cmd = ns.exec_argv(self.netns, relay_argv(cfg_file, fd))
-            with open(self.state_dir / "relay.log", "ab") as log:
-                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT, pass_fds=[fd], start_new_session=True,
-                                             env=relay_env())
-        self.relay_pid = self.proc.pid  # `ip netns exec` execs the relay: same pid
+        os.mkfifo(self.ready_fifo, 0o600)
+        ready = os.open(self.ready_fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.relay_pid = self.launcher.spawn(
+                relay_argv(self.root.python, cfg_file, self.agent_socket, self.ready_fifo),
+                log=self.state_dir / "relay.log", env=relay_env(self.root))
+        except BaseException:
+            os.close(ready)
+            raise
+        return ready
+
+    def _wait_listening(self, ready: int, deadline: float) -> None:
+        """Until the relay says its socket listens, or it exits (pidfd), or the deadline."""
+        try:
+            pidfd = os.pidfd_open(self.relay_pid)
+        except ProcessLookupError:
+            pidfd = -1
+        try:
+            while True:
+                watch = [ready] + ([pidfd] if pidfd >= 0 else [])
+                readable, _, _ = select.select(watch, [], [], max(0.0, deadline - time.monotonic()))
+                if ready in readable:
+                    try:
+                        if os.read(ready, 64):
+                            return
+                    except BlockingIOError:
+                        continue
+                if pidfd < 0 or pidfd in readable or time.monotonic() >= deadline:
+                    break
+        finally:
+            os.close(ready)
+            if pidfd >= 0:
+                os.close(pidfd)
+            self.ready_fifo.unlink(missing_ok=True)
+        log = self.state_dir / "relay.log"
+        if alive(self.relay_pid):
+            why = (f"its agent did not answer within boot_timeout={self.cfg.boot_timeout:g} s (its "
+                   "supervisor was not listening yet)")
+            raise GuestBootError(self._boot_failure(why, f"raise boot_timeout (a boot takes about 2 s) "
+                                                         f"or see {log}"))
+        raise GuestBootError(self._boot_failure("its supervisor exited before listening", f"see {log}"))
 
     def _wait_agent(self, deadline: float) -> None:
         """One ``ping``: the relay holds it until the agent announces itself, and fails it at
@@ -331,7 +386,9 @@ class UmlNode(GuestNode):
             raise GuestBootError(self._boot_failure(why, fix)) from e
         self._release = reply["release"]
         info = self.agent.request("relay", timeout=5.0)
-        self.uml_pid = int(info["uml_pid"])
+        # the relay sees its own pid namespace (a container's): find UML's host pid among its
+        # children, so the host can signal and measure it
+        self.uml_pid = child_with_ns_pid(self.relay_pid, int(info["uml_pid"])) or 0
 
     def _check_sctp(self, kernel: UmlKernel) -> None:
         try:
@@ -384,7 +441,7 @@ class UmlNode(GuestNode):
                 cmd = f.read()
         except OSError:
             return False
-        return RELAY_MODULE.encode() in cmd and str(self.boot_dir).encode() in cmd and _pid_alive(pid)
+        return RELAY_MODULE.encode() in cmd and str(self.boot_dir).encode() in cmd and alive(pid)
 
     def shutdown(self, grace: float = 3.0) -> None:
         """Halt the guest through its agent (grace s), else SIGTERM the relay (UML cleans up),
@@ -409,15 +466,8 @@ class UmlNode(GuestNode):
             except (ProcessLookupError, PermissionError):
                 pass
         self.close()
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-        for p in (self.agent_socket, self.boot_dir, self.mem_dir,
-                  self.sock_dir / "umid" if self.sock_dir else None):
+        mem = self.root.host_path(self.mem_dir) if self.mem_dir else None
+        for p in (self.agent_socket, self.boot_dir, mem, self.sock_dir / "umid" if self.sock_dir else None):
             if p is not None:
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         if self.sock_dir is not None and self.sock_dir != self.state_dir:

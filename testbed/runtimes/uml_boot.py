@@ -10,15 +10,13 @@ import hashlib
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from testbed.errors import ConfigError
+from testbed.runtimes.node_root import NodeRoot
 from testbed.runtimes.uml_kernels import UmlKernel
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-INIT_SCRIPT = REPO_ROOT / "images" / "uml-init.sh"
 RELAY_MODULE = "testbed.runtimes.uml_relay"
 GUEST_TMPFS = tuple(Path(p) for p in ("/tmp", "/run", "/var/tmp", "/dev/shm"))
 AGENT_TTY = "/dev/tty1"  # UML console con1 in the guest
@@ -43,7 +41,8 @@ REQUIRED_CONFIG: dict[str, tuple[tuple[str, ...], str]] = {
 CONSOLE_HINTS = (
     ("Cannot open root device", "could not mount the host root over hostfs (CONFIG_HOSTFS=y missing?)"),
     ("Unable to mount root fs", "could not mount the host root over hostfs (CONFIG_HOSTFS=y missing?)"),
-    ("No working init found", f"could not run {INIT_SCRIPT} (CONFIG_BINFMT_SCRIPT=y missing?)"),
+    ("No working init found", "could not run the init script uml-init.sh (CONFIG_BINFMT_SCRIPT=y "
+     "missing, or the script absent from the node's root?)"),
     ("Out of memory", "the guest ran out of memory (raise memory_mb)"),
 )
 CONSOLE_KEYWORDS = ("tb-init", "panic", "vfs:", "modprobe", "error", "fail", "not found", "cannot")
@@ -78,21 +77,25 @@ def kernel_label(kernel: UmlKernel) -> str:
     return f"UML kernel {kernel.release} ({kernel.binary})"
 
 
-def check_kernel(kernel: UmlKernel | None, config: dict[str, str] | None = None) -> UmlKernel:
+def check_kernel(kernel: UmlKernel | None, config: dict[str, str] | None = None,
+                 root: NodeRoot | None = None) -> UmlKernel:
     """Bad input fails here, before anything is created: a missing binary or module tree, or a
-    build without what a node needs (when the binary tells its configuration)."""
+    build without what a node needs (when the binary tells its configuration). The kernel's
+    paths are in ``root`` (the host's by default), which the host reaches through its view."""
+    root = root or NodeRoot()
     if kernel is None:
         raise ConfigError("uml", "kernel", "no kernel given", "resolve one with testbed.runtimes."
                           "uml_kernels.resolve (Debian's: install the package 'user-mode-linux')")
     label = kernel_label(kernel)
-    if not kernel.binary.is_file() or not os.access(kernel.binary, os.X_OK):
+    binary = root.host_path(kernel.binary)
+    if not binary.is_file() or not os.access(binary, os.X_OK):
         raise ConfigError(label, "binary", "not found or not executable",
                           "install the Debian package 'user-mode-linux' or give the path of a linux "
                           "binary built with ARCH=um")
-    if not (kernel.modules_dir / "modules.dep").is_file():
+    if not root.host_path(kernel.modules_dir / "modules.dep").is_file():
         raise ConfigError(label, "modules", f"no module tree at {kernel.modules_dir}",
                           "install the build's modules (make ARCH=um modules_install) and run depmod")
-    config = config if config is not None else kernel_config(kernel.binary)
+    config = config if config is not None else kernel_config(binary)
     for option, (values, fix) in REQUIRED_CONFIG.items() if config else ():
         if config.get(option) not in values:  # type: ignore[union-attr]
             have = config.get(option, "not set")  # type: ignore[union-attr]
@@ -169,7 +172,7 @@ def boot_env(values: dict[str, str]) -> str:
 
 
 def uml_argv(binary: Path, *, umid: str, uml_dir: Path, memory_mb: int, netns: str, nics: Sequence[str],
-             boot: Path) -> list[str]:
+             boot: Path, init: Path) -> list[str]:
     """The UML command line. Consoles: con0 (the init's stdout) to fd 1 (the console log), con1
     the agent channel, every other console and serial line null (no host ptys or xterms)."""
     argv = [
@@ -181,7 +184,7 @@ def uml_argv(binary: Path, *, umid: str, uml_dir: Path, memory_mb: int, netns: s
         "rootfstype=hostfs",
         "rootflags=/",
         "ro",
-        f"init={INIT_SCRIPT}",
+        f"init={init}",
         "con=null",
         "ssl=null",
         "con0=null,fd:1",
@@ -192,10 +195,14 @@ def uml_argv(binary: Path, *, umid: str, uml_dir: Path, memory_mb: int, netns: s
     return argv
 
 
-def relay_argv(config: Path, listen_fd: int) -> list[str]:
-    """The relay's command: this python without site (it needs only the standard library)."""
-    return [sys.executable, "-S", "-m", RELAY_MODULE, "--config", str(config), "--listen-fd", str(listen_fd)]
+def relay_argv(python: str, config: Path, listen: Path, ready: Path) -> list[str]:
+    """The relay's command: the root's python without site (it needs only the standard
+    library). It binds ``listen`` itself and says so on the FIFO ``ready``."""
+    return [python, "-S", "-m", RELAY_MODULE, "--config", str(config), "--listen", str(listen),
+            "--ready", str(ready)]
 
 
-def relay_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+def relay_env(root: NodeRoot) -> dict[str, str]:
+    """What the relay's environment adds: the package on its path (``-S`` skips the venv's
+    site, hence its .pth files)."""
+    return {"PYTHONPATH": str(root.package_root), "PYTHONDONTWRITEBYTECODE": "1"}

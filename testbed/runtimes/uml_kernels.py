@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.errors import ConfigError
+from testbed.runtimes.node_root import NodeRoot
 
 DEBIAN_BINARY = Path("/usr/bin/linux.uml")
 DEBIAN_MODULES = Path("/usr/lib/uml/modules")
@@ -41,35 +42,42 @@ def available(binary: Path = DEBIAN_BINARY, modules: Path = DEBIAN_MODULES) -> b
 
 
 def resolve(spec: str | None = None, *, modules: Path | None = None,
-            debian_binary: Path = DEBIAN_BINARY, debian_modules: Path = DEBIAN_MODULES) -> UmlKernel:
+            debian_binary: Path = DEBIAN_BINARY, debian_modules: Path = DEBIAN_MODULES,
+            root: NodeRoot | None = None) -> UmlKernel:
     """``spec``: None/"uml"/"debian" for Debian's build, or a path to a ``linux`` ARCH=um binary
-    (``modules`` then names its ``lib/modules/<release>``, else ``<binary dir>/modules/*``)."""
+    (``modules`` then names its ``lib/modules/<release>``, else ``<binary dir>/modules/*``).
+    Paths are in ``root`` (the host's by default: a container's image for a node in one); the
+    returned kernel names them as that root does."""
+    root = root or NodeRoot()
+    where = "" if root.is_host else " in the node's image"
     spec = spec if spec is not None else os.environ.get("TESTBED_UML_KERNEL", "")
     if spec.strip() in DEFAULT_SPECS:
-        if not os.access(debian_binary, os.X_OK):
-            raise ConfigError("kernel", "uml", f"{debian_binary} not found",
-                              "install the Debian package 'user-mode-linux' (make setup)")
-        trees = sorted(p.parent for p in debian_modules.glob("*/modules.dep"))
+        if not os.access(root.host_path(debian_binary), os.X_OK):
+            raise ConfigError("kernel", "uml", f"{debian_binary} not found{where}",
+                              f"install the Debian package 'user-mode-linux'{where or ' (make setup)'}")
+        trees = sorted(p.parent for p in root.host_path(debian_modules).glob("*/modules.dep"))
         if not trees:
-            raise ConfigError("kernel", "uml", f"no module tree under {debian_modules}",
+            raise ConfigError("kernel", "uml", f"no module tree under {debian_modules}{where}",
                               "reinstall the Debian package 'user-mode-linux'")
-        return UmlKernel(trees[-1].name, debian_binary, trees[-1])
+        return UmlKernel(trees[-1].name, debian_binary, debian_modules / trees[-1].name)
     binary = Path(spec).expanduser()
-    if not binary.is_file() or not os.access(binary, os.X_OK):
-        which = shutil.which(spec)
+    if not root.host_path(binary).is_file() or not os.access(root.host_path(binary), os.X_OK):
+        which = shutil.which(spec) if root.is_host else None
         if which is None:
-            raise ConfigError("kernel", spec, "no such executable",
+            raise ConfigError("kernel", spec, f"no such executable{where}",
                               "give the path of a linux binary built with ARCH=um, or `uml`")
         binary = Path(which)
+    binary = root.real(binary)
     if modules is None:
-        found = sorted(p.parent for p in binary.parent.glob("modules/*/modules.dep"))
-        found += sorted(p.parent for p in binary.parent.glob("lib/modules/*/modules.dep"))
+        beside = root.host_path(binary.parent)
+        found = sorted(p.parent for p in beside.glob("modules/*/modules.dep"))
+        found += sorted(p.parent for p in beside.glob("lib/modules/*/modules.dep"))
         if not found:
-            raise ConfigError("kernel", str(binary), "no module tree beside it",
+            raise ConfigError("kernel", str(binary), f"no module tree beside it{where}",
                               "install its modules (make ARCH=um modules_install "
                               "INSTALL_MOD_PATH=<binary dir>) and run depmod")
-        modules = found[-1]
-    if not (modules / "modules.dep").is_file():
-        raise ConfigError("kernel", str(modules), "no modules.dep",
+        modules = binary.parent / found[-1].relative_to(beside)
+    if not root.host_path(modules / "modules.dep").is_file():
+        raise ConfigError("kernel", str(modules), f"no modules.dep{where}",
                           f"run `depmod -b <root> {modules.name}` on the build's module tree")
-    return UmlKernel(modules.name, binary.resolve(), modules.resolve())
+    return UmlKernel(modules.name, binary, root.real(modules))

@@ -18,9 +18,12 @@ Ops for the relay itself: ``relay`` (its state: UML's pid, clients, the agent's 
 ``hostlink`` (the host-side end of one of the node's links up/down, by ioctl in the node's netns).
 
 Standard library only (and ``ifflags``), one thread: it runs as ``python -S`` next to UML.
-Started as ``python -S -m testbed.runtimes.uml_relay --config FILE --listen-fd N`` (the caller
-made the listening socket, so clients may connect before this process runs); the config is
-JSON: ``{"argv": [...], "env": {...}, "console": path, "exit_file": path, "remove": [paths],
+Started as ``python -S -m testbed.runtimes.uml_relay --config FILE --listen SOCKET --ready FIFO``.
+It binds the socket itself, so it may be started through any runtime (``ip netns exec``, a
+container's exec) with no descriptor handed over; once the socket listens it writes one line
+to the FIFO, which the caller opened for reading before starting it: the caller waits on that
+(or on this process's exit), not on the socket's file appearing. The config is JSON:
+``{"argv": [...], "env": {...}, "console": path, "exit_file": path, "remove": [paths],
 "links": [host-side ifnames]}``.
 """
 
@@ -437,17 +440,46 @@ def _write_json(path: str, obj: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def listen(path: str) -> socket.socket:
+    """The clients' socket, bound here (a stale one from a killed run is replaced)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock.bind(path)
+    sock.listen(64)
+    return sock
+
+
+def announce(fifo: str) -> None:
+    """One line to the caller's FIFO: the socket listens. A caller that stopped reading (it gave
+    up) leaves no reader: nothing to tell."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"listening\n")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True)
-    ap.add_argument("--listen-fd", type=int, required=True)
+    ap.add_argument("--listen", required=True, help="the Unix socket to serve clients on")
+    ap.add_argument("--ready", help="a FIFO to write one line to once the socket listens")
     args = ap.parse_args(argv)
     with open(args.config) as f:
         cfg = json.load(f)
-    listener = socket.socket(fileno=args.listen_fd)
-    os.set_inheritable(listener.fileno(), False)
-    relay = Relay(cfg, listener)
     try:
+        listener = listen(args.listen)
+        if args.ready:
+            announce(args.ready)
+        relay = Relay(cfg, listener)
         relay.start()
     except OSError as e:
         _write_json(cfg["exit_file"], {"uml_pid": 0, "returncode": None, "signal": None, "t": time.time(),

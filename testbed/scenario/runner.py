@@ -178,6 +178,12 @@ class Runner:
                         mn_name=f"{z.mobile_name}.{z.zone}", lab=self.lab_block())
         if self.sc.expect:
             verdict = verdict.expecting(dict(self.sc.expect), f"scenario {self.sc.name}")
+        drops = capture.drops()
+        if drops:  # the verdict says when the captures, not the network, may have lost packets
+            verdict.stats["capture_drops"] = drops
+            verdict.stats.setdefault("capture_problems", []).append(
+                "tcpdump dropped packets (" + ", ".join(f"{k} {v}" for k, v in drops.items()) +
+                "): a DATA gap never seen may be the capture's, not the network's")
         verdict.write(self.out / "verdict.json")
         self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from testbed.backends import docker as dockerb
 from testbed.backends import engine, images
@@ -68,9 +69,11 @@ def test_package_change_changes_the_mobile_tag_not_the_dns_tag(no_pip, monkeypat
     mn2, dns2 = images.role_image(Role.MOBILE, "b"), images.role_image(Role.DNS, "b")
     assert mn1.ref != mn2.ref and dns1.ref == dns2.ref
     assert mn2.ref == f"testbed/mn:{mn2.digest[:12]}" and mn2.python == images.IMAGE_PYTHON
-    assert images.labels(mn2) == {"testbed.role": "mobile", "testbed.hash": mn2.digest,
-                                  "testbed.python": images.IMAGE_PYTHON}
-    assert "testbed.python" not in images.labels(dns2)
+    assert mn2.labels() == {"testbed.role": "mobile", "testbed.hash": mn2.digest,
+                            "testbed.python": images.IMAGE_PYTHON,
+                            "testbed.pythonpath": images.IMAGE_PYTHONPATH,
+                            "testbed.uml_init": images.IMAGE_UML_INIT}
+    assert "testbed.python" not in dns2.labels() and "testbed.uml_init" not in dns2.labels()
 
 
 def test_every_role_has_a_recipe():
@@ -114,12 +117,18 @@ def test_check_script_asks_for_what_the_role_runs():
     mn = dockerb.check_script(Role.MOBILE, "/opt/py", agent=True)
     assert "dhcpcd" in mn and '"/opt/py" -c "import testbed.mobility.agent"' in mn
     assert "import testbed" not in dockerb.check_script(Role.MOBILE, "/opt/py", agent=False)
+    assert "linux.uml" not in mn and "uml-init" not in mn
+    kernel = dockerb.check_script(Role.HOST, "/opt/py", agent=True, uml_init="/opt/i.sh")
+    assert "linux.uml modprobe mount" in kernel and 'test -x "/opt/i.sh" || echo no-uml-init' in kernel
 
 
 @pytest.mark.parametrize(("role", "output", "words"), [
     (Role.ACCESS_ROUTER, "missing radvd\n", ["lacks radvd", "'radvd'"]),
     (Role.DNS, "missing named-checkconf\n", ["lacks named-checkconf", "'bind9-utils'"]),
     (Role.MOBILE, "no-package\n", ["cannot import the testbed package", "testbed.python"]),
+    (Role.HOST, "missing linux.uml\n", ["lacks linux.uml", "'user-mode-linux'"]),
+    (Role.MOBILE, "missing modprobe\n", ["lacks modprobe", "'kmod'"]),
+    (Role.HOST, "no-uml-init\n", ["no UML init script", "testbed.uml_init", "images/uml-init.sh"]),
     (Role.DNS, "BIND 9.18.28-1~deb12u2-Debian (Extended Support Version) <id:>\n",
      ["BIND 9.18.28-1~deb12u2-Debian", "too old for SIG(0)", "bookworm-backports"]),
 ])
@@ -136,14 +145,17 @@ def test_a_complete_image_passes_the_check():
     dockerb.check_output("dns", Role.DNS, "testbed/dns:x", "BIND 9.20.23-1~bpo12+1-Debian (Stable)\n", "t")
 
 
-def test_kernel_nodes_are_refused_before_the_engine_is_touched(run_root, monkeypatch):
+def test_qemu_nodes_are_refused_before_the_engine_is_touched(run_root, monkeypatch):
     monkeypatch.setattr(engine, "using", lambda: pytest.fail("engine used"))
-    topo = loader.load("two-ar")
+    raw = yaml.safe_load((loader.resolve("two-ar-sctp")).read_text())
+    raw["nodes"]["cn"]["sctp"] = {"stack": "qemu"}
+    topo = loader.from_dict(raw, "topo.yaml")
     from testbed.model import addressing
 
     state = LabState("tbk", "topo.yaml", topo.model_dump(mode="json"), backend="docker")
-    with pytest.raises(ConfigError, match="kernel nodes .* docker backend"):
-        dockerb.DockerBackend().build(addressing.plan(topo), state, lambda m: None, frozenset({"mn"}))
+    with pytest.raises(ConfigError, match=r"nodes\.cn\.sctp\.stack: QEMU nodes do not run on the docker "
+                                          r"backend \(use stack: uml"):
+        dockerb.DockerBackend().build(addressing.plan(topo), state, lambda m: None, frozenset({"mn", "cn"}))
     assert state.containers == [] and state.netns == []
 
 
@@ -235,6 +247,27 @@ def test_terminal_argv_is_docker_exec_on_the_recorded_engine(run_root):
                   containers=[{"node": "mn", "name": "tbx-mn", "id": "abc", "image": "i", "python": "/py"}])
     argv = dockerb.DockerBackend().terminal_argv(st, "mn", [sys.executable, "-V"], tty=True)
     assert argv == ["docker", "-H", "unix:///run/x.sock", "exec", "-i", "-t", "abc", "/py", "-V"]
+
+
+def test_a_kernel_node_boots_in_its_container_over_the_images_root(run_root):
+    rec = {"node": "mn", "name": "tbx-mn", "id": "abc", "image": "i", "pid": "4242", "python": "/opt/py",
+           "pythonpath": "/opt/src", "uml_init": "/opt/init.sh"}
+    st = LabState("tbx", "t.yaml", {}, backend="docker", engine="unix:///run/x.sock", containers=[rec])
+    backend = dockerb.DockerBackend()
+    host = backend.kernel_host(st, "mn")
+    assert host.launcher is backend.runtime(st, "mn")  # the engine's exec starts the supervisor
+    root = host.root
+    assert (root.python, root.package_root, root.init_script) == ("/opt/py", Path("/opt/src"),
+                                                                  Path("/opt/init.sh"))
+    assert root.mem_parent == Path(dockerb.UML_TMPFS) and root.pid == 4242
+    assert root.host_path("/run/uml/x") == Path("/proc/4242/root/run/uml/x")
+    assert root.mountinfo == Path("/proc/4242/mountinfo")
+    # an image without the labels (a user's FROM an old testbed image): the images' own paths
+    bare = {k: v for k, v in rec.items() if k not in dockerb.PACKAGE_LABELS}
+    st.containers = [bare]
+    root = dockerb.DockerBackend().kernel_host(st, "mn").root
+    assert (root.python, str(root.package_root), str(root.init_script)) == (
+        images.IMAGE_PYTHON, images.IMAGE_PYTHONPATH, images.IMAGE_UML_INIT)
 
 
 # ------------------------------------------------------------------------------ engine

@@ -10,6 +10,7 @@ import pytest
 
 from testbed.errors import ConfigError
 from testbed.runtimes import uml_boot, uml_relay
+from testbed.runtimes.node_root import HOST_INIT_SCRIPT
 from testbed.runtimes.uml import UmlConfig, UmlNode
 from testbed.runtimes.uml_kernels import UmlKernel
 
@@ -31,17 +32,18 @@ def _kernel(tmp_path: Path, *, binary: bool = True, dep: bool = True) -> UmlKern
 
 def test_argv_has_consoles_nics_init_and_boot_file(tmp_path: Path) -> None:
     argv = uml_boot.uml_argv(Path("/usr/bin/linux.uml"), umid="mn", uml_dir=tmp_path / "umid", memory_mb=192,
-                        netns="tbu-mn", nics=["a0", "b0"], boot=tmp_path / "boot.env")
+                        netns="tbu-mn", nics=["a0", "b0"], boot=tmp_path / "boot.env",
+                        init=HOST_INIT_SCRIPT)
     assert argv[0] == "/usr/bin/linux.uml"
     for a in ("umid=mn", f"uml_dir={tmp_path}/umid", "mem=192M", "rootfstype=hostfs", "rootflags=/", "ro",
-              f"init={uml_boot.INIT_SCRIPT}", "con=null", "ssl=null", "con0=null,fd:1", "con1=fd:3",
+              f"init={HOST_INIT_SCRIPT}", "con=null", "ssl=null", "con0=null,fd:1", "con1=fd:3",
               f"TB_BOOT={tmp_path}/boot.env", "initcall_blacklist=raid6_select_algo"):
         assert a in argv, a
     vecs = [a for a in argv if a.startswith("vec")]
     assert vecs == [f"vec0:transport=raw,ifname=a0,mac={uml_boot.mac_for('tbu-mn', 'a0')}",
                     f"vec1:transport=raw,ifname=b0,mac={uml_boot.mac_for('tbu-mn', 'b0')}"]
     assert uml_boot.CHANNEL_FD == uml_relay.CHANNEL_FD == 3
-    assert uml_boot.INIT_SCRIPT.is_file() and os.access(uml_boot.INIT_SCRIPT, os.X_OK)
+    assert HOST_INIT_SCRIPT.is_file() and os.access(HOST_INIT_SCRIPT, os.X_OK)
 
 
 def test_mac_is_stable_local_unicast() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +18,7 @@ import pytest
 
 from testbed.runtimes import uml_relay
 from testbed.runtimes.channels import AgentError, GuestAgentClient
+from testbed.runtimes.node_root import NodeRoot
 from testbed.runtimes.uml import _wait_exit
 from testbed.runtimes.uml_boot import relay_argv, relay_env
 from testbed.runtimes.uml_relay import Multiplexer
@@ -133,13 +134,19 @@ class RelayProc:
                "exit_file": str(self.exit_file),
                "remove": [str(self.sock), str(self.memdir)]}
         (tmp / "relay.json").write_text(json.dumps(cfg))
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lsock:
-            lsock.bind(str(self.sock))
-            lsock.listen(8)
-            fd = lsock.fileno()
+        # the relay binds the socket itself and says so on a FIFO opened here first
+        ready = tmp / "ready"
+        os.mkfifo(ready)
+        fd = os.open(ready, os.O_RDONLY | os.O_NONBLOCK)
+        try:
             self.proc = subprocess.Popen(
-                relay_argv(tmp / "relay.json", fd), pass_fds=[fd], stdout=subprocess.DEVNULL, env=relay_env(),
-                stderr=open(tmp / "relay.log", "wb"), start_new_session=True)  # noqa: SIM115
+                relay_argv(sys.executable, tmp / "relay.json", self.sock, ready), stdout=subprocess.DEVNULL,
+                env={**os.environ, **relay_env(NodeRoot())}, stderr=open(tmp / "relay.log", "wb"),  # noqa: SIM115
+                start_new_session=True)
+            readable, _, _ = select.select([fd], [], [], 10)
+            assert readable and os.read(fd, 64) == b"listening\n"
+        finally:
+            os.close(fd)
 
     def exit_record(self) -> dict[str, Any]:
         assert self.proc.wait(timeout=10) == 0
@@ -228,12 +235,9 @@ def test_unstartable_uml_is_reported(tmp_path: Path) -> None:
     cfg = {"argv": [str(tmp_path / "no-such-linux")], "console": str(tmp_path / "c.log"),
            "exit_file": str(tmp_path / "exit.json"), "remove": [str(tmp_path / "agent.sock")]}
     (tmp_path / "r.json").write_text(json.dumps(cfg))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lsock:
-        lsock.bind(str(tmp_path / "agent.sock"))
-        lsock.listen(1)
-        argv = relay_argv(tmp_path / "r.json", lsock.fileno())
-        cp = subprocess.run(argv, pass_fds=[lsock.fileno()], capture_output=True, text=True, timeout=20,
-                            env=relay_env())
+    argv = relay_argv(sys.executable, tmp_path / "r.json", tmp_path / "agent.sock", tmp_path / "no-reader")
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                        env={**os.environ, **relay_env(NodeRoot())})
     assert cp.returncode == 1 and "cannot start UML" in cp.stderr
     assert "No such file" in json.loads((tmp_path / "exit.json").read_text())["console_tail"][0]
     assert not (tmp_path / "agent.sock").exists()
