@@ -31,6 +31,7 @@ def matrix(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
         [sys.executable, "-m", "testbed.cli.main", "--lab", PREFIX, "interop", "--kernels", "uml,6.12",
          "--settings", "default,auth-off", "--out", str(out)],
         capture_output=True, text=True, timeout=1500)
+    (out / "terminal.txt").write_text(cp.stdout + cp.stderr)  # what a user sees, kept with the run
     return cp, out
 
 
