@@ -18,6 +18,7 @@ torn down and the next cell gets a fresh one.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 import traceback
@@ -144,6 +145,10 @@ def keep_logs(run_dir: Path, dest: Path, limit: int = 1 << 20) -> None:
 def main(argv: list[str] | None = None) -> int:
     """PLAN.json: {"lab", "scenario" (path), "cells_dir", "labs_dir", "fresh", "cells": [...]}"""
     args = sys.argv[1:] if argv is None else argv
+    # the run's SIGINT (and a SIGTERM) end the lane through its clean-up, also when it was
+    # started with SIGINT ignored (a background job's children inherit that)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     plan = json.loads(Path(args[0]).read_text())
     lane = Lane(plan["lab"], model.load(plan["scenario"]), Path(plan["cells_dir"]),
                 Path(plan["labs_dir"]), fresh=bool(plan.get("fresh")))
