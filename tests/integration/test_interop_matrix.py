@@ -17,7 +17,8 @@ import pytest
 
 from testbed.state import LabState
 
-pytestmark = [pytest.mark.integration, pytest.mark.vm]
+# eight cells, four of them with QEMU nodes: 6-7 minutes on 2 shared cores, more under load
+pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.timeout(1500)]
 PREFIX = "tbixm"
 
 
