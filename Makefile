@@ -72,11 +72,15 @@ bench: setup
 	$(PY) bench/bench_sctp.py
 	$(PY) bench/bench_docker.py
 	$(PY) bench/bench_interop.py
+	$(PY) bench/bench_mptcp.py
 
-# N consecutive default runs (pass/fail counts, timing distribution): make soak N=100
+# N consecutive default runs (pass/fail counts, timing distribution): make soak N=100; then
+# the long checker fuzz (FUZZ mutated captures; make test runs a short one)
 N ?= 100
+FUZZ ?= 100000
 soak: setup
 	$(PY) bench/soak.py --runs $(N)
+	$(PY) bench/fuzz_checker.py --inputs $(FUZZ)
 
 clean:
 	-$(VENV)/bin/testbed clean

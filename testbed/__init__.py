@@ -11,9 +11,11 @@ the path of one movement event through them):
   machine/     a whole lab inside one UML kernel (--machine uml)
   mobility/    movement detection, location management, binding-update policy and process
   sctp/        kernel SCTP socket API, traffic app, binding-update driver
+  mptcp/       MPTCP path manager over generic netlink, socket info, binding-update driver
+  traffic/     the numbered messages of every traffic app; the TCP/MPTCP stream app
   capture/     tcpdump control
-  decode/      pcap, SCTP, DNS, RS/RA and DHCP decoders (pure)
-  conformance/ one pass over the captures, Appendix-A rules, checker, timeline
+  decode/      pcap, SCTP, TCP/MPTCP, DNS, RS/RA and DHCP decoders (pure)
+  conformance/ one pass over the captures, Appendix-A and MPTCP rules, checker, timelines
   report/      HTML/SVG report
   scenario/    scenario files, runner, traffic
   cli/         the `testbed` command

@@ -80,9 +80,15 @@ def testbed_lab(request: pytest.FixtureRequest) -> Iterator:
         Lab.open(name).down()
 
 
+def lab_name(suffix: str) -> str:
+    """A test lab's name: ``$TESTBED_LAB_PREFIX`` (default ``tb``) then ``suffix``, so suites run
+    side by side on one host (namespaces are global) under prefixes of their own."""
+    return os.environ.get("TESTBED_LAB_PREFIX", "tb") + suffix
+
+
 @pytest.fixture
 def testbed_fresh_lab_name() -> str:
-    return f"tbf{os.getpid() % 1000}{next(_counter)}"
+    return lab_name(f"f{os.getpid() % 1000}{next(_counter)}")
 
 
 @pytest.fixture

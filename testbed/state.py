@@ -59,7 +59,7 @@ class LabState:
     netns: list[str] = field(default_factory=list)  # named netns, written BEFORE creation
     etc_netns: list[str] = field(default_factory=list)
     services: list[dict[str, Any]] = field(default_factory=list)
-    attached: list[str] = field(default_factory=list)  # ARs the MN is attached to
+    attached: dict[str, list[str]] = field(default_factory=dict)  # MN -> ARs it is attached to
     kernel_nodes: list[dict[str, Any]] = field(default_factory=list)  # one record per booted guest
     engine: str = ""  # docker backend: the engine's URL
     containers: list[dict[str, str]] = field(default_factory=list)  # docker: written BEFORE creation
@@ -94,6 +94,9 @@ class LabState:
             raise LabStateError(f"no lab {lab!r} is up (no {path}); start one with `testbed up`") from None
         except (OSError, ValueError) as e:
             raise LabStateError(f"{path}: unreadable state ({e}); run `testbed clean`") from e
+        if isinstance(data.get("attached"), list):  # written before labs had several MNs
+            mn = (data.get("topology", {}).get("mobile") or {}).get("node", "mn")
+            data["attached"] = {mn: data["attached"]}
         return cls(**data)
 
     @staticmethod
@@ -112,21 +115,39 @@ def lock_file(lab: str) -> Path:
     return run_root() / f".{lab}.lock"
 
 
-@contextmanager
-def locked(lab: str, wait: float = 30.0) -> Iterator[None]:
-    """Serialise commands that change one lab (up, down, move)."""
-    run_root().mkdir(parents=True, exist_ok=True)
-    with open(lock_file(lab), "w") as f:
+def _flock(path: Path, mode: int, what: str, wait: float) -> Iterator[None]:
+    with open(path, "w") as f:
         deadline = time.monotonic() + wait
         while True:
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise LabStateError(f"lab {lab!r} is busy (another testbed command holds it)") from None
+                    raise LabStateError(f"{what} is busy (another testbed command holds it)") from None
                 time.sleep(0.05)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def locked(lab: str, wait: float = 30.0, *, shared: bool = False) -> Iterator[None]:
+    """Serialise commands that change one lab (up, down, a move). Moves of different mobile
+    nodes take it ``shared`` (each also takes its MN's own lock: ``mobile_locked``), so they
+    run at once while up and down still wait for them."""
+    run_root().mkdir(parents=True, exist_ok=True)
+    yield from _flock(lock_file(lab), fcntl.LOCK_SH if shared else fcntl.LOCK_EX, f"lab {lab!r}", wait)
+
+
+@contextmanager
+def mobile_locked(lab: str, mn: str, wait: float = 60.0) -> Iterator[None]:
+    """One move of ``mn`` at a time (the lock file lives and goes with the lab's run dir)."""
+    yield from _flock(lab_dir(lab) / f".{mn}.lock", fcntl.LOCK_EX, f"mobile node {mn} of lab {lab!r}", wait)
+
+
+@contextmanager
+def state_locked(lab: str, wait: float = 30.0) -> Iterator[None]:
+    """A short read-modify-write of state.json by one of several concurrent moves."""
+    yield from _flock(lab_dir(lab) / ".state.lock", fcntl.LOCK_EX, f"the state of lab {lab!r}", wait)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -80,12 +81,23 @@ def collect(lab_or_name: Lab | str) -> dict[str, Any]:
         **({"engine": backend_info["engine"]} if "engine" in backend_info else {}),
         "machine": lab.state.machine,
         "run_dir": str(lab.state.dir),
-        "attached": lab.state.attached,
+        "attached": lab.state.attached,  # mobile node -> the ARs it is attached to
         "zone": lab.topo.dns.zone,
-        "mobile_name": f"{lab.topo.dns.mobile_name}.{lab.topo.dns.zone}",
+        "mobile_name": lab.topo.dns_name(lab.topo.mobile.node),
+        "mobiles": {mn: lab.topo.dns_name(mn) for mn in lab.topo.mobiles},
         "nodes": nodes,
         "services": services,
     }
+
+
+def _attached(attached: dict[str, list[str]]) -> str:
+    """"MN attached to ar1", or per access router how many of several MNs are there."""
+    if len(attached) <= 1:
+        ars = next(iter(attached.values()), [])
+        return f"MN attached to {', '.join(ars) or 'nothing'}"
+    count = Counter(ar for ars in attached.values() for ar in ars)
+    where = ", ".join(f"{n} on {ar}" for ar, n in sorted(count.items())) or "none attached"
+    return f"{len(attached)} MNs: {where}"
 
 
 def _dad_flag(a: dict[str, Any]) -> str:
@@ -121,7 +133,7 @@ def _healthy(lab, node: str, service: str) -> bool:
         return netns.call_in(ns, probes.raw_icmp6_open, timeout=5)
     if service == "agent":
         try:
-            return bool(lab.mobile.agent_request({"cmd": "ping"}, timeout=5).get("ok"))
+            return bool(lab.mobile_node(node).agent_request({"cmd": "ping"}, timeout=5).get("ok"))
         except TestbedError:
             return False
     return True
@@ -132,8 +144,8 @@ def render(st: dict[str, Any], console: Console) -> None:
     via = f" on the {engine['kind']} engine {engine['url']} ({engine['version']})" if engine else ""
     console.print(
         f"[bold]lab {st['lab']}[/bold] ({st['topology']}, backend {st['backend']}{via}, machine "
-        f"{st['machine']}) {st['status']}; MN attached to "
-        f"{', '.join(st['attached']) or 'nothing'}; zone {st['zone']}; run dir {st['run_dir']}"
+        f"{st['machine']}) {st['status']}; {_attached(st['attached'])}; zone {st['zone']}; "
+        f"run dir {st['run_dir']}"
     )
     t = Table("node", "role", "container" if engine else "netns", "kernel", "interface", "state",
               "addresses")

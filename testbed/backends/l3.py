@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from testbed.host import netns
 from testbed.model.addressing import LabPlan
+from testbed.model.topology import Role
 from testbed.state import OWNER_LABEL, LabState
 
 
@@ -25,7 +26,7 @@ def configure_all(plan: LabPlan, state: LabState, kernel_nodes: frozenset[str] =
 
 
 def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
-    mn = plan.topology.mobile.node
+    mobile = node.role is Role.MOBILE
     # no STP and no forwarding delay: a port forwards the moment its node attaches
     bridges = [f"link add {i.ifname} type bridge forward_delay 0 stp_state 0 mcast_snooping 0"
                for i in node.ifaces if i.bridge]
@@ -34,7 +35,7 @@ def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
     sysctls = ["net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"]
     if node.forwards:
         sysctls += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
-    if node.name == mn:
+    if mobile:
         sysctls = ["net.ipv6.conf.all.keep_addr_on_down=0"]
         for i in node.ifaces:
             base = f"net.ipv6.conf.{i.ifname}"
@@ -64,8 +65,32 @@ def configure(ns: str, lab: str, node, plan: LabPlan) -> None:
             cmds.append(f"addr add {a} dev {i.ifname}{flags}")
         # the MN's access interfaces start down: the lab attaches it (= brings them up), and
         # the AR side then sees carrier; the AR side stays up so dhcpd/radvd can bind to it
-        state = "down" if i.access_router and node.name == mn else "up"
+        state = "down" if i.access_router and mobile else "up"
         cmds.append(f"link set dev {i.ifname} {state}")
     for r in node.routes:
         cmds.append(f"route add {r.dst} via {r.via} dev {r.dev}")
     netns.run(None, ["ip", "-n", ns, "-batch", "-"], input="\n".join(cmds) + "\n")
+    mirror = shared_medium_mirrors(node, plan.topology.mobiles)
+    if mirror:
+        netns.run(ns, ["tc", "-batch", "-"], input="\n".join(mirror) + "\n")
+
+
+def shared_medium_mirrors(node, mobiles: str | list[str]) -> list[str]:
+    """tc commands that make a shared medium of an access bridge: every frame a mobile node
+    sends or receives there is copied to every other port, as every station hears a radio
+    channel (a learning bridge alone would keep the MN's unicast, to the router above all,
+    from them)."""
+    out = []
+    names = [mobiles] if isinstance(mobiles, str) else mobiles
+    for br in (i for i in node.ifaces if i.bridge and i.shared_medium):
+        ports = [i.ifname for i in node.ifaces if i.master == br.ifname]
+        for mn_port in (p for p in ports if p in {f"{node.name}-{mn}" for mn in names}):
+            others = [p for p in ports if p != mn_port]
+            if not others:
+                continue
+            # one filter per direction with one action per port: u32 stops at its first match
+            actions = " ".join(f"action mirred egress mirror dev {o}" for o in others)
+            out.append(f"qdisc add dev {mn_port} clsact")
+            out += [f"filter add dev {mn_port} {way} protocol all u32 match u32 0 0 {actions}"
+                    for way in ("ingress", "egress")]
+    return out

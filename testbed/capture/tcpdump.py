@@ -1,7 +1,10 @@
 """Capturing every link of a lab: one tcpdump per link, one pcap per link.
 
 Each link is captured on its infrastructure end (the core side of a core link, the AR side of
-an access link), which stays up while the MN attaches and detaches. tcpdump runs inside that
+an access link), which stays up while the MN attaches and detaches. With several mobile nodes
+an access network is captured once, on its bridge (``<ar>-lan``): everything an MN sends or
+receives there goes through the router, and one tcpdump per network is what 50 MNs afford (one
+per port would be a hundred). tcpdump runs inside that
 node's namespace with ``--immediate-mode`` and ``-U`` (packets reach the file as they come),
 and is stopped with SIGINT and waited for: otherwise the last packets are lost.
 """
@@ -23,7 +26,11 @@ from testbed.services.base import log_tail, require
 # The capture ring per link (KiB). In immediate mode libpcap uses a ring of 2 MiB by default;
 # on a busy 2-core box a tcpdump not scheduled for a few hundred ms overflowed it and the
 # kernel dropped packets (13 of ~400 in one run). 16 MiB holds several seconds of lab traffic.
+# A link that carries many MNs' traffic gets 2 MiB more per MN, up to 64 MiB (50 MNs at 20
+# messages/s and their echoes: ~20000 drops with 2 MiB rings, ~800 with 64 MiB).
 BUFFER_KIB = 16384
+BUFFER_KIB_PER_MN = 2048
+MAX_BUFFER_KIB = 65536
 DROPPED = re.compile(r"(\d+) packets? dropped by kernel")
 
 
@@ -35,6 +42,7 @@ class LinkCapture:
     pcap: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    buffer_kib: int = BUFFER_KIB
 
 
 @dataclass
@@ -48,10 +56,18 @@ class Capture:
     def for_lab(cls, lab, directory: Path) -> Capture:
         directory = directory.resolve()
         cap = cls(directory)
-        for v in lab.plan.veths:
-            ns = lab.state.ns(v.a)
-            cap.links.append(LinkCapture(v.a_ifname, ns, v.a_ifname, directory / f"{v.a_ifname}.pcap",
-                                         directory.parent / "logs" / f"{v.a_ifname}.tcpdump.log"))
+        points = [(v.a, v.a_ifname) for v in lab.plan.veths]
+        mobiles = len(lab.topo.mobiles)
+        if mobiles > 1:
+            lans = {acc.router: lab.plan.lan(acc.router).ifname for acc in lab.topo.access_networks}
+            ports = {i.ifname for ar in lans for i in lab.plan.nodes[ar].ifaces if i.master}
+            points = [p for p in points if p[1] not in ports] + list(lans.items())
+        # a link carries every MN's traffic: the ring grows with them, or tcpdump drops packets
+        buffer = min(MAX_BUFFER_KIB, max(BUFFER_KIB, BUFFER_KIB_PER_MN * mobiles))
+        for node, ifname in points:
+            cap.links.append(LinkCapture(ifname, lab.state.ns(node), ifname, directory / f"{ifname}.pcap",
+                                         directory.parent / "logs" / f"{ifname}.tcpdump.log",
+                                         buffer_kib=buffer))
         return cap
 
     def start(self, timeout: float = 10.0) -> None:
@@ -63,7 +79,7 @@ class Capture:
             for lc in self.links:
                 lc.proc = netns.spawn(lc.netns, [
                     "tcpdump", "-i", lc.ifname, "-n", "-s", "0", "-U", "--immediate-mode",
-                    "-B", str(BUFFER_KIB), "-Z", "root", "-w", str(lc.pcap)], log=lc.log)
+                    "-B", str(lc.buffer_kib), "-Z", "root", "-w", str(lc.pcap)], log=lc.log)
             deadline = time.monotonic() + timeout
             for lc in self.links:  # tcpdump says "listening on" once its socket is open
                 while "listening on" not in _read(lc.log):

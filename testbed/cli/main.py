@@ -97,11 +97,10 @@ def cmd_move(a: argparse.Namespace) -> int:
     from testbed.lab import Lab
 
     lab = Lab.open(a.lab)
-    if a.node != lab.topo.mobile.node:
-        raise TestbedError(f"move: {a.node!r} is not the mobile node ({lab.topo.mobile.node})")
+    lab.mobile_node(a.node)  # a clear error for a node that is not a mobile node
     with progress(f"move {a.node} to {a.to}") as step:
-        times = lab.move(a.to, a.mode, overlap=a.overlap, gap=a.gap, progress=step)
-    st = lab.access_state(a.to)
+        times = lab.move(a.to, a.mode, overlap=a.overlap, gap=a.gap, progress=step, mn=a.node)
+    st = lab.access_state(a.to, a.node)
     console.print(
         f"{a.node} on {a.to} ({a.mode}): IPv4 {', '.join(st.ipv4)}; IPv6 {', '.join(st.ipv6)}; "
         + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items())
@@ -206,8 +205,7 @@ def _mobile_lab(a: argparse.Namespace):
     from testbed.lab import Lab
 
     lab = Lab.open(a.lab)
-    if a.node != lab.topo.mobile.node:
-        raise TestbedError(f"mobility: {a.node!r} is not the mobile node ({lab.topo.mobile.node})")
+    lab.mobile_node(a.node)  # a clear error for a node that is not a mobile node
     return lab
 
 
@@ -215,7 +213,7 @@ def cmd_mobility(a: argparse.Namespace) -> int:
     lab = _mobile_lab(a)
     if a.action == "state":
         # the pollable state (§3): the agent rewrites this file atomically on every event
-        out.print_json((lab.wiring.agent_dir / "state.json").read_text())
+        out.print_json((lab.wiring.for_mobile(a.node).agent_dir / "state.json").read_text())
         return 0
     if a.action == "events":
         # the agent's events log: the same JSON lines it streams, readable from the host even
@@ -224,7 +222,7 @@ def cmd_mobility(a: argparse.Namespace) -> int:
 
         from testbed.host import jsonlines
 
-        tail = jsonlines.Tail(lab.wiring.agent_dir / "events.jsonl")
+        tail = jsonlines.Tail(lab.wiring.for_mobile(a.node).agent_dir / "events.jsonl")
         tail.offset = 0  # the whole history first
         try:
             while True:
@@ -237,13 +235,13 @@ def cmd_mobility(a: argparse.Namespace) -> int:
         except (KeyboardInterrupt, BrokenPipeError):
             return 0
     if a.action == "set-metric":
-        r = lab.mobile.agent_request({"cmd": "set-metric", "ifname": a.ifname, "name": a.name,
-                                      "value": a.value})
+        r = lab.mobile_node(a.node).agent_request({"cmd": "set-metric", "ifname": a.ifname,
+                                                   "name": a.name, "value": a.value})
         if not r.get("ok"):
             raise TestbedError(f"set-metric: {r.get('error')}")
         return 0
     if a.action == "depart":
-        results = lab.mobile.depart()
+        results = lab.mobile_node(a.node).depart()
         for r in results:
             console.print(f"location {r['op']}: {r['rcode']} after {r['attempts']} attempt(s)")
         return 0 if results and all(r.get("ok") for r in results) else 1
@@ -351,8 +349,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]testbed {args.cmd}: {e}[/red]", soft_wrap=True, highlight=False)
         return e.exit_code
     except KeyboardInterrupt:
-        console.print(f"testbed {args.cmd}: interrupted; the lab removed what it had built")
+        console.print(f"testbed {args.cmd}: interrupted; {_after_interrupt(args)}")
         return 130
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted command left: the user's next step depends on it."""
+    from testbed.state import LabState
+
+    if args.cmd == "up":
+        return "the lab removed what it had built"
+    if args.cmd == "run":
+        where = (f"lab {args.lab} stays up (`testbed down` removes it)" if LabState.exists(args.lab)
+                 else f"lab {args.lab}, which this run brought up, removed")
+        return f"capture and traffic stopped; {where}"
+    return f"lab {args.lab} as it was at the interruption"
 
 
 # clean removes machines from the host; check needs no lab; interop runs labs of its own

@@ -44,8 +44,32 @@ def build_parser(prog: str = "testbed check") -> argparse.ArgumentParser:
         help="the outcome a rule should have (repeatable), e.g. order.trash=fail: the verdict "
         "passes when every expectation is met",
     )
+    p.add_argument(
+        "--auth-key",
+        action="append",
+        default=[],
+        metavar="[ID:]HEX",
+        help="an SCTP endpoint-pair shared key (RFC 4895) the ends were configured with, in hex, "
+        "for key id ID (default 0); repeatable. Without one, key 0 is the empty key",
+    )
     p.add_argument("--dedup-window", type=float, default=0.5, help="seconds (default 0.5)")
     return p
+
+
+def parse_auth_keys(items: Sequence[str], source: str = "--auth-key") -> dict[int, bytes]:
+    """``[ID:]HEX`` items as key id → key bytes."""
+    out: dict[int, bytes] = {}
+    for item in items:
+        kid, sep, hexkey = item.rpartition(":")
+        try:
+            key_id = int(kid) if sep else 0
+            if not 0 <= key_id <= 0xFFFF:
+                raise ValueError(kid)
+            out[key_id] = bytes.fromhex(hexkey)
+        except ValueError as e:
+            raise ConfigError(source, item, "expected [ID:]HEX (a key id 0-65535, the key in hex)",
+                              "e.g. 0:6c61622d736563726574") from e
+    return out
 
 
 def _load_events(path: Path) -> list[dict[str, Any]]:
@@ -128,8 +152,18 @@ def render(verdict: Verdict, console: Console) -> None:
             if ho.get("notes"):
                 phases += "\n" + "; ".join(ho["notes"])
             durations = "  ".join(_duration(k, d) for k, d in (ho.get("durations") or {}).items())
-            h.add_row(str(ho["index"]), ho["address"], phases, durations)
+            index = f"{ho['mobile']} {ho['index']}" if ho.get("mobile") else str(ho["index"])
+            h.add_row(index, ho["address"], phases, durations)
         console.print(h)
+    if verdict.mobiles:
+        m = Table(title="Mobile nodes (each judged on its own part of the captures)")
+        m.add_column("mobile node")
+        m.add_column("verdict")
+        m.add_column("failed rules", overflow="fold")
+        for mn, v in verdict.mobiles.items():
+            failed = ", ".join(r.id for r in v.rules if not r.met)
+            m.add_row(mn, "[green]PASS[/]" if v.passed else "[bold red]FAIL[/]", failed)
+        console.print(m)
     s = verdict.stats
     console.print(
         f"packets {s.get('packets', 0)}, duplicates removed {s.get('duplicates_removed', 0)},"
@@ -158,6 +192,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             budgets=_budgets(args.budget),
             mn_name=args.mn_name,
             dedup_window=args.dedup_window,
+            auth_keys=parse_auth_keys(args.auth_key),
         )
         expectations = _expectations(args.expect)
         if expectations:

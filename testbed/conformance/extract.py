@@ -2,8 +2,9 @@
 
 Bulk traffic (SCTP DATA and SACK) is handled in the loop from ``decode.sctp.chunk_spans`` and
 per-direction TSN counters; only the rare control chunks (ASCONF, AUTH, INIT...), DNS, DHCP and
-Router Solicitations/Advertisements become decoded dataclasses. Memory therefore stays flat
-however many DATA packets a capture holds.
+Router Solicitations/Advertisements become decoded dataclasses. TCP (but DNS over TCP) goes to
+``tcp_track``: MPTCP subflows, signals and data-level coverage, plain TCP progress. Memory
+therefore stays flat however many DATA packets a capture holds.
 
 Directions are keyed by the SCTP header triple ``(sport, dport, verification tag)``: IP
 addresses change during a handover, ports and tags do not, and the tag also separates the two
@@ -23,6 +24,7 @@ from testbed.conformance.facts import (
     AbortSeen,
     AckSeen,
     AsconfSeen,
+    AuthVectors,
     CaptureSummary,
     DataSeen,
     DhcpSeen,
@@ -36,11 +38,13 @@ from testbed.conformance.facts import (
     PathConfirmed,
     Where,
 )
+from testbed.conformance.tcp_track import TcpTracker
+from testbed.decode import sctp_auth
 from testbed.decode.dhcp import DhcpMessage
-from testbed.decode.dns import HEADER_TRUNCATED, DNSMessage
-from testbed.decode.link import PROTO_SCTP, PROTO_UDP, NotIP, ip_span, ntop
+from testbed.decode.dns import HEADER_TRUNCATED, DNSMessage, decode_dns
+from testbed.decode.link import PROTO_SCTP, PROTO_TCP, PROTO_UDP, FragmentSeen, NotIP, ip_span, ntop
 from testbed.decode.nd import RouterAdvert, RouterSolicit
-from testbed.decode.packet import decode_transport
+from testbed.decode.packet import DNS_PORT, decode_transport
 from testbed.decode.pcap import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -50,8 +54,10 @@ from testbed.decode.pcap import (
     PcapRecord,
     UnusableCapture,
 )
+from testbed.decode.reassembly import Defragmenter, DnsOverTcp
 from testbed.decode.sctp import (
     ABORT,
+    AUTH,
     DATA,
     HEARTBEAT,
     HEARTBEAT_ACK,
@@ -69,6 +75,7 @@ from testbed.decode.sctp import (
     decode_chunk,
     lone_chunk,
 )
+from testbed.decode.tcp import tcp_header
 
 _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
@@ -100,6 +107,11 @@ class _Extractor:
         self.watch: dict[Key, list[AckSeen | PathConfirmed]] = {}
         self.heartbeats: dict[bytes, tuple[Key, str]] = {}  # HEARTBEAT info → (its key, its dst)
         self.inits: dict[Key, int] = {}  # (sport, dport, own tag) of an INIT → its initial TSN
+        self.init_vectors: dict[Key, bytes | None] = {}  # the same key → its AUTH key vector
+        self.defrag = Defragmenter()
+        self.tcp_dns = DnsOverTcp()
+        self.tcp = TcpTracker()
+        self.f.tcp = self.tcp.f
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def bad(self, where: Where, reason: str) -> None:
@@ -140,6 +152,13 @@ class _Extractor:
             else:
                 try:
                     _ver, proto, src, dst, l4, end, ipid, cp = ip_span(lt, data)
+                except FragmentSeen as fs:  # rare: the datagram goes on once whole
+                    fr = fs.fragment
+                    whole = self.defrag.add(fr, ts)
+                    if whole is None:
+                        continue
+                    data, proto, src, dst, l4, end, ipid, cp = whole, fr.proto, fr.src, fr.dst, 0, \
+                        len(whole), fr.ident, 0
                 except NotIP as e:
                     self.other(str(e).split(" 0x")[0])
                     continue
@@ -155,6 +174,17 @@ class _Extractor:
                     if kept and key in kept:
                         self.copy_of(kept[key], Where(f.pcaps[pidx], fno, ts))
                     continue
+            if proto == PROTO_TCP:
+                where = Where(f.pcaps[pidx], fno, ts)
+                try:
+                    hdr6 = tcp_header(data, l4, end)
+                except ValueError as e:
+                    self.bad(where, str(e))
+                    continue
+                if DNS_PORT not in (hdr6[0], hdr6[1]):  # DNS over TCP goes with the other DNS
+                    if self.tcp.segment(where, src, dst, data, l4, end, hdr6) and key:
+                        kept[key] = where
+                    continue
             if proto != PROTO_SCTP:
                 where = Where(f.pcaps[pidx], fno, ts)
                 if self.upper(proto, data, l4, end, src, dst, (where.pcap, iface, cp), where) and key:
@@ -169,6 +199,7 @@ class _Extractor:
                     self.bad(Where(f.pcaps[pidx], fno, ts), str(fault))
                     continue
             auth = None
+            covered = None
             for ctype, p, clen, tsn in spans:
                 if ctype == DATA and clen >= _DATA_MIN:  # the hot path
                     ndata += 1
@@ -193,7 +224,9 @@ class _Extractor:
                         fault = fault or f"SCTP chunk type {ch.type}: {ch.reason}"
                         break
                     where = Where(f.pcaps[pidx], fno, ts)
-                    auth = self.control(ch, hdr, src, dst, auth, where)
+                    if ctype == AUTH:
+                        covered = sctp_auth.covered(data, p, clen, end)
+                    auth = self.control(ch, hdr, src, dst, auth, where, covered)
                     if key is not None:
                         kept[key] = where
             if fault:
@@ -231,16 +264,19 @@ class _Extractor:
         return False
 
     def control(
-        self, ch: object, hdr: Key, src: bytes, dst: bytes, auth: AuthChunk | None, where: Where
+        self, ch: object, hdr: Key, src: bytes, dst: bytes, auth: AuthChunk | None, where: Where,
+        covered: bytes | None = None,
     ) -> AuthChunk | None:
         """Keep a decoded non-DATA/SACK chunk; return the AUTH chunk covering what follows."""
         f = self.f
         if isinstance(ch, AuthChunk):
             return ch
         if isinstance(ch, AsconfChunk):
-            f.asconfs.append(AsconfSeen(where, hdr, ntop(src), ntop(dst), ch, auth))
+            f.asconfs.append(AsconfSeen(where, hdr, ntop(src), ntop(dst), ch, auth,
+                                        covered if auth else None))
         elif isinstance(ch, AsconfAckChunk):
-            ack = AckSeen(where, hdr, ntop(src), ntop(dst), ch, auth)
+            ack = AckSeen(where, hdr, ntop(src), ntop(dst), ch, auth,
+                          auth_covered=covered if auth else None)
             f.acks.append(ack)
             self.watch.setdefault(hdr, []).append(ack)
         elif isinstance(ch, InitChunk):
@@ -251,12 +287,18 @@ class _Extractor:
             if ch.type == INIT:
                 self.inits[(sport, dport, ch.initiate_tag)] = ch.initial_tsn
                 f.inits.setdefault((sport, dport, ch.initiate_tag), InitSeen(where, ntop(src), ntop(dst)))
+                self.init_vectors[(sport, dport, ch.initiate_tag)] = sctp_auth.key_vector(ch.params)
             elif ch.type == INIT_ACK:
                 # INIT-ACK from B to A carries A's tag in its header and B's in its body.
                 f.sender_itsn[(sport, dport, vtag)] = ch.initial_tsn
                 a_itsn = self.inits.get((dport, sport, vtag))
                 if a_itsn is not None:
                     f.sender_itsn[(dport, sport, ch.initiate_tag)] = a_itsn
+                if (dport, sport, vtag) in self.init_vectors:  # both halves of the handshake
+                    vec = AuthVectors(self.init_vectors[(dport, sport, vtag)],
+                                      sctp_auth.key_vector(ch.params), where)
+                    f.auth_vectors[(sport, dport, vtag)] = vec  # B → A carries A's tag
+                    f.auth_vectors[(dport, sport, ch.initiate_tag)] = vec  # A → B, B's tag
                 f.answered_inits.add((dport, sport, vtag))
         elif isinstance(ch, GenericChunk) and ch.type == HEARTBEAT:
             if len(self.heartbeats) >= _MAX_HEARTBEATS:
@@ -282,6 +324,15 @@ class _Extractor:
         where: Where,
     ) -> bool:  # fmt: skip
         """Everything but SCTP: DNS, DHCP and RS/RA are kept (True), the rest counted by kind."""
+        if proto == PROTO_TCP and end - l4 >= 20:
+            sport, dport, seq = struct.unpack_from("!HHI", data, l4)
+            doff = (data[l4 + 12] >> 4) * 4
+            if DNS_PORT in (sport, dport) and 20 <= doff <= end - l4:
+                flow = (src, sport, dst, dport)
+                payloads = self.tcp_dns.add(flow, seq, data[l4 + 13], data[l4 + doff:end], where.time)
+                for payload in payloads:
+                    self.dns(decode_dns(payload), src, sport, dst, dport, "tcp", where)
+                return bool(payloads)
         pk = decode_transport(proto, data, l4, end)
         if pk.unknown is not None:
             # "UDP port 40000": one kind per transport, not per ephemeral port
@@ -292,17 +343,27 @@ class _Extractor:
             self.bad(where, pk.malformed if msg is None else f"{_LABELS[type(msg)]}: {pk.malformed}")
         f = self.f
         if pk.dns is not None:
-            f.dns_messages += 1
-            if pk.dns.malformed == HEADER_TRUNCATED:
-                return False  # nothing to pair
-            a, b = (ntop(src), pk.sport), (ntop(dst), pk.dport)
-            client, server = (b, a) if pk.dns.qr else (a, b)
-            f.dns.append(DnsSeen(where, client, server, "udp" if proto == PROTO_UDP else "tcp", pk.dns))
-        elif pk.dhcp is not None:
+            return self.dns(pk.dns, src, pk.sport, dst, pk.dport, "udp" if proto == PROTO_UDP else "tcp",
+                            where, counted_bad=True)
+        if pk.dhcp is not None:
             f.dhcp.append(DhcpSeen(where, ntop(src), ntop(dst), pk.sport, pk.dport, link, pk.dhcp))
         elif pk.nd is not None:
             f.nd.append(NdSeen(where, ntop(src), ntop(dst), link, pk.nd))
         return msg is not None
+
+    def dns(self, msg: DNSMessage, src: bytes, sport: int, dst: bytes, dport: int, transport: str,
+            where: Where, counted_bad: bool = False) -> bool:
+        """Keep one DNS message (True) unless it has no header to pair it by."""
+        f = self.f
+        f.dns_messages += 1
+        if msg.malformed is not None and not counted_bad:
+            self.bad(where, f"DNS: {msg.malformed}")
+        if msg.malformed == HEADER_TRUNCATED:
+            return False  # nothing to pair
+        a, b = (ntop(src), sport), (ntop(dst), dport)
+        client, server = (b, a) if msg.qr else (a, b)
+        f.dns.append(DnsSeen(where, client, server, transport, msg))
+        return True
 
 
 def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool = False) -> Facts:
@@ -331,7 +392,7 @@ def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool =
             if r is None:
                 facts.captures.append(CaptureSummary(name, path, None, (unusable[i],)))
             else:
-                facts.captures.append(CaptureSummary(name, path, r.frames, tuple(r.problems)))
+                facts.captures.append(CaptureSummary(name, path, r.frame_count, tuple(r.problems)))
         return facts
     finally:
         for r in readers.values():

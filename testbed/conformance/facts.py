@@ -2,18 +2,23 @@
 
 Every kept packet is its first captured copy, located by ``Where`` (file, 1-based frame number,
 capture time), so a verdict's evidence and the report's ladder cite the same frames. Bulk SCTP
-DATA is reduced to per-direction TSN bookkeeping (``Flow``); control messages are kept decoded.
+DATA is reduced to per-direction TSN bookkeeping (``Flow``), bulk TCP to the bookkeeping in
+``tcp_facts``; control messages are kept decoded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from testbed.decode.dhcp import DhcpMessage
 from testbed.decode.dns import DNSMessage
 from testbed.decode.nd import RouterAdvert, RouterSolicit
 from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk
+
+if TYPE_CHECKING:
+    from testbed.conformance.tcp_facts import TcpFacts
 
 Key = tuple[int, int, int]  # (sport, dport, vtag) of an SCTP header
 Link = tuple[str, int, int]  # (capture file, pcapng interface, link-layer capture point)
@@ -36,6 +41,9 @@ class AsconfSeen:
     dst: str
     chunk: AsconfChunk
     auth: AuthChunk | None
+    # what ``auth`` authenticates (testbed.decode.sctp_auth.covered): its HMAC is checked
+    # against this once the association key is known
+    auth_covered: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +56,17 @@ class AckSeen:
     auth: AuthChunk | None
     # first new DATA after this ACK in the ACK's own direction (peer → ASCONF sender)
     first_data_back: DataSeen | None = None
+    auth_covered: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthVectors:
+    """The two endpoints' SCTP-AUTH key vectors from INIT and INIT-ACK (None: that end offered
+    no AUTH), and where the handshake was captured."""
+
+    init: bytes | None
+    init_ack: bytes | None
+    where: Where
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +160,12 @@ class CaptureSummary:
     problems: tuple[str, ...] = ()
 
 
+def _tcp_facts() -> TcpFacts:
+    from testbed.conformance.tcp_facts import TcpFacts  # it builds on Where, defined here
+
+    return TcpFacts()
+
+
 @dataclass(slots=True)
 class Facts:
     """Everything the rules, the timeline and the report look at, in capture order."""
@@ -152,6 +177,7 @@ class Facts:
     nd: list[NdSeen] = field(default_factory=list)
     dhcp: list[DhcpSeen] = field(default_factory=list)
     flows: dict[Key, Flow] = field(default_factory=dict)
+    tcp: TcpFacts = field(default_factory=_tcp_facts)  # MPTCP connections, plain TCP
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
     init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
     # association set-up: each INIT by (sport, dport, initiate tag), the keys answered by an
@@ -160,6 +186,8 @@ class Facts:
     answered_inits: set[Key] = field(default_factory=set)
     aborts: list[AbortSeen] = field(default_factory=list)
     confirmations: list[PathConfirmed] = field(default_factory=list)
+    # SCTP header key of either direction → the association's AUTH key vectors
+    auth_vectors: dict[Key, AuthVectors] = field(default_factory=dict)
     captures: list[CaptureSummary] = field(default_factory=list)
     # later copies of a kept (non-DATA) message at other capture points, by the first copy's
     # (pcap, frame): an answer's time where its request was captured
@@ -199,6 +227,11 @@ class Facts:
             "dns_messages": self.dns_messages,
             "nd_messages": len(self.nd),
             "dhcp_messages": len(self.dhcp),
+            "tcp_packets": self.tcp.packets,
+            "mptcp_packets": self.tcp.mptcp_packets,
+            "mptcp_connections": len(self.tcp.mptcp),
+            "mptcp_signals": len(self.tcp.signals),
+            "tcp_connections": len(self.tcp.plain),
             "unknown": self.unknown,
             "unknown_kinds": dict(sorted(self.unknown_kinds.items(), key=lambda kv: -kv[1])[:10]),
             "malformed": self.malformed,

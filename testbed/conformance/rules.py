@@ -4,7 +4,10 @@
 Rule id                     Passes when
 ==========================  =========================================================================
 asconf.auth                 every ASCONF and ASCONF-ACK is preceded by an AUTH chunk in its packet
-                            (RFC 5061 §4.2); the message names the HMAC algorithms and key ids seen
+                            (RFC 5061 §4.2) whose HMAC verifies (RFC 4895 §6.3) under the key built
+                            from the RANDOM, CHUNKS and HMAC-ALGO of INIT and INIT-ACK and the
+                            endpoint-pair shared key (key id 0: empty unless given); an HMAC whose
+                            handshake was not captured is counted as not verifiable
 asconf.serial               per sender, ASCONF serials start at the sender's initial TSN (when its
                             INIT/INIT-ACK was captured) and grow by one; a repeat is a retransmission
 asconf.ack                  every ASCONF serial is answered by an ASCONF-ACK with the same serial,
@@ -15,6 +18,8 @@ dns.signed                  every UPDATE for the MN's name carries SIG(0) or TSI
 dns.answered                every UPDATE for the MN's name is answered, with NOERROR
 order.trash                 per handover: configured (agent event) before ADD_IP is sent, then
                             ADD_IP acked → SET_PRIMARY acked → DNS UPDATE answered → DELETE_IP acked;
+                            a handover without SET_PRIMARY fails (ADD_IP and DELETE_IP alone, as
+                            Linux's auto_asconf sends them, leave the peer on the old path); other
                             phases absent from the capture are noted, not failed (other rules cover
                             missing answers); with no DNS in the capture the DNS step is skipped
 continuity.association      every INIT in the capture is answered by an INIT-ACK and no association is
@@ -28,13 +33,16 @@ timeline.<phase>            the phase happened within its budget (seconds after 
                             new link's link_up); skipped without agent events
 ==========================  =========================================================================
 
-Groups (``--rules``): asconf, dns, order, continuity, timeline; a full rule id also selects.
+The TCP rules (``mptcp.*``, ``order.mptcp``, ``continuity.dss``, ``continuity.tcp``) are in
+``mptcp_rules``. Groups (``--rules``): asconf, dns, order, continuity, timeline, and mptcp
+(``mptcp.*`` with ``order.mptcp`` and ``continuity.dss``); a full rule id also selects.
 A rule whose input is absent from the capture is ``skip``: a capture with only SCTP is judged on
 the SCTP rules, one without handovers skips the order and timeline rules.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,12 +54,15 @@ from testbed.conformance.exchange import (
     update_owners,
 )
 from testbed.conformance.facts import AckSeen, AsconfSeen, Facts, Where
+from testbed.conformance.mptcp_rules import MPTCP_RULE_IDS
+from testbed.conformance.mptcp_timeline import MPTCP_PHASES, MptcpHandover
 from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
+from testbed.decode import sctp_auth
 from testbed.decode.sctp import PARAM_NAMES
 
-GROUPS = ("asconf", "dns", "order", "continuity", "timeline")
-RULE_IDS = (
+GROUPS = ("asconf", "dns", "order", "continuity", "timeline", "mptcp")
+SCTP_RULE_IDS = (
     "asconf.auth",
     "asconf.serial",
     "asconf.ack",
@@ -63,6 +74,7 @@ RULE_IDS = (
     "continuity.tsn",
     "continuity.new_path",
 )
+RULE_IDS = (*SCTP_RULE_IDS, *MPTCP_RULE_IDS)  # the TCP ones live in ``mptcp_rules``
 
 
 @dataclass(slots=True)
@@ -75,6 +87,13 @@ class Context:
     mn_name: str | None = None
     budgets: dict[str, float] = field(default_factory=dict)
     events_given: bool = False
+    # endpoint-pair shared keys (RFC 4895 §6.1) by key id; id 0 is empty unless given here
+    auth_keys: dict[int, bytes] = field(default_factory=dict)
+    mptcp_handovers: list[MptcpHandover] = field(default_factory=list)
+
+    @property
+    def all_handovers(self) -> list[Handover | MptcpHandover]:
+        return sorted([*self.handovers, *self.mptcp_handovers], key=lambda h: h.start)
 
 
 def _ev(w: Where, what: str) -> Evidence:
@@ -97,23 +116,61 @@ def _describe(a: AsconfSeen) -> str:
 
 
 # -- asconf -----------------------------------------------------------------------------------
+def _hmac_fault(c: Context, x: AsconfSeen | AckSeen) -> str | None:
+    """Why the AUTH chunk in front of ``x`` does not authenticate it (RFC 4895 §6.3), "" when
+    it cannot be judged (handshake not captured, key not given), None when it verifies."""
+    auth = x.auth
+    assert auth is not None
+    vec = c.facts.auth_vectors.get(x.key)
+    if vec is None or x.auth_covered is None:
+        return ""
+    if vec.init is None or vec.init_ack is None:
+        side = "INIT" if vec.init is None else "INIT-ACK"
+        return f"AUTH chunk on an association whose {side} offered no AUTH (RANDOM, HMAC-ALGO)"
+    shared = c.auth_keys.get(auth.shared_key_id, b"" if auth.shared_key_id == 0 else None)
+    if shared is None:
+        return ""
+    key = sctp_auth.association_key(vec.init, vec.init_ack, shared)
+    mac = sctp_auth.compute(auth.hmac_id, key, x.auth_covered)
+    if mac is None:
+        return f"unknown HMAC id {auth.hmac_id}"
+    if not hmac.compare_digest(mac, auth.hmac):
+        given = "the configured" if auth.shared_key_id in c.auth_keys else "the empty"
+        return (f"HMAC does not verify (key id {auth.shared_key_id}, {given} endpoint-pair key, "
+                f"{auth.hmac_name})")
+    return None
+
+
 def asconf_auth(c: Context) -> RuleResult:
     rid = "asconf.auth"
     f = c.facts
     if not f.asconfs and not f.acks:
         return _skip(rid, "no ASCONF in the capture")
-    bad = [_ev(a.where, f"{_describe(a)} without AUTH") for a in f.asconfs if a.auth is None]
-    bad += [
-        _ev(k.where, f"ASCONF-ACK serial {k.chunk.serial} {k.src} → {k.dst} without AUTH")
-        for k in f.acks
-        if k.auth is None
-    ]
+    bad: list[Evidence] = []
+    verified = unjudged = 0
+    for x in (*f.asconfs, *f.acks):
+        what = (_describe(x) if isinstance(x, AsconfSeen)
+                else f"ASCONF-ACK serial {x.chunk.serial} {x.src} → {x.dst}")
+        if x.auth is None:
+            bad.append(_ev(x.where, f"{what} without AUTH"))
+            continue
+        fault = _hmac_fault(c, x)
+        if fault:
+            bad.append(_ev(x.where, f"{what}: {fault}"))
+        elif fault is None:
+            verified += 1
+        else:
+            unjudged += 1
+    bad.sort(key=lambda e: (e.time, e.frame))
     algs = Counter(
         f"{x.auth.hmac_name} key {x.auth.shared_key_id}" for x in (*f.asconfs, *f.acks) if x.auth is not None
     )
     seen = ", ".join(f"{k} ×{n}" for k, n in algs.items()) or "none"
-    ok = f"{len(f.asconfs)} ASCONF and {len(f.acks)} ASCONF-ACK authenticated (HMAC: {seen})"
-    return _result(rid, ok, bad, f"ASCONF chunks not authenticated; HMAC seen: {seen}")
+    hmacs = f"; {verified} HMAC(s) verified"
+    if unjudged:
+        hmacs += f", {unjudged} not verifiable (INIT/INIT-ACK not captured or key id not given)"
+    ok = f"{len(f.asconfs)} ASCONF and {len(f.acks)} ASCONF-ACK authenticated (HMAC: {seen}){hmacs}"
+    return _result(rid, ok, bad, f"ASCONF chunks not authenticated; HMAC seen: {seen}{hmacs}")
 
 
 def asconf_serial(c: Context) -> RuleResult:
@@ -245,9 +302,16 @@ def order_trash(c: Context) -> RuleResult:
         # (name, key, where) of each acknowledged phase, in the required order
         seq: list[tuple[str, tuple[float, float, int], Where]] = []
         missing: list[str] = []
+        if h.set_primary is None:  # Appendix A: the peer's primary path never moves
+            first = h.add or h.delete
+            w = first.where if first is not None else Where("?", 0, h.start)
+            seen = " and ".join(n for n, s in (("ADD_IP", h.add), ("DELETE_IP", h.delete)) if s)
+            bad.append(_ev(w, f"{tag}: {seen or 'handover'} without SET_PRIMARY: the peer keeps "
+                              "sending to the old primary address"))
         for name, step in (("ADD_IP", h.add), ("SET_PRIMARY", h.set_primary)):
             if step is None or step.acked is None:
-                missing.append(f"{name} {'unacknowledged' if step else 'absent'}")
+                if step is not None or name != "SET_PRIMARY":
+                    missing.append(f"{name} {'unacknowledged' if step else 'absent'}")
             else:
                 assert step.exchange.ack is not None
                 seq.append((f"{name} acked", step.order_key, step.exchange.ack.where))
@@ -358,12 +422,14 @@ def continuity_new_path(c: Context) -> RuleResult:
 # -- timeline ---------------------------------------------------------------------------------
 def timeline_budgets(c: Context) -> list[RuleResult]:
     out = []
+    hos = c.all_handovers
     for phase, budget in c.budgets.items():
         rid = f"timeline.{phase}"
-        if phase not in PHASES:
-            out.append(RuleResult(rid, "fail", f"unknown phase {phase!r}; known: {', '.join(PHASES)}"))
+        if phase not in PHASES and phase not in MPTCP_PHASES:
+            known = ", ".join(dict.fromkeys((*PHASES, *MPTCP_PHASES)))
+            out.append(RuleResult(rid, "fail", f"unknown phase {phase!r}; known: {known}"))
             continue
-        if not c.handovers:
+        if not hos:
             out.append(_skip(rid, "no handover in the capture"))
             continue
         if not c.events_given:
@@ -371,19 +437,18 @@ def timeline_budgets(c: Context) -> list[RuleResult]:
             continue
         bad = []
         worst = 0.0
-        for n, h in enumerate(c.handovers, 1):
+        for n, h in enumerate(hos, 1):
             offs = h.offsets()
-            w = h.add.where if h.add else Where("?", 0, h.start)
             if h.t0 is None:
-                bad.append(_ev(w, f"handover {n}: no link_up event for the new link, t0 unknown"))
+                bad.append(_ev(h.where, f"handover {n}: no link_up event for the new link, t0 unknown"))
             elif phase not in offs:
-                bad.append(_ev(w, f"handover {n}: phase {phase} never reached"))
+                bad.append(_ev(h.where, f"handover {n}: phase {phase} never reached"))
             else:
                 worst = max(worst, offs[phase])
                 if offs[phase] > budget:
                     what = f"handover {n}: {phase} at +{offs[phase]:.3f}s > budget {budget:.3f}s"
-                    bad.append(_ev(w, what))
-        ok = f"{len(c.handovers)} handover(s), worst {phase} at +{worst:.3f}s ≤ {budget:.3f}s"
+                    bad.append(_ev(h.where, what))
+        ok = f"{len(hos)} handover(s), worst {phase} at +{worst:.3f}s ≤ {budget:.3f}s"
         out.append(_result(rid, ok, bad, f"{phase} over budget {budget:.3f}s"))
     return out
 

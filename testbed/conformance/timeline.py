@@ -117,6 +117,11 @@ class Handover:
     confirmed: PathConfirmed | None = None
 
     @property
+    def where(self) -> Where:
+        """Where the handover shows first in the capture (its ADD_IP), for evidence."""
+        return self.add.where if self.add else Where("?", 0, self.start)
+
+    @property
     def first_data(self) -> DataSeen | None:
         """The peer's first new DATA once it may use the new address: after SET_PRIMARY is
         acknowledged, or after the address's HEARTBEAT-ACK if it was unconfirmed until then."""
@@ -159,44 +164,56 @@ class Handover:
 
     def durations(self) -> dict[str, dict[str, Any]]:
         """Per phase of ``CHAIN``: seconds from the previous phase, its floor and the rest."""
-        p = self.phases()
-        out: dict[str, dict[str, Any]] = {}
-        for phase, since, floor in CHAIN:
-            if phase not in p or since not in p:
-                continue
-            if floor == "link":
-                floor = "rs_ra" if ":" in self.address else "dhcp"
-            seconds = p[phase] - p[since]
-            f = self.floors.get(floor) if floor else None
-            out[phase] = {
-                "from": since,
-                "seconds": round(seconds, 6),
-                "floor": floor,
-                "floor_seconds": round(f.seconds, 6) if f else None,
-                "overhead": round(seconds - f.seconds, 6) if f else None,
-            }
-        return out
+        return chain_durations(self.phases(), CHAIN, self.floors, self.address)
 
     def to_dict(self, index: int) -> dict[str, Any]:
-        phases = self.phases()
-        names = sorted(phases, key=lambda k: phases[k])  # deltas in time order
-        deltas = {
-            f"{a}->{b}": round(phases[b] - phases[a], 6) for a, b in zip(names, names[1:], strict=False)
+        return handover_dict(self, index, FLOORS)
+
+
+def chain_durations(p: Mapping[str, float], chain: Iterable[tuple[str, str, str | None]],
+                    floors: Mapping[str, Floor], address: str) -> dict[str, dict[str, Any]]:
+    """Each chain phase's duration from the one before it, beside the floor bounding it ("link":
+    DHCP for an IPv4 address, RS → RA for an IPv6 one) and what is left (stacks and daemons)."""
+    out: dict[str, dict[str, Any]] = {}
+    for phase, since, floor in chain:
+        if phase not in p or since not in p:
+            continue
+        if floor == "link":
+            floor = "rs_ra" if ":" in address else "dhcp"
+        seconds = p[phase] - p[since]
+        f = floors.get(floor) if floor else None
+        out[phase] = {
+            "from": since,
+            "seconds": round(seconds, 6),
+            "floor": floor,
+            "floor_seconds": round(f.seconds, 6) if f else None,
+            "overhead": round(seconds - f.seconds, 6) if f else None,
         }
-        return {
-            "index": index,
-            "address": self.address,
-            "old_address": self.old_address,
-            "ports": list(self.ports),
-            "t0": self.t0,
-            "phases": phases,
-            "offsets": {k: round(v, 6) for k, v in self.offsets().items()},
-            "deltas": deltas,
-            "durations": self.durations(),
-            "floors": {k: self.floors[k].to_dict() for k in FLOORS if k in self.floors},
-            "missing": list(self.missing),
-            "notes": list(self.notes),
-        }
+    return out
+
+
+def handover_dict(h: Any, index: int, floor_names: Iterable[str], **extra: Any) -> dict[str, Any]:
+    """verdict.json's form of a handover of any transport (README, "verdict.json")."""
+    phases = h.phases()
+    names = sorted(phases, key=lambda k: phases[k])  # deltas in time order
+    deltas = {
+        f"{a}->{b}": round(phases[b] - phases[a], 6) for a, b in zip(names, names[1:], strict=False)
+    }
+    return {
+        "index": index,
+        **extra,
+        "address": h.address,
+        "old_address": h.old_address,
+        "ports": list(h.ports),
+        "t0": h.t0,
+        "phases": phases,
+        "offsets": {k: round(v, 6) for k, v in h.offsets().items()},
+        "deltas": deltas,
+        "durations": h.durations(),
+        "floors": {k: h.floors[k].to_dict() for k in floor_names if k in h.floors},
+        "missing": list(h.missing),
+        "notes": list(h.notes),
+    }
 
 
 def _steps(exchanges: Iterable[AsconfExchange]) -> list[Step]:
@@ -246,15 +263,7 @@ def build_handovers(
             if h is not None:
                 h.delete = s
     hos.sort(key=lambda h: h.start)
-    for tx in updates:
-        t = tx.request.where.time
-        adds = added_addresses(tx.msg)
-        free = [h for h in hos if h.dns is None]
-        by_addr = [h for h in free if h.address in adds]
-        before = [h for h in (by_addr or free) if h.start <= t]
-        pick = before[-1] if before else (by_addr[0] if by_addr else None)
-        if pick is not None:
-            pick.dns = tx
+    assign_updates(hos, updates)
     evs = parse_events(events) if events is not None else None
     starts = [h.start for h in hos]
     for i, h in enumerate(hos):
@@ -265,7 +274,7 @@ def build_handovers(
             h.confirmed = _confirmed_late(h, facts)
         if evs is not None:
             h.events = match_events(evs, h.address, h.old_address, h.start, lo, hi)
-        _mark_missing(h, given=evs is not None)
+        mark_missing(h, given=evs is not None)
     return hos
 
 
@@ -285,6 +294,26 @@ def _confirmed_late(h: Handover, facts: Facts) -> PathConfirmed | None:
     return None
 
 
+def assign_updates(hos: list[Any], updates: list[DnsTransaction]) -> None:
+    """Each handover (``hos`` in start order, each with ``start``, ``address`` and ``dns``)
+    takes one UPDATE sent between its neighbours' starts: the first at or after its own start
+    that adds its new address (else the first at or after it), or else the last before it that
+    adds the address (an UPDATE that raced the handover's first signal). A move back to an
+    address used before is a handover of its own, so the same address may come again."""
+    taken: set[int] = set()
+    starts = [h.start for h in hos]
+    for i, h in enumerate(hos):
+        lo, hi = window(starts, i)
+        cands = [tx for tx in updates if id(tx) not in taken and lo < tx.request.where.time < hi]
+        adding = [tx for tx in cands if h.address in added_addresses(tx.msg)]
+        after = [tx for tx in (adding or cands) if tx.request.where.time >= h.start]
+        before = [tx for tx in adding if tx.request.where.time < h.start]
+        pick = after[0] if after else (before[-1] if before else None)
+        if pick is not None:
+            h.dns = pick
+            taken.add(id(pick))
+
+
 def _sctp_floors(h: Handover, facts: Facts | None) -> dict[str, Floor]:
     found = {
         "add_ip": asconf_floor(h.add.exchange if h.add else None, "ADD_IP", facts),
@@ -294,7 +323,7 @@ def _sctp_floors(h: Handover, facts: Facts | None) -> dict[str, Floor]:
     return {k: f for k, f in found.items() if f is not None}
 
 
-def _mark_missing(h: Handover, *, given: bool) -> None:
+def mark_missing(h: Any, *, given: bool) -> None:
     """List the agent-event phases not found and say what that costs."""
     h.missing = [k for k in EVENT_KINDS if k not in h.events]
     if not given:

@@ -1,6 +1,6 @@
 """The checker's result: rule outcomes with evidence, capture statistics and handover timelines.
 
-Serialised as ``verdict.json`` (schema 2; README.md, "Checker contract", has every field)::
+Serialised as ``verdict.json`` (schema 4; README.md, "Checker contract", has every field)::
 
     {"schema": 3, "passed": bool,
      "rules": [{"id", "status": "pass|fail|skip", "message",
@@ -9,7 +9,8 @@ Serialised as ``verdict.json`` (schema 2; README.md, "Checker contract", has eve
      "expectations": {rule id: "pass|fail"},                 # only when a scenario declared any
      "stats": {...}, "budgets": {phase: seconds},
      "handovers": [{..., "t0", "phases", "offsets", "durations", "floors", "missing", "notes"}],
-     "lab": {...}}                                   # only when the caller described the lab
+     "lab": {...},                                   # only when the caller described the lab
+     "mobiles": {mn: {"passed", "rules", "handovers", "dns_updates"}}}  # several MNs only
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Literal
 
 from testbed.conformance.facts import Facts
 
-SCHEMA = 3  # verdict.json format; 1 is the unversioned format before "schema" existed
+SCHEMA = 4  # verdict.json format; 1 is the unversioned format before "schema" existed
 Expected = Literal["pass", "fail"]
 Status = Literal["pass", "fail", "skip"]
 MAX_EVIDENCE = 50  # per rule; the message gives the full count
@@ -78,12 +79,15 @@ class Verdict:
     facts: Facts | None = field(default=None, compare=False, repr=False)
 
     expectations: dict[str, Expected] = field(default_factory=dict)
+    # several mobile nodes: each one's own verdict (``rules`` is then their summary)
+    mobiles: dict[str, Verdict] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         """True when every rule is as expected: by default no selected rule failed (skipped rules
-        do not fail a run); a rule with an expectation must show exactly that."""
-        return all(r.met for r in self.rules)
+        do not fail a run); a rule with an expectation must show exactly that. With several
+        mobile nodes, each one's verdict must pass too."""
+        return all(r.met for r in self.rules) and all(v.passed for v in self.mobiles.values())
 
     def expecting(self, expectations: dict[str, Expected], source: str = "expect") -> Verdict:
         """This verdict judged against a scenario's expectations (rule id → pass or fail). A
@@ -121,6 +125,10 @@ class Verdict:
             out["lab"] = self.lab
         if self.expectations:
             out["expectations"] = dict(self.expectations)
+        if self.mobiles:
+            out["mobiles"] = {mn: {"passed": v.passed, "rules": [r.to_dict() for r in v.rules],
+                                   "handovers": list(v.handovers), "dns_updates": v.stats.get("dns_updates")}
+                              for mn, v in self.mobiles.items()}
         return out
 
     def write(self, path: str | Path) -> None:

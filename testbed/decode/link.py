@@ -20,6 +20,7 @@ from testbed.decode.pcap import (
     LINKTYPE_NULL,
     LINKTYPE_RAW,
 )
+from testbed.decode.reassembly import Fragment
 
 _RAW_TYPES = frozenset({LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6})
 _VLAN = frozenset({0x8100, 0x88A8, 0x9100})
@@ -35,6 +36,14 @@ PROTO_SCTP = 132
 
 class NotIP(Exception):
     """The frame carries something other than IP (ARP, LLDP...): counted as unknown."""
+
+
+class FragmentSeen(NotIP):
+    """An IP fragment: not a packet on its own; ``fragment`` is for a ``Defragmenter``."""
+
+    def __init__(self, fragment: Fragment) -> None:
+        super().__init__(f"IPv{fragment.version} fragment")
+        self.fragment = fragment
 
 
 def locate_ip(linktype: int, buf: bytes) -> tuple[int, int]:
@@ -79,8 +88,8 @@ def locate_ip(linktype: int, buf: bytes) -> tuple[int, int]:
 def parse_ip(buf: bytes, off: int) -> tuple[int, int, bytes, bytes, int, int, int]:
     """Return ``(version, proto, src, dst, l4 offset, l4 end, ip id)``.
 
-    Raises ``ValueError`` with a reason for truncated or inconsistent headers, ``NotIP`` for
-    non-first fragments (no reassembly: the lab's control traffic is far below the MTU).
+    Raises ``ValueError`` with a reason for truncated or inconsistent headers and
+    ``FragmentSeen`` for a fragment (``testbed.decode.reassembly`` puts them together).
     The IPv6 "ip id" is the fragment id when present, else 0.
     """
     n = len(buf)
@@ -97,10 +106,10 @@ def parse_ip(buf: bytes, off: int) -> tuple[int, int, bytes, bytes, int, int, in
         end = off + total
         if end > n:
             raise ValueError(f"truncated IPv4 packet ({n - off} of {total} bytes)")
-        if frag & 0x1FFF:
-            raise NotIP("IPv4 non-first fragment")
-        if frag & 0x2000:
-            raise NotIP("IPv4 fragment (not reassembled)")
+        if frag & 0x3FFF:
+            raise FragmentSeen(Fragment(4, buf[off + 9], buf[off + 12 : off + 16], buf[off + 16 : off + 20],
+                                        ipid, (frag & 0x1FFF) * 8, bool(frag & 0x2000),
+                                        bytes(buf[off + ihl : end])))
         return (
             4,
             buf[off + 9],
@@ -132,9 +141,10 @@ def parse_ip(buf: bytes, off: int) -> tuple[int, int, bytes, bytes, int, int, in
                 if p + 8 > end:
                     raise ValueError("truncated IPv6 fragment header")
                 fo = _u16(buf, p + 2)[0]
-                if fo & 0xFFF9:
-                    raise NotIP("IPv6 fragment (not reassembled)")
                 ipid = _u32(buf, p + 4)[0]
+                if fo & 0xFFF9:
+                    raise FragmentSeen(Fragment(6, buf[p], src, dst, ipid, fo & 0xFFF8, bool(fo & 1),
+                                                bytes(buf[p + 8 : end])))
                 nxt = buf[p]
                 p += 8
             else:

@@ -1,8 +1,8 @@
 """Whole-frame decoding: link layer → IP → what the lab signals with, one call, never raises.
 
-Above IP: SCTP, DNS (UDP/TCP port 53), DHCPv4 (UDP 67/68) and Router Solicitation/Advertisement
-(ICMPv6). ``decode_transport`` is the part above IP on its own, for a caller (the checker) that
-has located the IP header already.
+Above IP: SCTP, DNS (UDP/TCP port 53), DHCPv4 (UDP 67/68), Router Solicitation/Advertisement
+(ICMPv6) and any other TCP segment with its Multipath TCP options. ``decode_transport`` is the
+part above IP on its own, for a caller (the checker) that has located the IP header already.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from testbed.decode.link import (
 )
 from testbed.decode.nd import ICMPV6, RouterAdvert, RouterSolicit, decode_nd
 from testbed.decode.sctp import SCTPPacket, decode_sctp
+from testbed.decode.tcp import TcpSegment, decode_tcp
 
 DNS_PORT = 53
 _DHCP_PORTS = frozenset({SERVER_PORT, CLIENT_PORT})
@@ -41,6 +42,7 @@ class Packet:
     dns: DNSMessage | None = None
     dhcp: DhcpMessage | None = None
     nd: RouterSolicit | RouterAdvert | None = None
+    tcp: TcpSegment | None = None  # a TCP segment that is not DNS
     malformed: str | None = None
     unknown: str | None = None
 
@@ -50,8 +52,8 @@ def _payload(
 ) -> tuple[int, int, bytes | None, str | None, str | None]:
     """Return ``(sport, dport, payload or None, malformed reason, unknown reason)`` of UDP/TCP.
 
-    TCP: only a segment holding one whole length-prefixed DNS message is decoded (the lab's
-    UPDATEs fit in one segment; no stream reassembly); the payload is that message.
+    TCP: only a segment holding one whole length-prefixed DNS message is decoded here (one
+    frame, no state); the checker reassembles streams (``testbed.decode.reassembly``).
     """
     if proto == PROTO_UDP:
         if end - l4 < 8:
@@ -94,6 +96,9 @@ def decode_transport(proto: int, buf: bytes, l4: int, end: int, ip: IPHeader | N
             return Packet(ip, sport, dport, unknown="UDP port 67/68 without DHCP")
         return Packet(ip, sport, dport, dhcp=dhcp, malformed=dhcp.malformed)
     if DNS_PORT not in (sport, dport):
+        if proto == PROTO_TCP:
+            seg = decode_tcp(buf, l4, end)
+            return Packet(ip, sport, dport, tcp=seg, malformed=seg.malformed)
         return Packet(ip, sport, dport, unknown=f"{name} port {dport}")
     if payload is None:
         return Packet(ip, sport, dport, unknown=unknown)

@@ -71,7 +71,7 @@ class PcapReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.problems: list[str] = []
-        self.frames = 0  # records read, once iteration has ended
+        self.frame_count = 0  # records read, once iteration has ended
         try:
             self._f: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()/__exit__
         except OSError as e:
@@ -159,7 +159,7 @@ class PcapReader:
                 yield sec + frac * scale, idx, n, linktype, buf[pos + 16 : end], 0
                 pos = end
         finally:
-            self.frames = n
+            self.frame_count = n
 
     # -- pcapng -------------------------------------------------------------------------------
     def _iter_pcapng(self, idx: int) -> Iterator[PcapRecord]:
@@ -228,7 +228,7 @@ class PcapReader:
                     ifaces.append((lt, _tsresol(buf, body + 8, end - 4, endian), snap))
                 pos = end
         finally:
-            self.frames = n
+            self.frame_count = n
 
 
 def _tsresol(buf: bytes, off: int, end: int, endian: str) -> float:

@@ -262,6 +262,8 @@ def _decode(buf: bytes, off: int, length: int) -> Chunk:
         d = struct.unpack_from(f"!{ndup}I", buf, v + 12 + 4 * ngap)
         return SackChunk(ctype, flags, cum, rwnd, tuple(zip(g[::2], g[1::2], strict=True)), d)
     if ctype == AUTH:
+        if length < 8:
+            raise DecodeFault(f"AUTH chunk of {length} bytes has no room for its key and HMAC ids")
         kid, hid = struct.unpack_from("!HH", buf, v)
         return AuthChunk(ctype, flags, kid, hid, buf[v + 4 : end])
     if ctype == ASCONF:

@@ -1,13 +1,15 @@
 """JSON lines, the one format the lab's processes share: logs appended and tailed, and one
-request/one reply over a Unix socket. Standard library only: guest agents import it too."""
+request/one reply over a Unix socket (``request``, and ``CommandServer`` on the other end).
+Standard library only: guest agents import it too."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +79,40 @@ def request(path: str | os.PathLike[str], msg: dict[str, Any], timeout: float = 
     if not line:
         raise RequestError(f"{path}: closed without a reply")
     return json.loads(line)
+
+
+class CommandServer:
+    """Unix-socket JSON-lines server in front of a handler, served from a daemon thread."""
+
+    def __init__(self, path: Path, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self.path = path
+        self.handler = handler
+        path.unlink(missing_ok=True)
+        self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.lsock.bind(str(path))
+        self.lsock.listen(8)
+        self.thread = threading.Thread(target=self._serve, name="driver-cmd", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
+
+    def _conn(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as f:
+            for line in f:
+                try:
+                    cmd = json.loads(line)
+                    reply = self.handler(cmd) if isinstance(cmd, dict) else {"ok": False}
+                except ValueError as e:
+                    reply = {"ok": False, "error": f"bad JSON: {e}"}
+                f.write(dumps(reply).encode())
+                f.flush()
+
+    def close(self) -> None:
+        self.lsock.close()
+        self.path.unlink(missing_ok=True)

@@ -25,14 +25,22 @@ def alive(pid: int) -> bool:
 
 def stop_pid(pid: int, grace: float = 2.0) -> None:
     """TERM the process group led by ``pid`` (spawned in its own session), then KILL."""
+    stop_pids([pid], grace)
+
+
+def stop_pids(pids: list[int], grace: float = 2.0) -> None:
+    """``stop_pid`` for several process groups at once: every one gets TERM, then the
+    survivors KILL after one shared ``grace``, so stopping N daemons costs one grace, not N."""
     from testbed.host.poll import poll_until
 
+    left = list(pids)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        if poll_until(lambda: not alive(pid), grace, interval=0.01):
+        for pid in list(left):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                left.remove(pid)
+        if not left or poll_until(lambda: not any(alive(p) for p in left), grace, interval=0.01):
             return
 
 

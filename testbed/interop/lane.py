@@ -120,7 +120,7 @@ class Lane:
             return True
         lab = self.lab
         start = list(lab.topo.mobile.attached)
-        if lab.state.attached != start:
+        if lab.mobile.attached != start:
             say(f"back to {start[0]}")
             lab.move(start[0], "make-before-break")
         mn, cn = endpoints(lab.topo, self.sc)

@@ -47,7 +47,7 @@ def write_resolvers(nodes: Nodes) -> None:
         )
 
 
-def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) -> None:
+def build(nodes: Nodes, wiring: Wiring, mobiles: list[MobileNode], progress: Progress) -> None:
     topo, plan, state = nodes.topo, nodes.plan, nodes.state
     stacks = kernel_nodes.kernel_nodes(topo)
     state.backend = nodes.backend.name
@@ -61,6 +61,10 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
     for name, spec in topo.nodes.items():  # SCTP on the host's kernel, per namespace
         if name not in stacks and kernel_nodes.stack_of(spec.sctp) == "host":
             nodes.runtime(name).set_sysctls(kernel_nodes.sctp_sysctls(spec.sctp))
+        if spec.mptcp.enabled:  # the in-kernel path manager's limits, per namespace
+            from testbed.mptcp import pm  # pyroute2's generic netlink: only for MPTCP labs
+
+            netns.call_in(state.ns(name), pm.set_limits, spec.mptcp.subflows, spec.mptcp.add_addr_accepted)
     boot = None
     result: dict[str, Any] = {}
     if configs:
@@ -81,17 +85,24 @@ def build(nodes: Nodes, wiring: Wiring, mobile: MobileNode, progress: Progress) 
                 raise errors[0]
     for name in stacks:
         kernel_nodes.configure_guest(nodes.runtime(name), plan.nodes[name],  # type: ignore[arg-type]
-                                     name == topo.mobile.node, topo.mobile.optimistic_dad)
-    # the mobile node's daemons: the binding process waits for the agent's socket by itself
-    mn = [wiring.dhcp_client()]
-    if topo.mobile.agent:
-        mn.append(wiring.agent())
-        if wiring.sctp_mobile:
-            mn.append(wiring.binding())
-    progress(", ".join(d.NAME for d in mn))
-    start(nodes, *mn)
-    progress("attaching the mobile node")
-    for ar in topo.mobile.attached:
-        mobile.attach(ar)
-    for ar in topo.mobile.attached:
-        mobile.wait_configured(ar)
+                                     name in topo.mobiles, topo.mobile.optimistic_dad)
+    # the mobile nodes' daemons, all launched before any is awaited: the binding process waits
+    # for its agent's socket by itself
+    daemons: list[Daemon] = []
+    for m in mobiles:
+        w = wiring.for_mobile(m.name)
+        daemons.append(w.dhcp_client())
+        if topo.mobile.agent:
+            daemons.append(w.agent())
+            if w.binding_mobile:
+                daemons.append(w.binding())
+    names = list(dict.fromkeys(d.NAME for d in daemons))
+    progress(", ".join(names) + (f" on {len(mobiles)} mobile nodes" if len(mobiles) > 1 else ""))
+    start(nodes, *daemons)
+    progress("attaching the mobile node" + ("s" if len(mobiles) > 1 else ""))
+    for m in mobiles:
+        for ar in topo.mobile.attached:
+            m.attach(ar)
+    for m in mobiles:
+        for ar in topo.mobile.attached:
+            m.wait_configured(ar)

@@ -5,7 +5,8 @@ memory of the process that ran ``testbed up``. Its parts:
 
 - ``nodes``: each node's runtime (``runtime(name)``);
 - ``wiring``: which daemon runs where, with what configuration;
-- ``mobile``: the mobile node's attach / detach / move and its agent.
+- ``mobiles``: each mobile node's attach / detach / move and its agent (``mobile``: the
+  topology's ``mobile.node``, the only one in most labs).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from testbed import backends
 from testbed.backends.base import LabBackend
-from testbed.errors import LabStateError
+from testbed.errors import LabStateError, TestbedError
 from testbed.host.procs import alive
 from testbed.lab import build
 from testbed.lab.mobile import AccessState, MobileNode, MoveMode
@@ -41,7 +42,8 @@ class Lab:
         self.warnings: list[str] = []
         self.nodes = Nodes(state, topo, self.plan, backend)
         self.wiring = Wiring(self.nodes)
-        self.mobile = MobileNode(self.nodes, self.wiring)
+        self.mobiles = {mn: MobileNode(self.nodes, self.wiring.for_mobile(mn)) for mn in topo.mobiles}
+        self.mobile = self.mobiles[topo.mobile.node]
 
     @property
     def state(self) -> LabState:
@@ -84,7 +86,7 @@ class Lab:
             try:
                 if not sig0_supported():
                     self.warnings.append("SIG(0) needs BIND >= 9.20: the zone accepts TSIG updates only")
-                build.build(self.nodes, self.wiring, self.mobile, progress)
+                build.build(self.nodes, self.wiring, list(self.mobiles.values()), progress)
                 state.status = "up"
                 state.owner_pid = 0
                 state.save()
@@ -112,11 +114,21 @@ class Lab:
         return self.nodes.node_dir(node, service)
 
     def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0, gap: float = 0.0,
-             progress: Progress = quiet) -> dict[str, float]:
-        return self.mobile.move(to, mode, overlap=overlap, gap=gap, progress=progress)
+             progress: Progress = quiet, mn: str | None = None, timeout: float = 20.0) -> dict[str, float]:
+        return self.mobile_node(mn).move(to, mode, overlap=overlap, gap=gap, progress=progress,
+                                         timeout=timeout)
 
-    def access_state(self, ar: str) -> AccessState:
-        return self.mobile.access_state(ar)
+    def access_state(self, ar: str, mn: str | None = None) -> AccessState:
+        return self.mobile_node(mn).access_state(ar)
+
+    def mobile_node(self, mn: str | None = None) -> MobileNode:
+        """``mn``'s ``MobileNode`` (default: the topology's ``mobile.node``)."""
+        if mn is None:
+            return self.mobile
+        if mn not in self.mobiles:
+            raise TestbedError(f"{mn!r} is not a mobile node of lab {self.state.lab!r} "
+                               f"({', '.join(self.mobiles)})")
+        return self.mobiles[mn]
 
     # ---------------------------------------------------------------- SCTP settings
     def sctp_settings(self, node: str) -> SctpSettings:

@@ -1,8 +1,12 @@
-"""The mobile node's radio: attach to an access router, detach, move, and what it holds there.
+"""A mobile node's radio: attach to an access router, detach, move, and what it holds there.
 
 Attached to an AR means the MN's interface toward it has carrier (the AR's side sees it too).
 The MN's resident DHCP client and the kernel's SLAAC configure it; the mobility agent reports
 when (``wait-configured``), so a move waits on events, not on polling addresses.
+
+A lab may have many mobile nodes, each its own ``MobileNode``; they move at once: a move holds
+the lab's lock shared (up and down wait for it) and its MN's own lock, and writes which ARs
+its MN is attached to under a short lock of the state file.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from testbed.host.poll import poll_until
 from testbed.lab.nodes import Nodes
 from testbed.lab.wiring import Wiring
 from testbed.progress import Progress, quiet
-from testbed.state import LabState, locked
+from testbed.state import LabState, locked, mobile_locked, state_locked
 
 MoveMode = Literal["make-before-break", "break-before-make"]
 CONFIGURE_TIMEOUT = 20.0
@@ -45,7 +49,7 @@ def usable6(a: dict[str, Any]) -> bool:
 class MobileNode:
     def __init__(self, nodes: Nodes, wiring: Wiring, *,
                  dwell: Callable[[float], None] = time.sleep) -> None:
-        self.nodes, self.wiring = nodes, wiring
+        self.nodes, self.wiring = nodes, wiring  # the wiring of this MN (``Wiring.for_mobile``)
         self.topo, self.plan = nodes.topo, nodes.plan
         self.dwell = dwell  # a scenario's deliberate overlap or gap (not a wait for an event)
 
@@ -55,51 +59,67 @@ class MobileNode:
 
     @property
     def name(self) -> str:
-        return self.topo.mobile.node
+        return self.wiring.mn
 
     @property
     def routers(self) -> list[str]:
         return [a.router for a in self.topo.access_networks]
 
+    @property
+    def attached(self) -> list[str]:
+        """The ARs this MN is attached to, as the state file says."""
+        return list(self.state.attached.get(self.name, []))
+
+    def _set_attached(self, ar: str, on: bool) -> None:
+        """Record (un)attachment in state.json; other MNs may be writing it at the same time."""
+        with self.nodes.state_lock, state_locked(self.state.lab):
+            fresh = LabState.load(self.state.lab)
+            ars = fresh.attached.setdefault(self.name, [])
+            if on and ar not in ars:
+                ars.append(ar)
+            elif not on and ar in ars:
+                ars.remove(ar)
+            fresh.save()
+            self.state.attached = fresh.attached
+
     # ---------------------------------------------------------------- primitives
     def attach(self, ar: str) -> None:
-        mn_if, _ = self.plan.access_iface(ar)
+        mn_if, _ = self.plan.access_iface(ar, self.name)
         mn = self.nodes.runtime(mn_if.node)
         mn.set_link(mn_if.ifname, True)  # the AR side sees carrier: the MN has associated
         if not self.agent_running():
             # DNA (RFC 4957/6059): solicit at once; Linux sends its own RS only after link-local
             # DAD (1 s). The agent does this itself when it runs.
             mn.run(["rdisc6", "-1", "-q", "-r", "10", "-w", "200", mn_if.ifname], check=False, timeout=5)
-        if ar not in self.state.attached:
-            self.state.attached.append(ar)
-            self.state.save()
+        self._set_attached(ar, True)
 
     def detach(self, ar: str) -> None:
-        mn_if, _ = self.plan.access_iface(ar)
+        mn_if, _ = self.plan.access_iface(ar, self.name)
         mn = self.nodes.runtime(mn_if.node)
         mn.set_link(mn_if.ifname, False)  # the radio leaves: the DHCP client drops its lease
         mn.run(["ip", "addr", "flush", "dev", mn_if.ifname, "scope", "global"])  # and SLAAC's
-        if ar in self.state.attached:
-            self.state.attached.remove(ar)
-        self.state.save()
+        self._set_attached(ar, False)
 
     def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0,
-             gap: float = 0.0, progress: Progress = quiet) -> dict[str, float]:
+             gap: float = 0.0, progress: Progress = quiet,
+             timeout: float = CONFIGURE_TIMEOUT) -> dict[str, float]:
         """Attach the MN to ``to`` and detach it from every other AR; returns phase timings."""
         if to not in self.routers:
             raise TestbedError(f"{to!r} is not an access router of lab {self.state.lab!r} "
                                f"({', '.join(self.routers)})")
-        with locked(self.state.lab):
-            self.nodes.state = LabState.load(self.state.lab)
-            old = [ar for ar in self.state.attached if ar != to]
+        lab = self.state.lab
+        with locked(lab, shared=True), mobile_locked(lab, self.name):
+            with self.nodes.state_lock, state_locked(lab):
+                self.state.attached = LabState.load(lab).attached
+            old = [ar for ar in self.attached if ar != to]
             t0 = time.monotonic()
             times: dict[str, float] = {}
 
             def arrive() -> None:
-                if to not in self.state.attached:
+                if to not in self.attached:
                     progress(f"attaching to {to}")
                     self.attach(to)
-                    self.wait_configured(to)
+                    self.wait_configured(to, timeout)
                 times["configured"] = time.monotonic() - t0
 
             def leave() -> None:
@@ -124,7 +144,7 @@ class MobileNode:
 
     # ---------------------------------------------------------------- what the MN holds
     def access_state(self, ar: str) -> AccessState:
-        mn_if, _ = self.plan.access_iface(ar)
+        mn_if, _ = self.plan.access_iface(ar, self.name)
         cp = self.nodes.runtime(mn_if.node).run(["ip", "-j", "addr", "show", "dev", mn_if.ifname])
         info = next(iter(json.loads(cp.stdout or "[]")), {})
         acc = next(a for a in self.topo.access_networks if a.router == ar)
@@ -141,7 +161,7 @@ class MobileNode:
         """Until the MN holds a DHCPv4 lease and a usable SLAAC address from ``ar``'s network:
         the agent answers on the event that completes it; without an agent, addresses are
         polled (they have no other notification here)."""
-        mn_if, _ = self.plan.access_iface(ar)
+        mn_if, _ = self.plan.access_iface(ar, self.name)
         if self.agent_running():
             r = self.agent_request({"cmd": "wait-configured", "ifname": mn_if.ifname,
                                     "families": [4, 6], "timeout": timeout}, timeout=timeout + 5)
@@ -158,7 +178,8 @@ class MobileNode:
 
     # ---------------------------------------------------------------- its agent
     def agent_record(self):
-        return next((r for r in self.state.service_records() if r.service == "agent"), None)
+        return next((r for r in self.state.service_records() if r.service == "agent" and r.node == self.name),
+                    None)
 
     def agent_running(self) -> bool:
         rec = self.agent_record()

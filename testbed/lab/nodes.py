@@ -3,6 +3,7 @@ from their state records (another process may have booted them)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from testbed.backends.base import LabBackend
@@ -22,6 +23,7 @@ class Nodes:
     def __init__(self, state: LabState, topo: Topology, plan: LabPlan, backend: LabBackend) -> None:
         self.state, self.topo, self.plan, self.backend = state, topo, plan, backend
         self._kernel: dict[str, GuestNode] = {}
+        self.state_lock = threading.Lock()  # this process's threads writing the state (moves)
 
     def runtime(self, node: str) -> NodeRuntime:
         if node not in self.plan.nodes:

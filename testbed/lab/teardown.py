@@ -13,7 +13,7 @@ from pathlib import Path
 from testbed import backends
 from testbed.errors import LabStateError
 from testbed.host import netns
-from testbed.host.procs import alive, stop_pid
+from testbed.host.procs import alive, stop_pids
 from testbed.progress import Progress, quiet
 from testbed.state import LabState, known_labs, lab_dir, lab_of_label, lock_file, locked, run_root
 
@@ -24,9 +24,14 @@ def teardown_state(state: LabState, progress: Progress = quiet) -> None:
     """Remove what ``state`` records: daemons, kernel nodes, nodes and links, resolver dirs,
     the run dir."""
     progress("stopping services")
-    for rec in reversed(state.service_records()):
-        if not rec.guest:  # a process in a node's own kernel ends with that kernel
-            stop_pid(rec.pid, grace=1.0)
+    # a process in a node's own kernel ends with that kernel; the rest stop in two waves, each
+    # in parallel: the mobile node's first, while named still answers (its agent withdraws the
+    # MN's name on TERM: a few ms when it has a route, so a short grace; a detached MN's
+    # retries are cut there), then the infrastructure's
+    host = [r for r in state.service_records() if not r.guest]
+    mobile = state.topology.get("mobile", {}).get("node", "mn")
+    stop_pids([r.pid for r in host if r.node == mobile], grace=0.5)
+    stop_pids([r.pid for r in host if r.node != mobile], grace=1.0)
     backends.get(state.backend).teardown(state, progress)  # kernel nodes run in the namespaces
     for rec in state.kernel_nodes:
         sock_dir = Path(rec.get("sock_dir") or state.dir)

@@ -2,7 +2,7 @@
 
 named on the DNS node (with the MN's SIG(0) keys and a TSIG key provisioned for its zone),
 radvd and dhcpd on each access router, and on the mobile node its DHCP client, the mobility
-agent and, on an SCTP MN, the TraSH binding process.
+agent and, on an SCTP or MPTCP MN, the TraSH binding process.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from testbed.runtimes import kernel_nodes
 from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon
 from testbed.services.bind import Named, ZoneData, ZoneKeys, sig0_supported
-from testbed.services.binding import BindingService
+from testbed.services.binding import TRAFFIC_CONTROL, BindingService
 from testbed.services.dhcpcd import Dhcpcd
 from testbed.services.dhcpd import Dhcpd
 from testbed.services.radvd import Radvd
@@ -29,17 +29,20 @@ GUEST_AGENT_SOCKET = Path("/run/testbed-agent.sock")
 
 
 class Wiring:
-    def __init__(self, nodes: Nodes) -> None:
+    """The lab's daemons; what is a mobile node's is ``mn``'s (the topology's ``mobile.node``
+    unless given): ``for_mobile`` gives the wiring of another one."""
+
+    def __init__(self, nodes: Nodes, mn: str | None = None) -> None:
         self.nodes = nodes
         self.topo, self.plan = nodes.topo, nodes.plan
+        self.mn = mn or self.topo.mobile.node
+
+    def for_mobile(self, mn: str) -> Wiring:
+        return self if mn == self.mn else type(self)(self.nodes, mn)
 
     @property
     def state(self):
         return self.nodes.state
-
-    @property
-    def mn(self) -> str:
-        return self.topo.mobile.node
 
     # ---------------------------------------------------------------- location manager
     def named(self) -> Named:
@@ -50,19 +53,26 @@ class Wiring:
             if spec.role is not Role.MOBILE and self.plan.nodes[n].addresses()
         }
         dns = self.plan.nodes[z.server]
-        data = ZoneData(zone=z.zone, server_name=z.server, records=records, mobile_name=z.mobile_name,
-                        ttl=z.ttl, listen=[str(a.ip) for a in dns.addresses()])
-        # the MN's SIG(0) key pairs (BIND's own dnssec-keygen) and a TSIG key, for the zone
-        made = provision_keys(self.keys_dir, f"{z.mobile_name}.{z.zone}", z.sig0_algorithms,
-                              tsig_name=TSIG_KEY_NAME, ttl=z.ttl)
-        self.state.extra["keys"] = {
-            "tsig": str(made.tsig_file),
-            "tsig_name": TSIG_KEY_NAME,
-            "sig0": {k.algorithm: str(k.private_file) for k in made.keys},
-        }
+        mobiles = self.topo.mobiles
+        data = ZoneData(zone=z.zone, server_name=z.server, records=records,
+                        mobile_names=[self.topo.dns_label(m) for m in mobiles], ttl=z.ttl,
+                        listen=[str(a.ip) for a in dns.addresses()])
+        # each MN's SIG(0) key pairs (BIND's own dnssec-keygen), and one TSIG key for the zone
+        rrs: list[str] = []
+        tsig: Path | None = None
+        by_mn: dict[str, dict[str, str]] = {}
+        for i, m in enumerate(mobiles):
+            made = provision_keys(self.for_mobile(m).keys_dir, self.topo.dns_name(m), z.sig0_algorithms,
+                                  tsig_name=TSIG_KEY_NAME if i == 0 else None, ttl=z.ttl)
+            tsig = tsig or made.tsig_file
+            rrs += made.key_rrs
+            by_mn[m] = {k.algorithm: str(k.private_file) for k in made.keys}
+        assert tsig is not None
+        self.state.extra["keys"] = {"tsig": str(tsig), "tsig_name": TSIG_KEY_NAME, "sig0": by_mn}
         self.state.save()
-        keys = ZoneKeys(made.key_rrs, made.tsig_file, TSIG_KEY_NAME)
-        return Named(self.nodes.runtime(z.server), self.nodes.node_dir(z.server, "named"), data, keys)
+        keys = ZoneKeys(rrs, tsig, TSIG_KEY_NAME)
+        return Named(self.nodes.runtime(z.server), self.nodes.node_dir(z.server, "named"), data, keys,
+                     quota=len(mobiles))
 
     @property
     def keys_dir(self) -> Path:
@@ -76,12 +86,12 @@ class Wiring:
 
     def sig0_key_file(self, algorithm: str = "ECDSAP256SHA256") -> Path:
         """The MN's SIG(0) private key (BIND format) for ``algorithm``."""
-        return Path(self.state.extra["keys"]["sig0"][algorithm])
+        return Path(self.state.extra["keys"]["sig0"][self.mn][algorithm])
 
     # ---------------------------------------------------------------- access routers
     def ar_daemons(self, ar: str) -> list[Daemon]:
         acc = next(a for a in self.topo.access_networks if a.router == ar)
-        _, ar_if = self.plan.access_iface(ar)
+        ar_if = self.plan.lan(ar)
         dns4 = self.plan.address_of(self.topo.dns.server, 4) or ""
         dns6 = self.plan.address_of(self.topo.dns.server, 6)
         rt = self.nodes.runtime(ar)
@@ -93,16 +103,28 @@ class Wiring:
     # ---------------------------------------------------------------- the mobile node
     @property
     def sctp_mobile(self) -> bool:
-        """Is the MN an SCTP endpoint? Then the TraSH binding process, not the agent, sends the
-        location update, after the SET_PRIMARY (Appendix A order)."""
+        """Is the MN an SCTP endpoint?"""
         return kernel_nodes.stack_of(self.topo.nodes[self.mn].sctp) != "none"
+
+    @property
+    def binding_mobile(self) -> bool:
+        """Does the MN run the binding process (an SCTP or MPTCP endpoint)? Then that process,
+        not the agent, sends the location update, after the primary switch (Appendix A)."""
+        return self.sctp_mobile or self.topo.nodes[self.mn].mptcp.enabled
+
+    @property
+    def traffic_control(self) -> Path:
+        """The traffic client's driver socket, which the binding process joins."""
+        if self.nodes.own_kernel(self.mn):
+            return TRAFFIC_CONTROL
+        return self.nodes.node_dir(self.mn, "traffic") / "control.sock"
 
     def access_metric(self, ar: str) -> int:
         """Route metric of an access network's default route: the first listed is preferred."""
         return 100 + [a.router for a in self.topo.access_networks].index(ar)
 
     def dhcp_client(self) -> Dhcpcd:
-        metrics = {self.plan.access_iface(a.router)[0].ifname: self.access_metric(a.router)
+        metrics = {self.plan.access_iface(a.router, self.mn)[0].ifname: self.access_metric(a.router)
                    for a in self.topo.access_networks}
         return Dhcpcd(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "dhcpcd"), metrics)
 
@@ -111,8 +133,11 @@ class Wiring:
         if m.location == "none":
             return {}
         env = {"TESTBED_LOC_SERVER": self.plan.address_of(z.server, 4) or "",
-               "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": f"{z.mobile_name}.{z.zone}",
+               "TESTBED_LOC_ZONE": z.zone, "TESTBED_LOC_NAME": self.topo.dns_name(self.mn),
                "TESTBED_LOC_VALIDITY": f"{m.signature_validity:g}"}
+        if m.cooperating:
+            coop = self.plan.nodes[m.cooperating].addresses()
+            env["TESTBED_LOC_COOPERATING"] = ",".join(str(a.ip) for a in coop)
         if m.location == "tsig" or not sig0_supported():
             env["TESTBED_LOC_TSIG"] = str(self.tsig_key_file)
         else:
@@ -131,15 +156,22 @@ class Wiring:
 
     def agent(self) -> MobilityAgent:
         m = self.topo.mobile
-        env = {} if self.sctp_mobile else self.location_env()
-        ifaces = [i.ifname for i in self.plan.nodes[m.node].ifaces]
+        env = {} if self.binding_mobile else self.location_env()
+        ifaces = [i.ifname for i in self.plan.nodes[self.mn].ifaces]
         # a kernel node's DAD settings were made with its L3 set-up (kernel_nodes.configure_guest),
         # as were a namespace MN's where the kernel lacks optimistic DAD (the backend's set-up)
-        optimistic = (m.optimistic_dad and not self.nodes.own_kernel(m.node)
+        optimistic = (m.optimistic_dad and not self.nodes.own_kernel(self.mn)
                       and netns.optimistic_dad_supported())
-        return MobilityAgent(self.nodes.runtime(m.node), self.agent_dir, ifaces, env, optimistic,
-                             socket_path=self.agent_socket)
+        return MobilityAgent(self.nodes.runtime(self.mn), self.agent_dir, ifaces, env, optimistic,
+                             socket_path=self.agent_socket, trusted=self.trusted())
+
+    def trusted(self) -> list[str] | None:
+        """The MN's trust list as networks (``mobile.trust``), None to trust every one."""
+        t = self.topo.mobile.trust
+        if t == "access_networks":
+            return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6)]
+        return list(t) if t is not None else None
 
     def binding(self) -> BindingService:
         return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),
-                              self.agent_socket, self.location_env())
+                              self.agent_socket, self.location_env(), driver_socket=self.traffic_control)

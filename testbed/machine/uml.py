@@ -50,16 +50,19 @@ def refuse_unservable(topo: Topology, source: str, needs: Sequence[str] = (),
     """Combinations a UML lab machine cannot serve, refused before anything is made.
 
     Every node runs on the machine's kernel, so a node asking for a kernel of its own (uml,
-    qemu) is refused, and so is a kernel feature the build lacks (``needs``: CONFIG_ names,
-    e.g. CONFIG_MPTCP, which Debian's UML 6.1 build does not have)."""
+    qemu) is refused, and so is a kernel feature the build lacks (``needs``: CONFIG_ names, e.g.
+    CONFIG_MPTCP for an MPTCP scenario; a topology with MPTCP nodes needs it too). Debian's UML
+    6.1 build has no MPTCP."""
     for name, node in topo.nodes.items():
         if node.sctp.stack in ("uml", "qemu", "vm"):
             raise ConfigError(source, f"nodes.{name}.sctp.stack", f"{node.sctp.stack} nodes cannot run "
                               "inside a UML lab machine (no kernel in a kernel here)",
                               "use stack: auto or host: the node then uses the machine's kernel")
+    if any(node.mptcp.enabled for node in topo.nodes.values()):
+        needs = (*needs, "CONFIG_MPTCP")
     config = kernel_config if kernel_config is not None else \
         uml_boot.kernel_config(uml_kernels.resolve(None).binary) or {}
-    for symbol in (*REQUIRED, *needs):
+    for symbol in dict.fromkeys((*REQUIRED, *needs)):
         if config.get(symbol) not in ("y", "m"):
             what = REQUIRED.get(symbol, symbol)
             raise ConfigError(source, "machine", f"the UML machine's kernel has no {what} ({symbol} "

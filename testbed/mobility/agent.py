@@ -519,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-link-up", help="command run per link at link-up ({ifname}), stopped "
                    "at link-down; e.g. a DHCP client")  # fmt: skip
     p.add_argument("--location-hooks", help="MODULE:CALLABLE returning LocationHooks")
+    p.add_argument("--trust", help="comma-separated networks the MN binds to (default: every one); "
+                   "a network outside them (a rogue RA or DHCP server) is reported untrusted")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -534,6 +536,7 @@ async def amain(args: argparse.Namespace) -> None:
             rs_interval=args.rs_interval,
             optimistic_dad=args.optimistic_dad,
             rtt_interval=args.rtt_interval,
+            trusted=[x for x in args.trust.split(",") if x] if args.trust else None,
         ),
         queue_size=args.queue_size,
         events_log=args.events_log.absolute() if args.events_log else None,

@@ -28,6 +28,7 @@ ActionKind = Literal["add", "primary", "location", "delete"]
 class Action:
     kind: ActionKind
     address: str = ""  # add / primary / delete
+    ifname: str = ""  # add: the interface the address is on (a subflow is bound to it)
     a: tuple[str, ...] = ()  # location: records to publish
     aaaa: tuple[str, ...] = ()
     cause: int = 0  # seq of the event that led to it
@@ -79,7 +80,7 @@ class TrashSequencer:
             for addr in nv.addresses:
                 if addr not in self.bound:
                     self.bound.add(addr)
-                    out.append(Action("add", addr, cause=e.seq))
+                    out.append(Action("add", addr, ifname=nv.ifname, cause=e.seq))
             if self.policy.should_make_primary(nv, self.primary, self.metrics):
                 out += self._switch(nv, e.seq)
         if self.primary and nv.ifname == self.primary.ifname:
@@ -226,7 +227,8 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                 rec["address"] = act.address
                 if link.connected:
                     op = {"add": "add", "primary": "primary", "delete": "del"}[act.kind]
-                    reply = await link.request({"op": op, "addr": act.address})
+                    cmd = {"op": op, "addr": act.address, **({"ifname": act.ifname} if act.ifname else {})}
+                    reply = await link.request(cmd)
                     rec.update(ok=bool(reply.get("ok")), driver=reply)
                 else:
                     rec["transport"] = "none"

@@ -9,6 +9,8 @@ subscriber; ``kind`` says which of the fields carry meaning. Kinds:
 - ``configured``: an address in that network is usable (IPv6 non-tentative, or optimistic when
   optimistic DAD is on; IPv4 address added after the lease was bound).
 - ``lost``: the network is gone (carrier lost, address removed, lifetime expired).
+- ``untrusted``: a network outside the agent's trust list (a rogue RA or DHCP server): not
+  bound to, no ``configured`` follows.
 - ``metric``: a link metric changed (RTT probe, ``set-metric``); lets a policy re-rank links.
 - ``shutdown``: the agent is stopping; the last event a subscriber sees.
 """
@@ -19,9 +21,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Literal
 
-EventKind = Literal["link_up", "link_down", "detected", "configured", "lost", "metric", "shutdown"]
+EventKind = Literal["link_up", "link_down", "detected", "untrusted", "configured", "lost", "metric",
+                    "shutdown"]
 KINDS: Final[frozenset[str]] = frozenset(
-    {"link_up", "link_down", "detected", "configured", "lost", "metric", "shutdown"}
+    {"link_up", "link_down", "detected", "untrusted", "configured", "lost", "metric", "shutdown"}
 )
 
 

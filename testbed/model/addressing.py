@@ -5,7 +5,7 @@ backend. Point-to-point links give the first host address to ``a`` and the secon
 
 An access network is a shared segment: a bridge in its router's namespace (``<ar>-lan``, which
 holds host 1 of the network, where dhcpd and radvd serve) with one veth pair per node on it:
-the mobile node (``mn-ar1`` ↔ port ``ar1-mn``), whose addresses come from DHCP and SLAAC, and
+each mobile node (``mn-ar1`` ↔ port ``ar1-mn``), whose addresses come from DHCP and SLAAC, and
 hosts that ``attach`` to it (an attacker, a second host), with static addresses from the top
 of the network (.254, ::fe, then down).
 """
@@ -32,6 +32,7 @@ class IfacePlan:
     access_router: str | None = None  # set on every interface of an access network
     master: str | None = None  # a bridge port: the bridge it belongs to (its node's own)
     bridge: bool = False  # the access network's bridge itself (on the access router)
+    shared_medium: bool = False  # the MN's frames on that bridge are copied to every port
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,10 @@ class LabPlan:
     nodes: dict[str, NodePlan]
     veths: list[VethPlan]
 
-    def access_iface(self, ar: str) -> tuple[IfacePlan, IfacePlan]:
-        """(MN side, the AR's bridge) of the access network served by ``ar``."""
-        mn = self.nodes[self.topology.mobile.node]
+    def access_iface(self, ar: str, mn_name: str | None = None) -> tuple[IfacePlan, IfacePlan]:
+        """(the MN's side, the AR's bridge) of the access network served by ``ar``; the MN is
+        ``mn_name``, by default the topology's ``mobile.node``."""
+        mn = self.nodes[mn_name or self.topology.mobile.node]
         for i in mn.ifaces:
             if i.access_router == ar:
                 return i, self.lan(ar)
@@ -125,20 +127,22 @@ def plan(topo: Topology) -> LabPlan:
         nodes[link.a].ifaces.append(IfacePlan(link.a, a_if, link.b, b_if, (h4[0], h6[0])))
         nodes[link.b].ifaces.append(IfacePlan(link.b, b_if, link.a, a_if, (h4[1], h6[1])))
         veths.append(VethPlan(link.a, a_if, link.b, b_if, *_indexes(len(veths))))
-    mn = topo.mobile.node
+    mobiles = topo.mobiles
     for acc in topo.access_networks:
         ar, lan = acc.router, lan_ifname(acc.router)
         ar_addrs = (
             ipaddress.ip_interface(f"{acc.ipv4.network_address + 1}/{acc.ipv4.prefixlen}"),
             ipaddress.ip_interface(f"{acc.ipv6.network_address + 1}/{acc.ipv6.prefixlen}"),
         )
-        bridge = IfacePlan(ar, lan, "", "", ar_addrs, access_router=ar, bridge=True)  # type: ignore[arg-type]
+        bridge = IfacePlan(ar, lan, "", "", ar_addrs, access_router=ar, bridge=True,  # type: ignore[arg-type]
+                           shared_medium=acc.medium == "shared")
         nodes[ar].ifaces.append(bridge)
-        members = [mn, *(n for n, spec in topo.nodes.items() if ar in spec.attach)]
-        for k, member in enumerate(members):
+        hosts = [n for n, spec in topo.nodes.items() if ar in spec.attach]
+        for member in [*mobiles, *hosts]:
             port, own = ifname(ar, member), ifname(member, ar)
             addrs: tuple[IfAddr, ...] = ()
-            if member != mn:  # static, from the top of the network down
+            if member in hosts:  # static, from the top of the network down
+                k = hosts.index(member) + 1
                 v4, v6 = acc.ipv4.broadcast_address - k, acc.ipv6.network_address + 0xFF - k
                 addrs = (ipaddress.ip_interface(f"{v4}/{acc.ipv4.prefixlen}"),
                          ipaddress.ip_interface(f"{v6}/{acc.ipv6.prefixlen}"))
@@ -163,23 +167,23 @@ def _hosts(net: Net, n: int):
 
 
 def _static_routes(topo: Topology, nodes: dict[str, NodePlan]) -> None:
-    """Shortest-path static routes for every subnet on every node except the mobile node."""
-    mn = topo.mobile.node
-    # adjacency over infrastructure links only; the MN is reached through its access networks
+    """Shortest-path static routes for every subnet on every node except the mobile nodes."""
+    mobile = {*topo.mobiles, ""}
+    # adjacency over infrastructure links only; an MN is reached through its access networks
     adj: dict[str, list[tuple[str, IfacePlan]]] = {n: [] for n in nodes}
     for n, p in nodes.items():
         for i in p.ifaces:
-            if n != mn and i.peer not in (mn, ""):
+            if n not in mobile and i.peer not in mobile:
                 adj[n].append((i.peer, i))
-    owner: dict[Net, str] = {}  # subnet -> a node directly on it (not the MN)
+    owner: dict[Net, str] = {}  # subnet -> a node directly on it (not an MN)
     for n, p in nodes.items():
-        if n == mn:
+        if n in mobile:
             continue
         for i in p.ifaces:
             for a in i.addresses:
                 owner.setdefault(a.network, n)
     for src, p in nodes.items():
-        if src == mn:
+        if src in mobile:
             continue
         if not p.forwards and len(p.ifaces) == 1:  # a stub host: default routes are enough
             iface = p.ifaces[0]

@@ -14,9 +14,10 @@ import yaml
 from pydantic import ValidationError
 
 from testbed.errors import ConfigError
-from testbed.model.topology import Role, Topology
+from testbed.model.topology import NAME_RE, Role, Topology
 
 TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
+MAX_MOBILES = 100  # one DHCP pool of 100 addresses per access network by default
 DEFAULT_TOPOLOGY = "two-ar"
 
 
@@ -49,9 +50,46 @@ def load(name_or_path: str | Path | None = None) -> Topology:
     return from_dict(data, src)
 
 
+def expand_mobiles(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """The compact form for many mobile nodes: ``mobile.count: N`` replaces the node
+    ``mobile.node`` (the template) by N copies ``<node>1`` … ``<node>N``, and ``mobile.node``
+    then names the first. Done once: the result says ``count: 1`` with the N nodes in it."""
+    mobile = data.get("mobile")
+    if not isinstance(mobile, dict) or not isinstance(data.get("nodes"), dict):
+        return data
+    count = mobile.get("count", 1)
+    if isinstance(count, int) and count > MAX_MOBILES:
+        raise ConfigError(source, "mobile.count", f"{count} mobile nodes: at most {MAX_MOBILES}",
+                          f"lower mobile.count to {MAX_MOBILES} or less")
+    if not isinstance(count, int) or count <= 1:
+        return data
+    template = mobile.get("node", "mn")
+    nodes = dict(data["nodes"])
+    if template not in nodes:
+        raise ConfigError(source, "mobile.node", f"count {count} copies node {template!r}, which is not "
+                          "declared", f"declare {template} under nodes with role mobile")
+    names = [f"{template}{i}" for i in range(1, count + 1)]
+    if not NAME_RE.match(names[-1]):
+        raise ConfigError(source, "mobile.count", f"{names[-1]!r} is no node name (1-7 lowercase letters "
+                          "and digits)", "give the template node a shorter name")
+    taken = [n for n in names if n in nodes]
+    if taken:
+        raise ConfigError(source, "nodes", f"{taken[0]} is both declared and a copy of {template}",
+                          "rename it, or lower mobile.count")
+    spec = nodes.pop(template)
+    out: dict[str, Any] = {}
+    for name, value in data["nodes"].items():  # the copies where the template was
+        if name == template:
+            out.update({n: spec for n in names})
+        else:
+            out[name] = value
+    return {**data, "nodes": out, "mobile": {**mobile, "node": names[0], "count": 1}}
+
+
 def from_dict(data: Any, source: str = "<topology>") -> Topology:
     if not isinstance(data, dict):
         raise ConfigError(source, "-", "top level must be a mapping", "see topologies/two-ar.yaml")
+    data = expand_mobiles(data, source)
     try:
         topo = Topology.model_validate(data)
     except ValidationError as e:
@@ -79,11 +117,8 @@ def check(topo: Topology, source: str) -> None:
         if role is not None and nodes[name].role is not role:
             raise ConfigError(source, field, f"node {name!r} must have role {role.value}")
 
-    mn = topo.mobile.node
-    need("mobile.node", mn, Role.MOBILE)
-    mobiles = [n for n, s in nodes.items() if s.role is Role.MOBILE]
-    if len(mobiles) != 1:
-        raise ConfigError(source, "nodes", f"exactly one mobile node expected, found {len(mobiles)}")
+    need("mobile.node", topo.mobile.node, Role.MOBILE)
+    mobiles = set(topo.mobiles)
     need("dns.server", topo.dns.server, Role.DNS)
     for name, spec in nodes.items():
         if spec.sctp.stack != "none" and spec.role not in (Role.MOBILE, Role.HOST):
@@ -94,6 +129,13 @@ def check(topo: Topology, source: str) -> None:
                               "usrsctp is for a correspondent: it reads the node's addresses once, "
                               "at start, and has no public call to add one, so it cannot follow moves",
                               "use stack: uml or qemu on the mobile node")
+        if spec.mptcp.enabled and spec.role not in (Role.MOBILE, Role.HOST):
+            raise ConfigError(source, f"nodes.{name}.mptcp.enabled",
+                              "MPTCP endpoints are mobile or host nodes", "remove mptcp here")
+        if spec.mptcp.enabled and spec.sctp.stack in ("uml", "qemu", "vm"):
+            raise ConfigError(source, f"nodes.{name}.mptcp.enabled", f"an MPTCP node runs on the host "
+                              f"kernel, not on its own {spec.sctp.stack} kernel (Debian's UML build "
+                              "has no MPTCP)", "use sctp stack auto or host on it, or another node")
     if topo.mobile.location == "sig0" and topo.mobile.sig0_algorithm not in topo.dns.sig0_algorithms:
         raise ConfigError(source, "mobile.sig0_algorithm",
                           f"{topo.mobile.sig0_algorithm} is not among dns.sig0_algorithms",
@@ -105,7 +147,7 @@ def check(topo: Topology, source: str) -> None:
         need(f"links.{i}.b", link.b)
         if link.a == link.b:
             raise ConfigError(source, f"links.{i}", "a link joins two different nodes")
-        if mn in (link.a, link.b):
+        if mobiles & {link.a, link.b}:
             raise ConfigError(
                 source, f"links.{i}", "the mobile node attaches through access_networks, not links"
             )
@@ -128,6 +170,10 @@ def check(topo: Topology, source: str) -> None:
             if ar not in served:
                 raise ConfigError(source, f"nodes.{name}.attach.{j}", f"{ar!r} serves no access network",
                                   f"name an access router ({', '.join(sorted(served))})")
+    coop = topo.mobile.cooperating
+    if coop is not None and (coop not in topo.nodes or topo.nodes[coop].role is not Role.HOST):
+        raise ConfigError(source, "mobile.cooperating", f"{coop!r} is not a host node",
+                          "name a node of role host")
     for j, ar in enumerate(topo.mobile.attached):
         if ar not in served:
             raise ConfigError(

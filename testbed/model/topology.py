@@ -49,11 +49,26 @@ class SctpSettings(Strict):
     auth_enable: int = 1
     addip_noauth_enable: int = 0
     default_auto_asconf: int = 0
+    # the endpoint-pair shared key (RFC 4895 §6.1), hex, set as key 0 on this node's traffic
+    # sockets (SCTP_AUTH_KEY): without one key 0 is empty, and the association key is built
+    # from INIT and INIT-ACK alone, which an on-path attacker sees (give both ends the same)
+    auth_key: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2}){1,64}$")
+
+
+class MptcpSettings(Strict):
+    """Multipath TCP on a node (the host kernel's: a namespace node). An MPTCP mobile node runs
+    the binding process, which drives its connections' path manager; ``subflows`` and
+    ``add_addr_accepted`` are the in-kernel path manager's limits (its defaults are 2 and 0)."""
+
+    enabled: bool = False
+    subflows: int = Field(8, ge=0, le=8)
+    add_addr_accepted: int = Field(0, ge=0, le=8)
 
 
 class Node(Strict):
     role: Role
     sctp: SctpSettings = SctpSettings()
+    mptcp: MptcpSettings = MptcpSettings()
     # access networks (their routers) a host sits on beside the mobile node, with a static
     # address there: a second host, an attacker, an impostor on the same segment
     attach: tuple[str, ...] = ()
@@ -130,6 +145,10 @@ class AccessNetwork(Strict):
     pool: tuple[int, int] = (100, 199)  # host numbers of the DHCP range inside ``ipv4``
     lease_time: int = 600
     ra: RaSettings = RaSettings()
+    # switched: the bridge learns, so a host on the segment sees only its own and broadcast
+    # traffic (off-path); shared: every frame the MN sends or gets there reaches every port, as
+    # on a radio channel, so an attacker on it is on-path (sees INIT, INIT-ACK, signed UPDATEs)
+    medium: Literal["switched", "shared"] = "switched"
 
     @field_validator("ipv6")
     @classmethod
@@ -155,13 +174,33 @@ class DnsSettings(Strict):
 
 
 class MobileSettings(Strict):
+    """Settings every mobile node shares. ``node`` names the mobile node (the first, when there
+    are several); ``count`` > 1 is the compact form for many: the loader replaces ``node`` by
+    ``count`` copies named ``<node>1`` … ``<node>N`` (each with its own name in the zone, SIG(0)
+    key, agent and binding process)."""
+
     node: str = "mn"
+    count: int = Field(1, ge=1)  # at most loader.MAX_MOBILES; the loader expands it
     attached: tuple[str, ...] = Field(default=("ar1",), min_length=1)  # ARs attached at start
     optimistic_dad: bool = True
     agent: bool = True  # run the mobility agent (movement detection + location updates)
     location: Literal["sig0", "tsig", "none"] = "sig0"  # how the agent signs DNS UPDATEs
     sig0_algorithm: str = "ECDSAP256SHA256"
     signature_validity: float = 60.0  # SIG(0) window each side of now; BIND accepts replays in it
+    # a host that takes over the MN's name on departure (§4): the name points at its addresses
+    # instead of being deleted
+    cooperating: str | None = None
+    # the networks the MN binds to: "access_networks" (the topology's own prefixes), a list of
+    # prefixes, or None (every network it hears of, a rogue router's too)
+    trust: Literal["access_networks"] | tuple[str, ...] | None = None
+
+    @field_validator("trust")
+    @classmethod
+    def _networks(cls, v: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        if isinstance(v, tuple):
+            for n in v:
+                ipaddress.ip_network(n)  # ValueError: "... does not appear to be an IPv4 or IPv6 network"
+        return v
 
 
 class Topology(Strict):
@@ -185,5 +224,18 @@ class Topology(Strict):
                 )
         return v
 
-    # Cross-field checks live in model.validate.check_topology, which knows field paths.
+    # Cross-field checks live in model.loader.check, which knows field paths.
+
+    @property
+    def mobiles(self) -> list[str]:
+        """Every mobile node, in the order the topology declares them."""
+        return [n for n, spec in self.nodes.items() if spec.role is Role.MOBILE]
+
+    def dns_label(self, mn: str) -> str:
+        """``mn``'s label in the zone: ``dns.mobile_name`` for the one MN of a lab, else its
+        node name."""
+        return self.dns.mobile_name if len(self.mobiles) == 1 else mn
+
+    def dns_name(self, mn: str) -> str:
+        return f"{self.dns_label(mn)}.{self.dns.zone}"
 

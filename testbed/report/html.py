@@ -319,6 +319,48 @@ def _rules(run: RunData, t_ref: float | None, known: set[str]) -> str:
     return "\n".join(parts)
 
 
+# rule families of the security and fault scenarios, each its own part of the report
+SECURITY_SECTIONS = (
+    ("attack.update.", "Forged location updates (§4, §8)",
+     "passes when BIND refused the UPDATE and the zone, queried before and after, kept the MN's records"),
+    ("attack.asconf.", "Forged binding updates (§5, §8)",
+     "passes when the correspondent neither acknowledged the ASCONF nor sent DATA to the attacker"),
+    ("attack.stale_dns", "Stale DNS and impersonation (§4)",
+     "passes when a correspondent resolving the MN's name reaches no impostor"),
+    ("attack.rogue_ra", "Rogue router (§3, §8)",
+     "passes when the MN did not bind to the rogue network (untrusted, nothing published)"),
+    ("fault.", "Faults",
+     "fails when the fault left a mark: a later step or a rule failed, or it still holds"),
+    ("scenario.steps", "Steps that failed",
+     "is a step that failed after a fault, judged with what was captured"),
+)
+
+
+def _security(run: RunData, t_ref: float | None, known: set[str]) -> str:
+    """One part per kind of attack or fault in the run: expectation, outcome, evidence."""
+    rules = [r for r in (run.verdict or {}).get("rules") or [] if isinstance(r, dict)]
+    parts = []
+    for prefix, title, meaning in SECURITY_SECTIONS:
+        mine = [r for r in rules if str(r.get("id", "")).startswith(prefix)]
+        if not mine:
+            continue
+        rows = []
+        for r in mine:
+            want = r.get("expected")
+            met = "" if want is None else ("met" if r.get("met") else "<strong class='err'>not met</strong>")
+            ev = [e for e in r.get("evidence") or [] if isinstance(e, dict)][:5]
+            items = "".join(f"<li>{_pcap_link(str(e.get('pcap', '?')), known)} #{esc(e.get('frame', '?'))} "
+                            f"at {esc(_rel(_num(e.get('time')), t_ref))}: {esc(e.get('what', ''))}</li>"
+                            for e in ev)
+            rows.append(f"<tr><td><code>{esc(r.get('id'))}</code></td><td>{_badge(str(r.get('status')))}</td>"
+                        f"<td>{esc(want or '—')} {met}</td><td>{esc(r.get('message', ''))}</td>"
+                        f"<td class='small'><ul class='ev'>{items}</ul></td></tr>")
+        parts.append(f"<h2 id='{esc(prefix.strip('.'))}'>{esc(title)}</h2><p class='small'>Each rule "
+                     f"{esc(meaning)}.</p><table><tr><th>rule</th><th>observed</th><th>expected</th>"
+                     f"<th>what happened</th><th>evidence</th></tr>{''.join(rows)}</table>")
+    return "\n".join(parts)
+
+
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
@@ -342,6 +384,39 @@ def _captures(ladder: Ladder) -> str:
         f"{''.join(rows)}</table>"
     )
     return "\n".join(parts)
+
+
+def focus_mobile(v: Mapping[str, Any] | None) -> str | None:
+    """With several mobile nodes, the one the ladder and the timeline show: the first whose
+    verdict failed, else the first."""
+    mobiles = (v or {}).get("mobiles") or {}
+    return next((mn for mn, m in mobiles.items() if not m.get("passed")), next(iter(mobiles), None))
+
+
+def _mobiles(run: RunData, focus: str | None) -> str:
+    """One row per mobile node: its verdict, its handovers' times, what failed."""
+    mobiles = (run.verdict or {}).get("mobiles") or {}
+    if not mobiles:
+        return ""
+    rows = []
+    for mn, m in mobiles.items():
+        failed = [str(r.get("id")) for r in m.get("rules", []) if r.get("status") == "fail"]
+        hos = m.get("handovers") or []
+        cells = []
+        for phase in ("configured", "join_acked", "prio_old", "set_primary_acked", "dns_acked"):
+            offs = [h["offsets"][phase] for h in hos if phase in (h.get("offsets") or {})]
+            cells.append(f"<td class='num'>{esc(fmt_ms(max(offs))) if offs else '—'}</td>")
+        mark = " (shown below)" if mn == focus else ""
+        badge = _badge("pass" if m.get("passed") else "fail")
+        rows.append(f"<tr><td>{esc(mn)}{esc(mark)}</td><td>{badge}</td>"
+                    f"<td class='num'>{len(hos)}</td>{''.join(cells)}"
+                    f"<td class='err'>{esc(', '.join(failed))}</td></tr>")
+    return ("<h2 id='mobiles'>Mobile nodes</h2><p class='small'>Each mobile node judged on its own part "
+            "of the captures; the latest of its handovers' phases after t0 (its new link's link_up). "
+            "The ladder and the timeline below show one of them.</p>"
+            "<table><tr><th>mobile node</th><th>verdict</th><th>handovers</th><th>configured</th>"
+            "<th>join acked</th><th>old subflow backup</th><th>SET_PRIMARY acked</th><th>DNS acked</th>"
+            f"<th>failed rules</th></tr>{''.join(rows)}</table>")
 
 
 def _events(run: RunData, t_ref: float | None) -> str:
@@ -396,6 +471,14 @@ def render_report(
     run_dir = Path(run_dir)
     run = load_run(run_dir, verdict.to_dict() if verdict is not None else None)
     facts = verdict.facts if verdict is not None else None
+    focus = focus_mobile(run.verdict)
+    if focus is not None:  # several MNs: the ladder and timeline of one, a table of all
+        if verdict is not None and focus in verdict.mobiles:
+            facts = verdict.mobiles[focus].facts
+        run.events = [e for e in run.events if e.get("mn") in (None, focus)]
+        if run.verdict is not None:
+            run.verdict = {**run.verdict, "handovers": [h for h in run.verdict.get("handovers") or []
+                                                        if h.get("mobile") in (None, focus)]}
     ladder = build_ladder(facts or extract(run.pcaps, skip_unusable=True), roles, mn_role=mn_role)
     budgets = dict(budgets or (run.verdict or {}).get("budgets") or {})
     t_ref = ladder.messages[0].time if ladder.messages else None
@@ -406,8 +489,10 @@ def render_report(
     body = "\n".join(
         [
             _summary(run, ladder, title),
+            _mobiles(run, focus),
             _ladder(ladder, notes, roles, title, known),
             _timeline(run, t_ref, budgets, known),
+            _security(run, t_ref, known),
             _rules(run, t_ref, known),
             _captures(ladder),
             _events(run, t_ref),

@@ -14,15 +14,19 @@ from pathlib import Path
 from testbed.conformance.exchange import asconf_exchanges
 from testbed.conformance.extract import extract
 from testbed.conformance.facts import AckSeen, AsconfSeen, DhcpSeen, DnsSeen, Facts, NdSeen, Where
+from testbed.conformance.mptcp_rules import add_addr_forged, join_faults, tcp_break
+from testbed.conformance.tcp_facts import MptcpSignal, TcpFacts
 from testbed.decode.dhcp import BOOTREPLY, SERVER_PORT
 from testbed.decode.dns import CLASS_ANY, CLASS_IN, CLASS_NONE, OPCODE_UPDATE, DNSMessage
+from testbed.decode.mptcp import AddAddr, MpJoin, MpPrio, RemoveAddr, option_name
 from testbed.decode.nd import RouterAdvert
 from testbed.decode.sctp import ERROR_CAUSE_IND, SET_PRIMARY
 from testbed.report.roles import DHCP, MN, NEW_AR, OTHER, RoleMap
 
 # Message kinds (the renderer colours by kind; ``error`` overrides the colour).
 KIND_RA, KIND_DHCP, KIND_ASCONF, KIND_DNS, KIND_DATA = "ra", "dhcp", "asconf", "dns", "data"
-KINDS = (KIND_RA, KIND_DHCP, KIND_ASCONF, KIND_DNS, KIND_DATA)
+KIND_MPTCP, KIND_TCP = "mptcp", "tcp"
+KINDS = (KIND_RA, KIND_DHCP, KIND_ASCONF, KIND_DNS, KIND_DATA, KIND_MPTCP, KIND_TCP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,58 @@ class _Builder:
         error = bool(failures or errors or orphan)
         self.between(a.where, a.src, a.dst, label, detail, KIND_ASCONF, reply=True, error=error)
 
+    # -- TCP: MPTCP signals, where a plain connection died ------------------------------------
+    def mptcp(self, t: TcpFacts) -> None:
+        for sf in t.subflows.values():
+            if not sf.join and sf.syn is not None:
+                self.add_between(sf.syn, sf.client[0], sf.server[0], "TCP SYN MP_CAPABLE",
+                                 f"{sf.name}; the keys follow in the clear", KIND_MPTCP)
+            if not sf.join and sf.ack is not None and sf.conn is not None:
+                keys = f"{sf.conn.key_a:#018x}, {sf.conn.key_b:#018x}"
+                self.add_between(sf.ack, sf.client[0], sf.server[0], "MP_CAPABLE ACK with both keys",
+                                 f"{sf.name}; keys in the clear: {keys}", KIND_MPTCP)
+        bad_joins = {id(sf) for sf in t.subflows.values() if sf.join and join_faults(sf)}
+        for s in t.signals:
+            o = s.option
+            label, detail, error, reply = _signal(s, o)
+            if isinstance(o, MpJoin) and id(s.subflow) in bad_joins:
+                error, detail = True, detail + "; " + "; ".join(join_faults(s.subflow))  # type: ignore[arg-type]
+            if isinstance(o, AddAddr) and not o.echo and add_addr_forged(s):
+                error, detail = True, detail + "; HMAC does not verify"
+            self.add_between(s.where, s.src[0], s.dst[0], label, detail, KIND_MPTCP, reply=reply, error=error)
+        drawn: set[tuple[str, int]] = set()
+        for s in t.signals:  # the other side's first new data after each MP_PRIO (once)
+            if isinstance(s.option, MpPrio) and s.first_data_after is not None and s.side is not None:
+                where, sf = s.first_data_after
+                if (where.pcap, where.frame) in drawn:
+                    continue
+                drawn.add((where.pcap, where.frame))
+                sender = "b" if s.side == "a" else "a"
+                self.add_between(where, sf.address_of(sender) or "", sf.address_of(s.side) or "",
+                                 "first data after MP_PRIO", f"new data at the data level, over {sf.name}",
+                                 KIND_DATA)
+
+    def tcp(self, t: TcpFacts) -> None:
+        for c in t.plain.values():
+            died = tcp_break(c)
+            for sender, fl in c.flows.items():
+                peer = c.server if sender == c.client else c.client
+                if fl.high > fl.acked and fl.last_progress is not None:
+                    self.add_between(fl.last_progress, peer[0], sender[0], "TCP: last data acknowledged",
+                                     f"{c.name}: {fl.acked} of {fl.high} bytes acknowledged", KIND_TCP,
+                                     reply=True)
+                if fl.high > fl.acked and fl.first_unanswered is not None:
+                    self.add_between(fl.first_unanswered, sender[0], peer[0],
+                                     f"TCP re-sent, never acknowledged ({fl.retransmissions})",
+                                     "; ".join(died), KIND_TCP, error=True)
+            if c.reset is not None and c.reset_by is not None:
+                other = c.server if c.reset_by == c.client else c.client
+                self.add_between(c.reset, c.reset_by[0], other[0], "TCP RST", c.name, KIND_TCP, error=True)
+
+    def add_between(self, where: Where, src: str, dst: str, label: str, detail: str, kind: str,
+                    *, reply: bool = False, error: bool = False) -> None:
+        self.between(where, src, dst, label, detail, kind, reply=reply, error=error)
+
     # -- DNS ----------------------------------------------------------------------------------
     def dns(self, d: DnsSeen) -> None:
         m = d.msg
@@ -205,6 +261,30 @@ class _Builder:
             )
             error = sig == "unsigned"
         self.between(d.where, src[0], dst[0], label, detail, KIND_DNS, reply=m.qr, error=error)
+
+
+def _signal(s: MptcpSignal, o: object) -> tuple[str, str, bool, bool]:
+    """(label, detail, error, reply) of an MPTCP signal's arrow."""
+    where = f"{s.src[0]}:{s.src[1]} → {s.dst[0]}:{s.dst[1]}"
+    if isinstance(o, MpJoin):
+        if o.step == "syn":
+            return (f"MP_JOIN SYN id {o.addr_id}{' backup' if o.backup else ''}",
+                    f"token {o.token:#010x}, nonce {o.nonce:#010x}; {where}", False, False)
+        if o.step == "synack":
+            return "MP_JOIN SYN/ACK", f"truncated HMAC {o.hmac.hex()}; {where}", False, True
+        return "MP_JOIN ACK", f"HMAC {o.hmac.hex()}; {where}", False, False
+    if isinstance(o, AddAddr):
+        text = f"ADD_ADDR id {o.addr_id} {o.address}" + (f" port {o.port}" if o.port else "")
+        if o.echo:
+            return f"{text} (echo)", where, False, True
+        return text, f"HMAC {o.hmac.hex()}; {where}", False, False
+    if isinstance(o, RemoveAddr):
+        return f"REMOVE_ADDR id {', '.join(map(str, o.addr_ids))}", where, False, False
+    if isinstance(o, MpPrio):
+        sub = s.subflow.name if s.subflow else "?"
+        return (f"MP_PRIO {'backup' if o.backup else 'active'}", f"subflow {sub}; {where}", False, False)
+    name = option_name(o)  # type: ignore[arg-type]
+    return name, where, name in ("MP_FASTCLOSE", "MP_TCPRST", "MP_FAIL"), False
 
 
 def _signature(m: DNSMessage) -> str:
@@ -249,6 +329,8 @@ def build_ladder(
         if dhcp_role in roles:
             b.dhcp(facts.dhcp)
     b.sctp(facts)
+    b.mptcp(facts.tcp)
+    b.tcp(facts.tcp)
     for d in facts.dns:
         b.dns(d)
     msgs = sorted(b.out, key=lambda m: m.time)  # stable: ties keep request-before-answer order

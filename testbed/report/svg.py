@@ -17,7 +17,16 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from testbed.report.ladder import KIND_ASCONF, KIND_DATA, KIND_DHCP, KIND_DNS, KIND_RA, Arrow
+from testbed.report.ladder import (
+    KIND_ASCONF,
+    KIND_DATA,
+    KIND_DHCP,
+    KIND_DNS,
+    KIND_MPTCP,
+    KIND_RA,
+    KIND_TCP,
+    Arrow,
+)
 
 COLOURS = {
     KIND_RA: "#2e7d32",
@@ -25,11 +34,14 @@ COLOURS = {
     KIND_ASCONF: "#1565c0",
     KIND_DNS: "#6a1b9a",
     KIND_DATA: "#455a64",
+    KIND_MPTCP: "#00838f",
+    KIND_TCP: "#6d4c41",
     "error": "#c62828",
 }
 KIND_NAMES = {
     KIND_RA: "Router Advertisement", KIND_DHCP: "DHCP", KIND_ASCONF: "SCTP ASCONF",
-    KIND_DNS: "DNS UPDATE", KIND_DATA: "SCTP DATA", "error": "error / wrong path",
+    KIND_DNS: "DNS UPDATE", KIND_DATA: "data", KIND_MPTCP: "MPTCP signal", KIND_TCP: "TCP",
+    "error": "error / wrong path",
 }  # fmt: skip
 NOTE_EVENT, NOTE_STEP = "event", "step"
 _CHAR_W = 6.3  # average glyph width of the 11 px sans-serif labels, for fitting text

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
 
 from testbed.errors import ConfigError
 from testbed.model.topology import Strict
@@ -21,12 +21,29 @@ DEFAULT_SCENARIO = "trash-handover"
 MoveModeName = Literal["make-before-break", "break-before-make"]
 
 
+Mobiles = Literal["all"] | list[str]
+
+
 class Move(Strict):
+    """Move mobile nodes to ``to``: all of them (``mobiles: all``, the default) or those listed,
+    at once, one after another ``stagger`` seconds apart (in the order given), or each at a
+    random moment within ``spread`` seconds, drawn from the scenario's seed."""
+
     kind: Literal["move"] = "move"
     to: str
     mode: MoveModeName = "make-before-break"
     overlap: float = Field(0.0, ge=0)  # seconds attached to both networks
     gap: float = Field(0.0, ge=0)  # seconds attached to none (break-before-make)
+    timeout: float = Field(20.0, gt=0)  # for the MN to be configured there (a fault may prevent it)
+    mobiles: Mobiles = "all"
+    stagger: float = Field(0.0, ge=0)
+    spread: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> Move:
+        if self.stagger and self.spread:
+            raise ValueError("give stagger (one after another) or spread (at random), not both")
+        return self
 
 
 class PingPong(Strict):
@@ -35,6 +52,9 @@ class PingPong(Strict):
     times: int = Field(2, ge=1)
     dwell: float = Field(1.0, ge=0)  # seconds on each network
     mode: MoveModeName = "make-before-break"
+    overlap: float = Field(0.0, ge=0)  # as in move
+    gap: float = Field(0.0, ge=0)
+    mobile: str | None = None  # default: the topology's mobile.node
 
 
 class Metric(Strict):
@@ -42,6 +62,7 @@ class Metric(Strict):
     ifname: str
     name: str = "signal"
     value: float
+    mobile: str | None = None
 
 
 class Wait(Strict):
@@ -56,9 +77,137 @@ class TrafficStep(Strict):
 
 class Depart(Strict):
     kind: Literal["depart"] = "depart"
+    mobile: str | None = None
 
 
-KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart")
+Label = Annotated[str, Field(pattern=r"^[a-z0-9_]{0,24}$")]
+
+
+class Leave(Strict):
+    """The MN drops off every access network. ``notice: false`` (a power loss): its agent is
+    killed first, so nothing withdraws its name (§4's stale record); ``notice: true``: the
+    agent sees the links go and publishes what is left (no address: the records go)."""
+
+    kind: Literal["leave"] = "leave"
+    notice: bool = False
+
+
+class Impostor(Strict):
+    """A host on the MN's old access network takes the MN's address by DHCP, presenting the
+    MN's identity as it captured it (``listen`` first): its client identifier, else its
+    hardware address; then it answers on that address."""
+
+    kind: Literal["impostor"] = "impostor"
+    node: str
+
+
+class Probe(Strict):
+    """A correspondent resolves the MN's name and sends to it (rule ``attack.stale_dns[.label]``:
+    passes when no impostor answers)."""
+
+    kind: Literal["probe"] = "probe"
+    node: str = "cn"
+    label: Label = ""
+
+    @property
+    def rule_id(self) -> str:
+        return "attack.stale_dns" + (f".{self.label}" if self.label else "")
+
+
+class Listen(Strict):
+    """An attacker node starts capturing on its access interfaces (what it sees: everything on a
+    shared medium, its own and broadcast traffic on a switched one)."""
+
+    kind: Literal["listen"] = "listen"
+    node: str
+
+
+class ForgeUpdate(Strict):
+    """An attacker node sends a forged UPDATE for the MN's name (rule
+    ``attack.update.<form>[.<label>]``: passes when the server refuses it and the zone keeps
+    the MN's records)."""
+
+    kind: Literal["forge_update"] = "forge_update"
+    node: str
+    form: Literal["unsigned", "own-key", "other-name", "replay"]
+    label: Label = ""
+    target: str = "cn"  # other-name: the zone label whose records the MN's key tries to change
+
+    @property
+    def rule_id(self) -> str:
+        return f"attack.update.{self.form.replace('-', '_')}" + (f".{self.label}" if self.label else "")
+
+
+class ForgeAsconf(Strict):
+    """An attacker node injects ASCONF ADD_IP + SET_PRIMARY of its own address into the MN's
+    association, with no AUTH, a made-up HMAC or the HMAC computed from the captured INIT and
+    INIT-ACK (rule ``attack.asconf.<label or auth>``: passes when the correspondent refuses it,
+    no ASCONF-ACK and no DATA to the attacker)."""
+
+    kind: Literal["forge_asconf"] = "forge_asconf"
+    node: str
+    auth: Literal["none", "wrong", "computed"] = "computed"
+    label: Label = ""
+    listen: float = Field(3.0, gt=0, le=60)  # seconds it answers HEARTBEATs and takes DATA
+
+    @property
+    def rule_id(self) -> str:
+        return f"attack.asconf.{self.label or self.auth}"
+
+
+class RogueRouter(Strict):
+    """An attacker node on the MN's access network sends Router Advertisements for a prefix of
+    its own (rule ``attack.rogue_ra[.label]``: passes when the MN does not bind to it: its agent
+    reports the network untrusted, and no address in it is configured or published)."""
+
+    kind: Literal["rogue_ra"] = "rogue_ra"
+    node: str
+    prefix: str = "2001:db8:bad::/64"
+    count: int = Field(3, ge=1, le=50)
+    label: Label = ""
+
+    @property
+    def rule_id(self) -> str:
+        return "attack.rogue_ra" + (f".{self.label}" if self.label else "")
+
+
+KillTarget = Literal["named", "dhcpd", "radvd", "dhcpcd", "agent", "binding", "node"]
+
+
+class Fault(Strict):
+    """A fault injected mid-scenario (rule ``fault.<what>``, which names it and what the lab
+    showed after it). One of: ``kill`` a daemon (``node``: on which node, for an AR's dhcpd or
+    radvd) or a kernel node (``kill: node``, ``node: cn``); ``flap`` the MN's link to an AR
+    ``times`` times, ``period`` s down then up; ``vanish``: an AR disappears (its daemons die
+    and every link of it loses carrier)."""
+
+    kind: Literal["fault"] = "fault"
+    kill: KillTarget | None = None
+    node: str | None = None
+    flap: str | None = None
+    times: int = Field(3, ge=1, le=100)
+    period: float = Field(0.3, gt=0, le=30)
+    vanish: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Fault:
+        given = [k for k in ("kill", "flap", "vanish") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a fault is one of kill, flap or vanish")
+        if self.kill in ("dhcpd", "radvd", "node") and not self.node:
+            which = "the kernel node" if self.kill == "node" else "the access router"
+            raise ValueError(f"kill: {self.kill} needs node: ({which})")
+        return self
+
+    @property
+    def rule_id(self) -> str:
+        if self.kill is not None:
+            return f"fault.kill.{self.kill}" + (f".{self.node}" if self.node else "")
+        return f"fault.flap.{self.flap}" if self.flap else f"fault.vanish.{self.vanish}"
+
+
+KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "leave", "listen", "forge_update",
+         "forge_asconf", "impostor", "probe", "rogue_ra", "fault")
 
 
 def _step_dict(raw: Any) -> Any:
@@ -82,21 +231,46 @@ def _step_dict(raw: Any) -> Any:
 
 
 Step = Annotated[
-    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart, Field(discriminator="kind")],
+    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Leave | Listen | ForgeUpdate
+              | ForgeAsconf | Impostor | Probe | RogueRouter | Fault, Field(discriminator="kind")],
     BeforeValidator(_step_dict),
 ]
+
+
+Transport = Literal["sctp", "mptcp", "tcp"]
+# who updates the connection's addresses, per transport: TraSH's binding process (every
+# transport), or what the kernel does by itself, for comparison
+BINDINGS: dict[str, tuple[str, ...]] = {"sctp": ("trash", "auto_asconf"), "mptcp": ("trash", "auto"),
+                                        "tcp": ("trash",)}
+# what a transport needs of the kernel under its nodes (a UML lab machine checks its build)
+KERNEL_FEATURES: dict[str, tuple[str, ...]] = {"sctp": ("CONFIG_IP_SCTP",), "mptcp": ("CONFIG_MPTCP",),
+                                               "tcp": ()}
 
 
 class Traffic(Strict):
     """Traffic parameters for ``traffic`` steps."""
 
+    # sctp: one multi-homed association; mptcp: one Multipath TCP connection; tcp: a plain TCP
+    # connection, the baseline that a move breaks
+    transport: Transport = "sctp"
     rate: float = Field(50.0, gt=0)  # messages per second
     size: int = Field(200, ge=16, le=60000)  # bytes per message
-    echo: bool = True  # the CN answers each message: DATA toward the MN shows its primary path
-    # who updates the association's addresses: the TraSH binding process (ADD_IP, SET_PRIMARY,
-    # DELETE_IP in Appendix-A order), or the kernel's own auto_asconf, for comparison
-    binding: Literal["trash", "auto_asconf"] = "trash"
-    peer: str | None = None  # the correspondent node; default: the first host with SCTP
+    echo: bool = True  # the CN answers each message: data toward the MN shows its primary path
+    # trash: the binding process (ADD_IP/SET_PRIMARY/DELETE_IP, or MP_JOIN+ADD_ADDR/MP_PRIO/
+    # REMOVE_ADDR); auto_asconf (sctp): the kernel's auto_asconf; auto (mptcp): the in-kernel
+    # path manager, given only endpoints
+    binding: Literal["trash", "auto_asconf", "auto"] = "trash"
+    peer: str | None = None  # the correspondent node; default: the first host of the transport
+    # tcp: seconds of unacknowledged data after which a connection gives up (TCP_USER_TIMEOUT
+    # on both ends); Linux's own retransmission timeout would take ~15 minutes
+    user_timeout: float = Field(3.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _binding_fits(self) -> Traffic:
+        if self.binding not in BINDINGS[self.transport]:
+            raise ValueError(f"binding {self.binding} is not one of {self.transport}'s "
+                             f"({', '.join(BINDINGS[self.transport])})")
+        return self
 
 
 class Scenario(Strict):
@@ -120,9 +294,13 @@ class Scenario(Strict):
     def uses_traffic(self) -> bool:
         return any(isinstance(s, TrafficStep) for s in self.steps)
 
+    @property
+    def transport(self) -> str:
+        return (self.traffic or Traffic()).transport
+
     def kernel_features(self) -> tuple[str, ...]:
         """Kernel options (CONFIG_ names) the scenario's transport needs on its nodes' kernel."""
-        return ("CONFIG_IP_SCTP",) if self.uses_traffic else ()
+        return KERNEL_FEATURES[self.transport] if self.uses_traffic else ()
 
 
 def resolve(name_or_path: str | Path | None) -> Path:

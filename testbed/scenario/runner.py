@@ -7,23 +7,30 @@ monotonic where known), ``traffic.json``, ``verdict.json`` and ``report.html``.
 
 from __future__ import annotations
 
+import random
+import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from testbed.capture.tcpdump import Capture
+from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.errors import TestbedError
 from testbed.host import jsonlines
+from testbed.host.signals import interrupts_deferred
 from testbed.lab import Lab
 from testbed.model import loader
 from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
-from testbed.scenario.model import Depart, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
-from testbed.scenario.traffic import AssociationRefused, SctpTraffic
+from testbed.scenario.attacks import Attacks
+from testbed.scenario.faults import Faults
+from testbed.scenario.model import Depart, Leave, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
+from testbed.scenario.stream_traffic import StreamTraffic
+from testbed.scenario.traffic import AssociationRefused, SctpTraffic, TrafficRun
 from testbed.state import LabState
 
 MOVEMENT_EVENTS = ("link_up", "link_down", "detected", "configured", "lost")
@@ -66,15 +73,35 @@ class RunResult:
 def sctp_peer(lab: Lab, traffic: Traffic | None) -> str | None:
     """The correspondent for SCTP traffic: the scenario's ``peer``, else the first host-role
     node with SCTP; None when the MN or no host has SCTP."""
-    topo = lab.topo
     if not lab.wiring.sctp_mobile:
         return None
+    return _peer(lab, traffic, lambda spec: kernel_nodes.stack_of(spec.sctp) != "none")
+
+
+def traffic_peer(lab: Lab, traffic: Traffic) -> str | None:
+    """The correspondent for the scenario's transport: its ``peer``, else the first host that
+    speaks it (any host for plain TCP); None when the MN or no host does."""
+    if traffic.transport == "sctp":
+        return sctp_peer(lab, traffic)
+    if traffic.transport == "mptcp":
+        if not lab.topo.nodes[lab.topo.mobile.node].mptcp.enabled:
+            return None
+        return _peer(lab, traffic, lambda spec: spec.mptcp.enabled)
+    return _peer(lab, traffic, lambda spec: True)
+
+
+def _peer(lab: Lab, traffic: Traffic | None, speaks: Callable[[Any], bool]) -> str | None:
+    topo = lab.topo
     if traffic is not None and traffic.peer:
         if traffic.peer not in topo.nodes:
             raise TestbedError(f"traffic.peer {traffic.peer!r} is not a node of {topo.name}")
         return traffic.peer
-    return next((n for n, spec in topo.nodes.items() if spec.role is Role.HOST
-                 and kernel_nodes.stack_of(spec.sctp) != "none"), None)
+    return next((n for n, spec in topo.nodes.items() if spec.role is Role.HOST and speaks(spec)), None)
+
+
+NEEDS = {"sctp": "give the mobile node and a host `sctp: {stack: auto}` in the topology",
+         "mptcp": "give the mobile node and a host `mptcp: {enabled: true}` in the topology",
+         "tcp": "add a host node to the topology"}
 
 
 class Runner:
@@ -86,33 +113,83 @@ class Runner:
         self.context = context or {}  # more for verdict.json's lab block (an interop cell's setting)
         self.dwell = dwell  # the scenario's own dwell times (``wait`` steps), not waits for events
         self.log = EventLog(self.out / "events.jsonl")
-        self.traffic: SctpTraffic | None = None
-        peer = sctp_peer(lab, scenario.traffic) if scenario.uses_traffic else None
+        self.many = len(lab.topo.mobiles) > 1  # then records name their MN (``mn``)
+        self.rng = random.Random(scenario.seed)  # ``spread`` moves: the same run for the same seed
+        self.traffic: TrafficRun | None = None
+        params = scenario.traffic or Traffic()
+        peer = traffic_peer(lab, params) if scenario.uses_traffic else None
         if peer is not None:
-            self.traffic = SctpTraffic(lab, peer, scenario.traffic or Traffic(), self.out)
+            kind = SctpTraffic if params.transport == "sctp" else StreamTraffic
+            self.traffic = kind(lab, peer, params, self.out)
+        self.attacks = Attacks(lab, self.out, self.log, progress)
+        self.faults = Faults(lab, self.log, progress)
         self.steps: dict[type, Callable[[Any], None]] = {
             Move: self._move, PingPong: self._ping_pong, Metric: self._metric, Wait: self._wait,
-            TrafficStep: self._traffic, Depart: self._depart,
+            TrafficStep: self._traffic, Depart: self._depart, Leave: self._leave,
+            **self.attacks.handlers(),
+            **self.faults.handlers(),
         }
+        self.step_error: RuleResult | None = None
 
     # -- steps
+    def _who(self, mn: str | None) -> dict[str, Any]:
+        return {"mn": mn or self.lab.topo.mobile.node} if self.many else {}
+
     def _move(self, m: Move) -> None:
-        self.progress(f"move to {m.to} ({m.mode})")
-        self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap)
-        times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap)
-        self.log.step("moved", to=m.to, **{f"{k}_s": v for k, v in times.items()})
+        names = self.lab.topo.mobiles if m.mobiles == "all" else list(m.mobiles)
+        for mn in names:
+            self.lab.mobile_node(mn)  # an unknown name fails before anything moves
+        if len(names) == 1:
+            self._move_one(names[0], m)
+            return
+        self.progress(f"move {len(names)} mobile nodes to {m.to} ({m.mode})")
+        if m.spread:
+            starts = [self.rng.uniform(0, m.spread) for _ in names]
+        else:
+            starts = [i * m.stagger for i in range(len(names))]
+        errors: list[BaseException] = []
+        t0 = time.monotonic()
+
+        def one(mn: str, at: float) -> None:
+            try:
+                self._dwell_until(t0 + at)
+                self._move_one(mn, m)
+            except BaseException as e:  # noqa: BLE001 - re-raised below, once all have ended
+                errors.append(e)
+
+        threads = [threading.Thread(target=one, args=(mn, at), name=f"move-{mn}")
+                   for mn, at in zip(names, starts, strict=True)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errors:
+            raise errors[0]
+
+    def _dwell_until(self, t: float) -> None:
+        left = t - time.monotonic()
+        if left > 0:
+            self.dwell(left)
+
+    def _move_one(self, mn: str, m: Move) -> None:
+        who = self._who(mn)
+        if not self.many:
+            self.progress(f"move to {m.to} ({m.mode})")
+        self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap, **who)
+        times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap, mn=mn, timeout=m.timeout)
+        self.log.step("moved", to=m.to, **who, **{f"{k}_s": v for k, v in times.items()})
 
     def _ping_pong(self, p: PingPong) -> None:
-        for i in range(p.times):
-            target = p.between[(i + 1) % 2] if self.lab.state.attached == [p.between[0]] \
-                else p.between[i % 2]
-            self._move(Move(to=target, mode=p.mode))
+        mobile = self.lab.mobile_node(p.mobile)
+        for _ in range(p.times):  # each time to the other one (from anywhere else: the first)
+            target = p.between[1] if mobile.attached == [p.between[0]] else p.between[0]
+            self._move(Move(to=target, mode=p.mode, overlap=p.overlap, gap=p.gap, mobiles=[mobile.name]))
             self._wait(Wait(seconds=p.dwell))
 
     def _metric(self, m: Metric) -> None:
-        self.log.step("metric", ifname=m.ifname, name=m.name, value=m.value)
-        r = self.lab.mobile.agent_request({"cmd": "set-metric", "ifname": m.ifname, "name": m.name,
-                                           "value": m.value})
+        self.log.step("metric", ifname=m.ifname, name=m.name, value=m.value, **self._who(m.mobile))
+        r = self.lab.mobile_node(m.mobile).agent_request({"cmd": "set-metric", "ifname": m.ifname,
+                                                          "name": m.name, "value": m.value})
         if not r.get("ok"):
             raise TestbedError(f"metric step: the agent refused: {r.get('error')}")
 
@@ -123,8 +200,8 @@ class Runner:
 
     def _traffic(self, t: TrafficStep) -> None:
         if self.traffic is None:
-            raise TestbedError("traffic steps need SCTP endpoints: give the mobile node and a host "
-                               "`sctp: {stack: auto}` in the topology")
+            transport = self.sc.transport
+            raise TestbedError(f"traffic steps need {transport.upper()} endpoints: {NEEDS[transport]}")
         self.progress(f"traffic {t.action}")
         self.log.step("traffic", action=t.action)
         try:
@@ -133,49 +210,84 @@ class Runner:
             self.progress("association refused")
             self.log.add({"event": "traffic", "op": "refused", "error": str(e)})
 
-    def _depart(self, _: Depart) -> None:
+    def _depart(self, d: Depart) -> None:
         self.progress("depart")
-        self.log.step("depart")
-        for r in self.lab.mobile.depart():
-            self.log.add(r)
+        self.log.step("depart", **self._who(d.mobile))
+        for r in self.lab.mobile_node(d.mobile).depart():
+            self.log.add({**r, **self._who(d.mobile)})
+
+    def _leave(self, step: Leave) -> None:
+        """The MN drops off every network; without notice its agent dies first (no withdrawal)."""
+        self.progress("the MN leaves" + ("" if step.notice else " without notice"))
+        self.log.step("leave", notice=step.notice)
+        mobile = self.lab.mobile
+        rec = mobile.agent_record()
+        if not step.notice and rec is not None and self.lab.nodes.service_running(rec):
+            rt = self.lab.runtime(rec.node)
+            rt.signal(rec.pid, signal.SIGKILL)
+            rt.wait(rec.pid, 2.0)
+        for ar in mobile.attached:
+            mobile.detach(ar)
 
     def play(self) -> None:
         for rep in range(self.sc.repeat):
             self.log.step("repeat", index=rep)
-            for step in self.sc.steps:
-                self.steps[type(step)](step)
+            for n, step in enumerate(self.sc.steps):
+                try:
+                    self.steps[type(step)](step)
+                except TestbedError as e:
+                    if not self.faults.injected:
+                        raise
+                    # after a fault: what it broke, judged with what was captured up to here
+                    what = f"steps.{n} ({step.kind}) failed: {e}"
+                    self.log.step("failed", index=n, kind=step.kind, error=str(e))
+                    self.step_error = RuleResult("scenario.steps", "fail", what,
+                                                 (Evidence("events.jsonl", 0, time.time(), what),))
+                    return
 
     def run(self) -> RunResult:
-        from testbed.conformance.checker import check
-
         self.out.mkdir(parents=True, exist_ok=True)
         pcaps = self.out / "pcaps"
         capture = Capture.for_lab(self.lab, pcaps)
-        wiring = self.lab.wiring
-        tails = [jsonlines.Tail(wiring.agent_dir / "events.jsonl"),
-                 jsonlines.Tail(wiring.agent_dir / "location.jsonl"),
-                 jsonlines.Tail(self.lab.node_dir(wiring.mn, "binding") / "actions.jsonl")]
+        tails = {}
+        for mn in self.lab.topo.mobiles:
+            w = self.lab.wiring.for_mobile(mn)
+            tails[mn] = [jsonlines.Tail(w.agent_dir / "events.jsonl"),
+                         jsonlines.Tail(w.agent_dir / "location.jsonl"),
+                         jsonlines.Tail(self.lab.node_dir(mn, "binding") / "actions.jsonl")]
         self.progress("capturing every link")
+        interrupted = False
         capture.start()
         try:
             self.log.step("start", scenario=self.sc.name, seed=self.sc.seed, lab=self.lab.state.lab)
             self.play()
             self.log.step("end")
+        except KeyboardInterrupt:
+            interrupted = True
+            self.log.step("interrupted")
+            raise
         finally:
-            if self.traffic is not None:
-                self.traffic.close(self.log)
-            capture.stop()
-            agent_events, *others = (t.read() for t in tails)
-            for e in agent_events:
-                self.log.add({"event": e.pop("kind"), **e})
-            for r in (r for rows in others for r in rows):
-                self.log.add(r)
-            self.log.write()
+            with interrupts_deferred():  # a second Ctrl-C must not leave tcpdump or traffic behind
+                if self.traffic is not None:
+                    self.traffic.close(self.log, hurry=interrupted)
+                self.attacks.close()
+                capture.stop(timeout=1.0 if interrupted else 5.0)
+                for mn, (agent, *others) in tails.items():
+                    who = self._who(mn)
+                    for e in agent.read():
+                        self.log.add({"event": e.pop("kind"), **e, **who})
+                    for r in (r for t in others for r in t.read()):
+                        self.log.add({**r, **who})
+                self.log.write()
         self.progress("checking the captures")
-        events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
-        z = self.lab.topo.dns
-        verdict = check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
-                        mn_name=f"{z.mobile_name}.{z.zone}", lab=self.lab_block())
+        verdict = self.check(pcaps)
+        # what the run observed beyond the captures: attacks refused or taken, faults, steps
+        failed = [r for r in verdict.rules if r.status == "fail"]
+        extra = [*self.attacks.rules(verdict.facts), *self.faults.rules(self.step_error, failed)]
+        if self.step_error is not None:
+            extra.append(self.step_error)
+        if extra:
+            verdict = replace(verdict, rules=(*verdict.rules, *extra))
         if self.sc.expect:
             verdict = verdict.expecting(dict(self.sc.expect), f"scenario {self.sc.name}")
         drops = capture.drops()
@@ -187,6 +299,30 @@ class Runner:
         verdict.write(self.out / "verdict.json")
         self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)
+
+    def check(self, pcaps: Path) -> Any:
+        """The verdict on the captures: of the one MN, or of each MN with their summary (the
+        scenario's expectations are applied by the caller, to what the run adds too)."""
+        from testbed.conformance.checker import check
+        from testbed.conformance.mobiles import MobileScope, check_mobiles
+
+        topo = self.lab.topo
+        events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
+        if not self.many:
+            return check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
+                         mn_name=topo.dns_name(topo.mobile.node), lab=self.lab_block(),
+                         auth_keys=self.auth_keys())
+        scopes = {mn: MobileScope.from_events(topo.dns_name(mn), [e for e in events if e.get("mn") == mn])
+                  for mn in topo.mobiles}
+        return check_mobiles(pcaps, scopes, rules=self.sc.rules, budgets=self.sc.budgets or None,
+                             expectations=dict(self.sc.expect), lab=self.lab_block(),
+                             source=f"scenario {self.sc.name}", auth_keys=self.auth_keys())
+
+    def auth_keys(self) -> dict[int, bytes]:
+        """The endpoint-pair shared key the topology gives the MN, for the HMACs the checker
+        verifies (key 0: the one the traffic apps set)."""
+        key = self.lab.topo.nodes[self.lab.topo.mobile.node].sctp.auth_key
+        return {0: bytes.fromhex(key)} if key else {}
 
     def lab_block(self) -> dict[str, Any]:
         """verdict.json's ``lab``: what ran (machine, backend, each node's stack and kernel)."""
@@ -222,16 +358,25 @@ class Runner:
 
 
 def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet) -> RunResult:
-    """Bring the scenario's lab up if it is not, run, and leave the lab up."""
+    """Bring the scenario's lab up if it is not, run, and leave the lab up (on Ctrl-C: removed
+    again if this run brought it up)."""
     if LabState.exists(lab_name):
         lab = Lab.open(lab_name)
         wanted = loader.load(scenario.topology).name
         if lab.topo.name != wanted:
             raise TestbedError(f"lab {lab_name!r} runs topology {lab.topo.name!r}, the scenario wants "
                                f"{wanted!r}: `testbed down` first, or pick another --lab")
+        brought_up = False
     else:
         lab = Lab.up(scenario.topology, lab_name, progress)
+        brought_up = True
     try:
         return Runner(scenario, lab, out, progress).run()
+    except KeyboardInterrupt:
+        if brought_up:  # Ctrl-C: a lab this run made goes with it; one it found stays as it was
+            progress("interrupted: removing the lab this run brought up")
+            with interrupts_deferred():
+                lab.down(progress)
+        raise
     finally:
         lab.close()

@@ -1,9 +1,11 @@
-"""SCTP traffic for a scenario: a server on the CN, a client on the MN whose association the
-TraSH binding process drives (through the client's control socket).
+"""Traffic for a scenario, on the host side: what every transport's run shares (``TrafficRun``)
+and SCTP's: a server on the CN, a client on the MN whose association the TraSH binding process
+drives (through the client's control socket).
 
 Both run ``python -m testbed.sctp.traffic`` in their node's stack (a VM guest where the host
 has no SCTP). The server checks continuity and records each message's arrival time and source
 address; its stats land in ``traffic.json`` of the run and as records in ``events.jsonl``.
+TCP and MPTCP are ``stream_traffic``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from testbed.runtimes.guest import SCTP_SYSCTLS
 from testbed.scenario.model import Traffic
 from testbed.sctp.traffic import REFUSED
 from testbed.services.base import log_tail
-from testbed.services.binding import TRAFFIC_CONTROL
 
 PORT = 5001
 
@@ -30,20 +31,21 @@ class AssociationRefused(TestbedError):
     (``continuity.association``), not a broken lab."""
 
 
-class SctpTraffic:
+class TrafficRun:
+    """What every transport's traffic does on the host side: wait for its processes, and put
+    their results in the run (``traffic.json`` and events)."""
+
+    kind = "traffic"
+
     def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
         self.lab, self.params, self.out = lab, params, out
-        self.mn = lab.topo.mobile.node
         self.cn = cn
         self.dir_cn = lab.state.dir / self.cn / "traffic"
-        self.dir_mn = lab.state.dir / self.mn / "traffic"
-        self.server_pid = self.client_pid = 0
-        self.server_stats = self.dir_cn / "server.json"
-        self.client_stats = self.dir_mn / "client.json"
 
     def _wait(self, what: str, probe, node: str, pid: int, log: Path, timeout: float = 180.0) -> None:
         """Until ``probe`` holds (a stats file, a control socket: polled), failing at once with
-        the log's tail when the process exits."""
+        the log's tail when the process exits. (A Python start in a TCG guest whose cores
+        other labs share took over a minute.)"""
         rt = self.lab.runtime(node)
         status: int | None = None
 
@@ -56,18 +58,67 @@ class SctpTraffic:
 
         if poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2) and status is None:
             return
-        if status == REFUSED and node == self.mn:
-            err = (self.results().get("client") or {}).get("error") or "ABORT"
-            raise AssociationRefused(f"SCTP traffic: {self.cn} refused the association ({err})")
         if status is not None:
-            raise TestbedError(f"SCTP traffic: {what} exited: {log_tail(log)}")
-        raise TestbedError(f"SCTP traffic: {what} not ready within {timeout:g} s; see "
-                           f"{self.dir_cn} and {self.dir_mn}")
+            self.exited(what, node, status, log)
+        raise TestbedError(f"{self.kind}: {what} not ready within {timeout:g} s; see {log.parent}")
+
+    def exited(self, what: str, node: str, status: int, log: Path) -> None:
+        """A process of the run exited while it was awaited: raise what that means."""
+        raise TestbedError(f"{self.kind}: {what} exited: {log_tail(log)}")
+
+    @staticmethod
+    def _read(path: Path) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def results(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop(self, hurry: bool = False) -> None:
+        """End the clients, then the server; ``hurry`` (an interrupted run): a short grace each,
+        the user is waiting."""
+        raise NotImplementedError
+
+    def summarise(self, res: dict[str, Any], log) -> None:
+        """The results as events (the run's timeline shows them)."""
+
+    def close(self, log, hurry: bool = False) -> None:
+        """Stop what still runs and put the results in the run (traffic.json + events)."""
+        try:
+            self.stop(hurry)
+        except TestbedError as e:  # reported with the results, not instead of them
+            log.add({"event": "traffic", "op": "stop_failed", "error": str(e)})
+        res = self.results()
+        (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
+        self.summarise(res, log)
+
+
+def log_server(log, server: dict[str, Any], **extra: Any) -> None:
+    """A server's stats as a summary event and one event per switch of source address."""
+    log.add({"event": "traffic", "op": "summary", **extra,
+             **{k: v for k, v in server.items() if not isinstance(v, list | dict)}})
+    for sw in server.get("source_switches", []) or []:
+        log.add({"event": "traffic", "op": "source_switch", "wall": sw.get("t"), **extra, **sw})
+
+
+class SctpTraffic(TrafficRun):
+    kind = "SCTP traffic"
+
+    def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
+        super().__init__(lab, cn, params, out)
+        self.mn = lab.topo.mobile.node
+        self.dir_mn = lab.state.dir / self.mn / "traffic"
+        self.control = lab.wiring.traffic_control
+        self.server_pid = self.client_pid = 0
+        self.server_stats = self.dir_cn / "server.json"
+        self.client_stats = self.dir_mn / "client.json"
 
     def start(self) -> None:
         cn_rt, mn_rt = self.lab.runtime(self.cn), self.lab.runtime(self.mn)
         cn_addr = self.lab.plan.address_of(self.cn, 4)
-        attached = self.lab.state.attached[0]
+        attached = self.lab.mobile.attached[0]
         mn_addr = self.lab.access_state(attached).ipv4[0]
         for d in (self.dir_cn, self.dir_mn):
             d.mkdir(parents=True, exist_ok=True)
@@ -79,8 +130,8 @@ class SctpTraffic:
         self.client_pid = mn_rt.spawn(
             [sys.executable, "-m", "testbed.sctp.traffic", "client", "--local", mn_addr,
              "--server", cn_addr, "--port", str(PORT), "--rate", f"{self.params.rate:g}",
-             "--size", str(self.params.size), "--control", str(TRAFFIC_CONTROL),
-             "--mode", self.params.binding,
+             "--size", str(self.params.size), "--control", str(self.control),
+             "--mode", self.params.binding, *self._key(self.mn),
              *(["--auto-asconf-sockopt"] if self.params.binding == "auto_asconf" else []),
              "--stats", str(self.client_stats)], log=self.dir_mn / "client.log")
         try:
@@ -92,52 +143,63 @@ class SctpTraffic:
             self.server_pid = 0
             raise
 
+    def exited(self, what: str, node: str, status: int, log: Path) -> None:
+        if status == REFUSED and node == self.mn:
+            err = (self._read(self.client_stats) or {}).get("error") or "ABORT"
+            raise AssociationRefused(f"SCTP traffic: {self.cn} refused the association ({err})")
+        super().exited(what, node, status, log)
+
     def server_argv(self, addr: str) -> list[str]:
         """The CN's server: on its kernel's SCTP, or on usrsctp (its settings as arguments)."""
         common = ["--port", str(PORT), "--stats", str(self.server_stats),
                   *(["--echo"] if self.params.echo else [])]
         spec = self.lab.sctp_settings(self.cn)
         if kernel_nodes.stack_of(spec) != "usrsctp":
-            return [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", addr, *common]
+            return [sys.executable, "-m", "testbed.sctp.traffic", "server", "--bind", addr, *common,
+                    *self._key(self.cn)]
+        if spec.auth_key:
+            raise TestbedError(f"{self.cn}: sctp.auth_key is not supported on usrsctp here")
         from testbed.sctp.usrsctp import sysctls_from_linux
 
         values = sysctls_from_linux({k: getattr(spec, k) for k in SCTP_SYSCTLS})
         return [sys.executable, "-m", "testbed.sctp.usrsctp", "--bind", addr, *common,
                 *(f"--sysctl={k}={v}" for k, v in values.items())]
 
+    def _key(self, node: str) -> list[str]:
+        key = self.lab.sctp_settings(node).auth_key
+        return ["--auth-key", key] if key else []
+
     def _associated(self) -> bool:
         try:
-            r = self.lab.runtime(self.mn).unix_request(str(TRAFFIC_CONTROL), {"op": "status"}, timeout=2)
+            r = self.lab.runtime(self.mn).unix_request(str(self.control), {"op": "status"}, timeout=2)
         except TestbedError:
             return False  # not listening yet
         return bool(r.get("ok")) and r.get("state") is not None
 
-    def stop(self) -> None:
+    def stop(self, hurry: bool = False) -> None:
+        """End the client (a graceful SHUTDOWN), then the server, which ends with the
+        association. ``hurry`` (an interrupted run): a short grace each, the user is waiting;
+        a client blocked in connect ignores TERM and is killed."""
+        errors = []
         if self.client_pid:
-            self.lab.runtime(self.mn).stop(self.client_pid, grace=5.0)  # graceful SHUTDOWN
+            try:
+                self.lab.runtime(self.mn).stop(self.client_pid, grace=0.5 if hurry else 5.0)
+            except TestbedError as e:  # its node is gone (a fault): nothing left to stop
+                errors.append(f"client on {self.mn}: {e}")
             self.client_pid = 0
         if self.server_pid:
-            cn = self.lab.runtime(self.cn)
-            if cn.wait(self.server_pid, 5.0) is None:  # it ends when the association closes
-                cn.stop(self.server_pid, grace=2.0)
+            try:
+                cn = self.lab.runtime(self.cn)
+                if hurry or cn.wait(self.server_pid, 5.0) is None:
+                    cn.stop(self.server_pid, grace=0.3 if hurry else 2.0)
+            except TestbedError as e:
+                errors.append(f"server on {self.cn}: {e}")
             self.server_pid = 0
+        if errors:
+            raise TestbedError("SCTP traffic could not be stopped: " + "; ".join(errors))
 
     def results(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, path in (("server", self.server_stats), ("client", self.client_stats)):
-            try:
-                out[name] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                out[name] = None
-        return out
+        return {"server": self._read(self.server_stats), "client": self._read(self.client_stats)}
 
-    def close(self, log) -> None:
-        """Stop what still runs and put the results in the run (traffic.json + events)."""
-        self.stop()
-        res = self.results()
-        (self.out / "traffic.json").write_text(json.dumps(res, indent=1))
-        server = res.get("server") or {}
-        log.add({"event": "traffic", "op": "summary", **{k: v for k, v in server.items()
-                                                          if not isinstance(v, list | dict)}})
-        for sw in server.get("source_switches", []) or []:
-            log.add({"event": "traffic", "op": "source_switch", "wall": sw.get("t"), **sw})
+    def summarise(self, res: dict[str, Any], log) -> None:
+        log_server(log, res.get("server") or {})

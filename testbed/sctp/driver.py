@@ -16,16 +16,12 @@ kernel's net.sctp.default_auto_asconf=1 (wildcard-bound socket) instead.
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from testbed.host import jsonlines
 from testbed.sctp import sockapi
 
 MODES = ("trash", "auto_asconf")
@@ -102,42 +98,3 @@ class BindingDriver:
             return {"ok": True, **res}
         except (OSError, KeyError, ValueError) as e:
             return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-
-
-class CommandServer:
-    """Unix-socket JSON-lines server in front of a handler, served from a daemon thread."""
-
-    def __init__(self, path: Path, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        self.path = path
-        self.handler = handler
-        path.unlink(missing_ok=True)
-        self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.lsock.bind(str(path))
-        self.lsock.listen(8)
-        self.thread = threading.Thread(target=self._serve, name="driver-cmd", daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
-
-    def _conn(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rwb") as f:
-            for line in f:
-                try:
-                    cmd = json.loads(line)
-                    reply = self.handler(cmd) if isinstance(cmd, dict) else {"ok": False}
-                except ValueError as e:
-                    reply = {"ok": False, "error": f"bad JSON: {e}"}
-                f.write(jsonlines.dumps(reply).encode())
-                f.flush()
-
-    def close(self) -> None:
-        self.lsock.close()
-        self.path.unlink(missing_ok=True)
-
-

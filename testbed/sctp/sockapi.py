@@ -25,6 +25,8 @@ SCTP_NODELAY = 3
 SCTP_SET_PEER_PRIMARY_ADDR = 5
 SCTP_PRIMARY_ADDR = 6
 SCTP_STATUS = 14
+SCTP_AUTH_KEY = 23
+SCTP_AUTH_ACTIVE_KEY = 24
 SCTP_AUTO_ASCONF = 30
 SCTP_RECVRCVINFO = 32
 SCTP_SOCKOPT_BINDX_ADD = 100
@@ -151,6 +153,15 @@ def local_addrs(sock: socket.socket, assoc_id: int = 0) -> list[Addr]:
 
 def peer_addrs(sock: socket.socket, assoc_id: int = 0) -> list[Addr]:
     return _get_addrs(sock, SCTP_GET_PEER_ADDRS, assoc_id)
+
+
+def set_auth_key(sock: socket.socket, key: bytes, key_id: int = 0, assoc_id: int = 0) -> None:
+    """SCTP_AUTH_KEY then SCTP_AUTH_ACTIVE_KEY: ``key`` becomes endpoint-pair shared key
+    ``key_id`` (replacing the empty key 0 when ``key_id`` is 0) and the one AUTH uses. Set it
+    before the association starts, on both ends (struct sctp_authkey: assoc id, key number,
+    key length, key; struct sctp_authkeyid: assoc id, key number)."""
+    sock.setsockopt(SOL_SCTP, SCTP_AUTH_KEY, struct.pack("=iHH", assoc_id, key_id, len(key)) + key)
+    sock.setsockopt(SOL_SCTP, SCTP_AUTH_ACTIVE_KEY, struct.pack("=iHxx", assoc_id, key_id))
 
 
 def set_auto_asconf(sock: socket.socket, on: bool) -> None:

@@ -15,152 +15,31 @@ client embeds the binding-update driver behind ``--control`` (see driver.py).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import socket
 import struct
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from testbed.host.jsonlines import CommandServer
 from testbed.sctp import sockapi
-from testbed.sctp.driver import BindingDriver, CommandServer
+from testbed.sctp.driver import BindingDriver
+from testbed.traffic.messages import (
+    ECHO_SIZE,
+    Periodic,
+    SeqTracker,
+    ServerStats,
+    decode_message,
+    encode_message,
+    note_arrival,
+    write_json,
+)
 
-MAGIC = b"TBSC"
-HEADER = struct.Struct("!4sIQd")  # magic, total length, sequence number, sender unix time
-MAX_RECORDS = 200_000
-ECHO_SIZE = 32  # bytes of each server reply (--echo)
 REFUSED = 3  # the client's exit status when the peer refused the association (ABORT to INIT)
 SHUTDOWN_WAIT = 3.0  # seconds the client reads the server's last echoes after its SHUTDOWN
-
-
-@dataclass(frozen=True)
-class Message:
-    seq: int
-    sent: float
-    length: int
-
-
-def encode_message(seq: int, size: int, now: float) -> bytes:
-    """A message of exactly ``max(size, header)`` bytes (padding is zeros)."""
-    size = max(size, HEADER.size)
-    return HEADER.pack(MAGIC, size, seq, now) + b"\0" * (size - HEADER.size)
-
-
-def decode_message(data: bytes) -> Message:
-    if len(data) < HEADER.size:
-        raise ValueError(f"short message ({len(data)} bytes)")
-    magic, length, seq, sent = HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise ValueError(f"bad magic {magic!r}")
-    if length != len(data):
-        raise ValueError(f"length field {length} but {len(data)} bytes received")
-    return Message(seq, sent, length)
-
-
-@dataclass
-class SeqTracker:
-    """Continuity of a sequence-numbered stream (pure; time is passed in)."""
-
-    expected: int = 0
-    received: int = 0
-    gaps: list[tuple[int, int]] = field(default_factory=list)  # [first missing, last missing]
-    duplicates: list[int] = field(default_factory=list)
-    reordered: list[int] = field(default_factory=list)  # arrived late, filling a gap
-    _missing: set[int] = field(default_factory=set)
-
-    def feed(self, seq: int) -> str:
-        """Account one arrival; returns "ok", "gap", "dup" or "late"."""
-        self.received += 1
-        if seq == self.expected:
-            self.expected += 1
-            return "ok"
-        if seq > self.expected:
-            self.gaps.append((self.expected, seq - 1))
-            self._missing.update(range(self.expected, seq))
-            self.expected = seq + 1
-            return "gap"
-        if seq in self._missing:
-            self._missing.discard(seq)
-            self.reordered.append(seq)
-            return "late"
-        self.duplicates.append(seq)
-        return "dup"
-
-    @property
-    def missing(self) -> int:
-        return len(self._missing)
-
-
-@dataclass
-class ServerStats:
-    """What the server reports; ``messages`` rows are [seq, arrival unix time, source, tsn]."""
-
-    role: str = "server"
-    peer: str = ""
-    received: int = 0
-    bytes: int = 0
-    missing: int = 0
-    gaps: list[tuple[int, int]] = field(default_factory=list)
-    duplicates: list[int] = field(default_factory=list)
-    reordered: list[int] = field(default_factory=list)
-    sources: dict[str, int] = field(default_factory=dict)
-    source_switches: list[dict[str, Any]] = field(default_factory=list)
-    first_arrival: float = 0.0
-    last_arrival: float = 0.0
-    closed: bool = False
-    error: str = ""
-    echoed: int = 0
-    messages: list[tuple[int, float, str, int]] = field(default_factory=list)
-
-
-def note_arrival(stats: ServerStats, tracker: SeqTracker, msg: Message, t: float, src: str, tsn: int) -> None:
-    """Fold one message into the stats (pure)."""
-    tracker.feed(msg.seq)
-    if stats.received == 0:
-        stats.first_arrival = t
-    elif stats.messages and stats.messages[-1][2] != src:
-        stats.source_switches.append({"seq": msg.seq, "t": t, "from": stats.messages[-1][2], "to": src})
-    stats.received += 1
-    stats.bytes += msg.length
-    stats.last_arrival = t
-    stats.sources[src] = stats.sources.get(src, 0) + 1
-    stats.missing = tracker.missing
-    stats.gaps, stats.duplicates, stats.reordered = tracker.gaps, tracker.duplicates, tracker.reordered
-    if len(stats.messages) < MAX_RECORDS:
-        stats.messages.append((msg.seq, t, src, tsn))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic write: readers (the host, over 9p) never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
-class _Periodic:
-    """Writes stats every ``period`` s and on SIGUSR1 from a helper thread (not in the handler)."""
-
-    def __init__(self, path: Path, snapshot: Any, period: float = 1.0) -> None:
-        self.path, self.snapshot, self.period = path, snapshot, period
-        self.kick = threading.Event()
-        self.stopped = threading.Event()
-        self.lock = threading.Lock()
-        signal.signal(signal.SIGUSR1, lambda *_: self.kick.set())
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self) -> None:
-        while not self.stopped.is_set():
-            self.kick.wait(self.period)
-            self.kick.clear()
-            self.write()
-
-    def write(self) -> None:
-        with self.lock:
-            write_json(self.path, self.snapshot())
 
 
 def _family(addrs: list[str]) -> int:
@@ -181,6 +60,8 @@ def serve(args: argparse.Namespace) -> int:
     addrs = _split(args.bind)
     lsock = sockapi.sctp_socket(_family(addrs or ["::"]) if addrs else socket.AF_INET6)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if args.auth_key:  # the accepted association inherits the listener's keys
+        sockapi.set_auth_key(lsock, bytes.fromhex(args.auth_key))
     _bind(lsock, addrs, args.port)
     lsock.listen(1)
     stats, tracker = ServerStats(), SeqTracker()
@@ -191,7 +72,7 @@ def serve(args: argparse.Namespace) -> int:
             return asdict(stats)
 
     stats_path = Path(args.stats)
-    periodic = _Periodic(stats_path, snapshot)
+    periodic = Periodic(stats_path, snapshot)
     signal.signal(signal.SIGTERM, _interrupt)
     periodic.write()
     try:
@@ -244,6 +125,8 @@ def _rcvinfo_tsn(anc: list[tuple[int, int, bytes]]) -> int:
 def client(args: argparse.Namespace) -> int:
     local, servers = _split(args.local), _split(args.server)
     sock = sockapi.sctp_socket(_family(local + servers))
+    if args.auth_key:
+        sockapi.set_auth_key(sock, bytes.fromhex(args.auth_key))
     if args.mode == "auto_asconf":
         local = []  # auto_asconf only follows addresses on wildcard-bound sockets
     _bind(sock, local, 0)
@@ -292,7 +175,7 @@ def client(args: argparse.Namespace) -> int:
         }
 
     control = CommandServer(Path(args.control), driver.handle) if args.control else None
-    periodic = _Periodic(Path(args.stats), snapshot)
+    periodic = Periodic(Path(args.stats), snapshot)
     receiver = threading.Thread(target=receive, name="echo-receiver", daemon=True)
     receiver.start()
     stop = threading.Event()
@@ -342,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=5001)
     s.add_argument("--stats", required=True, help="JSON stats file (rewritten every second)")
     s.add_argument("--echo", action="store_true", help="answer each message (DATA toward the client)")
+    s.add_argument("--auth-key", help="endpoint-pair shared key (hex) for SCTP-AUTH, key id 0")
     c = sub.add_parser("client", help="send a paced, numbered stream; accept driver commands")
     c.add_argument("--local", default="", help="comma-separated local addresses to bind")
     c.add_argument("--server", required=True, help="comma-separated server addresses")
@@ -357,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also set SCTP_AUTO_ASCONF on the socket (mode auto_asconf)",
     )
+    c.add_argument("--auth-key", help="endpoint-pair shared key (hex) for SCTP-AUTH, key id 0")
     c.add_argument("--stats", required=True)
     args = ap.parse_args(argv)
     return serve(args) if args.role == "server" else client(args)

@@ -28,11 +28,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from testbed.sctp.traffic import (
+from testbed.traffic.messages import (
     ECHO_SIZE,
+    Periodic,
     SeqTracker,
     ServerStats,
-    _Periodic,
     decode_message,
     encode_message,
     note_arrival,
@@ -126,7 +126,7 @@ def serve(args: argparse.Namespace) -> int:
         with lock:
             return asdict(stats)
 
-    periodic = _Periodic(Path(args.stats), snapshot)
+    periodic = Periodic(Path(args.stats), snapshot)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -23,11 +23,13 @@ class MobilityAgent(Daemon):
     START_TIMEOUT = 180.0
 
     def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
-                 optimistic_dad: bool = True, socket_path: Path | None = None) -> None:
+                 optimistic_dad: bool = True, socket_path: Path | None = None,
+                 trusted: list[str] | None = None) -> None:
         super().__init__(node, directory)
         self.ifaces = ifaces
         self.location_env = location_env
         self.optimistic_dad = optimistic_dad
+        self.trusted = trusted
         # in a VM the socket lives on the guest's tmpfs (a 9p share cannot hold one)
         self.socket = socket_path or directory / "agent.sock"
         self.state = directory / "state.json"
@@ -48,6 +50,8 @@ class MobilityAgent(Daemon):
             argv.append("--optimistic-dad")
         if self.location_env:
             argv += ["--location-hooks", HOOKS]
+        if self.trusted is not None:
+            argv += ["--trust", ",".join(self.trusted)]
         return argv
 
     def ready(self) -> bool:

@@ -1,8 +1,10 @@
-"""The TraSH binding process on an SCTP mobile node (``python -m testbed.mobility.binding``).
+"""The TraSH binding process on a mobile node (``python -m testbed.mobility.binding``).
 
-It follows the mobility agent and, in Appendix-A order, drives the SCTP association's binding
-driver (ADD_IP, SET_PRIMARY, DELETE_IP) and the location update (DNS UPDATE after the primary
-switch). Without a running association it still moves the DNS record on primary switches.
+It follows the mobility agent and, in Appendix-A order, drives the transport's binding driver —
+SCTP's (ADD_IP, SET_PRIMARY, DELETE_IP) or MPTCP's (MP_JOIN + ADD_ADDR, MP_PRIO, REMOVE_ADDR),
+embedded in the traffic client behind its command socket — and the location update (DNS UPDATE
+after the primary switch). Without a running connection it still moves the DNS record on
+primary switches.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from pathlib import Path
 
 from testbed.services.base import Daemon
 
-TRAFFIC_CONTROL = Path("/run/testbed-traffic.sock")  # the traffic client's driver socket
+# the traffic client's driver socket inside a kernel node (its own tmpfs: a share cannot carry
+# a Unix socket); a namespace node's is in its run directory (``Wiring.traffic_control``)
+TRAFFIC_CONTROL = Path("/run/testbed-traffic.sock")
 
 
 class BindingService(Daemon):
@@ -20,9 +24,9 @@ class BindingService(Daemon):
     START_TIMEOUT = 180.0  # a Python start under TCG takes seconds, a minute on loaded cores
 
     def __init__(self, node, directory: Path, agent_socket: Path, location_env: dict[str, str],
-                 families: str = "4", switch: str = "newest") -> None:
+                 families: str = "4", switch: str = "newest", driver_socket: Path = TRAFFIC_CONTROL) -> None:
         super().__init__(node, directory)
-        self.agent_socket, self.location_env = agent_socket, location_env
+        self.agent_socket, self.location_env, self.driver_socket = agent_socket, location_env, driver_socket
         self.families, self.switch = families, switch
         self.actions = directory / "actions.jsonl"
 
@@ -32,7 +36,7 @@ class BindingService(Daemon):
     def argv(self) -> list[str]:
         argv = [sys.executable, "-m",
                 "testbed.mobility.binding", "--agent", str(self.agent_socket),
-                "--driver", str(TRAFFIC_CONTROL), "--log", str(self.actions),
+                "--driver", str(self.driver_socket), "--log", str(self.actions),
                 "--families", self.families, "--switch", self.switch]
         return argv + (["--location"] if self.location_env else [])
 

@@ -19,6 +19,7 @@ import pytest
 from testbed.host import netns
 from testbed.lab import Lab
 from testbed.state import LabState, lab_dir
+from tests.support.hostcheck import leftovers
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,24 +39,6 @@ def dig(lab: Lab, node: str, name: str, rdtype: str = "A") -> list[str]:
     # dig reads /etc/resolv.conf, which `ip netns exec` replaces with the lab's
     cp = lab.runtime(node).run(["dig", "+short", "+search", name, rdtype])
     return sorted(cp.stdout.split())
-
-
-def leftovers(lab: str) -> dict[str, list[str]]:
-    """Everything a lab called ``lab`` could have left on the host."""
-    procs = subprocess.run(["pgrep", "-af", f"{lab_dir(lab)}/"], capture_output=True,
-                           text=True).stdout.splitlines()
-    mounts = [ln for ln in Path("/proc/mounts").read_text().splitlines()
-              if f"/run/netns/{lab}-" in ln]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    return {
-        "netns": [n for n in netns.list_names() if n.startswith(f"{lab}-")],
-        "etc": [str(p) for p in netns.NETNS_ETC_DIR.glob(f"{lab}-*")] if netns.NETNS_ETC_DIR.exists()
-        else [],
-        "procs": [p for p in procs if "pgrep" not in p],
-        "mounts": mounts,
-        "root_links": [ln for ln in links.splitlines() if f"testbed:{lab}" in ln],
-        "run_dir": [str(lab_dir(lab))] if lab_dir(lab).exists() else [],
-    }
 
 
 @BOTH
@@ -116,7 +99,7 @@ def test_move_to_ar2_and_back(testbed_lab):
     assert ipaddress.ip_address(st2.ipv6[0]) in ipaddress.ip_network("2001:db8:a2::/64")
     st1 = testbed_lab.access_state("ar1")
     assert not st1.carrier and st1.ipv4 == [] and st1.ipv6 == []
-    assert LabState.load(lab).attached == ["ar2"]
+    assert LabState.load(lab).attached == {"mn": ["ar2"]}
     testbed_lab.runtime("mn").run(["ping", "-c1", "-W2", "203.0.113.14"])
     cli("--lab", lab, "move", "mn", "--to", "ar1", "--mode", "break-before-make")
     assert testbed_lab.access_state("ar1").ipv4 and not testbed_lab.access_state("ar2").carrier

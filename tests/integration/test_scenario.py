@@ -34,4 +34,4 @@ def test_move_scenario_writes_pcaps_events_and_a_passing_verdict(testbed_lab, te
     assert ok and any("198.51.100" in " ".join(r["addresses"]["a"]) for r in ok)
     # the same captures judged again by the checker alone: DNS updates signed and answered
     assert_rules(check(tmp_path / "pcaps", rules="dns"), "dns.signed", "dns.answered")
-    assert testbed_lab.state.attached == ["ar1"] or testbed_lab.access_state("ar1").ipv4
+    assert testbed_lab.mobile.attached == ["ar1"] or testbed_lab.access_state("ar1").ipv4

@@ -26,15 +26,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.vm]
 
 @pytest.fixture(scope="module")
 def sctp_lab():
-    from testbed.pytest_plugin import require_lab_prerequisites
+    from testbed.pytest_plugin import lab_name, require_lab_prerequisites
 
     require_lab_prerequisites()
-    lab = Lab.up("two-ar-sctp", "tbs")
+    name = lab_name("s")
+    lab = Lab.up("two-ar-sctp", name)
     try:
         yield lab
     finally:
         lab.close()
-        Lab.open("tbs").down()
+        Lab.open(name).down()
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,10 @@ def test_auto_asconf_what_the_kernel_does_by_itself(sctp_lab, handover, tmp_path
 
     result = Runner(model.load("auto-asconf-handover"), sctp_lab, tmp_path).run()
     assert_rules(result.verdict, "asconf", "continuity.tsn")
+    order = result.verdict.rule("order.trash")  # no SET_PRIMARY: failed, as the scenario expects
+    assert order.status == "fail" and order.expected == "fail" and order.met, order
+    assert "without SET_PRIMARY" in order.evidence[0].what
+    assert result.passed
     params = [p for h in check(tmp_path / "pcaps", rules="order").handovers for p in h["phases"]]
     assert "add_ip_acked" in params and "delete_ip_acked" in params
     assert "set_primary_acked" not in params

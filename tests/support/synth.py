@@ -30,15 +30,19 @@ from scapy.layers.sctp import (
     SCTPChunkInit,
     SCTPChunkInitAck,
     SCTPChunkParamAddIPAddr,
+    SCTPChunkParamChunkList,
     SCTPChunkParamDelIPAddr,
     SCTPChunkParamErrorIndication,
     SCTPChunkParamHeartbeatInfo,
     SCTPChunkParamIPv4Addr,
     SCTPChunkParamIPv6Addr,
+    SCTPChunkParamRandom,
+    SCTPChunkParamRequestedHMACFunctions,
     SCTPChunkParamSetPrimaryAddr,
     SCTPChunkSACK,
 )
 
+from testbed.decode import sctp_auth
 from testbed.decode.dns import CLASS_ANY, CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_SIG, TYPE_SOA, TYPE_TSIG
 
 LINKTYPE_ETHERNET = 1
@@ -173,9 +177,33 @@ class Assoc:
     cn_tsn: int = 0
     serial: int = 0
     corr: int = 0
+    shared_key: bytes = b""  # the endpoint-pair shared key (RFC 4895), key id 0
 
     def __post_init__(self) -> None:
         self.mn_tsn, self.cn_tsn, self.serial = self.mn_itsn, self.cn_itsn, self.mn_itsn
+
+    @staticmethod
+    def auth_params(random: bytes) -> list[object]:
+        """RANDOM, CHUNKS (ASCONF, ASCONF-ACK) and HMAC-ALGO (SHA-1), as Linux offers them."""
+        return [SCTPChunkParamRandom(random=random), SCTPChunkParamChunkList(chunk_list=[0xC1, 0x80]),
+                SCTPChunkParamRequestedHMACFunctions(HMAC_functions_list=[1])]
+
+    @property
+    def key(self) -> bytes:
+        """The association shared key both ends derive from INIT and INIT-ACK."""
+        def unpadded(p: object) -> bytes:  # a key vector holds each parameter without padding
+            raw = bytes(p)  # type: ignore[call-overload]
+            return raw[: struct.unpack_from("!H", raw, 2)[0]]
+
+        vec = [b"".join(unpadded(p) for p in self.auth_params(r)) for r in (b"\x01" * 32, b"\x02" * 32)]
+        return sctp_auth.association_key(*vec, self.shared_key)
+
+    def auth(self, chunk: object, *, forged: bool = False) -> object:
+        """The AUTH chunk in front of ``chunk``: a valid HMAC, or (``forged``) one under the key
+        of an attacker who did not see the handshake."""
+        key = b"attacker" if forged else self.key
+        mac = sctp_auth.sign(bytes(chunk), key)[sctp_auth.AUTH_HEADER:]
+        return SCTPChunkAuthentication(shared_key_id=0, HMAC_function=1, HMAC=mac)
 
     def ip(self, src: str, dst: str, ttl: int = 64) -> object:
         if self.v6:
@@ -207,7 +235,7 @@ class Assoc:
             / SCTP(sport=self.mn_port, dport=self.cn_port, tag=0)
             / SCTPChunkInit(
                 init_tag=self.mn_tag, a_rwnd=65536, n_out_streams=1, n_in_streams=1,
-                init_tsn=self.mn_itsn,
+                init_tsn=self.mn_itsn, params=self.auth_params(b"\x01" * 32),
             )
         )  # fmt: skip
         ack = self.from_cn(
@@ -215,7 +243,7 @@ class Assoc:
             [
                 SCTPChunkInitAck(
                     init_tag=self.cn_tag, a_rwnd=65536, n_out_streams=1, n_in_streams=1,
-                    init_tsn=self.cn_itsn,
+                    init_tsn=self.cn_itsn, params=self.auth_params(b"\x02" * 32),
                 )
             ],
         )  # fmt: skip
@@ -255,7 +283,8 @@ class Assoc:
         return self.from_mn(src, [SCTPChunkSACK(cumul_tsn_ack=self.cn_tsn - 1, a_rwnd=65536)])
 
     def asconf(
-        self, src: str, kind: str, addr: str, *, auth: bool = True, serial_step: int = 1
+        self, src: str, kind: str, addr: str, *, auth: bool = True, serial_step: int = 1,
+        forged: bool = False,
     ) -> tuple[bytes, int, int]:
         """ASCONF from the MN with one parameter; returns (bytes, serial, correlation id)."""
         cls = {
@@ -268,7 +297,7 @@ class Assoc:
         self.serial += serial_step
         param = cls(correlation_id=self.corr, addr_type=6 if self.v6 else 5, addr=addr)
         chunk = SCTPChunkAddressConf(seq=serial, params=[self.addr_param(addr), param])
-        chunks = [_auth(), chunk] if auth else [chunk]
+        chunks = [self.auth(chunk, forged=forged), chunk] if auth else [chunk]
         return self.from_mn(src, chunks), serial, self.corr
 
     def asconf_ack(self, dst: str, serial: int, error_corr: int | None = None) -> bytes:
@@ -280,15 +309,12 @@ class Assoc:
                     correlation_id=error_corr, error_causes=struct.pack("!HH", 0xA4, 4)
                 )
             ]
-        return self.from_cn(dst, [_auth(), SCTPChunkAddressConfAck(seq=serial, params=params)])
+        ack = SCTPChunkAddressConfAck(seq=serial, params=params)
+        return self.from_cn(dst, [self.auth(ack), ack])
 
 
 def _eth() -> object:
     return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-
-
-def _auth() -> object:
-    return SCTPChunkAuthentication(shared_key_id=0, HMAC_function=1, HMAC=bytes(20))
 
 
 @dataclass
@@ -310,6 +336,8 @@ class Knobs:
     # the new address is confirmed (HEARTBEAT-ACK) only after SET_PRIMARY is acked; the CN's
     # DATA in between keeps the old path. "before": the confirmation comes first instead
     confirm: str = ""  # "" (no heartbeat in the capture) | "late" | "before"
+    set_primary: bool = True  # False: ADD_IP and DELETE_IP only (Linux's auto_asconf)
+    forged_hmac: bool = False  # True: SET_PRIMARY's AUTH carries an HMAC under another key
 
 
 MN_NAME = "mn.mobile.test."
@@ -346,9 +374,12 @@ def trash_capture(knobs: Knobs | None = None, *, start: float = 1_700_000_000.0)
         t += 0.01
     t = start + 1.0
     order = ["set_primary", "add"] if k.set_primary_first else ["add", "set_primary"]
+    if not k.set_primary:
+        order.remove("set_primary")
     for i, kind in enumerate(order):
         pkt, serial, corr = a.asconf(
-            old, kind, new, auth=k.auth, serial_step=2 if (k.skip_serial and i == 0) else 1
+            old, kind, new, auth=k.auth, serial_step=2 if (k.skip_serial and i == 0) else 1,
+            forged=k.forged_hmac and kind == "set_primary",
         )
         cap.add(t, pkt)
         acked = not (kind == "add" and not k.ack_add)

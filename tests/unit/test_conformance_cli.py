@@ -60,3 +60,11 @@ def test_events_file_and_budgets(tmp_path: Path) -> None:
     assert d["handovers"][0]["offsets"]["link_up"] == 0.0
     code, text = _main([str(tmp_path / "a.pcap"), "--budget", "dns_acked"])
     assert code == 2 and "PHASE=SECONDS" in text
+
+
+def test_auth_key_option(tmp_path: Path) -> None:
+    trash_capture().write_pcap(tmp_path / "a.pcap")
+    code, text = _main([str(tmp_path), "--rules", "asconf.auth", "--auth-key", "0:6b6579"])
+    assert code == 1 and "HMAC does not verify (key id 0, the configured" in text  # not this key
+    code, text = _main([str(tmp_path), "--auth-key", "0:zz"])
+    assert code == 2 and "--auth-key: 0:zz: expected [ID:]HEX" in text

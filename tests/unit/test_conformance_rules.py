@@ -11,6 +11,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from testbed.conformance import RULE_IDS, Verdict, check
+from testbed.conformance.rules import SCTP_RULE_IDS
 from testbed.decode.pcap import LINKTYPE_LINUX_SLL2
 from testbed.errors import ConfigError
 from tests.support.synth import Assoc, Capture, Knobs, addresses, agent_events, trash_capture, write_pcap
@@ -36,7 +37,8 @@ def test_correct_ladder_passes_every_rule(tmp_path: Path, v6: bool, pcapng: bool
     v = _run(tmp_path, trash_capture(Knobs(v6=v6)), pcapng=pcapng)
     assert v.passed, [r for r in v.rules if r.status != "pass"]
     assert set(v.statuses()) == set(RULE_IDS)
-    assert all(s == "pass" for s in v.statuses().values())
+    assert all(v.statuses()[r] == "pass" for r in SCTP_RULE_IDS)
+    assert all(v.statuses()[r] == "skip" for r in set(RULE_IDS) - set(SCTP_RULE_IDS))  # no TCP
     assert v.stats["malformed"] == 0 and v.stats["handovers"] == 1
     (ho,) = v.handovers
     new = "2001:db8:2::10" if v6 else "198.51.100.10"
@@ -48,7 +50,9 @@ def test_correct_ladder_passes_every_rule(tmp_path: Path, v6: bool, pcapng: bool
 BROKEN = [
     (Knobs(ack_add=False), "asconf.ack", "no ASCONF-ACK"),
     (Knobs(set_primary_first=True), "order.trash", "SET_PRIMARY acked before ADD_IP acked"),
+    (Knobs(set_primary=False), "order.trash", "ADD_IP and DELETE_IP without SET_PRIMARY"),
     (Knobs(auth=False), "asconf.auth", "without AUTH"),
+    (Knobs(forged_hmac=True), "asconf.auth", "HMAC does not verify"),
     (Knobs(dns_rcode=5), "dns.answered", "REFUSED"),
     (Knobs(skip_serial=True), "asconf.serial", "expected 1001"),
     (Knobs(serial_offset=7), "asconf.serial", "not the sender's initial TSN 1000"),
@@ -85,7 +89,7 @@ def test_sctp_only_capture_is_judged_on_sctp_rules(tmp_path: Path) -> None:
     v = _run(tmp_path, cap)
     st = v.statuses()
     assert st["dns.signed"] == st["dns.answered"] == "skip"
-    assert all(st[r] == "pass" for r in RULE_IDS if not r.startswith("dns."))
+    assert all(st[r] == "pass" for r in SCTP_RULE_IDS if not r.startswith("dns."))
     assert "DNS step skipped" in v.rule("order.trash").message
 
 
@@ -248,7 +252,7 @@ def test_verdict_json_shape(tmp_path: Path) -> None:
     v = _run(tmp_path, trash_capture(Knobs(ack_add=False)))
     d = v.to_dict()
     assert set(d) == {"schema", "passed", "rules", "stats", "budgets", "handovers"}
-    assert d["schema"] == 3 and d["passed"] is False and d["budgets"] == {}
+    assert d["schema"] == 4 and d["passed"] is False and d["budgets"] == {}
     r = next(r for r in d["rules"] if r["id"] == "asconf.ack")
     assert set(r) == {"id", "status", "message", "evidence"}
     assert set(r["evidence"][0]) == {"pcap", "frame", "time", "what"}
@@ -275,7 +279,7 @@ def test_ipv6_pcapng_with_sll2_link_type(tmp_path: Path) -> None:
 
     write_pcapng(tmp_path / "any.pcapng", sll2, linktype=LINKTYPE_LINUX_SLL2)
     v = check(tmp_path, mn_name=MN)
-    assert v.passed and all(s == "pass" for s in v.statuses().values())
+    assert v.passed and all(v.statuses()[r] == "pass" for r in SCTP_RULE_IDS)
     assert v.handovers[0]["address"] == "2001:db8:2::10"
 
 
@@ -285,7 +289,7 @@ def test_verdict_carries_the_callers_lab_block_and_budgets(tmp_path: Path) -> No
     v = _run(tmp_path, trash_capture(), lab=lab, budgets={"dns_acked": 0.5})
     v.write(tmp_path / "verdict.json")
     d = json.loads((tmp_path / "verdict.json").read_text())
-    assert d["schema"] == 3 and d["lab"] == lab and d["budgets"] == {"dns_acked": 0.5}
+    assert d["schema"] == 4 and d["lab"] == lab and d["budgets"] == {"dns_acked": 0.5}
     assert "lab" not in _run(tmp_path, trash_capture()).to_dict()
 
 
@@ -332,3 +336,30 @@ def test_expectations_decide_the_verdict():
     assert not typo.passed and typo.rule("order.trahs").status == "skip"
     assert typo.to_dict()["expectations"] == {"order.trash": "fail", "order.trahs": "fail"}
     assert not v.expecting({"asconf.auth": "fail"}).passed  # passing where a failure was expected
+
+
+def test_hmacs_are_verified_against_the_handshake(tmp_path: Path) -> None:
+    v = _run(tmp_path, trash_capture())
+    assert "6 HMAC(s) verified" in v.rule("asconf.auth").message
+
+
+def test_a_configured_shared_key_must_be_given_to_verify(tmp_path: Path) -> None:
+    """Both ends configured an endpoint-pair key: the empty key no longer verifies, the
+    configured one does, and a capture without the handshake leaves HMACs unjudged."""
+    from tests.support import synth
+
+    cap = synth.trash_capture()
+    keyed = synth.Capture()
+    a = synth.Assoc(*synth.addresses(False)[::2], shared_key=b"lab-secret")
+    pkt, serial, _ = a.asconf("192.0.2.10", "add", "198.51.100.10")
+    init, init_ack = a.init()
+    for t, f in ((1.0, init), (1.001, init_ack), (1.1, pkt), (1.102, a.asconf_ack("192.0.2.10", serial))):
+        keyed.add(1_700_000_000 + t, f)
+    keyed.write_pcap(tmp_path / "k.pcap")
+    assert check(tmp_path).rule("asconf.auth").status == "fail"
+    ok = check(tmp_path, auth_keys={0: b"lab-secret"}).rule("asconf.auth")
+    assert ok.status == "pass" and "2 HMAC(s) verified" in ok.message, ok
+    cap.frames = [(t, f) for t, f in cap.frames if f[34 + 12] not in (1, 2)]  # no INIT, INIT-ACK
+    cap.write_pcap(tmp_path / "k.pcap")
+    unjudged = check(tmp_path).rule("asconf.auth")
+    assert unjudged.status == "pass" and "6 not verifiable" in unjudged.message

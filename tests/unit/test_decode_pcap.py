@@ -250,3 +250,19 @@ def test_copies_differing_only_in_the_transport_checksum_are_one_packet():
     udp = bytes.fromhex("00440043001c0000") + b"x" * 20
     udp_sum = udp[:6] + b"\xab\xcd" + udp[8:]
     assert transport_key(17, ip + udp, 20, 48) == transport_key(17, ip + udp_sum, 20, 48)
+
+
+def test_iter_frames_reads_every_frame(tmp_path):
+    """The convenience iterator (the benchmarks use it) yields Frame records, and the reader
+    counts them once iteration ends."""
+    from testbed.decode.pcap import PcapReader, iter_frames
+
+    path = tmp_path / "two.pcap"
+    pkts = [Ether() / IP() / UDP(), Ether() / IP() / UDP()]
+    pkts[0].time, pkts[1].time = 1.0, 2.0
+    wrpcap(str(path), pkts)
+    frames = list(iter_frames(path))
+    assert [round(f.time, 1) for f in frames] == [1.0, 2.0]
+    with PcapReader(path) as r:
+        list(r.frames())
+        assert r.frame_count == 2

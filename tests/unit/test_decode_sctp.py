@@ -256,3 +256,13 @@ def test_chunk_spans_frame_what_decode_sctp_decodes() -> None:
     assert len(spans2) == 3 and fault2 == decode_sctp(cut).malformed == "2 stray bytes after the last chunk"
     assert chunk_spans(raw[:12], 0, 12) == ((5000, 6000, 0xABCDEF01), [], "SCTP packet without chunks")
     assert chunk_spans(raw, 0, 9) == (None, [], "truncated SCTP common header")
+
+
+def test_auth_chunk_too_short_for_its_ids_is_malformed() -> None:
+    """Found by the checker fuzz: a 4-byte AUTH chunk crashed the HMAC check."""
+    import struct as _s
+
+    from testbed.decode.sctp import MalformedChunk, decode_chunk
+
+    buf = _s.pack("!BBH", 15, 0, 4) + b"\xc1\x00\x00\x08" + bytes(4)
+    assert isinstance(decode_chunk(buf, 0, 4), MalformedChunk)

@@ -182,3 +182,23 @@ def test_event_json_round_trip() -> None:
     line = e.to_json()
     assert "\n" not in line
     assert Event.from_json(line) == e
+
+
+def test_a_network_outside_the_trust_list_is_untrusted_and_never_configured() -> None:
+    core = DetectionCore(["eth1"], trusted=[P1])
+    up(core, "eth1", 1.0)
+    assert kinds(core.observe(ra("eth1", "2001:db8:bad::/64"), at(1.1))) == ["untrusted"]
+    assert core.observe(AddrObs("eth1", "2001:db8:bad::5", 64), at(1.2)) == []
+    assert core.usable_addresses() == []
+    out = core.observe(ra("eth1", P1), at(1.3)) + core.observe(AddrObs("eth1", "2001:db8:a1::5", 64), at(1.4))
+    assert kinds(out) == ["detected", "configured"]
+    assert core.usable_addresses() == ["2001:db8:a1::5"]
+    assert kinds(core.observe(LinkObs("eth1", 2, True, False), at(2.0))) == ["link_down", "lost"]  # P1 only
+
+
+def test_a_rogue_dhcp_servers_subnet_is_untrusted_too() -> None:
+    core = DetectionCore(["eth1"], trusted=["192.0.2.0/24"])
+    up(core, "eth1", 0)
+    ack = DhcpObs("eth1", 5, "203.0.113.77", "203.0.113.66", "203.0.113.64/26", None, 600)
+    out = core.observe(ack, at(0.1)) + core.observe(AddrObs("eth1", "203.0.113.77", 26), at(0.2))
+    assert kinds(out) == ["untrusted"] and core.usable_addresses() == []

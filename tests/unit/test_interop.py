@@ -280,7 +280,8 @@ class FakeLab:
         from testbed.model import loader
 
         self.topo = loader.load("two-ar-sctp")
-        self.state = SimpleNamespace(attached=["ar1"], lab=name)
+        self.state = SimpleNamespace(lab=name)
+        self.mobile = SimpleNamespace(attached=["ar1"])
         self.journal.append(("up", name))
 
     def set_sctp(self, node, values):
@@ -288,7 +289,7 @@ class FakeLab:
 
     def move(self, to, mode):
         self.journal.append(("move", to))
-        self.state.attached = [to]
+        self.mobile.attached = [to]
 
     def close(self):
         pass
@@ -309,7 +310,7 @@ def test_a_lane_reuses_its_lab_after_an_expected_outcome_only(run_root, tmp_path
         def run(self):
             self.out.mkdir(parents=True)
             (self.out / "report.html").write_text("")
-            self.lab.state.attached = ["ar2"]
+            self.lab.mobile.attached = ["ar2"]
             name = next(k for k, v in B.items() if v.expect == self.sc.expect)
             status = outcome[name]
             rules = [{"id": "asconf.auth", "status": status}]

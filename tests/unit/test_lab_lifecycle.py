@@ -58,7 +58,7 @@ def test_build_order_agent_before_attach(fake_lab, fake_backend, no_kernel_nodes
     lab = fake_lab
     monkeypatch.setattr("testbed.lab.build.write_resolvers", lambda nodes: None)
     lab.runtime("mn").outputs["ip"] = '[{"flags": ["UP"], "addr_info": []}]'
-    build.build(lab.nodes, FakeWiring(lab.nodes), lab.mobile, lambda m: None)
+    build.build(lab.nodes, FakeWiring(lab.nodes), [lab.mobile], lambda m: None)
     order = [e for e in fake_backend.journal if e[1] in ("build", "spawn", "link")]
     assert order[0] == ("backend", "build")
     spawned = [e[2] for e in order if e[1] == "spawn"]
@@ -98,7 +98,7 @@ def test_ctrl_c_during_up_rolls_back_too(run_root, fake_backend, no_kernel_nodes
 
 def test_teardown_stops_host_daemons_not_guest_ones(run_root, fake_backend, monkeypatch):
     stopped = []
-    monkeypatch.setattr("testbed.lab.teardown.stop_pid", lambda pid, grace: stopped.append(pid))
+    monkeypatch.setattr("testbed.lab.teardown.stop_pids", lambda pids, grace: stopped.extend(pids))
     st = LabState("tbtd", "x.yaml", {}, backend="fake", netns=["tbtd-a"])
     st.services = [vars(ServiceRecord("a", "named", 11, "")),
                    vars(ServiceRecord("mn", "agent", 12, "", guest=True))]
@@ -114,3 +114,15 @@ def test_a_second_up_is_refused(fake_lab, fake_backend):
 
     with pytest.raises(LabStateError, match="already up"):
         Lab.up(None, fake_lab.state.lab, backend=fake_backend)
+
+
+def test_teardown_stops_the_mobile_nodes_daemons_first_each_wave_at_once(run_root, fake_backend,
+                                                                         monkeypatch):
+    waves = []
+    monkeypatch.setattr("testbed.lab.teardown.stop_pids", lambda pids, grace: waves.append((pids, grace)))
+    st = LabState("tbtw", "x.yaml", {"mobile": {"node": "mn"}}, backend="fake", netns=["tbtw-a"])
+    st.services = [vars(ServiceRecord("dns", "named", 11, "")), vars(ServiceRecord("ar1", "dhcpd", 12, "")),
+                   vars(ServiceRecord("mn", "dhcpcd", 13, "")), vars(ServiceRecord("mn", "agent", 14, ""))]
+    st.save()
+    teardown_state(st)
+    assert waves == [([13, 14], 0.5), ([11, 12], 1.0)]

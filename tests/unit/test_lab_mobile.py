@@ -23,7 +23,7 @@ def _ops(journal, *kinds):
 
 def test_make_before_break_attaches_waits_then_detaches(fake_lab, fake_backend):
     lab = fake_lab
-    lab.state.attached = ["ar1"]
+    lab.state.attached = {"mn": ["ar1"]}
     lab.state.save()
     _agent_running(lab)
     dwelled = []
@@ -33,12 +33,12 @@ def test_make_before_break_attaches_waits_then_detaches(fake_lab, fake_backend):
     assert ops == [("mn", "link", "mn-ar2", "up"), ("mn", "request", "wait-configured"),
                    ("mn", "link", "mn-ar1", "down")]
     assert dwelled == [1.5]
-    assert lab.state.attached == ["ar2"]
+    assert lab.state.attached == {"mn": ["ar2"]} and lab.mobile.attached == ["ar2"]
 
 
 def test_break_before_make_detaches_first(fake_lab, fake_backend):
     lab = fake_lab
-    lab.state.attached = ["ar1"]
+    lab.state.attached = {"mn": ["ar1"]}
     lab.state.save()
     _agent_running(lab)
     lab.mobile.dwell = lambda s: fake_backend.journal.append(("mn", "gap", str(s)))
@@ -50,15 +50,16 @@ def test_break_before_make_detaches_first(fake_lab, fake_backend):
 
 def test_detach_flushes_global_addresses(fake_lab, fake_backend):
     lab = fake_lab
-    lab.state.attached = ["ar1", "ar2"]
+    lab.state.attached = {"mn": ["ar1", "ar2"]}
+    lab.state.save()
     lab.mobile.detach("ar1")
     assert ("mn", "run", "ip", "addr", "flush", "dev", "mn-ar1", "scope", "global") in fake_backend.journal
-    assert lab.state.attached == ["ar2"]
+    assert lab.state.attached == {"mn": ["ar2"]} and lab.mobile.attached == ["ar2"]
 
 
 def test_a_move_fails_with_the_agents_state_when_never_configured(fake_lab):
     lab = fake_lab
-    lab.state.attached = ["ar1"]
+    lab.state.attached = {"mn": ["ar1"]}
     lab.state.save()
     mn = _agent_running(lab)
     mn.replies["wait-configured"] = lambda m: {"ok": False, "error": "not configured"}

@@ -243,3 +243,23 @@ def test_timeline_shows_durations_beside_protocol_floors(tmp_path: Path) -> None
     html = render_report(run, ROLES, "no events", verdict=verdict).read_text()
     assert "t0 (the new link&#x27;s link_up) unknown" in html
     assert "missing from the agent&#x27;s events" in html
+
+
+def test_attacks_and_faults_each_get_their_own_part(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from testbed.conformance.verdict import Evidence, RuleResult
+
+    run = make_run_dir(tmp_path / "run")
+    v = check(run / "pcaps")
+    extra = (RuleResult("attack.update.replay.in_window", "fail", "accepted: replay answered NOERROR",
+                        (Evidence("link.pcap", 3, 1_700_000_000.5, "replay id 7"),)),
+             RuleResult("fault.kill.named", "fail", "named on dns killed"))
+    v = replace(v, rules=(*v.rules, *extra)).expecting({"attack.update.replay.in_window": "fail"})
+    html = render_report(run, ROLES, "forged", verdict=v).read_text()
+    p = _Balanced()
+    p.feed(html)
+    assert not p.errors and not p.stack
+    assert html.index("Forged location updates") < html.index("Faults") < html.index("id='rules'")
+    assert "accepted: replay answered NOERROR" in html and "fail met" in html
+    assert "Forged binding updates" not in html  # no such rule in this run: no such part

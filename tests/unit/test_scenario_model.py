@@ -27,3 +27,17 @@ def test_bad_steps_name_the_field(tmp_path, steps, field):
     with pytest.raises(ConfigError) as ei:
         model.load(p)
     assert ei.value.field == field and "\n" not in str(ei.value)
+
+
+@pytest.mark.parametrize("traffic, field", [
+    ("{transport: tcp, binding: auto}", "traffic"),
+    ("{transport: mptcp, binding: auto_asconf}", "traffic"),
+    ("{transport: quic}", "traffic.transport"),
+    ("{transport: tcp, user_timeout: 0}", "traffic.user_timeout"),
+])
+def test_a_binding_belongs_to_its_transport(tmp_path, traffic, field):
+    p = tmp_path / "s.yaml"
+    p.write_text(f"name: x\ntraffic: {traffic}\nsteps: [{{traffic: start}}]\n")
+    with pytest.raises(ConfigError) as ei:
+        model.load(p)
+    assert ei.value.field == field and "\n" not in str(ei.value)

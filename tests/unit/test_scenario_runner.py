@@ -19,7 +19,7 @@ def _scenario(tmp_path, steps: str, extra: str = "") -> model.Scenario:
 
 def test_steps_are_dispatched_in_order(fake_lab, fake_backend, tmp_path):
     lab = fake_lab
-    lab.state.attached = ["ar1"]
+    lab.state.attached = {"mn": ["ar1"]}
     lab.state.save()
     mn = lab.runtime("mn")
     mn.outputs["ip"] = '[{"flags": ["UP"], "addr_info": []}]'
@@ -63,7 +63,7 @@ def test_a_refused_association_is_logged_and_the_steps_go_on(run_root, fake_back
 
     monkeypatch.setattr("testbed.runtimes.kernel_nodes.host_has_sctp", lambda: True)
     lab = make_fake_lab(fake_backend, "two-ar-sctp")
-    lab.state.attached = ["ar1"]
+    lab.state.attached = {"mn": ["ar1"]}
     mn, cn = lab.runtime("mn"), lab.runtime("cn")
     mn.outputs["ip"] = '[{"flags": ["UP", "LOWER_UP"], "addr_info": [{"local": "192.0.2.100"}]}]'
     spawn = cn.spawn

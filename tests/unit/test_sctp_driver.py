@@ -63,7 +63,7 @@ def test_bad_mode_rejected() -> None:
 
 
 def test_command_channel_roundtrip(tmp_path: Path) -> None:
-    srv = drv.CommandServer(tmp_path / "c.sock", lambda cmd: {"ok": True, "echo": cmd})
+    srv = jsonlines.CommandServer(tmp_path / "c.sock", lambda cmd: {"ok": True, "echo": cmd})
     try:
         assert jsonlines.request(tmp_path / "c.sock", {"op": "status"}) == {
             "ok": True,

@@ -60,3 +60,17 @@ def test_parse_status() -> None:
 def test_normalise_unmaps_v4() -> None:
     assert sockapi.normalise("::ffff:192.0.2.10") == "192.0.2.10"
     assert sockapi.normalise("2001:db8::1") == "2001:db8::1"
+
+
+def test_auth_key_is_set_then_made_active() -> None:
+    from testbed.sctp import sockapi
+
+    calls = []
+
+    class Sock:
+        def setsockopt(self, level, opt, value):
+            calls.append((level, opt, value))
+
+    sockapi.set_auth_key(Sock(), b"secret")  # type: ignore[arg-type]
+    assert calls[0] == (132, 23, struct.pack("=iHH", 0, 0, 6) + b"secret")  # SCTP_AUTH_KEY
+    assert calls[1] == (132, 24, struct.pack("=iHxx", 0, 0)) and len(calls[1][2]) == 8

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.sctp.traffic import (
+from testbed.traffic.messages import (
     HEADER,
     Message,
     SeqTracker,

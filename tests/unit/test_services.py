@@ -42,7 +42,7 @@ def keys(tmp_path: Path) -> ZoneKeys:
 
 def zone() -> ZoneData:
     return ZoneData("mobile.test", "dns", {"dns": ["203.0.113.10", "2001:db8:ff:53::2"],
-                                           "cn": ["203.0.113.14"]}, "mn", listen=["203.0.113.10"])
+                                           "cn": ["203.0.113.14"]}, ["mn"], listen=["203.0.113.10"])
 
 
 def test_named_config_passes_named_checkconf(tmp_path):

@@ -35,6 +35,7 @@ class _Network:
     detected_mono: float
     expires: float | None  # monotonic; None = no lifetime
     addresses: set[str] = field(default_factory=set)
+    trusted: bool = True  # False: outside the trust list; never configured, never published
 
 
 @dataclass
@@ -68,11 +69,17 @@ class DetectionCore:
     link; repeats only refresh its lifetime. ``configured`` follows once an address inside it
     is usable. On carrier loss every network of the link is ``lost`` and forgotten, so coming
     back (even to the same router) is detected again — a re-attachment is a movement too.
+
+    ``trusted`` (a trust list of networks; None trusts every one): a network outside it, as a
+    rogue RA or DHCP server announces, is reported ``untrusted`` instead of ``detected`` and
+    the MN does not bind to it: no ``configured``, no ``lost``, none of its addresses usable.
     """
 
-    def __init__(self, ifaces: Iterable[str] | None = None, *, optimistic_ok: bool = False):
+    def __init__(self, ifaces: Iterable[str] | None = None, *, optimistic_ok: bool = False,
+                 trusted: Iterable[str] | None = None):
         self.ifaces = set(ifaces) if ifaces else None
         self.optimistic_ok = optimistic_ok
+        self.trusted = [ipaddress.ip_network(t) for t in trusted] if trusted is not None else None
         self.links: dict[str, _Link] = {}
         self.seq = 0
         self._last_mono = 0.0
@@ -137,7 +144,8 @@ class DetectionCore:
     def usable_addresses(self) -> list[str]:
         """Every configured address on every active link (what location management publishes)."""
         return sorted(
-            a for lk in self.links.values() if lk.active for n in lk.networks.values() for a in n.addresses
+            a for lk in self.links.values() if lk.active for n in lk.networks.values() if n.trusted
+            for a in n.addresses
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -156,7 +164,8 @@ class DetectionCore:
                         "family": n.family,
                         "router": n.router,
                         "source": n.source,
-                        "configured": bool(n.addresses),
+                        "configured": bool(n.addresses) and n.trusted,
+                        "trusted": n.trusted,
                         "addresses": sorted(n.addresses),
                         "detected_mono": n.detected_mono,
                         "expires_mono": n.expires,
@@ -222,7 +231,8 @@ class DetectionCore:
             net = self._detect(link, prefix, None, "address", None, at, out)
         if obs.address not in net.addresses:
             net.addresses.add(obs.address)
-            self._emit(out, "configured", link, at, net=net, source="netlink")
+            if net.trusted:
+                self._emit(out, "configured", link, at, net=net, source="netlink")
 
     def _on_ra(self, obs: RAObs, at: Stamp, out: list[Event]) -> None:
         link = self._link(obs.ifname)
@@ -266,10 +276,16 @@ class DetectionCore:
         out: list[Event],
     ) -> _Network:
         family = ipaddress.ip_network(prefix).version
-        net = _Network(prefix, family, router, source, at.mono, expires)
+        net = _Network(prefix, family, router, source, at.mono, expires, trusted=self._trusts(prefix))
         link.networks[prefix] = net
-        self._emit(out, "detected", link, at, net=net, source=source)
+        self._emit(out, "detected" if net.trusted else "untrusted", link, at, net=net, source=source)
         return net
+
+    def _trusts(self, prefix: str) -> bool:
+        if self.trusted is None:
+            return True
+        net = ipaddress.ip_network(prefix)
+        return any(net.version == t.version and net.subnet_of(t) for t in self.trusted)  # type: ignore[arg-type]
 
     def _adopt_existing(self, link: _Link, net: _Network, at: Stamp, out: list[Event]) -> None:
         """Addresses kept by the kernel across a carrier flap are usable again at once."""
@@ -277,7 +293,7 @@ class DetectionCore:
         for addr, a in link.addrs.items():
             if a.scope == 0 and self._usable(a) and ipaddress.ip_address(addr) in netobj:
                 net.addresses.add(addr)
-        if net.addresses:
+        if net.addresses and net.trusted:
             self._emit(out, "configured", link, at, net=net, source="existing")
 
     def _network_of(self, link: _Link, address: str) -> _Network | None:
@@ -306,7 +322,8 @@ class DetectionCore:
         empty or when the loss is of the network itself (carrier, lifetime, RA zero)."""
         gone = set(addresses)
         whole = reason not in ("removed", "dad") or not (net.addresses - gone)
-        self._emit(out, "lost", link, at, net=net, addrs=gone, source=source, reason=reason)
+        if net.trusted:  # an untrusted network was never bound to: nothing to lose
+            self._emit(out, "lost", link, at, net=net, addrs=gone, source=source, reason=reason)
         net.addresses -= gone
         if whole:
             link.networks.pop(net.prefix, None)

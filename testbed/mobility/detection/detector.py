@@ -84,6 +84,7 @@ class DetectorOptions:
     optimistic_dad: bool = False  # RFC 4429: sets optimistic_dad/use_optimistic on the links
     rtt_interval: float | None = None  # seconds between gateway RTT probes; None: off
     rtt_timeout: float = 1.0
+    trusted: Sequence[str] | None = None  # networks the MN binds to; None: every one
 
 
 class MovementDetector:
@@ -95,7 +96,8 @@ class MovementDetector:
 
     def __init__(self, sink: EventSink, options: DetectorOptions | None = None) -> None:
         self.opts = options or DetectorOptions()
-        self.core = DetectionCore(self.opts.ifaces, optimistic_ok=self.opts.optimistic_dad)
+        self.core = DetectionCore(self.opts.ifaces, optimistic_ok=self.opts.optimistic_dad,
+                                  trusted=self.opts.trusted)
         self.sink = sink
         self.ready = asyncio.Event()
         # per link, since its last link-up: link_up, rs_first/rs_last/rs_count, ra_first/ra_last,
