@@ -49,7 +49,7 @@ def test_over_udp_the_translated_source_makes_the_cn_abort(tmp_path):
                            if i.peer == "core")
     assert_verdict(run.verdict)
     st = run.verdict.statuses()
-    assert st["continuity.no_abort"] == "fail" and st["continuity.new_path"] == "fail"
+    assert st["continuity.association"] == "fail" and st["continuity.new_path"] == "fail"
     # sent to the NAT's own address (and carried back translated, to the MN's private one)
     assert nat_address in {a.dst for a in run.verdict.facts.aborts}
     client = json.loads((tmp_path / "traffic.json").read_text())["client"]

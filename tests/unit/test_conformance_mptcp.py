@@ -29,7 +29,7 @@ def test_rules_mptcp_selects_the_mptcp_group():
 
 
 def test_a_transport_keeps_only_its_own_rules():
-    sctp = ["order.trash", "continuity.tsn", "continuity.new_path", "continuity.no_abort"]
+    sctp = ["order.trash", "continuity.association", "continuity.tsn", "continuity.new_path"]
     assert select_rules("order,continuity", "sctp") == sctp
     tcp = ["dns.signed", "dns.answered", "source.left_network", "continuity.tcp", "timeline"]
     assert select_rules(None, "tcp") == tcp
