@@ -71,6 +71,7 @@ bench: setup
 	$(PY) bench/bench_handover.py
 	$(PY) bench/bench_sctp.py
 	$(PY) bench/bench_docker.py
+	$(PY) bench/bench_interop.py
 	$(PY) bench/bench_mptcp.py
 
 # N consecutive default runs (pass/fail counts, timing distribution): make soak N=100; then

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   iproute2 procps psmisc kmod tcpdump bridge-utils mininet iputils-ping
   isc-dhcp-server isc-dhcp-client radvd ndisc6 nftables
   qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd tshark user-mode-linux dhcpcd-base
+  libusrsctp2
   python3 python3-venv python3-pip
   docker.io debootstrap tar
 )

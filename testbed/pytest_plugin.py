@@ -40,17 +40,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Labs this session builds carry its holder tag (the lab prefix); labs an earlier session
-    of the same prefix left behind (killed before its teardown ran) are removed first, so a
-    test's ``Lab.up`` does not find its name taken."""
-    holder = f"pytest:{os.environ.get('TESTBED_LAB_PREFIX', 'tb')}"
-    os.environ["TESTBED_LAB_HOLDER"] = holder
+    """Labs this session builds carry its holder tag (the lab prefix and this process); labs an
+    earlier session of the same prefix left behind (killed before its teardown ran) are removed
+    first, so a test's ``Lab.up`` does not find its name taken. A session still running is no
+    earlier one: its labs stay."""
+    from testbed.lab import clean_held
+    from testbed.lab.teardown import holder_tag
+
+    kind = f"pytest:{os.environ.get('TESTBED_LAB_PREFIX', 'tb')}"
+    os.environ["TESTBED_LAB_HOLDER"] = holder_tag(kind)
     if os.geteuid() != 0:
         return
-    from testbed.lab import clean_held
-
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    for lab in clean_held(holder):
+    for lab in clean_held(kind):
         if reporter is not None:
             reporter.write_line(f"testbed: removed lab {lab!r}, left up by an earlier test session")
 

@@ -33,10 +33,12 @@ from testbed.conformance.facts import (
     DnsSeen,
     Facts,
     Flow,
+    InitSeen,
     Key,
     LeftSource,
     Link,
     NdSeen,
+    PathConfirmed,
     Where,
 )
 from testbed.conformance.tcp_track import TcpTracker
@@ -61,6 +63,8 @@ from testbed.decode.sctp import (
     ABORT,
     AUTH,
     DATA,
+    HEARTBEAT,
+    HEARTBEAT_ACK,
     INIT,
     INIT_ACK,
     SACK,
@@ -69,6 +73,7 @@ from testbed.decode.sctp import (
     AsconfChunk,
     AuthChunk,
     ErrorChunk,
+    GenericChunk,
     InitChunk,
     MalformedChunk,
     chunk_spans,
@@ -82,6 +87,7 @@ _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
 _MAX_GAP = 1 << 20  # a forward TSN jump larger than this is reported, not enumerated
 _MAX_EXAMPLES = 20
+_MAX_HEARTBEATS = 4096  # unanswered HEARTBEATs remembered (oldest dropped)
 _DATA_MIN = 16  # a DATA chunk shorter than this is malformed (decode_chunk says why)
 _NO_CAPTURE_POINTS = frozenset({LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6})
 _LABELS: dict[type, str] = {
@@ -107,7 +113,9 @@ class _Extractor:
         self.left = {ipaddress.ip_address(a).packed: list(spans) for a, spans in (left or {}).items()}
         self.f.left_watched = len(self.left)
         self.copies = CopyFilter(window)
-        self.watch: dict[Key, list[AckSeen]] = {}  # ACKs waiting for their first DATA
+        # ASCONF-ACKs and path confirmations waiting for the first new DATA in their direction
+        self.watch: dict[Key, list[AckSeen | PathConfirmed]] = {}
+        self.heartbeats: dict[bytes, tuple[Key, str]] = {}  # HEARTBEAT info → (its key, its dst)
         self.inits: dict[Key, int] = {}  # (sport, dport, own tag) of an INIT → its initial TSN
         self.init_vectors: dict[Key, bytes | None] = {}  # the same key → its AUTH key vector
         self.defrag = Defragmenter()
@@ -222,8 +230,8 @@ class _Extractor:
                         new = self.tsn_slow(fl, tsn, pidx, fno, ts)
                     if new and watch and hdr in watch:
                         seen_data = DataSeen(Where(f.pcaps[pidx], fno, ts), ntop(src), ntop(dst), tsn)
-                        for ack in watch.pop(hdr):
-                            ack.first_data_back = seen_data
+                        for waiting in watch.pop(hdr):
+                            waiting.first_data_back = seen_data
                 elif ctype != SACK:  # SACK needs nothing; the rest are rare
                     ch = decode_chunk(data, p, clen)
                     if isinstance(ch, MalformedChunk):
@@ -295,8 +303,6 @@ class _Extractor:
                           auth_covered=covered if auth else None)
             f.acks.append(ack)
             self.watch.setdefault(hdr, []).append(ack)
-        elif isinstance(ch, ErrorChunk) and ch.type == ABORT:
-            f.aborts.append(AbortSeen(where, hdr, ntop(src), ntop(dst), ch))
         elif isinstance(ch, InitChunk):
             sport, dport, vtag = hdr
             ports = (min(sport, dport), max(sport, dport))
@@ -304,6 +310,7 @@ class _Extractor:
             f.init_addresses[ports].add(ntop(src))
             if ch.type == INIT:
                 self.inits[(sport, dport, ch.initiate_tag)] = ch.initial_tsn
+                f.inits.setdefault((sport, dport, ch.initiate_tag), InitSeen(where, ntop(src), ntop(dst)))
                 self.init_vectors[(sport, dport, ch.initiate_tag)] = sctp_auth.key_vector(ch.params)
             elif ch.type == INIT_ACK:
                 # INIT-ACK from B to A carries A's tag in its header and B's in its body.
@@ -316,6 +323,23 @@ class _Extractor:
                                       sctp_auth.key_vector(ch.params), where)
                     f.auth_vectors[(sport, dport, vtag)] = vec  # B → A carries A's tag
                     f.auth_vectors[(dport, sport, ch.initiate_tag)] = vec  # A → B, B's tag
+                f.answered_inits.add((dport, sport, vtag))
+        elif isinstance(ch, GenericChunk) and ch.type == HEARTBEAT:
+            if len(self.heartbeats) >= _MAX_HEARTBEATS:
+                del self.heartbeats[next(iter(self.heartbeats))]
+            self.heartbeats[ch.value] = (hdr, ntop(dst))
+        elif isinstance(ch, GenericChunk) and ch.type == HEARTBEAT_ACK:
+            sent = self.heartbeats.pop(ch.value, None)  # the ACK echoes the HEARTBEAT's info
+            if sent is not None:
+                conf = PathConfirmed(where, sent[0], sent[1])
+                f.confirmations.append(conf)
+                self.watch.setdefault(sent[0], []).append(conf)
+        elif isinstance(ch, ErrorChunk) and ch.type == ABORT:
+            sport, dport, vtag = hdr
+            # an ABORT answering an INIT carries that INIT's initiate tag (RFC 9260 §8.4)
+            init = (dport, sport, vtag)
+            refused = init if init in f.inits and init not in f.answered_inits else None
+            f.aborts.append(AbortSeen(where, hdr, ntop(src), ntop(dst), ch, refused))
         return auth
 
     def upper(

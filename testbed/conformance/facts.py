@@ -80,14 +80,41 @@ class LeftSource:
 
 
 @dataclass(frozen=True, slots=True)
+class InitSeen:
+    """An INIT: who opened an association, to whom, with which initiate tag."""
+
+    where: Where
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True, slots=True)
 class AbortSeen:
-    """An ABORT: the association it names is over."""
+    """An ABORT chunk: the association it names is over. ``refused`` names the INIT key it
+    answers when it ends an association that never got its INIT-ACK."""
 
     where: Where
     key: Key
     src: str
     dst: str
     chunk: ErrorChunk
+    refused: Key | None = None
+
+    @property
+    def causes(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.chunk.causes)
+
+
+@dataclass(slots=True)
+class PathConfirmed:
+    """A HEARTBEAT-ACK echoing a HEARTBEAT sent to ``address``: the peer may now send DATA
+    there (RFC 9260 §5.4: no DATA to an unconfirmed address). ``key`` is the HEARTBEAT's
+    direction; ``first_data_back`` the first new DATA in it after this ACK."""
+
+    where: Where
+    key: Key
+    address: str
+    first_data_back: DataSeen | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +188,6 @@ class Facts:
     pcaps: list[str]
     asconfs: list[AsconfSeen] = field(default_factory=list)
     acks: list[AckSeen] = field(default_factory=list)
-    aborts: list[AbortSeen] = field(default_factory=list)
     left_sources: list[LeftSource] = field(default_factory=list)  # first per loss, when watched
     left_watched: int = 0  # addresses watched for that (of networks the MN left)
     dns: list[DnsSeen] = field(default_factory=list)
@@ -172,6 +198,12 @@ class Facts:
     tcp: TcpFacts = field(default_factory=_tcp_facts)  # MPTCP connections, plain TCP
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
     init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
+    # association set-up: each INIT by (sport, dport, initiate tag), the keys answered by an
+    # INIT-ACK, and every ABORT
+    inits: dict[Key, InitSeen] = field(default_factory=dict)
+    answered_inits: set[Key] = field(default_factory=set)
+    aborts: list[AbortSeen] = field(default_factory=list)
+    confirmations: list[PathConfirmed] = field(default_factory=list)
     # SCTP header key of either direction → the association's AUTH key vectors
     auth_vectors: dict[Key, AuthVectors] = field(default_factory=dict)
     captures: list[CaptureSummary] = field(default_factory=list)

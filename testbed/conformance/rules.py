@@ -25,10 +25,15 @@ order.trash                 per handover: configured (agent event) before ADD_IP
                             Linux's auto_asconf sends them, leave the peer on the old path); other
                             phases absent from the capture are noted, not failed (other rules cover
                             missing answers); with no DNS in the capture the DNS step is skipped
+continuity.association      every INIT in the capture is answered by an INIT-ACK and no association is
+                            aborted: an INIT refused with ABORT (a peer that will not run ASCONF without
+                            AUTH), a lost INIT or a later ABORT (a peer that finds a packet from an
+                            address the association lacks, e.g. one rewritten by a NAT) fails it,
+                            with the ABORT's error causes
 continuity.tsn              in each direction every DATA TSN gap is later filled; duplicates counted
-continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X
-continuity.no_abort         no ABORT ends an association (a peer that finds a packet from an address
-                            the association lacks, e.g. one rewritten by a NAT, answers ABORT)
+continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X;
+                            while X is unconfirmed (its HEARTBEAT-ACK not yet back) DATA may keep the
+                            old path (RFC 9260 §5.4), and the first after the confirmation is judged
 source.left_network         the MN never sends from an address of a network it has left (after the
                             agent's ``lost`` event for it, until it holds it again): such packets
                             are what ingress filtering (BCP 38) drops; skipped without events
@@ -73,17 +78,19 @@ SCTP_RULE_IDS = (
     "dns.signed",
     "dns.answered",
     "order.trash",
+    "continuity.association",
     "continuity.tsn",
     "continuity.new_path",
-    "continuity.no_abort",
     "source.left_network",
 )
 RULE_IDS = (*SCTP_RULE_IDS, *MPTCP_RULE_IDS)  # the TCP ones live in ``mptcp_rules``
-# the rules that can judge each transport's binding updates (location updates are DNS for all)
+# the rules that can judge each transport's run: location updates are DNS, and the MN's
+# source addresses are watched, whatever the transport
+_ANY_TRANSPORT = ("dns.signed", "dns.answered", "source.left_network")
 TRANSPORT_RULES = {
     "sctp": SCTP_RULE_IDS,
-    "mptcp": ("dns.signed", "dns.answered", *MPTCP_GROUP),
-    "tcp": ("dns.signed", "dns.answered", "continuity.tcp"),
+    "mptcp": (*_ANY_TRANSPORT, *MPTCP_GROUP),
+    "tcp": (*_ANY_TRANSPORT, "continuity.tcp"),
 }
 
 
@@ -367,6 +374,33 @@ def order_trash(c: Context) -> RuleResult:
 
 
 # -- continuity -------------------------------------------------------------------------------
+def continuity_association(c: Context) -> RuleResult:
+    rid = "continuity.association"
+    f = c.facts
+    if not f.inits and not f.aborts:
+        return _skip(rid, "no association set-up (INIT) or ABORT in the capture")
+    bad: list[Evidence] = []
+    refused: set[tuple[int, int, int]] = set()
+    for a in f.aborts:
+        causes = ", ".join(a.causes) or "no error cause"
+        if a.refused is not None:
+            refused.add(a.refused)
+            init = f.inits[a.refused]
+            what = f"INIT {init.src} → {init.dst} refused: ABORT from {a.src} ({causes})"
+        else:
+            # the T bit: the sender reflected the tag it got, knowing no such association
+            tbit = ", T bit: tag reflected" if a.chunk.flags & 1 else ""
+            what = (f"association aborted: ABORT {a.src} → {a.dst} port {a.key[0]} → {a.key[1]} "
+                    f"({causes}{tbit})")
+        bad.append(_ev(a.where, what))
+    for key, init in f.inits.items():
+        if key not in f.answered_inits and key not in refused:
+            bad.append(_ev(init.where, f"INIT {init.src} → {init.dst} never answered by an INIT-ACK"))
+    n = len(f.answered_inits & f.inits.keys())
+    return _result(rid, f"{n} association(s) set up, none aborted", bad,
+                   "association refused or aborted")
+
+
 def continuity_tsn(c: Context) -> RuleResult:
     rid = "continuity.tsn"
     flows = c.facts.flows
@@ -399,9 +433,10 @@ def continuity_tsn(c: Context) -> RuleResult:
 
 def continuity_new_path(c: Context) -> RuleResult:
     rid = "continuity.new_path"
-    judged = 0
+    judged = waited = 0
     bad: list[Evidence] = []
     for n, h in enumerate(c.handovers, 1):
+        waited += h.confirmed is not None
         sp = h.set_primary
         if sp is None or sp.acked is None:
             continue
@@ -417,19 +452,9 @@ def continuity_new_path(c: Context) -> RuleResult:
     if not judged:
         return _skip(rid, "no DATA toward the MN after an acknowledged SET_PRIMARY")
     ok = f"{judged} handover(s): first new DATA after SET_PRIMARY used the new address"
+    if waited:
+        ok += f" ({waited} once its path was confirmed by HEARTBEAT-ACK)"
     return _result(rid, ok, bad, "DATA kept using the old path after SET_PRIMARY")
-
-
-def continuity_no_abort(c: Context) -> RuleResult:
-    rid = "continuity.no_abort"
-    if not c.facts.sctp_packets:
-        return _skip(rid, "no SCTP in the capture")
-    bad = []
-    for a in c.facts.aborts:
-        causes = ", ".join(x.name for x in a.chunk.causes) or "no cause given"
-        tbit = " (T bit: tag reflected, the sender knew no such association)" if a.chunk.flags & 1 else ""
-        bad.append(_ev(a.where, f"ABORT {a.src} → {a.dst} port {a.key[0]} → {a.key[1]}: {causes}{tbit}"))
-    return _result(rid, "no association aborted", bad, "association aborted")
 
 
 # -- source -----------------------------------------------------------------------------------
@@ -487,9 +512,9 @@ RULES: dict[str, Callable[[Context], RuleResult]] = {
     "dns.signed": dns_signed,
     "dns.answered": dns_answered,
     "order.trash": order_trash,
+    "continuity.association": continuity_association,
     "continuity.tsn": continuity_tsn,
     "continuity.new_path": continuity_new_path,
-    "continuity.no_abort": continuity_no_abort,
     "source.left_network": source_left_network,
 }
 

@@ -44,7 +44,7 @@ from testbed.conformance.exchange import (
     DnsTransaction,
     added_addresses,
 )
-from testbed.conformance.facts import DataSeen, Facts, Where
+from testbed.conformance.facts import DataSeen, Facts, PathConfirmed, Where
 from testbed.conformance.floors import FLOORS, Floor, asconf_floor, dns_floor, link_floors
 from testbed.decode.sctp import ADD_IP, DELETE_IP, SET_PRIMARY, AsconfParam
 
@@ -119,6 +119,10 @@ class Handover:
     def old_address(self) -> str | None:
         return self.delete.param.address if self.delete else None
 
+    # the new address's path confirmation, when the peer's first DATA after SET_PRIMARY was
+    # acknowledged left before it (to a confirmed address, as RFC 9260 §5.4 requires)
+    confirmed: PathConfirmed | None = None
+
     @property
     def adds(self) -> list[Step]:
         return [s for s in (self.add, *self.also) if s is not None and s.param.type == ADD_IP]
@@ -138,8 +142,12 @@ class Handover:
 
     @property
     def first_data(self) -> DataSeen | None:
+        """The peer's first new DATA once it may use the new address: after SET_PRIMARY is
+        acknowledged, or after the address's HEARTBEAT-ACK if it was unconfirmed until then."""
         if self.set_primary is None or self.set_primary.exchange.ack is None:
             return None
+        if self.confirmed is not None:
+            return self.confirmed.first_data_back
         return self.set_primary.exchange.ack.first_data_back
 
     def phases(self) -> dict[str, float]:
@@ -285,6 +293,8 @@ def build_handovers(
         lo, hi = window(starts, i)
         link = link_floors(facts, h.address, lo, h.start, hi) if facts else {}
         h.floors = {**link, **_sctp_floors(h, facts)}
+        if facts is not None:
+            h.confirmed = _confirmed_late(h, facts)
         if evs is not None:
             h.events = match_events(evs, h.address, h.old_address, h.start, lo, hi)
         mark_missing(h, given=evs is not None)
@@ -317,6 +327,22 @@ def _merge_families(hos: list[Handover]) -> list[Handover]:
             continue
         out.append(g)
     return out
+
+
+def _confirmed_late(h: Handover, facts: Facts) -> PathConfirmed | None:
+    """The confirmation of the handover's address that came only after the peer's first DATA
+    following SET_PRIMARY went elsewhere (times compared where that DATA was captured)."""
+    ack = h.set_primary.exchange.ack if h.set_primary else None
+    fd = ack.first_data_back if ack else None
+    if ack is None or fd is None or fd.dst == h.address:
+        return None
+    for c in facts.confirmations:
+        if c.key != ack.key or c.address != h.address or c.where.time < h.start:
+            continue
+        if facts.seen_at(c.where, fd.where.pcap).time < fd.where.time:
+            return None  # confirmed before that DATA left: the peer had no reason to wait
+        return c
+    return None
 
 
 def assign_updates(hos: list[Any], updates: list[DnsTransaction]) -> None:

@@ -217,14 +217,14 @@ def dns_server(data: dict[str, Any], key_rrs: list[str], layout: Layout = LAYOUT
     paths = bind.NamedPaths(d, layout.log / "named.log", d / f"db.{z.zone}")
     tsig = layout.etc / "named" / f"{TSIG_KEY_NAME}.key"
     conf = layout.etc / "named" / "named.conf"
+    quota = bind.SIG0_CHECKS_PER_MN * len(topo.mobiles)  # SIG(0) checks at once, as in a lab
     listen = z.listen[0] if z.listen else "127.0.0.1"
     zone = bind.render_zone(z, key_rrs)
     source = layout.etc / "named" / f"db.{z.zone}"
     return {
         "dirs": [str(layout.etc / "named"), str(d), str(layout.log), str(layout.run)],
         "files": [
-            {"path": str(conf), "content": bind.render_conf(z, paths, tsig, TSIG_KEY_NAME, True,
-                                                            quota=len(topo.mobiles)),
+            {"path": str(conf), "content": bind.render_conf(z, paths, tsig, TSIG_KEY_NAME, True, quota=quota),
              "daemon": "named"},
             {"path": str(source), "content": zone},
             {"path": str(paths.zonefile), "content": zone, "follows": str(source), "daemon": "named",

@@ -7,6 +7,15 @@ import signal
 from pathlib import Path
 
 
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot, /proc/PID/stat field 22): with its pid
+    it names one process, whatever reuses the pid later."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def alive(pid: int) -> bool:
     """True while ``pid`` runs. Reaps it if it is our zombie child; a zombie re-parented to
     an init that reaps late (state Z) counts as gone."""

@@ -12,6 +12,7 @@ memory of the process that ran ``testbed up``. Its parts:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from testbed import backends
@@ -25,8 +26,9 @@ from testbed.lab.nodes import Nodes
 from testbed.lab.teardown import teardown_state
 from testbed.lab.wiring import Wiring
 from testbed.model import addressing, loader
-from testbed.model.topology import Topology
+from testbed.model.topology import SctpSettings, Topology
 from testbed.progress import Progress, quiet
+from testbed.runtimes import kernel_nodes
 from testbed.runtimes.base import NodeRuntime
 from testbed.services.bind import sig0_supported
 from testbed.state import DEFAULT_LAB, LabState, lab_dir, locked
@@ -140,3 +142,19 @@ class Lab:
             raise TestbedError(f"{mn!r} is not a mobile node of lab {self.state.lab!r} "
                                f"({', '.join(self.mobiles)})")
         return self.mobiles[mn]
+
+    # ---------------------------------------------------------------- SCTP settings
+    def sctp_settings(self, node: str) -> SctpSettings:
+        """The node's SCTP settings now: the topology's, with what ``set_sctp`` changed since."""
+        changed = self.state.extra.get("sctp", {}).get(node, {})
+        return self.topo.nodes[node].sctp.model_copy(update=changed)
+
+    def set_sctp(self, node: str, values: Mapping[str, int]) -> None:
+        """Change a node's SCTP settings (``auth_enable``...) for the associations made from now
+        on: a kernel's per-namespace sysctls are set at once; a usrsctp endpoint takes them
+        when it next starts. Recorded in the lab's state."""
+        spec = self.sctp_settings(node).model_copy(update=dict(values))
+        if kernel_nodes.stack_of(spec) != "usrsctp":
+            self.runtime(node).set_sysctls(kernel_nodes.sctp_sysctls(spec))
+        self.state.extra.setdefault("sctp", {}).setdefault(node, {}).update(values)
+        self.state.save()

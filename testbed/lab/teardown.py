@@ -14,7 +14,7 @@ from pathlib import Path
 from testbed import backends
 from testbed.errors import LabStateError
 from testbed.host import netns
-from testbed.host.procs import alive, stop_pids
+from testbed.host.procs import alive, start_time, stop_pids
 from testbed.progress import Progress, quiet
 from testbed.state import LabState, known_labs, lab_dir, lab_of_label, lock_file, locked, run_root
 
@@ -99,9 +99,25 @@ def clean(progress: Progress = quiet, force: bool = False) -> list[str]:
     return removed
 
 
-def clean_held(holder: str, progress: Progress = quiet) -> list[str]:
-    """Tear down every lab built under ``holder`` (``$TESTBED_LAB_HOLDER``): a test session that
-    starts owns its prefix's names, so labs an earlier, killed session of it left are stale."""
+def holder_tag(kind: str) -> str:
+    """``KIND:PID:START``: what a lab built by this process records as its holder (a test
+    session's kind names its lab prefix); ``clean_held`` tells from it whether that holder
+    still runs."""
+    return f"{kind}:{os.getpid()}:{start_time(os.getpid())}"
+
+
+def _holder_gone(tag: str) -> bool:
+    parts = tag.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False  # not a holder_tag: nothing tells whether it runs
+    pid = int(parts[1])
+    return not alive(pid) or str(start_time(pid)) != parts[2]
+
+
+def clean_held(kind: str, progress: Progress = quiet) -> list[str]:
+    """Tear down every lab that a holder of ``kind`` (e.g. an earlier test session of the same
+    lab prefix) built and left behind when it was killed: its holder no longer runs. Labs of a
+    holder that still runs (a session side by side) are left alone."""
     removed = []
     for lab in known_labs():
         with locked(lab):
@@ -109,8 +125,10 @@ def clean_held(holder: str, progress: Progress = quiet) -> list[str]:
                 st = LabState.load(lab)
             except LabStateError:
                 continue
-            if st.holder != holder or (st.owner_pid and alive(st.owner_pid) and st.owner_pid != os.getpid()):
+            if not st.holder.startswith(f"{kind}:") or not _holder_gone(st.holder):
                 continue
+            if st.owner_pid and alive(st.owner_pid):
+                continue  # being built right now
             teardown_state(st, progress)
             removed.append(lab)
     return removed

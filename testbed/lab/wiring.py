@@ -17,7 +17,7 @@ from testbed.model.topology import Role, Topology
 from testbed.runtimes import kernel_nodes
 from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon
-from testbed.services.bind import Named, ZoneData, ZoneKeys, sig0_supported
+from testbed.services.bind import SIG0_CHECKS_PER_MN, Named, ZoneData, ZoneKeys, sig0_supported
 from testbed.services.binding import TRAFFIC_CONTROL, BindingService
 from testbed.services.dhcpcd import Dhcpcd
 from testbed.services.dhcpd import Dhcpd
@@ -122,7 +122,7 @@ class Wiring:
         self.state.save()
         keys = ZoneKeys(rrs, tsig, TSIG_KEY_NAME)
         return Named(self.nodes.runtime(z.server), self.nodes.node_dir(z.server, "named"), data, keys,
-                     quota=len(mobiles))
+                     quota=SIG0_CHECKS_PER_MN * len(mobiles))
 
     @property
     def keys_dir(self) -> Path:

@@ -124,6 +124,11 @@ def check(topo: Topology, source: str) -> None:
         if spec.sctp.stack != "none" and spec.role not in (Role.MOBILE, Role.HOST):
             raise ConfigError(source, f"nodes.{name}.sctp.stack",
                               "kernel SCTP endpoints are mobile or host nodes", "remove sctp here")
+        if spec.sctp.stack == "usrsctp" and spec.role is not Role.HOST:
+            raise ConfigError(source, f"nodes.{name}.sctp.stack",
+                              "usrsctp is for a correspondent: it reads the node's addresses once, "
+                              "at start, and has no public call to add one, so it cannot follow moves",
+                              "use stack: uml or qemu on the mobile node")
         if spec.mptcp.enabled and spec.role not in (Role.MOBILE, Role.HOST):
             raise ConfigError(source, f"nodes.{name}.mptcp.enabled",
                               "MPTCP endpoints are mobile or host nodes", "remove mptcp here")

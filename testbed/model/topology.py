@@ -36,10 +36,12 @@ class Strict(BaseModel):
 
 
 class SctpSettings(Strict):
-    """Kernel SCTP for a node: the host kernel, a kernel of the node's own (User-Mode Linux or a
-    QEMU VM), or whichever works (``auto``: host, else uml, else qemu; ``vm`` means qemu)."""
+    """SCTP for a node: the host kernel, a kernel of the node's own (User-Mode Linux or a QEMU
+    VM), or whichever works (``auto``: host, else uml, else qemu; ``vm`` means qemu); or, for a
+    correspondent, ``usrsctp``: the user-space stack of FreeBSD's code (libusrsctp2), whose
+    settings are the same names mapped to its sysctls (addip_noauth_enable has none)."""
 
-    stack: Literal["auto", "host", "uml", "qemu", "vm", "none"] = "none"
+    stack: Literal["auto", "host", "uml", "qemu", "vm", "usrsctp", "none"] = "none"
     # uml: "uml" (Debian's build) or a path to an ARCH=um linux binary; qemu: a Debian release
     # or series (6.1, 6.12) or a path to a bzImage/vmlinux
     kernel: str | None = None

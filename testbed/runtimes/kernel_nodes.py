@@ -47,7 +47,11 @@ def uml_available() -> bool:
 
 
 def stack_of(spec: SctpSettings) -> str:
-    """"host", "uml", "qemu" or "none" for a node's SCTP setting."""
+    """"host", "uml", "qemu", "usrsctp" or "none" for a node's SCTP setting."""
+    if spec.stack == "usrsctp" and host_has_sctp():
+        raise ConfigError("topology", "sctp.stack", "usrsctp runs over raw IP, and this host's "
+                          "kernel has SCTP, which would answer the same packets itself",
+                          "run the correspondent on stack: uml or qemu here")
     if spec.stack == "auto":
         if host_has_sctp():
             return "host"

@@ -63,7 +63,7 @@ def resolve(
     ``spec`` is ``None`` (``$TESTBED_KERNEL``, else the newest cached 6.1 — the default that
     ``scripts/fetch-kernel.sh`` fetches —, else the newest cached), a Debian release (``6.1.0-56`` or
     ``6.12.117+deb12-amd64``) or a path to a bzImage/vmlinux; with a path, ``modules`` is the
-    ``lib/modules/<release>`` directory of the same build.
+    ``lib/modules/<release>`` directory of the same build (default: the one beside the image).
     """
     cache = cache or cache_dir()
     spec = spec or os.environ.get("TESTBED_KERNEL") or None
@@ -103,13 +103,18 @@ def resolve(
 def _resolve_user(image: Path, modules: Path | None) -> KernelFiles:
     if not image.is_file():
         raise ConfigError("kernel", str(image), "no such file", "give a bzImage or vmlinux path")
-    if modules is None:
-        raise ConfigError(
-            "kernel",
-            str(image),
-            "no modules directory given",
-            "pass the build's lib/modules/<release> directory",
-        )
+    if modules is None:  # the build's module tree beside the image, as for a UML binary
+        found = sorted(p.parent for p in image.parent.glob("lib/modules/*/modules.dep"))
+        found += sorted(p.parent for p in image.parent.glob("modules/*/modules.dep"))
+        if not found:
+            raise ConfigError(
+                "kernel",
+                str(image),
+                "no module tree beside it",
+                "install the build's modules next to the image (make modules_install "
+                "INSTALL_MOD_PATH=<image dir>) and run depmod",
+            )
+        modules = found[-1]
     if not (modules / "modules.dep").is_file():
         raise ConfigError(
             "kernel",

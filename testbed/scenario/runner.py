@@ -30,7 +30,7 @@ from testbed.scenario.attacks import Attacks
 from testbed.scenario.faults import Faults
 from testbed.scenario.model import Depart, Leave, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
 from testbed.scenario.stream_traffic import StreamTraffic
-from testbed.scenario.traffic import SctpTraffic, TrafficRun
+from testbed.scenario.traffic import AssociationRefused, SctpTraffic, TrafficRun
 from testbed.state import LabState
 
 MOVEMENT_EVENTS = ("link_up", "link_down", "detected", "configured", "lost")
@@ -106,8 +106,11 @@ NEEDS = {"sctp": "give the mobile node and a host `sctp: {stack: auto}` in the t
 
 class Runner:
     def __init__(self, scenario: Scenario, lab: Lab, out: Path, progress: Progress = quiet,
-                 dwell: Callable[[float], None] = time.sleep) -> None:
+                 dwell: Callable[[float], None] = time.sleep, *, title: str | None = None,
+                 context: dict[str, Any] | None = None) -> None:
         self.sc, self.lab, self.out, self.progress = scenario, lab, out.resolve(), progress
+        self.title = title or f"{scenario.name} on lab {lab.state.lab}"  # the report's
+        self.context = context or {}  # more for verdict.json's lab block (an interop cell's setting)
         self.dwell = dwell  # the scenario's own dwell times (``wait`` steps), not waits for events
         self.log = EventLog(self.out / "events.jsonl")
         self.many = len(lab.topo.mobiles) > 1  # then records name their MN (``mn``)
@@ -200,7 +203,11 @@ class Runner:
             raise TestbedError(f"traffic steps need {transport.upper()} endpoints: {NEEDS[transport]}")
         self.progress(f"traffic {t.action}")
         self.log.step("traffic", action=t.action)
-        (self.traffic.start if t.action == "start" else self.traffic.stop)()
+        try:
+            (self.traffic.start if t.action == "start" else self.traffic.stop)()
+        except AssociationRefused as e:  # judged from the capture: the steps go on without it
+            self.progress("association refused")
+            self.log.add({"event": "traffic", "op": "refused", "error": str(e)})
 
     def _depart(self, d: Depart) -> None:
         self.progress("depart")
@@ -327,12 +334,13 @@ class Runner:
         st = self.lab.state
         return {"name": st.lab, "topology": self.lab.topo.name, "machine": st.machine,
                 "backend": st.backend, "scenario": self.sc.name, "seed": self.sc.seed,
-                "nodes": {n: self.lab.nodes.kernel_info(n).to_dict() for n in self.lab.plan.nodes}}
+                "nodes": {n: self.lab.nodes.kernel_info(n).to_dict() for n in self.lab.plan.nodes},
+                **self.context}
 
     def _report(self, verdict: Any) -> None:
         from testbed.report.html import render_report
 
-        render_report(self.out, self.roles(), f"{self.sc.name} on lab {self.lab.state.lab}",
+        render_report(self.out, self.roles(), self.title,
                       budgets=self.sc.budgets or None, verdict=verdict)
 
     def roles(self) -> dict[str, list[str]]:

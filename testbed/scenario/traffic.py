@@ -17,7 +17,10 @@ from typing import Any
 
 from testbed.errors import TestbedError
 from testbed.host.poll import poll_until
+from testbed.runtimes import kernel_nodes
+from testbed.runtimes.guest import SCTP_SYSCTLS
 from testbed.scenario.model import Traffic
+from testbed.sctp.traffic import REFUSED
 from testbed.services.base import log_tail
 
 PORT = 5001
@@ -42,6 +45,11 @@ def client_argv(python: str, local: str, server: str, stats: Path, params: Traff
             "--stats", str(stats)]
 
 
+class AssociationRefused(TestbedError):
+    """The CN answered the client's INIT with ABORT: a protocol outcome the checker judges
+    (``continuity.association``), not a broken lab."""
+
+
 class TrafficRun:
     """What every transport's traffic does on the host side: wait for its processes, and put
     their results in the run (``traffic.json`` and events)."""
@@ -53,24 +61,29 @@ class TrafficRun:
         self.cn = cn
         self.dir_cn = lab.state.dir / self.cn / "traffic"
 
-    def _wait(self, what: str, probe, node: str, pid: int, log: Path, timeout: float = 90.0) -> None:
+    def _wait(self, what: str, probe, node: str, pid: int, log: Path, timeout: float = 180.0) -> None:
         """Until ``probe`` holds (a stats file, a control socket: polled), failing at once with
-        the log's tail when the process exits."""
+        the log's tail when the process exits. (A Python start in a TCG guest whose cores
+        other labs share took over a minute.)"""
         rt = self.lab.runtime(node)
-        exited = False
+        status: int | None = None
 
         def settled() -> bool:
-            nonlocal exited
+            nonlocal status
             if probe():
                 return True
-            exited = rt.wait(pid, 0) is not None
-            return exited
+            status = rt.wait(pid, 0)
+            return status is not None
 
-        if poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2) and not exited:
+        if poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2) and status is None:
             return
-        if exited:
-            raise TestbedError(f"{self.kind}: {what} exited: {log_tail(log)}")
+        if status is not None:
+            self.exited(what, node, status, log)
         raise TestbedError(f"{self.kind}: {what} not ready within {timeout:g} s; see {log.parent}")
+
+    def exited(self, what: str, node: str, status: int, log: Path) -> None:
+        """A process of the run exited while it was awaited: raise what that means."""
+        raise TestbedError(f"{self.kind}: {what} exited: {log_tail(log)}")
 
     @staticmethod
     def _read(path: Path) -> Any:
@@ -147,18 +160,44 @@ class SctpTraffic(TrafficRun):
             d.mkdir(parents=True, exist_ok=True)
         self.server_stats.unlink(missing_ok=True)
         self.client_stats.unlink(missing_ok=True)
-        self.server_pid = cn_rt.spawn(server_argv(sys.executable, cn_addr, self.server_stats, self.params,
-                                                  self._key(self.cn)), log=self.dir_cn / "server.log")
+        self.server_pid = cn_rt.spawn(self.server_argv(cn_addr), log=self.dir_cn / "server.log")
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,  # written once it listens
                    self.dir_cn / "server.log")
         self.client_pid = mn_rt.spawn(client_argv(sys.executable, mn_addr, cn_addr, self.client_stats,
                                                   self.params, self.control, self._key(self.mn)),
                                       log=self.dir_mn / "client.log")
-        self._wait("client association", self._associated, self.mn, self.client_pid,
-                   self.dir_mn / "client.log")
+        try:
+            self._wait("client association", self._associated, self.mn, self.client_pid,
+                       self.dir_mn / "client.log")
+        except AssociationRefused:
+            self.client_pid = 0
+            cn_rt.stop(self.server_pid, grace=2.0)  # no association will come
+            self.server_pid = 0
+            raise
+
+    def exited(self, what: str, node: str, status: int, log: Path) -> None:
+        if status == REFUSED and node == self.mn:
+            err = (self._read(self.client_stats) or {}).get("error") or "ABORT"
+            raise AssociationRefused(f"SCTP traffic: {self.cn} refused the association ({err})")
+        super().exited(what, node, status, log)
+
+    def server_argv(self, addr: str) -> list[str]:
+        """The CN's server: on its kernel's SCTP, or on usrsctp (its settings as arguments)."""
+        common = ["--port", str(PORT), "--stats", str(self.server_stats),
+                  *(["--echo"] if self.params.echo else [])]
+        spec = self.lab.sctp_settings(self.cn)
+        if kernel_nodes.stack_of(spec) != "usrsctp":
+            return server_argv(sys.executable, addr, self.server_stats, self.params, self._key(self.cn))
+        if spec.auth_key:
+            raise TestbedError(f"{self.cn}: sctp.auth_key is not supported on usrsctp here")
+        from testbed.sctp.usrsctp import sysctls_from_linux
+
+        values = sysctls_from_linux({k: getattr(spec, k) for k in SCTP_SYSCTLS})
+        return [sys.executable, "-m", "testbed.sctp.usrsctp", "--bind", addr, *common,
+                *(f"--sysctl={k}={v}" for k, v in values.items())]
 
     def _key(self, node: str) -> list[str]:
-        key = self.lab.topo.nodes[node].sctp.auth_key
+        key = self.lab.sctp_settings(node).auth_key
         return ["--auth-key", key] if key else []
 
     def _associated(self) -> bool:

@@ -36,7 +36,11 @@ from testbed.traffic.messages import (
     decode_message,
     encode_message,
     note_arrival,
+    write_json,
 )
+
+REFUSED = 3  # the client's exit status when the peer refused the association (ABORT to INIT)
+SHUTDOWN_WAIT = 3.0  # seconds the client reads the server's last echoes after its SHUTDOWN
 
 
 def _family(addrs: list[str]) -> int:
@@ -132,7 +136,12 @@ def client(args: argparse.Namespace) -> int:
     _bind(sock, local, 0)
     if args.mode == "auto_asconf" and args.auto_asconf_sockopt:
         sockapi.set_auto_asconf(sock, True)  # EINVAL unless the socket is bound to the wildcard
-    sockapi.connectx(sock, servers, args.port)
+    try:
+        sockapi.connectx(sock, servers, args.port)
+    except ConnectionRefusedError as e:  # the peer answered the INIT with ABORT
+        write_json(Path(args.stats), {"role": "client", "sent": 0, "refused": True,
+                                      "error": f"{type(e).__name__}: {e}"})
+        return REFUSED
     sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
     local_port = sockapi.local_addrs(sock)[0][1]
     acks = AsconfAcks(local_port, args.port, _encap_port()).start() if args.mode == "trash" else None
@@ -172,7 +181,8 @@ def client(args: argparse.Namespace) -> int:
 
     control = CommandServer(Path(args.control), driver.handle) if args.control else None
     periodic = Periodic(Path(args.stats), snapshot)
-    threading.Thread(target=receive, name="echo-receiver", daemon=True).start()
+    receiver = threading.Thread(target=receive, name="echo-receiver", daemon=True)
+    receiver.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -193,9 +203,18 @@ def client(args: argparse.Namespace) -> int:
     finally:
         if control:
             control.close()
+        # Graceful SHUTDOWN: the server reads the end of the stream and closes, its last echoes
+        # are read here until the association ends. Closing with echoes still unread would
+        # make the kernel ABORT the association instead (User-Initiated Abort), which a slow
+        # guest hits whenever the receiver lags.
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # not connected any more
+        receiver.join(SHUTDOWN_WAIT)
         periodic.stopped.set()
         periodic.write()
-        sock.close()  # graceful SHUTDOWN: the server sees the end of the stream
+        sock.close()
         if acks is not None:
             acks.close()
     return 1 if error else 0

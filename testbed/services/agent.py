@@ -48,7 +48,9 @@ def agent_argv(python: str, paths: AgentPaths, ifaces: list[str], optimistic_dad
 
 class MobilityAgent(Daemon):
     NAME = "agent"
-    START_TIMEOUT = 60.0  # 1 s in a namespace; ~12 s in a TCG guest (Python over 9p)
+    # 1 s in a namespace; ~12 s in a TCG guest (Python over 9p) with the cores to itself, and
+    # more than 60 s was seen while other labs' guests and jobs loaded the 2 cores
+    START_TIMEOUT = 180.0
 
     def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
                  optimistic_dad: bool = True, socket_path: Path | None = None,

@@ -32,7 +32,7 @@ def binding_argv(python: str, agent_socket: Path, actions: Path, location: bool,
 
 class BindingService(Daemon):
     NAME = "binding"
-    START_TIMEOUT = 90.0  # a Python start under TCG takes seconds
+    START_TIMEOUT = 180.0  # a Python start under TCG takes seconds, a minute on loaded cores
 
     def __init__(self, node, directory: Path, agent_socket: Path, location_env: dict[str, str],
                  families: str = "4", switch: str = "newest", driver_socket: Path = TRAFFIC_CONTROL) -> None:

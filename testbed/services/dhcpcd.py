@@ -71,6 +71,9 @@ def dhcpcd_ready(log_text: str, ifaces: list[str]) -> bool:
 
 class Dhcpcd(Daemon):
     NAME = "dhcpcd"
+    # ~20 ms in a namespace; in a QEMU/TCG guest whose host cores other labs' guests share,
+    # more than 10 s was seen before its first log line
+    START_TIMEOUT = 180.0
     BINARIES = (("dhcpcd", "dhcpcd-base"), ("unshare", "util-linux"))
 
     def __init__(self, node, directory: Path, metrics: dict[str, int],

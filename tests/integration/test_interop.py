@@ -1,8 +1,10 @@
 """Interop labs: the same TraSH handover between different SCTP stacks must pass.
 
 * two-ar-interop: the MN on Debian's 6.1, the CN on bookworm-backports' 6.12, both QEMU VMs
-  (distribution kernel builds stay covered; both fetched by `make setup`);
-* two-ar-uml-qemu: the MN on User-Mode Linux (6.1 UML build), the CN on QEMU 6.12.
+  (distribution kernel builds stay covered; both fetched by `make setup`).
+
+UML against QEMU 6.12, both ways, is a cell of the CI interop matrix
+(tests/integration/test_interop_matrix.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.vm]
 
 LABS = {
     "two-ar-interop": {"mn": ("qemu", "6.1.0-"), "cn": ("qemu", "6.12.")},
-    "two-ar-uml-qemu": {"mn": ("uml", "6.1."), "cn": ("qemu", "6.12.")},
 }
 
 

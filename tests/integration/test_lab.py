@@ -196,17 +196,30 @@ def test_clean_removes_a_crashed_lab_only(testbed_lab, testbed_fresh_lab_name):
 
 def test_a_test_session_removes_the_labs_a_killed_one_of_its_prefix_left(testbed_lab, testbed_fresh_lab_name,
                                                                           tmp_path):
-    lab = testbed_fresh_lab_name
-    # a lab built under an earlier session of prefix "tbq" that was killed before its teardown
-    env = {**os.environ, "TESTBED_LAB_HOLDER": "pytest:tbq"}
-    subprocess.run([sys.executable, "-m", "testbed", "--lab", lab, "up"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
-    assert LabState.load(lab).holder == "pytest:tbq"
-    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
-    cp = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                        cwd=tmp_path, env={**os.environ, "TESTBED_LAB_PREFIX": "tbq"},
-                        capture_output=True, text=True, timeout=120)
-    assert cp.returncode == 0, cp.stdout + cp.stderr
-    assert f"removed lab {lab!r}, left up by an earlier test session" in cp.stdout
-    assert leftovers(lab) == {k: [] for k in leftovers(lab)}
-    assert LabState.load(testbed_lab.state.lab).status == "up"  # another prefix's lab is untouched
+    from testbed.host.procs import start_time
+
+    stale, held = testbed_fresh_lab_name, testbed_fresh_lab_name + "h"
+    # the holders: a "tbq" session killed before its teardown (a process that has ended) and
+    # one still running side by side (a process that runs)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended_tag = f"pytest:tbq:{ended.pid}:{start_time(ended.pid)}"
+    ended.wait()
+    running = subprocess.Popen(["sleep", "300"])
+    try:
+        for lab, tag in ((stale, ended_tag), (held, f"pytest:tbq:{running.pid}:{start_time(running.pid)}")):
+            subprocess.run([sys.executable, "-m", "testbed", "--lab", lab, "up"], cwd=ROOT, check=True,
+                           env={**os.environ, "TESTBED_LAB_HOLDER": tag}, capture_output=True)
+        assert LabState.load(stale).holder == ended_tag
+        (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+        cp = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                            cwd=tmp_path, env={**os.environ, "TESTBED_LAB_PREFIX": "tbq"},
+                            capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert f"removed lab {stale!r}, left up by an earlier test session" in cp.stdout
+        assert leftovers(stale) == {k: [] for k in leftovers(stale)}
+        assert LabState.load(held).status == "up"  # its holder still runs
+        assert LabState.load(testbed_lab.state.lab).status == "up"  # another prefix's lab
+    finally:
+        running.kill()
+        if LabState.exists(held):
+            Lab.open(held).down()

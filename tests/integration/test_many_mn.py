@@ -43,7 +43,7 @@ def test_each_mn_has_its_own_name_key_agent_and_binding(many_lab):
     assert len({p.read_text() for p in keys.values()}) == 5  # five different key pairs
     conf = (many_lab.node_dir("dns", "named") / "named.conf").read_text()
     assert all(f"grant {mn}.mobile.test. self {mn}.mobile.test." in conf for mn in topo.mobiles)
-    assert "sig0checks-quota 5;" in conf
+    assert "sig0checks-quota 10;" in conf  # two per MN
 
 
 def test_all_move_at_once_and_each_passes_on_its_own(run):

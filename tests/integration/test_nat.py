@@ -49,8 +49,28 @@ def test_over_udp_the_translated_source_makes_the_cn_abort(tmp_path):
                            if i.peer == "core")
     assert_verdict(run.verdict)
     st = run.verdict.statuses()
-    assert st["continuity.no_abort"] == "fail" and st["continuity.new_path"] == "fail"
+    assert st["continuity.association"] == "fail" and st["continuity.new_path"] == "fail"
     # sent to the NAT's own address (and carried back translated, to the MN's private one)
     assert nat_address in {a.dst for a in run.verdict.facts.aborts}
     client = json.loads((tmp_path / "traffic.json").read_text())["client"]
     assert client["error"]  # the association ended under the client (ECONNRESET or ESRCH)
+
+
+def test_mptcp_keeps_its_connection_through_the_nat(tmp_path):
+    """The MN opens the new subflow, so the NAT makes state for its SYN and translates it: the
+    connection moves onto ar2's address with nothing lost (SCTP's ASCONF cannot do that)."""
+    with lab_up("two-ar-nat-mptcp", "tbprm") as lab:
+        run = Runner(model.load("nat-handover-mptcp"), lab, tmp_path).run()
+        nat_address = next(str(i.addresses[0].ip) for i in lab.plan.nodes["ar2"].ifaces
+                           if i.peer == "core")
+    assert_verdict(run.verdict)
+    traffic = json.loads((tmp_path / "traffic.json").read_text())
+    (conn,) = traffic["server"]["connections"]
+    assert conn["missing"] == 0 and conn["duplicates"] == [] and conn["closed"]
+    assert [(s["from"], s["to"]) for s in conn["source_switches"]] == [("192.0.2.100", nat_address)]
+    client = traffic["clients"]["mn"]
+    assert client["echo_missing"] == 0 and not client["error"]
+    # announced untranslated: ADD_ADDR carries the private address the CN cannot reach
+    add = next(r for r in (json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines())
+               if r.get("event") == "binding" and r.get("op") == "add")
+    assert add["address"] == PRIVATE and add["ok"]

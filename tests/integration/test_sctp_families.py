@@ -57,7 +57,7 @@ def v6_run(lab, tmp_path_factory):
 
 def test_ipv6_association_handover_passes_every_rule(v6_run):
     assert_rules(v6_run.verdict, "asconf", "dns", "order.trash", "continuity.tsn", "continuity.new_path",
-                 "continuity.no_abort", "source.left_network")
+                 "continuity.association", "source.left_network")
     assert_verdict(v6_run.verdict)
 
 

@@ -49,7 +49,10 @@ def test_ipv4_networks_are_detected_by_icmp_router_discovery(lab):
     the router's address, before DHCP names its subnet and configures it."""
     rows = [json.loads(x) for x in (lab.wiring.agent_dir / "events.jsonl").read_text().splitlines()]
     v4 = [r for r in rows if r.get("kind") == "detected" and "." in (r.get("prefix") or "")]
-    assert v4 and {r["source"] for r in v4} == {"rdisc"}
-    assert {r["prefix"] for r in v4} >= {"198.51.100.1/32", "203.0.113.129/32"}
+    # at a link-up the advertisement answering the agent's solicitation and the DHCP lease race
+    # (a loaded AR may answer late); every network the MN moved to was detected by one at least
+    rdisc = {r["prefix"] for r in v4 if r["source"] == "rdisc"}
+    assert rdisc >= {"198.51.100.1/32", "203.0.113.129/32"}, v4
+    assert {r["source"] for r in v4} <= {"rdisc", "dhcp"}
     conf = [r for r in rows if r.get("kind") == "configured" and r.get("prefix") == "198.51.100.0/24"]
     assert conf  # the same network, renamed by the DHCP lease, configured

@@ -20,16 +20,20 @@ from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptPrefixInfo, 
 from scapy.layers.l2 import Ether
 from scapy.layers.sctp import (
     SCTP,
+    SCTPChunkAbort,
     SCTPChunkAddressConf,
     SCTPChunkAddressConfAck,
     SCTPChunkAuthentication,
     SCTPChunkData,
+    SCTPChunkHeartbeatAck,
+    SCTPChunkHeartbeatReq,
     SCTPChunkInit,
     SCTPChunkInitAck,
     SCTPChunkParamAddIPAddr,
     SCTPChunkParamChunkList,
     SCTPChunkParamDelIPAddr,
     SCTPChunkParamErrorIndication,
+    SCTPChunkParamHeartbeatInfo,
     SCTPChunkParamIPv4Addr,
     SCTPChunkParamIPv6Addr,
     SCTPChunkParamRandom,
@@ -245,6 +249,25 @@ class Assoc:
         )  # fmt: skip
         return init, ack
 
+    def refused_init(self, cause: bytes = b"") -> tuple[bytes, bytes]:
+        """An INIT and the ABORT that refuses it: the ABORT carries the INIT's initiate tag."""
+        init, _ack = self.init()
+        abort = bytes(self.ip(self.cn_addr, self.mn_addr)
+                      / SCTP(sport=self.cn_port, dport=self.mn_port, tag=self.mn_tag)
+                      / SCTPChunkAbort(error_causes=cause))
+        return init, abort
+
+    def heartbeat(self, dst: str, info: bytes) -> bytes:
+        """The CN probing one of the MN's addresses (a new one stays unconfirmed until the ACK)."""
+        return self.from_cn(dst, [SCTPChunkHeartbeatReq(params=[SCTPChunkParamHeartbeatInfo(data=info)])])
+
+    def heartbeat_ack(self, src: str, info: bytes) -> bytes:
+        return self.from_mn(src, [SCTPChunkHeartbeatAck(params=[SCTPChunkParamHeartbeatInfo(data=info)])])
+
+    def abort_from_cn(self, dst: str) -> bytes:
+        """ABORT of an established association (User-Initiated Abort, no reason given)."""
+        return self.from_cn(dst, [SCTPChunkAbort(error_causes=struct.pack("!HH", 12, 4))])
+
     def data_to_mn(self, dst: str, tsn: int | None = None) -> bytes:
         if tsn is None:
             tsn, self.cn_tsn = self.cn_tsn, self.cn_tsn + 1
@@ -309,6 +332,10 @@ class Knobs:
     lose_tsn: bool = False  # True: one CN DATA TSN never appears
     data_to_old: bool = False  # True: after SET_PRIMARY the CN keeps sending to the old address
     serial_offset: int = 0  # != 0: the first ASCONF serial is not the MN's initial TSN
+    abort: bool = False  # True: the CN aborts the association after the handover
+    # the new address is confirmed (HEARTBEAT-ACK) only after SET_PRIMARY is acked; the CN's
+    # DATA in between keeps the old path. "before": the confirmation comes first instead
+    confirm: str = ""  # "" (no heartbeat in the capture) | "late" | "before"
     set_primary: bool = True  # False: ADD_IP and DELETE_IP only (Linux's auto_asconf)
     forged_hmac: bool = False  # True: SET_PRIMARY's AUTH carries an HMAC under another key
 
@@ -360,6 +387,15 @@ def trash_capture(knobs: Knobs | None = None, *, start: float = 1_700_000_000.0)
             err = corr if (kind == "set_primary" and k.refuse_set_primary) else None
             cap.add(t + 0.002, a.asconf_ack(old, serial, err))
         t += 0.01
+    if k.confirm:
+        hb, ack = a.heartbeat(new, b"probe-new"), a.heartbeat_ack(old, b"probe-new")
+        cap.add(start + 0.5, hb)
+        if k.confirm == "before":
+            cap.add(start + 0.501, ack)
+        cap.add(t, a.data_to_mn(old))
+        if k.confirm == "late":
+            cap.add(t + 0.001, ack)
+        t += 0.01
     upd = dns_update(0x4D4E, ZONE, MN_NAME, new, signer=MN_NAME if k.signed else None)
     cap.add(t, bytes(_eth() / _ipl(k.v6, new, dns) / UDP(sport=40000, dport=53) / upd))
     resp = dns_update_response(0x4D4E, ZONE, k.dns_rcode)
@@ -377,6 +413,8 @@ def trash_capture(knobs: Knobs | None = None, *, start: float = 1_700_000_000.0)
         cap.add(t, a.data_to_mn(new))
         cap.add(t + 0.001, a.data_from_mn(new))
         t += 0.01
+    if k.abort:
+        cap.add(t, a.abort_from_cn(new))
     return cap
 
 

@@ -29,9 +29,10 @@ def test_rules_mptcp_selects_the_mptcp_group():
 
 
 def test_a_transport_keeps_only_its_own_rules():
-    sctp = ["order.trash", "continuity.tsn", "continuity.new_path"]
+    sctp = ["order.trash", "continuity.association", "continuity.tsn", "continuity.new_path"]
     assert select_rules("order,continuity", "sctp") == sctp
-    assert select_rules(None, "tcp") == ["dns.signed", "dns.answered", "continuity.tcp", "timeline"]
+    tcp = ["dns.signed", "dns.answered", "source.left_network", "continuity.tcp", "timeline"]
+    assert select_rules(None, "tcp") == tcp
     assert "asconf.auth" not in select_rules(None, "mptcp") and "mptcp.prio" in select_rules(None, "mptcp")
     with pytest.raises(ConfigError, match="unknown transport"):
         select_rules(None, "quic")
@@ -39,7 +40,7 @@ def test_a_transport_keeps_only_its_own_rules():
 
 def test_an_mptcp_run_judged_as_such_has_no_sctp_rule_that_skips(tmp_path: Path) -> None:
     v = _verdict(tmp_path, mptcp_handover(), transport="mptcp")
-    assert [r.id for r in v.rules] == ["dns.signed", "dns.answered", *MPTCP_RULES]
+    assert [r.id for r in v.rules] == ["dns.signed", "dns.answered", "source.left_network", *MPTCP_RULES]
     assert all(r.status == "pass" for r in v.rules if r.id in MPTCP_RULES), v.rules
 
 

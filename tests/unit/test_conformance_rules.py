@@ -14,7 +14,7 @@ from testbed.conformance import RULE_IDS, Verdict, check
 from testbed.conformance.rules import SCTP_RULE_IDS
 from testbed.decode.pcap import LINKTYPE_LINUX_SLL2
 from testbed.errors import ConfigError
-from tests.support.synth import Capture, Knobs, agent_events, trash_capture, write_pcap
+from tests.support.synth import Assoc, Capture, Knobs, addresses, agent_events, trash_capture, write_pcap
 
 MN = "mn.mobile.test"
 
@@ -62,6 +62,8 @@ BROKEN = [
     (Knobs(refuse_set_primary=True), "asconf.success", "Request Refused - No Authorization"),
     (Knobs(lose_tsn=True), "continuity.tsn", "never seen"),
     (Knobs(data_to_old=True), "continuity.new_path", "not 198.51.100.10"),
+    (Knobs(abort=True), "continuity.association", "User-Initiated Abort"),
+    (Knobs(confirm="before"), "continuity.new_path", "not 198.51.100.10"),
 ]
 
 
@@ -100,6 +102,40 @@ def test_dns_only_capture_skips_sctp_rules(tmp_path: Path) -> None:
     st = v.statuses()
     assert st["dns.signed"] == st["dns.answered"] == "pass"
     assert {r for r, s in st.items() if s == "skip"} == set(RULE_IDS) - {"dns.signed", "dns.answered"}
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_data_may_keep_the_old_path_until_the_new_one_is_confirmed(tmp_path: Path, v6: bool) -> None:
+    """RFC 9260 §5.4: no DATA to an unconfirmed address. A DATA to the old address after
+    SET_PRIMARY is acked but before the new address's HEARTBEAT-ACK is right; the first DATA
+    after the confirmation is the one judged."""
+    v = _run(tmp_path, trash_capture(Knobs(v6=v6, confirm="late")))
+    res = v.rule("continuity.new_path")
+    assert res.status == "pass" and "(1 once its path was confirmed by HEARTBEAT-ACK)" in res.message
+    (ho,) = v.handovers
+    assert ho["phases"]["first_data_new_path"] > ho["phases"]["set_primary_acked"] + 0.001
+
+
+def test_refused_and_unanswered_inits_fail_the_association_rule(tmp_path: Path) -> None:
+    """An INIT answered by ABORT (as Linux answers an INIT offering ASCONF without AUTH) is one
+    refusal, cited at the ABORT; an INIT never answered is cited at the INIT; no ASCONF rule
+    has anything to judge."""
+    old, _new, cn, _dns = addresses(False)
+    cap = Capture()
+    init, abort = Assoc(old, cn).refused_init()
+    cap.add(1_700_000_000.0, init)
+    cap.add(1_700_000_000.001, abort)
+    lost, _ack = Assoc(old, cn, mn_port=5002, mn_tag=0x33333333).init()
+    cap.add(1_700_000_001.0, lost)
+    v = _run(tmp_path, cap)
+    res = v.rule("continuity.association")
+    assert res.status == "fail"
+    assert [(e.frame, e.what) for e in res.evidence] == [
+        (2, f"INIT {old} → {cn} refused: ABORT from {cn} (no error cause)"),
+        (3, f"INIT {old} → {cn} never answered by an INIT-ACK"),
+    ]
+    assert {r.id for r in v.rules if r.id.startswith("asconf.")} <= {
+        r.id for r in v.rules if r.status == "skip"}
 
 
 def test_mn_name_filters_updates(tmp_path: Path) -> None:
@@ -348,7 +384,7 @@ def test_sctp_over_udp_is_judged_as_sctp(tmp_path: Path) -> None:
     assert v.rule("order.trash").status == "pass" and len(v.handovers) == 1
 
 
-def test_an_abort_fails_no_abort(tmp_path: Path) -> None:
+def test_an_abort_of_a_set_up_association_fails_continuity_association(tmp_path: Path) -> None:
     from scapy.layers.sctp import SCTPChunkAbort
 
     from tests.support.synth import Assoc
@@ -358,14 +394,15 @@ def test_an_abort_fails_no_abort(tmp_path: Path) -> None:
     last = max(t for t, _ in cap.frames)
     cap.add(last + 0.1, a.from_cn("203.0.113.6", [SCTPChunkAbort(TCB=1)]))
     cap.write_pcap(tmp_path / "c.pcap")
-    r = check(tmp_path, rules="continuity").rule("continuity.no_abort")
+    r = check(tmp_path, rules="continuity").rule("continuity.association")
     assert r.status == "fail"
     assert "→ 203.0.113.6" in r.evidence[0].what and "T bit" in r.evidence[0].what
 
 
-def test_no_abort_passes_a_clean_capture(tmp_path: Path) -> None:
+def test_continuity_association_passes_a_clean_capture(tmp_path: Path) -> None:
     trash_capture().write_pcap(tmp_path / "c.pcap")
-    assert check(tmp_path, rules="continuity").rule("continuity.no_abort").status == "pass"
+    r = check(tmp_path, rules="continuity").rule("continuity.association")
+    assert r.status == "pass" and "none aborted" in r.message
 
 
 def test_sending_from_an_address_of_a_network_left_fails_source_left_network(tmp_path: Path) -> None:

@@ -60,3 +60,33 @@ def test_ping_pong_goes_round_every_router_from_where_the_mn_is():
     assert p.targets(["ar2"]) == ["ar3", "ar1", "ar2", "ar3", "ar1"]
     assert p.targets([]) == ["ar1", "ar2", "ar3", "ar1", "ar2"]
     assert model.PingPong(between=("ar1", "ar2"), times=3).targets(["ar1"]) == ["ar2", "ar1", "ar2"]
+
+
+def test_a_refused_association_is_logged_and_the_steps_go_on(run_root, fake_backend, monkeypatch,
+                                                             tmp_path):
+    """The traffic client exits with REFUSED when the CN answers its INIT with ABORT: the run
+    records it, stops the server at once and plays the remaining steps for the checker."""
+    from testbed.sctp.traffic import REFUSED
+
+    monkeypatch.setattr("testbed.runtimes.kernel_nodes.host_has_sctp", lambda: True)
+    lab = make_fake_lab(fake_backend, "two-ar-sctp")
+    lab.state.attached = {"mn": ["ar1"]}
+    mn, cn = lab.runtime("mn"), lab.runtime("cn")
+    mn.outputs["ip"] = '[{"flags": ["UP", "LOWER_UP"], "addr_info": [{"local": "192.0.2.100"}]}]'
+    spawn = cn.spawn
+
+    def server_listening(argv, *, log, env=None):
+        (lab.state.dir / "cn" / "traffic" / "server.json").write_text("{}")
+        return spawn(argv, log=log, env=env)
+
+    monkeypatch.setattr(cn, "spawn", server_listening)
+    monkeypatch.setattr(mn, "wait", lambda handle, timeout: REFUSED)
+    sc = _scenario(tmp_path, "[{traffic: start}, {wait: 1}, {traffic: stop}]",
+                   "traffic: {rate: 10}\n")
+    dwelled: list[float] = []
+    r = Runner(sc, lab, tmp_path / "out", dwell=dwelled.append)
+    r.play()
+    assert dwelled == [1.0]
+    (refused,) = [x for x in r.log.records if x.get("op") == "refused"]
+    assert "cn refused the association" in refused["error"]
+    assert not cn.running  # the server stopped with the refusal, not after a timeout

@@ -88,6 +88,14 @@ def test_resolve_user_build_needs_depmod(tmp_path: Path) -> None:
     (mods / "modules.dep").write_text("")
     k = kernel.resolve(str(img), modules=mods)
     assert k.release == "6.18.0-test" and not k.pvh
+    assert kernel.resolve(str(img)) == k  # the module tree beside the image
+
+
+def test_resolve_user_build_without_modules_names_the_fix(tmp_path: Path) -> None:
+    img = tmp_path / "bzImage"
+    img.write_bytes(b"MZ")
+    with pytest.raises(ConfigError, match="no module tree beside it.*modules_install"):
+        kernel.resolve(str(img))
 
 
 def test_mac_is_stable_and_local() -> None:
