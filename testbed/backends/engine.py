@@ -2,7 +2,11 @@
 one that testbed starts and stops.
 
 The private engine keeps its image cache under ``/var/lib/testbed/docker`` (it survives a
-reboot: images are built once) and its sockets and state under ``/run/testbed-engine``, outside
+reboot: images are built once), or ``$TESTBED_DOCKER_DATA``. overlay2 cannot stack on overlayfs
+(dockerd: "error initializing graphdriver: driver not supported"), so where /var/lib is an
+overlay, as in a container running testbed, the cache goes to the first candidate that is not:
+``/var/lib/docker/testbed`` (the volume nested engines are given), then ``/tmp/testbed-docker``.
+Its sockets and state under ``/run/testbed-engine``, outside
 every lab run root (``clean`` sweeps a run root's unknown directories as crashed labs). It is
 started with ``--bridge=none --iptables=false --ip-forward=false --ip-masq=false``, so it
 creates no bridge and leaves the host's firewall and forwarding settings alone: lab containers
@@ -36,7 +40,8 @@ from testbed.services.base import log_tail
 
 SYSTEM_URL = "unix:///var/run/docker.sock"
 PRIVATE_RUN = Path("/run/testbed-engine")
-PRIVATE_DATA = Path("/var/lib/testbed/docker")
+DATA_CANDIDATES = (Path("/var/lib/testbed/docker"), Path("/var/lib/docker/testbed"),
+                   Path("/tmp/testbed-docker"))
 PRIVATE_URL = f"unix://{PRIVATE_RUN}/docker.sock"
 API_TIMEOUT = 60.0  # seconds, per engine request (socket timeout)
 BUILD_TIMEOUT = 1200.0  # an image build streams for minutes; apt can be silent for long
@@ -125,10 +130,32 @@ def connect() -> Engine:
         return _start_private()
 
 
+def fs_type(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (its longest mount point in /proc/self/mounts)."""
+    best, kind = "", ""
+    path = path.resolve()
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if path.is_relative_to(point) and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def private_data() -> Path:
+    """Where the private engine keeps images: ``$TESTBED_DOCKER_DATA``, else the first candidate
+    not on overlayfs (the module docstring says why)."""
+    if os.environ.get("TESTBED_DOCKER_DATA"):
+        return Path(os.environ["TESTBED_DOCKER_DATA"])
+    return next((p for p in DATA_CANDIDATES if fs_type(p) != "overlay"), DATA_CANDIDATES[-1])
+
+
 def dockerd_argv() -> list[str]:
     return [
         "dockerd",
-        "--data-root", str(PRIVATE_DATA),
+        "--data-root", str(private_data()),
         "--exec-root", str(PRIVATE_RUN / "exec"),
         "--host", PRIVATE_URL,
         "--pidfile", str(PRIVATE_RUN / "dockerd.pid"),
@@ -148,7 +175,7 @@ def _start_private() -> Engine:
         raise EngineError(f"no Docker engine answers at {system_url()} and dockerd is not installed: "
                           "install the Debian package 'docker.io' (run `make setup`)")
     PRIVATE_RUN.mkdir(parents=True, exist_ok=True)
-    PRIVATE_DATA.mkdir(parents=True, exist_ok=True)
+    private_data().mkdir(parents=True, exist_ok=True)
     log = PRIVATE_RUN / "dockerd.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(dockerd_argv(), stdin=subprocess.DEVNULL, stdout=out,
@@ -156,10 +183,11 @@ def _start_private() -> Engine:
     found = poll_until(lambda: _answers(PRIVATE_URL) or proc.poll() is not None, START_TIMEOUT,
                        interval=0.05, backoff=1.5, max_interval=0.5)
     if found is None or found is True:
-        if proc.poll() is None:
+        exited = proc.poll() is not None
+        if not exited:
             _terminate(proc.pid)
-        raise EngineError(f"the private dockerd did not start within {START_TIMEOUT:g} s "
-                          f"({log}): {log_tail(log, 3)}")
+        how = "exited" if exited else f"did not start within {START_TIMEOUT:g} s"
+        raise EngineError(f"the private dockerd {how} ({log}): {log_tail(log, 3)}")
     return Engine("private", PRIVATE_URL, found)
 
 

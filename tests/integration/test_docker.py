@@ -161,7 +161,7 @@ def test_an_image_lacking_its_roles_daemon_is_refused_and_nothing_stays(testbed_
 def test_engine_is_named_and_uses_no_bridge(docker_engine):
     info = docker_engine.client.info()
     if docker_engine.kind == "private":
-        assert info["DockerRootDir"] == str(engine.PRIVATE_DATA)
+        assert info["DockerRootDir"] == str(engine.private_data())
         names = {n["Name"] for n in docker_engine.client.api.networks()}
         assert "bridge" not in names  # --bridge=none
         assert not [ln for ln in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,

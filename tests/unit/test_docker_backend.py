@@ -286,10 +286,28 @@ def test_private_dockerd_leaves_the_firewall_alone():
     for flag in ("--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
                  "--ip-masq=false"):
         assert flag in argv
-    assert str(engine.PRIVATE_DATA).startswith("/var/lib/testbed")  # the image cache survives a reboot
+    assert argv[argv.index("--data-root") + 1] == str(engine.private_data())
     # outside the default run root, whose unknown directories `clean` takes for crashed labs
     assert engine.PRIVATE_URL.startswith("unix:///run/") and not engine.PRIVATE_RUN.is_relative_to(
         Path("/run/testbed"))
+
+
+def test_the_image_cache_survives_a_reboot_and_avoids_overlayfs(monkeypatch):
+    monkeypatch.delenv("TESTBED_DOCKER_DATA", raising=False)
+    monkeypatch.setattr(engine, "fs_type", lambda p: "ext4")
+    assert engine.private_data() == Path("/var/lib/testbed/docker")
+    # inside a container /var/lib is an overlay: the nested engines' volume, else /tmp
+    monkeypatch.setattr(engine, "fs_type",
+                        lambda p: "overlay" if str(p).startswith("/var/lib/testbed") else "ext4")
+    assert engine.private_data() == Path("/var/lib/docker/testbed")
+    monkeypatch.setattr(engine, "fs_type", lambda p: "overlay" if str(p).startswith("/var") else "tmpfs")
+    assert engine.private_data() == Path("/tmp/testbed-docker")
+    monkeypatch.setenv("TESTBED_DOCKER_DATA", "/srv/images")
+    assert engine.private_data() == Path("/srv/images")
+
+
+def test_fs_type_reads_the_longest_mount_point():
+    assert engine.fs_type(Path("/proc/self")) == "proc"
 
 
 def test_stop_if_idle_never_touches_an_engine_it_did_not_start(monkeypatch, tmp_path):
