@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from testbed.errors import MissingDependency, TestbedError
+from testbed.host import mounts
 from testbed.host.poll import poll_until
 from testbed.host.procs import alive
 from testbed.services.base import log_tail
@@ -131,17 +132,8 @@ def connect() -> Engine:
 
 
 def fs_type(path: Path) -> str:
-    """The type of the filesystem holding ``path`` (its longest mount point in /proc/self/mounts)."""
-    best, kind = "", ""
-    path = path.resolve()
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = fields[1].replace("\\040", " ")
-        if path.is_relative_to(point) and len(point) > len(best):
-            best, kind = point, fields[2]
-    return kind
+    """The type of the filesystem that holds ``path`` (or would, once made)."""
+    return mounts.mount_of(path.resolve())[1]
 
 
 def private_data() -> Path:

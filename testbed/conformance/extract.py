@@ -67,6 +67,7 @@ from testbed.decode.sctp import (
     HEARTBEAT_ACK,
     INIT,
     INIT_ACK,
+    LONE_FRAME,
     SACK,
     SCTP_UDP_PORT,
     AsconfAckChunk,
@@ -78,7 +79,6 @@ from testbed.decode.sctp import (
     MalformedChunk,
     chunk_spans,
     decode_chunk,
-    lone_chunk,
 )
 from testbed.decode.tcp import tcp_header
 
@@ -151,13 +151,22 @@ class _Extractor:
         watch = self.watch
         ts = 0.0
         npk = nsctp = ndata = 0
+        lone_frame = LONE_FRAME
         for ts, pidx, fno, lt, data, iface in _merged(readers):
             npk += 1
             if npk == 1:
                 f.first_time = ts
-            lone = lone_chunk(data) if lt == LINKTYPE_ETHERNET else None
-            if lone is not None:  # the common frame, read at once (see decode.sctp.lone_chunk)
-                src, dst, ipid, end, hdr, ctype, clen, word = lone
+            # the common frame, read at once: decode.sctp.lone_chunk's test, written out here
+            # because a call per packet costs this loop a tenth of its time
+            lone = False
+            if lt == LINKTYPE_ETHERNET and len(data) >= 54:
+                (etype, vihl, total, ipid, frag, proto, src, dst,
+                 sport, dport, vtag, ctype, _fl, clen, word) = lone_frame(data, 0)
+                end = 14 + total
+                lone = not (etype != 0x0800 or vihl != 0x45 or proto != 132 or frag & 0x3FFF
+                            or end > len(data) or clen < 4 or 46 + ((clen + 3) & ~3) != end)
+            if lone:
+                hdr = (sport, dport, vtag)
                 proto, l4, cp = PROTO_SCTP, 34, 0
             else:
                 try:
@@ -205,7 +214,7 @@ class _Extractor:
                     kept[key] = where
                 continue
             nsctp += 1
-            if lone is not None:
+            if lone:
                 spans, fault = ((ctype, 46, clen, word),), None
             else:
                 hdr, spans, fault = chunk_spans(data, l4, end)  # type: ignore[assignment]

@@ -341,7 +341,7 @@ def chunk_spans(buf: bytes, off: int, end: int) -> tuple[tuple[int, int, int] | 
 
 # Ethernet type; IPv4 version/IHL, total length, id, fragment field, protocol, addresses; SCTP
 # ports, tag and the one chunk's type, flags, length and first value word: 54 bytes, one read
-_LONE = struct.Struct("!12xHBxHHHxB2x4s4sHHI4xBBHI").unpack_from
+LONE_FRAME = struct.Struct("!12xHBxHHHxB2x4s4sHHI4xBBHI").unpack_from
 LoneChunk = tuple[bytes, bytes, int, int, tuple[int, int, int], int, int, int]
 
 
@@ -358,7 +358,7 @@ def lone_chunk(buf: bytes) -> LoneChunk | None:
     if len(buf) < 54:
         return None
     (etype, vihl, total, ipid, frag, proto, src, dst,
-     sport, dport, vtag, ctype, _fl, clen, word) = _LONE(buf, 0)
+     sport, dport, vtag, ctype, _fl, clen, word) = LONE_FRAME(buf, 0)
     end = 14 + total
     if (etype != 0x0800 or vihl != 0x45 or proto != 132 or frag & 0x3FFF or end > len(buf)
             or clen < 4 or 46 + ((clen + 3) & ~3) != end):

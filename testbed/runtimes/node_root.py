@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed.host import mounts
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST_INIT_SCRIPT = REPO_ROOT / "images" / "uml-init.sh"
 
@@ -51,20 +53,7 @@ class NodeRoot:
     def mount_of(self, path: Path | str) -> tuple[str, str, set[str]]:
         """(mount point, filesystem type, mount options) holding ``path`` in this root: the
         longest mount-point prefix in the root's own mount table."""
-        best: tuple[str, str, set[str]] = ("", "", set())
-        target = str(self.real(path))
-        try:
-            with open(self.mountinfo) as f:
-                for line in f:
-                    left, right = line.split(" - ", 1)
-                    fields = left.split()
-                    mnt = fields[4]
-                    inside = target == mnt or target.startswith(mnt.rstrip("/") + "/")
-                    if inside and len(mnt) >= len(best[0]):
-                        best = (mnt, right.split()[0], set(fields[5].split(",")))
-        except (OSError, ValueError, IndexError):
-            return ("", "", set())
-        return best
+        return mounts.mount_of(self.real(path), self.mountinfo)
 
     def free_mb(self, path: Path | str) -> int:
         st = os.statvfs(self.host_path(path))

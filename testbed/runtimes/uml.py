@@ -116,7 +116,7 @@ def memory_parent(root: NodeRoot, state_dir: Path, memory_mb: int, label: str) -
 
     The root's own choice (a container's exec-able tmpfs) must be a tmpfs of that root's mount
     table, mounted without noexec (UML maps the file executable) and with room for the guest's
-    memory; otherwise the state dir or /dev/shm when they are tmpfs, else the state dir."""
+    memory; otherwise the state dir or /dev/shm when they are such a tmpfs, else the state dir."""
     if root.mem_parent is not None:
         _, fstype, opts = root.mount_of(root.mem_parent)
         if fstype != "tmpfs" or "noexec" in opts:
@@ -128,10 +128,12 @@ def memory_parent(root: NodeRoot, state_dir: Path, memory_mb: int, label: str) -
             raise ConfigError(label, "memory file", f"{root.mem_parent} has {free} MiB free, the guest "
                               f"needs {memory_mb} MiB", "give that tmpfs a larger size= or lower memory_mb")
         return root.mem_parent
-    shm = Path("/dev/shm")
-    if root.mount_of(state_dir)[1] == "tmpfs":
-        return state_dir
-    return shm if root.host_path(shm).is_dir() and root.mount_of(shm)[1] == "tmpfs" else state_dir
+    for cand in (state_dir, Path("/dev/shm")):  # a container's /dev/shm is 64 MiB and noexec
+        _, fstype, opts = root.mount_of(cand)
+        if (fstype == "tmpfs" and "noexec" not in opts and root.host_path(cand).is_dir()
+                and root.free_mb(cand) >= memory_mb):
+            return cand
+    return state_dir  # a file on disk: UML pages it out like any mapping
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:

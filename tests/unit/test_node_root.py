@@ -41,15 +41,35 @@ def test_mount_of_reads_the_roots_own_table() -> None:
     assert SELF.mount_of("/dev/shm/x")[1] == "tmpfs"
 
 
-def test_memory_parent_must_be_an_execable_tmpfs_with_room(tmp_path: Path) -> None:
+def test_memory_parent_must_be_an_execable_tmpfs_with_room(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=r"/proc is proc in the node's root \(mount an exec-able tmpfs"):
         memory_parent(NodeRoot(mem_parent=Path("/proc"), pid=os.getpid()), tmp_path, 192, "n")
-    with pytest.raises(ConfigError, match=r"/dev/shm has \d+ MiB free, the guest needs 99999999 MiB"):
-        memory_parent(NodeRoot(mem_parent=Path("/dev/shm"), pid=os.getpid()), tmp_path, 99_999_999, "n")
-    assert memory_parent(NodeRoot(mem_parent=Path("/dev/shm"), pid=os.getpid()), tmp_path, 64, "n") == \
-        Path("/dev/shm")
-    # no choice of the root's: the state dir when it is tmpfs, else /dev/shm
-    assert memory_parent(NodeRoot(), Path("/dev/shm/st"), 64, "n") == Path("/dev/shm/st")
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    monkeypatch.setattr(NodeRoot, "mount_of", lambda self, p: (str(shm), "tmpfs", {"rw"}) if
+                        Path(p).is_relative_to(shm) else ("/", "ext4", {"rw"}))
+    monkeypatch.setattr(NodeRoot, "free_mb", lambda self, p: 100)
+    with pytest.raises(ConfigError, match=rf"{shm} has 100 MiB free, the guest needs 192 MiB"):
+        memory_parent(NodeRoot(mem_parent=shm, pid=os.getpid()), tmp_path, 192, "n")
+    assert memory_parent(NodeRoot(mem_parent=shm, pid=os.getpid()), tmp_path, 64, "n") == shm
+    # no choice of the root's: the state dir when it is such a tmpfs, else /dev/shm, else the
+    # state dir on disk
+    assert memory_parent(NodeRoot(), shm, 64, "n") == shm
+    assert memory_parent(NodeRoot(), tmp_path / "st", 192, "n") == tmp_path / "st"
+
+
+def test_memory_parent_passes_over_a_noexec_or_small_dev_shm(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker's /dev/shm: 64 MiB, noexec; the state dir on disk serves instead."""
+    monkeypatch.setattr(NodeRoot, "mount_of", lambda self, p: ("/dev/shm", "tmpfs", {"rw", "noexec"})
+                        if str(p).startswith("/dev/shm") else ("/", "overlay", {"rw"}))
+    monkeypatch.setattr(NodeRoot, "free_mb", lambda self, p: 64)
+    assert memory_parent(NodeRoot(), tmp_path, 192, "n") == tmp_path
+    monkeypatch.setattr(NodeRoot, "mount_of", lambda self, p: ("/dev/shm", "tmpfs", {"rw"})
+                        if str(p).startswith("/dev/shm") else ("/", "overlay", {"rw"}))
+    assert memory_parent(NodeRoot(), tmp_path, 192, "n") == tmp_path  # exec-able, too small
+    assert memory_parent(NodeRoot(), tmp_path, 32, "n") == Path("/dev/shm")
 
 
 def test_memory_parent_refuses_noexec(monkeypatch: pytest.MonkeyPatch) -> None:
