@@ -40,10 +40,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Labs this session builds carry its holder tag (the lab prefix and this process); labs an
-    earlier session of the same prefix left behind (killed before its teardown ran) are removed
-    first, so a test's ``Lab.up`` does not find its name taken. A session still running is no
-    earlier one: its labs stay."""
+    """Labs built under this pytest run carry its holder tag (the lab prefix and this process);
+    labs an earlier pytest run of the same prefix left behind (killed before its teardown ran)
+    are removed first, so a test's ``Lab.up`` does not find its name taken. A pytest run still
+    going is no earlier one: its labs stay."""
     from testbed.lab import clean_held
     from testbed.lab.teardown import holder_tag
 

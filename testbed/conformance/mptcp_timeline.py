@@ -31,7 +31,13 @@ from testbed.conformance.exchange import DnsTransaction
 from testbed.conformance.facts import Facts, Where
 from testbed.conformance.floors import Floor, dns_floor, link_floors
 from testbed.conformance.tcp_facts import MptcpConn, MptcpSignal, Subflow
-from testbed.conformance.timeline import assign_updates, chain_durations, handover_dict, mark_missing
+from testbed.conformance.timeline import (
+    FromLinkUp,
+    assign_updates,
+    chain_durations,
+    handover_dict,
+    mark_missing,
+)
 from testbed.decode.mptcp import AddAddr, MpPrio, RemoveAddr
 
 MPTCP_PHASES = (
@@ -50,7 +56,7 @@ CHAIN = (
 
 
 @dataclass(slots=True)
-class MptcpHandover:
+class MptcpHandover(FromLinkUp):
     conn: MptcpConn
     subflow: Subflow  # the joined one
     side: str  # the joiner's side of the connection ("a" or "b")
@@ -115,15 +121,6 @@ class MptcpHandover:
         if fd is not None:
             p["first_data_new_path"] = fd[0].time
         return {k: p[k] for k in MPTCP_PHASES if k in p}
-
-    @property
-    def t0(self) -> float | None:
-        up = self.events.get("link_up")
-        return up.wall if up is not None else None
-
-    def offsets(self) -> dict[str, float]:
-        t0 = self.t0
-        return {} if t0 is None else {k: v - t0 for k, v in self.phases().items()}
 
     def durations(self) -> dict[str, dict[str, Any]]:
         return chain_durations(self.phases(), CHAIN, self.floors, self.address)

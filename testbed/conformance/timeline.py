@@ -99,8 +99,31 @@ class Step:
         return (self.acked or math.inf, self.sent, self.index)
 
 
+class FromLinkUp:
+    """A handover's phases as seconds after its t0, the new link's ``link_up`` (any transport:
+    the subclass gives ``events`` and ``phases()``)."""
+
+    __slots__ = ()
+    events: dict[str, AgentEvent]
+
+    def phases(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    @property
+    def t0(self) -> float | None:
+        """The new link's ``link_up``; None when the agent's events do not show it."""
+        up = self.events.get("link_up")
+        return up.wall if up is not None else None
+
+    def offsets(self) -> dict[str, float]:
+        t0 = self.t0
+        if t0 is None:
+            return {}
+        return {k: v - t0 for k, v in self.phases().items()}
+
+
 @dataclass(slots=True)
-class Handover:
+class Handover(FromLinkUp):
     address: str
     ports: tuple[int, int]  # (sport, dport) of the ASCONF sender (the MN)
     start: float
@@ -169,18 +192,6 @@ class Handover:
         if fd is not None:
             p["first_data_new_path"] = fd.where.time
         return {k: p[k] for k in PHASES if k in p}
-
-    @property
-    def t0(self) -> float | None:
-        """The new link's ``link_up``; None when the agent's events do not show it."""
-        up = self.events.get("link_up")
-        return up.wall if up is not None else None
-
-    def offsets(self) -> dict[str, float]:
-        t0 = self.t0
-        if t0 is None:
-            return {}
-        return {k: v - t0 for k, v in self.phases().items()}
 
     def durations(self) -> dict[str, dict[str, Any]]:
         """Per phase of ``CHAIN``: seconds from the previous phase, its floor and the rest."""

@@ -119,9 +119,11 @@ class GuestNode:
     def stop(self, handle: int, *, grace: float = 2.0) -> None:
         agent = self._agent()
         agent.request("kill", pid=handle, sig=int(signal.SIGTERM))
-        if agent.request("wait", pid=handle, wait_s=grace, timeout=grace + 5)["rc"] is None:
+        # the request timeouts leave room beyond the wait itself for a guest starved of CPU by
+        # other labs on the host (an answer 7 s late was seen with four UML guests on 2 cores)
+        if agent.request("wait", pid=handle, wait_s=grace, timeout=grace + 15)["rc"] is None:
             agent.request("kill", pid=handle, sig=int(signal.SIGKILL))
-            agent.request("wait", pid=handle, wait_s=2.0, timeout=7.0)
+            agent.request("wait", pid=handle, wait_s=2.0, timeout=20.0)
 
     def unix_request(self, path: str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """The guest's Unix sockets are in its own tmpfs: the agent relays one request."""

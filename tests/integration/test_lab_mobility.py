@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from testbed.lab import Lab
+from tests.support import dns
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def dig(lab: Lab, rdtype: str) -> list[str]:
-    return sorted(lab.runtime("cn").run(["dig", "+short", "mn.mobile.test", rdtype]).stdout.split())
+    return dns.dig(lab, "cn", "mn.mobile.test", rdtype)
 
 
 def wait_dns(lab: Lab, a: list[str], aaaa: list[str], timeout: float = 10.0) -> None:

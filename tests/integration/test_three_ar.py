@@ -41,7 +41,11 @@ def test_ping_pong_round_three_routers(lab, tmp_path):
     assert nets == ["198.51.100", "203.0.113", "192.0.2"] * 2
     assert all("set_primary_acked" in h["phases"] and "delete_ip_acked" in h["phases"] for h in hos)
     server = json.loads((tmp_path / "traffic.json").read_text())["server"]
-    assert server["missing"] == 0 and server["duplicates"] == [] and len(server["source_switches"]) == 6
+    assert server["missing"] == 0 and server["duplicates"] == []
+    # the six moves in order; a DATA retransmitted to an alternate path after a loss on the
+    # lossy ar3 (RFC 9260 §6.4) may add a switch there and back in between
+    tos = iter(s["to"].rsplit(".", 1)[0] for s in server["source_switches"])
+    assert all(net in tos for net in nets), server["source_switches"]
 
 
 def test_ipv4_networks_are_detected_by_icmp_router_discovery(lab):
