@@ -9,7 +9,8 @@ packets with sub-millisecond latency. How a node is put together:
   the engine's exec for a container); it is UML's parent. UML's NICs are
   ``vecN:transport=raw,ifname=X``: a raw packet socket on the host-side interface X the lab
   made in that netns, so the guest NIC sits on the lab's segment with no TAP or bridge. The
-  init renames ``vecN`` to X.
+  init renames ``vecN`` to X. The socket carries virtio-net headers and the NIC takes GSO
+  packets whole (``gro=1``): a Linux peer's TCP segments arrive as one large frame.
 * **Files.** The guest's root is its supervisor's / over hostfs, read-only: the host's (this
   venv's python) on a namespace node, the image's in a container (``UmlConfig.root`` names
   its python, package and init script). ``cfg.shares()`` are mounted read-write at their

@@ -373,6 +373,41 @@ def test_guest_clock_is_the_host_clock(lab: Lab) -> None:
             "after_sync": f"{off.offset_s * 1e3:+.3f} +/- {off.uncertainty_s * 1e3:.3f}"}
 
 
+SINK = """
+import socket, sys
+s = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+print("listening", flush=True)
+c, _ = s.accept()
+n = 0
+while chunk := c.recv(1 << 16):
+    n += len(chunk)
+print(n)
+"""
+
+
+def _truncated(node: UmlNode) -> int:
+    """Frames the guest's IP layer found shorter than their header says (IpExtInTruncatedPkts)."""
+    head, values = [line.split() for line in node.run(["cat", "/proc/net/netstat"]).stdout.splitlines()
+                    if line.startswith("IpExt:")][:2]
+    return int(dict(zip(head, values, strict=True))["InTruncatedPkts"])
+
+
+def test_bulk_tcp_from_a_linux_peer_arrives_whole(lab: Lab) -> None:
+    """A Linux sender on the segment (the router) hands veth GSO packets of many segments; the
+    guest NIC takes them whole, so a bulk transfer arrives without truncated frames (with
+    MTU-sized receive buffers every GSO frame was cut short and only retransmissions got in:
+    4 MB took minutes)."""
+    size, port = 4 << 20, 7711
+    before = _truncated(lab.cn)
+    log = lab.state / "cn" / "bulk-sink.log"
+    lab.cn.spawn(["python3", "-c", SINK, str(port)], log=log)
+    _until(lambda: "listening" in _text(log), 30, "the guest's TCP sink listening")
+    send = f"import socket\nsocket.create_connection(('{CN}', {port}), timeout=5).sendall(bytes({size}))\n"
+    ns.run(NS_R, [PY, "-c", send], timeout=120)
+    _until(lambda: _text(log).split()[-1:] == [str(size)], 120, f"{size} bytes in the guest")
+    assert _truncated(lab.cn) == before
+
+
 def test_host_memory_per_node(lab: Lab) -> None:
     for node in (lab.mn, lab.cn):
         m = node.memory()

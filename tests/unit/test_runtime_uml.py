@@ -40,8 +40,8 @@ def test_argv_has_consoles_nics_init_and_boot_file(tmp_path: Path) -> None:
               f"TB_BOOT={tmp_path}/boot.env", "initcall_blacklist=raid6_select_algo"):
         assert a in argv, a
     vecs = [a for a in argv if a.startswith("vec")]
-    assert vecs == [f"vec0:transport=raw,ifname=a0,mac={uml_boot.mac_for('tbu-mn', 'a0')}",
-                    f"vec1:transport=raw,ifname=b0,mac={uml_boot.mac_for('tbu-mn', 'b0')}"]
+    assert vecs == [f"vec0:transport=raw,ifname=a0,mac={uml_boot.mac_for('tbu-mn', 'a0')},gro=1",
+                    f"vec1:transport=raw,ifname=b0,mac={uml_boot.mac_for('tbu-mn', 'b0')},gro=1"]
     assert uml_boot.CHANNEL_FD == uml_relay.CHANNEL_FD == 3
     assert HOST_INIT_SCRIPT.is_file() and os.access(HOST_INIT_SCRIPT, os.X_OK)
 
