@@ -1,8 +1,8 @@
 #!/usr/bin/python
 """Ansible module: a role's directories and rendered files, and each daemon's config checker.
 
-Written for testbed so that a role writes all its files in one module run (a module run on a
-User-Mode Linux host costs seconds: ``copy`` in a loop costs that per file). A file is written
+Written for testbed so that a role writes all its files in one module run (a module run costs
+1-5 s, the most on a User-Mode Linux host: ``copy`` in a loop costs that per file). A file is written
 only when its content differs; the result names the daemons whose files changed, for
 ``testbed_daemon``'s ``restart``. Checkers (``named-checkconf``, ``dhcpd -t``, ``radvd -c``)
 run every time, after the files are in place, and fail the task with their words.

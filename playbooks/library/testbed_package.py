@@ -1,8 +1,8 @@
 #!/usr/bin/python
 """Ansible module: the testbed package on a host, in one module run.
 
-Written for testbed (ansible-core's pip and unarchive would take four runs, each seconds on a
-User-Mode Linux host): a venv at ``prefix``/venv made where missing; the package's
+Written for testbed (ansible-core's pip and unarchive would take four module runs, each 2-5 s
+on a User-Mode Linux host): a venv at ``prefix``/venv made where missing; the package's
 requirements installed only when the venv cannot import them (from the index, or ``pip_args``
 such as ``--no-index --find-links DIR``); the source archive (base64 in the arguments)
 unpacked to ``prefix``/src when its checksum differs from the one unpacked last; a .pth file

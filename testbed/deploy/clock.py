@@ -27,7 +27,7 @@ from testbed.errors import TestbedError
 
 SAMPLES = 8
 MAX_ERROR = 0.02  # seconds: a tenth of the shortest budget step, far above a LAN's half round trip
-CONNECT_TIMEOUT = 60.0  # an SSH login to a User-Mode Linux host takes seconds on a loaded box
+CONNECT_TIMEOUT = 60.0  # an SSH login to a User-Mode Linux host: ~1 s, more on a loaded box
 # the host's side: one line in, its wall clock out, until the controller closes stdin
 ECHO = "import sys,time\nfor _ in sys.stdin: sys.stdout.write(repr(time.time()) + '\\n'); sys.stdout.flush()"
 

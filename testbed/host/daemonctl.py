@@ -1,7 +1,7 @@
 """A daemon started, or stopped, on a deployed host in one process: ``python -m testbed.host.daemonctl``.
 
 What the ``testbed_daemon`` module does for a deploy, for a run's processes (the traffic server
-and client) that must start within seconds: an Ansible module run costs 10-20 s on a
+and client) that must start within a second or two: an Ansible module run costs 2-5 s on a
 User-Mode Linux host (its Python and the module's payload unpacked under ptrace), a plain SSH
 command about one. The run playbooks send these commands with ``ansible.builtin.raw``.
 

@@ -23,13 +23,14 @@ from testbed.state import LabState
 from tests.integration.test_docker import docker_engine  # noqa: F401 - fixture
 from tests.integration.test_lab import ROOT, cli
 
-# the module fixture (a bare lab up and one deploy) takes 5-7 min here, the run another 1-3
-pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.timeout(1500)]
+# here the module fixture (a bare lab up and one deploy) takes ~1 min, the second deploy and
+# the run ~40 s each
+pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.timeout(900)]
 LAB = lab_name("dep")
 HOSTS = {"mn", "cn", "dns", "ar1", "ar2", "core"}
 
 
-def controller(*args: str, timeout: float = 1200):
+def controller(*args: str, timeout: float = 600):
     """``testbed ARGS`` as the controller runs it: in the lab's controller namespace."""
     import subprocess
     import sys
@@ -40,7 +41,7 @@ def controller(*args: str, timeout: float = 1200):
     return cp, time.monotonic() - t0
 
 
-def deploy(inventory: Path, out: Path, *extra: str, timeout: float = 1200):
+def deploy(inventory: Path, out: Path, *extra: str, timeout: float = 600):
     return controller("deploy", str(inventory), "--out", str(out), *extra, timeout=timeout)
 
 
@@ -102,7 +103,7 @@ def test_the_handover_runs_on_the_deployed_hosts_and_passes_on_their_captures(ba
     inv, d, cp, _ = bare
     assert cp.returncode == 0, "the deploy failed: see test_deploy_configures_every_role_over_ssh"
     out = d / "handover"
-    cp, seconds = controller("run", "--inventory", str(inv), "trash-handover", "--out", str(out), timeout=900)
+    cp, seconds = controller("run", "--inventory", str(inv), "trash-handover", "--out", str(out), timeout=600)
     assert cp.returncode == 0, cp.stdout[-4000:] + cp.stderr[-2000:]
     print(f"handover on the deployed hosts: {seconds:.1f} s")
     verdict = json.loads((out / "verdict.json").read_text())
