@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent system set-up for testbed: Debian packages (BIND >= 9.20 from bookworm-backports,
-# docker.io and debootstrap for the docker backend), nothing else. Called by `make setup`; safe
+# docker.io and debootstrap for the docker backend, the SSH client for `testbed deploy`),
+# nothing else. Called by `make setup`; safe
 # to run again. Needs root. It changes no firewall rule: Debian's docker.io units are left
 # disabled (the stock dockerd adds iptables rules and a bridge); the docker backend starts its
 # own dockerd without either when no engine answers.
@@ -13,6 +14,7 @@ APT_PACKAGES=(
   libusrsctp2
   python3 python3-venv python3-pip
   docker.io debootstrap tar
+  openssh-client
 )
 BIND_PACKAGES=(bind9 bind9-utils bind9-dnsutils)
 

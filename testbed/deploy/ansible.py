@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import MissingDependency, TestbedError
+from testbed.services.base import require
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 RUN_TIMEOUT = 1800  # seconds, a whole playbook run
@@ -137,6 +138,7 @@ def run_playbook(playbook: str, inventory: Path, out: Path, *, extravars: dict[s
     binary = Path(sys.executable).parent / "ansible-playbook"
     if not binary.exists():
         raise MissingDependency(str(binary), "pip: ansible-core (make setup)")
+    require("ssh", "openssh-client")  # Ansible's connection to every host
     out.mkdir(parents=True, exist_ok=True)
     control = CONTROL_DIR / hashlib.sha256(str(inventory.resolve()).encode()).hexdigest()[:12]
     control.mkdir(parents=True, exist_ok=True, mode=0o700)

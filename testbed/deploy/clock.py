@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import TestbedError
+from testbed.services.base import require
 
 SAMPLES = 8
 MAX_ERROR = 0.02  # seconds: a tenth of the shortest budget step, far above a LAN's half round trip
@@ -59,7 +60,8 @@ class Offset:
 
 def ssh_argv(name: str, hv: dict[str, Any]) -> list[str]:
     """``ssh`` to an inventory host as Ansible would (address, user, port, key, common args)."""
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}"]
+    argv = [require("ssh", "openssh-client"), "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}"]
     if hv.get("ansible_port"):
         argv += ["-p", str(hv["ansible_port"])]
     if hv.get("ansible_ssh_private_key_file"):

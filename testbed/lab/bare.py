@@ -34,6 +34,7 @@ from testbed.lab.nodes import Nodes
 from testbed.model.topology import Topology
 from testbed.progress import Progress
 from testbed.runtimes import kernel_nodes
+from testbed.services.base import require
 from testbed.state import LabState, namespace_label
 
 MGMT_IF = "mgmt0"
@@ -81,8 +82,9 @@ def ssh_keypair(directory: Path) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = directory / "id_ed25519"
     if not key.exists():
-        cp = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed-controller",
-                             "-f", str(key)], capture_output=True, text=True, timeout=30, check=False)
+        keygen = require("ssh-keygen", "openssh-client")
+        argv = [keygen, "-q", "-t", "ed25519", "-N", "", "-C", "testbed-controller", "-f", str(key)]
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         if cp.returncode != 0:
             raise CommandError(["ssh-keygen"], cp.returncode, cp.stderr)
     authorized = directory / "authorized_keys"

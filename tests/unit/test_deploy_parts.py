@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from testbed.deploy import ansible, inventory, package, render
-from testbed.errors import ConfigError
+from testbed.errors import ConfigError, MissingDependency
 from testbed.lab import bare
 from testbed.model import loader
 from testbed.services import bind
@@ -61,6 +61,13 @@ def test_management_network_must_not_overlap_the_topology(topo):
     m = bare.plan_management(topo, "t.yaml")
     assert m.controller.ip not in {a.ip for a in m.hosts.values()}
     assert all(a in m.prefix for a in (m.controller, *m.hosts.values()))
+
+
+def test_a_controller_without_the_ssh_client_is_told_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr("testbed.services.base.shutil.which", lambda *a, **k: None)
+    with pytest.raises(MissingDependency, match="ssh-keygen not found: .*'openssh-client'"):
+        bare.ssh_keypair(tmp_path / "ssh")
+    assert not (tmp_path / "ssh" / "id_ed25519").exists()
 
 
 def test_network_of_an_access_router_has_its_bridge_and_forwarding(data):
