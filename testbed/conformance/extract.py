@@ -33,6 +33,7 @@ from testbed.conformance.facts import (
     DnsSeen,
     Facts,
     Flow,
+    HeartbeatSent,
     InitSeen,
     Key,
     LeftSource,
@@ -337,6 +338,7 @@ class _Extractor:
             if len(self.heartbeats) >= _MAX_HEARTBEATS:
                 del self.heartbeats[next(iter(self.heartbeats))]
             self.heartbeats[ch.value] = (hdr, ntop(dst))
+            f.heartbeats.append(HeartbeatSent(where, hdr, ntop(dst)))
         elif isinstance(ch, GenericChunk) and ch.type == HEARTBEAT_ACK:
             sent = self.heartbeats.pop(ch.value, None)  # the ACK echoes the HEARTBEAT's info
             if sent is not None:

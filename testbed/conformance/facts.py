@@ -105,6 +105,16 @@ class AbortSeen:
         return tuple(c.name for c in self.chunk.causes)
 
 
+@dataclass(frozen=True, slots=True)
+class HeartbeatSent:
+    """A HEARTBEAT to ``address``: its sender probing that path (RFC 9260 §8.3), which stays
+    unconfirmed until the ACK comes back. ``key`` is the HEARTBEAT's direction."""
+
+    where: Where
+    key: Key
+    address: str
+
+
 @dataclass(slots=True)
 class PathConfirmed:
     """A HEARTBEAT-ACK echoing a HEARTBEAT sent to ``address``: the peer may now send DATA
@@ -203,6 +213,7 @@ class Facts:
     inits: dict[Key, InitSeen] = field(default_factory=dict)
     answered_inits: set[Key] = field(default_factory=set)
     aborts: list[AbortSeen] = field(default_factory=list)
+    heartbeats: list[HeartbeatSent] = field(default_factory=list)
     confirmations: list[PathConfirmed] = field(default_factory=list)
     # SCTP header key of either direction → the association's AUTH key vectors
     auth_vectors: dict[Key, AuthVectors] = field(default_factory=dict)

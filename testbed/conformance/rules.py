@@ -33,7 +33,10 @@ continuity.association      every INIT in the capture is answered by an INIT-ACK
 continuity.tsn              in each direction every DATA TSN gap is later filled; duplicates counted
 continuity.new_path         after SET_PRIMARY X is acknowledged, the peer's first new DATA goes to X;
                             while X is unconfirmed (its HEARTBEAT-ACK not yet back) DATA may keep the
-                            old path (RFC 9260 §5.4), and the first after the confirmation is judged
+                            old path (RFC 9260 §5.4), and the first after the confirmation is judged;
+                            a handover whose one probe of X went unanswered until the next move (a
+                            lost HEARTBEAT; the next comes an RTO later) is not judged, and counted;
+                            probes that keep going unanswered (X behind a NAT) are no excuse
 source.left_network         the MN never sends from an address of a network it has left (after the
                             agent's ``lost`` event for it, until it holds it again): such packets
                             are what ingress filtering (BCP 38) drops; skipped without events
@@ -433,10 +436,11 @@ def continuity_tsn(c: Context) -> RuleResult:
 
 def continuity_new_path(c: Context) -> RuleResult:
     rid = "continuity.new_path"
-    judged = waited = 0
+    judged = waited = unconfirmed = 0
     bad: list[Evidence] = []
     for n, h in enumerate(c.handovers, 1):
         waited += h.confirmed is not None
+        unconfirmed += h.unconfirmed
         sp = h.set_primary
         if sp is None or sp.acked is None:
             continue
@@ -449,11 +453,16 @@ def continuity_new_path(c: Context) -> RuleResult:
         if fd.dst != h.address:
             what = f"handover {n}: first new DATA (TSN {fd.tsn}) went to {fd.dst}, not {h.address}"
             bad.append(_ev(fd.where, what))
+    unjudged = (f"{unconfirmed} handover(s) not judged: the peer's one HEARTBEAT to the new "
+                "address went unanswered before the next move, so it stayed unconfirmed (RFC 9260 §5.4)")
     if not judged:
-        return _skip(rid, "no DATA toward the MN after an acknowledged SET_PRIMARY")
+        none = "no DATA toward the MN after an acknowledged SET_PRIMARY"
+        return _skip(rid, unjudged if unconfirmed else none)
     ok = f"{judged} handover(s): first new DATA after SET_PRIMARY used the new address"
     if waited:
         ok += f" ({waited} once its path was confirmed by HEARTBEAT-ACK)"
+    if unconfirmed:
+        ok += f"; {unjudged}"
     return _result(rid, ok, bad, "DATA kept using the old path after SET_PRIMARY")
 
 

@@ -145,6 +145,9 @@ class Handover(FromLinkUp):
     # the new address's path confirmation, when the peer's first DATA after SET_PRIMARY was
     # acknowledged left before it (to a confirmed address, as RFC 9260 §5.4 requires)
     confirmed: PathConfirmed | None = None
+    # the peer's one probe of the new address went unanswered before the next move (a lost
+    # HEARTBEAT on a lossy link): it never became a path the peer may send DATA on
+    unconfirmed: bool = False
 
     @property
     def adds(self) -> list[Step]:
@@ -167,7 +170,7 @@ class Handover(FromLinkUp):
     def first_data(self) -> DataSeen | None:
         """The peer's first new DATA once it may use the new address: after SET_PRIMARY is
         acknowledged, or after the address's HEARTBEAT-ACK if it was unconfirmed until then."""
-        if self.set_primary is None or self.set_primary.exchange.ack is None:
+        if self.set_primary is None or self.set_primary.exchange.ack is None or self.unconfirmed:
             return None
         if self.confirmed is not None:
             return self.confirmed.first_data_back
@@ -305,7 +308,7 @@ def build_handovers(
         link = link_floors(facts, h.address, lo, h.start, hi) if facts else {}
         h.floors = {**link, **_sctp_floors(h, facts)}
         if facts is not None:
-            h.confirmed = _confirmed_late(h, facts)
+            h.confirmed, h.unconfirmed = _path_confirmation(h, facts, hi)
         if evs is not None:
             h.events = match_events(evs, h.address, h.old_address, h.start, lo, hi)
         mark_missing(h, given=evs is not None)
@@ -340,20 +343,26 @@ def _merge_families(hos: list[Handover]) -> list[Handover]:
     return out
 
 
-def _confirmed_late(h: Handover, facts: Facts) -> PathConfirmed | None:
-    """The confirmation of the handover's address that came only after the peer's first DATA
-    following SET_PRIMARY went elsewhere (times compared where that DATA was captured)."""
+def _path_confirmation(h: Handover, facts: Facts, until: float) -> tuple[PathConfirmed | None, bool]:
+    """When the peer's first DATA after SET_PRIMARY went elsewhere: the new address's
+    confirmation that came only after that DATA (times compared where the DATA was captured),
+    or ``unconfirmed`` when the peer's one probe of the address went unanswered before the next
+    handover began (``until``): a lost HEARTBEAT, and no time for another (the next comes an
+    RTO later, RFC 9260 §8.3). A peer that never probed it, or whose probes kept going
+    unanswered (a path that does not work, such as an address behind a NAT), has no excuse."""
     ack = h.set_primary.exchange.ack if h.set_primary else None
     fd = ack.first_data_back if ack else None
     if ack is None or fd is None or fd.dst == h.address:
-        return None
+        return None, False
     for c in facts.confirmations:
-        if c.key != ack.key or c.address != h.address or c.where.time < h.start:
+        if c.key != ack.key or c.address != h.address or not h.start <= c.where.time < until:
             continue
         if facts.seen_at(c.where, fd.where.pcap).time < fd.where.time:
-            return None  # confirmed before that DATA left: the peer had no reason to wait
-        return c
-    return None
+            return None, False  # confirmed before that DATA left: the peer had no reason to wait
+        return c, False
+    probes = sum(b.key == ack.key and b.address == h.address and h.start <= b.where.time < until
+                 for b in facts.heartbeats)
+    return None, probes == 1
 
 
 def assign_updates(hos: list[Any], updates: list[DnsTransaction]) -> None:

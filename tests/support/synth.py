@@ -334,8 +334,10 @@ class Knobs:
     serial_offset: int = 0  # != 0: the first ASCONF serial is not the MN's initial TSN
     abort: bool = False  # True: the CN aborts the association after the handover
     # the new address is confirmed (HEARTBEAT-ACK) only after SET_PRIMARY is acked; the CN's
-    # DATA in between keeps the old path. "before": the confirmation comes first instead
-    confirm: str = ""  # "" (no heartbeat in the capture) | "late" | "before"
+    # DATA in between keeps the old path. "before": the confirmation comes first instead;
+    # "lost": the one HEARTBEAT is never answered, "unanswered": nor is a second (with
+    # data_to_old, the CN stays on the old path)
+    confirm: str = ""  # "" (no heartbeat in the capture) | "late" | "before" | "lost" | "unanswered"
     set_primary: bool = True  # False: ADD_IP and DELETE_IP only (Linux's auto_asconf)
     forged_hmac: bool = False  # True: SET_PRIMARY's AUTH carries an HMAC under another key
 
@@ -389,7 +391,9 @@ def trash_capture(knobs: Knobs | None = None, *, start: float = 1_700_000_000.0)
         t += 0.01
     if k.confirm:
         hb, ack = a.heartbeat(new, b"probe-new"), a.heartbeat_ack(old, b"probe-new")
-        cap.add(start + 0.5, hb)
+        cap.add(t - 0.005 if k.confirm in ("lost", "unanswered") else start + 0.5, hb)
+        if k.confirm == "unanswered":  # probed again, still no answer
+            cap.add(t + 0.005, a.heartbeat(new, b"probe-again"))
         if k.confirm == "before":
             cap.add(start + 0.501, ack)
         cap.add(t, a.data_to_mn(old))

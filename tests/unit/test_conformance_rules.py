@@ -116,6 +116,24 @@ def test_data_may_keep_the_old_path_until_the_new_one_is_confirmed(tmp_path: Pat
     assert ho["phases"]["first_data_new_path"] > ho["phases"]["set_primary_acked"] + 0.001
 
 
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_a_new_address_whose_heartbeat_went_unanswered_is_not_judged(tmp_path: Path, v6: bool) -> None:
+    """The CN probed the new address and no HEARTBEAT-ACK came back (lost on a lossy link):
+    the address stayed unconfirmed, so DATA on the old path is right, and the handover is
+    counted as not judged. Without the probe in the capture, or when a second probe went
+    unanswered too (a path that does not work), the same DATA fails the rule."""
+    v = _run(tmp_path, trash_capture(Knobs(v6=v6, confirm="lost", data_to_old=True)))
+    res = v.rule("continuity.new_path")
+    assert res.status == "skip" and "1 handover(s) not judged" in res.message, res
+    assert _failing(v) == set()
+    (ho,) = v.handovers
+    assert "first_data_new_path" not in ho["phases"]
+    for case, knobs in (("unprobed", Knobs(v6=v6, data_to_old=True)),
+                        ("unanswered", Knobs(v6=v6, confirm="unanswered", data_to_old=True))):
+        (tmp_path / case).mkdir()
+        assert _run(tmp_path / case, trash_capture(knobs)).rule("continuity.new_path").status == "fail", case
+
+
 def test_refused_and_unanswered_inits_fail_the_association_rule(tmp_path: Path) -> None:
     """An INIT answered by ABORT (as Linux answers an INIT offering ASCONF without AUTH) is one
     refusal, cited at the ABORT; an INIT never answered is cited at the INIT; no ASCONF rule
