@@ -8,7 +8,9 @@ hosts with or without systemd (a container, a User-Mode Linux machine): the modu
 argv in a session of its own with its output appended to a log, keeps its pid and its argv and
 environment in ``run_dir``, restarts it when those change (or ``restart`` says a file it reads
 did), and waits until the ``ready`` probe exits 0, failing with the log's tail when it never
-does or the daemon exits. A second run with nothing changed reports changed=false.
+does or the daemon exits. A second run with nothing changed reports changed=false. The process
+primitives are ``testbed.host.daemonctl``'s (module_utils/testbed_daemonctl.py links it), which
+starts a run's daemons over plain SSH the same way.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testbed_daemonctl import read_pid, spawn, stop_session, tail, wait_ready
 
 DOCUMENTATION = r"""
 module: testbed_daemon
@@ -36,71 +37,6 @@ options:
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def running(pidfile: str) -> int:
-    try:
-        with open(pidfile) as f:
-            pid = int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-    return pid if pid > 0 and alive(pid) else 0
-
-
-def stop(pid: int, grace: float = 5.0, sig: int = signal.SIGTERM) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def tail(path: str, lines: int = 6) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            kept = [ln for ln in f.read().splitlines() if ln.strip()]
-    except OSError:
-        return "(no log)"
-    return " | ".join(kept[-lines:]) or "(empty log)"
-
-
-def start(argv: list[str], env: dict[str, str], log: str) -> int:
-    os.makedirs(os.path.dirname(log), exist_ok=True)
-    with open(log, "ab") as out, open(os.devnull, "rb") as devnull:
-        proc = subprocess.Popen(argv, stdin=devnull, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env}, start_new_session=True, close_fds=True, cwd="/")
-    return proc.pid
-
-
-def wait_ready(probe: list[str], pid: int, timeout: float) -> str:
-    """'' once the probe exits 0; else why not."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        cp = subprocess.run(probe, capture_output=True, timeout=max(1.0, timeout), check=False)
-        if cp.returncode == 0:
-            return ""
-        if not alive(pid):
-            return "exited during start-up"
-        if time.monotonic() > deadline:
-            return f"did not answer within {timeout:g} s"
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
-
-
 def converge(m: AnsibleModule, d: dict, state: str, restart: bool, sig: int, grace: float,
              run_dir: str) -> dict:
     """One daemon to ``state``; its result (``changed``, ``action``, ``pid``)."""
@@ -108,7 +44,7 @@ def converge(m: AnsibleModule, d: dict, state: str, restart: bool, sig: int, gra
     specfile = os.path.join(run_dir, f"{d['name']}.spec")
     env = {k: str(v) for k, v in (d.get("env") or {}).items()}
     spec = hashlib.sha256(json.dumps([d.get("argv"), env], sort_keys=True).encode()).hexdigest()
-    pid = running(pidfile)
+    pid = read_pid(pidfile)
     try:
         with open(specfile) as f:
             old_spec = f.read().strip()
@@ -119,7 +55,7 @@ def converge(m: AnsibleModule, d: dict, state: str, restart: bool, sig: int, gra
         if pid:
             out |= {"changed": True, "action": "stopped"}
             if not m.check_mode:
-                stop(pid, grace, sig)
+                stop_session(pid, sig, grace)
         return out
     if pid and not (state == "restarted" or restart or spec != old_spec):
         return out
@@ -127,8 +63,8 @@ def converge(m: AnsibleModule, d: dict, state: str, restart: bool, sig: int, gra
     if m.check_mode:
         return out
     if pid:
-        stop(pid, grace, sig)
-    new = start(d["argv"], env, d["log"])
+        stop_session(pid, sig, grace)
+    new = spawn(d["argv"], env, d["log"])
     with open(pidfile, "w") as f:
         f.write(f"{new}\n")
     with open(specfile, "w") as f:
@@ -137,7 +73,7 @@ def converge(m: AnsibleModule, d: dict, state: str, restart: bool, sig: int, gra
     if d.get("ready"):
         why = wait_ready(d["ready"], new, float(d.get("ready_timeout") or 30.0))
         if why:
-            stop(new, grace=1.0)
+            stop_session(new, grace=1.0)
             m.fail_json(msg=f"{d['name']} {why}: {tail(d['log'])}", daemon=out)
     return out
 

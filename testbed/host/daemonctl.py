@@ -27,7 +27,10 @@ from pathlib import Path
 RUN_DIR = Path("/run/testbed")
 
 
+# -- the process primitives, also the testbed_daemon module's (playbooks/module_utils links
+# this file): standard library only, so a host without the package runs them
 def alive(pid: int) -> bool:
+    """Running, not a zombie (an exited child its parent has not reaped yet)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -35,9 +38,10 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def pid_of(name: str) -> int:
+def read_pid(pidfile: Path) -> int:
+    """The live pid the file names, else 0."""
     try:
-        pid = int((RUN_DIR / f"{name}.pid").read_text().strip() or 0)
+        pid = int(Path(pidfile).read_text().strip() or 0)
     except (OSError, ValueError):
         return 0
     return pid if pid > 0 and alive(pid) else 0
@@ -52,20 +56,15 @@ def wait_gone(pid: int, seconds: float) -> bool:
     return True
 
 
-def stop(name: str, wait: float = 0.0, sig: int = signal.SIGTERM, grace: float = 5.0) -> dict:
-    pid = pid_of(name)
-    if not pid:
-        return {"name": name, "stopped": False}
-    if wait_gone(pid, wait):
-        return {"name": name, "stopped": False, "ended": True}
+def stop_session(pid: int, sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
+    """``sig`` to the session ``pid`` leads, SIGKILL after ``grace`` seconds."""
     for s, g in ((sig, grace), (signal.SIGKILL, 2.0)):
         try:
             os.killpg(pid, s)
         except ProcessLookupError:
-            break
+            return
         if wait_gone(pid, g):
-            break
-    return {"name": name, "stopped": True}
+            return
 
 
 def tail(path: str, lines: int = 6) -> str:
@@ -76,29 +75,56 @@ def tail(path: str, lines: int = 6) -> str:
     return " | ".join(kept[-lines:]) or "(empty log)"
 
 
+def spawn(argv: list[str], env: dict[str, str], log: str) -> int:
+    """``argv`` in a session of its own, its output appended to ``log``; its pid."""
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out, open(os.devnull, "rb") as devnull:
+        proc = subprocess.Popen(argv, stdin=devnull, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **env}, start_new_session=True, close_fds=True, cwd="/")
+    return proc.pid
+
+
+def wait_ready(probe: list[str], pid: int, timeout: float) -> str:
+    """'' once ``probe`` exits 0; else why not (the daemon exited, or the time ran out)."""
+    deadline, delay = time.monotonic() + timeout, 0.02
+    while True:
+        if subprocess.run(probe, capture_output=True, check=False, timeout=max(1.0, timeout)).returncode == 0:
+            return ""
+        if not alive(pid):
+            return "exited during start-up"
+        if time.monotonic() > deadline:
+            return f"did not answer within {timeout:g} s"
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+# -- the command
+def pid_of(name: str) -> int:
+    return read_pid(RUN_DIR / f"{name}.pid")
+
+
+def stop(name: str, wait: float = 0.0, sig: int = signal.SIGTERM, grace: float = 5.0) -> dict:
+    pid = pid_of(name)
+    if not pid:
+        return {"name": name, "stopped": False}
+    if wait_gone(pid, wait):
+        return {"name": name, "stopped": False, "ended": True}
+    stop_session(pid, sig, grace)
+    return {"name": name, "stopped": True}
+
+
 def start(spec: dict) -> dict:
     name, log = spec["name"], spec["log"]
     stop(name)
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out, open(os.devnull, "rb") as devnull:
-        proc = subprocess.Popen(spec["argv"], stdin=devnull, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **{k: str(v) for k, v in (spec.get("env") or {}).items()}},
-                                start_new_session=True, close_fds=True, cwd="/")
-    (RUN_DIR / f"{name}.pid").write_text(f"{proc.pid}\n")
-    timeout = float(spec.get("ready_timeout") or 30.0)
-    deadline, delay = time.monotonic() + timeout, 0.02
-    while spec.get("ready"):
-        if subprocess.run(spec["ready"], capture_output=True, check=False, timeout=timeout).returncode == 0:
-            break
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} exited during start-up: {tail(log)}")
-        if time.monotonic() > deadline:
-            stop(name, grace=1.0)
-            raise SystemExit(f"{name} did not answer within {timeout:g} s: {tail(log)}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
-    return {"name": name, "pid": proc.pid, "started": True}
+    pid = spawn(spec["argv"], {k: str(v) for k, v in (spec.get("env") or {}).items()}, log)
+    (RUN_DIR / f"{name}.pid").write_text(f"{pid}\n")
+    if spec.get("ready"):
+        why = wait_ready(spec["ready"], pid, float(spec.get("ready_timeout") or 30.0))
+        if why:
+            stop_session(pid, grace=1.0)
+            raise SystemExit(f"{name} {why}: {tail(log)}")
+    return {"name": name, "pid": pid, "started": True}
 
 
 def main(argv: list[str] | None = None) -> int:
