@@ -81,16 +81,12 @@ def require_lab_prerequisites() -> None:
 
 @pytest.fixture(scope="session")
 def testbed_lab(request: pytest.FixtureRequest) -> Iterator:
-    from testbed.lab import Lab
-    from testbed.state import LabState
+    from testbed.lab import Lab, teardown_leftover
 
     require_lab_prerequisites()
     backend = getattr(request, "param", None) or request.config.getoption("--testbed-backend")
     name = request.config.getoption("--testbed-lab") + ("d" if backend == "docker" else "")
-    if LabState.exists(name):  # a previous run crashed: its leftovers are ours to remove
-        from testbed.lab import teardown_state
-
-        teardown_state(LabState.load(name))
+    teardown_leftover(name)  # a previous run crashed: its leftovers are ours to remove
     lab = Lab.up(request.config.getoption("--testbed-topology"), name, backend=backend)
     try:
         yield lab

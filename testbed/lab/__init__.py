@@ -6,6 +6,6 @@ Modules, one concern each: ``nodes`` (runtimes), ``wiring`` (daemons per node), 
 
 from testbed.lab.lab import Lab
 from testbed.lab.mobile import AccessState, MoveMode
-from testbed.lab.teardown import clean, clean_held, teardown_state
+from testbed.lab.teardown import clean, clean_held, teardown_leftover, teardown_state
 
-__all__ = ["AccessState", "Lab", "MoveMode", "clean", "clean_held", "teardown_state"]
+__all__ = ["AccessState", "Lab", "MoveMode", "clean", "clean_held", "teardown_leftover", "teardown_state"]

@@ -99,6 +99,14 @@ def clean(progress: Progress = quiet, force: bool = False) -> list[str]:
     return removed
 
 
+def teardown_leftover(name: str) -> bool:
+    """The lab ``name`` as a crashed run left it, torn down before the name is used again."""
+    if not LabState.exists(name):
+        return False
+    teardown_state(LabState.load(name))
+    return True
+
+
 def holder_tag(kind: str) -> str:
     """``KIND:PID:START``: what a lab built by this process records as its holder (a test
     session's kind names its lab prefix); ``clean_held`` tells from it whether that holder

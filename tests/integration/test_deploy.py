@@ -17,9 +17,8 @@ import pytest
 import yaml
 
 from testbed.host import netns
-from testbed.lab import Lab, teardown_state
+from testbed.lab import Lab, teardown_leftover
 from testbed.pytest_plugin import lab_name, require_lab_prerequisites
-from testbed.state import LabState
 from tests.integration.test_docker import docker_engine  # noqa: F401 - fixture
 from tests.integration.test_lab import ROOT, cli
 
@@ -52,8 +51,7 @@ def summary(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def bare(docker_engine, tmp_path_factory):  # noqa: F811 - the imported fixture
     require_lab_prerequisites()
-    if LabState.exists(LAB):  # a previous run crashed: its leftovers are ours to remove
-        teardown_state(LabState.load(LAB))
+    teardown_leftover(LAB)  # a previous run crashed: its leftovers are ours to remove
     d = tmp_path_factory.mktemp("deploy")
     cli("--lab", LAB, "up", "two-ar-sctp", "--bare", timeout=600)
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from testbed.backends import engine
-from testbed.lab import Lab, teardown_state
+from testbed.lab import Lab, teardown_leftover
 from testbed.pytest_plugin import require_lab_prerequisites
 from testbed.state import LabState
 from tests.integration.test_docker import docker_engine, docker_leftovers  # noqa: F401 - fixture
@@ -29,8 +29,7 @@ KERNEL_NODES = ("mn", "cn")
 @pytest.fixture(scope="module")
 def handover(docker_engine, tmp_path_factory):  # noqa: F811 - the imported fixture
     require_lab_prerequisites()
-    if LabState.exists(LAB):  # a previous run crashed: its leftovers are ours to remove
-        teardown_state(LabState.load(LAB))
+    teardown_leftover(LAB)  # a previous run crashed: its leftovers are ours to remove
     out = tmp_path_factory.mktemp("docker-trash")
     networks = sorted(n["Id"] for n in docker_engine.client.api.networks())
     cp = cli("--lab", LAB, "run", "trash-handover", "--backend", "docker", "--out", str(out),
