@@ -335,7 +335,7 @@ class Runner:
         return {"name": st.lab, "topology": self.lab.topo.name, "machine": st.machine,
                 "backend": st.backend, "scenario": self.sc.name, "seed": self.sc.seed,
                 "nodes": {n: self.lab.nodes.kernel_info(n).to_dict() for n in self.lab.plan.nodes},
-                **self.context}
+                "packages": self.lab.package_versions(), **self.context}
 
     def _report(self, verdict: Any) -> None:
         from testbed.report.html import render_report
