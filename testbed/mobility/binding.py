@@ -271,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     import asyncio
     import logging
 
+    from testbed import warning_filters
+
+    warning_filters.install()  # its log is quoted when it fails: no dependency's warnings in it
+
     ap = argparse.ArgumentParser(prog="python -m testbed.mobility.binding", description=__doc__)
     ap.add_argument("--agent", required=True, help="the mobility agent's Unix socket")
     ap.add_argument("--driver", help="the transport driver's command socket (joined when it appears)")
