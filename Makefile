@@ -66,8 +66,9 @@ testbed-down: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# PYTEST_ARGS: more pytest options (.ci/run adds a JUnit report)
 test: setup lint
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
 unit: setup
 	$(VENV)/bin/pytest -q -m "not integration"
@@ -92,6 +93,13 @@ FUZZ ?= 100000
 soak: setup
 	$(PY) bench/soak.py --runs $(N)
 	$(PY) bench/fuzz_checker.py --inputs $(FUZZ)
+
+# the integration suite on cores kept busy by CPU hogs (stress-ng), from a load average of 4:
+# make stress [HOGS=4] [MIN_LOAD=4] [PYTEST_ARGS=...]
+HOGS ?= 4
+MIN_LOAD ?= 4
+stress: setup
+	bash scripts/stress.sh $(HOGS) $(MIN_LOAD) -- $(PYTEST_ARGS)
 
 clean:
 	-$(VENV)/bin/testbed clean
