@@ -91,7 +91,7 @@ bench: setup
 N ?= 100
 FUZZ ?= 100000
 soak: setup
-	$(PY) bench/soak.py --runs $(N)
+	$(PY) bench/soak.py --runs $(N) --scenario $(SCENARIO)
 	$(PY) bench/fuzz_checker.py --inputs $(FUZZ)
 
 # the integration suite on cores kept busy by CPU hogs (stress-ng), from a load average of 4:
