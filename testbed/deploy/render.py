@@ -129,6 +129,12 @@ def _log_has(log: Path, *needles: str) -> list[str]:
     return ["sh", "-c", " && ".join(f"grep -qF -- {_sh(n)} {_sh(str(log))}" for n in needles)]
 
 
+def _status(python: str, socket: Path) -> list[str]:
+    """Exit 0 once the binding-driver endpoint on ``socket`` answers a status request in this
+    protocol version (a binding process, a traffic client's driver)."""
+    return [python, "-m", "testbed.mobility.driver", "status", str(socket), "--timeout", "2"]
+
+
 def _sh(s: str) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
@@ -368,8 +374,7 @@ def traffic_client(data: dict[str, Any], local: str, traffic: dict[str, Any] | N
     d = layout.traffic / run if run else layout.traffic
     stats = d / "client.json"
     params = Traffic.model_validate(traffic or {})
-    ready = [layout.python, "-m", "testbed.host.jsonlines", "request", "--expect", "state",
-             str(TRAFFIC_CONTROL), '{"op": "status"}']
+    ready = _status(layout.python, TRAFFIC_CONTROL)
     server = ",".join(a for f in params.families if (a := plan.address_of(cn, f)))
     argv = client_argv(layout.python, local, server, stats, params, TRAFFIC_CONTROL)
     return {"daemon": {**_daemon("traffic-client", argv, ready, timeout=90.0, layout=layout),

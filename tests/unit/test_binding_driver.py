@@ -4,6 +4,7 @@ in memory (``loopback``), over a Unix socket, and from the status command line."
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,10 @@ def test_served_on_a_unix_socket(tmp_path: Path) -> None:
         # what is not this protocol still gets one line back, in it
         reply = jsonlines.request(tmp_path / "c.sock", {"op": "status"})
         assert reply["v"] == protocol.VERSION and reply["ok"] is False
+        with socket.socket(socket.AF_UNIX) as s:  # and a line that is not JSON, a refusal
+            s.connect(str(tmp_path / "c.sock"))
+            s.sendall(b"not json\n")
+            assert json.loads(s.makefile("rb").readline())["ok"] is False
     finally:
         srv.close()
     assert not (tmp_path / "c.sock").exists()

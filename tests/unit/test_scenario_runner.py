@@ -79,8 +79,12 @@ def test_a_refused_association_is_logged_and_the_steps_go_on(run_root, fake_back
         (lab.state.dir / "cn" / "traffic" / "server.json").write_text("{}")
         return spawn(argv, log=log, env=env)
 
+    def not_listening(msg):
+        raise TestbedError(f"{mn.name}: {msg}: connection refused")  # the client's driver never served
+
     monkeypatch.setattr(cn, "spawn", server_listening)
     monkeypatch.setattr(mn, "wait", lambda handle, timeout: REFUSED)
+    mn.replies["status"] = not_listening
     sc = _scenario(tmp_path, "[{traffic: start}, {wait: 1}, {traffic: stop}]",
                    "traffic: {rate: 10}\n")
     dwelled: list[float] = []
