@@ -66,6 +66,11 @@ class Layout:
         return self.log / "binding-actions.jsonl"
 
     @property
+    def binding_socket(self) -> Path:
+        """Where the binding process answers status requests."""
+        return self.run / "binding.sock"
+
+    @property
     def traffic(self) -> Path:
         return self.lib / "traffic"
 
@@ -304,8 +309,9 @@ def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True
     ]
     if sctp:
         daemons.append(_daemon(
-            "binding", binding.binding_argv(python, layout.agent_socket, layout.binding_actions, bool(loc)),
-            _log_has(layout.binding_actions, '"op": "start"'), loc_env,
+            "binding", binding.binding_argv(python, layout.agent_socket, layout.binding_actions, bool(loc),
+                                            layout.binding_socket),
+            _status(python, layout.binding_socket), loc_env,
             timeout=binding.BindingService.START_TIMEOUT, layout=layout))
     return {
         "dirs": [str(db), str(layout.log), str(layout.run), str(layout.traffic)],

@@ -4,6 +4,9 @@ runner's events turned into a per-host summary, the bare lab's management plan."
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +112,28 @@ def test_mobile_node_runs_dhcpcd_agent_and_binding_with_the_key_it_made(data):
     assert binding["env"]["TESTBED_LOC_KEY"] == "/var/lib/testbed/keys/Kmn.private"
     assert "--location" in binding["argv"]
     assert render.mobile_node(data, "k")["daemons"][1]["argv"].count("--optimistic-dad") == 1
+
+
+def test_the_binding_is_ready_once_its_socket_answers_a_status_request(data, tmp_path):
+    """The readiness probe the daemon module runs, run here with this Python: it fails until
+    the binding process answers on the socket its argv names, and passes once it does."""
+    from testbed.mobility.binding import BindingEndpoint
+    from testbed.mobility.driver import serve
+
+    cfg = render.mobile_node(data, "k", layout=render.Layout(run=tmp_path))
+    binding = cfg["daemons"][2]
+    sock = binding["argv"][binding["argv"].index("--socket") + 1]
+    assert sock == str(tmp_path / "binding.sock")
+    probe = [sys.executable, *binding["ready"][1:]]
+    refused = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
+    assert refused.returncode == 1 and refused.stderr.startswith(f"binding driver at {sock}: no answer")
+    srv = serve(Path(sock), BindingEndpoint())
+    try:
+        assert subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
+    finally:
+        srv.close()
+    client = render.traffic_client(data, "192.0.2.100")["daemon"]
+    assert client["ready"][1:4] == binding["ready"][1:4] == ["-m", "testbed.mobility.driver", "status"]
 
 
 def test_correspondent_and_capture(data):
