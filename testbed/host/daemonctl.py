@@ -85,15 +85,19 @@ def spawn(argv: list[str], env: dict[str, str], log: str) -> int:
 
 
 def wait_ready(probe: list[str], pid: int, timeout: float) -> str:
-    """'' once ``probe`` exits 0; else why not (the daemon exited, or the time ran out)."""
+    """'' once ``probe`` exits 0; else why not (the daemon exited, or the time ran out), with
+    the probe's last line of output when it said why it refused (an answer in another protocol
+    version, say)."""
     deadline, delay = time.monotonic() + timeout, 0.02
     while True:
-        if subprocess.run(probe, capture_output=True, check=False, timeout=max(1.0, timeout)).returncode == 0:
+        cp = subprocess.run(probe, capture_output=True, text=True, check=False, timeout=max(1.0, timeout))
+        if cp.returncode == 0:
             return ""
+        said = (cp.stderr.strip().splitlines() or [""])[-1]
         if not alive(pid):
             return "exited during start-up"
         if time.monotonic() > deadline:
-            return f"did not answer within {timeout:g} s"
+            return f"did not answer within {timeout:g} s" + (f" (ready probe: {said})" if said else "")
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
 
