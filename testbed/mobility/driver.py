@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from testbed.host import jsonlines
 from testbed.mobility import protocol
 from testbed.mobility.protocol import Add, Command, Delete, Done, Failed, Primary, Reply, State, Status
 
 
+@runtime_checkable
 class BindingDriver(Protocol):
     """Binding updates on one connection, in the transport's own terms. A call the transport
     refuses raises OSError (TimeoutError is one) or ValueError, which the dispatcher answers

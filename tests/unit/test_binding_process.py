@@ -17,7 +17,7 @@ from testbed.host.poll import poll_until
 from testbed.mobility.agent import Agent, AgentClient, AgentConfig
 from testbed.mobility.binding import BindingEndpoint, DriverLink, TrashSequencer, serve
 from testbed.mobility.detection.observations import AddrObs, LinkObs, PrefixInfo, RAObs
-from testbed.mobility.driver import DriverError, answer, loopback, request, unix_channel
+from testbed.mobility.driver import BindingDriver, DriverError, answer, loopback, request, unix_channel
 from testbed.mobility.policy import NetworkView, Policy
 from testbed.mobility.protocol import Add, Failed, State, Status
 from testbed.sctp import driver as sctp
@@ -141,6 +141,7 @@ def test_the_status_is_the_ladders_view_and_moves_are_refused() -> None:
     seqr.start({"192.0.2.100"}, [NetworkView("mn-ar1", "192.0.2.0/24", ("192.0.2.100",), configured=True,
                                              family=4)], "192.0.2.100")
     endpoint = BindingEndpoint()
+    assert isinstance(endpoint, BindingDriver)  # served by the one dispatcher
     endpoint.update(seqr, DriverLink("/run/testbed-traffic.sock"))
     st = request(loopback(endpoint), Status(), "binding")
     assert st == State("following", ("192.0.2.100",), primary="192.0.2.100", families=(4,), mode="on-loss",

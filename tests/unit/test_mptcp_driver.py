@@ -9,7 +9,7 @@ import threading
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
 
-from testbed.mobility.driver import loopback, request
+from testbed.mobility.driver import BindingDriver, loopback, request
 from testbed.mobility.protocol import Add, Command, Delete, Done, Failed, Primary, Reply, State, Status
 from testbed.mptcp import pm
 from testbed.mptcp.driver import MptcpDriver
@@ -59,6 +59,7 @@ def _driver(mode: str) -> tuple[MptcpDriver, list]:
 
 def test_trash_joins_announces_switches_and_removes_in_order():
     d, calls = _driver("trash")
+    assert isinstance(d, BindingDriver)
     r = ask(d, Add("198.51.100.100"))
     assert isinstance(r, Done) and r.detail["id"] == 1 and r.detail["joined"] >= r.t
     assert isinstance(ask(d, Primary("198.51.100.100")), Done)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from testbed.mobility.driver import loopback, request
+from testbed.mobility.driver import BindingDriver, loopback, request
 from testbed.mobility.protocol import Add, Command, Delete, Done, Failed, Primary, Reply, State, Status
 from testbed.sctp import driver as drv
 from testbed.sctp.sockapi import Status as SockStatus
@@ -34,6 +34,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
 def test_trash_mode_maps_commands_to_calls(calls: list[tuple[Any, ...]]) -> None:
     d = drv.SctpDriver(socket.socket(), local_port=4000, peer_port=5001)
+    assert isinstance(d, BindingDriver)
     assert isinstance(ask(d, Add("198.51.100.10", "mn-ar2")), Done)
     primary = ask(d, Primary("198.51.100.10"))
     assert isinstance(primary, Done) and primary.peer == ""  # our destination is of that family
