@@ -260,13 +260,14 @@ class BindingEndpoint:
     def __init__(self) -> None:
         self.current = State("starting")
 
-    def update(self, seqr: TrashSequencer, link: DriverLink) -> None:
+    def update(self, seqr: TrashSequencer, link: DriverLink, seen: int) -> None:
         """A new status from the loop's state (one reference swap: the socket's thread reads
-        it without a lock)."""
+        it without a lock). ``seen``: the agent's last event whose actions are all answered
+        (a run waits for its moves' events before it stops the traffic)."""
         primary = seqr.primary
         addr = next((a for a in primary.addresses if a in seqr.bound), "") if primary else ""
         detail = {"transport": "joined" if link.connected else "none", "driver": link.path or "",
-                  "primary_network": primary.prefix if primary else ""}
+                  "primary_network": primary.prefix if primary else "", "seen": seen}
         if link.refused:
             detail["refused"] = link.refused
         self.current = State("following", local=tuple(sorted(seqr.bound)), primary=addr,
@@ -343,7 +344,7 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
     if seqr.primary is not None:  # register where the MN is now (if it is attached yet)
         await execute(seqr.publish(0))
     async with client.subscribe(since=int(state.get("seq", 0))) as sub:
-        endpoint.update(seqr, link)
+        endpoint.update(seqr, link, int(state.get("seq", 0)))
         server = serve_driver(Path(socket_path), endpoint) if socket_path else None
         try:
             async for e in sub:
@@ -352,7 +353,7 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                 elif link.connected and not link.available():
                     link.connected = False
                 await execute(seqr.feed(e))
-                endpoint.update(seqr, link)
+                endpoint.update(seqr, link, e.seq)
         finally:
             if server is not None:
                 server.close()

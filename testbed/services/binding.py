@@ -56,6 +56,15 @@ class BindingService(Daemon):
         return binding_argv(sys.executable, self.agent_socket, self.actions, bool(self.location_env),
                             self.socket, self.families, self.switch, self.driver_socket)
 
+    def status(self, timeout: float = 5.0) -> protocol.State:
+        """The binding process's own view (the ladder's bound addresses, primary, and in
+        ``detail["seen"]`` the agent's last event it has acted on)."""
+        raw = self.node.unix_request(str(self.socket), protocol.encode(protocol.Status()), timeout=timeout)
+        reply = protocol.decode_reply(raw)
+        if not isinstance(reply, protocol.State):
+            raise ServiceError(f"binding process on {self.node.name} at {self.socket}: {reply}")
+        return reply
+
     def ready(self) -> bool:
         """It answers a status request; an answer in another protocol version is an error
         (one line naming the socket), not a wait."""
