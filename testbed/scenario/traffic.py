@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import TestbedError
+from testbed.host.daemonctl import tail
 from testbed.host.poll import poll_until
 from testbed.mobility.protocol import ProtocolError, State, Status, decode_reply, encode
 from testbed.runtimes import kernel_nodes
 from testbed.runtimes.guest import SCTP_SYSCTLS
 from testbed.scenario.model import Traffic
 from testbed.sctp.traffic import REFUSED
-from testbed.services.base import log_tail
 
 PORT = 5001
 
@@ -84,7 +84,7 @@ class TrafficRun:
 
     def exited(self, what: str, node: str, status: int, log: Path) -> None:
         """A process of the run exited while it was awaited: raise what that means."""
-        raise TestbedError(f"{self.kind}: {what} exited: {log_tail(log)}")
+        raise TestbedError(f"{self.kind}: {what} exited: {tail(log)}")
 
     @staticmethod
     def _read(path: Path) -> Any:

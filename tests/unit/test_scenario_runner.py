@@ -7,7 +7,7 @@ import pytest
 from testbed.errors import TestbedError
 from testbed.scenario import model
 from testbed.scenario.runner import Runner, sctp_peer
-from testbed.services.base import ServiceRecord
+from testbed.state import ServiceRecord
 from tests.conftest import make_fake_lab
 
 
