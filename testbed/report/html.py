@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from testbed.conformance.extract import extract
+from testbed.conformance.keylog_file import keys_beside
 from testbed.conformance.timeline import PHASES
 from testbed.conformance.verdict import Verdict
 from testbed.report.ladder import Ladder, build_ladder
@@ -480,7 +481,9 @@ def render_report(
         if run.verdict is not None:
             run.verdict = {**run.verdict, "handovers": [h for h in run.verdict.get("handovers") or []
                                                         if h.get("mobile") in (None, focus)]}
-    ladder = build_ladder(facts or extract(run.pcaps, skip_unusable=True), roles, mn_role=mn_role)
+    if facts is None:
+        facts = extract(run.pcaps, skip_unusable=True, keylog=keys_beside(run.pcaps))
+    ladder = build_ladder(facts, roles, mn_role=mn_role)
     budgets = dict(budgets or (run.verdict or {}).get("budgets") or {})
     t_ref = ladder.messages[0].time if ladder.messages else None
     notes = _notes(run.events, mn_role) if ladder.messages else []
