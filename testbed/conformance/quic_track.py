@@ -269,9 +269,14 @@ class QuicTracker:
             self.fail(where, "Retry integrity tag does not verify for the client's first DCID")
             return
         conn.retry = where
+        self.f.decrypted += 1  # not encrypted, but authenticated by its AEAD tag
         st.initial_dcid = h.scid  # the client's next Initial keys (RFC 9001 §5.2)
         st.initial.clear()
         st.largest.clear()
+        # the handshake starts again: RFC 9000 §17.2.5.2 asks for the same ClientHello, but a
+        # client that builds a new one (aioquic 1.7.2 does) names the connection by that one
+        st.hello.pop(True, None)
+        conn.client_random = None
         self._register(h.scid, st, False)
 
     # -- paths -----------------------------------------------------------------------------------
