@@ -41,8 +41,8 @@ from testbed.conformance.facts import Where
 from testbed.conformance.quic_facts import QuicConn, QuicFacts, addr_text
 from testbed.conformance.quic_timeline import QuicHandover
 from testbed.conformance.verdict import Evidence, RuleResult
-from testbed.decode.quic_crypto import SUITE_NAMES, V1, V2
 from testbed.decode.quic_frames import RetireConnectionId
+from testbed.decode.quic_versions import SUITE_NAMES, V1, V2
 
 QUIC_RULE_IDS = ("quic.keys", "quic.path_validation", "quic.new_cid", "quic.retire", "continuity.quic",
                  "order.quic")
