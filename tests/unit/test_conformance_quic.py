@@ -170,13 +170,27 @@ def test_a_retransmission_fills_the_hole_it_leaves(tmp_path: Path) -> None:
     assert v.rule("continuity.quic").status == "pass"
 
 
-def test_stream_data_the_capture_never_saw_fails_continuity(tmp_path: Path, moved: QuicRun) -> None:
+def test_stream_data_the_capture_missed_but_the_receiver_acknowledged_is_counted_apart(
+        tmp_path: Path, moved: QuicRun) -> None:
     d = _dir(tmp_path, moved)
-    first = check(d, rules="continuity.quic")
-    (c,) = first.facts.quic.conns  # type: ignore[union-attr]
-    # a client datagram in the middle of the stream: its bytes were acknowledged, never re-sent
-    mid = c.paths[0].last_stream_data[True]
-    _frames_without(d / "mn.pcap", {mid.frame})
+    (c,) = check(d, rules="continuity.quic").facts.quic.conns  # type: ignore[union-attr]
+    missed = c.paths[0].last_stream_data[True]  # a message the server received and acknowledged
+    _frames_without(d / "mn.pcap", {missed.frame})
+    v = check(d, rules="continuity.quic")
+    fl = v.facts.quic.conns[0].streams[(True, 0)]  # type: ignore[union-attr]
+    assert not fl.holes and len(fl.uncaptured) == 1 and fl.uncaptured_messages == 1
+    r = v.rule("continuity.quic")
+    assert r.status == "pass" and "not captured (their packets acknowledged by the receiver" in r.message
+
+
+def test_stream_data_never_seen_nor_acknowledged_breaks_continuity(tmp_path: Path, moved: QuicRun) -> None:
+    d = _dir(tmp_path, moved)
+    (c,) = check(d, rules="continuity.quic").facts.quic.conns  # type: ignore[union-attr]
+    missed = c.paths[0].last_stream_data[True]
+    # the client's packet and everything the server sent after it: nothing acknowledges it
+    server = bytes([203, 0, 113, 1])
+    later = {i + 1 for i, (t, f) in enumerate(moved.client_frames) if t >= missed.time and f[26:30] == server}
+    _frames_without(d / "mn.pcap", {missed.frame} | later)
     r = check(d, rules="continuity.quic").rule("continuity.quic")
     assert r.status == "fail" and "never seen" in r.evidence[0].what
 
