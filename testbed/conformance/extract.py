@@ -221,8 +221,11 @@ class _Extractor:
                     ports = _PORTS(data, l4)
                     if SCTP_UDP_PORT in ports:
                         proto, l4 = PROTO_SCTP, l4 + 8  # SCTP over UDP: judged as SCTP
-                    elif data[l4 + 8] & 0x40 and not _NOT_QUIC.intersection(ports):
-                        quic = ports  # the QUIC fixed bit (RFC 9000 §17): decrypted by quic_track
+                    elif (data[l4 + 8] & 0xC0 or (self._quic is not None and self._quic.cids)) \
+                            and not _NOT_QUIC.intersection(ports):
+                        # a long header or the fixed bit (RFC 9000 §17), or any datagram once a
+                        # QUIC connection is known: a peer may grease the fixed bit (RFC 9287)
+                        quic = ports
             if self.left and src in self.left:
                 self.left_source(src, ts, pidx, fno)
             key = None

@@ -175,8 +175,9 @@ class QuicTracker:
             return
         alias = self.f.alias
         for mine, theirs in ((first[0], src), (first[1], dst)):
-            if mine != theirs and theirs not in alias:
-                alias[theirs] = alias.get(mine, mine)
+            canon = alias.get(mine, mine)
+            if canon != theirs and theirs not in alias:
+                alias[theirs] = canon
 
     # -- the datagram ----------------------------------------------------------------------------
     def datagram(self, where: Where, src: Addr, dst: Addr, data: bytes, p: int, end: int) -> bool | None:
@@ -199,11 +200,10 @@ class QuicTracker:
         seen: set[int] = set()
         while p < end:
             if not data[p] & 0x80:  # a short header ends the datagram (RFC 9000 §12.2)
-                if not data[p] & 0x40:
-                    break  # no fixed bit: padding after the last packet, not a packet
                 hit = self._short_lookup(data, p, end)
                 if hit is None:
-                    self.fail(where, "1-RTT packet after a long header matches no connection ID")
+                    if data[p] & 0x40:  # else padding after the last packet (zeros), not a packet
+                        self.fail(where, "1-RTT packet after a long header matches no connection ID")
                     break
                 keep |= self._short(hit[0], not hit[1], hit[2], where, src, dst, data, p, end,
                                     counted=id(hit[0]) in seen)
