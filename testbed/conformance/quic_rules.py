@@ -25,7 +25,10 @@ continuity.quic        each stream direction's offsets have no hole that a retra
                        packets) is counted apart, not failed
 order.quic             per migration: the client moved (its first packet from the new address)
                        before the DNS UPDATE for it was sent, and no stream data travelled the
-                       old path after the agent's ``lost`` for it
+                       old path after the agent's ``lost`` for it once the server could know of
+                       the move (a round trip after the client's first packet from the new
+                       address: in break-before-make the server retransmits to the old address
+                       until then, and cannot know better)
 =====================  ==========================================================================
 
 A run whose QUIC could not be decrypted (no keylog, or one that names none of its ClientHellos)
@@ -297,11 +300,18 @@ def order_quic(q: QuicFacts, hos: Sequence[QuicHandover], events_given: bool) ->
             if events_given:
                 notes.append(f"{tag}: no 'lost' event for the old link")
             continue
+        # the server may keep retransmitting to the old address until it hears from the new one
+        # (break-before-make: it cannot know sooner); a round trip after the client's first
+        # packet from the new address it has, and nothing may go to the old one after that
+        knew = h.start + (h.conn.handshake_rtt if h.conn.handshake_rtt is not None else 0.1)
+        since = max(lost.wall + LEFT_GRACE, knew)
         for from_client, w in h.old.last_stream_data.items():
-            if w.time > lost.wall + LEFT_GRACE:
+            if w.time > since:
                 way = "from" if from_client else "to"
                 bad.append(_ev(w, f"{tag}: stream data {way} the old address {addr_text(h.old.client)} "
-                                  f"{w.time - lost.wall:.3f} s after its link was lost"))
+                                  f"{w.time - lost.wall:.3f} s after its link was lost and "
+                                  f"{w.time - h.start:.3f} s after the client's first packet from the "
+                                  "new one"))
     if not events_given:
         notes.append("agent events not given: stream data after 'lost' not judged")
     note = ("; not judged: " + "; ".join(notes)) if notes else ""
