@@ -42,10 +42,11 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from testbed.conformance.agent_events import LEFT_GRACE
-from testbed.conformance.facts import Where
 from testbed.conformance.quic_facts import QuicConn, QuicFacts, addr_text
 from testbed.conformance.quic_timeline import QuicHandover
 from testbed.conformance.verdict import Evidence, RuleResult
+from testbed.conformance.verdict import evidence as _ev
+from testbed.conformance.verdict import outcome as _result
 from testbed.decode.quic_frames import RetireConnectionId
 from testbed.decode.quic_versions import SUITE_NAMES, V1, V2
 
@@ -57,14 +58,6 @@ KEYLOG_FIX = ("give --keylog FILE (SSLKEYLOGFILE format) or put the endpoints' k
 _VERSION_NAMES = {V1: "v1", V2: "v2"}
 
 
-def _ev(w: Where, what: str) -> Evidence:
-    return Evidence(w.pcap, w.frame, w.time, what)
-
-
-def _result(rid: str, ok: str, bad: list[Evidence], bad_msg: str) -> RuleResult:
-    if bad:
-        return RuleResult(rid, "fail", f"{bad_msg} ({len(bad)} found)", tuple(bad))
-    return RuleResult(rid, "pass", ok)
 
 
 def unjudged(q: QuicFacts) -> str | None:
@@ -85,6 +78,14 @@ def unjudged(q: QuicFacts) -> str | None:
 
 def _skip(rid: str, why: str) -> RuleResult:
     return RuleResult(rid, "skip", why)
+
+
+def _not_judged(rid: str, q: QuicFacts, hos: Sequence[QuicHandover]) -> RuleResult | None:
+    """The skip of a migration rule that cannot judge (no keys) or has nothing to judge."""
+    why = unjudged(q)
+    if why is not None:
+        return _skip(rid, why)
+    return None if hos else _skip(rid, "no migration in the capture")
 
 
 # -- quic.keys --------------------------------------------------------------------------------
@@ -167,11 +168,9 @@ def quic_path_validation(q: QuicFacts, hos: Sequence[QuicHandover]) -> RuleResul
 # -- quic.new_cid -----------------------------------------------------------------------------
 def quic_new_cid(q: QuicFacts, hos: Sequence[QuicHandover]) -> RuleResult:
     rid = "quic.new_cid"
-    why = unjudged(q)
-    if why is not None:
-        return _skip(rid, why)
-    if not hos:
-        return _skip(rid, "no migration in the capture")
+    early = _not_judged(rid, q, hos)
+    if early is not None:
+        return early
     bad: list[Evidence] = []
     unseen = empty = 0
     for h in hos:
@@ -202,11 +201,9 @@ def quic_new_cid(q: QuicFacts, hos: Sequence[QuicHandover]) -> RuleResult:
 # -- quic.retire ------------------------------------------------------------------------------
 def quic_retire(q: QuicFacts, hos: Sequence[QuicHandover]) -> RuleResult:
     rid = "quic.retire"
-    why = unjudged(q)
-    if why is not None:
-        return _skip(rid, why)
-    if not hos:
-        return _skip(rid, "no migration in the capture")
+    early = _not_judged(rid, q, hos)
+    if early is not None:
+        return early
     bad: list[Evidence] = []
     retired = 0
     for c in q.conns:
@@ -280,11 +277,9 @@ def continuity_quic(q: QuicFacts) -> RuleResult:
 # -- order.quic -------------------------------------------------------------------------------
 def order_quic(q: QuicFacts, hos: Sequence[QuicHandover], events_given: bool) -> RuleResult:
     rid = "order.quic"
-    why = unjudged(q)
-    if why is not None:
-        return _skip(rid, why)
-    if not hos:
-        return _skip(rid, "no migration in the capture")
+    early = _not_judged(rid, q, hos)
+    if early is not None:
+        return early
     bad: list[Evidence] = []
     notes: list[str] = []
     for n, h in enumerate(hos, 1):
