@@ -12,6 +12,7 @@ APT_PACKAGES=(
   isc-dhcp-server isc-dhcp-client radvd ndisc6 nftables
   qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd tshark user-mode-linux dhcpcd-base
   libusrsctp2
+  ngtcp2-client ngtcp2-server
   python3 python3-venv python3-pip
   docker.io debootstrap tar
   openssh-client

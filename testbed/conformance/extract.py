@@ -3,7 +3,8 @@
 Bulk traffic (SCTP DATA and SACK) is handled in the loop from ``decode.sctp.chunk_spans`` and
 per-direction TSN counters; only the rare control chunks (ASCONF, AUTH, INIT...), DNS, DHCP and
 Router Solicitations/Advertisements become decoded dataclasses. TCP (but DNS over TCP) goes to
-``tcp_track``: MPTCP subflows, signals and data-level coverage, plain TCP progress. Memory
+``tcp_track``: MPTCP subflows, signals and data-level coverage, plain TCP progress; UDP that looks
+like QUIC goes to ``quic_track``, which decrypts it with the run's TLS keys. Memory
 therefore stays flat however many DATA packets a capture holds.
 
 Directions are keyed by the SCTP header triple ``(sport, dport, verification tag)``: IP
@@ -19,8 +20,9 @@ import ipaddress
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from testbed.conformance.dedup import CopyFilter, transport_key
+from testbed.conformance.dedup import CopyFilter, Point, transport_key
 from testbed.conformance.facts import (
     AbortSeen,
     AckSeen,
@@ -47,6 +49,7 @@ from testbed.decode import sctp_auth
 from testbed.decode.dhcp import DhcpMessage
 from testbed.decode.dhcp6 import Dhcp6Message
 from testbed.decode.dns import HEADER_TRUNCATED, DNSMessage, decode_dns
+from testbed.decode.keylog import Keylog
 from testbed.decode.link import PROTO_SCTP, PROTO_TCP, PROTO_UDP, FragmentSeen, NotIP, ip_span, ntop
 from testbed.decode.nd import RouterAdvert, RouterSolicit
 from testbed.decode.packet import DNS_PORT, decode_transport
@@ -83,6 +86,9 @@ from testbed.decode.sctp import (
 )
 from testbed.decode.tcp import tcp_header
 
+if TYPE_CHECKING:
+    from testbed.conformance.quic_track import QuicTracker
+
 _PORTS = struct.Struct("!HH").unpack_from
 _MASK = 0xFFFFFFFF
 _HALF = 1 << 31
@@ -90,6 +96,8 @@ _MAX_GAP = 1 << 20  # a forward TSN jump larger than this is reported, not enume
 _MAX_EXAMPLES = 20
 _MAX_HEARTBEATS = 4096  # unanswered HEARTBEATs remembered (oldest dropped)
 _DATA_MIN = 16  # a DATA chunk shorter than this is malformed (decode_chunk says why)
+# UDP ports of what ``upper`` decodes (DNS, DHCP, DHCPv6, mDNS): never QUIC
+_NOT_QUIC = frozenset({53, 67, 68, 546, 547, 5353})
 _NO_CAPTURE_POINTS = frozenset({LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6})
 _LABELS: dict[type, str] = {
     DNSMessage: "DNS", DhcpMessage: "DHCP", Dhcp6Message: "DHCPv6", RouterSolicit: "ICMPv6",
@@ -108,7 +116,8 @@ def _merged(readers: dict[int, PcapReader]) -> Iterator[PcapRecord]:
 class _Extractor:
     """The pass itself; a class only to share state between the hot loop and the slow paths."""
 
-    def __init__(self, names: list[str], window: float, left: Left | None = None) -> None:
+    def __init__(self, names: list[str], window: float, left: Left | None = None,
+                 keylog: Keylog | None = None) -> None:
         self.f = Facts(pcaps=names)
         # packed address -> [(from, until, lost)]: times when it belonged to a network left
         self.left = {ipaddress.ip_address(a).packed: list(spans) for a, spans in (left or {}).items()}
@@ -123,6 +132,27 @@ class _Extractor:
         self.tcp_dns = DnsOverTcp()
         self.tcp = TcpTracker()
         self.f.tcp = self.tcp.f
+        self.keylog = keylog
+        self._quic: QuicTracker | None = None
+        self._names: dict[tuple[bytes, int], tuple[str, int]] = {}
+
+    @property
+    def quic(self) -> QuicTracker:
+        """The QUIC tracker, made (and the AEAD code loaded) at the first QUIC candidate: a
+        run without QUIC pays nothing for it."""
+        if self._quic is None:
+            from testbed.conformance.quic_track import QuicTracker
+
+            self._quic = QuicTracker(self.keylog, self.copies.window)
+            self.f.quic = self._quic.f
+        return self._quic
+
+    def addr(self, raw: bytes, port: int) -> tuple[str, int]:
+        """(text address, port), once per pair: QUIC paths are keyed by them."""
+        out = self._names.get((raw, port))
+        if out is None:
+            out = self._names[(raw, port)] = (ntop(raw), port)
+        return out
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def bad(self, where: Where, reason: str) -> None:
@@ -147,7 +177,7 @@ class _Extractor:
         f = self.f
         dedup = len(readers) > 1
         is_copy = self.copies.is_copy
-        kept: dict[tuple[object, ...], Where] = {}  # dedup key → first copy, for control packets
+        kept: dict[object, Where] = {}  # dedup key → first copy, for control packets
         flows = f.flows
         watch = self.watch
         ts = 0.0
@@ -186,8 +216,20 @@ class _Extractor:
                     reason = str(e) if isinstance(e, ValueError) else "truncated frame"
                     self.bad(Where(f.pcaps[pidx], fno, ts), reason)
                     continue
-                if proto == PROTO_UDP and end - l4 >= 20 and SCTP_UDP_PORT in _PORTS(data, l4):
-                    proto, l4 = PROTO_SCTP, l4 + 8  # SCTP over UDP: judged as SCTP
+                if proto == PROTO_UDP and end - l4 >= 20:
+                    ports = _PORTS(data, l4)
+                    if SCTP_UDP_PORT in ports:
+                        proto, l4 = PROTO_SCTP, l4 + 8  # SCTP over UDP: judged as SCTP
+                    elif (data[l4 + 8] & 0xC0 or (self._quic is not None and self._quic.cids)) \
+                            and not _NOT_QUIC.intersection(ports):
+                        # a long header or the fixed bit (RFC 9000 §17), or any datagram once a
+                        # QUIC connection is known: a peer may grease the fixed bit (RFC 9287)
+                        if self.left and src in self.left:
+                            self.left_source(src, ts, pidx, fno)
+                        dedup = dedup or bool(iface) or lt not in _NO_CAPTURE_POINTS
+                        self.quic_datagram(Where(f.pcaps[pidx], fno, ts), (pidx, iface, cp), dedup,
+                                           kept, src, dst, ports, data, l4, end)
+                        continue
             if self.left and src in self.left:
                 self.left_source(src, ts, pidx, fno)
             key = None
@@ -261,6 +303,30 @@ class _Extractor:
         f.sctp_packets = nsctp
         f.data_chunks = ndata
         return f
+
+    def quic_datagram(self, where: Where, point: Point, dedup: bool, kept: dict[object, Where],
+                      src: bytes, dst: bytes, ports: tuple[int, int], data: bytes, l4: int,
+                      end: int) -> None:
+        """A QUIC candidate: its copies are recognised by the UDP payload alone (a NAT between
+        two capture points rewrites the addresses and ports, and no two datagrams carry the same
+        protected bytes: each packet number is used once, RFC 9000 §12.3), then it goes to the
+        QUIC tracker. Off the hot loop: a run without QUIC never comes here."""
+        quic = self.quic
+        a, b = self.addr(src, ports[0]), self.addr(dst, ports[1])
+        key = None
+        if dedup:
+            key = data[l4 + 8:end]
+            if self.copies.is_copy(where.time, key, point):
+                quic.copy_seen(key, a, b)
+                if key in kept:
+                    self.copy_of(kept[key], where)
+                return
+            quic.remember(where.time, key, a, b)
+        seen = quic.datagram(where, a, b, data, l4 + 8, end)
+        if seen is None:
+            self.other("UDP")
+        elif seen and key is not None:
+            kept[key] = where
 
     def left_source(self, src: bytes, ts: float, pidx: int, fno: int) -> None:
         """A packet from an address the MN had left at ``ts``: the first per loss is kept."""
@@ -408,12 +474,14 @@ Left = Mapping[str, Sequence[tuple[float, float, float]]]
 
 
 def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool = False,
-            left: Left | None = None) -> Facts:
+            left: Left | None = None, keylog: Keylog | None = None) -> Facts:
     """Read every capture once (merged by time) and return the facts the rules judge.
 
     An unreadable file raises ``UnusableCapture``; with ``skip_unusable`` it is listed in
     ``Facts.captures`` (frames ``None``) and the others are read. ``left``: addresses whose
     packets are looked for while the MN had left their network (``Facts.left_sources``).
+    ``keylog``: TLS secrets for decrypting QUIC (``Facts.quic``); without it QUIC packets are
+    counted, not decrypted.
     """
     paths = [Path(p) for p in paths]
     names = [p.name for p in paths]
@@ -429,7 +497,7 @@ def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool =
                 if not skip_unusable:
                     raise
                 unusable[i] = str(e)
-        facts = _Extractor(names, window, left).run(readers)
+        facts = _Extractor(names, window, left, keylog).run(readers)
         for i, (name, path) in enumerate(zip(names, paths, strict=True)):
             r = readers.get(i)
             if r is None:
