@@ -222,8 +222,14 @@ class Wiring:
             return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None]
         return list(t) if t is not None else None
 
+    @property
+    def binding_socket(self) -> Path:
+        """The binding process's status socket (a kernel node's on its guest's tmpfs)."""
+        if self.nodes.own_kernel(self.mn):
+            return GUEST_BINDING_SOCKET
+        return self.nodes.node_dir(self.mn, "binding") / "binding.sock"
+
     def binding(self) -> BindingService:
-        directory = self.nodes.node_dir(self.mn, "binding")
-        socket = GUEST_BINDING_SOCKET if self.nodes.own_kernel(self.mn) else directory / "binding.sock"
-        return BindingService(self.nodes.runtime(self.mn), directory, self.agent_socket, self.location_env(),
-                              driver_socket=self.traffic_control, socket_path=socket)
+        return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),
+                              self.agent_socket, self.location_env(), driver_socket=self.traffic_control,
+                              socket_path=self.binding_socket)

@@ -40,12 +40,11 @@ def test_steps_are_dispatched_in_order(fake_lab, fake_backend, tmp_path):
     assert reqs == ["set-metric", "wait-configured"]
 
 
-def test_the_settle_bound_follows_the_loss_of_the_links_moved_to(run_root, fake_backend, tmp_path):
-    lab = make_fake_lab(fake_backend, "three-ar-sctp")
-    r = Runner(model.load("three-ar-pingpong"), lab, tmp_path / "out")
-    lossless = r.settle_bound({"ar1", "ar2"})
+def test_the_binding_bound_follows_the_loss_of_the_links_of_a_move(run_root, fake_backend):
+    mobile = make_fake_lab(fake_backend, "three-ar-sctp").mobile
+    lossless = mobile.binding_bound({"ar1", "ar2"})
     # ar3 drops 2 % each way: two more ASCONF retransmissions (RTO 1 s, then 2 s)
-    assert r.settle_bound({"ar2", "ar3"}) == pytest.approx(lossless + 3.0)
+    assert mobile.binding_bound({"ar2", "ar3"}) == pytest.approx(lossless + 3.0)
 
 
 def test_traffic_steps_need_sctp_endpoints(fake_lab, tmp_path):
