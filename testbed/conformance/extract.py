@@ -3,7 +3,8 @@
 Bulk traffic (SCTP DATA and SACK) is handled in the loop from ``decode.sctp.chunk_spans`` and
 per-direction TSN counters; only the rare control chunks (ASCONF, AUTH, INIT...), DNS, DHCP and
 Router Solicitations/Advertisements become decoded dataclasses. TCP (but DNS over TCP) goes to
-``tcp_track``: MPTCP subflows, signals and data-level coverage, plain TCP progress. Memory
+``tcp_track``: MPTCP subflows, signals and data-level coverage, plain TCP progress; UDP that looks
+like QUIC goes to ``quic_track``, which decrypts it with the run's TLS keys. Memory
 therefore stays flat however many DATA packets a capture holds.
 
 Directions are keyed by the SCTP header triple ``(sport, dport, verification tag)``: IP
@@ -42,11 +43,13 @@ from testbed.conformance.facts import (
     PathConfirmed,
     Where,
 )
+from testbed.conformance.quic_track import QuicTracker
 from testbed.conformance.tcp_track import TcpTracker
 from testbed.decode import sctp_auth
 from testbed.decode.dhcp import DhcpMessage
 from testbed.decode.dhcp6 import Dhcp6Message
 from testbed.decode.dns import HEADER_TRUNCATED, DNSMessage, decode_dns
+from testbed.decode.keylog import Keylog
 from testbed.decode.link import PROTO_SCTP, PROTO_TCP, PROTO_UDP, FragmentSeen, NotIP, ip_span, ntop
 from testbed.decode.nd import RouterAdvert, RouterSolicit
 from testbed.decode.packet import DNS_PORT, decode_transport
@@ -90,6 +93,8 @@ _MAX_GAP = 1 << 20  # a forward TSN jump larger than this is reported, not enume
 _MAX_EXAMPLES = 20
 _MAX_HEARTBEATS = 4096  # unanswered HEARTBEATs remembered (oldest dropped)
 _DATA_MIN = 16  # a DATA chunk shorter than this is malformed (decode_chunk says why)
+# UDP ports of what ``upper`` decodes (DNS, DHCP, DHCPv6, mDNS): never QUIC
+_NOT_QUIC = frozenset({53, 67, 68, 546, 547, 5353})
 _NO_CAPTURE_POINTS = frozenset({LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6})
 _LABELS: dict[type, str] = {
     DNSMessage: "DNS", DhcpMessage: "DHCP", Dhcp6Message: "DHCPv6", RouterSolicit: "ICMPv6",
@@ -108,7 +113,8 @@ def _merged(readers: dict[int, PcapReader]) -> Iterator[PcapRecord]:
 class _Extractor:
     """The pass itself; a class only to share state between the hot loop and the slow paths."""
 
-    def __init__(self, names: list[str], window: float, left: Left | None = None) -> None:
+    def __init__(self, names: list[str], window: float, left: Left | None = None,
+                 keylog: Keylog | None = None) -> None:
         self.f = Facts(pcaps=names)
         # packed address -> [(from, until, lost)]: times when it belonged to a network left
         self.left = {ipaddress.ip_address(a).packed: list(spans) for a, spans in (left or {}).items()}
@@ -123,6 +129,16 @@ class _Extractor:
         self.tcp_dns = DnsOverTcp()
         self.tcp = TcpTracker()
         self.f.tcp = self.tcp.f
+        self.quic = QuicTracker(keylog, window)
+        self.f.quic = self.quic.f
+        self._names: dict[tuple[bytes, int], tuple[str, int]] = {}
+
+    def addr(self, raw: bytes, port: int) -> tuple[str, int]:
+        """(text address, port), once per pair: QUIC paths are keyed by them."""
+        out = self._names.get((raw, port))
+        if out is None:
+            out = self._names[(raw, port)] = (ntop(raw), port)
+        return out
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def bad(self, where: Where, reason: str) -> None:
@@ -160,6 +176,7 @@ class _Extractor:
             # the common frame, read at once: decode.sctp.lone_chunk's test, written out here
             # because a call per packet costs this loop a tenth of its time
             lone = False
+            quic: tuple[int, int] | None = None  # a QUIC candidate's UDP ports
             if lt == LINKTYPE_ETHERNET and len(data) >= 54:
                 (etype, vihl, total, ipid, frag, proto, src, dst,
                  sport, dport, vtag, ctype, _fl, clen, word) = lone_frame(data, 0)
@@ -186,18 +203,39 @@ class _Extractor:
                     reason = str(e) if isinstance(e, ValueError) else "truncated frame"
                     self.bad(Where(f.pcaps[pidx], fno, ts), reason)
                     continue
-                if proto == PROTO_UDP and end - l4 >= 20 and SCTP_UDP_PORT in _PORTS(data, l4):
-                    proto, l4 = PROTO_SCTP, l4 + 8  # SCTP over UDP: judged as SCTP
+                if proto == PROTO_UDP and end - l4 >= 20:
+                    ports = _PORTS(data, l4)
+                    if SCTP_UDP_PORT in ports:
+                        proto, l4 = PROTO_SCTP, l4 + 8  # SCTP over UDP: judged as SCTP
+                    elif data[l4 + 8] & 0x40 and not _NOT_QUIC.intersection(ports):
+                        quic = ports  # the QUIC fixed bit (RFC 9000 §17): decrypted by quic_track
             if self.left and src in self.left:
                 self.left_source(src, ts, pidx, fno)
             key = None
             if dedup or iface or lt not in _NO_CAPTURE_POINTS:
                 dedup = True
-                key = (src, dst, proto, ipid, transport_key(proto, data, l4, end))
+                # a QUIC datagram's copies are its UDP payload: a NAT between two capture points
+                # rewrites the addresses and ports, and no two datagrams carry the same
+                # protected bytes (each packet number is used once, RFC 9000 §12.3)
+                key = (data[l4 + 8:end] if quic
+                       else (src, dst, proto, ipid, transport_key(proto, data, l4, end)))
                 if is_copy(ts, key, (pidx, iface, cp)):
+                    if quic:
+                        self.quic.copy_seen(key, self.addr(src, quic[0]), self.addr(dst, quic[1]))
                     if kept and key in kept:
                         self.copy_of(kept[key], Where(f.pcaps[pidx], fno, ts))
                     continue
+            if quic:
+                where = Where(f.pcaps[pidx], fno, ts)
+                a, b = self.addr(src, quic[0]), self.addr(dst, quic[1])
+                if key is not None:
+                    self.quic.remember(ts, key, a, b)
+                seen = self.quic.datagram(where, a, b, data, l4 + 8, end)
+                if seen is None:
+                    self.other("UDP")
+                elif seen and key is not None:
+                    kept[key] = where
+                continue
             if proto == PROTO_TCP:
                 where = Where(f.pcaps[pidx], fno, ts)
                 try:
@@ -408,12 +446,14 @@ Left = Mapping[str, Sequence[tuple[float, float, float]]]
 
 
 def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool = False,
-            left: Left | None = None) -> Facts:
+            left: Left | None = None, keylog: Keylog | None = None) -> Facts:
     """Read every capture once (merged by time) and return the facts the rules judge.
 
     An unreadable file raises ``UnusableCapture``; with ``skip_unusable`` it is listed in
     ``Facts.captures`` (frames ``None``) and the others are read. ``left``: addresses whose
     packets are looked for while the MN had left their network (``Facts.left_sources``).
+    ``keylog``: TLS secrets for decrypting QUIC (``Facts.quic``); without it QUIC packets are
+    counted, not decrypted.
     """
     paths = [Path(p) for p in paths]
     names = [p.name for p in paths]
@@ -429,7 +469,7 @@ def extract(paths: Iterable[Path], window: float = 0.5, *, skip_unusable: bool =
                 if not skip_unusable:
                     raise
                 unusable[i] = str(e)
-        facts = _Extractor(names, window, left).run(readers)
+        facts = _Extractor(names, window, left, keylog).run(readers)
         for i, (name, path) in enumerate(zip(names, paths, strict=True)):
             r = readers.get(i)
             if r is None:

@@ -3,7 +3,7 @@
 Every kept packet is its first captured copy, located by ``Where`` (file, 1-based frame number,
 capture time), so a verdict's evidence and the report's ladder cite the same frames. Bulk SCTP
 DATA is reduced to per-direction TSN bookkeeping (``Flow``), bulk TCP to the bookkeeping in
-``tcp_facts``; control messages are kept decoded.
+``tcp_facts``, QUIC (decrypted) to that in ``quic_facts``; control messages are kept decoded.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from testbed.decode.nd import RouterAdvert, RouterSolicit
 from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk, ErrorChunk
 
 if TYPE_CHECKING:
+    from testbed.conformance.quic_facts import QuicFacts
     from testbed.conformance.tcp_facts import TcpFacts
 
 Key = tuple[int, int, int]  # (sport, dport, vtag) of an SCTP header
@@ -191,6 +192,12 @@ def _tcp_facts() -> TcpFacts:
     return TcpFacts()
 
 
+def _quic_facts() -> QuicFacts:
+    from testbed.conformance.quic_facts import QuicFacts  # it builds on Where, defined here
+
+    return QuicFacts()
+
+
 @dataclass(slots=True)
 class Facts:
     """Everything the rules, the timeline and the report look at, in capture order."""
@@ -206,6 +213,7 @@ class Facts:
     dhcp6: list[Dhcp6Seen] = field(default_factory=list)
     flows: dict[Key, Flow] = field(default_factory=dict)
     tcp: TcpFacts = field(default_factory=_tcp_facts)  # MPTCP connections, plain TCP
+    quic: QuicFacts = field(default_factory=_quic_facts)  # QUIC connections, decrypted
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
     init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
     # association set-up: each INIT by (sport, dport, initiate tag), the keys answered by an
@@ -265,6 +273,7 @@ class Facts:
             "mptcp_connections": len(self.tcp.mptcp),
             "mptcp_signals": len(self.tcp.signals),
             "tcp_connections": len(self.tcp.plain),
+            **self.quic.stats(),
             "unknown": self.unknown,
             "unknown_kinds": dict(sorted(self.unknown_kinds.items(), key=lambda kv: -kv[1])[:10]),
             "malformed": self.malformed,
