@@ -13,6 +13,8 @@ socket and the location updater, logging each action with its times as JSON line
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -212,6 +214,46 @@ class DriverLink:
             return {"ok": False, "error": str(e)}
 
 
+class LocationUpdates:
+    """The DNS UPDATEs of the ladder, sent one at a time and in order, beside the binding
+    actions: an address change never waits for an update's answer. An update that went
+    unanswered for its first attempt's timeout (retrying: no network carries it, as during a
+    break-before-make gap) is superseded by the next one, whose records are the ones the name
+    must show; otherwise the next one waits for it."""
+
+    def __init__(self, updater, log_path: str) -> None:
+        self.updater, self.log_path = updater, log_path
+        self.pending: asyncio.Task | None = None
+        self.started = 0.0
+        retry = getattr(updater, "retry", None)
+        self.patience = retry.timeout if retry is not None else float("inf")
+
+    def submit(self, act: Action, rec: dict) -> None:
+        loop = asyncio.get_running_loop()
+        before = self.pending
+        if before is not None and not before.done() and loop.time() - self.started >= self.patience:
+            before.cancel()
+        self.started = loop.time()
+        self.pending = asyncio.create_task(self._send(act, rec, before))
+
+    async def _send(self, act: Action, rec: dict, before: asyncio.Task | None) -> None:
+        if before is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await before
+        try:
+            res = await self.updater.update(act.a, act.aaaa)
+        except asyncio.CancelledError:
+            _log_line(self.log_path, {**rec, "ok": False, "superseded": True})
+            raise
+        rec.update(res.to_dict())
+        _log_line(self.log_path, rec)
+
+    async def drain(self) -> None:
+        if self.pending is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.pending
+
+
 async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy: Policy, updater) -> None:
     """Follow the agent and drive the transport, in TraSH order, until the agent goes away.
 
@@ -229,6 +271,7 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
     first = usable[0].addresses[0] if usable else ""
     seqr.start({a for v in usable for a in v.addresses}, views, first)
     link = DriverLink(driver_sock)
+    locations = LocationUpdates(updater, log_path) if updater is not None else None
     _log_line(log_path, {"event": "binding", "op": "start", "bound": sorted(seqr.bound),
                          "primary": seqr.primary.prefix if seqr.primary else None})
     async def execute(actions: list[Action]) -> None:
@@ -236,9 +279,9 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
             rec: dict = {"event": "binding", "op": act.kind, "cause": act.cause}
             if act.kind == "location":
                 rec.update(a=list(act.a), aaaa=list(act.aaaa))
-                if updater is not None:
-                    res = await updater.update(act.a, act.aaaa)
-                    rec.update(res.to_dict())
+                if locations is not None:
+                    locations.submit(act, rec)  # logged once answered
+                    continue
             else:
                 rec["address"] = act.address
                 if link.connected:
@@ -252,18 +295,22 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
 
     if seqr.primary is not None:  # register where the MN is now (if it is attached yet)
         await execute(seqr.publish(0))
-    async with client.subscribe(since=int(state.get("seq", 0))) as sub:
-        async for e in sub:
-            if link.available() and not link.connected:
-                status = await link.request({"op": "status"})
-                if status.get("ok"):  # the association's own addresses are the bound set
-                    link.connected = True
-                    fams = frozenset(status.get("families") or policy.families)
-                    seqr.join(set(status["local"]), fams)
-                    _log_line(log_path, {"event": "binding", "op": "transport", **status})
-            elif link.connected and not link.available():
-                link.connected = False
-            await execute(seqr.feed(e))
+    try:
+        async with client.subscribe(since=int(state.get("seq", 0))) as sub:
+            async for e in sub:
+                if link.available() and not link.connected:
+                    status = await link.request({"op": "status"})
+                    if status.get("ok"):  # the association's own addresses are the bound set
+                        link.connected = True
+                        fams = frozenset(status.get("families") or policy.families)
+                        seqr.join(set(status["local"]), fams)
+                        _log_line(log_path, {"event": "binding", "op": "transport", **status})
+                elif link.connected and not link.available():
+                    link.connected = False
+                await execute(seqr.feed(e))
+    finally:
+        if locations is not None:
+            await locations.drain()
 
 
 def main(argv: list[str] | None = None) -> int:
