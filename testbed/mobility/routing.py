@@ -8,6 +8,14 @@ network, whichever network's default route the main table prefers: in make-befor
 networks are up, and without the rules the first network's route (the lower metric the lab's
 DHCP client gives it) would carry the new address's packets too.
 
+A socket bound to no address takes the network configured last (of its family): one more rule,
+``from all lookup`` that network's table, after the source rules and before the main table, is
+moved to each newly configured network and back to the previous one when it is lost. So the
+routing table hands a new socket the newest network's address, as a mobile host prefers the
+network it just joined (a peer that picks its source from the routing table, like gtlsclient's
+timer migration, then moves to it). A lookup that finds no route in a table (another
+interface's on-link destination, a socket bound to another device) goes on to the main table.
+
 The agent applies the rules on the events it publishes, before any subscriber sees them:
 ``configured`` adds them, ``lost`` removes the lost addresses' rules (and the table's routes of
 that family once no configured address of it is left on the interface). They live in the MN's
@@ -30,6 +38,11 @@ log = logging.getLogger(__name__)
 
 TABLE_BASE = 1000  # an interface's table: TABLE_BASE + its index
 PRIORITY = 1000  # of every source rule: before the main table's (32766)
+NEWEST_PRIORITY = 1001  # the newest network's rule, for sockets bound to no address
+
+
+def _family(version: int) -> int:
+    return socket.AF_INET if version == 4 else socket.AF_INET6
 
 
 @dataclass
@@ -41,6 +54,9 @@ class SourceRoutes:
 
     ipr_factory: Callable[[], Any] | None = None
     rules: dict[str, tuple[str, int]] = field(default_factory=dict)  # address -> (ifname, table)
+    # per family, the interfaces holding a configured address, the newest last
+    order: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    newest: dict[int, int] = field(default_factory=dict)  # family -> table of the newest rule
     _ipr: Any = None
     _worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "source-routes"))
 
@@ -71,7 +87,7 @@ class SourceRoutes:
             return []
         table = TABLE_BASE + idx
         net = ipaddress.ip_network(e.prefix or "", strict=False)
-        fam = socket.AF_INET if net.version == 4 else socket.AF_INET6
+        fam = _family(net.version)
         ipr = self.ipr()
         out: list[dict[str, Any]] = []
         routes = [{"dst": str(net), "oif": idx}]
@@ -88,6 +104,12 @@ class SourceRoutes:
             self.rules[addr] = (e.ifname, table)
             out.append({"op": "rule_add", "address": addr, "ifname": e.ifname, "table": table,
                         "router": e.router})
+        if out:
+            order = self.order.setdefault(net.version, [])
+            if (e.ifname, table) in order:
+                order.remove((e.ifname, table))
+            order.append((e.ifname, table))
+            out += self._follow_newest(net.version)
         return out
 
     def _lost(self, e: Event) -> list[dict[str, Any]]:
@@ -98,7 +120,7 @@ class SourceRoutes:
         for addr in gone:
             ifname, table = self.rules.pop(addr)
             ip = ipaddress.ip_address(addr)
-            fam = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+            fam = _family(ip.version)
             self._quietly(ipr.rule, "del", table=table, priority=PRIORITY, src=addr, src_len=ip.max_prefixlen,
                           family=fam)
             out.append({"op": "rule_del", "address": addr, "ifname": ifname, "table": table})
@@ -106,7 +128,30 @@ class SourceRoutes:
                     if ifn == ifname and ipaddress.ip_address(a).version == ip.version]
             if not left:
                 self._quietly(ipr.flush_routes, table=table, family=fam)
+                order = self.order.get(ip.version, [])
+                if (ifname, table) in order:
+                    order.remove((ifname, table))
+                out += self._follow_newest(ip.version)
         return out
+
+    def _follow_newest(self, version: int) -> list[dict[str, Any]]:
+        """Point the newest-network rule of ``version`` at the newest interface's table (or
+        remove it when none is left): the new rule first, so no lookup falls between."""
+        order = self.order.get(version, [])
+        want = order[-1][1] if order else None
+        have = self.newest.get(version)
+        if want == have:
+            return []
+        ipr, fam = self.ipr(), _family(version)
+        if want is not None:
+            ipr.rule("add", table=want, priority=NEWEST_PRIORITY, family=fam)
+            self.newest[version] = want
+        else:
+            del self.newest[version]
+        if have is not None:
+            self._quietly(ipr.rule, "del", table=have, priority=NEWEST_PRIORITY, family=fam)
+        return [{"op": "newest", "family": version, "table": want, "was": have,
+                 "ifname": order[-1][0] if order else None}]
 
     @staticmethod
     def _quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
