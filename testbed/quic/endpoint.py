@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aioquic.quic.connection import QuicConnection
@@ -24,6 +24,8 @@ from testbed.quic.migration import PathAddress
 
 # (event, local address of the datagram it came with, wall time of that datagram)
 EventSink = Callable[[QuicEvent, str, float], None]
+# makes the datagram transport bound to a local address (default: a UDP socket)
+Opener = Callable[["ClientEndpoint", str], Awaitable[asyncio.DatagramTransport]]
 
 
 class _Receiver(asyncio.DatagramProtocol):
@@ -35,6 +37,12 @@ class _Receiver(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:  # e.g. ENETUNREACH once an address is gone
         self.endpoint.send_errors += 1
+
+
+async def _udp_socket(endpoint: ClientEndpoint, local: str) -> asyncio.DatagramTransport:
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: _Receiver(endpoint, local), local_addr=(local, 0))
+    return transport
 
 
 @dataclass
@@ -51,6 +59,7 @@ class ClientEndpoint:
     _active: PathAddress | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     path_log: list[dict] = field(default_factory=list)  # each change of the active path
+    opener: Opener | None = None
 
     def path(self, local: str) -> PathAddress:
         return PathAddress(self.host, self.port, local)
@@ -64,10 +73,7 @@ class ClientEndpoint:
     async def open(self, local: str) -> int:
         """A UDP socket bound to ``local`` (if not open yet); its port."""
         if local not in self.sockets:
-            loop = asyncio.get_running_loop()
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self, local),
-                                                               local_addr=(local, 0))
-            self.sockets[local] = transport
+            self.sockets[local] = await (self.opener or _udp_socket)(self, local)
         return self.sockets[local].get_extra_info("sockname")[1]
 
     def close(self, local: str) -> bool:

@@ -1,0 +1,183 @@
+"""The QUIC binding driver on real aioquic connections joined by an in-memory network: the
+client's migration (RFC 9000 §9.2) probes the new path on an unused peer connection ID,
+validates it, moves the stream onto it and retires the old connection ID."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aioquic.buffer import Buffer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import ConnectionIdRetired, StreamDataReceived
+from aioquic.quic.packet import pull_quic_header
+
+from testbed.quic import migration
+from testbed.quic.certs import self_signed
+from testbed.quic.client import MessageStream
+from testbed.quic.driver import JsonCommands, QuicDriver
+from testbed.quic.endpoint import ClientEndpoint
+from testbed.quic.server import ALPN_MESSAGES
+
+SERVER = ("203.0.113.14", 4433)
+OLD, NEW = "192.0.2.100", "198.51.100.100"
+
+
+class Net:
+    """Datagrams between the client's sockets and one server connection, each a loop callback
+    (as a real socket's would be). ``down``: local addresses whose link is gone."""
+
+    def __init__(self, config: QuicConfiguration) -> None:
+        self.config, self.server, self.endpoint = config, None, None
+        self.down: set[str] = set()
+        self.from_client: list[tuple[str, bytes]] = []  # (client address, datagram)
+        self.retired: list[int] = []
+        self.server_bytes: dict[str, int] = {}  # client address -> stream bytes the server got
+
+    def deliver_to_server(self, data: bytes, local: str, port: int) -> None:
+        if local in self.down:
+            return
+        self.from_client.append((local, data))
+        loop = asyncio.get_running_loop()
+        if self.server is None:  # a server connection starts from the client's first DCID
+            header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+            self.server = QuicConnection(configuration=self.config,
+                                         original_destination_connection_id=header.destination_cid)
+        self.server.receive_datagram(data, (local, port), now=loop.time())
+        while (ev := self.server.next_event()) is not None:
+            if isinstance(ev, ConnectionIdRetired):
+                self.retired.append(ev.connection_id)
+            if isinstance(ev, StreamDataReceived):
+                self.server_bytes[local] = self.server_bytes.get(local, 0) + len(ev.data)
+        self.flush_server()
+
+    def flush_server(self) -> None:
+        loop = asyncio.get_running_loop()
+        for data, (host, _port) in self.server.datagrams_to_send(now=loop.time()):
+            if host not in self.down:
+                loop.call_soon(self.endpoint.datagram_received, data, SERVER, host)
+
+
+class FakeSocket(asyncio.DatagramTransport):
+    def __init__(self, net: Net, local: str, port: int) -> None:
+        super().__init__()
+        self.net, self.local, self.port = net, local, port
+
+    def sendto(self, data, addr=None) -> None:
+        asyncio.get_running_loop().call_soon(self.net.deliver_to_server, bytes(data), self.local, self.port)
+
+    def get_extra_info(self, name, default=None):
+        return (self.local, self.port) if name == "sockname" else default
+
+    def close(self) -> None:
+        pass
+
+
+async def _pair(tmp_path: Path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    self_signed("cn", [SERVER[0]], cert, key)
+    sconf = QuicConfiguration(is_client=False, alpn_protocols=[ALPN_MESSAGES])
+    sconf.load_cert_chain(cert, key)
+    net = Net(sconf)
+    cconf = QuicConfiguration(is_client=True, alpn_protocols=[ALPN_MESSAGES])
+    cconf.verify_mode = 0
+    client = QuicConnection(configuration=cconf)
+    app = MessageStream(client, 64)
+    ports = iter(range(50000, 50100))
+
+    async def opener(ep: ClientEndpoint, local: str) -> FakeSocket:
+        return FakeSocket(net, local, next(ports))
+
+    ep = ClientEndpoint(client, *SERVER, app.on_event, opener=opener)
+    net.endpoint = ep
+    await ep.open(OLD)
+    ep.connect(OLD)
+    assert await ep.wait_until(lambda: migration.handshake_confirmed(client), 5.0)
+    return net, ep, app
+
+
+@pytest.fixture
+def run():
+    def go(coro):
+        return asyncio.run(asyncio.wait_for(coro, 20))
+    return go
+
+
+def test_a_migration_probes_with_an_unused_cid_validates_and_retires_the_old_one(tmp_path, run):
+    async def scenario():
+        net, ep, app = await _pair(tmp_path)
+        driver = QuicDriver(ep)
+        for _ in range(5):
+            app.send_next()
+        ep.transmit()
+        old_dcid = migration.peer_cid(ep.conn)
+        added = await driver.on_configured(NEW)
+        assert added["port"] and net.from_client[-1][0] != NEW  # a socket, nothing sent yet
+        sent_before = len(net.from_client)
+        res = await driver.make_primary(NEW)
+        assert res["validated"] is True and res["dcid_old"] == old_dcid
+        assert res["dcid_new"] != old_dcid  # §9.5: a connection ID never used on the old path
+        first_new = next(d for a, d in net.from_client[sent_before:] if a == NEW)
+        assert first_new[1:9].hex() == res["dcid_new"]  # the probe already carried it
+        assert ep.active.local == NEW
+        for _ in range(5):
+            app.send_next()
+        ep.transmit()
+        await ep.wait_until(lambda: net.server_bytes.get(NEW, 0) >= 5 * 64, 5.0)
+        assert net.server_bytes.get(NEW, 0) >= 5 * 64  # the stream moved to the new path
+        await ep.wait_until(lambda: bool(net.retired), 5.0)
+        assert net.retired  # RETIRE_CONNECTION_ID for the old path's ID reached the server
+        lost = await driver.on_lost(OLD)
+        assert lost["forgotten"] and not lost["was_active"] and OLD not in ep.sockets
+        st = await driver.status()
+        assert st["local"] == [NEW] and st["active"] == NEW and st["families"] == [4]
+    run(scenario())
+
+
+def test_break_before_make_keeps_the_connection_and_migrates_when_the_new_network_comes(tmp_path, run):
+    async def scenario():
+        net, ep, app = await _pair(tmp_path)
+        driver = QuicDriver(ep)
+        net.down.add(OLD)
+        lost = await driver.on_lost(OLD)  # the active path's socket: nothing sent from it now
+        assert lost["was_active"] and not lost["forgotten"]
+        for _ in range(3):
+            app.send_next()
+        ep.transmit()
+        assert ep.dropped > 0  # datagrams for the gone address: counted, not sent
+        await driver.on_configured(NEW)
+        res = await driver.make_primary(NEW)
+        assert res["validated"] and ep.active.local == NEW
+        await ep.wait_until(lambda: net.server_bytes.get(NEW, 0) >= 3 * 64, 5.0)
+        assert net.server_bytes[NEW] >= 3 * 64  # loss recovery resent them on the new path
+    run(scenario())
+
+
+def test_a_probe_nobody_answers_leaves_the_connection_on_its_path(tmp_path, run):
+    async def scenario():
+        net, ep, _app = await _pair(tmp_path)
+        driver = QuicDriver(ep, validate_timeout=0.6)
+        net.down.add(NEW)  # the new network carries nothing
+        await driver.on_configured(NEW)
+        res = await driver.make_primary(NEW)
+        assert res["validated"] is False and res["probes"] >= 2  # challenged again each PTO
+        assert ep.active.local == OLD
+    run(scenario())
+
+
+def test_the_json_adapter_answers_from_the_commands_thread(tmp_path, run):
+    async def scenario():
+        _net, ep, _app = await _pair(tmp_path)
+        cmds = JsonCommands(QuicDriver(ep), asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        st = await loop.run_in_executor(None, cmds.handle, {"op": "status"})
+        assert st["ok"] and st["local"] == [OLD]
+        bad = await loop.run_in_executor(None, cmds.handle, {"op": "fly"})
+        assert bad == {"ok": False, "error": "unknown op 'fly'"}
+        missing = await loop.run_in_executor(None, cmds.handle, {"op": "add"})
+        assert not missing["ok"] and "KeyError" in missing["error"]
+        added = await loop.run_in_executor(None, cmds.handle, {"op": "add", "addr": NEW})
+        assert added["ok"] and added["op"] == "add"
+    run(scenario())
