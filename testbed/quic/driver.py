@@ -15,7 +15,8 @@ MPTCP drivers serve::
                                   migration replaces it)
     {"op": "status"}              the connection's local addresses, active path, connection IDs
 
-``QuicDriver`` is the typed interface (one coroutine per action, in the client's event loop);
+``QuicDriver`` is the typed interface (a coroutine per action, named as the binding-driver
+interface names them: add, primary, delete, status; run in the client's event loop);
 ``JsonCommands`` adapts the JSON lines to it from the command server's threads.
 """
 
@@ -47,7 +48,7 @@ class QuicDriver:
     def conn(self):
         return self.endpoint.conn
 
-    async def on_configured(self, addr: str, ifname: str = "") -> dict[str, Any]:
+    async def add(self, addr: str, ifname: str = "") -> dict[str, Any]:
         t = time.time()
         entry: dict[str, Any] = {"op": "add", "addr": addr, "t": t}
         if addr in self.endpoint.sockets:
@@ -58,7 +59,7 @@ class QuicDriver:
         self.log.append(entry)
         return entry
 
-    async def make_primary(self, addr: str) -> dict[str, Any]:
+    async def primary(self, addr: str) -> dict[str, Any]:
         t = time.time()
         entry: dict[str, Any] = {"op": "primary", "addr": addr, "t": t}
         active = self.endpoint.active
@@ -91,7 +92,7 @@ class QuicDriver:
         self.log.append(entry)
         return entry
 
-    async def on_lost(self, addr: str) -> dict[str, Any]:
+    async def delete(self, addr: str) -> dict[str, Any]:
         t = time.time()
         entry: dict[str, Any] = {"op": "del", "addr": addr, "t": t}
         active = self.endpoint.active
@@ -126,9 +127,9 @@ class JsonCommands:
         """One request → reply (never raises)."""
         d = self.driver
         calls: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-            "add": lambda: d.on_configured(cmd["addr"], cmd.get("ifname", "")),
-            "primary": lambda: d.make_primary(cmd["addr"]),
-            "del": lambda: d.on_lost(cmd["addr"]),
+            "add": lambda: d.add(cmd["addr"], cmd.get("ifname", "")),
+            "primary": lambda: d.primary(cmd["addr"]),
+            "del": lambda: d.delete(cmd["addr"]),
             "status": d.status,
         }
         op = cmd.get("op")

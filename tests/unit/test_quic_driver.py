@@ -113,10 +113,10 @@ def test_a_migration_probes_with_an_unused_cid_validates_and_retires_the_old_one
             app.send_next()
         ep.transmit()
         old_dcid = migration.peer_cid(ep.conn)
-        added = await driver.on_configured(NEW)
+        added = await driver.add(NEW)
         assert added["port"] and net.from_client[-1][0] != NEW  # a socket, nothing sent yet
         sent_before = len(net.from_client)
-        res = await driver.make_primary(NEW)
+        res = await driver.primary(NEW)
         assert res["validated"] is True and res["dcid_old"] == old_dcid
         assert res["dcid_new"] != old_dcid  # §9.5: a connection ID never used on the old path
         first_new = next(d for a, d in net.from_client[sent_before:] if a == NEW)
@@ -129,7 +129,7 @@ def test_a_migration_probes_with_an_unused_cid_validates_and_retires_the_old_one
         assert net.server_bytes.get(NEW, 0) >= 5 * 64  # the stream moved to the new path
         await ep.wait_until(lambda: bool(net.retired), 5.0)
         assert net.retired  # RETIRE_CONNECTION_ID for the old path's ID reached the server
-        lost = await driver.on_lost(OLD)
+        lost = await driver.delete(OLD)
         assert lost["forgotten"] and not lost["was_active"] and OLD not in ep.sockets
         st = await driver.status()
         assert st["local"] == [NEW] and st["active"] == NEW and st["families"] == [4]
@@ -141,14 +141,14 @@ def test_break_before_make_keeps_the_connection_and_migrates_when_the_new_networ
         net, ep, app = await _pair(tmp_path)
         driver = QuicDriver(ep)
         net.down.add(OLD)
-        lost = await driver.on_lost(OLD)  # the active path's socket: nothing sent from it now
+        lost = await driver.delete(OLD)  # the active path's socket: nothing sent from it now
         assert lost["was_active"] and not lost["forgotten"]
         for _ in range(3):
             app.send_next()
         ep.transmit()
         assert ep.dropped > 0  # datagrams for the gone address: counted, not sent
-        await driver.on_configured(NEW)
-        res = await driver.make_primary(NEW)
+        await driver.add(NEW)
+        res = await driver.primary(NEW)
         assert res["validated"] and ep.active.local == NEW
         await ep.wait_until(lambda: net.server_bytes.get(NEW, 0) >= 3 * 64, 5.0)
         assert net.server_bytes[NEW] >= 3 * 64  # loss recovery resent them on the new path
@@ -160,8 +160,8 @@ def test_a_probe_nobody_answers_leaves_the_connection_on_its_path(tmp_path, run)
         net, ep, _app = await _pair(tmp_path)
         driver = QuicDriver(ep, validate_timeout=0.6)
         net.down.add(NEW)  # the new network carries nothing
-        await driver.on_configured(NEW)
-        res = await driver.make_primary(NEW)
+        await driver.add(NEW)
+        res = await driver.primary(NEW)
         assert res["validated"] is False and res["probes"] >= 2  # challenged again each PTO
         assert ep.active.local == OLD
     run(scenario())
