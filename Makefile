@@ -67,6 +67,7 @@ integration: setup
 bench: setup
 	$(PY) bench/bench_lab.py
 	$(PY) bench/bench_checker.py
+	$(PY) bench/bench_quic.py
 	$(PY) bench/bench_agent.py
 	$(PY) bench/bench_handover.py
 	$(PY) bench/bench_sctp.py

@@ -20,6 +20,7 @@ import ipaddress
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from testbed.conformance.dedup import CopyFilter, transport_key
 from testbed.conformance.facts import (
@@ -43,7 +44,6 @@ from testbed.conformance.facts import (
     PathConfirmed,
     Where,
 )
-from testbed.conformance.quic_track import QuicTracker
 from testbed.conformance.tcp_track import TcpTracker
 from testbed.decode import sctp_auth
 from testbed.decode.dhcp import DhcpMessage
@@ -85,6 +85,9 @@ from testbed.decode.sctp import (
     decode_chunk,
 )
 from testbed.decode.tcp import tcp_header
+
+if TYPE_CHECKING:
+    from testbed.conformance.quic_track import QuicTracker
 
 _PORTS = struct.Struct("!HH").unpack_from
 _MASK = 0xFFFFFFFF
@@ -129,9 +132,20 @@ class _Extractor:
         self.tcp_dns = DnsOverTcp()
         self.tcp = TcpTracker()
         self.f.tcp = self.tcp.f
-        self.quic = QuicTracker(keylog, window)
-        self.f.quic = self.quic.f
+        self.keylog = keylog
+        self._quic: QuicTracker | None = None
         self._names: dict[tuple[bytes, int], tuple[str, int]] = {}
+
+    @property
+    def quic(self) -> QuicTracker:
+        """The QUIC tracker, made (and the AEAD code loaded) at the first QUIC candidate: a
+        run without QUIC pays nothing for it."""
+        if self._quic is None:
+            from testbed.conformance.quic_track import QuicTracker
+
+            self._quic = QuicTracker(self.keylog, self.copies.window)
+            self.f.quic = self._quic.f
+        return self._quic
 
     def addr(self, raw: bytes, port: int) -> tuple[str, int]:
         """(text address, port), once per pair: QUIC paths are keyed by them."""
@@ -207,8 +221,11 @@ class _Extractor:
                     ports = _PORTS(data, l4)
                     if SCTP_UDP_PORT in ports:
                         proto, l4 = PROTO_SCTP, l4 + 8  # SCTP over UDP: judged as SCTP
-                    elif data[l4 + 8] & 0x40 and not _NOT_QUIC.intersection(ports):
-                        quic = ports  # the QUIC fixed bit (RFC 9000 §17): decrypted by quic_track
+                    elif (data[l4 + 8] & 0xC0 or (self._quic is not None and self._quic.cids)) \
+                            and not _NOT_QUIC.intersection(ports):
+                        # a long header or the fixed bit (RFC 9000 §17), or any datagram once a
+                        # QUIC connection is known: a peer may grease the fixed bit (RFC 9287)
+                        quic = ports
             if self.left and src in self.left:
                 self.left_source(src, ts, pidx, fno)
             key = None

@@ -47,4 +47,16 @@ def read_keylog(path: Path, source: str = "--keylog") -> Keylog:
     return parse_keylog(text)
 
 
-__all__ = ["KEYLOG_NAME", "find_keylog", "keylog_candidates", "read_keylog"]
+def keys_beside(items: Iterable[str | Path]) -> Keylog | None:
+    """The keylog found beside ``items``, for a reader that draws what it can (the report):
+    None when there is none or it cannot be read."""
+    path, _looked = find_keylog(items)
+    if path is None:
+        return None
+    try:
+        return read_keylog(path)
+    except ConfigError:
+        return None
+
+
+__all__ = ["KEYLOG_NAME", "find_keylog", "keylog_candidates", "keys_beside", "read_keylog"]

@@ -72,15 +72,19 @@ class QuicPath:
 @dataclass(slots=True)
 class StreamFlow:
     """One direction of one stream: offsets seen, holes, and the numbered messages read from
-    its in-order bytes (``testbed.traffic.messages``'s framing)."""
+    its in-order bytes (``testbed.traffic.messages``'s framing); ``quic_streams`` keeps it."""
 
     high: int = 0  # one past the highest offset seen
+    high_pn: int = -1  # the packet number that brought it
     fin: int | None = None
     frames: int = 0
     resent: int = 0  # bytes seen again (retransmissions)
     filled: int = 0  # holes later filled
     holes: dict[int, int] = field(default_factory=dict)  # start → end of each missing range
     hole_where: dict[int, Where] = field(default_factory=dict)
+    # a hole's start → the sender's packet numbers not captured where it appeared (inclusive)
+    hole_pns: dict[int, tuple[int, int]] = field(default_factory=dict)
+    uncaptured: dict[int, int] = field(default_factory=dict)  # holes whose packets were acknowledged
     # message framing over the contiguous prefix
     delivered: int = 0  # bytes in order so far
     pending: dict[int, bytes] = field(default_factory=dict)  # out-of-order pieces by offset
@@ -90,6 +94,9 @@ class StreamFlow:
     last_seq: int | None = None
     seq_faults: list[tuple[str, Where]] = field(default_factory=list)
     unframed: bool = False  # its bytes are not numbered messages
+    resync: bool = False  # after an uncaptured hole: looking for the next message header
+    after_gap: bool = False  # the next message follows uncaptured bytes
+    uncaptured_messages: int = 0  # messages in uncaptured bytes (not judged)
 
 
 @dataclass(slots=True)

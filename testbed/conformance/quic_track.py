@@ -18,8 +18,10 @@ the first ones, so the server's view of a path and the client's are one path.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from testbed.conformance import quic_streams
 from testbed.conformance.facts import Where
 from testbed.conformance.quic_facts import (
     Addr,
@@ -44,6 +46,7 @@ from testbed.decode.quic_crypto import (
     retry_tag_valid,
 )
 from testbed.decode.quic_frames import (
+    AckFrame,
     ConnectionClose,
     CryptoFrame,
     HandshakeDone,
@@ -69,10 +72,10 @@ from testbed.decode.quic_packet import (
     remove_header_protection,
 )
 from testbed.decode.tls import client_hello_random, server_hello_suite
-from testbed.traffic.messages import HEADER, MAGIC
 
 _MAX_EXAMPLES = 20
-_MAX_PENDING = 4096  # out-of-order stream pieces kept per direction for message framing
+_MAX_GAPS = 256  # recent uncaptured packet number ranges kept per sender
+_MAX_DATAGRAM = 1500  # larger ones on Ethernet are several datagrams' UDP GSO buffer
 _SPACES = {INITIAL: 0, HANDSHAKE: 1, ZERO_RTT: 2, ONE_RTT: 2}  # packet number spaces (RFC 9000 §12.3)
 # of each side's Initial CRYPTO stream: enough for the ClientHello's random, the ServerHello's suite
 _HELLO_BYTES = 128
@@ -107,6 +110,9 @@ class _State:
     spin: dict[bool, int] = field(default_factory=dict)
     client_initial: Where | None = None
     negotiated: int | None = None  # the version of the server's Initial (RFC 9368 may switch it)
+    # 1-RTT packet numbers each end acknowledged (by the acknowledger is client)
+    acked: dict[bool, quic_streams.Acked] = field(default_factory=dict)
+    gaps: dict[bool, list[tuple[int, int]]] = field(default_factory=dict)  # 1-RTT numbers not captured
 
     def initial_keys(self, version: int, from_client: bool) -> Protection:
         pair = self.initial.get(version)
@@ -169,8 +175,9 @@ class QuicTracker:
             return
         alias = self.f.alias
         for mine, theirs in ((first[0], src), (first[1], dst)):
-            if mine != theirs and theirs not in alias:
-                alias[theirs] = alias.get(mine, mine)
+            canon = alias.get(mine, mine)
+            if canon != theirs and theirs not in alias:
+                alias[theirs] = canon
 
     # -- the datagram ----------------------------------------------------------------------------
     def datagram(self, where: Where, src: Addr, dst: Addr, data: bytes, p: int, end: int) -> bool | None:
@@ -193,11 +200,10 @@ class QuicTracker:
         seen: set[int] = set()
         while p < end:
             if not data[p] & 0x80:  # a short header ends the datagram (RFC 9000 §12.2)
-                if not data[p] & 0x40:
-                    break  # no fixed bit: padding after the last packet, not a packet
                 hit = self._short_lookup(data, p, end)
                 if hit is None:
-                    self.fail(where, "1-RTT packet after a long header matches no connection ID")
+                    if data[p] & 0x40:  # else padding after the last packet (zeros), not a packet
+                        self.fail(where, "1-RTT packet after a long header matches no connection ID")
                     break
                 keep |= self._short(hit[0], not hit[1], hit[2], where, src, dst, data, p, end,
                                     counted=id(hit[0]) in seen)
@@ -269,9 +275,14 @@ class QuicTracker:
             self.fail(where, "Retry integrity tag does not verify for the client's first DCID")
             return
         conn.retry = where
+        self.f.decrypted += 1  # not encrypted, but authenticated by its AEAD tag
         st.initial_dcid = h.scid  # the client's next Initial keys (RFC 9001 §5.2)
         st.initial.clear()
         st.largest.clear()
+        # the handshake starts again: RFC 9000 §17.2.5.2 asks for the same ClientHello, but a
+        # client that builds a new one (aioquic 1.7.2 does) names the connection by that one
+        st.hello.pop(True, None)
+        conn.client_random = None
         self._register(h.scid, st, False)
 
     # -- paths -----------------------------------------------------------------------------------
@@ -386,26 +397,50 @@ class QuicTracker:
             self.fail(where, "1-RTT packet shorter than its AEAD tag (truncated capture?)")
             return False
         phase = 1 if first & KEY_PHASE else 0
-        plain = None
-        if phase == keys.current.generation & 1:
-            plain = keys.current.open(pn, header, body)
-        else:
-            nxt = keys.next()
-            plain = nxt.open(pn, header, body)
-            if plain is not None and pn > st.largest.get(space, -1):
-                keys.previous, keys.current, keys.following = keys.current, nxt, None
-                conn.key_updates[from_client] += 1
-            elif plain is None and keys.previous is not None:
-                plain = keys.previous.open(pn, header, body)
+        largest = st.largest.get(space, -1)
+        plain = self._open_1rtt(keys, phase, pn, largest, header, body)
         if plain is None:
-            self.fail(where, f"1-RTT packet does not decrypt (AEAD tag, key phase {phase})")
+            # more packets lost (or not captured) than the truncated number spans: the nearest
+            # candidate is wrong, a later window's is right (RFC 9000 §17.1)
+            win = 1 << (8 * pn_len)
+            for cand in (pn + win, pn + 2 * win, pn + 3 * win):
+                plain = self._open_1rtt(keys, phase, cand, largest, header, body)
+                if plain is not None:
+                    pn = cand
+                    break
+        if plain is None:
+            hint = ""
+            if end - p > _MAX_DATAGRAM:
+                hint = (f"; a {end - p}-byte datagram: a UDP GSO buffer of several, captured before "
+                        "segmentation? (capture with tx-udp-segmentation off on the sender)")
+            self.fail(where, f"1-RTT packet does not decrypt (AEAD tag, key phase {phase}){hint}")
             return False
-        if pn > st.largest.get(space, -1):
+        if keys.current.generation & 1 != phase and pn > largest:
+            keys.previous, keys.current, keys.following = keys.current, keys.next(), None
+            conn.key_updates[from_client] += 1
+        if largest >= 0 and pn > largest + 1:  # packets not captured (or lost) before this one
+            gaps = st.gaps.setdefault(from_client, [])
+            gaps.append((largest + 1, pn - 1))
+            del gaps[:-_MAX_GAPS]
+        if pn > largest:
             st.largest[space] = pn
         self.f.decrypted += 1
         conn.decrypted += 1
         self._dcid_used(st, bytes(data[p + 1:p + 1 + dcid_len]), from_client, src, where)
-        return self._frames(st, from_client, ONE_RTT, plain, where, src, dst)
+        return self._frames(st, from_client, ONE_RTT, plain, where, src, dst, pn)
+
+    @staticmethod
+    def _open_1rtt(keys: _Keys, phase: int, pn: int, largest: int, header: bytes,
+                   body: bytes) -> bytes | None:
+        """The plaintext under the keys the key phase bit names (RFC 9001 §6): the current
+        generation's, else the next one's (a key update), or the previous one's for a packet
+        sent before the update and reordered (older than the largest seen)."""
+        if phase == keys.current.generation & 1:
+            return keys.current.open(pn, header, body)
+        plain = keys.next().open(pn, header, body)
+        if plain is None and keys.previous is not None and pn < largest:
+            plain = keys.previous.open(pn, header, body)
+        return plain
 
     def _dcid_used(self, st: _State, dcid: bytes, from_client: bool, src: Addr, where: Where) -> None:
         if not from_client:
@@ -463,7 +498,8 @@ class QuicTracker:
 
     # -- frames ----------------------------------------------------------------------------------
     def _frames(self, st: _State, from_client: bool, kind: str, plain: bytes, where: Where, src: Addr,
-                dst: Addr) -> bool:
+                dst: Addr, pn: int = -1) -> bool:
+        """Account a decrypted packet's frames (``pn``: its packet number, 1-RTT)."""
         parsed = parse_frames(plain)
         conn = st.conn
         if parsed.malformed is not None:
@@ -474,7 +510,14 @@ class QuicTracker:
             if isinstance(fr, StreamFrame):
                 if path is None:
                     path = self._path(st, src if from_client else dst, where)
-                self._stream(conn, from_client, fr, where, path)
+                self._stream(conn, from_client, fr, where, path, pn, st.gaps.get(from_client, ()),
+                             st.acked.setdefault(not from_client, []))
+            elif isinstance(fr, AckFrame) and kind == ONE_RTT:
+                acked = st.acked.setdefault(from_client, [])
+                quic_streams.acked_add(acked, fr.ranges)
+                for (sender_is_client, _sid), fl in conn.streams.items():
+                    if sender_is_client != from_client and fl.hole_pns:
+                        quic_streams.acknowledged(fl, acked, where)
             elif isinstance(fr, CryptoFrame):
                 if kind == INITIAL and len(st.hello.get(from_client, b"")) < _HELLO_BYTES:
                     self._hello(st, from_client, fr)
@@ -491,6 +534,18 @@ class QuicTracker:
                 conn.closed = conn.closed or where
                 keep = True
         return keep
+
+    @staticmethod
+    def _stream(conn: QuicConn, from_client: bool, fr: StreamFrame, where: Where, path: QuicPath, pn: int,
+                gaps: Sequence[tuple[int, int]], acked: quic_streams.Acked) -> None:
+        fl = conn.streams.get((from_client, fr.stream_id))
+        if fl is None:
+            fl = conn.streams[(from_client, fr.stream_id)] = StreamFlow()
+        if fr.end > fr.offset:
+            path.last_stream_data[from_client] = where
+        if quic_streams.add(fl, fr, where, pn, gaps, acked) and path.first_stream_data is None:
+            path.first_stream_data = where
+            path.first_stream_from_client = from_client
 
     def _control(self, st: _State, from_client: bool, fr, where: Where, src: Addr, dst: Addr,
                  path: QuicPath) -> None:
@@ -516,103 +571,6 @@ class QuicTracker:
                     if target.validated is None:
                         target.validated = seen
                     break
-
-    def _stream(self, conn: QuicConn, from_client: bool, fr: StreamFrame, where: Where,
-                path: QuicPath) -> None:
-        key = (from_client, fr.stream_id)
-        fl = conn.streams.get(key)
-        if fl is None:
-            fl = conn.streams[key] = StreamFlow()
-        fl.frames += 1
-        lo, hi = fr.offset, fr.end
-        if fr.fin:
-            fl.fin = hi
-        if hi <= lo:
-            return
-        if lo > fl.high:  # a jump: the bytes between are missing for now
-            fl.holes[fl.high] = lo
-            fl.hole_where[fl.high] = where
-        new = hi > fl.high
-        if lo < fl.high:  # some or all seen before, unless it fills a hole
-            self._fill(fl, lo, min(hi, fl.high))
-        path.last_stream_data[from_client] = where
-        if new:
-            fl.high = hi
-            if path.first_stream_data is None:
-                path.first_stream_data = where
-                path.first_stream_from_client = from_client
-        self._deliver(fl, fr.offset, fr.data, where)
-
-    @staticmethod
-    def _fill(fl: StreamFlow, lo: int, hi: int) -> None:
-        """Bytes ``lo..hi`` below the highest offset: fill the holes they cover, count the rest
-        as sent again."""
-        covered = 0
-        for start, stop in list(fl.holes.items()):
-            a, b = max(start, lo), min(stop, hi)
-            if a >= b:
-                continue
-            covered += b - a
-            del fl.holes[start]
-            w = fl.hole_where.pop(start, None)
-            if start < a:
-                fl.holes[start] = a
-                if w is not None:
-                    fl.hole_where[start] = w
-            if b < stop:
-                fl.holes[b] = stop
-                if w is not None:
-                    fl.hole_where[b] = w
-            if start >= a and b >= stop:
-                fl.filled += 1
-        fl.resent += (hi - lo) - covered
-
-    @staticmethod
-    def _deliver(fl: StreamFlow, offset: int, data: bytes, where: Where) -> None:
-        """Read numbered messages from the stream's bytes in order (as its receiver gets them)."""
-        if fl.unframed:
-            return
-        if offset > fl.delivered:
-            if len(fl.pending) < _MAX_PENDING:
-                fl.pending[offset] = data
-            return
-        if offset + len(data) <= fl.delivered:
-            return
-        chunk = data[fl.delivered - offset:]
-        fl.delivered += len(chunk)
-        buf = fl.partial + chunk
-        while fl.pending:
-            nxt = min(fl.pending)
-            if nxt > fl.delivered:
-                break
-            piece = fl.pending.pop(nxt)
-            if nxt + len(piece) > fl.delivered:
-                extra = piece[fl.delivered - nxt:]
-                fl.delivered += len(extra)
-                buf += extra
-        hsize = HEADER.size
-        at = 0
-        while len(buf) - at >= hsize:
-            magic, length, seq, _sent = HEADER.unpack_from(buf, at)
-            if magic != MAGIC or length < hsize:
-                if fl.messages:  # a message stream that stops being one
-                    offset = fl.delivered - len(buf) + at
-                    fl.seq_faults.append((f"bytes at offset {offset} are not a message", where))
-                fl.unframed = True  # else not a message stream (HTTP/3, another app): not read
-                buf, at = b"", 0
-                break
-            if len(buf) - at < length:
-                break
-            at += length
-            fl.messages += 1
-            if fl.first_seq is None:
-                fl.first_seq = seq
-            elif fl.last_seq is not None and seq != fl.last_seq + 1:
-                what = (f"message {seq} repeats" if seq <= fl.last_seq
-                        else f"messages {fl.last_seq + 1}..{seq - 1} missing")
-                fl.seq_faults.append((what, where))
-            fl.last_seq = seq if fl.last_seq is None else max(fl.last_seq, seq)
-        fl.partial = buf[at:]
 
 
 __all__ = ["QuicTracker"]

@@ -73,6 +73,8 @@ from testbed.conformance.quic_rules import QUIC_GROUP, QUIC_RULE_IDS
 from testbed.conformance.quic_timeline import QUIC_PHASES, QuicHandover
 from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
+from testbed.conformance.verdict import evidence as _ev
+from testbed.conformance.verdict import outcome as _result
 from testbed.decode import sctp_auth
 from testbed.decode.sctp import ADD_IP, PARAM_NAMES
 
@@ -125,18 +127,10 @@ class Context:
         return sorted([*self.handovers, *self.mptcp_handovers, *self.quic_handovers], key=lambda h: h.start)
 
 
-def _ev(w: Where, what: str) -> Evidence:
-    return Evidence(w.pcap, w.frame, w.time, what)
-
 
 def _skip(rid: str, why: str) -> RuleResult:
     return RuleResult(rid, "skip", why)
 
-
-def _result(rid: str, ok_msg: str, bad: list[Evidence], bad_msg: str) -> RuleResult:
-    if bad:
-        return RuleResult(rid, "fail", f"{bad_msg} ({len(bad)} found)", tuple(bad))
-    return RuleResult(rid, "pass", ok_msg)
 
 
 def _describe(a: AsconfSeen) -> str:

@@ -19,16 +19,17 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-V1 = 0x00000001
-V2 = 0x6B3343CF  # RFC 9369
+from testbed.decode.quic_versions import (
+    SAMPLE_LEN,
+    SUITE_NAMES,
+    TAG_LEN,
+    TLS_AES_128_GCM_SHA256,
+    TLS_AES_256_GCM_SHA384,
+    TLS_CHACHA20_POLY1305_SHA256,
+    V1,
+    V2,
+)
 
-TLS_AES_128_GCM_SHA256 = 0x1301
-TLS_AES_256_GCM_SHA384 = 0x1302
-TLS_CHACHA20_POLY1305_SHA256 = 0x1303
-SUITE_NAMES = {
-    TLS_AES_128_GCM_SHA256: "AES-128-GCM", TLS_AES_256_GCM_SHA384: "AES-256-GCM",
-    TLS_CHACHA20_POLY1305_SHA256: "ChaCha20-Poly1305",
-}  # fmt: skip
 # suite → (hash, AEAD key length)
 _SUITES: dict[int, tuple[str, int]] = {
     TLS_AES_128_GCM_SHA256: ("sha256", 16),
@@ -36,8 +37,6 @@ _SUITES: dict[int, tuple[str, int]] = {
     TLS_CHACHA20_POLY1305_SHA256: ("sha256", 32),
 }
 INITIAL_SUITE = TLS_AES_128_GCM_SHA256  # RFC 9001 §5.2
-TAG_LEN = 16  # every QUIC AEAD's tag (§5.3)
-SAMPLE_LEN = 16  # header protection sample (§5.4.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +177,8 @@ def secret_hash_len(suite: int) -> int:
 
 
 __all__ = [
-    "INITIAL_SUITE", "SUITE_NAMES", "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
-    "TLS_CHACHA20_POLY1305_SHA256", "V1", "V2", "VERSIONS", "Protection", "hkdf_expand_label",
-    "initial_protection", "initial_secrets", "next_generation", "protection", "retry_tag_valid",
-    "secret_hash_len",
+    "INITIAL_SUITE", "SAMPLE_LEN", "SUITE_NAMES", "TAG_LEN", "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "V1", "V2", "VERSIONS", "Protection",
+    "hkdf_expand_label", "initial_protection", "initial_secrets", "next_generation", "protection",
+    "retry_tag_valid", "secret_hash_len",
 ]  # fmt: skip

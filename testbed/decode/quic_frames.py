@@ -45,6 +45,7 @@ class AckFrame:
     largest: int
     delay: int
     first_range: int
+    ranges: tuple[tuple[int, int], ...] = ()  # acknowledged packet numbers, inclusive, descending
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +148,16 @@ def parse_frames(payload: bytes) -> Frames:
                 delay, p = varint(payload, p)
                 count, p = varint(payload, p)
                 first, p = varint(payload, p)
-                for _ in range(count * 2 + (3 if ftype == ACK_ECN else 0)):
+                hi = largest
+                ranges = [(hi - first, hi)]
+                for _ in range(count):  # RFC 9000 §19.3.1: gap, then range length
+                    gap, p = varint(payload, p)
+                    length, p = varint(payload, p)
+                    hi = ranges[-1][0] - gap - 2
+                    ranges.append((hi - length, hi))
+                for _ in range(3 if ftype == ACK_ECN else 0):
                     _v, p = varint(payload, p)
-                out.append(AckFrame(largest, delay, first))
+                out.append(AckFrame(largest, delay, first, tuple(ranges)))
             elif ftype == CRYPTO:
                 off, p = varint(payload, p)
                 length, p = varint(payload, p)

@@ -11,8 +11,12 @@ for its Destination Connection ID: the caller matches it against the connection 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from testbed.decode.quic_crypto import SAMPLE_LEN, TAG_LEN, V1, V2, Protection
+from testbed.decode.quic_versions import SAMPLE_LEN, TAG_LEN, V1, V2
+
+if TYPE_CHECKING:
+    from testbed.decode.quic_crypto import Protection
 
 INITIAL, ZERO_RTT, HANDSHAKE, RETRY, ONE_RTT = "initial", "0-rtt", "handshake", "retry", "1-rtt"
 VERSION_NEGOTIATION = "version negotiation"

@@ -24,11 +24,11 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aioquic.buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import StreamDataReceived
 from aioquic.quic.packet import encode_quic_retry, pull_quic_header
-from aioquic.buffer import Buffer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -99,7 +99,6 @@ def quic_run(
     moves: tuple[tuple[int, Addr], ...] = ((20, ("198.51.100.20", 50001)),),
     one_way: float = 0.005,
     version: int | None = None,
-    server_versions: list[int] | None = None,
     retry: bool = False,
     key_update_at: tuple[int, ...] = (),
     cipher_suites: list[int] | None = None,
@@ -124,8 +123,6 @@ def quic_run(
         ccfg.supported_versions = [version, *(v for v in ccfg.supported_versions if v != version)]
     scfg = QuicConfiguration(is_client=False, alpn_protocols=ALPN, secrets_log_file=log)
     scfg.certificate, scfg.private_key = cert, key
-    if server_versions is not None:
-        scfg.supported_versions = server_versions
     if cipher_suites is not None:
         ccfg.cipher_suites = scfg.cipher_suites = cipher_suites  # type: ignore[assignment]
     nat = nat or {}
@@ -156,7 +153,7 @@ def quic_run(
             run.client_frames.append((t + one_way, _frame(src, real, data, ipid)))
 
     def flush(t: float) -> None:
-        nonlocal sent_index, srv, retried
+        nonlocal sent_index
         for data, _addr in cli.datagrams_to_send(t):
             sent_index += 1
             if sent_index in drop:
@@ -170,7 +167,7 @@ def quic_run(
                 wire.append((t + one_way, False, data, server))
 
     def deliver(until: float) -> None:
-        nonlocal srv, retried
+        nonlocal srv, retried, odcid
         while True:
             wire.sort(key=lambda w: w[0])
             if not wire or wire[0][0] > until:
