@@ -298,6 +298,26 @@ class Traffic(Strict):
         return self
 
 
+class CompareEntry(Strict):
+    """What one transport's run of ``testbed compare`` expects (its rules, budgets and
+    expectations instead of the scenario's own), and traffic settings of that transport alone
+    (``user_timeout`` for tcp)."""
+
+    rules: str | None = None
+    budgets: dict[str, float] = Field(default_factory=dict)
+    expect: dict[str, Literal["pass", "fail"]] = Field(default_factory=dict)
+    traffic: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("traffic")
+    @classmethod
+    def _own_settings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        shared = {"transport", "rate", "size", "echo", "families", "peer"}
+        if shared & set(v):
+            raise ValueError(f"{', '.join(sorted(shared & set(v)))}: the same for every transport "
+                             "(set it in the scenario's traffic)")
+        return v
+
+
 class Scenario(Strict):
     name: str
     description: str = ""
@@ -310,6 +330,9 @@ class Scenario(Strict):
     # what the lab should show, rule id -> pass | fail (an attack refused, a NAT that breaks a
     # binding update): the run passes when every expectation is met, a skip meets none
     expect: dict[str, Literal["pass", "fail"]] = Field(default_factory=dict)
+    # `testbed compare`: per transport, what its run expects (default: the scenario's own
+    # rules, budgets and expectations for its own transport, none for the others)
+    compare: dict[Transport, CompareEntry] = Field(default_factory=dict)
     steps: list[Step]
 
     def moves(self) -> list[Move]:

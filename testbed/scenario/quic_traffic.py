@@ -125,7 +125,8 @@ class QuicTraffic(TrafficRun):
             d.mkdir(parents=True, exist_ok=True)
         for p in (self.server_stats, self.client_stats, *self.keylogs.values()):
             p.unlink(missing_ok=True)
-        self.control.unlink(missing_ok=True)
+        if not self.lab.nodes.own_kernel(self.mn):  # (a kernel node's socket is the guest's)
+            self.control.unlink(missing_ok=True)
         for node, stack in ((self.cn, self.cn_stack), (self.mn, self.mn_stack)):
             if stack == "ngtcp2":  # its UDP GSO buffers, segmented before any capture sees them
                 ifnames = [i.ifname for i in self.lab.plan.nodes[node].ifaces]
@@ -178,7 +179,7 @@ class QuicTraffic(TrafficRun):
             if self.cn_stack == "ngtcp2":
                 argv += ["--http3", "--count", str(self.files)]
             self.client_pid = rt.spawn(argv, log=log)
-            self._wait("client connection", self.control.exists, self.mn, self.client_pid, log)
+            self._wait("client connection", lambda: self._connected(rt), self.mn, self.client_pid, log)
             return
         self.download.mkdir(parents=True, exist_ok=True)
         (self.download / STREAM_PATH.strip("/")).unlink(missing_ok=True)
@@ -188,6 +189,14 @@ class QuicTraffic(TrafficRun):
                 cn_addr, str(PORT), f"https://{cn_addr}:{PORT}{STREAM_PATH}"]
         self.client_pid = rt.spawn(argv, log=log, env={"SSLKEYLOGFILE": str(self.keylogs[self.mn])})
         self._wait("client request", self._requested, self.mn, self.client_pid, log)
+
+    def _connected(self, rt) -> bool:
+        """The client's driver answers (it serves once the handshake is confirmed), wherever
+        the node runs."""
+        try:
+            return bool(rt.unix_request(str(self.control), {"op": "status"}, timeout=2).get("ok"))
+        except TestbedError:
+            return False  # not listening yet
 
     def _requested(self) -> bool:
         conns = (self._read(self.server_stats) or {}).get("connections") or []
