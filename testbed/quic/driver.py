@@ -48,16 +48,19 @@ class QuicDriver:
     def conn(self):
         return self.endpoint.conn
 
+    def _done(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """An action's record, timed from its start (``t``) and kept in the log."""
+        entry["dt"] = time.time() - entry["t"]
+        self.log.append(entry)
+        return entry
+
     async def add(self, addr: str, ifname: str = "") -> dict[str, Any]:
-        t = time.time()
-        entry: dict[str, Any] = {"op": "add", "addr": addr, "t": t}
+        entry: dict[str, Any] = {"op": "add", "addr": addr, "t": time.time()}
         if addr in self.endpoint.sockets:
             entry["skipped"] = "already open"
         else:
             entry["port"] = await self.endpoint.open(addr)
-        entry["dt"] = time.time() - t
-        self.log.append(entry)
-        return entry
+        return self._done(entry)
 
     async def primary(self, addr: str) -> dict[str, Any]:
         t = time.time()
@@ -65,17 +68,15 @@ class QuicDriver:
         active = self.endpoint.active
         if active is not None and active.local == addr:
             entry["skipped"] = "already the active path"
-            self.log.append(entry)
-            return entry
+            return self._done(entry)
         entry["port"] = await self.endpoint.open(addr)
         path = self.endpoint.path(addr)
         entry["dcid_old"] = migration.peer_cid(self.conn)
         if not migration.probe(self.conn, path):
             why = ("handshake not confirmed" if not migration.handshake_confirmed(self.conn)
                    else "no unused connection ID of the peer")
-            entry.update(validated=False, error=why, dt=time.time() - t)
-            self.log.append(entry)
-            return entry
+            entry.update(validated=False, error=why)
+            return self._done(entry)
         self.endpoint.pump()
         probes, loop = 1, asyncio.get_running_loop()
         deadline = loop.time() + self.validate_timeout
@@ -88,22 +89,18 @@ class QuicDriver:
                 probes += 1
                 self.endpoint.pump()
         entry.update(validated=validated, probes=probes, dcid_new=migration.peer_cid(self.conn),
-                     validate_s=round(time.time() - t, 6), dt=time.time() - t)
-        self.log.append(entry)
-        return entry
+                     validate_s=round(time.time() - t, 6))
+        return self._done(entry)
 
     async def delete(self, addr: str) -> dict[str, Any]:
-        t = time.time()
-        entry: dict[str, Any] = {"op": "del", "addr": addr, "t": t}
+        entry: dict[str, Any] = {"op": "del", "addr": addr, "t": time.time()}
         active = self.endpoint.active
         entry["forgotten"] = migration.forget(self.conn, self.endpoint.path(addr))
         entry["was_active"] = active is not None and active.local == addr
         if not self.endpoint.close(addr):
             entry["skipped"] = "no socket"
         self.endpoint.pump()
-        entry["dt"] = time.time() - t
-        self.log.append(entry)
-        return entry
+        return self._done(entry)
 
     async def status(self) -> dict[str, Any]:
         active = self.endpoint.active
