@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from testbed.conformance.dedup import CopyFilter, transport_key
+from testbed.conformance.dedup import CopyFilter, Point, transport_key
 from testbed.conformance.facts import (
     AbortSeen,
     AckSeen,
@@ -177,7 +177,7 @@ class _Extractor:
         f = self.f
         dedup = len(readers) > 1
         is_copy = self.copies.is_copy
-        kept: dict[tuple[object, ...], Where] = {}  # dedup key → first copy, for control packets
+        kept: dict[object, Where] = {}  # dedup key → first copy, for control packets
         flows = f.flows
         watch = self.watch
         ts = 0.0
@@ -190,7 +190,6 @@ class _Extractor:
             # the common frame, read at once: decode.sctp.lone_chunk's test, written out here
             # because a call per packet costs this loop a tenth of its time
             lone = False
-            quic: tuple[int, int] | None = None  # a QUIC candidate's UDP ports
             if lt == LINKTYPE_ETHERNET and len(data) >= 54:
                 (etype, vihl, total, ipid, frag, proto, src, dst,
                  sport, dport, vtag, ctype, _fl, clen, word) = lone_frame(data, 0)
@@ -225,34 +224,22 @@ class _Extractor:
                             and not _NOT_QUIC.intersection(ports):
                         # a long header or the fixed bit (RFC 9000 §17), or any datagram once a
                         # QUIC connection is known: a peer may grease the fixed bit (RFC 9287)
-                        quic = ports
+                        if self.left and src in self.left:
+                            self.left_source(src, ts, pidx, fno)
+                        dedup = dedup or bool(iface) or lt not in _NO_CAPTURE_POINTS
+                        self.quic_datagram(Where(f.pcaps[pidx], fno, ts), (pidx, iface, cp), dedup,
+                                           kept, src, dst, ports, data, l4, end)
+                        continue
             if self.left and src in self.left:
                 self.left_source(src, ts, pidx, fno)
             key = None
             if dedup or iface or lt not in _NO_CAPTURE_POINTS:
                 dedup = True
-                # a QUIC datagram's copies are its UDP payload: a NAT between two capture points
-                # rewrites the addresses and ports, and no two datagrams carry the same
-                # protected bytes (each packet number is used once, RFC 9000 §12.3)
-                key = (data[l4 + 8:end] if quic
-                       else (src, dst, proto, ipid, transport_key(proto, data, l4, end)))
+                key = (src, dst, proto, ipid, transport_key(proto, data, l4, end))
                 if is_copy(ts, key, (pidx, iface, cp)):
-                    if quic:
-                        self.quic.copy_seen(key, self.addr(src, quic[0]), self.addr(dst, quic[1]))
                     if kept and key in kept:
                         self.copy_of(kept[key], Where(f.pcaps[pidx], fno, ts))
                     continue
-            if quic:
-                where = Where(f.pcaps[pidx], fno, ts)
-                a, b = self.addr(src, quic[0]), self.addr(dst, quic[1])
-                if key is not None:
-                    self.quic.remember(ts, key, a, b)
-                seen = self.quic.datagram(where, a, b, data, l4 + 8, end)
-                if seen is None:
-                    self.other("UDP")
-                elif seen and key is not None:
-                    kept[key] = where
-                continue
             if proto == PROTO_TCP:
                 where = Where(f.pcaps[pidx], fno, ts)
                 try:
@@ -316,6 +303,30 @@ class _Extractor:
         f.sctp_packets = nsctp
         f.data_chunks = ndata
         return f
+
+    def quic_datagram(self, where: Where, point: Point, dedup: bool, kept: dict[object, Where],
+                      src: bytes, dst: bytes, ports: tuple[int, int], data: bytes, l4: int,
+                      end: int) -> None:
+        """A QUIC candidate: its copies are recognised by the UDP payload alone (a NAT between
+        two capture points rewrites the addresses and ports, and no two datagrams carry the same
+        protected bytes: each packet number is used once, RFC 9000 §12.3), then it goes to the
+        QUIC tracker. Off the hot loop: a run without QUIC never comes here."""
+        quic = self.quic
+        a, b = self.addr(src, ports[0]), self.addr(dst, ports[1])
+        key = None
+        if dedup:
+            key = data[l4 + 8:end]
+            if self.copies.is_copy(where.time, key, point):
+                quic.copy_seen(key, a, b)
+                if key in kept:
+                    self.copy_of(kept[key], where)
+                return
+            quic.remember(where.time, key, a, b)
+        seen = quic.datagram(where, a, b, data, l4 + 8, end)
+        if seen is None:
+            self.other("UDP")
+        elif seen and key is not None:
+            kept[key] = where
 
     def left_source(self, src: bytes, ts: float, pidx: int, fno: int) -> None:
         """A packet from an address the MN had left at ``ts``: the first per loss is kept."""

@@ -75,6 +75,7 @@ class StreamFlow:
     its in-order bytes (``testbed.traffic.messages``'s framing); ``quic_streams`` keeps it."""
 
     high: int = 0  # one past the highest offset seen
+    first: Where | None = None  # its first frame
     high_pn: int = -1  # the packet number that brought it
     fin: int | None = None
     frames: int = 0
@@ -97,6 +98,11 @@ class StreamFlow:
     resync: bool = False  # after an uncaptured hole: looking for the next message header
     after_gap: bool = False  # the next message follows uncaptured bytes
     uncaptured_messages: int = 0  # messages in uncaptured bytes (not judged)
+    # HTTP/3 (RFC 9114): None until the first bytes say; then the current frame's state
+    h3: bool | None = None
+    h3_head: bytes = b""  # a frame header split across pieces
+    h3_left: int = 0  # payload bytes of the current frame still to come
+    h3_data: bool = False  # the current frame is DATA
 
 
 @dataclass(slots=True)

@@ -20,7 +20,8 @@ quic.retire            the connection IDs the client used from its old address a
 continuity.quic        each stream direction's offsets have no hole that a retransmission did not
                        fill (holes filled and bytes sent again counted, as continuity.tsn counts
                        TSNs); its numbered messages (``testbed.traffic.messages``) arrive in
-                       order, none missing or repeated, at both ends. A hole whose packets the
+                       order, none missing or repeated, at both ends (inside HTTP/3 DATA frames
+                       too, and across HTTP/3 request streams in stream order). A hole whose packets the
                        capture lacks but the receiver acknowledged (a loaded tcpdump drops
                        packets) is counted apart, not failed
 order.quic             per migration: the client moved (its first packet from the new address)
@@ -269,9 +270,31 @@ def continuity_quic(q: QuicFacts) -> RuleResult:
             bad.append(_ev(where, f"{name}: bytes {lo}..{hi - 1} never seen"))
         for what, where in fl.seq_faults:
             bad.append(_ev(where, f"{name}: {what}"))
-    more = f"; {len(parts) - 4} more stream direction(s)" if len(parts) > 4 else ""
+    across = [part for c in q.conns for fc in (True, False) for part in _across_requests(c, fc, bad)]
+    parts = across + parts  # numbered GETs: the run of messages says more than stream 0's
+    more = f"; {len(parts) - 4} more" if len(parts) > 4 else ""
     summary = "; ".join(parts[:4]) + more
     return _result(rid, summary, bad, f"QUIC stream broken; {summary}")
+
+
+def _across_requests(c: QuicConn, from_client: bool, bad: list[Evidence]) -> list[str]:
+    """Numbered messages spread over HTTP/3 request streams, one or a few each (numbered GETs
+    of numbered files): in stream order they run on without a gap. Returns the summary part."""
+    flows = sorted((sid, fl) for (fc, sid), fl in c.streams.items()
+                   if fc == from_client and fl.h3 and fl.messages and fl.first_seq is not None)
+    if len(flows) < 2:
+        return []
+    way = "client → server" if from_client else "server → client"
+    for (a_sid, a), (b_sid, b) in zip(flows, flows[1:], strict=False):
+        assert a.last_seq is not None and b.first_seq is not None
+        if b.first_seq != a.last_seq + 1:
+            what = (f"messages {a.last_seq + 1}..{b.first_seq - 1} missing" if b.first_seq > a.last_seq + 1
+                    else f"message {b.first_seq} repeats")
+            bad.append(_ev(b.first or c.first, f"{c.name} {way}: {what} between HTTP/3 streams {a_sid} "
+                                               f"and {b_sid}"))
+    seqs = sum(fl.messages for _sid, fl in flows)
+    return [f"{c.name} {way}: {seqs} messages over {len(flows)} HTTP/3 streams, "
+            f"{flows[0][1].first_seq}..{flows[-1][1].last_seq}"]
 
 
 # -- order.quic -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """One direction of a QUIC stream as the capture shows it: offsets covered, holes, and the
 numbered messages (``testbed.traffic.messages``) its bytes carry, read in order as the receiver
-gets them.
+gets them: directly, or from the DATA frames of an HTTP/3 request or response (the ngtcp2
+pairings carry them as the body of a GET).
 
 A hole is a range of offsets jumped over. A later frame covering it (a retransmission, RFC 9000
 §13.3) fills it; one never filled is a break, unless the packets that carried it were not
@@ -16,10 +17,12 @@ from collections.abc import Sequence
 from testbed.conformance.facts import Where
 from testbed.conformance.quic_facts import StreamFlow
 from testbed.decode.quic_frames import StreamFrame
+from testbed.decode.quic_packet import varint
 from testbed.traffic.messages import HEADER, MAGIC
 
 _MAX_PENDING = 4096  # out-of-order pieces kept per direction for message reading
 _HSIZE = HEADER.size
+_H3_DATA, _H3_HEADERS = 0x00, 0x01  # HTTP/3 frame types (RFC 9114 §7.2)
 
 
 Acked = list[list[int]]  # disjoint inclusive packet number ranges a receiver acknowledged, ascending
@@ -55,6 +58,8 @@ def add(fl: StreamFlow, fr: StreamFrame, where: Where, pn: int, gaps: Sequence[t
     packet numbers not captured (recent ranges), ``acked`` what the receiver acknowledged so
     far. True when the frame carried new data (beyond the highest offset seen)."""
     fl.frames += 1
+    if fl.first is None:
+        fl.first = where
     lo, hi = fr.offset, fr.end
     if fr.fin:
         fl.fin = hi
@@ -114,15 +119,19 @@ def _fill(fl: StreamFlow, lo: int, hi: int) -> None:
 
 
 def _skip(fl: StreamFlow, start: int, stop: int, where: Where) -> None:
-    """Reading in order goes on after an uncaptured hole, from the next message header."""
+    """Reading in order goes on after an uncaptured hole, from the next message header (not
+    within HTTP/3, whose frame boundaries the hole took along: message reading stops there)."""
     if fl.unframed or fl.delivered != start:
+        return
+    if fl.h3:
+        fl.unframed = True
         return
     fl.delivered, fl.partial, fl.resync = stop, b"", True
     _deliver(fl, stop, b"", where)
 
 
 def _deliver(fl: StreamFlow, offset: int, data: bytes, where: Where) -> None:
-    """Read numbered messages from the stream's bytes in order."""
+    """Take the stream's bytes in order (out-of-order pieces wait) and read them."""
     if fl.unframed:
         return
     if offset > fl.delivered:
@@ -131,7 +140,7 @@ def _deliver(fl: StreamFlow, offset: int, data: bytes, where: Where) -> None:
         return
     if offset + len(data) < fl.delivered:
         return
-    buf = fl.partial + data[fl.delivered - offset:]
+    chunk = data[fl.delivered - offset:]
     fl.delivered = max(fl.delivered, offset + len(data))
     while fl.pending:
         nxt = min(fl.pending)
@@ -139,8 +148,40 @@ def _deliver(fl: StreamFlow, offset: int, data: bytes, where: Where) -> None:
             break
         piece = fl.pending.pop(nxt)
         if nxt + len(piece) > fl.delivered:
-            buf += piece[fl.delivered - nxt:]
+            chunk += piece[fl.delivered - nxt:]
             fl.delivered = nxt + len(piece)
+    if fl.h3 is None and chunk:
+        # a request or response stream of HTTP/3 opens with HEADERS (RFC 9114 §4.1): the
+        # messages are in its DATA frames' payloads
+        fl.h3 = chunk[0] == _H3_HEADERS
+    _messages(fl, _h3_body(fl, chunk) if fl.h3 else chunk, where)
+
+
+def _h3_body(fl: StreamFlow, chunk: bytes) -> bytes:
+    """The DATA frames' payload bytes in ``chunk`` (RFC 9114 §7.1: type, length, payload)."""
+    buf, out, p = fl.h3_head + chunk, bytearray(), 0
+    fl.h3_head = b""
+    while p < len(buf):
+        if fl.h3_left:
+            n = min(fl.h3_left, len(buf) - p)
+            if fl.h3_data:
+                out += buf[p:p + n]
+            p += n
+            fl.h3_left -= n
+            continue
+        try:
+            ftype, q = varint(buf, p)
+            length, q = varint(buf, q)
+        except IndexError:  # the frame header goes on in the next bytes
+            fl.h3_head = buf[p:]
+            break
+        fl.h3_data, fl.h3_left, p = ftype == _H3_DATA, length, q
+    return bytes(out)
+
+
+def _messages(fl: StreamFlow, data: bytes, where: Where) -> None:
+    """Read numbered messages (``testbed.traffic.messages``' framing) from in-order bytes."""
+    buf = fl.partial + data
     at = 0
     if fl.resync:  # after bytes that were not captured: the next message header
         at = buf.find(MAGIC)
@@ -155,7 +196,7 @@ def _deliver(fl: StreamFlow, offset: int, data: bytes, where: Where) -> None:
             if fl.messages:  # a message stream that stops being one
                 fl.seq_faults.append((f"bytes at offset {fl.delivered - len(buf) + at} are not a message",
                                       where))
-            fl.unframed = True  # else not a message stream (HTTP/3, another app): not read
+            fl.unframed = True  # else not a message stream (another app's): not read
             fl.partial = b""
             return
         if len(buf) - at < length:

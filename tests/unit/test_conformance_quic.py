@@ -279,3 +279,17 @@ def test_quic_group_and_transport() -> None:
                                           *QUIC_RULE_IDS, "timeline"]
     assert "continuity.quic" in select_rules("continuity") and "order.quic" in select_rules("order")
     assert QuicProtocolVersion.VERSION_2 == V2
+
+
+def test_a_connection_the_keylog_lacks_is_named(tmp_path: Path, moved: QuicRun) -> None:
+    other = quic_run(messages=4, moves=(), client=("198.51.100.30", 40000))
+    both = sorted(moved.client_frames + other.client_frames, key=lambda f: f[0])
+    synth.write_pcap(tmp_path / "mn.pcap", both)
+    (tmp_path / "keylog.txt").write_text(moved.keylog)
+    v = check(tmp_path, rules="quic")
+    keys = v.rule("quic.keys")
+    assert keys.status == "fail" and len(keys.evidence) == 1
+    what = keys.evidence[0].what
+    assert "198.51.100.30:40000" in what and "no secrets for ClientHello" in what
+    assert v.facts.quic.no_keys > 0  # type: ignore[union-attr]
+    assert v.rule("quic.path_validation").status == "pass"  # the connection with keys is judged
