@@ -104,7 +104,6 @@ class QuicTraffic(TrafficRun):
         self.download = self.dir_mn / "download"
         self.keylogs = {self.mn: self.dir_mn / keylog.node_file(self.mn),
                         cn: self.dir_cn / keylog.node_file(cn)}
-        self.cn_addr = ""
         self.offloads: dict[str, list[str]] = {}
 
     # -- start
@@ -112,7 +111,6 @@ class QuicTraffic(TrafficRun):
         cn_addr = self.lab.plan.address_of(self.cn, self.family)
         if not cn_addr:
             raise TestbedError(f"{self.kind}: the correspondent {self.cn} has no IPv{self.family} address")
-        self.cn_addr = cn_addr
         mobile = self.lab.mobile
         if not mobile.attached:
             raise TestbedError(f"{self.kind}: {self.mn} is attached to no access router")
