@@ -10,9 +10,11 @@ LAB ?= tb
 OUT ?= out/$(SCENARIO)
 
 
-.PHONY: setup kernel images testbed-up lab-up testbed-down test unit integration lint bench soak clean
+.PHONY: setup lock kernel images testbed-up lab-up testbed-down test unit integration lint bench soak stress clean
 
+# (set-up's record of the Debian package versions is rewritten each time: an upgrade by hand shows)
 setup: $(SYSTEM_STAMP) $(STAMP) kernel images
+	@bash scripts/setup-system.sh --record
 
 # the docker backend's images (debootstrap base + one per role); cached by the content hash of
 # their inputs, so this only builds what changed (first time: a few minutes)
@@ -32,12 +34,21 @@ $(SYSTEM_STAMP): scripts/setup-system.sh
 	bash scripts/setup-system.sh
 	mkdir -p $(dir $@) && touch $@
 
-# the Python environment: Debian's python3 (so the VM guests, which share the host root, run it too)
-$(STAMP): pyproject.toml $(SYSTEM_STAMP)
+# the Python environment: Debian's python3 (so the VM guests, which share the host root, run it
+# too), every package at the lock's version with its hash checked, then this package without
+# build isolation (its build backend is pinned in the lock too; setuptools' note that an editable
+# install can be shadowed by a same-named folder is silenced: that folder is the package itself)
+LOCK := requirements/dev.txt
+$(STAMP): pyproject.toml $(LOCK) $(SYSTEM_STAMP)
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# refresh requirements/*.txt from pyproject.toml, keeping the pins that still satisfy it
+# (UPGRADE=1: the newest releases it allows); the unit tests fail while the two disagree
+lock: $(STAMP)
+	$(PY) -m testbed.dependencies lock $(if $(UPGRADE),--upgrade)
 
 # the default handover: lab up (if not yet), scenario run, verdict and report; the lab stays up
 testbed-up: setup
@@ -55,8 +66,9 @@ testbed-down: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# PYTEST_ARGS: more pytest options (.ci/run adds a JUnit report)
 test: setup lint
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
 unit: setup
 	$(VENV)/bin/pytest -q -m "not integration"
@@ -81,8 +93,15 @@ bench: setup
 N ?= 100
 FUZZ ?= 100000
 soak: setup
-	$(PY) bench/soak.py --runs $(N)
+	$(PY) bench/soak.py --runs $(N) --scenario $(SCENARIO)
 	$(PY) bench/fuzz_checker.py --inputs $(FUZZ)
+
+# the integration suite on cores kept busy by CPU hogs (stress-ng), from a load average of 4:
+# make stress [HOGS=4] [MIN_LOAD=4] [PYTEST_ARGS=...]
+HOGS ?= 4
+MIN_LOAD ?= 4
+stress: setup
+	bash scripts/stress.sh $(HOGS) $(MIN_LOAD) -- $(PYTEST_ARGS)
 
 clean:
 	-$(VENV)/bin/testbed clean

@@ -46,6 +46,7 @@ from testbed.decode.pcap import iter_frames  # noqa: E402
 from testbed.decode.sctp import ADD_IP, DELETE_IP, AsconfAckChunk, AsconfChunk  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
 from testbed.lab import Lab  # noqa: E402
+from testbed.mobility.protocol import Add, Delete, encode  # noqa: E402
 from testbed.runtimes.qemu import QemuNode  # noqa: E402
 from testbed.scenario.model import Traffic  # noqa: E402
 from testbed.scenario.traffic import SctpTraffic  # noqa: E402
@@ -269,16 +270,16 @@ def measure_asconf(lab: Lab, rounds: int, rate: float, work: Path) -> AsconfResu
         start = time.time()
         for _ in range(rounds):
             res.clock_error.append(_sync_clock(mn, res.clock_rtt))
-            for op, param in (("add", ADD_IP), ("del", DELETE_IP)):
+            for cmd, param in ((Add(addr), ADD_IP), (Delete(addr), DELETE_IP)):
                 t_host = time.time()
                 t0 = time.monotonic()
-                r = mn.unix_request(str(TRAFFIC_CONTROL), {"op": op, "addr": addr})
+                r = mn.unix_request(str(TRAFFIC_CONTROL), encode(cmd))
                 res.control.append(time.monotonic() - t0)
                 if not r.get("ok"):
-                    raise TestbedError(f"traffic client refused {op} {addr}: {r.get('error')}")
+                    raise TestbedError(f"traffic client refused {cmd.OP} {addr}: {r.get('error')}")
                 ex = _wait_exchange(pcaps, param, addr, t_host)  # the capture's clock is the host's
                 res.links.add(ex.links)
-                if op == "add":
+                if cmd.OP == "add":
                     res.add_wire.append(ex.ack - ex.asconf)
                     res.bindx_to_ack.append(ex.ack - float(r["t"]))
                     res.bindx_to_wire.append(ex.asconf - float(r["t"]))

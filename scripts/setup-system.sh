@@ -17,12 +17,27 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip
   docker.io debootstrap tar
   openssh-client
+  stress-ng
 )
 BIND_PACKAGES=(bind9 bind9-utils bind9-dnsutils)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: must run as root (the lab creates network namespaces)" >&2
   exit 1
+fi
+
+# The installed version of every package above, beside the lab state (testbed.host.packages
+# reads it; verdicts name the versions a run used). `--record` writes only this.
+record=/var/lib/testbed/packages.txt
+record_versions() {
+  mkdir -p "$(dirname "$record")"
+  dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' \
+    "${APT_PACKAGES[@]}" "${BIND_PACKAGES[@]}" > "$record.tmp" 2>/dev/null || true
+  mv "$record.tmp" "$record"
+}
+if [ "${1:-}" = --record ]; then
+  record_versions
+  exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
@@ -72,4 +87,5 @@ if ! { [ -S /var/run/docker.sock ] && pgrep -x dockerd >/dev/null; }; then
     [ -e "/etc/init.d/$svc" ] && update-rc.d "$svc" disable >/dev/null 2>&1 || true
   done
 fi
-echo "setup: system packages ready ($(named -v))"
+record_versions
+echo "setup: system packages ready ($(named -v)); versions in $record"

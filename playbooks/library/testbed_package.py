@@ -3,8 +3,9 @@
 
 Written for testbed (ansible-core's pip and unarchive would take four module runs, each 2-5 s
 on a User-Mode Linux host): a venv at ``prefix``/venv made where missing; the package's
-requirements installed only when the venv cannot import them (from the index, or ``pip_args``
-such as ``--no-index --find-links DIR``); the source archive (base64 in the arguments)
+requirements installed with ``pip --require-hashes`` from the runtime lock (its text in the
+arguments) only when the venv's distributions differ from the lock's pins (from the index, or
+``pip_args`` such as ``--no-index --find-links DIR``); the source archive (base64 in the arguments)
 unpacked to ``prefix``/src when its checksum differs from the one unpacked last; a .pth file
 putting it on the venv's path.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -27,8 +30,7 @@ short_description: venv, requirements (where missing), the package's source, its
 options:
   archive_b64: {type: str, required: true, description: the source archive (.tar.gz), base64}
   prefix: {type: str, default: /opt/testbed}
-  requirements: {type: list, elements: str, default: []}
-  imports: {type: list, elements: str, default: []}
+  requirements_lock: {type: str, default: "", description: the runtime lock (pins with hashes)}
   pip_args: {type: list, elements: str, default: []}
 """
 
@@ -41,12 +43,36 @@ def run(m: AnsibleModule, argv: list[str]) -> str:
     return cp.stdout
 
 
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_pins(text: str) -> dict[str, str]:
+    """name -> version of a lock's ``name==version`` requirements (hash lines continue them)."""
+    out = {}
+    for line in text.splitlines():
+        mt = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^ \\;]+)", line)
+        if mt:
+            out[canonical(mt.group(1))] = mt.group(2)
+    return out
+
+
+def installed(m: AnsibleModule, python: str, names: list[str]) -> dict[str, str]:
+    """The venv's versions of ``names`` (one interpreter start; absent ones are left out)."""
+    code = ("import importlib.metadata as md, json, sys\n"
+            "out = {}\n"
+            "for n in sys.argv[1:]:\n"
+            "    try: out[n] = md.version(n)\n"
+            "    except md.PackageNotFoundError: pass\n"
+            "print(json.dumps(out))")
+    return {canonical(k): v for k, v in json.loads(run(m, [python, "-c", code, *names])).items()}
+
+
 def main() -> None:
     m = AnsibleModule(argument_spec={
         "archive_b64": {"type": "str", "required": True, "no_log": True},
         "prefix": {"type": "str", "default": "/opt/testbed"},
-        "requirements": {"type": "list", "elements": "str", "default": []},
-        "imports": {"type": "list", "elements": "str", "default": []},
+        "requirements_lock": {"type": "str", "default": ""},
         "pip_args": {"type": "list", "elements": "str", "default": []},
     })
     p = m.params
@@ -57,12 +83,13 @@ def main() -> None:
     if not os.path.exists(python):
         run(m, ["python3", "-m", "venv", venv])
         done.append("venv")
-    if p["imports"]:
-        probe = subprocess.run([python, "-c", "import " + ", ".join(p["imports"])], capture_output=True,
-                               check=False)
-        if probe.returncode != 0:
-            run(m, [python, "-m", "pip", "install", "-q", *p["pip_args"], *p["requirements"]])
-            done.append("requirements")
+    pins = lock_pins(p["requirements_lock"])
+    if pins and installed(m, python, list(pins)) != pins:
+        lock = os.path.join(p["prefix"], "requirements.txt")
+        with open(lock, "w") as f:
+            f.write(p["requirements_lock"])
+        run(m, [python, "-m", "pip", "install", "-q", "--require-hashes", *p["pip_args"], "-r", lock])
+        done.append("requirements")
     data = base64.b64decode(p["archive_b64"])
     digest = hashlib.sha256(data).hexdigest()
     marker = os.path.join(p["prefix"], "src.sha256")

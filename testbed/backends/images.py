@@ -30,12 +30,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testbed import dependencies
 from testbed.errors import ConfigError, MissingDependency, TestbedError
 from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
@@ -68,8 +68,6 @@ BARE_HOST = "bare-host"  # not a Role value: Role is a str enum, and "host" is o
 MACHINE_DIR = "/opt/testbed-machine"
 MACHINE_FILES = ("__init__.py", "runtimes/__init__.py", "runtimes/guest_agent.py",
                  "runtimes/uml_relay.py", "runtimes/ifflags.py")
-# Python requirements the images leave out: mininet builds the host's namespaces only
-HOST_ONLY_REQUIREMENTS = ("mininet",)
 
 
 class ImageError(TestbedError):
@@ -121,11 +119,10 @@ def image_dir(role: Role | str) -> str:
 
 
 # ------------------------------------------------------------------------------- inputs
-def requirements(pyproject: Path = REPO / "pyproject.toml") -> str:
-    """The package's runtime requirements, one a line, without the host-only ones."""
-    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    keep = [d for d in deps if not any(d.lower().startswith(h) for h in HOST_ONLY_REQUIREMENTS)]
-    return "\n".join(keep) + "\n"
+def requirements(lock: Path = dependencies.RUNTIME_LOCK) -> str:
+    """The package's runtime requirements: the runtime lock (every dependency pinned, with the
+    hashes pip checks, no host-only ones)."""
+    return lock.read_text()
 
 
 def wheels(reqs: str, store: Path = STORE / "wheels") -> Path:
@@ -136,7 +133,7 @@ def wheels(reqs: str, store: Path = STORE / "wheels") -> Path:
         return d
     d.mkdir(parents=True, exist_ok=True)
     (d / "requirements.txt").write_text(reqs)
-    argv = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(d),
+    argv = [sys.executable, "-m", "pip", "wheel", "-q", "--require-hashes", "--wheel-dir", str(d),
             "-r", str(d / "requirements.txt")]
     try:
         cp = subprocess.run(argv, capture_output=True, text=True, timeout=WHEELS_TIMEOUT)

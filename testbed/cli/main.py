@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from testbed import warning_filters
 from testbed.errors import TestbedError
 from testbed.state import DEFAULT_LAB
 
@@ -31,6 +32,16 @@ def progress(title: str) -> Iterator:
                 console.print(f"[dim]{title}: {msg}[/dim]")
 
         yield step
+
+
+def print_json(data: object) -> None:
+    """Machine output: JSON on stdout alone (colours on a terminal only), whatever goes to
+    stderr."""
+    if sys.stdout.isatty():
+        out.print_json(data=data)
+    else:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.flush()
 
 
 def cmd_up(a: argparse.Namespace) -> int:
@@ -70,7 +81,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 
     st = collect(a.lab)
     if a.json:
-        out.print_json(json.dumps(st))
+        print_json(st)
     else:
         render(st, out)
     return 0
@@ -140,7 +151,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def _forward(machine, args) -> int:
-    return machine.forward(args, write=lambda t: (sys.stdout.write(t), sys.stdout.flush())).returncode
+    return machine.forward(args, write=lambda t: (sys.stdout.write(t), sys.stdout.flush()),
+                           write_err=lambda t: (sys.stderr.write(t), sys.stderr.flush())).returncode
 
 
 def _machine_up(a: argparse.Namespace) -> int:
@@ -183,7 +195,7 @@ def up_inside(machine) -> bool:
     import io
 
     buf = io.StringIO()
-    return machine.forward(["status", "--json"], write=buf.write).returncode == 0
+    return machine.forward(["status", "--json"], write=buf.write, write_err=buf.write).returncode == 0
 
 
 def cmd_images(a: argparse.Namespace) -> int:
@@ -270,7 +282,7 @@ def cmd_mobility(a: argparse.Namespace) -> int:
     lab = _mobile_lab(a)
     if a.action == "state":
         # the pollable state (§3): the agent rewrites this file atomically on every event
-        out.print_json((lab.wiring.for_mobile(a.node).agent_dir / "state.json").read_text())
+        print_json(json.loads((lab.wiring.for_mobile(a.node).agent_dir / "state.json").read_text()))
         return 0
     if a.action == "events":
         # the agent's events log: the same JSON lines it streams, readable from the host even
@@ -411,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    warning_filters.install()  # before any sub-command imports a dependency that warns
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["check"]:  # the checker needs no lab: its own parser, its own exit codes
         from testbed.conformance.cli import main as check_main

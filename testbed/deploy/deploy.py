@@ -14,7 +14,7 @@ def deploy(inv: Path, out: Path, limit: str | None = None,
     data = inventory.load(inv)
     out.mkdir(parents=True, exist_ok=True)
     extravars = {"testbed_package_archive": str(package.archive(out / "testbed-src.tar.gz")),
-                 "testbed_requirements": package.requirement_list()}
+                 "testbed_requirements_lock": package.requirements_lock()}
     result = ansible.run_playbook("site.yml", inv, out / "ansible", extravars=extravars, limit=limit,
                                   progress=progress, hosts=sorted(inventory.hosts(data)))
     result.write(out / "summary.json")

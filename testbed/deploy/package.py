@@ -29,6 +29,7 @@ def archive(path: Path, package: Path = PACKAGE_DIR) -> Path:
     return path
 
 
-def requirement_list() -> list[str]:
-    """What a host's venv needs for the package (the image requirements: no mininet)."""
-    return [r for r in requirements().splitlines() if r.strip()]
+def requirements_lock() -> str:
+    """What a host's venv needs for the package: the images' runtime lock (no mininet), every
+    requirement pinned with its hashes."""
+    return requirements()

@@ -66,6 +66,11 @@ class Layout:
         return self.log / "binding-actions.jsonl"
 
     @property
+    def binding_socket(self) -> Path:
+        """Where the binding process answers status requests."""
+        return self.run / "binding.sock"
+
+    @property
     def traffic(self) -> Path:
         return self.lib / "traffic"
 
@@ -127,6 +132,12 @@ def _udp_bound(port: int) -> list[str]:
 def _log_has(log: Path, *needles: str) -> list[str]:
     """Exit 0 once ``log`` holds every needle (fixed strings)."""
     return ["sh", "-c", " && ".join(f"grep -qF -- {_sh(n)} {_sh(str(log))}" for n in needles)]
+
+
+def _status(python: str, socket: Path) -> list[str]:
+    """Exit 0 once the binding-driver endpoint on ``socket`` answers a status request in this
+    protocol version (a binding process, a traffic client's driver)."""
+    return [python, "-m", "testbed.mobility.driver", "status", str(socket), "--timeout", "2"]
 
 
 def _sh(s: str) -> str:
@@ -298,8 +309,9 @@ def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True
     ]
     if sctp:
         daemons.append(_daemon(
-            "binding", binding.binding_argv(python, layout.agent_socket, layout.binding_actions, bool(loc)),
-            _log_has(layout.binding_actions, '"op": "start"'), loc_env,
+            "binding", binding.binding_argv(python, layout.agent_socket, layout.binding_actions, bool(loc),
+                                            layout.binding_socket),
+            _status(python, layout.binding_socket), loc_env,
             timeout=binding.BindingService.START_TIMEOUT, layout=layout))
     return {
         "dirs": [str(db), str(layout.log), str(layout.run), str(layout.traffic)],
@@ -368,8 +380,7 @@ def traffic_client(data: dict[str, Any], local: str, traffic: dict[str, Any] | N
     d = layout.traffic / run if run else layout.traffic
     stats = d / "client.json"
     params = Traffic.model_validate(traffic or {})
-    ready = [layout.python, "-m", "testbed.host.jsonlines", "request", "--expect", "state",
-             str(TRAFFIC_CONTROL), '{"op": "status"}']
+    ready = _status(layout.python, TRAFFIC_CONTROL)
     server = ",".join(a for f in params.families if (a := plan.address_of(cn, f)))
     argv = client_argv(layout.python, local, server, stats, params, TRAFFIC_CONTROL)
     return {"daemon": {**_daemon("traffic-client", argv, ready, timeout=90.0, layout=layout),

@@ -67,11 +67,14 @@ def stop_session(pid: int, sig: int = signal.SIGTERM, grace: float = 5.0) -> Non
             return
 
 
-def tail(path: str, lines: int = 6) -> str:
+def tail(path: str | Path, lines: int = 6, skip: tuple[str, ...] = ()) -> str:
+    """A log's last ``lines`` non-empty lines on one line; lines starting with one of ``skip``
+    (a daemon's boilerplate) left out."""
     try:
-        kept = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+        text = Path(path).read_text(errors="replace")
     except OSError:
         return "(no log)"
+    kept = [ln for ln in text.splitlines() if ln.strip() and not (skip and ln.startswith(skip))]
     return " | ".join(kept[-lines:]) or "(empty log)"
 
 
@@ -85,15 +88,19 @@ def spawn(argv: list[str], env: dict[str, str], log: str) -> int:
 
 
 def wait_ready(probe: list[str], pid: int, timeout: float) -> str:
-    """'' once ``probe`` exits 0; else why not (the daemon exited, or the time ran out)."""
+    """'' once ``probe`` exits 0; else why not (the daemon exited, or the time ran out), with
+    the probe's last line of output when it said why it refused (an answer in another protocol
+    version, say)."""
     deadline, delay = time.monotonic() + timeout, 0.02
     while True:
-        if subprocess.run(probe, capture_output=True, check=False, timeout=max(1.0, timeout)).returncode == 0:
+        cp = subprocess.run(probe, capture_output=True, text=True, check=False, timeout=max(1.0, timeout))
+        if cp.returncode == 0:
             return ""
+        said = (cp.stderr.strip().splitlines() or [""])[-1]
         if not alive(pid):
             return "exited during start-up"
         if time.monotonic() > deadline:
-            return f"did not answer within {timeout:g} s"
+            return f"did not answer within {timeout:g} s" + (f" (ready probe: {said})" if said else "")
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
 

@@ -133,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("socket")
     r.add_argument("message", help="a JSON object")
     r.add_argument("--timeout", type=float, default=10.0)
-    r.add_argument("--expect", help="exit 0 only when the reply also holds this key, not null")
     s = sub.add_parser("since")
     s.add_argument("--wall", type=float, required=True)
     s.add_argument("files", nargs="+")
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"ok": False, "error": str(e)}))
         return 1
     sys.stdout.write(dumps(reply))
-    return 0 if reply.get("ok") and (a.expect is None or reply.get(a.expect) is not None) else 1
+    return 0 if reply.get("ok") else 1
 
 
 if __name__ == "__main__":

@@ -68,21 +68,25 @@ def spawn(
     *,
     log: Path | None = None,
     env: dict[str, str] | None = None,
+    err_log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a long-running process in a namespace, in its own session (it outlives the CLI)."""
+    """Start a long-running process in a namespace, in its own session (it outlives the CLI);
+    standard error goes with the output to ``log``, or to ``err_log`` when given."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
+    err = open(err_log, "ab") if err_log else subprocess.STDOUT  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(
             exec_argv(netns, argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=err,
             start_new_session=True,
             env=env,
         )
     finally:
-        if log:
-            out.close()
+        for f in (out, err):
+            if hasattr(f, "close"):
+                f.close()
 
 
 def pids(netns: str) -> list[int]:

@@ -143,6 +143,20 @@ class Lab:
                                f"({', '.join(self.mobiles)})")
         return self.mobiles[mn]
 
+    def package_versions(self) -> dict[str, str]:
+        """verdict.json's ``lab.packages``: each package's version in the root that ran it. The
+        DNS server's, the first access router's and the mobile node's roots (a container lab's
+        role images; the host's for namespace nodes) over the host's own (captures, QEMU)."""
+        from testbed.host import packages
+
+        found = packages.installed(packages.VERDICT_PACKAGES)
+        roles = (self.topo.dns.server, self.topo.access_networks[0].router, self.topo.mobile.node)
+        for node in dict.fromkeys(roles):
+            rt = self.backend.runtime(self.state, node)
+            found |= packages.installed(packages.VERDICT_PACKAGES,
+                                        lambda argv, rt=rt: rt.run(argv, check=False).stdout)
+        return found
+
     # ---------------------------------------------------------------- SCTP settings
     def sctp_settings(self, node: str) -> SctpSettings:
         """The node's SCTP settings now: the topology's, with what ``set_sctp`` changed since."""

@@ -171,6 +171,40 @@ class MobileNode:
         raise TestbedError(f"mobile node not configured on {ar} within {timeout:g} s (IPv4 "
                            f"{st.ipv4 or 'none'}, IPv6 {st.ipv6 or 'none'}); see logs in {self.state.dir}")
 
+    def wait_settled(self, timeout: float) -> bool:
+        """Until the binding updates of the MN's moves are done: the agent's state matches the
+        attachments (each attached interface up with its networks configured, every other one
+        down) and the binding process has acted on every event up to that state, so each
+        binding update was answered (an ASCONF acknowledged, or given up on by its driver).
+        False when ``timeout`` passes first; True at once where no binding process runs."""
+        rec = next((r for r in self.state.service_records()
+                    if r.service == "binding" and r.node == self.name), None)
+        if rec is None or not self.nodes.service_running(rec):
+            return True
+        binding = self.wiring.binding()
+        up = {self.plan.access_iface(ar, self.name)[0].ifname for ar in self.attached}
+        every = {self.plan.access_iface(ar, self.name)[0].ifname for ar in self.routers}
+
+        def settled() -> bool:
+            try:
+                st = json.loads((self.wiring.agent_dir / "state.json").read_text())
+            except (OSError, ValueError):  # being replaced (it is rewritten atomically)
+                return False
+            ifaces = st.get("interfaces", {})
+            if any(ifaces.get(i, {}).get("link") == "up" for i in every - up):
+                return False
+            for i in up:
+                nets = ifaces.get(i, {}).get("networks") or [{}]  # none yet: not configured
+                if ifaces.get(i, {}).get("link") != "up" or not all(n.get("configured") for n in nets):
+                    return False
+            try:
+                seen = binding.status().detail.get("seen", -1)
+            except TestbedError:
+                return False
+            return isinstance(seen, int) and seen >= int(st.get("seq", 0))
+
+        return bool(poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2))
+
     # ---------------------------------------------------------------- its agent
     def agent_record(self):
         return next((r for r in self.state.service_records() if r.service == "agent" and r.node == self.name),

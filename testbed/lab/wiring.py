@@ -18,7 +18,7 @@ from testbed.runtimes import kernel_nodes
 from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon
 from testbed.services.bind import SIG0_CHECKS_PER_MN, Named, ZoneData, ZoneKeys, sig0_supported
-from testbed.services.binding import TRAFFIC_CONTROL, BindingService
+from testbed.services.binding import GUEST_BINDING_SOCKET, TRAFFIC_CONTROL, BindingService
 from testbed.services.dhcpcd import Dhcpcd
 from testbed.services.dhcpd import Dhcpd
 from testbed.services.dhcpd6 import Dhcpd6
@@ -232,5 +232,7 @@ class Wiring:
         return list(t) if t is not None else None
 
     def binding(self) -> BindingService:
-        return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),
-                              self.agent_socket, self.location_env(), driver_socket=self.traffic_control)
+        directory = self.nodes.node_dir(self.mn, "binding")
+        socket = GUEST_BINDING_SOCKET if self.nodes.own_kernel(self.mn) else directory / "binding.sock"
+        return BindingService(self.nodes.runtime(self.mn), directory, self.agent_socket, self.location_env(),
+                              driver_socket=self.traffic_control, socket_path=socket)

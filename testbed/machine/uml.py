@@ -132,23 +132,32 @@ class LabMachine:
                       f"{shlex.quote(str(path))} -o {shlex.quote(str(path))}"])
 
     def forward(self, args: Sequence[str], *, write: Callable[[str], object] = sys.stdout.write,
+                write_err: Callable[[str], object] = sys.stderr.write,
                 timeout: float | None = None) -> Forwarded:
         """Run ``testbed --lab <lab> ARGS`` in the machine; its output is copied to ``write``
-        as it comes (the command writes it to a file in the machine's shared state dir)."""
+        and its standard error to ``write_err`` as they come (the command writes them to two
+        files in the machine's shared state dir), so machine output such as ``--json`` stays
+        apart from messages."""
         node = self.attach()
-        log = self.dir / f"command-{os.getpid()}-{time.monotonic_ns()}.log"
+        stem = f"command-{os.getpid()}-{time.monotonic_ns()}"
+        logs = (self.dir / f"{stem}.out", self.dir / f"{stem}.err")
         argv = [PYTHON, "-m", "testbed.cli.main", "--lab", self.state.lab, *args]
         env = {"TESTBED_MACHINE": "uml", "TESTBED_RUN_ROOT": INNER_RUN_ROOT,
                "COLUMNS": os.environ.get("COLUMNS", "160"),
                **{k: v for k, v in os.environ.items() if k.startswith("TESTBED_")
                   and k not in ("TESTBED_RUN_ROOT", "TESTBED_MACHINE")}}
-        pid = node.spawn(argv, log=log, env=env)
+        pid = node.spawn(argv, log=logs[0], env=env, err_log=logs[1])
         deadline = None if timeout is None else time.monotonic() + timeout
-        offset = 0
+        offsets = [0, 0]
+
+        def copy() -> None:
+            for i, w in enumerate((write, write_err)):
+                offsets[i] = _copy_new(logs[i], offsets[i], w)
+
         try:
             while True:
                 rc = node.wait(pid, POLL_OUTPUT)
-                offset = _copy_new(log, offset, write)
+                copy()
                 if rc is not None:
                     return Forwarded(rc)
                 if deadline is not None and time.monotonic() > deadline:
@@ -158,10 +167,11 @@ class LabMachine:
         except KeyboardInterrupt:
             node.signal(pid, 2)  # as a terminal would: the command inside stops and cleans up
             node.wait(pid, 30.0)
-            _copy_new(log, offset, write)
+            copy()
             raise
         finally:
-            log.unlink(missing_ok=True)
+            for log in logs:
+                log.unlink(missing_ok=True)
 
 
 def _copy_new(log: Path, offset: int, write: Callable[[str], object]) -> int:

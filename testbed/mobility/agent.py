@@ -574,6 +574,9 @@ async def amain(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from testbed import warning_filters
+
+    warning_filters.install()  # its log is quoted when it fails: no dependency's warnings in it
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),

@@ -7,8 +7,10 @@ network's addresses), ``delete`` once the old network is lost (DELETE_IP). Every
 shared ``Policy``'s; any transport's driver executes the actions.
 
 ``python -m testbed.mobility.binding`` is the I/O shell run on the MN: it subscribes to the
-agent, feeds the sequencer and executes actions against an SCTP binding driver's command
-socket and the location updater, logging each action with its times as JSON lines.
+agent, feeds the sequencer and executes actions against a transport's binding driver (the
+binding-driver protocol, ``testbed.mobility.protocol``) and the location updater, logging each
+action with its times as JSON lines. It answers that protocol's status request on a socket of
+its own (``--socket``): its readiness.
 """
 
 from __future__ import annotations
@@ -16,12 +18,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from testbed.mobility.driver import Channel, DriverError, request, unix_channel
+from testbed.mobility.driver import serve as serve_driver
 from testbed.mobility.events import Event
 from testbed.mobility.policy import NetworkView, Policy
+from testbed.mobility.protocol import (
+    Add,
+    Command,
+    Delete,
+    Done,
+    Failed,
+    Primary,
+    Reply,
+    State,
+    Status,
+    encode,
+)
 
 ActionKind = Literal["add", "primary", "location", "delete"]
 
@@ -186,32 +202,54 @@ def _log_line(path, record: dict) -> None:
     jsonlines.append(path, record, stamp=True)
 
 
-class DriverLink:
-    """The transport driver's command socket, joined when it appears (a transport may start
-    after the MN has attached, and stop before it moves again)."""
+COMMAND_OF: dict[str, Callable[[Action], Command]] = {
+    "add": lambda a: Add(a.address, a.ifname),
+    "primary": lambda a: Primary(a.address),
+    "delete": lambda a: Delete(a.address),
+}
 
-    def __init__(self, path: str | None) -> None:
+
+class DriverLink:
+    """The transport's binding driver, joined when its command socket appears (a transport may
+    start after the MN has attached, and stop before it moves again). ``channel``: reach it
+    some other way than ``path`` (``driver.loopback``)."""
+
+    def __init__(self, path: str | None, channel: Channel | None = None) -> None:
         self.path = path
+        self.channel = channel or (unix_channel(path) if path else None)
+        self.name = f"at {path}" if path else "in memory"
         self.connected = False
+        self.refused = ""  # why the driver was last not joined (one line), "" when it was
 
     def available(self) -> bool:
         import os
 
-        return bool(self.path) and os.path.exists(self.path)
+        if self.path:
+            return os.path.exists(self.path)
+        return self.channel is not None
 
-    async def request(self, cmd: dict) -> dict:
+    async def request(self, cmd: Command) -> Reply:
         """The driver's answer; a transport that went away mid-request (its association was
-        aborted, its process ended) is an answer too: not ok, and the link is down."""
+        aborted, its process ended) or that answers in another protocol is an answer too:
+        ``Failed`` with the one line, and the link is down."""
         import asyncio
 
-        from testbed.host import jsonlines
-
+        assert self.channel is not None, "no driver to ask"
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(None, jsonlines.request, self.path, cmd)
-        except jsonlines.RequestError as e:
+            return await loop.run_in_executor(None, request, self.channel, cmd, self.name)
+        except DriverError as e:
             self.connected = False
-            return {"ok": False, "error": str(e)}
+            return Failed(cmd.OP, str(e))
+
+    async def join(self) -> State | None:
+        """The driver's status once it answers one in this protocol version."""
+        reply = await self.request(Status())
+        if isinstance(reply, State):
+            self.connected, self.refused = True, ""
+            return reply
+        self.refused = reply.error if isinstance(reply, Failed) else f"status answered with {reply!r}"
+        return None
 
 
 class LocationUpdates:
@@ -219,12 +257,14 @@ class LocationUpdates:
     actions: an address change never waits for an update's answer. An update that went
     unanswered for its first attempt's timeout (retrying: no network carries it, as during a
     break-before-make gap) is superseded by the next one, whose records are the ones the name
-    must show; otherwise the next one waits for it."""
+    must show; otherwise the next one waits for it. ``on_settled`` is called each time one is
+    answered or superseded (the binding process's status then says so)."""
 
-    def __init__(self, updater, log_path: str) -> None:
-        self.updater, self.log_path = updater, log_path
+    def __init__(self, updater, log_path: str, on_settled: Callable[[], None] = lambda: None) -> None:
+        self.updater, self.log_path, self.on_settled = updater, log_path, on_settled
         self.pending: asyncio.Task | None = None
         self.started = 0.0
+        self.causes: list[int] = []  # the events of the updates under way, oldest first
         retry = getattr(updater, "retry", None)
         self.patience = retry.timeout if retry is not None else float("inf")
 
@@ -234,7 +274,17 @@ class LocationUpdates:
         if before is not None and not before.done() and loop.time() - self.started >= self.patience:
             before.cancel()
         self.started = loop.time()
+        self.causes.append(act.cause)
         self.pending = asyncio.create_task(self._send(act, rec, before))
+        self.pending.add_done_callback(lambda _t, cause=act.cause: self._settled(cause))
+
+    def _settled(self, cause: int) -> None:
+        self.causes.remove(cause)
+        self.on_settled()
+
+    def seen(self, last: int) -> int:
+        """The last event whose updates are all answered, of those up to ``last``."""
+        return min(last, self.causes[0] - 1) if self.causes else last
 
     async def _send(self, act: Action, rec: dict, before: asyncio.Task | None) -> None:
         if before is not None:
@@ -254,14 +304,57 @@ class LocationUpdates:
                 await self.pending
 
 
-async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy: Policy, updater) -> None:
-    """Follow the agent and drive the transport, in TraSH order, until the agent goes away.
+class BindingEndpoint:
+    """The binding process's own socket: it answers the protocol's status request (its
+    readiness, and the association as the ladder sees it). It takes its moves from the agent,
+    so add, primary and delete sent here are refused."""
+
+    REFUSED = "the binding process takes its moves from the mobility agent's events"
+
+    def __init__(self) -> None:
+        self.current = State("starting")
+
+    def update(self, seqr: TrashSequencer, link: DriverLink, seen: int) -> None:
+        """A new status from the loop's state (one reference swap: the socket's thread reads
+        it without a lock). ``seen``: the agent's last event whose actions are all answered
+        (a run waits for its moves' events before it stops the traffic)."""
+        primary = seqr.primary
+        addr = next((a for a in primary.addresses if a in seqr.bound), "") if primary else ""
+        detail = {"transport": "joined" if link.connected else "none", "driver": link.path or "",
+                  "primary_network": primary.prefix if primary else "", "seen": seen}
+        if link.refused:
+            detail["refused"] = link.refused
+        self.current = State("following", local=tuple(sorted(seqr.bound)), primary=addr,
+                             families=tuple(sorted(seqr.policy.families)), mode=seqr.policy.switch,
+                             detail=detail)
+
+    def add(self, address: str, ifname: str = "") -> Done:
+        raise ValueError(self.REFUSED)
+
+    def primary(self, address: str) -> Done:
+        raise ValueError(self.REFUSED)
+
+    def delete(self, address: str) -> Done:
+        raise ValueError(self.REFUSED)
+
+    def status(self) -> State:
+        return self.current
+
+
+async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy: Policy, updater,
+                socket_path: str | None = None, link: DriverLink | None = None) -> None:
+    """Follow the agent and drive the transport, in TraSH order, until the agent goes away;
+    answer status requests on ``socket_path`` once following it.
 
     Without a transport (no driver socket yet) the ladder still runs as bookkeeping, so the
     location update still follows the policy's primary switch (spec §4/§5).
     """
+    import logging
+    from pathlib import Path
+
     from testbed.mobility.agent import AgentClient
 
+    log = logging.getLogger(__name__)
     client = AgentClient(agent_sock)
     await client.wait_ready(timeout=60)
     state = await client.state()
@@ -270,10 +363,17 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
     usable = [v for v in views if v.usable and v.family in policy.families]
     first = usable[0].addresses[0] if usable else ""
     seqr.start({a for v in usable for a in v.addresses}, views, first)
-    link = DriverLink(driver_sock)
-    locations = LocationUpdates(updater, log_path) if updater is not None else None
+    link = link or DriverLink(driver_sock)
+    endpoint = BindingEndpoint()
+    last = int(state.get("seq", 0))  # the agent's last event fed to the sequencer
+
+    def refresh() -> None:
+        endpoint.update(seqr, link, locations.seen(last) if locations is not None else last)
+
+    locations = LocationUpdates(updater, log_path, refresh) if updater is not None else None
     _log_line(log_path, {"event": "binding", "op": "start", "bound": sorted(seqr.bound),
                          "primary": seqr.primary.prefix if seqr.primary else None})
+
     async def execute(actions: list[Action]) -> None:
         for act in actions:
             rec: dict = {"event": "binding", "op": act.kind, "cause": act.cause}
@@ -285,32 +385,41 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
             else:
                 rec["address"] = act.address
                 if link.connected:
-                    op = {"add": "add", "primary": "primary", "delete": "del"}[act.kind]
-                    cmd = {"op": op, "addr": act.address, **({"ifname": act.ifname} if act.ifname else {})}
-                    reply = await link.request(cmd)
-                    rec.update(ok=bool(reply.get("ok")), driver=reply)
+                    reply = await link.request(COMMAND_OF[act.kind](act))
+                    rec.update(ok=isinstance(reply, Done), driver=encode(reply))
                 else:
                     rec["transport"] = "none"
             _log_line(log_path, rec)
 
+    async def join() -> None:
+        refused = link.refused
+        status = await link.join()
+        if status is not None:  # the association's own addresses are the bound set
+            seqr.join(set(status.local), frozenset(status.families or policy.families))
+            _log_line(log_path, {"event": "binding", "op": "transport", "driver": encode(status)})
+        elif link.refused != refused:  # said once, not on every event
+            log.error("%s", link.refused)
+            _log_line(log_path, {"event": "binding", "op": "transport", "error": link.refused})
+
     if seqr.primary is not None:  # register where the MN is now (if it is attached yet)
         await execute(seqr.publish(0))
-    try:
-        async with client.subscribe(since=int(state.get("seq", 0))) as sub:
+    async with client.subscribe(since=last) as sub:
+        refresh()
+        server = serve_driver(Path(socket_path), endpoint) if socket_path else None
+        try:
             async for e in sub:
                 if link.available() and not link.connected:
-                    status = await link.request({"op": "status"})
-                    if status.get("ok"):  # the association's own addresses are the bound set
-                        link.connected = True
-                        fams = frozenset(status.get("families") or policy.families)
-                        seqr.join(set(status["local"]), fams)
-                        _log_line(log_path, {"event": "binding", "op": "transport", **status})
+                    await join()
                 elif link.connected and not link.available():
                     link.connected = False
                 await execute(seqr.feed(e))
-    finally:
-        if locations is not None:
-            await locations.drain()
+                last = e.seq
+                refresh()
+        finally:
+            if locations is not None:
+                await locations.drain()
+            if server is not None:
+                server.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,9 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     import asyncio
     import logging
 
+    from testbed import warning_filters
+
+    warning_filters.install()  # its log is quoted when it fails: no dependency's warnings in it
+
     ap = argparse.ArgumentParser(prog="python -m testbed.mobility.binding", description=__doc__)
     ap.add_argument("--agent", required=True, help="the mobility agent's Unix socket")
     ap.add_argument("--driver", help="the transport driver's command socket (joined when it appears)")
+    ap.add_argument("--socket", help="Unix socket to answer status requests on (binding-driver protocol)")
     ap.add_argument("--log", required=True, help="JSON-lines log of every action")
     ap.add_argument("--switch", choices=("newest", "metric", "on-loss"), default="newest")
     ap.add_argument("--metric", default="signal")
@@ -337,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         from testbed.mobility.location.agent_hooks import from_env
 
         updater = from_env().updater
-    asyncio.run(serve(args.agent, args.driver, args.log, policy, updater))
+    asyncio.run(serve(args.agent, args.driver, args.log, policy, updater, args.socket))
     return 0
 
 

@@ -1,17 +1,15 @@
-"""MPTCP binding-update driver: the binding process's actions as path-manager commands on one
-connection (the traffic client's), behind the same JSON-lines command channel as the SCTP one::
+"""MPTCP binding-update driver: the binding-driver protocol's commands as path-manager commands
+on one connection (the traffic client's), served on its command socket as the SCTP one is::
 
-    {"op": "add", "addr": A,      trash: SUBFLOW_CREATE from A as a backup (MP_JOIN), then, once
-     "ifname": I}
-                                  the subflow is established, ANNOUNCE A (ADD_ADDR)
-                                  auto:  an endpoint A (signal, subflow): the kernel joins and
-                                  announces by itself
-    {"op": "primary", "addr": A}  trash: SET_FLAGS: A's subflow active, every other backup
-                                  (MP_PRIO each); auto: nothing (the in-kernel manager has no
-                                  notion of a preferred network)
-    {"op": "del", "addr": A}      trash: REMOVE A's id (REMOVE_ADDR; the kernel closes its
-                                  subflows); auto: the endpoint goes, which does the same
-    {"op": "status"}              the token, local addresses and their ids, the mode
+    add A (on I)  trash: SUBFLOW_CREATE from A as a backup (MP_JOIN), then, once the subflow is
+                  established, ANNOUNCE A (ADD_ADDR)
+                  auto:  an endpoint A (signal, subflow): the kernel joins and announces by
+                  itself
+    primary A     trash: SET_FLAGS: A's subflow active, every other backup (MP_PRIO each);
+                  auto: nothing (the in-kernel manager has no notion of a preferred network)
+    delete A      trash: REMOVE A's id (REMOVE_ADDR; the kernel closes its subflows); auto: the
+                  endpoint goes, which does the same
+    status        the token, local addresses and their ids, the mode
 
 Mode ``trash`` needs the userspace path manager in the node's namespace
 (``net.mptcp.pm_type=1``), mode ``auto`` the in-kernel one (0); the traffic app's caller sets it.
@@ -32,6 +30,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from testbed.mobility.protocol import Done, State
 from testbed.mptcp import pm
 
 MODES = ("trash", "auto")
@@ -60,7 +59,7 @@ class MptcpDriver:
     local_port: int | None = None  # the first subflow's
     manager: Callable[[], pm.PathManager] = pm.PathManager
     ifindex: Callable[[str], int | None] = ifindex_of
-    log: list[dict[str, Any]] = field(default_factory=list)
+    log: list[Done] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)  # local address -> address id
     ports: dict[str, int] = field(default_factory=dict)  # local address -> its subflow's local port
     _joined: dict[str, threading.Event] = field(default_factory=dict)
@@ -69,12 +68,16 @@ class MptcpDriver:
     _pm: pm.PathManager | None = None
 
     def _call(self, fn: Callable[[pm.PathManager], Any]) -> Any:
-        """``fn(path manager)`` in the worker thread, which owns the netlink socket."""
+        """``fn(path manager)`` in the worker thread, which owns the netlink socket. The
+        kernel's refusal is an OSError with its errno, as the driver interface has it."""
 
         def run() -> Any:
             if self._pm is None:
                 self._pm = self.manager()
-            return fn(self._pm)
+            try:
+                return fn(self._pm)
+            except NetlinkError as e:
+                raise OSError(e.code, f"netlink: {e}") from e
 
         return self._worker.submit(run).result()
 
@@ -101,65 +104,57 @@ class MptcpDriver:
     def _next_id(self) -> int:
         return max(self.ids.values(), default=0) + 1
 
-    def on_configured(self, addr: str, ifname: str = "") -> dict[str, Any]:
+    def add(self, address: str, ifname: str = "") -> Done:
         t = time.time()
-        entry: dict[str, Any] = {"op": "add", "addr": addr, "t": t}
-        if addr in self.ids:
-            entry["skipped"] = "already in the connection"
-        else:
-            addr_id = self._next_id()
-            index = socket.if_nametoindex(ifname) if ifname else self.ifindex(addr)
-            if self.mode == "auto":
-                self._call(lambda m: m.endpoint_add(addr, addr_id=addr_id, ifindex=index,
-                                                    flags=pm.FLAG_SIGNAL | pm.FLAG_SUBFLOW))
-            else:
-                joined = self._joined_event(addr)
-                joined.clear()  # a return to an address joined before waits for the new join
-                self._call(lambda m: m.subflow_create(self.token, addr, addr_id, self.peer, self.peer_port,
-                                                      ifindex=index, backup=True))
-                if not joined.wait(JOIN_TIMEOUT):
-                    raise TimeoutError(f"subflow from {addr} not established in {JOIN_TIMEOUT:g} s")
-                entry["joined"] = time.time()
-                self._call(lambda m: m.announce(self.token, addr, addr_id))
-            self.ids[addr] = addr_id
-            entry["id"] = addr_id
-        entry["dt"] = time.time() - t
-        self.log.append(entry)
-        return entry
-
-    def make_primary(self, addr: str) -> dict[str, Any]:
-        t = time.time()
-        entry: dict[str, Any] = {"op": "primary", "addr": addr, "t": t}
+        if address in self.ids:
+            return self._log(Done("add", address, t, skipped="already in the connection"))
+        addr_id = self._next_id()
+        index = socket.if_nametoindex(ifname) if ifname else self.ifindex(address)
+        detail: dict[str, Any] = {"id": addr_id}
         if self.mode == "auto":
-            entry["skipped"] = "auto"
+            self._call(lambda m: m.endpoint_add(address, addr_id=addr_id, ifindex=index,
+                                                flags=pm.FLAG_SIGNAL | pm.FLAG_SUBFLOW))
         else:
-            others = [a for a in self.ids if a != addr]
+            joined = self._joined_event(address)
+            joined.clear()  # a return to an address joined before waits for the new join
+            self._call(lambda m: m.subflow_create(self.token, address, addr_id, self.peer, self.peer_port,
+                                                  ifindex=index, backup=True))
+            if not joined.wait(JOIN_TIMEOUT):
+                raise TimeoutError(f"subflow from {address} not established in {JOIN_TIMEOUT:g} s")
+            detail["joined"] = time.time()
+            self._call(lambda m: m.announce(self.token, address, addr_id))
+        self.ids[address] = addr_id
+        return self._log(Done("add", address, t, time.time() - t, detail=detail))
 
-            def switch(m: pm.PathManager) -> None:
-                m.set_backup(self.token, addr, self.peer, self.peer_port, False, self.ports.get(addr))
-                for other in others:
-                    m.set_backup(self.token, other, self.peer, self.peer_port, True, self.ports.get(other))
-
-            self._call(switch)
-            entry["dt"] = time.time() - t
-        self.log.append(entry)
-        return entry
-
-    def on_lost(self, addr: str) -> dict[str, Any]:
+    def primary(self, address: str) -> Done:
         t = time.time()
-        entry: dict[str, Any] = {"op": "del", "addr": addr, "t": t}
-        addr_id = self.ids.pop(addr, None)
-        self.ports.pop(addr, None)
+        if self.mode == "auto":
+            return self._log(Done("primary", address, t, skipped="auto"))
+        others = [a for a in self.ids if a != address]
+
+        def switch(m: pm.PathManager) -> None:
+            m.set_backup(self.token, address, self.peer, self.peer_port, False, self.ports.get(address))
+            for other in others:
+                m.set_backup(self.token, other, self.peer, self.peer_port, True, self.ports.get(other))
+
+        self._call(switch)
+        return self._log(Done("primary", address, t, time.time() - t))
+
+    def delete(self, address: str) -> Done:
+        t = time.time()
+        addr_id = self.ids.pop(address, None)
+        self.ports.pop(address, None)
         if addr_id is None:
-            entry["skipped"] = "not in the connection"
-        elif self.mode == "auto":
-            self._call(lambda m: m.endpoint_del(addr, addr_id))
-            entry.update(id=addr_id, dt=time.time() - t)
+            return self._log(Done("delete", address, t, skipped="not in the connection"))
+        if self.mode == "auto":
+            self._call(lambda m: m.endpoint_del(address, addr_id))
         else:
             self._call(lambda m: m.remove(self.token, addr_id))
-            entry.update(id=addr_id, dt=time.time() - t)
-        self.log.append(entry)
-        return entry
+        return self._log(Done("delete", address, t, time.time() - t, detail={"id": addr_id}))
+
+    def _log(self, done: Done) -> Done:
+        self.log.append(done)
+        return done
 
     def close(self) -> None:
         """Auto mode: remove the endpoints this driver added (they outlive the connection)."""
@@ -177,27 +172,9 @@ class MptcpDriver:
             self._call(clean)
         self._worker.shutdown()
 
-    def status(self) -> dict[str, Any]:
-        return {"state": "connected", "token": self.token, "local": sorted(self.ids),
-                "ids": dict(self.ids), "peer": [self.peer], "mode": self.mode}
-
-    def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """One command-channel request → reply (never raises)."""
-        try:
-            op = cmd.get("op")
-            if op == "add":
-                res = self.on_configured(cmd["addr"], cmd.get("ifname", ""))
-            elif op == "primary":
-                res = self.make_primary(cmd["addr"])
-            elif op == "del":
-                res = self.on_lost(cmd["addr"])
-            elif op == "status":
-                res = self.status()
-            else:
-                return {"ok": False, "error": f"unknown op {op!r}"}
-            return {"ok": True, **res}
-        except (OSError, KeyError, ValueError, NetlinkError) as e:  # TimeoutError is an OSError
-            return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    def status(self) -> State:
+        return State("connected", local=tuple(sorted(self.ids)), peer=(self.peer,), mode=self.mode,
+                     detail={"token": self.token, "ids": dict(self.ids)})
 
 
 def follow_events(sink: Callable[[pm.PmEvent], None], ready: threading.Event) -> None:

@@ -50,8 +50,10 @@ class NodeRuntime(Protocol):
         """Run a command to completion in the node's stack, capturing text output."""
         ...
 
-    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None) -> int:
-        """Start a long-running process in its own session; its output goes to ``log``."""
+    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None,
+              err_log: Path | None = None) -> int:
+        """Start a long-running process in its own session; its output goes to ``log``, and its
+        standard error too unless ``err_log`` is given (then that file gets it)."""
         ...
 
     def wait(self, handle: int, timeout: float) -> int | None:

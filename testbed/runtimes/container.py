@@ -92,10 +92,13 @@ class ContainerNode(HostStack):
             raise CommandError(list(argv), code, stderr or stdout)
         return subprocess.CompletedProcess(list(argv), code, stdout, stderr)
 
-    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None) -> int:
+    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None,
+              err_log: Path | None = None) -> int:
         """Start a process in the container with its output appended to ``log`` (a path
-        inside the bind-mounted run dir); returns its host pid."""
-        cmd = ["sh", "-c", 'exec "$@" >>"$0" 2>&1 </dev/null', str(log), *self.argv(argv)]
+        inside the bind-mounted run dir), its standard error too or to ``err_log``; returns its
+        host pid."""
+        cmd = ["sh", "-c", 'out=$1 err=$2; shift 2; exec "$@" >>"$out" 2>>"$err" </dev/null', "sh",
+               str(log), str(err_log or log), *self.argv(argv)]
         api = self._api()
         try:
             ex = api.exec_create(self.container, cmd, environment=dict(env) if env else None)

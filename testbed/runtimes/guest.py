@@ -99,15 +99,19 @@ class GuestNode:
             raise CommandError([f"[{self.name}]", *argv], cp.returncode, cp.stderr or cp.stdout)
         return cp
 
-    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None) -> int:
-        """Start a guest process; ``log`` must lie in a writable share (the state dir, rw_dirs)."""
-        log = Path(log).resolve()
-        if not any(log.is_relative_to(s) for s in self.cfg.shares()):
-            raise ConfigError(f"kernel node {self.name}", "spawn log", f"{log} is not in a writable "
-                              "share", f"put it under {self.state_dir}")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        return int(self._agent().request("spawn", argv=self.guest_argv(argv), log=str(log),
-                                         env=dict(env or {}))["pid"])
+    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None,
+              err_log: Path | None = None) -> int:
+        """Start a guest process; ``log`` (and ``err_log``) must lie in a writable share (the
+        state dir, rw_dirs)."""
+        logs = [Path(p).resolve() for p in (log, err_log) if p is not None]
+        for p in logs:
+            if not any(p.is_relative_to(s) for s in self.cfg.shares()):
+                raise ConfigError(f"kernel node {self.name}", "spawn log", f"{p} is not in a writable "
+                                  "share", f"put it under {self.state_dir}")
+            p.parent.mkdir(parents=True, exist_ok=True)
+        extra = {"err_log": str(logs[1])} if err_log is not None else {}
+        return int(self._agent().request("spawn", argv=self.guest_argv(argv), log=str(logs[0]),
+                                         env=dict(env or {}), **extra)["pid"])
 
     def wait(self, handle: int, timeout: float) -> int | None:
         rc = self._agent().request("wait", pid=handle, wait_s=timeout, timeout=timeout + 5)

@@ -65,12 +65,13 @@ def _text(b: bytes | None) -> str:
 
 
 def op_spawn(req: dict[str, Any]) -> dict[str, Any]:
-    with open(req["log"], "ab") as log:
+    """Output to ``log``; standard error with it, or to ``err_log`` when the request names one."""
+    with open(req["log"], "ab") as log, open(req.get("err_log") or os.devnull, "ab") as err:
         p = subprocess.Popen(
             req["argv"],
             stdin=subprocess.DEVNULL,
             stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=err if req.get("err_log") else subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, **req.get("env", {})},
         )

@@ -79,13 +79,14 @@ class NamespaceNode(HostStack):
     ) -> subprocess.CompletedProcess[str]:
         return netns.run(self.netns, argv, timeout=timeout, check=check, input=input)
 
-    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None) -> int:
+    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None,
+              err_log: Path | None = None) -> int:
         full_env = None
         if env:
             import os
 
             full_env = {**os.environ, **env}
-        return netns.spawn(self.netns, argv, log=log, env=full_env).pid
+        return netns.spawn(self.netns, argv, log=log, env=full_env, err_log=err_log).pid
 
     def close(self) -> None:
         pass

@@ -22,7 +22,7 @@ from testbed.errors import TestbedError
 from testbed.host import jsonlines
 from testbed.host.signals import interrupts_deferred
 from testbed.lab import Lab
-from testbed.model import loader
+from testbed.model import loader, retransmission
 from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
@@ -36,6 +36,11 @@ from testbed.scenario.traffic import AssociationRefused, SctpTraffic, TrafficRun
 from testbed.state import LabState
 
 MOVEMENT_EVENTS = ("link_up", "link_down", "detected", "configured", "lost")
+# what times each transport's binding exchanges (testbed.model.retransmission)
+RETRANSMISSION_TIMERS = {"sctp": retransmission.SCTP, "mptcp": retransmission.TCP, "tcp": retransmission.TCP}
+# a TraSH ladder's own time from a move to its last answer, on cores loaded to a load average of
+# 8 (under 2 s seen); a settle that waits this long is cut off, and the verdict judges what came
+SETTLE_ALLOWANCE = 10.0
 
 
 class EventLog:
@@ -131,6 +136,7 @@ class Runner:
         self.log = EventLog(self.out / "events.jsonl")
         self.many = len(lab.topo.mobiles) > 1  # then records name their MN (``mn``)
         self.rng = random.Random(scenario.seed)  # ``spread`` moves: the same run for the same seed
+        self.unsettled: dict[str, set[str]] = {}  # MN -> the ARs it moved to since the last settle
         self.traffic: TrafficRun | None = None
         params = scenario.traffic or Traffic()
         peer = traffic_peer(lab, params) if scenario.uses_traffic else None
@@ -196,6 +202,29 @@ class Runner:
         self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap, **who)
         times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap, mn=mn, timeout=m.timeout)
         self.log.step("moved", to=m.to, **who, **{f"{k}_s": v for k, v in times.items()})
+        self.unsettled.setdefault(mn, set()).add(m.to)
+
+    def settle_bound(self, ars: set[str]) -> float:
+        """How long the binding updates of moves to ``ars`` may take: a ladder's own time on
+        loaded cores, and the retransmissions that the worst of their links' loss makes likely
+        (three exchanges per move: ADD_IP, SET_PRIMARY, DELETE_IP or their MPTCP signals; and
+        the DNS UPDATE)."""
+        loss = max((a.shape.loss for a in self.lab.topo.access_networks
+                    if a.router in ars and a.shape is not None), default=0.0)
+        timer = RETRANSMISSION_TIMERS.get(self.sc.transport, retransmission.SCTP)
+        return SETTLE_ALLOWANCE + max(retransmission.margin(loss, timer, exchanges=3),
+                                      retransmission.margin(loss, retransmission.DNS))
+
+    def _settle(self) -> None:
+        """Before the traffic stops (and at the end): until each MN that moved has its binding
+        updates answered, so the last move's exchanges are on the captures, not cut off."""
+        for mn, ars in sorted(self.unsettled.items()):
+            bound = self.settle_bound(ars)
+            t0 = time.monotonic()
+            done = self.lab.mobile_node(mn).wait_settled(bound)
+            self.log.step("settled", done=done, seconds=round(time.monotonic() - t0, 3),
+                          bound_s=round(bound, 3), **self._who(mn))
+        self.unsettled.clear()
 
     def _ping_pong(self, p: PingPong) -> None:
         mobile = self.lab.mobile_node(p.mobile)
@@ -219,6 +248,8 @@ class Runner:
         if self.traffic is None:
             transport = self.sc.transport
             raise TestbedError(f"traffic steps need {transport.upper()} endpoints: {NEEDS[transport]}")
+        if t.action == "stop":
+            self._settle()
         self.progress(f"traffic {t.action}")
         self.log.step("traffic", action=t.action)
         try:
@@ -261,6 +292,7 @@ class Runner:
                     self.step_error = RuleResult("scenario.steps", "fail", what,
                                                  (Evidence("events.jsonl", 0, time.time(), what),))
                     return
+        self._settle()
 
     def run(self) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -354,6 +386,7 @@ class Runner:
         return {"name": st.lab, "topology": self.lab.topo.name, "machine": st.machine,
                 "backend": st.backend, "scenario": self.sc.name, "seed": self.sc.seed,
                 "nodes": {n: self.lab.nodes.kernel_info(n).to_dict() for n in self.lab.plan.nodes},
+                "packages": self.lab.package_versions(),
                 **(self.traffic.lab_info() if self.traffic is not None else {}), **self.context}
 
     def _report(self, verdict: Any) -> None:

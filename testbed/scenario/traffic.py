@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import TestbedError
+from testbed.host.daemonctl import tail
 from testbed.host.poll import poll_until
+from testbed.mobility.protocol import ProtocolError, State, Status, decode_reply, encode
 from testbed.runtimes import kernel_nodes
 from testbed.runtimes.guest import SCTP_SYSCTLS
 from testbed.scenario.model import Traffic
 from testbed.sctp.traffic import REFUSED
-from testbed.services.base import log_tail
 
 PORT = 5001
 
@@ -83,7 +84,7 @@ class TrafficRun:
 
     def exited(self, what: str, node: str, status: int, log: Path) -> None:
         """A process of the run exited while it was awaited: raise what that means."""
-        raise TestbedError(f"{self.kind}: {what} exited: {log_tail(log)}")
+        raise TestbedError(f"{self.kind}: {what} exited: {tail(log)}")
 
     @staticmethod
     def _read(path: Path) -> Any:
@@ -209,11 +210,17 @@ class SctpTraffic(TrafficRun):
         return ["--auth-key", key] if key else []
 
     def _associated(self) -> bool:
+        """The client's driver answers a status request (it serves once associated); an
+        answer in another protocol version ends the wait with one line naming it."""
         try:
-            r = self.lab.runtime(self.mn).unix_request(str(self.control), {"op": "status"}, timeout=2)
+            r = self.lab.runtime(self.mn).unix_request(str(self.control), encode(Status()), timeout=2)
         except TestbedError:
             return False  # not listening yet
-        return bool(r.get("ok")) and r.get("state") is not None
+        try:
+            return isinstance(decode_reply(r), State)
+        except ProtocolError as e:
+            raise TestbedError(f"the traffic client's binding driver on {self.mn} at {self.control}: "
+                               f"{e}") from e
 
     def stop(self, hurry: bool = False) -> None:
         """End the client (a graceful SHUTDOWN), then the server, which ends with the

@@ -1,18 +1,18 @@
-"""TraSH binding-update driver: turns mobility events into kernel SCTP ASCONF calls.
+"""TraSH binding-update driver: the binding-driver protocol's commands as kernel SCTP ASCONF
+calls on one association.
 
 It must run in the process that owns the association (socket options act on that socket), so
-the traffic client embeds it behind a small command channel: a unix stream socket inside the
-guest carrying one JSON object per line, answered with one JSON line::
+the traffic client serves it on its command socket (``testbed.mobility.driver.serve``)::
 
-    {"op": "add", "addr": "198.51.100.10"}      -> sctp_bindx ADD   (ASCONF ADD_IP)
-    {"op": "primary", "addr": "198.51.100.10"}  -> SET_PEER_PRIMARY (ASCONF SET_PRIMARY)
-    {"op": "del", "addr": "192.0.2.10"}         -> sctp_bindx REM   (ASCONF DELETE_IP)
-    {"op": "status"}                            -> addresses, primary, state, counters
-    <- {"ok": true, "t": <guest unix time of the call>, ...} | {"ok": false, "error": "..."}
+    add A      -> sctp_bindx ADD   (ASCONF ADD_IP)
+    primary A  -> SET_PEER_PRIMARY (ASCONF SET_PRIMARY), and our own primary destination
+                  follows to a peer address of A's family when it is of the other one
+    delete A   -> sctp_bindx REM   (ASCONF DELETE_IP)
+    status     -> addresses, primary, state
 
 Mode ``trash`` (default) issues the calls and answers each once the peer has acknowledged the
-ASCONF it caused (``"acked": true``, seen on the wire by ``acks.AsconfAcks``), or after
-``ack_timeout`` without one (``"acked": false``): the binding process orders its next step on
+ASCONF it caused (``acked`` true, seen on the wire by ``acks.AsconfAcks``), or after
+``ack_timeout`` without one (``acked`` false): the binding process orders its next step on
 that answer. Mode ``auto_asconf`` issues none and relies on the kernel's
 net.sctp.default_auto_asconf=1 (wildcard-bound socket) instead.
 """
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbed.mobility.protocol import ActionOp, Done, State
 from testbed.sctp import sockapi
 from testbed.sctp.acks import AsconfAcks
 
@@ -33,8 +34,9 @@ MODES = ("trash", "auto_asconf")
 
 
 @dataclass
-class BindingDriver:
-    """Binding updates on one association (``sock`` is connected, one-to-one style)."""
+class SctpDriver:
+    """Binding updates on one association (``sock`` is connected, one-to-one style); a
+    ``testbed.mobility.driver.BindingDriver``."""
 
     sock: socket.socket
     local_port: int
@@ -43,49 +45,55 @@ class BindingDriver:
     families: tuple[int, ...] = (4,)  # of the association's addresses (the binding adds these)
     acks: AsconfAcks | None = None  # the association's ASCONF-ACKs; None: answer at once
     ack_timeout: float = 4.0
-    log: list[dict[str, Any]] = field(default_factory=list)  # what was done, with times
+    log: list[Done] = field(default_factory=list)  # what was done, with times
     issued: int = 0  # ASCONFs this driver caused (the kernel sends them one at a time, in order)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"driver mode {self.mode!r}: expected one of {', '.join(MODES)}")
 
-    def _record(self, op: str, addr: str, fn: Callable[[], None]) -> dict[str, Any]:
+    def _record(self, op: ActionOp, addr: str, fn: Callable[[], dict[str, Any]]) -> Done:
+        """``fn`` (the socket calls; it returns any further fields of the answer), timed and,
+        with ``acks``, answered once the peer acknowledged the ASCONF it caused."""
         t = time.time()
         if self.mode == "auto_asconf":
-            entry = {"op": op, "addr": addr, "t": t, "skipped": "auto_asconf"}
+            done = Done(op, addr, t, skipped="auto_asconf")
         else:
-            fn()
-            entry = {"op": op, "addr": addr, "t": t, "dt": time.time() - t}
+            extra = fn()
+            dt = time.time() - t
             self.issued += 1
             if self.acks is not None:
-                entry["acked"] = self.acks.wait_for(self.issued, self.ack_timeout)
-                entry["ack_s"] = round(time.time() - t, 6)
-        self.log.append(entry)
-        return entry
+                extra["acked"] = self.acks.wait_for(self.issued, self.ack_timeout)
+                extra["ack_s"] = round(time.time() - t, 6)
+            done = Done(op, addr, t, dt, **extra)
+        self.log.append(done)
+        return done
 
-    def on_configured(self, addr: str) -> dict[str, Any]:
-        """A new address is usable: add it to the association (ASCONF ADD_IP)."""
-        return self._record("add", addr, lambda: sockapi.bindx(self.sock, [addr], self.local_port))
+    def add(self, address: str, ifname: str = "") -> Done:
+        """A new address is usable: add it to the association (ASCONF ADD_IP). The kernel
+        finds its interface itself: ``ifname`` is not needed."""
 
-    def make_primary(self, addr: str, peer_addr: str | None = None) -> dict[str, Any]:
-        """Ask the peer to send to ``addr`` (ASCONF SET_PRIMARY); optionally pick our own
-        primary destination ``peer_addr`` too. Without one, when our primary destination is of
-        the other family than ``addr``, one of the peer's addresses of ``addr``'s family is
-        chosen: after a move to a network of one family only (IPv4 to IPv6) the old
-        destination cannot be reached from the new address."""
-        chosen: dict[str, str] = {}
+        def do() -> dict[str, Any]:
+            sockapi.bindx(self.sock, [address], self.local_port)
+            return {}
 
-        def do() -> None:
-            sockapi.set_peer_primary(self.sock, addr, self.local_port)
-            peer = peer_addr or self._peer_to_follow(addr)
+        return self._record("add", address, do)
+
+    def primary(self, address: str) -> Done:
+        """Ask the peer to send to ``address`` (ASCONF SET_PRIMARY). When our own primary
+        destination is of the other family than ``address``, one of the peer's addresses of
+        ``address``'s family becomes it: after a move to a network of one family only (IPv4
+        to IPv6) the old destination cannot be reached from the new address."""
+
+        def do() -> dict[str, Any]:
+            sockapi.set_peer_primary(self.sock, address, self.local_port)
+            peer = self._peer_to_follow(address)
             if peer:
                 sockapi.set_primary(self.sock, peer, self.peer_port)
-                chosen["peer"] = peer
+                return {"peer": peer}
+            return {}
 
-        entry = self._record("primary", addr, do)
-        entry.update(chosen)
-        return entry
+        return self._record("primary", address, do)
 
     def _peer_to_follow(self, addr: str) -> str | None:
         fam = ipaddress.ip_address(addr).version
@@ -95,36 +103,23 @@ class BindingDriver:
         peers = [sockapi.normalise(a) for a, _ in sockapi.peer_addrs(self.sock)]
         return next((p for p in peers if ipaddress.ip_address(p).version == fam), None)
 
-    def on_lost(self, addr: str) -> dict[str, Any]:
+    def delete(self, address: str) -> Done:
         """An address is gone: delete it from the association (ASCONF DELETE_IP)."""
-        return self._record("del", addr, lambda: sockapi.bindx(self.sock, [addr], self.local_port, add=False))
 
-    def status(self) -> dict[str, Any]:
+        def do() -> dict[str, Any]:
+            sockapi.bindx(self.sock, [address], self.local_port, add=False)
+            return {}
+
+        return self._record("delete", address, do)
+
+    def status(self) -> State:
         st = sockapi.status(self.sock)
-        return {
-            "state": st.state,
-            "primary": sockapi.normalise(st.primary[0]),
-            "srtt_ms": st.primary_srtt_ms,
-            "local": sorted(sockapi.normalise(a) for a, _ in sockapi.local_addrs(self.sock)),
-            "peer": sorted(sockapi.normalise(a) for a, _ in sockapi.peer_addrs(self.sock)),
-            "mode": self.mode,
-            "families": list(self.families),
-        }
-
-    def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """One command-channel request → reply (never raises)."""
-        try:
-            op = cmd.get("op")
-            if op == "add":
-                res = self.on_configured(cmd["addr"])
-            elif op == "primary":
-                res = self.make_primary(cmd["addr"], cmd.get("peer"))
-            elif op == "del":
-                res = self.on_lost(cmd["addr"])
-            elif op == "status":
-                res = self.status()
-            else:
-                return {"ok": False, "error": f"unknown op {op!r}"}
-            return {"ok": True, **res}
-        except (OSError, KeyError, ValueError) as e:
-            return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        return State(
+            state=st.state,
+            local=tuple(sorted(sockapi.normalise(a) for a, _ in sockapi.local_addrs(self.sock))),
+            peer=tuple(sorted(sockapi.normalise(a) for a, _ in sockapi.peer_addrs(self.sock))),
+            primary=sockapi.normalise(st.primary[0]),
+            families=tuple(self.families),
+            mode=self.mode,
+            detail={"srtt_ms": st.primary_srtt_ms},
+        )

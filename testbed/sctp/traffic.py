@@ -24,10 +24,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from testbed.host.jsonlines import CommandServer
+from testbed.mobility import driver as binding_driver
+from testbed.mobility import protocol
 from testbed.sctp import sockapi
 from testbed.sctp.acks import AsconfAcks
-from testbed.sctp.driver import BindingDriver
+from testbed.sctp.driver import SctpDriver
 from testbed.traffic.messages import (
     ECHO_SIZE,
     Periodic,
@@ -145,7 +146,7 @@ def client(args: argparse.Namespace) -> int:
     sock.setsockopt(sockapi.SOL_SCTP, sockapi.SCTP_NODELAY, struct.pack("=i", 1))
     local_port = sockapi.local_addrs(sock)[0][1]
     acks = AsconfAcks(local_port, args.port, _encap_port()).start() if args.mode == "trash" else None
-    driver = BindingDriver(sock, local_port, args.port, args.mode, families=families, acks=acks)
+    driver = SctpDriver(sock, local_port, args.port, args.mode, families=families, acks=acks)
     sent = 0
     t_start = time.time()
     error = ""
@@ -176,10 +177,10 @@ def client(args: argparse.Namespace) -> int:
             "echo_received": echoes.received,
             "echo_missing": echoes.missing,
             "echo_duplicates": list(echoes.duplicates),
-            "driver_log": list(driver.log),
+            "driver_log": [protocol.encode(d) for d in driver.log],
         }
 
-    control = CommandServer(Path(args.control), driver.handle) if args.control else None
+    control = binding_driver.serve(Path(args.control), driver) if args.control else None
     periodic = Periodic(Path(args.stats), snapshot)
     receiver = threading.Thread(target=receive, name="echo-receiver", daemon=True)
     receiver.start()

@@ -4,7 +4,8 @@ It follows the mobility agent and, in Appendix-A order, drives the transport's b
 SCTP's (ADD_IP, SET_PRIMARY, DELETE_IP) or MPTCP's (MP_JOIN + ADD_ADDR, MP_PRIO, REMOVE_ADDR),
 embedded in the traffic client behind its command socket — and the location update (DNS UPDATE
 after the primary switch). Without a running connection it still moves the DNS record on
-primary switches.
+primary switches. It is ready once it answers the binding-driver protocol's status request on
+its own socket.
 """
 
 from __future__ import annotations
@@ -12,20 +13,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from testbed.errors import ServiceError, TestbedError
+from testbed.mobility import protocol
 from testbed.services.base import Daemon
 
-# the traffic client's driver socket inside a kernel node (its own tmpfs: a share cannot carry
-# a Unix socket); a namespace node's is in its run directory (``Wiring.traffic_control``)
+# the traffic client's driver socket and the binding process's own inside a kernel node (its
+# own tmpfs: a share cannot carry a Unix socket); a namespace node's are in its run directory
+# (``Wiring.traffic_control``, ``Wiring.binding_socket``)
 TRAFFIC_CONTROL = Path("/run/testbed-traffic.sock")
+GUEST_BINDING_SOCKET = Path("/run/testbed-binding.sock")
 
 
-def binding_argv(python: str, agent_socket: Path, actions: Path, location: bool,
+def binding_argv(python: str, agent_socket: Path, actions: Path, location: bool, socket: Path,
                  families: str = "4", switch: str = "newest", driver: Path = TRAFFIC_CONTROL) -> list[str]:
     """``location``: it sends the DNS UPDATE after the SET_PRIMARY (``TESTBED_LOC_*``);
-    ``driver``: the traffic client's control socket."""
+    ``socket``: where it answers status requests; ``driver``: the traffic client's control
+    socket."""
     argv = [python, "-m",
             "testbed.mobility.binding", "--agent", str(agent_socket),
-            "--driver", str(driver), "--log", str(actions),
+            "--driver", str(driver), "--log", str(actions), "--socket", str(socket),
             "--families", families, "--switch", switch]
     return argv + (["--location"] if location else [])
 
@@ -35,21 +41,38 @@ class BindingService(Daemon):
     START_TIMEOUT = 180.0  # a Python start under TCG takes seconds, a minute on loaded cores
 
     def __init__(self, node, directory: Path, agent_socket: Path, location_env: dict[str, str],
-                 families: str = "4", switch: str = "newest", driver_socket: Path = TRAFFIC_CONTROL) -> None:
+                 families: str = "4", switch: str = "newest", driver_socket: Path = TRAFFIC_CONTROL,
+                 socket_path: Path | None = None) -> None:
         super().__init__(node, directory)
         self.agent_socket, self.location_env, self.driver_socket = agent_socket, location_env, driver_socket
         self.families, self.switch = families, switch
         self.actions = directory / "actions.jsonl"
+        self.socket = socket_path or directory / "binding.sock"
 
     def env(self) -> dict[str, str]:
         return dict(self.location_env)
 
     def argv(self) -> list[str]:
         return binding_argv(sys.executable, self.agent_socket, self.actions, bool(self.location_env),
-                            self.families, self.switch, self.driver_socket)
+                            self.socket, self.families, self.switch, self.driver_socket)
+
+    def status(self, timeout: float = 5.0) -> protocol.State:
+        """The binding process's own view (the ladder's bound addresses, primary, and in
+        ``detail["seen"]`` the agent's last event it has acted on)."""
+        raw = self.node.unix_request(str(self.socket), protocol.encode(protocol.Status()), timeout=timeout)
+        reply = protocol.decode_reply(raw)
+        if not isinstance(reply, protocol.State):
+            raise ServiceError(f"binding process on {self.node.name} at {self.socket}: {reply}")
+        return reply
 
     def ready(self) -> bool:
+        """It answers a status request; an answer in another protocol version is an error
+        (one line naming the socket), not a wait."""
         try:
-            return '"op": "start"' in self.actions.read_text()
-        except OSError:
-            return False
+            reply = self.node.unix_request(str(self.socket), protocol.encode(protocol.Status()), timeout=2)
+        except TestbedError:
+            return False  # not listening yet
+        try:
+            return isinstance(protocol.decode_reply(reply), protocol.State)
+        except protocol.ProtocolError as e:
+            raise ServiceError(f"binding process on {self.node.name} at {self.socket}: {e}") from e

@@ -31,7 +31,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from testbed.host.jsonlines import CommandServer
+from testbed.mobility import driver as binding_driver
+from testbed.mobility import protocol
 from testbed.mptcp import sockinfo
 from testbed.traffic.messages import (
     ECHO_SIZE,
@@ -185,7 +186,7 @@ def client(a: argparse.Namespace) -> int:
         ready = threading.Event()
         threading.Thread(target=follow_events, args=(driver.on_event, ready), daemon=True).start()
         ready.wait(10)
-        control = CommandServer(Path(a.control), driver.handle)
+        control = binding_driver.serve(Path(a.control), driver)
     sent = 0
     state: dict[str, Any] = {"error": "", "error_at": None, "eof": threading.Event()}
     echoes = SeqTracker()
@@ -209,7 +210,7 @@ def client(a: argparse.Namespace) -> int:
                 "error": state["error"], "error_at": state["error_at"], "local_port": local_port,
                 "token": driver.token if driver else None, "echo_received": echoes.received,
                 "echo_missing": echoes.missing, "echo_duplicates": list(echoes.duplicates),
-                "driver_log": list(driver.log) if driver else []}
+                "driver_log": [protocol.encode(d) for d in driver.log] if driver else []}
 
     t_start = time.time()
     periodic = Periodic(Path(a.stats), snapshot)

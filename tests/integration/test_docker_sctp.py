@@ -53,6 +53,8 @@ def test_the_default_handover_passes_every_rule(handover):
     assert lab["backend"] == "docker"
     for node in KERNEL_NODES:
         assert lab["nodes"][node]["stack"] == "uml" and lab["nodes"][node]["kernel"].startswith("6.")
+    # the images' daemons: BIND from bookworm-backports in the dns image, UML in the mn image
+    assert lab["packages"]["bind9"].startswith("1:9.20") and "user-mode-linux" in lab["packages"]
 
 
 def test_uml_runs_in_its_container_over_the_images_root(handover, docker_engine):  # noqa: F811

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from testbed.host import netns
+from testbed.host import netns, packages
 from testbed.state import LabState, lab_dir
 
 pytestmark = pytest.mark.integration
@@ -51,6 +51,10 @@ def test_default_handover_on_the_machines_host_stack(machine_run):
     assert verdict["passed"], failed
     assert verdict["lab"]["machine"] == "uml"
     assert {n["stack"] for name, n in verdict["lab"]["nodes"].items() if name in ("mn", "cn")} == {"host"}
+    # the machine boots on the host's root: its daemons are the host's packages
+    host = packages.installed(packages.VERDICT_PACKAGES)
+    assert {k: verdict["lab"]["packages"].get(k) for k in ("bind9", "radvd", "dhcpcd-base")} == {
+        k: host[k] for k in ("bind9", "radvd", "dhcpcd-base")}
     assert (out / "report.html").exists() and list((out / "pcaps").glob("*.pcap"))
 
 

@@ -65,7 +65,7 @@ def test_every_message_arrived_once_and_switched_source(runs):
     client = traffic["clients"]["mn"]
     assert client["echo_received"] == client["sent"] and client["echo_missing"] == 0
     ops = [e["op"] for e in client["driver_log"]]
-    assert ops == ["add", "primary", "del"], client["driver_log"]
+    assert ops == ["add", "primary", "delete"], client["driver_log"]
 
 
 def test_the_binding_process_sent_the_location_update_after_mp_prio(runs):

@@ -12,6 +12,7 @@ import pytest
 
 from testbed.conformance.checker import check
 from testbed.decode.sctp import ADD_IP, DELETE_IP, SET_PRIMARY
+from testbed.mobility.protocol import Status, encode
 from testbed.pytest_plugin import assert_rules, assert_verdict
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
@@ -41,7 +42,7 @@ def test_socket_api_on_a_dual_stack_association(lab, tmp_path):
     traffic = SctpTraffic(lab, "cn", model.Traffic(families=(4, 6)), tmp_path)
     traffic.start()
     try:
-        st = lab.runtime("mn").unix_request(str(TRAFFIC_CONTROL), {"op": "status"})
+        st = lab.runtime("mn").unix_request(str(TRAFFIC_CONTROL), encode(Status()))
     finally:
         traffic.stop()
     assert st["ok"] and st["state"] == "ESTABLISHED", st

@@ -29,6 +29,7 @@ from scapy.utils import rdpcap
 
 from testbed.errors import TestbedError
 from testbed.host import netns as ns
+from testbed.mobility.protocol import Add, Delete, Primary, Status, encode
 from testbed.runtimes.kernels import resolve
 from testbed.runtimes.qemu import QemuConfig, QemuNode
 from testbed.sctp.traffic import REFUSED
@@ -279,7 +280,7 @@ def test_trash_binding_updates_move_the_association(lab: Lab) -> None:
             if mn.wait(cli, 0) is not None:
                 raise AssertionError("client died: " + _text(lab.state / "mn/trash-client.log"))
             try:
-                return mn.unix_request(CONTROL, {"op": "status"})
+                return mn.unix_request(CONTROL, encode(Status()))
             except TestbedError:
                 return {}  # control socket not up yet
 
@@ -293,14 +294,14 @@ def test_trash_binding_updates_move_the_association(lab: Lab) -> None:
         )
         lab.measured["ping_rtt_ms_via_A2"] = _ping_rtt_ms(mn, A2, CN)
 
-        steps = [("add", A2, "ADD_IP"), ("primary", A2, "SET_PRIMARY"), ("del", A1, "DELETE_IP")]
-        for op, addr, kind in steps:
-            r = mn.unix_request(CONTROL, {"op": op, "addr": addr})
+        steps = [(Add(A2), "ADD_IP"), (Primary(A2), "SET_PRIMARY"), (Delete(A1), "DELETE_IP")]
+        for cmd, kind in steps:
+            r = mn.unix_request(CONTROL, encode(cmd))
             assert r["ok"], r
             _until(lambda kind=kind: _acked(pcap, kind), 15, f"{kind} ASCONF-ACK")
         before = _json(srv_stats).get("received", 0)
         _until(lambda: _json(srv_stats).get("received", 0) >= before + 20, 20, "messages after DEL")
-        st = mn.unix_request(CONTROL, {"op": "status"})
+        st = mn.unix_request(CONTROL, encode(Status()))
         assert st["state"] == "ESTABLISHED" and st["local"] == [A2], st
 
         mn.stop(cli)  # SIGTERM: the client closes gracefully, the server sees the end

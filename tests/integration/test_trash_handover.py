@@ -108,12 +108,13 @@ def test_auto_asconf_what_the_kernel_does_by_itself(sctp_lab, handover, tmp_path
 
     result = Runner(model.load("auto-asconf-handover"), sctp_lab, tmp_path).run()
     assert_rules(result.verdict, "asconf", "continuity.tsn")
-    order = result.verdict.rule("order.trash")  # no SET_PRIMARY: failed, as the scenario expects
+    # failed, as the scenario expects: for the missing SET_PRIMARY, and maybe also for an ADD_IP
+    # the kernel sent before the agent's `configured` (it does not wait for the agent)
+    order = result.verdict.rule("order.trash")
     assert order.status == "fail" and order.expected == "fail" and order.met, order
-    assert "without SET_PRIMARY" in order.evidence[0].what
     assert result.passed
     params = [p for h in check(tmp_path / "pcaps", rules="order").handovers for p in h["phases"]]
     assert "add_ip_acked" in params and "delete_ip_acked" in params
-    assert "set_primary_acked" not in params
+    assert "set_primary_acked" not in params  # what makes order.trash fail whatever else does
     traffic = json.loads((tmp_path / "traffic.json").read_text())
     assert traffic["server"]["missing"] == 0 and traffic["server"]["duplicates"] == []

@@ -31,6 +31,7 @@ import pytest
 from testbed.errors import ConfigError, TestbedError
 from testbed.host import netns as ns
 from testbed.host.poll import poll_until
+from testbed.mobility.protocol import Add, Delete, Primary, Status, encode
 from testbed.runtimes import uml_kernels
 from testbed.runtimes.guest import GuestBootError
 from testbed.runtimes.uml import UmlConfig, UmlNode
@@ -43,7 +44,7 @@ NS_MN, NS_R, NS_CN, NS_T = "tbu-mn", "tbu-r", "tbu-cn", "tbu-t"
 A1, A2, CN = "192.0.2.10", "198.51.100.10", "203.0.113.10"
 PY = sys.executable
 CONTROL = "/run/tbu-client.sock"  # inside the mn guest (tmpfs /run)
-LADDER = (("add", A2, "ADD_IP"), ("primary", A2, "SET_PRIMARY"), ("del", A1, "DELETE_IP"))  # TraSH order
+LADDER = ((Add(A2), "ADD_IP"), (Primary(A2), "SET_PRIMARY"), (Delete(A1), "DELETE_IP"))  # TraSH order
 MEASURED: dict[str, Any] = {}
 
 
@@ -245,7 +246,7 @@ def test_trash_binding_updates_move_the_association(lab: Lab) -> None:
             if mn.wait(cli, 0) is not None:
                 raise AssertionError("client died: " + _text(lab.state / "mn/trash-client.log"))
             try:
-                return mn.unix_request(CONTROL, {"op": "status"})
+                return mn.unix_request(CONTROL, encode(Status()))
             except TestbedError:
                 return {}  # control socket not up yet
 
@@ -254,13 +255,13 @@ def test_trash_binding_updates_move_the_association(lab: Lab) -> None:
         # A2 appears on the second access link (what DHCP would do), preferred route
         mn.run(["ip", "-batch", "-"],
                input=f"addr add {A2}/24 dev b0\nroute add default via 198.51.100.1 metric 50\n")
-        for op, addr, kind in LADDER:
-            r = mn.unix_request(CONTROL, {"op": op, "addr": addr})
+        for cmd, kind in LADDER:
+            r = mn.unix_request(CONTROL, encode(cmd))
             assert r["ok"], r
             _until(lambda kind=kind: _acked(pcap, kind), 15, f"{kind} ASCONF-ACK")
         before = _json(srv_stats).get("received", 0)
         _until(lambda: _json(srv_stats).get("received", 0) >= before + 20, 20, "messages after DELETE_IP")
-        st = mn.unix_request(CONTROL, {"op": "status"})
+        st = mn.unix_request(CONTROL, encode(Status()))
         assert st["state"] == "ESTABLISHED" and st["local"] == [A2], st
         mn.stop(cli)  # SIGTERM: the client closes gracefully, the server sees the end
         _until(lambda: _json(srv_stats).get("closed"), 20, "server saw SHUTDOWN")
@@ -281,7 +282,7 @@ def test_trash_binding_updates_move_the_association(lab: Lab) -> None:
     assert all(e.seq in acks and acks[e.seq].t >= e.t for e in asconfs)
     assert asconfs[0].src == A1 and asconfs[2].src == A2  # DELETE_IP not sent from A1
     MEASURED["asconf_to_ack_ms_at_router"] = {
-        kind: round((acks[e.seq].t - e.t) * 1e3, 3) for (_, _, kind), e in zip(LADDER, asconfs, strict=True)}
+        kind: round((acks[e.seq].t - e.t) * 1e3, 3) for (_, kind), e in zip(LADDER, asconfs, strict=True)}
     stats = _json(srv_stats)
     assert stats["missing"] == 0 and stats["gaps"] == [] and stats["duplicates"] == []
     assert stats["received"] == _json(cli_stats)["sent"]

@@ -38,7 +38,8 @@ class FakeRuntime:
         self.journal.append((self.name, "run", *argv))
         return subprocess.CompletedProcess(list(argv), 0, self.outputs.get(argv[0], ""), "")
 
-    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None) -> int:
+    def spawn(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None,
+              err_log: Path | None = None) -> int:
         pid = next(self._pids)
         self.running.add(pid)
         self.journal.append((self.name, "spawn", argv[0]))

@@ -4,6 +4,9 @@ runner's events turned into a per-host summary, the bare lab's management plan."
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,7 +67,7 @@ def test_management_network_must_not_overlap_the_topology(topo):
 
 
 def test_a_controller_without_the_ssh_client_is_told_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr("testbed.services.base.shutil.which", lambda *a, **k: None)
+    monkeypatch.setattr("testbed.host.tools.shutil.which", lambda *a, **k: None)
     with pytest.raises(MissingDependency, match="ssh-keygen not found: .*'openssh-client'"):
         bare.ssh_keypair(tmp_path / "ssh")
     assert not (tmp_path / "ssh" / "id_ed25519").exists()
@@ -111,6 +114,28 @@ def test_mobile_node_runs_dhcpcd_agent_and_binding_with_the_key_it_made(data):
     assert render.mobile_node(data, "k")["daemons"][1]["argv"].count("--optimistic-dad") == 1
 
 
+def test_the_binding_is_ready_once_its_socket_answers_a_status_request(data, tmp_path):
+    """The readiness probe the daemon module runs, run here with this Python: it fails until
+    the binding process answers on the socket its argv names, and passes once it does."""
+    from testbed.mobility.binding import BindingEndpoint
+    from testbed.mobility.driver import serve
+
+    cfg = render.mobile_node(data, "k", layout=render.Layout(run=tmp_path))
+    binding = cfg["daemons"][2]
+    sock = binding["argv"][binding["argv"].index("--socket") + 1]
+    assert sock == str(tmp_path / "binding.sock")
+    probe = [sys.executable, *binding["ready"][1:]]
+    refused = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
+    assert refused.returncode == 1 and refused.stderr.startswith(f"binding driver at {sock}: no answer")
+    srv = serve(Path(sock), BindingEndpoint())
+    try:
+        assert subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
+    finally:
+        srv.close()
+    client = render.traffic_client(data, "192.0.2.100")["daemon"]
+    assert client["ready"][1:4] == binding["ready"][1:4] == ["-m", "testbed.mobility.driver", "status"]
+
+
 def test_correspondent_and_capture(data):
     cfg = render.correspondent(data, "cn")
     assert "--bind" in cfg["daemons"][0]["argv"] and "203.0.113.14" in cfg["daemons"][0]["argv"]
@@ -124,7 +149,8 @@ def test_package_archive_is_the_same_bytes_for_the_same_source(tmp_path):
     a = package.archive(tmp_path / "a.tar.gz").read_bytes()
     b = package.archive(tmp_path / "b.tar.gz").read_bytes()
     assert a == b and len(a) > 10_000
-    assert "mininet" not in " ".join(package.requirement_list())
+    lock = package.requirements_lock()
+    assert "mininet" not in lock and "dnspython==" in lock and "--hash=sha256:" in lock
 
 
 def test_runner_events_give_a_per_host_summary_with_the_first_error():

@@ -180,6 +180,21 @@ def test_daemonctl_starts_once_ready_and_stops_the_session(tmp_path, monkeypatch
         daemonctl.start(bad)
 
 
+def test_daemonctl_says_why_the_ready_probe_refused(tmp_path, monkeypatch):
+    """A daemon that answers, but not as the probe wants (another protocol version), is named
+    by the probe's own last line, not only by the time that ran out."""
+    from testbed.host import daemonctl
+
+    monkeypatch.setattr(daemonctl, "RUN_DIR", tmp_path)
+    probe = ["sh", "-c", "echo starting >&2; echo 'binding driver at b.sock: protocol version 2' >&2; exit 1"]
+    spec = {"name": "old", "argv": ["sleep", "30"], "log": str(tmp_path / "old.log"), "ready": probe,
+            "ready_timeout": 0.3}
+    with pytest.raises(SystemExit) as e:
+        daemonctl.start(spec)
+    assert str(e.value).startswith("old did not answer within 0.3 s (ready probe: binding driver at "
+                                   "b.sock: protocol version 2)")
+
+
 def test_daemonctl_stop_lets_a_daemon_end_by_itself_first(tmp_path, monkeypatch):
     from testbed.host import daemonctl
 

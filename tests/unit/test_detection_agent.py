@@ -9,42 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from testbed.mobility.agent import Agent, AgentClient, AgentConfig
-from testbed.mobility.detection.core import DetectionCore
-from testbed.mobility.detection.detector import DetectorOptions, EventSink, MovementDetector
 from testbed.mobility.detection.observations import (
     AddrObs,
     LinkObs,
-    Observation,
     PrefixInfo,
     RAObs,
-    Stamp,
 )
 from testbed.mobility.events import Event
-
-
-class HandFedDetector:
-    """Stands in for MovementDetector: same core, observations come from the test."""
-
-    def __init__(self, sink: EventSink, opts: DetectorOptions) -> None:
-        self.core = DetectionCore(opts.ifaces)
-        self.sink = sink
-        self.ready = asyncio.Event()
-
-    async def run(self) -> None:
-        self.ready.set()
-        await asyncio.Event().wait()
-
-    def feed(self, obs: Observation) -> None:
-        self.sink(self.core.observe(obs, Stamp.now()))
-
-    def set_metric(self, ifname: str, name: str, value: float) -> None:
-        self.sink(self.core.set_metric(ifname, name, value, Stamp.now()))
-
-    def shutdown(self, reason: str = "sigterm") -> None:
-        self.sink(self.core.shutdown(Stamp.now(), reason))
-
-    def snapshot(self) -> dict[str, Any]:
-        return self.core.snapshot()
+from tests.support.agent import HandFedDetector
+from tests.support.agent import factory as _factory
 
 
 class RecordingHooks:
@@ -56,10 +29,6 @@ class RecordingHooks:
 
     def on_depart(self) -> None:
         self.calls.append(("depart", []))
-
-
-def _factory(sink: EventSink, opts: DetectorOptions) -> MovementDetector:
-    return HandFedDetector(sink, opts)  # type: ignore[return-value]
 
 
 async def _start(tmp: Path, **kw: Any) -> tuple[Agent, asyncio.Event, asyncio.Task[None]]:

@@ -3,6 +3,7 @@ check, the container runtime's command building, engine errors, backend choice."
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -92,10 +93,9 @@ def test_context_tar_is_deterministic():
         assert sorted(t.getnames()) == sorted(files)
 
 
-def test_requirements_leave_out_host_only_ones(tmp_path):
-    p = tmp_path / "pyproject.toml"
-    p.write_text('[project]\nname = "x"\ndependencies = ["mininet==2.3.0.dev6", "dnspython>=2.6"]\n')
-    assert images.requirements(p) == "dnspython>=2.6\n"
+def test_image_requirements_are_the_runtime_lock():
+    reqs = images.requirements()
+    assert "dnspython==" in reqs and "--hash=sha256:" in reqs and "mininet" not in reqs
 
 
 def test_base_recipe_tag_follows_its_fields():
@@ -233,13 +233,25 @@ def test_input_reaches_the_command_through_the_environment():
 
 def test_spawn_appends_to_the_log_and_returns_the_host_pid(tmp_path):
     api = FakeApi()
-    pid = node(api).spawn([sys.executable, "-m", "testbed.mobility.agent"], log=tmp_path / "a.log",
-                          env={"K": "v"})
+    prog = "import sys; print('out'); print('err', file=sys.stderr)"
+    pid = node(api).spawn([sys.executable, "-c", prog], log=tmp_path / "a.log", env={"K": "v"})
     assert pid == 4242
     _, cmd, env = api.created[0]
-    assert cmd == ["sh", "-c", 'exec "$@" >>"$0" 2>&1 </dev/null', str(tmp_path / "a.log"),
-                   "/opt/testbed/venv/bin/python", "-m", "testbed.mobility.agent"]
+    assert cmd[-3:] == ["/opt/testbed/venv/bin/python", "-c", prog]
     assert env == {"K": "v"}
+    # the command the container runs, run here with this interpreter: both streams in the log
+    subprocess.run([*cmd[:-3], sys.executable, *cmd[-2:]], check=True)
+    assert (tmp_path / "a.log").read_text() == "out\nerr\n"
+
+
+def test_spawn_with_an_error_log_keeps_stderr_apart(tmp_path):
+    api = FakeApi()
+    prog = "import sys; print('out'); print('err', file=sys.stderr)"
+    node(api).spawn([sys.executable, "-c", prog], log=tmp_path / "a.log", err_log=tmp_path / "a.err")
+    _, cmd, _ = api.created[0]
+    subprocess.run([*cmd[:-3], sys.executable, *cmd[-2:]], check=True)
+    assert (tmp_path / "a.log").read_text() == "out\n"
+    assert (tmp_path / "a.err").read_text() == "err\n"
 
 
 def test_terminal_argv_is_docker_exec_on_the_recorded_engine(run_root):

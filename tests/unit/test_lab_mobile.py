@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.errors import TestbedError
-from testbed.services.base import ServiceRecord
+from testbed.state import ServiceRecord
 
 
 def _agent_running(lab):

@@ -163,3 +163,20 @@ def test_dns_updates_run_in_order_beside_the_actions_and_a_stuck_one_is_supersed
     asyncio.run(scenario())
     rows = [json.loads(x) for x in log.read_text().splitlines()]
     assert [r.get("superseded", False) for r in rows] == [False, False, True, False]
+
+
+def test_the_binding_status_counts_an_event_seen_once_its_updates_are_answered(tmp_path):
+    settled = []
+
+    async def scenario():
+        up = SlowUpdater()
+        q = LocationUpdates(up, str(tmp_path / "a.jsonl"), on_settled=lambda: settled.append(q.seen(9)))
+        q.submit(Action("location", a=("198.51.100.100",), cause=7), {"op": "location"})
+        await asyncio.sleep(0)
+        assert q.seen(9) == 6  # event 7's update is under way: 6 is the last done with
+        up.gates[0].set()
+        await q.drain()
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert settled == [9]  # answered: the status is refreshed at once, not at the next event

@@ -7,7 +7,7 @@ import pytest
 from testbed.errors import TestbedError
 from testbed.scenario import model
 from testbed.scenario.runner import Runner, sctp_peer
-from testbed.services.base import ServiceRecord
+from testbed.state import ServiceRecord
 from tests.conftest import make_fake_lab
 
 
@@ -33,9 +33,19 @@ def test_steps_are_dispatched_in_order(fake_lab, fake_backend, tmp_path):
     r.play()
     assert dwelled == [0.5, 0.2, 1.0]
     steps = [x["step"] for x in r.log.records if x["event"] == "step"]
-    assert steps == ["repeat", "wait", "metric", "move", "moved", "wait"]
+    # the end: the move's binding updates awaited (no binding process runs here: at once)
+    assert steps == ["repeat", "wait", "metric", "move", "moved", "wait", "settled"]
+    assert r.log.records[-1]["done"] is True
     reqs = [e[2] for e in fake_backend.journal if e[1] == "request"]
     assert reqs == ["set-metric", "wait-configured"]
+
+
+def test_the_settle_bound_follows_the_loss_of_the_links_moved_to(run_root, fake_backend, tmp_path):
+    lab = make_fake_lab(fake_backend, "three-ar-sctp")
+    r = Runner(model.load("three-ar-pingpong"), lab, tmp_path / "out")
+    lossless = r.settle_bound({"ar1", "ar2"})
+    # ar3 drops 2 % each way: two more ASCONF retransmissions (RTO 1 s, then 2 s)
+    assert r.settle_bound({"ar2", "ar3"}) == pytest.approx(lossless + 3.0)
 
 
 def test_traffic_steps_need_sctp_endpoints(fake_lab, tmp_path):
@@ -79,8 +89,12 @@ def test_a_refused_association_is_logged_and_the_steps_go_on(run_root, fake_back
         (lab.state.dir / "cn" / "traffic" / "server.json").write_text("{}")
         return spawn(argv, log=log, env=env)
 
+    def not_listening(msg):
+        raise TestbedError(f"{mn.name}: {msg}: connection refused")  # the client's driver never served
+
     monkeypatch.setattr(cn, "spawn", server_listening)
     monkeypatch.setattr(mn, "wait", lambda handle, timeout: REFUSED)
+    mn.replies["status"] = not_listening
     sc = _scenario(tmp_path, "[{traffic: start}, {wait: 1}, {traffic: stop}]",
                    "traffic: {rate: 10}\n")
     dwelled: list[float] = []

@@ -128,3 +128,26 @@ def test_dhcpcd_asks_dhcpv6_per_network_and_stays_ipv4_only_without_it(tmp_path)
     plain = Dhcpcd(LocalNode(), tmp_path / "b", metrics)
     plain.configure()
     assert "-4" in plain.argv() and "ipv6" not in plain.conf.read_text()
+
+
+def test_the_binding_process_is_ready_when_it_answers_status_in_this_version(tmp_path):
+    from testbed.errors import TestbedError
+    from testbed.mobility import protocol
+    from testbed.services.binding import BindingService
+    from tests.support.fakes import FakeRuntime
+
+    mn = FakeRuntime("mn", "tp-mn", [])
+    svc = BindingService(mn, tmp_path, tmp_path / "agent.sock", {}, socket_path=tmp_path / "b.sock")
+    assert svc.argv()[svc.argv().index("--socket") + 1] == str(tmp_path / "b.sock")
+
+    def not_yet(msg):
+        raise TestbedError("mn: connection refused")
+
+    mn.replies["status"] = not_yet
+    assert svc.ready() is False
+    mn.replies["status"] = lambda msg: protocol.encode(protocol.State("following"))
+    assert svc.ready() is True
+    mn.replies["status"] = lambda msg: {**protocol.encode(protocol.State("following")), "v": 2}
+    with pytest.raises(ServiceError) as e:
+        svc.ready()
+    assert str(e.value).startswith(f"binding process on mn at {tmp_path / 'b.sock'}: protocol version 2")
