@@ -87,10 +87,11 @@ async def connect(a: argparse.Namespace) -> int:
     from aioquic.quic.configuration import QuicConfiguration
     from aioquic.quic.connection import QuicConnection
 
-    from testbed.host.jsonlines import CommandServer
+    from testbed.mobility import driver as binding_driver
+    from testbed.mobility.protocol import encode
     from testbed.quic import migration
     from testbed.quic.client import MessageStream, Requests
-    from testbed.quic.driver import JsonCommands, QuicDriver
+    from testbed.quic.driver import QuicBindingDriver, QuicDriver
     from testbed.quic.endpoint import ClientEndpoint
     from testbed.quic.server import ALPN_H3, ALPN_MESSAGES
 
@@ -109,7 +110,8 @@ async def connect(a: argparse.Namespace) -> int:
     def snapshot() -> dict[str, Any]:
         return {"role": "client", "transport": "quic", "http3": a.http3, "start": t_start,
                 "local": a.local, **app.snapshot(), "dropped": endpoint.dropped,
-                "send_errors": endpoint.send_errors, "paths": endpoint.path_log, "driver_log": driver.log}
+                "send_errors": endpoint.send_errors, "paths": endpoint.path_log,
+                "driver_log": [encode(d) for d in driver.log]}
 
     stats = Path(a.stats)
     writer = asyncio.create_task(_write_every(stats, snapshot, stop))
@@ -123,8 +125,9 @@ async def connect(a: argparse.Namespace) -> int:
         if not confirmed or app.end.ended:
             app.end.error = app.end.error or f"handshake not confirmed within {a.connect_timeout:g} s"
             return 1
-        if a.control:
-            control = CommandServer(Path(a.control), JsonCommands(driver, asyncio.get_running_loop()).handle)
+        if a.control:  # the binding process's commands, in the binding-driver protocol
+            facade = QuicBindingDriver(driver, asyncio.get_running_loop())
+            control = binding_driver.serve(Path(a.control), facade)
         loop = asyncio.get_running_loop()
         interval, t0, n = 1.0 / a.rate, loop.time(), 0
         while not stop.is_set() and not app.end.ended and (a.messages <= 0 or n < a.messages):

@@ -1,23 +1,22 @@
-"""QUIC binding-update driver: the binding process's actions as connection migration (RFC 9000
-§9) of the traffic client's connection, behind the JSON-lines command channel the SCTP and
-MPTCP drivers serve::
+"""QUIC binding-update driver: the binding-driver protocol's commands as connection migration
+(RFC 9000 §9) of the traffic client's connection, served on its command socket as the SCTP and
+MPTCP ones are::
 
-    {"op": "add", "addr": A}      a UDP socket bound to A (the MN routes by source address, so
-                                  it leaves by A's network); nothing on the wire yet
-    {"op": "primary", "addr": A}  active migration to A (§9.2): a PATH_CHALLENGE from A on a
-                                  connection ID of the server's never used before (§9.5);
-                                  once the PATH_RESPONSE validates the path (§8.2.3) the
-                                  client sends everything from A and retires the old path's
-                                  connection ID (RETIRE_CONNECTION_ID, §5.1.2); answered
-                                  then (``validated``), or after ``validate_timeout``
-    {"op": "del", "addr": A}      A's socket closed, its path forgotten (nothing more is sent
-                                  from A; a path still active keeps its place until a
-                                  migration replaces it)
-    {"op": "status"}              the connection's local addresses, active path, connection IDs
+    add A        a UDP socket bound to A (the MN routes by source address, so it leaves by
+                 A's network); nothing on the wire yet
+    primary A    active migration to A (§9.2): a PATH_CHALLENGE from A on a connection ID of
+                 the server's never used before (§9.5), sent again each PTO while unanswered;
+                 once the PATH_RESPONSE validates the path (§8.2.3) the client sends
+                 everything from A and retires the old path's connection ID
+                 (RETIRE_CONNECTION_ID, §5.1.2). Answered then (``acked``: the path was
+                 validated; ``ack_s``), or after ``validate_timeout`` (``acked: false``)
+    delete A     A's socket closed, its path forgotten (nothing more is sent from A; a path
+                 still active keeps its place until a migration replaces it)
+    status       the connection's local addresses, active path, connection IDs
 
-``QuicDriver`` is the typed interface (a coroutine per action, named as the binding-driver
-interface names them: add, primary, delete, status; run in the client's event loop);
-``JsonCommands`` adapts the JSON lines to it from the command server's threads.
+``QuicDriver`` does the work as coroutines in the client's event loop, which owns the
+connection; ``QuicBindingDriver`` is the protocol's ``BindingDriver`` in front of it, called
+from the command server's threads.
 """
 
 from __future__ import annotations
@@ -25,15 +24,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from testbed.mobility.protocol import Done, State
 from testbed.quic import migration
 from testbed.quic.endpoint import ClientEndpoint
 
 VALIDATE_TIMEOUT = 3.0  # seconds a migration waits for the new path's PATH_RESPONSE
 REPLY_MARGIN = 2.0  # a command's reply may take this much longer than the action itself
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,41 +43,35 @@ class QuicDriver:
 
     endpoint: ClientEndpoint
     validate_timeout: float = VALIDATE_TIMEOUT
-    log: list[dict[str, Any]] = field(default_factory=list)
+    log: list[Done] = field(default_factory=list)
 
     @property
     def conn(self):
         return self.endpoint.conn
 
-    def _done(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """An action's record, timed from its start (``t``) and kept in the log."""
-        entry["dt"] = time.time() - entry["t"]
-        self.log.append(entry)
-        return entry
+    def _done(self, done: Done) -> Done:
+        self.log.append(done)
+        return done
 
-    async def add(self, addr: str, ifname: str = "") -> dict[str, Any]:
-        entry: dict[str, Any] = {"op": "add", "addr": addr, "t": time.time()}
-        if addr in self.endpoint.sockets:
-            entry["skipped"] = "already open"
-        else:
-            entry["port"] = await self.endpoint.open(addr)
-        return self._done(entry)
-
-    async def primary(self, addr: str) -> dict[str, Any]:
+    async def add(self, address: str, ifname: str = "") -> Done:
         t = time.time()
-        entry: dict[str, Any] = {"op": "primary", "addr": addr, "t": t}
+        if address in self.endpoint.sockets:
+            return self._done(Done("add", address, t, skipped="already open"))
+        port = await self.endpoint.open(address)
+        return self._done(Done("add", address, t, time.time() - t, detail={"port": port}))
+
+    async def primary(self, address: str) -> Done:
+        t = time.time()
         active = self.endpoint.active
-        if active is not None and active.local == addr:
-            entry["skipped"] = "already the active path"
-            return self._done(entry)
-        entry["port"] = await self.endpoint.open(addr)
-        path = self.endpoint.path(addr)
-        entry["dcid_old"] = migration.peer_cid(self.conn)
+        if active is not None and active.local == address:
+            return self._done(Done("primary", address, t, skipped="already the active path"))
+        port = await self.endpoint.open(address)
+        path = self.endpoint.path(address)
+        old = migration.peer_cid(self.conn)
         if not migration.probe(self.conn, path):
-            why = ("handshake not confirmed" if not migration.handshake_confirmed(self.conn)
-                   else "no unused connection ID of the peer")
-            entry.update(validated=False, error=why)
-            return self._done(entry)
+            why = ("the handshake is not confirmed" if not migration.handshake_confirmed(self.conn)
+                   else "no unused connection ID of the peer (RFC 9000 §9.5)")
+            raise ValueError(f"no migration: {why}")
         self.endpoint.pump()
         probes, loop = 1, asyncio.get_running_loop()
         deadline = loop.time() + self.validate_timeout
@@ -84,56 +79,56 @@ class QuicDriver:
         while not validated and loop.time() < deadline:
             # another challenge each PTO while unanswered (§8.2.1; the first may be lost)
             wait = min(max(migration.probe_timeout(self.conn), 0.05), deadline - loop.time())
-            validated = await self.endpoint.wait_active(addr, wait)
+            validated = await self.endpoint.wait_active(address, wait)
             if not validated and loop.time() < deadline and migration.probe_again(self.conn, path):
                 probes += 1
                 self.endpoint.pump()
-        entry.update(validated=validated, probes=probes, dcid_new=migration.peer_cid(self.conn),
-                     validate_s=round(time.time() - t, 6))
-        return self._done(entry)
+        dt = time.time() - t
+        return self._done(Done("primary", address, t, dt, acked=validated, ack_s=round(dt, 6),
+                               detail={"port": port, "probes": probes, "dcid_old": old,
+                                       "dcid_new": migration.peer_cid(self.conn)}))
 
-    async def delete(self, addr: str) -> dict[str, Any]:
-        entry: dict[str, Any] = {"op": "del", "addr": addr, "t": time.time()}
+    async def delete(self, address: str) -> Done:
+        t = time.time()
         active = self.endpoint.active
-        entry["forgotten"] = migration.forget(self.conn, self.endpoint.path(addr))
-        entry["was_active"] = active is not None and active.local == addr
-        if not self.endpoint.close(addr):
-            entry["skipped"] = "no socket"
+        detail: dict[str, Any] = {"forgotten": migration.forget(self.conn, self.endpoint.path(address)),
+                                  "was_active": active is not None and active.local == address}
+        closed = self.endpoint.close(address)
         self.endpoint.pump()
-        return self._done(entry)
+        return self._done(Done("delete", address, t, time.time() - t,
+                               skipped="" if closed else "no socket", detail=detail))
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> State:
         active = self.endpoint.active
-        local = sorted(self.endpoint.sockets)
-        return {"state": "connected", "local": local, "active": active.local if active else None,
-                "peer": [self.endpoint.host], "mode": "trash",
-                "families": sorted({ipaddress.ip_address(a).version for a in local}),
-                "dcid": migration.peer_cid(self.conn), "spare_cids": migration.spare_peer_cids(self.conn),
-                "paths": migration.paths(self.conn)}
+        local = tuple(sorted(self.endpoint.sockets))
+        families = tuple(sorted({ipaddress.ip_address(a).version for a in local}))
+        detail = {"dcid": migration.peer_cid(self.conn), "spare_cids": migration.spare_peer_cids(self.conn),
+                  "paths": migration.paths(self.conn)}
+        return State("connected", local=local, peer=(self.endpoint.host,),
+                     primary=active.local if active else "", families=families, mode="trash", detail=detail)
 
 
 @dataclass
-class JsonCommands:
-    """``{"op": ...}`` JSON lines → ``QuicDriver`` calls, from the command server's threads into
-    the event loop that owns the connection."""
+class QuicBindingDriver:
+    """The binding-driver interface (``testbed.mobility.driver.BindingDriver``) of a
+    ``QuicDriver``: each call is carried out in the event loop that owns the connection and
+    answered from the command server's thread."""
 
     driver: QuicDriver
     loop: asyncio.AbstractEventLoop
 
-    def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """One request → reply (never raises)."""
-        d = self.driver
-        calls: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-            "add": lambda: d.add(cmd["addr"], cmd.get("ifname", "")),
-            "primary": lambda: d.primary(cmd["addr"]),
-            "del": lambda: d.delete(cmd["addr"]),
-            "status": d.status,
-        }
-        op = cmd.get("op")
-        if op not in calls:
-            return {"ok": False, "error": f"unknown op {op!r}"}
-        try:
-            fut = asyncio.run_coroutine_threadsafe(calls[op](), self.loop)
-            return {"ok": True, **fut.result(d.validate_timeout + REPLY_MARGIN)}
-        except (OSError, KeyError, ValueError, TimeoutError, RuntimeError) as e:
-            return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(self.driver.validate_timeout + REPLY_MARGIN)
+
+    def add(self, address: str, ifname: str = "") -> Done:
+        return self._run(self.driver.add(address, ifname))
+
+    def primary(self, address: str) -> Done:
+        return self._run(self.driver.primary(address))
+
+    def delete(self, address: str) -> Done:
+        return self._run(self.driver.delete(address))
+
+    def status(self) -> State:
+        return self._run(self.driver.status())

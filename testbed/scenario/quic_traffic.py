@@ -34,6 +34,7 @@ from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.errors import ConfigError, TestbedError
 from testbed.host import netns
 from testbed.host.offload import disable_udp_segmentation
+from testbed.mobility.protocol import ProtocolError, State, Status, decode_reply, encode
 from testbed.model.topology import Topology
 from testbed.quic import keylog, stacks
 from testbed.quic.app import DEFAULT_PORT
@@ -189,12 +190,17 @@ class QuicTraffic(TrafficRun):
         self._wait("client request", self._requested, self.mn, self.client_pid, log)
 
     def _connected(self, rt) -> bool:
-        """The client's driver answers (it serves once the handshake is confirmed), wherever
-        the node runs."""
+        """The client's driver answers a status request (it serves once the handshake is
+        confirmed), wherever the node runs; an answer in another protocol version ends the
+        wait with one line naming it."""
         try:
-            return bool(rt.unix_request(str(self.control), {"op": "status"}, timeout=2).get("ok"))
+            r = rt.unix_request(str(self.control), encode(Status()), timeout=2)
         except TestbedError:
             return False  # not listening yet
+        try:
+            return isinstance(decode_reply(r), State)
+        except ProtocolError as e:
+            raise TestbedError(f"the QUIC client's binding driver on {self.mn} at {self.control}: {e}") from e
 
     def _requested(self) -> bool:
         conns = (self._read(self.server_stats) or {}).get("connections") or []

@@ -94,10 +94,10 @@ def test_no_message_is_lost_and_the_stream_moves_once(runs):
     assert ipaddress.ip_address(sw["from"]) in AR1 and ipaddress.ip_address(sw["to"]) in AR2
     client = t["client"]
     assert client["echo_received"] == client["sent"] == conn["received"] and client["echo_missing"] == 0
-    ops = [(e["op"], e["addr"]) for e in client["driver_log"]]
-    assert [o for o, _ in ops] == ["add", "primary", "del"], client["driver_log"]
+    ops = [(e["op"], e["address"]) for e in client["driver_log"]]
+    assert [o for o, _ in ops] == ["add", "primary", "delete"], client["driver_log"]
     primary = client["driver_log"][1]
-    assert primary["validated"] and primary["dcid_new"] != primary["dcid_old"]
+    assert primary["acked"] and primary["detail"]["dcid_new"] != primary["detail"]["dcid_old"]
 
 
 def test_the_new_address_leaves_by_the_new_network_only(runs):
@@ -151,7 +151,7 @@ def test_break_before_make_migrates_once_the_new_network_is_configured(runs):
     # replaced it yet): its socket stays, and what the client sent in the gap failed there
     # (ENETUNREACH: the address had gone) and was sent again on the new path
     log = t["client"]["driver_log"]
-    assert [e["op"] for e in log] == ["add", "primary"] and log[1]["validated"]
+    assert [e["op"] for e in log] == ["add", "primary"] and log[1]["acked"]
     assert t["client"]["send_errors"] > 0
 
 

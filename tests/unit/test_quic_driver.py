@@ -14,10 +14,12 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionIdRetired, StreamDataReceived
 from aioquic.quic.packet import pull_quic_header
 
+from testbed.mobility.driver import BindingDriver, answer
+from testbed.mobility.protocol import Done, Failed, State, Status, decode_reply, encode
 from testbed.quic import migration
 from testbed.quic.certs import self_signed
 from testbed.quic.client import MessageStream
-from testbed.quic.driver import JsonCommands, QuicDriver
+from testbed.quic.driver import QuicBindingDriver, QuicDriver
 from testbed.quic.endpoint import ClientEndpoint
 from testbed.quic.server import ALPN_MESSAGES
 
@@ -114,13 +116,13 @@ def test_a_migration_probes_with_an_unused_cid_validates_and_retires_the_old_one
         ep.transmit()
         old_dcid = migration.peer_cid(ep.conn)
         added = await driver.add(NEW)
-        assert added["port"] and net.from_client[-1][0] != NEW  # a socket, nothing sent yet
+        assert added.detail["port"] and net.from_client[-1][0] != NEW  # a socket, nothing sent yet
         sent_before = len(net.from_client)
         res = await driver.primary(NEW)
-        assert res["validated"] is True and res["dcid_old"] == old_dcid
-        assert res["dcid_new"] != old_dcid  # §9.5: a connection ID never used on the old path
+        assert isinstance(res, Done) and res.acked is True and res.detail["dcid_old"] == old_dcid
+        assert res.detail["dcid_new"] != old_dcid  # §9.5: a connection ID never used on the old path
         first_new = next(d for a, d in net.from_client[sent_before:] if a == NEW)
-        assert first_new[1:9].hex() == res["dcid_new"]  # the probe already carried it
+        assert first_new[1:9].hex() == res.detail["dcid_new"]  # the probe already carried it
         assert ep.active.local == NEW
         for _ in range(5):
             app.send_next()
@@ -130,9 +132,9 @@ def test_a_migration_probes_with_an_unused_cid_validates_and_retires_the_old_one
         await ep.wait_until(lambda: bool(net.retired), 5.0)
         assert net.retired  # RETIRE_CONNECTION_ID for the old path's ID reached the server
         lost = await driver.delete(OLD)
-        assert lost["forgotten"] and not lost["was_active"] and OLD not in ep.sockets
+        assert lost.detail["forgotten"] and not lost.detail["was_active"] and OLD not in ep.sockets
         st = await driver.status()
-        assert st["local"] == [NEW] and st["active"] == NEW and st["families"] == [4]
+        assert isinstance(st, State) and st.local == (NEW,) and st.primary == NEW and st.families == (4,)
     run(scenario())
 
 
@@ -142,14 +144,14 @@ def test_break_before_make_keeps_the_connection_and_migrates_when_the_new_networ
         driver = QuicDriver(ep)
         net.down.add(OLD)
         lost = await driver.delete(OLD)  # the active path's socket: nothing sent from it now
-        assert lost["was_active"] and not lost["forgotten"]
+        assert lost.detail["was_active"] and not lost.detail["forgotten"]
         for _ in range(3):
             app.send_next()
         ep.transmit()
         assert ep.dropped > 0  # datagrams for the gone address: counted, not sent
         await driver.add(NEW)
         res = await driver.primary(NEW)
-        assert res["validated"] and ep.active.local == NEW
+        assert res.acked and ep.active.local == NEW
         await ep.wait_until(lambda: net.server_bytes.get(NEW, 0) >= 3 * 64, 5.0)
         assert net.server_bytes[NEW] >= 3 * 64  # loss recovery resent them on the new path
     run(scenario())
@@ -162,22 +164,30 @@ def test_a_probe_nobody_answers_leaves_the_connection_on_its_path(tmp_path, run)
         net.down.add(NEW)  # the new network carries nothing
         await driver.add(NEW)
         res = await driver.primary(NEW)
-        assert res["validated"] is False and res["probes"] >= 2  # challenged again each PTO
+        assert res.acked is False and res.detail["probes"] >= 2  # challenged again each PTO
         assert ep.active.local == OLD
     run(scenario())
 
 
-def test_the_json_adapter_answers_from_the_commands_thread(tmp_path, run):
+def test_the_binding_driver_interface_answers_from_the_commands_thread(tmp_path, run):
     async def scenario():
         _net, ep, _app = await _pair(tmp_path)
-        cmds = JsonCommands(QuicDriver(ep), asyncio.get_running_loop())
+        facade = QuicBindingDriver(QuicDriver(ep), asyncio.get_running_loop())
+        assert isinstance(facade, BindingDriver)
         loop = asyncio.get_running_loop()
-        st = await loop.run_in_executor(None, cmds.handle, {"op": "status"})
-        assert st["ok"] and st["local"] == [OLD]
-        bad = await loop.run_in_executor(None, cmds.handle, {"op": "fly"})
-        assert bad == {"ok": False, "error": "unknown op 'fly'"}
-        missing = await loop.run_in_executor(None, cmds.handle, {"op": "add"})
-        assert not missing["ok"] and "KeyError" in missing["error"]
-        added = await loop.run_in_executor(None, cmds.handle, {"op": "add", "addr": NEW})
-        assert added["ok"] and added["op"] == "add"
+        st = decode_reply(await loop.run_in_executor(None, answer, facade, encode(Status())))
+        assert isinstance(st, State) and st.local == (OLD,) and st.mode == "trash"
+        bad = await loop.run_in_executor(None, answer, facade, {"v": 1, "op": "fly"})
+        assert bad["ok"] is False and "unknown op 'fly'" in bad["error"]
+        added = decode_reply(await loop.run_in_executor(None, answer, facade,
+                                                        {"v": 1, "op": "add", "address": NEW}))
+        assert isinstance(added, Done) and added.op == "add"
+        # a connection whose handshake is not confirmed yet cannot migrate (RFC 9000 §9)
+        config = QuicConfiguration(is_client=True, alpn_protocols=[ALPN_MESSAGES])
+        fresh = QuicConnection(configuration=config)
+        early = QuicBindingDriver(QuicDriver(ClientEndpoint(fresh, *SERVER, lambda *_: None,
+                                                            opener=ep.opener)), loop)
+        refused = decode_reply(await loop.run_in_executor(None, answer, early,
+                                                          {"v": 1, "op": "primary", "address": NEW}))
+        assert isinstance(refused, Failed) and "handshake is not confirmed" in refused.error
     run(scenario())
