@@ -42,9 +42,9 @@ from testbed.conformance.facts import (
     Link,
     NdSeen,
     PathConfirmed,
-    Where,
 )
 from testbed.conformance.tcp_track import TcpTracker
+from testbed.conformance.where import Where
 from testbed.decode import sctp_auth
 from testbed.decode.dhcp import DhcpMessage
 from testbed.decode.dhcp6 import Dhcp6Message
