@@ -21,6 +21,8 @@ from testbed.decode.dns import DNSMessage
 from testbed.decode.nd import RouterAdvert, RouterSolicit
 from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk, ErrorChunk
 
+_MAX_EXAMPLES = 20  # malformed packets described in the stats (all are counted)
+
 Key = tuple[int, int, int]  # (sport, dport, vtag) of an SCTP header
 Link = tuple[str, int, int]  # (capture file, pcapng interface, link-layer capture point)
 
@@ -221,6 +223,19 @@ class Facts:
     unknown_kinds: dict[str, int] = field(default_factory=dict)
     first_time: float | None = None
     last_time: float | None = None
+
+    def note_malformed(self, where: Where, reason: str) -> None:
+        """A packet that could not be decoded: counted, and the first few described."""
+        self.malformed += 1
+        if len(self.malformed_examples) < _MAX_EXAMPLES:
+            self.malformed_examples.append(
+                {"pcap": where.pcap, "frame": where.frame, "time": where.time, "reason": reason}
+            )
+
+    def note_unknown(self, kind: str) -> None:
+        """A well-formed packet of a kind the checker does not follow, counted by kind."""
+        self.unknown += 1
+        self.unknown_kinds[kind] = self.unknown_kinds.get(kind, 0) + 1
 
     def seen_at(self, where: Where, pcap: str) -> Where:
         """The packet first captured at ``where`` as captured in ``pcap``, if a copy was seen
