@@ -44,8 +44,9 @@ from testbed.conformance.exchange import (
     DnsTransaction,
     added_addresses,
 )
-from testbed.conformance.facts import DataSeen, Facts, PathConfirmed, Where
+from testbed.conformance.facts import DataSeen, Facts, PathConfirmed
 from testbed.conformance.floors import FLOORS, Floor, asconf_floor, dns_floor, link_floors
+from testbed.conformance.where import Where
 from testbed.decode.sctp import ADD_IP, DELETE_IP, SET_PRIMARY, AsconfParam
 
 PHASES = (
