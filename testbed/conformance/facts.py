@@ -112,11 +112,15 @@ class HeartbeatSent:
 class PathConfirmed:
     """A HEARTBEAT-ACK echoing a HEARTBEAT sent to ``address``: the peer may now send DATA
     there (RFC 9260 §5.4: no DATA to an unconfirmed address). ``key`` is the HEARTBEAT's
-    direction; ``first_data_back`` the first new DATA in it after this ACK."""
+    direction; ``first_data_back`` the first new DATA in it after this ACK that the peer built
+    knowing of it. ``acked_before``: the last TSN the ACK's sender had sent when it was
+    captured (a DATA bundled behind a SACK of no more than that may answer a packet the peer
+    took in before the ACK, and so not know of it yet)."""
 
     where: Where
     key: Key
     address: str
+    acked_before: int | None = None
     first_data_back: DataSeen | None = None
 
 

@@ -115,10 +115,13 @@ class SctpTracker:
         auth = None
         covered = None
         kept = None
+        sack = None  # the cumulative TSN of a SACK ahead of the packet's DATA
         for ctype, p, clen, word in spans:
             if ctype == DATA and clen >= _DATA_MIN:
-                self.data(hdr, word, src, dst, pidx, fno, ts)
-            elif ctype != SACK:  # SACK needs nothing; the rest are rare
+                self.data(hdr, word, src, dst, pidx, fno, ts, sack)
+            elif ctype == SACK:
+                sack = word
+            else:  # the rest are rare
                 ch = decode_chunk(data, p, clen)
                 if isinstance(ch, MalformedChunk):
                     fault = fault or f"SCTP chunk type {ch.type}: {ch.reason}"
@@ -132,8 +135,10 @@ class SctpTracker:
         return kept
 
     # -- DATA ----------------------------------------------------------------------------------
-    def data(self, hdr: Key, tsn: int, src: bytes, dst: bytes, pidx: int, fno: int, ts: float) -> None:
-        """One DATA chunk's TSN in its direction."""
+    def data(self, hdr: Key, tsn: int, src: bytes, dst: bytes, pidx: int, fno: int, ts: float,
+             sack: int | None = None) -> None:
+        """One DATA chunk's TSN in its direction (``sack``: the cumulative TSN of a SACK bundled
+        ahead of it)."""
         fl = self.flows.get(hdr)
         if fl is None:
             self.flows[hdr] = Flow(tsn, tsn, src=ntop(src), dst=ntop(dst))
@@ -144,13 +149,24 @@ class SctpTracker:
         elif not self.tsn_slow(fl, tsn, pidx, fno, ts):
             return
         if self.watch and hdr in self.watch:
-            self.first_data(hdr, tsn, src, dst, pidx, fno, ts)
+            self.first_data(hdr, tsn, src, dst, pidx, fno, ts, sack)
 
-    def first_data(self, hdr: Key, tsn: int, src: bytes, dst: bytes, pidx: int, fno: int, ts: float) -> None:
-        """New DATA in a direction with an ASCONF-ACK or path confirmation waiting for it."""
+    def first_data(self, hdr: Key, tsn: int, src: bytes, dst: bytes, pidx: int, fno: int, ts: float,
+                   sack: int | None = None) -> None:
+        """New DATA in a direction with an ASCONF-ACK or path confirmation waiting for it. A
+        confirmation keeps waiting past DATA bundled behind a SACK of no more than what its
+        sender had sent by then: the peer built that packet answering one it took in before
+        the confirmation (it processes them in turn), so it could not use the path yet."""
         seen = DataSeen(Where(self.pcaps[pidx], fno, ts), ntop(src), ntop(dst), tsn)
+        still = []
         for waiting in self.watch.pop(hdr):
-            waiting.first_data_back = seen
+            if (sack is not None and isinstance(waiting, PathConfirmed) and waiting.acked_before is not None
+                    and (waiting.acked_before - sack) & _MASK < 1 << 31):  # sack <= acked_before
+                still.append(waiting)
+            else:
+                waiting.first_data_back = seen
+        if still:
+            self.watch[hdr] = still
 
     def tsn_slow(self, fl: Flow, tsn: int, pidx: int, fno: int, ts: float) -> bool:
         """Anything but the next TSN: a jump forward (gap) or an old TSN (fill or duplicate).
@@ -206,7 +222,8 @@ class SctpTracker:
         elif isinstance(ch, GenericChunk) and ch.type == HEARTBEAT_ACK:
             sent = self.heartbeats.pop(ch.value, None)  # the ACK echoes the HEARTBEAT's info
             if sent is not None:
-                conf = PathConfirmed(where, sent[0], sent[1])
+                mine = self.flows.get(hdr)  # the DATA the ACK's sender had sent up to now
+                conf = PathConfirmed(where, sent[0], sent[1], mine.last if mine is not None else None)
                 f.confirmations.append(conf)
                 self.watch.setdefault(sent[0], []).append(conf)
         elif isinstance(ch, ErrorChunk) and ch.type == ABORT:
