@@ -13,7 +13,7 @@ from testbed.host import netns
 from testbed.lab.nodes import Nodes
 from testbed.mobility.location.provision import provision_keys
 from testbed.model.addressing import LabPlan
-from testbed.model.topology import Role, Topology
+from testbed.model.topology import PolicySettings, Role, Topology
 from testbed.runtimes import kernel_nodes
 from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon
@@ -222,8 +222,10 @@ class Wiring:
             return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None]
         return list(t) if t is not None else None
 
-    def binding(self) -> BindingService:
+    def binding(self, policy: PolicySettings | None = None) -> BindingService:
+        """The binding process, with the topology's ``mobile.policy`` or ``policy`` (a run's)."""
         directory = self.nodes.node_dir(self.mn, "binding")
         socket = GUEST_BINDING_SOCKET if self.nodes.own_kernel(self.mn) else directory / "binding.sock"
         return BindingService(self.nodes.runtime(self.mn), directory, self.agent_socket, self.location_env(),
-                              driver_socket=self.traffic_control, socket_path=socket)
+                              driver_socket=self.traffic_control, socket_path=socket,
+                              policy=policy or self.topo.mobile.policy)

@@ -18,6 +18,23 @@ from pyroute2.netlink.exceptions import NetlinkError
 from testbed.host.nft import Nft
 from testbed.model.replay import Quality
 
+
+def _netem_request_fix() -> None:
+    """pyroute2 0.9's netem plugin reads its keywords (delay, loss, rate...) into the qdisc's
+    options but leaves them in the request too, where ``rate`` is taken for the tcmsg's own
+    TCA_RATE and fails to encode; its tbf plugin drops ``rate`` (``fix_request``), netem's has
+    no such hook, so it gets the same one here."""
+    from pyroute2.netlink.rtnl.tcmsg import sched_netem
+
+    if not hasattr(sched_netem, "fix_request"):
+        def fix_request(request: dict) -> None:
+            request.pop("rate", None)
+
+        sched_netem.fix_request = fix_request  # type: ignore[attr-defined]
+
+
+_netem_request_fix()
+
 TABLE = "testbed_shape"  # lab.shaping's table: the build's loss rules live in it too
 TBF_LATENCY = "100ms"
 

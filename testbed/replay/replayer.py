@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import os
 import select
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +90,8 @@ class Replayer:
         os.set_blocking(self.wake_w, False)
         self.stopping = False
         self.started = False
+        self.agent: socket.socket | None = None  # a standing connection to the agent (metrics)
+        self.answers = b""
 
     def _wake(self) -> None:
         try:
@@ -119,9 +124,12 @@ class Replayer:
         return False
 
     def _sleep(self, seconds: float | None) -> None:
-        ready, _, _ = select.select([self.wake_r], [], [], seconds)
-        if ready:
+        watched = [self.wake_r] + ([self.agent] if self.agent is not None else [])
+        ready, _, _ = select.select(watched, [], [], seconds)
+        if self.wake_r in ready:
             os.read(self.wake_r, 64)
+        if self.agent is not None and self.agent in ready:
+            self._answers()
 
     def wait_start(self) -> bool:
         """Until SIGUSR1 (then the start is read from the start file); False when stopped first."""
@@ -141,6 +149,10 @@ class Replayer:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGUSR1, self._go)
+        if any(f.netem for f in self.plan.ifaces):
+            # the kernel loads sch_netem at the first netem qdisc (a module in Debian's kernels):
+            # once now, not at the first change
+            subprocess.run(["modprobe", "-q", "sch_netem"], check=False, capture_output=True)
         ipr, nft = IPRoute(), Nft()
         shapers = [LinkShaper(ipr, nft, f.ifname, f.netem, f.base) for f in self.plan.ifaces]
         sched = realtime()
@@ -154,6 +166,7 @@ class Replayer:
                 due = self.start + t
                 if not self.wait_until(due):
                     break
+                woke = time.time()
                 if isinstance(what, MetricUpdate):
                     self._metric(what, t, due)
                 else:
@@ -161,7 +174,10 @@ class Replayer:
                     done = time.time()
                     f = self.plan.ifaces[src]
                     q = what.quality
+                    # late_ms: due to applied; woke_ms: due to awake (the rest is the kernel's,
+                    # e.g. a qdisc change waiting for the RTNL lock another process holds)
                     self.record({"op": "apply", "t": round(t, 6), "late_ms": round((done - due) * 1000, 3),
+                                 "woke_ms": round((woke - due) * 1000, 3),
                                  "ifname": f.ifname, "network": f.network, "direction": f.direction,
                                  "rate_kbit": q.rate_kbit, "delay_ms": q.delay_ms, "loss": q.loss,
                                  "wall": done})
@@ -172,21 +188,53 @@ class Replayer:
             self.record({"op": "restored", "wall": time.time()}, force=True)
             nft.close()
             ipr.close()
+            if self.agent is not None:
+                self.agent.close()
         return 0
 
     def _metric(self, m: MetricUpdate, t: float, due: float) -> None:
-        req = {"cmd": "set-metrics", "ifname": m.ifname, "values": dict(m.values)}
+        """One ``set-metrics`` line to the agent on a standing connection, not waited for: an
+        agent busy with its other subscribers must not hold back the next change. Its answers
+        are read when they come (``_answers``); a refusal is logged there."""
         rec: dict[str, Any] = {"op": "metric", "t": round(t, 6), "ifname": m.ifname, "network": m.network,
                                "values": dict(m.values)}
+        line = jsonlines.dumps({"cmd": "set-metrics", "ifname": m.ifname, "values": dict(m.values)})
         try:
-            reply = jsonlines.request(self.plan.agent_socket, req, timeout=2.0)
-            if not reply.get("ok"):
-                rec["error"] = str(reply.get("error"))
-        except jsonlines.RequestError as e:
-            rec["error"] = str(e)
+            if self.agent is None:
+                self.agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.agent.connect(self.plan.agent_socket)
+            self.agent.sendall(line.encode())
+        except OSError as e:
+            rec["error"] = f"{self.plan.agent_socket}: {e}"
+            if self.agent is not None:
+                self.agent.close()
+            self.agent = None
         done = time.time()
         rec.update(late_ms=round((done - due) * 1000, 3), wall=done)
         self.record(rec)
+
+    def _answers(self) -> None:
+        """Read what the agent answered so far (its socket is readable)."""
+        assert self.agent is not None
+        try:
+            data = self.agent.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            data, err = b"", str(e)
+        else:
+            err = "closed the connection"
+        if not data:
+            self.record({"op": "metric_error", "error": f"agent at {self.plan.agent_socket} {err}",
+                         "wall": time.time()})
+            self.agent.close()
+            self.agent = None
+            return
+        self.answers += data
+        *lines, self.answers = self.answers.split(b"\n")
+        for ln in lines:
+            if ln.strip() and not json.loads(ln).get("ok"):
+                self.record({"op": "metric_error", "error": json.loads(ln).get("error"), "wall": time.time()})
 
 
 def main(argv: list[str] | None = None) -> int:
