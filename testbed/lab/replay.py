@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,22 @@ def sources(topo_networks: Mapping[str, TraceSource | None], scenario: Mapping[s
     return out
 
 
+def netem_of(topo) -> Callable[[str], bool]:
+    """Does ``node``'s kernel have netem: a kernel of its own, or the host's (a lab machine's)."""
+    own = kernel_nodes.kernel_nodes(topo)
+    return lambda node: node in own or shaping.host_has_netem()
+
+
+def check(topo, specs: Mapping[str, TraceSource]) -> dict[str, trace.NetworkTrace]:
+    """Parse the traces (a bad file fails naming its line) and check that each node can play
+    its part; before anything is built."""
+    from testbed.model.addressing import plan
+
+    traces = {ar: trace.network_trace(s, trace.read_file) for ar, s in specs.items()}
+    replay.check_netem(traces, plan(topo), netem_of(topo))
+    return traces
+
+
 @dataclass
 class TraceReplay:
     nodes: Nodes
@@ -50,20 +66,17 @@ class TraceReplay:
     seed: int = 1
     records: list[dict[str, Any]] = field(default_factory=list)
     start_wall: float | None = None
+    stop_wall: float | None = None
     _running: list[ServiceRecord] = field(default_factory=list)
 
     @classmethod
     def of(cls, nodes: Nodes, wiring: Wiring, specs: Mapping[str, TraceSource], seed: int) -> TraceReplay:
         """Parse the traces (a bad file fails here, naming its line) and check them against the
         lab's kernels, before anything starts."""
-        traces = {ar: trace.network_trace(s, trace.read_file) for ar, s in specs.items()}
-        self = cls(nodes, wiring, traces, seed)
-        replay.check_netem(traces, nodes.plan, self.netem)
-        return self
+        return cls(nodes, wiring, check(nodes.topo, specs), seed)
 
     def netem(self, node: str) -> bool:
-        own = kernel_nodes.kernel_nodes(self.nodes.topo)
-        return node in own or shaping.host_has_netem()
+        return netem_of(self.nodes.topo)(node)
 
     def plans(self) -> dict[str, replay.NodeReplay]:
         return replay.plan(self.nodes.plan, self.traces, self.netem, self.seed,
@@ -92,6 +105,7 @@ class TraceReplay:
     def stop(self) -> list[dict[str, Any]]:
         """Stop the replayers (each restores its interfaces' static shape) and read back what
         they applied, each record naming its node."""
+        self.stop_wall = time.time()
         for rec in self._running:
             self.nodes.runtime(rec.node).stop(rec.pid, grace=5.0)
         state = self.nodes.state

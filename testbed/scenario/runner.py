@@ -340,6 +340,11 @@ class Runner:
                 "tcpdump dropped packets (" + ", ".join(f"{k} {v}" for k, v in drops.items()) +
                 "): a DATA gap never seen may be the capture's, not the network's")
         verdict.write(self.out / "verdict.json")
+        from testbed.report import signal_plot
+
+        plot = signal_plot.render(verdict.to_dict())
+        if plot is not None:  # each network's signal and rate, the handover phases on them
+            (self.out / signal_plot.FILE).write_text(plot)
         self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)
 
@@ -412,6 +417,7 @@ def ladder_roles(topo, plan, sc: Scenario, cn: str | None) -> dict[str, list[str
 def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet) -> RunResult:
     """Bring the scenario's lab up if it is not, run, and leave the lab up (on Ctrl-C: removed
     again if this run brought it up)."""
+    trace_rules.check(loader.load(scenario.topology), scenario)  # a bad trace: nothing is built
     if LabState.exists(lab_name):
         lab = Lab.open(lab_name)
         wanted = loader.load(scenario.topology).name

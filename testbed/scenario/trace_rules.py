@@ -21,8 +21,9 @@ from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.errors import TestbedError
 from testbed.lab import Lab
 from testbed.lab.replay import TraceReplay, lateness, sources
+from testbed.lab.replay import check as replay_check
 from testbed.model.addressing import ifname
-from testbed.model.topology import PolicySettings
+from testbed.model.topology import PolicySettings, Topology, TraceSource
 from testbed.scenario.model import Scenario
 
 GOODPUT_TOLERANCE = 0.15
@@ -38,10 +39,21 @@ class Judged:
     traces: dict[str, Any] | None = None
 
 
+def specs_of(topo: Topology, sc: Scenario) -> dict[str, TraceSource]:
+    """The run's trace per access network: the scenario's over the topology's."""
+    return sources({a.router: a.replay for a in topo.access_networks}, sc.networks, f"scenario {sc.name}")
+
+
+def check(topo: Topology, sc: Scenario) -> None:
+    """A bad trace, or one the lab's kernels cannot play, fails here, before any lab is built."""
+    specs = specs_of(topo, sc)
+    if specs:
+        replay_check(topo, specs)
+
+
 def replay_of(lab: Lab, sc: Scenario) -> TraceReplay | None:
-    """The run's traces (the scenario's over the topology's), parsed and checked, or None."""
-    specs = sources({a.router: a.replay for a in lab.topo.access_networks}, sc.networks,
-                    f"scenario {sc.name}")
+    """The run's traces, parsed and checked, or None."""
+    specs = specs_of(lab.topo, sc)
     return TraceReplay.of(lab.nodes, lab.wiring, specs, sc.seed) if specs else None
 
 
@@ -65,7 +77,8 @@ def judge(lab: Lab, sc: Scenario, pol: PolicySettings, replay: TraceReplay | Non
     start = replay.start_wall if replay is not None else None
     traces = replay.traces if replay is not None else {}
     if replay is not None:
-        out.traces = {"start_wall": start, "networks": sorted(traces),
+        end_t = None if replay.stop_wall is None or start is None else round(replay.stop_wall - start, 3)
+        out.traces = {"start_wall": start, "end_t": end_t, "networks": sorted(traces),
                       "lateness": lateness(replay.records),
                       "applied": [r for r in replay.records if r.get("op") == "apply"],
                       "metrics": [r for r in replay.records if r.get("op") == "metric"]}
