@@ -64,12 +64,18 @@ def decisions(records: Sequence[Mapping[str, Any]], network_of: Mapping[str, str
     return out
 
 
+FORCED = ("lost", "first")  # switches the policy did not choose: the network was gone, or none yet
+
+
 def ping_pongs(decs: Sequence[Mapping[str, Any]],
                window: float = PING_PONG_WINDOW_S) -> list[tuple[int, int]]:
-    """Pairs of decisions (indices) where the second returned to the network the first left,
-    within ``window`` seconds."""
-    return [(i, i + 1) for i, (a, b) in enumerate(zip(decs, decs[1:], strict=False))
-            if b["to"] == a["from"] and b["from"] == a["to"] and b["time"] - a["time"] <= window]
+    """Pairs of the policy's own decisions (indices into ``decs``) where the second returned to
+    the network the first left, within ``window`` seconds. A switch forced by a lost network
+    (a scripted move away) is no choice, so neither end of a ping-pong."""
+    chosen = [i for i, d in enumerate(decs) if d["reason"] not in FORCED]
+    return [(i, j) for i, j in zip(chosen, chosen[1:], strict=False)
+            if decs[j]["to"] == decs[i]["from"] and decs[j]["from"] == decs[i]["to"]
+            and decs[j]["time"] - decs[i]["time"] <= window]
 
 
 def block(decs: list[dict[str, Any]], policy: PolicySettings, agent_dropped: int | None,

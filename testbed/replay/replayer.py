@@ -33,7 +33,8 @@ from typing import Any
 from testbed.host import jsonlines
 from testbed.model.replay import Change, MetricUpdate, NodeReplay
 
-FLUSH_S = 1.0  # the log is written at most this often (and at the end), not once per change
+FLUSH_S = 1.0  # the log is written at most this often while changes come close together,
+IDLE_FLUSH_S = 0.05  # and whenever the next change is further off than this
 # a real-time priority, so that a busy node's other work does not delay a change: the replayer
 # sleeps between changes and spends about a millisecond on each (a netlink message or an
 # nftables transaction), and the kernel keeps 5 % of every second for other tasks anyway
@@ -109,10 +110,13 @@ class Replayer:
 
     def record(self, rec: dict[str, Any], force: bool = False) -> None:
         self.pending.append(rec)
-        now = time.monotonic()
-        if force or now - self.flushed >= FLUSH_S:
+        if force or time.monotonic() - self.flushed >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
             jsonlines.append(self.log, *self.pending)
-            self.pending, self.flushed = [], now
+        self.pending, self.flushed = [], time.monotonic()
 
     def wait_until(self, due: float | None) -> bool:
         """Until the wall clock reaches ``due`` (None: until stopped); False once stopped."""
@@ -164,6 +168,8 @@ class Replayer:
             self.record({"op": "start", "start": self.start, "wall": time.time()}, force=True)
             for t, src, what in schedule(self.plan):
                 due = self.start + t
+                if self.pending and due - time.time() > IDLE_FLUSH_S:
+                    self.flush()  # time to spare before the next change: the log is current
                 if not self.wait_until(due):
                     break
                 woke = time.time()
@@ -181,6 +187,7 @@ class Replayer:
                                  "ifname": f.ifname, "network": f.network, "direction": f.direction,
                                  "rate_kbit": q.rate_kbit, "delay_ms": q.delay_ms, "loss": q.loss,
                                  "wall": done})
+            self.flush()
             self.wait_until(None)  # the plan is done: hold its last values until stopped
         finally:
             for f, s in zip(self.plan.ifaces, shapers, strict=True):

@@ -12,13 +12,14 @@ the rate before drains, a transport's window adapts) to ``TAIL_S`` before it end
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from testbed.conformance import goodput, policy
 from testbed.conformance.verdict import Evidence, RuleResult
-from testbed.errors import TestbedError
+from testbed.errors import ConfigError, TestbedError
 from testbed.lab import Lab
 from testbed.lab.replay import TraceReplay, lateness, sources
 from testbed.lab.replay import check as replay_check
@@ -44,17 +45,28 @@ def specs_of(topo: Topology, sc: Scenario) -> dict[str, TraceSource]:
     return sources({a.router: a.replay for a in topo.access_networks}, sc.networks, f"scenario {sc.name}")
 
 
-def check(topo: Topology, sc: Scenario) -> None:
+def check(topo: Topology, sc: Scenario, backend: str | None = None) -> None:
     """A bad trace, or one the lab's kernels cannot play, fails here, before any lab is built."""
     specs = specs_of(topo, sc)
     if specs:
+        _backend_plays(backend or os.environ.get("TESTBED_BACKEND") or topo.backend or "mininet", sc)
         replay_check(topo, specs)
+
+
+def _backend_plays(backend: str, sc: Scenario) -> None:
+    if backend == "docker":  # the ar and router images hold no Python for a replayer
+        raise ConfigError(f"scenario {sc.name}", "networks", "a trace replay needs a replayer on the "
+                          "access router, and the docker backend's ar image has no Python",
+                          "run it on the mininet backend (--backend mininet)")
 
 
 def replay_of(lab: Lab, sc: Scenario) -> TraceReplay | None:
     """The run's traces, parsed and checked, or None."""
     specs = specs_of(lab.topo, sc)
-    return TraceReplay.of(lab.nodes, lab.wiring, specs, sc.seed) if specs else None
+    if not specs:
+        return None
+    _backend_plays(lab.state.backend, sc)
+    return TraceReplay.of(lab.nodes, lab.wiring, specs, sc.seed)
 
 
 def agent_dropped(lab: Lab) -> int | None:

@@ -77,13 +77,16 @@ def test_signal_handover_is_one_timely_decision_and_no_ping_pong(runs):
     r = runs["signal-handover"]
     assert_verdict(r.verdict)
     p = r.verdict.policy
-    (d,) = p["decisions"]
+    # the scenario's first move brings the MN back to ar1 alone (the run before left it on ar2):
+    # a switch forced by ar2's loss; then the policy's one decision
+    (d,) = [x for x in p["decisions"] if x["reason"] != "lost"]
     assert (d["from"], d["to"], d["reason"]) == ("ar1", "ar2", "metric")
     assert (p["ping_pong"], p["agent_dropped"]) == (0, 0)
     assert d["values"]["ar2"] - d["values"]["ar1"] > 5  # what decided it
     assert 1.0 <= d["after_crossing_s"] <= 1.5, d  # the dwell, then within half a second
-    assert [x["op"] for x in _binding(r)] == ["add", "primary", "delete"]  # ar1 kept attached
-    assert all(x.get("ok") for x in _binding(r))
+    joined = [x for x in _binding(r) if x["wall"] > r.verdict.traces["start_wall"] + 5]
+    assert [x["op"] for x in joined] == ["add", "primary", "delete"]  # ar1 stays attached
+    assert all(x.get("ok") for x in joined)
     (h,) = r.verdict.handovers  # MP_JOIN, MP_PRIO, the DNS UPDATE, REMOVE_ADDR, in order
     assert r.verdict.rule("order.mptcp").status == "pass"
     assert h["phases"]["prio_new"] > r.verdict.traces["start_wall"] + d["t"] - 0.01
@@ -95,9 +98,9 @@ def test_no_hysteresis_ping_pongs_and_each_return_re_adds_the_addresses_first(ru
     p = r.verdict.policy
     assert p["ping_pong"] >= 1 and p["ping_pong_window"] == 10.0
     assert r.verdict.rule("policy.ping_pong").status == "fail"
-    ops = [(x["op"], x["address"]) for x in _binding(r)]
+    ops = [(x["op"], x["address"]) for x in _binding(r) if x["wall"] > r.verdict.traces["start_wall"] + 5]
     primaries = [i for i, (op, _) in enumerate(ops) if op == "primary"]
-    assert len(primaries) == len(p["decisions"]) >= 2
+    assert len(primaries) == len([d for d in p["decisions"] if d["reason"] == "metric"]) >= 2
     for i in primaries:  # the network switched to was given its address back just before
         assert ops[i - 1] == ("add", ops[i][1]), ops
 

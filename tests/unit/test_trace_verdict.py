@@ -83,6 +83,12 @@ def test_returns_within_the_window_are_ping_pongs_and_fail_the_rule():
     assert policy.block(decs, flat, 0)["ping_pong"] == 2
 
 
+def test_a_switch_forced_by_a_lost_network_is_no_ping_pong():
+    recs = [primary(1.0, "ar2", "ar1", 1.0, reason="lost"), primary(3.0, "ar1", "ar2", 2.0)]
+    decs = policy.decisions(recs, NET, START, TRACES, POL)
+    assert len(decs) == 2 and policy.ping_pongs(decs) == []
+
+
 def test_scripted_moves_are_not_judged_as_a_policy():
     assert policy.rules([], PolicySettings()) == []
     assert policy.agent_rule(3).status == "fail" and policy.agent_rule(0).status == "pass"
