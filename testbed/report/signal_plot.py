@@ -115,7 +115,7 @@ def render(verdict: Mapping[str, Any]) -> str | None:
     for d in decisions:
         if "t" not in d:
             continue
-        lead = d["leading_since"] - start
+        lead = d["t"] if d["reason"] == "lost" else d["leading_since"] - start  # forced: no dwell
         body.append(f'<rect x="{x(lead):.1f}" y="{TOP}" width="{max(x(d["t"]) - x(lead), 1):.1f}" '
                     f'height="{bottom - TOP}" fill="#fbc02d" opacity="0.18"/>')
         if d.get("crossing_t") is not None:
@@ -123,9 +123,11 @@ def render(verdict: Mapping[str, Any]) -> str | None:
             body.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{TOP}" y2="{bottom}" stroke="#777" '
                         'stroke-dasharray="2 3"/>')
         dx = x(d["t"])
-        body.append(f'<line x1="{dx:.1f}" x2="{dx:.1f}" y1="{TOP}" y2="{bottom}" stroke="#c62828"/>'
-                    f'<text x="{dx + 3:.1f}" y="{TOP + 12}" fill="#c62828">'
-                    f'{esc(d["from"])}→{esc(d["to"])}</text>')
+        ink = "#9e9e9e" if d["reason"] == "lost" else "#c62828"  # forced by a lost network: grey
+        why = " (lost)" if d["reason"] == "lost" else ""
+        body.append(f'<line x1="{dx:.1f}" x2="{dx:.1f}" y1="{TOP}" y2="{bottom}" stroke="{ink}"/>'
+                    f'<text x="{dx + 3:.1f}" y="{TOP + 12}" fill="{ink}">'
+                    f'{esc(d["from"])}→{esc(d["to"])}{why}</text>')
     groups: list[tuple[float, list[str]]] = []  # phases a few pixels apart share one label
     for t, p in sorted(marks):
         if groups and x(t) - x(groups[-1][0]) < 4:
@@ -138,8 +140,11 @@ def render(verdict: Mapping[str, Any]) -> str | None:
         for j, p in enumerate(names):
             body.append(f'<text x="{mx:.1f}" y="{bottom + 18 + 10 * j + 30 * (i % 2)}" text-anchor="middle" '
                         f'class="small">{esc(p)}</text>')
-    for k in range(6):
-        t = end * k / 5
+    _, end_tick, nticks = nice(0, end)
+    for k in range(nticks + 1):
+        t = end_tick * k / nticks
+        if t > end + 1e-9:
+            break
         body.append(f'<text x="{x(t):.1f}" y="{bottom + 84}" text-anchor="middle">{t:.0f} s</text>')
     legend = [f'<text x="{W - RIGHT + 10}" y="{TOP + 14 + 16 * i}" fill="{colour[n]}">■ {esc(n)}</text>'
               for i, n in enumerate(nets)]
