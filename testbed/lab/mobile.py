@@ -14,7 +14,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -102,10 +103,9 @@ class MobileNode:
         mn.run(["ip", "addr", "flush", "dev", mn_if.ifname, "scope", "global"])  # and SLAAC's
         self._set_attached(ar, False)
 
-    def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0,
-             gap: float = 0.0, progress: Progress = quiet,
-             timeout: float = CONFIGURE_TIMEOUT) -> dict[str, float]:
-        """Attach the MN to ``to`` and detach it from every other AR; returns phase timings."""
+    @contextmanager
+    def _moving(self, to: str) -> Iterator[None]:
+        """The lab's lock shared and this MN's own, with what it is attached to read afresh."""
         if to not in self.routers:
             raise TestbedError(f"{to!r} is not an access router of lab {self.state.lab!r} "
                                f"({', '.join(self.routers)})")
@@ -113,6 +113,13 @@ class MobileNode:
         with locked(lab, shared=True), mobile_locked(lab, self.name):
             with self.nodes.state_lock, state_locked(lab):
                 self.state.attached = LabState.load(lab).attached
+            yield
+
+    def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0,
+             gap: float = 0.0, progress: Progress = quiet,
+             timeout: float = CONFIGURE_TIMEOUT) -> dict[str, float]:
+        """Attach the MN to ``to`` and detach it from every other AR; returns phase timings."""
+        with self._moving(to):
             old = [ar for ar in self.attached if ar != to]
 
             def arrive() -> None:
@@ -131,13 +138,7 @@ class MobileNode:
     def join(self, to: str, timeout: float = CONFIGURE_TIMEOUT) -> None:
         """Attach the MN to ``to`` as well, keeping every network it is on (which one its
         transports use is then the binding process's policy's choice)."""
-        if to not in self.routers:
-            raise TestbedError(f"{to!r} is not an access router of lab {self.state.lab!r} "
-                               f"({', '.join(self.routers)})")
-        lab = self.state.lab
-        with locked(lab, shared=True), mobile_locked(lab, self.name):
-            with self.nodes.state_lock, state_locked(lab):
-                self.state.attached = LabState.load(lab).attached
+        with self._moving(to):
             if to not in self.attached:
                 self.attach(to)
                 self.wait_configured(to, timeout)
