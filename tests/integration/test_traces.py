@@ -138,3 +138,33 @@ def test_a_uml_nodes_replayer_plays_delay_through_its_netem_and_restores_it(tmp_
         plan = json.loads((lab.nodes.node_dir("mn", "replayer") / "plan.json").read_text())
         assert plan["ifaces"][0]["netem"] is True
     assert not Path(lab.state.dir).exists()
+
+
+@pytest.mark.vm
+def test_a_delay_trace_plays_on_every_node_under_a_uml_lab_machine(tmp_path):
+    """Under --machine uml every node has the machine kernel's netem: ar2's port plays the
+    delay too, which the host kernel would refuse; the run and its SCTP handover pass."""
+    import subprocess
+    import sys
+
+    (tmp_path / "delay.csv").write_text("seconds,delay,rate\n0,20,4000\n4,60,4000\n8,20,4000\n")
+    (tmp_path / "sc.yaml").write_text(
+        "name: trace-delay\ntopology: two-ar-sctp\ntraffic: {transport: sctp}\n"
+        "rules: asconf,order,continuity\n"
+        "networks: {ar2: {trace: delay.csv, format: csv}}\nsteps:\n  - traffic: start\n"
+        "  - move: {to: ar2, overlap: 1.0}\n  - wait: 9\n  - traffic: stop\n")
+    name = lab_name("trm")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "testbed.cli.main", "--lab", name, *args],
+                              capture_output=True, text=True, timeout=600)
+
+    try:
+        cp = cli("run", str(tmp_path / "sc.yaml"), "--machine", "uml", "--out", str(tmp_path / "out"))
+        assert cp.returncode == 0, cp.stdout[-2000:] + cp.stderr[-2000:]
+    finally:
+        cli("down")
+    v = json.loads((tmp_path / "out" / "verdict.json").read_text())
+    applied = sorted((a["node"], a["t"], a["delay_ms"]) for a in v["traces"]["applied"])
+    assert applied == sorted((n, t, d) for n in ("ar2", "mn") for t, d in ((0, 20), (4, 60), (8, 20)))
+    assert (tmp_path / "out" / "signal.svg").exists()
