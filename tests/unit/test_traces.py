@@ -177,3 +177,25 @@ def test_loss_is_replaced_in_one_transaction_not_stacked():
     assert cmds.index("flush chain") < cmds.index("add rule") and cmds.count("add rule") == 1
     assert "numgen random mod 10000 < 250 drop" in cmds
     assert "add rule" not in loss_commands("ar2-mn", 0)
+
+
+def test_a_scenarios_trace_goes_over_the_topologys_and_names_a_known_router(tmp_path):
+    from testbed.lab.replay import sources
+
+    mine, theirs = (TraceSource(trace=f"/{n}.csv", format="csv") for n in ("mine", "theirs"))
+    assert sources({"ar1": None, "ar2": theirs}, {"ar2": mine}, "s") == {"ar2": mine}
+    assert sources({"ar1": theirs, "ar2": None}, {}, "s") == {"ar1": theirs}
+    with pytest.raises(ConfigError, match=r"^s: networks\.ar9: 'ar9' serves no access network"):
+        sources({"ar1": None}, {"ar9": mine}, "s")
+
+
+def test_a_topology_trace_with_a_delay_on_a_node_without_netem_fails_the_build_before_anything(
+        tmp_path, run_root, fake_backend, monkeypatch):
+    from testbed.lab import Lab, shaping
+
+    monkeypatch.setattr(shaping, "host_has_netem", lambda: False)
+    (tmp_path / "d.csv").write_text("seconds,delay\n0,10\n")
+    topo = _topology(tmp_path, "    replay: {trace: d.csv, format: csv}\n")
+    with pytest.raises(ConfigError, match=r"d.csv: line 2: a delay on ar2 \(ar2-mn\) needs netem"):
+        Lab.up(topo, "tbtr", backend="fake")
+    assert fake_backend.built == [] and ("backend", "build") not in fake_backend.journal  # nothing made
