@@ -51,6 +51,7 @@ def _qdiscs(lab) -> dict[str, str]:
             for n, i in (("ar2", "ar2-mn"), ("mn", "mn-ar2"))}
 
 
+@pytest.mark.long
 def test_trace_replay_goodput_follows_each_step_of_the_trace(runs):
     r = runs["trace-replay"]
     assert_verdict(r.verdict)
@@ -64,6 +65,7 @@ def test_trace_replay_goodput_follows_each_step_of_the_trace(runs):
         (n, i, k) for n, i in (("ar2", "ar2-mn"), ("mn", "mn-ar2")) for k in (8000, 2000, 8000))
 
 
+@pytest.mark.long
 def test_the_static_shaping_is_back_and_no_replayer_is_left_after_the_runs(lab, runs):
     for where, out in _qdiscs(lab).items():
         assert "tbf" not in out and "netem" not in out, (where, out)
@@ -73,6 +75,7 @@ def test_the_static_shaping_is_back_and_no_replayer_is_left_after_the_runs(lab, 
     assert lab.mobile.policy() == lab.topo.mobile.policy  # the binding process is back on it
 
 
+@pytest.mark.long
 def test_signal_handover_is_one_timely_decision_and_no_ping_pong(runs):
     r = runs["signal-handover"]
     assert_verdict(r.verdict)
@@ -92,6 +95,7 @@ def test_signal_handover_is_one_timely_decision_and_no_ping_pong(runs):
     assert h["phases"]["prio_new"] > r.verdict.traces["start_wall"] + d["t"] - 0.01
 
 
+@pytest.mark.long
 def test_no_hysteresis_ping_pongs_and_each_return_re_adds_the_addresses_first(runs):
     r = runs["signal-handover-no-hysteresis"]
     assert_verdict(r.verdict)  # expectations met: policy.ping_pong fails, as the scenario says
@@ -141,6 +145,7 @@ def test_a_uml_nodes_replayer_plays_delay_through_its_netem_and_restores_it(tmp_
 
 
 @pytest.mark.vm
+@pytest.mark.long
 def test_a_delay_trace_plays_on_every_node_under_a_uml_lab_machine(tmp_path):
     """Under --machine uml every node has the machine kernel's netem: ar2's port plays the
     delay too, which the host kernel would refuse; the run and its SCTP handover pass."""
