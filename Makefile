@@ -79,12 +79,14 @@ integration: setup
 bench: setup
 	$(PY) bench/bench_lab.py
 	$(PY) bench/bench_checker.py
+	$(PY) bench/bench_quic.py
 	$(PY) bench/bench_agent.py
 	$(PY) bench/bench_handover.py
 	$(PY) bench/bench_sctp.py
 	$(PY) bench/bench_docker.py
 	$(PY) bench/bench_interop.py
 	$(PY) bench/bench_mptcp.py
+	$(PY) bench/bench_quic_handover.py
 	$(PY) bench/bench_replay.py
 
 # N consecutive default runs (pass/fail counts, timing distribution): make soak N=100; then

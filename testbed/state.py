@@ -18,7 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import LabStateError
-from testbed.services.base import ServiceRecord
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """What the state file keeps of a started daemon, so any later process can stop or probe it."""
+
+    node: str
+    service: str
+    pid: int
+    log: str
+    instance: str = ""  # e.g. the interface for per-interface clients
+    guest: bool = False  # pid is in the node's own kernel (ends with it, not stopped by the host)
+
 
 DEFAULT_LAB = "tb"
 OWNER_LABEL = "testbed"  # interface alias prefix: "testbed:<lab>"

@@ -13,10 +13,11 @@ import warnings
 
 def install() -> None:
     # dnspython (2.7 to at least 2.9) names cryptography's DSA key classes in
-    # dns/dnssecalgs/dsa.py at import time, and cryptography >= 46 deprecates DSA with a
-    # warning per name: eight lines on every start of a program that imports dns.dnssecalgs
-    # (location management's SIG(0) signer does). testbed signs with ECDSA P-256 and Ed25519
-    # only and never touches DSA.
+    # dns/dnssecalgs/dsa.py at import time, and cryptography 51 deprecates DSA with a warning
+    # per name: eight lines on every start of a program that imports dns.dnssecalgs (location
+    # management's SIG(0) signer does). testbed signs with ECDSA P-256 and Ed25519 only and
+    # never touches DSA. (The lock holds cryptography 50, which aioquic's pyOpenSSL allows,
+    # but a lock made with newer releases brings the warnings back.)
     try:
         from cryptography.utils import CryptographyDeprecationWarning
     except ImportError:  # an older cryptography: no such warning to silence

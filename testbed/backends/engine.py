@@ -35,9 +35,9 @@ from typing import Any, Literal
 
 from testbed.errors import MissingDependency, TestbedError
 from testbed.host import mounts
+from testbed.host.daemonctl import tail
 from testbed.host.poll import poll_until
 from testbed.host.procs import alive
-from testbed.services.base import log_tail
 
 SYSTEM_URL = "unix:///var/run/docker.sock"
 PRIVATE_RUN = Path("/run/testbed-engine")
@@ -179,7 +179,7 @@ def _start_private() -> Engine:
         if not exited:
             _terminate(proc.pid)
         how = "exited" if exited else f"did not start within {START_TIMEOUT:g} s"
-        raise EngineError(f"the private dockerd {how} ({log}): {log_tail(log, 3)}")
+        raise EngineError(f"the private dockerd {how} ({log}): {tail(log, 3)}")
     return Engine("private", PRIVATE_URL, found)
 
 

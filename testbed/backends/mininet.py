@@ -23,12 +23,12 @@ from typing import Any
 from testbed.backends import l3
 from testbed.errors import MissingDependency, TestbedError
 from testbed.host import netns
+from testbed.host.tools import require
 from testbed.model.addressing import LabPlan, VethPlan
 from testbed.progress import Progress
 from testbed.runtimes.kernel_nodes import KernelHost
 from testbed.runtimes.namespace import NamespaceNode
 from testbed.runtimes.node_root import NodeRoot
-from testbed.services.base import require
 from testbed.state import LabState, namespace_label
 
 

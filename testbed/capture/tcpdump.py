@@ -21,7 +21,8 @@ from pathlib import Path
 
 from testbed.errors import TestbedError
 from testbed.host import netns
-from testbed.services.base import log_tail, require
+from testbed.host.daemonctl import tail
+from testbed.host.tools import require
 
 # The capture ring per link (KiB). In immediate mode libpcap uses a ring of 2 MiB by default;
 # on a busy 2-core box a tcpdump not scheduled for a few hundred ms overflowed it and the
@@ -89,7 +90,7 @@ class Capture:
             for lc in self.links:  # tcpdump says "listening on" once its socket is open
                 while "listening on" not in _read(lc.log):
                     if lc.proc and lc.proc.poll() is not None:
-                        raise TestbedError(f"tcpdump on {lc.link} exited: {log_tail(lc.log)}")
+                        raise TestbedError(f"tcpdump on {lc.link} exited: {tail(lc.log)}")
                     if time.monotonic() > deadline:
                         raise TestbedError(f"tcpdump on {lc.link} not listening after {timeout:g} s")
                     time.sleep(0.01)

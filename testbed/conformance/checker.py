@@ -10,9 +10,14 @@ from testbed.conformance.agent_events import left_networks, parse_events
 from testbed.conformance.exchange import asconf_exchanges, dns_transactions
 from testbed.conformance.extract import extract
 from testbed.conformance.facts import Facts
+from testbed.conformance.keylog_file import find_keylog, read_keylog
 from testbed.conformance.mptcp_rules import MPTCP_GROUP, run_rules
-from testbed.conformance.mptcp_timeline import MPTCP_PHASES, build_mptcp_handovers
+from testbed.conformance.mptcp_timeline import build_mptcp_handovers
+from testbed.conformance.quic_rules import QUIC_GROUP
+from testbed.conformance.quic_rules import run_rules as run_quic_rules
+from testbed.conformance.quic_timeline import build_quic_handovers
 from testbed.conformance.rules import (
+    ALL_PHASES,
     GROUPS,
     RULE_IDS,
     RULES,
@@ -21,7 +26,7 @@ from testbed.conformance.rules import (
     mn_updates,
     timeline_budgets,
 )
-from testbed.conformance.timeline import PHASES, build_handovers
+from testbed.conformance.timeline import build_handovers
 from testbed.conformance.verdict import Verdict
 from testbed.decode.pcap import UnusableCapture
 from testbed.errors import ConfigError
@@ -52,7 +57,7 @@ def find_captures(pcap_dir_or_files: str | Path | Iterable[str | Path]) -> list[
 def select_rules(rules: str | Sequence[str] | None, transport: str | None = None) -> list[str]:
     """Expand groups (``asconf``...) and ids into rule ids; ``timeline`` selects budget rules.
 
-    With ``transport`` (sctp, mptcp, tcp: what a scenario's traffic ran), only that transport's
+    With ``transport`` (sctp, mptcp, tcp, quic: what a scenario's traffic ran), only that transport's
     rules remain: an SCTP run is not judged on MPTCP rules that could only skip."""
     if transport is not None and transport not in TRANSPORT_RULES:
         raise ConfigError("--transport", transport, "unknown transport", f"use {', '.join(TRANSPORT_RULES)}")
@@ -65,6 +70,8 @@ def select_rules(rules: str | Sequence[str] | None, transport: str | None = None
             out.append(name)
         elif name == "mptcp":
             out.extend(MPTCP_GROUP)
+        elif name == "quic":
+            out.extend(QUIC_GROUP)
         elif name in GROUPS:
             out.extend(r for r in RULE_IDS if r.startswith(name + "."))
         elif name in RULE_IDS:
@@ -92,6 +99,7 @@ def check(
     lab: Mapping[str, Any] | None = None,
     auth_keys: Mapping[int, bytes] | None = None,
     transport: str | None = None,
+    keylog: str | Path | None = None,
 ) -> Verdict:
     """Judge captures against the Appendix-A rules (see ``testbed.conformance.rules``).
 
@@ -103,21 +111,46 @@ def check(
     captures come from (machine, backend, per-node stack/kernel...); it is written to the
     verdict as given. ``auth_keys``: endpoint-pair shared keys by key id (RFC 4895), for the
     HMACs ``asconf.auth`` verifies; key id 0 is empty unless given. ``transport`` keeps only
-    that transport's rules (see ``select_rules``).
+    that transport's rules (see ``select_rules``). ``keylog``: the SSLKEYLOGFILE for QUIC; by
+    default ``keylog.txt`` beside the captures or in their parent directory (``keylog_file``).
     """
     selected = select_rules(rules, transport)
     budgets = check_budgets(budgets)
     # addresses of networks the MN left (its agent's lost events): looked for as sources
     left = left_networks(parse_events(events)) if events is not None else None
-    facts = extract(find_captures(pcap_dir_or_files), window=dedup_window, left=left)
+    captures = find_captures(pcap_dir_or_files)
+    facts = extract_with_keys(captures, pcap_dir_or_files, keylog, window=dedup_window, left=left)
     return judge(facts, selected, events, budgets, mn_name=mn_name, lab=lab, auth_keys=auth_keys)
+
+
+def extract_with_keys(captures: list[Path], given: str | Path | Iterable[str | Path],
+                      keylog: str | Path | None, **kw: Any) -> Facts:
+    """``extract`` with the run's QUIC keys: ``keylog`` if given (a missing file is a
+    ``ConfigError``), else the ``keylog.txt`` found beside the captures (``Facts.quic`` says
+    which, or where it looked)."""
+    looked: list[Path] = []
+    if keylog is not None:
+        path: Path | None = Path(keylog)
+    else:
+        items = [given] if isinstance(given, str | Path) else list(given)
+        path, looked = find_keylog(items)
+    keys = read_keylog(path, "--keylog" if keylog is not None else "keylog") if path is not None else None
+    facts = extract(captures, keylog=keys, **kw)
+    q = facts.quic
+    q.keylog_looked = tuple(map(str, looked))
+    if path is not None and keys is not None:
+        q.keylog, q.keylog_lines = str(path), keys.lines
+        if not keys.lines:
+            q.keylog_problem = (f"no key lines ({keys.bad_lines} line(s) not in SSLKEYLOGFILE format: "
+                                "LABEL CLIENT_RANDOM SECRET)")
+    return facts
 
 
 def check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
     out = dict(budgets or {})
     for phase in out:
-        if phase not in PHASES and phase not in MPTCP_PHASES:
-            known = ", ".join(dict.fromkeys((*PHASES, *MPTCP_PHASES)))
+        if phase not in ALL_PHASES:
+            known = ", ".join(ALL_PHASES)
             raise ConfigError("budgets", phase, "unknown phase", f"use one of {known}")
     return out
 
@@ -130,10 +163,13 @@ def judge(facts: Facts, selected: list[str], events: Sequence[Mapping[str, Any]]
     updates = mn_updates(dns_transactions(facts), mn_name)
     handovers = build_handovers(exchanges, updates, events, facts)
     mptcp_hos = build_mptcp_handovers(facts, updates, events)
+    quic_hos = build_quic_handovers(facts, updates, events)
     ctx = Context(facts, exchanges, orphans, updates, handovers, mn_name, budgets, events is not None,
-                  dict(auth_keys or {}), mptcp_hos, left_addresses=facts.left_watched)
+                  dict(auth_keys or {}), mptcp_hos, left_addresses=facts.left_watched,
+                  quic_handovers=quic_hos)
     results = [RULES[r](ctx) for r in selected if r in RULES]
     results += run_rules(selected, facts.tcp, mptcp_hos)
+    results += run_quic_rules(selected, facts.quic, quic_hos, events is not None)
     results.sort(key=lambda r: RULE_IDS.index(r.id))
     wanted_budgets = {
         p: b for p, b in budgets.items() if "timeline" in selected or f"timeline.{p}" in selected
@@ -141,7 +177,7 @@ def judge(facts: Facts, selected: list[str], events: Sequence[Mapping[str, Any]]
     ctx.budgets = wanted_budgets
     results.extend(timeline_budgets(ctx))
     stats = facts.stats()
-    stats["handovers"] = len(handovers) + len(mptcp_hos)
+    stats["handovers"] = len(handovers) + len(mptcp_hos) + len(quic_hos)
     stats["dns_updates"] = len(updates)
     hos = tuple(h.to_dict(i) for i, h in enumerate(ctx.all_handovers, 1))
     return Verdict(

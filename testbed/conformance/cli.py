@@ -26,7 +26,7 @@ def build_parser(prog: str = "testbed check") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Judge captures against Appendix A.")
     p.add_argument("captures", nargs="+", help="capture directory or pcap/pcapng files")
     p.add_argument("--rules", help="comma-separated groups or rule ids (default: all)")
-    p.add_argument("--transport", choices=("sctp", "mptcp", "tcp"),
+    p.add_argument("--transport", choices=("sctp", "mptcp", "tcp", "quic"),
                    help="judge only this transport's rules (default: every transport's; those "
                    "with nothing in the capture skip)")
     p.add_argument("--out", type=Path, help="write verdict.json here")
@@ -55,6 +55,9 @@ def build_parser(prog: str = "testbed check") -> argparse.ArgumentParser:
         help="an SCTP endpoint-pair shared key (RFC 4895) the ends were configured with, in hex, "
         "for key id ID (default 0); repeatable. Without one, key 0 is the empty key",
     )
+    p.add_argument("--keylog", type=Path, metavar="FILE",
+                   help="TLS secrets for QUIC in SSLKEYLOGFILE format (default: keylog.txt beside the "
+                   "captures or in their parent directory)")
     p.add_argument("--dedup-window", type=float, default=0.5, help="seconds (default 0.5)")
     return p
 
@@ -177,6 +180,15 @@ def render(verdict: Verdict, console: Console) -> None:
     )
     for ex in s.get("malformed_examples", [])[:5]:
         console.print(f"  malformed {ex['pcap']}#{ex['frame']}: {ex['reason']}")
+    if s.get("quic_packets"):
+        other = sum(s.get("quic_other_versions", {}).values())
+        console.print(
+            f"QUIC packets {s['quic_packets']}, decrypted {s.get('quic_decrypted', 0)},"
+            f" failed {s.get('quic_failed', 0)}, without keys {s.get('quic_no_keys', 0)},"
+            f" other versions (not judged) {other}; keylog {s.get('quic_keylog') or 'none'}"
+        )
+        for ex in s.get("quic_failure_examples", [])[:5]:
+            console.print(f"  QUIC not decrypted {ex['pcap']}#{ex['frame']}: {ex['reason']}")
     for prob in s.get("capture_problems", []):
         console.print(f"  capture problem: {prob}")
     verdict_txt = "[green]PASS[/]" if verdict.passed else "[bold red]FAIL[/]"
@@ -198,6 +210,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             dedup_window=args.dedup_window,
             auth_keys=parse_auth_keys(args.auth_key),
             transport=args.transport,
+            keylog=args.keylog,
         )
         expectations = _expectations(args.expect)
         if expectations:

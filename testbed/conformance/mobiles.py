@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from testbed.conformance.checker import check_budgets, find_captures, judge, select_rules
-from testbed.conformance.extract import extract
+from testbed.conformance.checker import check_budgets, extract_with_keys, find_captures, judge, select_rules
 from testbed.conformance.facts import Facts
+from testbed.conformance.quic_facts import QuicFacts
 from testbed.conformance.tcp_facts import TcpFacts
 from testbed.conformance.verdict import Evidence, Expected, RuleResult, Verdict
 from testbed.decode.nd import RouterAdvert
@@ -59,8 +59,15 @@ def facts_for(facts: Facts, addresses: frozenset[str]) -> Facts:
         dhcp=[d for d in facts.dhcp if d.msg.xid in xids],
         flows={k: f for k, f in facts.flows.items() if mine(f.src, f.dst)},
         tcp=_tcp_for(facts.tcp, mine),
+        quic=_quic_for(facts.quic, mine),
     )
     return out
+
+
+def _quic_for(q: QuicFacts, mine) -> QuicFacts:
+    """The QUIC connections whose client sent from one of the MN's addresses."""
+    return replace(q, conns=[c for c in q.conns if any(mine(p.client[0]) for p in c.paths)
+                             or mine(c.client[0], c.server[0])])
 
 
 def _tcp_for(t: TcpFacts, mine) -> TcpFacts:
@@ -100,13 +107,15 @@ def check_mobiles(pcap_dir_or_files: str | Path | Iterable[str | Path],
                   budgets: Mapping[str, float] | None = None, *,
                   expectations: Mapping[str, Expected] | None = None, dedup_window: float = 0.5,
                   lab: Mapping[str, Any] | None = None, source: str = "expect",
-                  auth_keys: Mapping[int, bytes] | None = None, transport: str | None = None) -> Verdict:
+                  auth_keys: Mapping[int, bytes] | None = None, transport: str | None = None,
+                  keylog: str | Path | None = None) -> Verdict:
     """Judge each MN of ``mobiles`` on its part of the captures; the summary on top. Each MN
     meets the expectations of the rules it was judged on; one about a rule no MN was judged
     on (what the run adds: an attack, a fault) is the summary's alone."""
     selected = select_rules(rules, transport)
     budgets = check_budgets(budgets)
-    facts = extract(find_captures(pcap_dir_or_files), window=dedup_window)
+    facts = extract_with_keys(find_captures(pcap_dir_or_files), pcap_dir_or_files, keylog,
+                              window=dedup_window)
     exp = dict(expectations or {})
     per: dict[str, Verdict] = {}
     for mn, scope in mobiles.items():

@@ -38,10 +38,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from testbed.conformance.facts import Where
 from testbed.conformance.mptcp_timeline import MptcpHandover
 from testbed.conformance.tcp_facts import MptcpConn, MptcpSignal, Subflow, TcpConn, TcpFacts
 from testbed.conformance.verdict import Evidence, RuleResult
+from testbed.conformance.verdict import evidence as _ev
+from testbed.conformance.verdict import outcome as _result
 from testbed.decode.mptcp import AddAddr, RemoveAddr, add_addr_hmac, join_ack_hmac, join_synack_hmac
 
 MPTCP_RULE_IDS = ("mptcp.join", "mptcp.add_addr", "mptcp.prio", "mptcp.remove", "order.mptcp",
@@ -50,14 +51,6 @@ MPTCP_GROUP = ("mptcp.join", "mptcp.add_addr", "mptcp.prio", "mptcp.remove", "or
                "continuity.dss")  # what ``--rules mptcp`` selects
 
 
-def _ev(w: Where, what: str) -> Evidence:
-    return Evidence(w.pcap, w.frame, w.time, what)
-
-
-def _result(rid: str, ok: str, bad: list[Evidence], bad_msg: str) -> RuleResult:
-    if bad:
-        return RuleResult(rid, "fail", f"{bad_msg} ({len(bad)} found)", tuple(bad))
-    return RuleResult(rid, "pass", ok)
 
 
 def _other(side: str) -> str:

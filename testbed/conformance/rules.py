@@ -45,8 +45,10 @@ timeline.<phase>            the phase happened within its budget (seconds after 
 ==========================  =========================================================================
 
 The TCP rules (``mptcp.*``, ``order.mptcp``, ``continuity.dss``, ``continuity.tcp``) are in
-``mptcp_rules``. Groups (``--rules``): asconf, dns, order, continuity, source, timeline, and mptcp
-(``mptcp.*`` with ``order.mptcp`` and ``continuity.dss``); a full rule id also selects.
+``mptcp_rules``, the QUIC ones (``quic.*``, ``continuity.quic``, ``order.quic``) in ``quic_rules``.
+Groups (``--rules``): asconf, dns, order, continuity, source, timeline, mptcp (``mptcp.*`` with
+``order.mptcp`` and ``continuity.dss``) and quic (``quic.*`` with ``continuity.quic`` and
+``order.quic``); a full rule id also selects.
 A rule whose input is absent from the capture is ``skip``: a capture with only SCTP is judged on
 the SCTP rules, one without handovers skips the order and timeline rules.
 """
@@ -64,15 +66,20 @@ from testbed.conformance.exchange import (
     norm_name,
     update_owners,
 )
-from testbed.conformance.facts import AckSeen, AsconfSeen, Facts, Where
+from testbed.conformance.facts import AckSeen, AsconfSeen, Facts
 from testbed.conformance.mptcp_rules import MPTCP_GROUP, MPTCP_RULE_IDS
 from testbed.conformance.mptcp_timeline import MPTCP_PHASES, MptcpHandover
+from testbed.conformance.quic_rules import QUIC_GROUP, QUIC_RULE_IDS
+from testbed.conformance.quic_timeline import QUIC_PHASES, QuicHandover
 from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
+from testbed.conformance.verdict import evidence as _ev
+from testbed.conformance.verdict import outcome as _result
+from testbed.conformance.where import Where
 from testbed.decode import sctp_auth
 from testbed.decode.sctp import ADD_IP, PARAM_NAMES
 
-GROUPS = ("asconf", "dns", "order", "continuity", "source", "timeline", "mptcp")
+GROUPS = ("asconf", "dns", "order", "continuity", "source", "timeline", "mptcp", "quic")
 SCTP_RULE_IDS = (
     "asconf.auth",
     "asconf.serial",
@@ -86,7 +93,9 @@ SCTP_RULE_IDS = (
     "continuity.new_path",
     "source.left_network",
 )
-RULE_IDS = (*SCTP_RULE_IDS, *MPTCP_RULE_IDS)  # the TCP ones live in ``mptcp_rules``
+# the TCP ones live in ``mptcp_rules``, the QUIC ones in ``quic_rules``
+RULE_IDS = (*SCTP_RULE_IDS, *MPTCP_RULE_IDS, *QUIC_RULE_IDS)
+ALL_PHASES = tuple(dict.fromkeys((*PHASES, *MPTCP_PHASES, *QUIC_PHASES)))  # every transport's timeline
 # the rules that can judge each transport's run: location updates are DNS, and the MN's
 # source addresses are watched, whatever the transport
 _ANY_TRANSPORT = ("dns.signed", "dns.answered", "source.left_network")
@@ -94,6 +103,7 @@ TRANSPORT_RULES = {
     "sctp": SCTP_RULE_IDS,
     "mptcp": (*_ANY_TRANSPORT, *MPTCP_GROUP),
     "tcp": (*_ANY_TRANSPORT, "continuity.tcp"),
+    "quic": (*_ANY_TRANSPORT, *QUIC_GROUP),
 }
 
 
@@ -111,24 +121,17 @@ class Context:
     auth_keys: dict[int, bytes] = field(default_factory=dict)
     mptcp_handovers: list[MptcpHandover] = field(default_factory=list)
     left_addresses: int = 0  # addresses of networks the MN left, per the agent's events
+    quic_handovers: list[QuicHandover] = field(default_factory=list)
 
     @property
-    def all_handovers(self) -> list[Handover | MptcpHandover]:
-        return sorted([*self.handovers, *self.mptcp_handovers], key=lambda h: h.start)
+    def all_handovers(self) -> list[Handover | MptcpHandover | QuicHandover]:
+        return sorted([*self.handovers, *self.mptcp_handovers, *self.quic_handovers], key=lambda h: h.start)
 
-
-def _ev(w: Where, what: str) -> Evidence:
-    return Evidence(w.pcap, w.frame, w.time, what)
 
 
 def _skip(rid: str, why: str) -> RuleResult:
     return RuleResult(rid, "skip", why)
 
-
-def _result(rid: str, ok_msg: str, bad: list[Evidence], bad_msg: str) -> RuleResult:
-    if bad:
-        return RuleResult(rid, "fail", f"{bad_msg} ({len(bad)} found)", tuple(bad))
-    return RuleResult(rid, "pass", ok_msg)
 
 
 def _describe(a: AsconfSeen) -> str:
@@ -485,8 +488,8 @@ def timeline_budgets(c: Context) -> list[RuleResult]:
     hos = c.all_handovers
     for phase, budget in c.budgets.items():
         rid = f"timeline.{phase}"
-        if phase not in PHASES and phase not in MPTCP_PHASES:
-            known = ", ".join(dict.fromkeys((*PHASES, *MPTCP_PHASES)))
+        if phase not in ALL_PHASES:
+            known = ", ".join(ALL_PHASES)
             out.append(RuleResult(rid, "fail", f"unknown phase {phase!r}; known: {known}"))
             continue
         if not hos:
@@ -536,4 +539,5 @@ def mn_updates(txs: list[DnsTransaction], mn_name: str | None) -> list[DnsTransa
     return [tx for tx in txs if name in update_owners(tx.msg)]
 
 
-__all__ = ["GROUPS", "PARAM_NAMES", "RULES", "RULE_IDS", "Context", "mn_updates", "timeline_budgets"]
+__all__ = ["ALL_PHASES", "GROUPS", "PARAM_NAMES", "RULES", "RULE_IDS", "Context", "mn_updates",
+           "timeline_budgets"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from testbed.conformance.facts import Facts
+from testbed.conformance.where import Where
 
 SCHEMA = 4  # verdict.json format; 1 is the unversioned format before "schema" existed
 Expected = Literal["pass", "fail"]
@@ -65,6 +66,19 @@ class RuleResult:
         if self.expected is not None:
             out.update(expected=self.expected, met=self.met)
         return out
+
+
+def evidence(w: Where, what: str) -> Evidence:
+    """Evidence at a kept packet's location."""
+    return Evidence(w.pcap, w.frame, w.time, what)
+
+
+def outcome(rid: str, ok: str, bad: list[Evidence], bad_msg: str) -> RuleResult:
+    """A rule's result: ``fail`` with the evidence (counted in the message) when there is any,
+    else ``pass`` with ``ok``."""
+    if bad:
+        return RuleResult(rid, "fail", f"{bad_msg} ({len(bad)} found)", tuple(bad))
+    return RuleResult(rid, "pass", ok)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import MissingDependency, TestbedError
-from testbed.services.base import require
+from testbed.host.tools import require
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 RUN_TIMEOUT = 1800  # seconds, a whole playbook run

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import TestbedError
-from testbed.services.base import require
+from testbed.host.tools import require
 
 SAMPLES = 8
 MAX_ERROR = 0.02  # seconds: a tenth of the shortest budget step, far above a LAN's half round trip

@@ -47,12 +47,18 @@ class HostRun:
         self.topo = loader.from_dict(all_vars["testbed_topology"], f"{inv}: all.vars.testbed_topology")
         self.plan = addressing.plan(self.topo)
         self.mn = self.topo.mobile.node
+        src = f"scenario {scenario.name}"
+        if scenario.uses_traffic and scenario.transport == "quic":  # before any other mismatch
+            n = next(i for i, st in enumerate(scenario.steps) if isinstance(st, TrafficStep))
+            raise ConfigError(src, f"steps.{n}", "QUIC traffic is not played on inventory hosts (the "
+                              "roles deploy no QUIC stack, and the mobile node's routing by source "
+                              "address is the lab agent's)", "run the scenario on a lab: testbed run "
+                              f"{scenario.name}")
         wanted = loader.load(scenario.topology).name
         if self.topo.name != wanted:
             raise ConfigError(str(inv), "all.vars.testbed_topology", f"the hosts run topology "
                               f"{self.topo.name!r}, scenario {scenario.name} wants {wanted!r}",
                               f"deploy {wanted} (testbed inventory {wanted}; testbed deploy)")
-        src = f"scenario {scenario.name}"
         traced = [f"networks.{ar}" for ar in scenario.networks] + [
             f"{self.topo.name}: access_networks.{i}.replay" for i, a in enumerate(self.topo.access_networks)
             if a.replay is not None]

@@ -67,11 +67,14 @@ def stop_session(pid: int, sig: int = signal.SIGTERM, grace: float = 5.0) -> Non
             return
 
 
-def tail(path: str, lines: int = 6) -> str:
+def tail(path: str | Path, lines: int = 6, skip: tuple[str, ...] = ()) -> str:
+    """A log's last ``lines`` non-empty lines on one line; lines starting with one of ``skip``
+    (a daemon's boilerplate) left out."""
     try:
-        kept = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+        text = Path(path).read_text(errors="replace")
     except OSError:
         return "(no log)"
+    kept = [ln for ln in text.splitlines() if ln.strip() and not (skip and ln.startswith(skip))]
     return " | ".join(kept[-lines:]) or "(empty log)"
 
 

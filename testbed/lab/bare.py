@@ -30,11 +30,11 @@ from typing import Any
 
 from testbed.errors import CommandError, ConfigError
 from testbed.host import netns
+from testbed.host.tools import require
 from testbed.lab.nodes import Nodes
 from testbed.model.topology import Topology
 from testbed.progress import Progress
 from testbed.runtimes import kernel_nodes
-from testbed.services.base import require
 from testbed.state import LabState, namespace_label
 
 MGMT_IF = "mgmt0"

@@ -17,7 +17,8 @@ from testbed.lab.nodes import Nodes
 from testbed.lab.wiring import Wiring
 from testbed.progress import Progress
 from testbed.runtimes import kernel_nodes
-from testbed.services.base import Daemon, ServiceRecord
+from testbed.services.base import Daemon
+from testbed.state import ServiceRecord
 
 
 def start(nodes: Nodes, *daemons: Daemon) -> list[ServiceRecord]:

@@ -24,12 +24,17 @@ from testbed.host.poll import poll_until
 from testbed.lab.nodes import Nodes
 from testbed.lab.wiring import Wiring
 from testbed.mobility.radio import choreograph
+from testbed.model import retransmission
 from testbed.model.topology import PolicySettings
 from testbed.progress import Progress, quiet
+from testbed.services.binding import binding_status
 from testbed.state import LabState, locked, mobile_locked, state_locked
 
 MoveMode = Literal["make-before-break", "break-before-make"]
 CONFIGURE_TIMEOUT = 20.0
+# a TraSH ladder's own time from a configured address to its last answer, on cores loaded to a
+# load average of 8 (under 2 s seen), before any retransmission
+LADDER_ALLOWANCE = 10.0
 
 
 @dataclass
@@ -127,6 +132,11 @@ class MobileNode:
                     progress(f"attaching to {to}")
                     self.attach(to)
                     self.wait_configured(to, timeout)
+                if mode == "make-before-break" and old:
+                    # the old link stays until the binding updates made on the new address are
+                    # answered: they may travel on it (an ASCONF goes to the peer's primary
+                    # path), and one lost there is retransmitted there an RTO later
+                    self.wait_settled(self.binding_bound({to, *old}))
 
             def leave() -> None:
                 for ar in old:
@@ -212,6 +222,51 @@ class MobileNode:
             st = self.access_state(ar)
         raise TestbedError(f"mobile node not configured on {ar} within {timeout:g} s (IPv4 "
                            f"{st.ipv4 or 'none'}, IPv6 {st.ipv6 or 'none'}); see logs in {self.state.dir}")
+
+    def binding_bound(self, ars: set[str] | list[str]) -> float:
+        """How long the binding updates of a move among ``ars`` may take: a ladder's own time on
+        loaded cores, and the retransmissions that the worst of their links' loss makes likely:
+        three exchanges a move (ADD_IP, SET_PRIMARY, DELETE_IP, or MPTCP's signals) on SCTP's
+        timer, the slowest of the transports' (RTO.Min 1 s against TCP's 200 ms), and the DNS
+        UPDATE on the updater's."""
+        loss = max((a.shape.loss for a in self.topo.access_networks
+                    if a.router in ars and a.shape is not None), default=0.0)
+        return LADDER_ALLOWANCE + max(retransmission.margin(loss, retransmission.SCTP, exchanges=3),
+                                      retransmission.margin(loss, retransmission.DNS))
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Until the binding updates of the MN's moves are done: the agent's state matches the
+        attachments (each attached interface up with its networks configured, every other one
+        down) and the binding process has acted on every event up to that state, so each
+        binding update was answered (an ASCONF acknowledged, or given up on by its driver).
+        False when ``timeout`` passes first; True at once where no binding process runs."""
+        rec = next((r for r in self.state.service_records()
+                    if r.service == "binding" and r.node == self.name), None)
+        if rec is None or not self.nodes.service_running(rec):
+            return True
+        node, socket = self.nodes.runtime(self.name), self.wiring.binding_socket
+        up = {self.plan.access_iface(ar, self.name)[0].ifname for ar in self.attached}
+        every = {self.plan.access_iface(ar, self.name)[0].ifname for ar in self.routers}
+
+        def settled() -> bool:
+            try:
+                st = json.loads((self.wiring.agent_dir / "state.json").read_text())
+            except (OSError, ValueError):  # being replaced (it is rewritten atomically)
+                return False
+            ifaces = st.get("interfaces", {})
+            if any(ifaces.get(i, {}).get("link") == "up" for i in every - up):
+                return False
+            for i in up:
+                nets = ifaces.get(i, {}).get("networks") or [{}]  # none yet: not configured
+                if ifaces.get(i, {}).get("link") != "up" or not all(n.get("configured") for n in nets):
+                    return False
+            try:
+                seen = binding_status(node, socket).detail.get("seen", -1)
+            except TestbedError:
+                return False
+            return isinstance(seen, int) and seen >= int(st.get("seq", 0))
+
+        return bool(poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2))
 
     # ---------------------------------------------------------------- its agent
     def agent_record(self):

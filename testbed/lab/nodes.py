@@ -13,8 +13,7 @@ from testbed.model.topology import Topology
 from testbed.runtimes import kernel_nodes
 from testbed.runtimes.base import KernelInfo, NodeRuntime
 from testbed.runtimes.guest import GuestNode
-from testbed.services.base import ServiceRecord
-from testbed.state import LabState
+from testbed.state import LabState, ServiceRecord
 
 
 class Nodes:

@@ -2,7 +2,7 @@
 
 named on the DNS node (with the MN's SIG(0) keys and a TSIG key provisioned for its zone),
 radvd and dhcpd on each access router, and on the mobile node its DHCP client, the mobility
-agent and, on an SCTP or MPTCP MN, the TraSH binding process.
+agent and, on an SCTP, MPTCP or QUIC MN, the TraSH binding process.
 """
 
 from __future__ import annotations
@@ -169,9 +169,17 @@ class Wiring:
 
     @property
     def binding_mobile(self) -> bool:
-        """Does the MN run the binding process (an SCTP or MPTCP endpoint)? Then that process,
-        not the agent, sends the location update, after the primary switch (Appendix A)."""
-        return self.sctp_mobile or self.topo.nodes[self.mn].mptcp.enabled
+        """Does the MN run the binding process (an SCTP, MPTCP or QUIC endpoint)? Then that
+        process, not the agent, sends the location update, after the primary switch (Appendix A)."""
+        spec = self.topo.nodes[self.mn]
+        return self.sctp_mobile or spec.mptcp.enabled or spec.quic.enabled
+
+    @property
+    def source_routing(self) -> bool:
+        """Does the MN route by source address (``mobile.source_routing``; by default where it
+        speaks QUIC, whose migration is a socket bound to the new address)?"""
+        wanted = self.topo.mobile.source_routing
+        return self.topo.nodes[self.mn].quic.enabled if wanted is None else wanted
 
     @property
     def traffic_control(self) -> Path:
@@ -213,7 +221,8 @@ class Wiring:
                       and netns.optimistic_dad_supported())
         rdisc = any(a.router_discovery for a in self.topo.access_networks)
         return MobilityAgent(self.nodes.runtime(self.mn), self.agent_dir, ifaces, env, optimistic,
-                             socket_path=self.agent_socket, trusted=self.trusted(), rdisc=rdisc)
+                             socket_path=self.agent_socket, trusted=self.trusted(), rdisc=rdisc,
+                             source_routing=self.source_routing)
 
     def trusted(self) -> list[str] | None:
         """The MN's trust list as networks (``mobile.trust``), None to trust every one."""
@@ -222,10 +231,15 @@ class Wiring:
             return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None]
         return list(t) if t is not None else None
 
+    @property
+    def binding_socket(self) -> Path:
+        """The binding process's status socket (a kernel node's on its guest's tmpfs)."""
+        if self.nodes.own_kernel(self.mn):
+            return GUEST_BINDING_SOCKET
+        return self.nodes.node_dir(self.mn, "binding") / "binding.sock"
+
     def binding(self, policy: PolicySettings | None = None) -> BindingService:
         """The binding process, with the topology's ``mobile.policy`` or ``policy`` (a run's)."""
-        directory = self.nodes.node_dir(self.mn, "binding")
-        socket = GUEST_BINDING_SOCKET if self.nodes.own_kernel(self.mn) else directory / "binding.sock"
-        return BindingService(self.nodes.runtime(self.mn), directory, self.agent_socket, self.location_env(),
-                              driver_socket=self.traffic_control, socket_path=socket,
-                              policy=policy or self.topo.mobile.policy)
+        return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),
+                              self.agent_socket, self.location_env(), driver_socket=self.traffic_control,
+                              socket_path=self.binding_socket, policy=policy or self.topo.mobile.policy)

@@ -18,6 +18,9 @@ from typing import Any
 from urllib.parse import quote
 
 from testbed.conformance.extract import extract
+from testbed.conformance.keylog_file import keys_beside
+from testbed.conformance.mptcp_timeline import MPTCP_PHASES
+from testbed.conformance.quic_timeline import QUIC_PHASES
 from testbed.conformance.timeline import PHASES
 from testbed.conformance.verdict import Verdict
 from testbed.report.ladder import Ladder, build_ladder
@@ -38,6 +41,7 @@ REPORT_NAME = "report.html"
 MAX_EVENTS = 500
 MAX_EVIDENCE = 20
 _COUNT_WORDS = (("pass", "passed"), ("fail", "failed"), ("skip", "skipped"))
+_PHASES_OF = {"mptcp": MPTCP_PHASES, "quic": QUIC_PHASES}  # a handover's phases by its transport
 _NOTE_KINDS = frozenset({"link_up", "link_down", "detected", "configured", "lost"})
 _CSS = """
 body{font:14px/1.45 "DejaVu Sans",Helvetica,Arial,sans-serif;margin:24px;color:#212121;
@@ -250,13 +254,15 @@ def _timeline(run: RunData, t_ref: float | None, budgets: Mapping[str, float], k
         t0 = "unknown (no link_up event of the new link)" if h.get("t0") is None else _iso(h.get("t0"))
         parts.append(
             f"<p class='small'>t0 (the new link's link_up) {esc(t0)}; last phase at "
-            f"+{esc(fmt_ms(total))}; SCTP ports {esc(h.get('ports'))}</p>"
+            f"+{esc(fmt_ms(total))}; {esc(str(h.get('transport', 'sctp')).upper())} ports "
+            f"{esc(h.get('ports'))}</p>"
         )
         rows = []
         scale = total if total > 0 else 1.0
         # Rows in time order (TraSH order on ties), then the phases never reached.
-        order = sorted((p for p in PHASES if p in phases), key=lambda p: phases[p])
-        for phase in order + [p for p in PHASES if p not in phases]:
+        names = _PHASES_OF.get(str(h.get("transport")), PHASES)
+        order = sorted((p for p in names if p in phases), key=lambda p: phases[p])
+        for phase in order + [p for p in names if p not in phases]:
             rule = rules.get(f"timeline.{phase}")
             budget = budgets.get(phase)
             bcell = ""
@@ -515,7 +521,9 @@ def render_report(
         if run.verdict is not None:
             run.verdict = {**run.verdict, "handovers": [h for h in run.verdict.get("handovers") or []
                                                         if h.get("mobile") in (None, focus)]}
-    ladder = build_ladder(facts or extract(run.pcaps, skip_unusable=True), roles, mn_role=mn_role)
+    if facts is None:
+        facts = extract(run.pcaps, skip_unusable=True, keylog=keys_beside(run.pcaps))
+    ladder = build_ladder(facts, roles, mn_role=mn_role)
     budgets = dict(budgets or (run.verdict or {}).get("budgets") or {})
     t_ref = ladder.messages[0].time if ladder.messages else None
     notes = _notes(run.events, mn_role) if ladder.messages else []

@@ -21,21 +21,24 @@ from testbed.conformance.facts import (
     DnsSeen,
     Facts,
     NdSeen,
-    Where,
 )
+from testbed.conformance.keylog_file import keys_beside
 from testbed.conformance.mptcp_rules import add_addr_forged, join_faults, tcp_break
+from testbed.conformance.quic_facts import FrameSeen, QuicFacts, addr_text
 from testbed.conformance.tcp_facts import MptcpSignal, TcpFacts
+from testbed.conformance.where import Where
 from testbed.decode.dhcp import BOOTREPLY, SERVER_PORT
 from testbed.decode.dns import CLASS_ANY, CLASS_IN, CLASS_NONE, OPCODE_UPDATE, DNSMessage
 from testbed.decode.mptcp import AddAddr, MpJoin, MpPrio, RemoveAddr, option_name
 from testbed.decode.nd import RouterAdvert
+from testbed.decode.quic_frames import NewConnectionId, PathChallenge, PathResponse, RetireConnectionId
 from testbed.decode.sctp import ERROR_CAUSE_IND, SET_PRIMARY
 from testbed.report.roles import DHCP, MN, NEW_AR, OTHER, RoleMap
 
 # Message kinds (the renderer colours by kind; ``error`` overrides the colour).
 KIND_RA, KIND_DHCP, KIND_ASCONF, KIND_DNS, KIND_DATA = "ra", "dhcp", "asconf", "dns", "data"
-KIND_MPTCP, KIND_TCP = "mptcp", "tcp"
-KINDS = (KIND_RA, KIND_DHCP, KIND_ASCONF, KIND_DNS, KIND_DATA, KIND_MPTCP, KIND_TCP)
+KIND_MPTCP, KIND_TCP, KIND_QUIC = "mptcp", "tcp", "quic"
+KINDS = (KIND_RA, KIND_DHCP, KIND_ASCONF, KIND_DNS, KIND_DATA, KIND_MPTCP, KIND_TCP, KIND_QUIC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +270,29 @@ class _Builder:
                     *, reply: bool = False, error: bool = False) -> None:
         self.between(where, src, dst, label, detail, kind, reply=reply, error=error)
 
+    # -- QUIC: the decrypted migration frames -------------------------------------------------
+    def quic(self, q: QuicFacts) -> None:
+        """One arrow per packet and frame type (a packet may carry several NEW_CONNECTION_IDs),
+        and the client's first packet from each new address."""
+        for c in q.conns:
+            validating = {p.validated.where for p in c.paths if p.validated is not None}
+            groups: dict[tuple[str, int, str], list[FrameSeen]] = {}
+            for fs in c.frames:
+                groups.setdefault((fs.where.pcap, fs.where.frame, type(fs.frame).__name__), []).append(fs)
+            for group in groups.values():
+                label, detail, reply, error = _quic_arrow(group, validating)
+                fs = group[0]
+                # a NAT's address for the client is the client's column (the path it names)
+                src, dst = q.alias.get(fs.src, fs.src), q.alias.get(fs.dst, fs.dst)
+                self.add_between(fs.where, src[0], dst[0], label, detail, KIND_QUIC, reply=reply, error=error)
+            for path in c.migrations():
+                w = path.first_from_client
+                assert w is not None
+                dcid = path.client_dcids[0].hex() if path.client_dcids else "?"
+                detail = f"{c.name}: first packet from {addr_text(path.client)}, DCID {dcid}"
+                self.add_between(w, path.client[0], c.server[0], f"QUIC from new address {path.client[0]}",
+                                 detail, KIND_QUIC)
+
     # -- DNS ----------------------------------------------------------------------------------
     def dns(self, d: DnsSeen) -> None:
         m = d.msg
@@ -316,6 +342,26 @@ def _signal(s: MptcpSignal, o: object) -> tuple[str, str, bool, bool]:
     return name, where, name in ("MP_FASTCLOSE", "MP_TCPRST", "MP_FAIL"), False
 
 
+def _quic_arrow(group: list[FrameSeen], validating: set[Where]) -> tuple[str, str, bool, bool]:
+    """(label, detail, reply, error) of the arrow for one packet's frames of one type."""
+    fs = group[0]
+    ends = f"{addr_text(fs.src)} → {addr_text(fs.dst)}"
+    f = fs.frame
+    if isinstance(f, NewConnectionId):
+        seqs = ", ".join(str(g.frame.sequence) for g in group)  # type: ignore[union-attr]
+        cids = ", ".join(g.frame.cid.hex() for g in group)  # type: ignore[union-attr]
+        return (f"NEW_CONNECTION_ID seq {seqs}", f"CIDs {cids}; retire prior to {f.retire_prior_to}; {ends}",
+                False, False)
+    if isinstance(f, RetireConnectionId):
+        seqs = ", ".join(str(g.frame.sequence) for g in group)  # type: ignore[union-attr]
+        return f"RETIRE_CONNECTION_ID seq {seqs}", ends, False, False
+    if isinstance(f, PathChallenge):
+        return f"PATH_CHALLENGE {f.data.hex()}", f"path validation (RFC 9000 §8.2); {ends}", False, False
+    assert isinstance(f, PathResponse)
+    note = "validates the path" if fs.where in validating else "echoes a challenge"
+    return f"PATH_RESPONSE {f.data.hex()}", f"{note}; {ends}", True, False
+
+
 def _signature(m: DNSMessage) -> str:
     if m.sig0 is not None:
         return f"SIG(0) by {m.sig0.signer} (algorithm {m.sig0.algorithm}, key tag {m.sig0.key_tag})"
@@ -361,6 +407,7 @@ def build_ladder(
     b.sctp(facts)
     b.mptcp(facts.tcp)
     b.tcp(facts.tcp)
+    b.quic(facts.quic)
     for d in facts.dns:
         b.dns(d)
     msgs = sorted(b.out, key=lambda m: m.time)  # stable: ties keep request-before-answer order
@@ -379,6 +426,9 @@ def build_ladder(
 def extract_ladder(
     pcaps: Iterable[Path], roles: Mapping[str, Sequence[str]], *, window: float = 0.5, mn_role: str = MN
 ) -> Ladder:
-    """Read the captures (one pass, unreadable files listed rather than raised) and build the
-    ladder: for a run directory without a checker's result at hand."""
-    return build_ladder(extract(pcaps, window, skip_unusable=True), roles, mn_role=mn_role)
+    """Read the captures (one pass, unreadable files listed rather than raised; QUIC decrypted
+    with the keylog.txt beside them, if any) and build the ladder: for a run directory without
+    a checker's result at hand."""
+    pcaps = list(pcaps)
+    facts = extract(pcaps, window, skip_unusable=True, keylog=keys_beside(pcaps))
+    return build_ladder(facts, roles, mn_role=mn_role)

@@ -23,6 +23,7 @@ from testbed.report.ladder import (
     KIND_DHCP,
     KIND_DNS,
     KIND_MPTCP,
+    KIND_QUIC,
     KIND_RA,
     KIND_TCP,
     Arrow,
@@ -36,11 +37,13 @@ COLOURS = {
     KIND_DATA: "#455a64",
     KIND_MPTCP: "#00838f",
     KIND_TCP: "#6d4c41",
+    KIND_QUIC: "#ad1457",
     "error": "#c62828",
 }
 KIND_NAMES = {
     KIND_RA: "Router Advertisement", KIND_DHCP: "DHCP", KIND_ASCONF: "SCTP ASCONF",
     KIND_DNS: "DNS UPDATE", KIND_DATA: "data", KIND_MPTCP: "MPTCP signal", KIND_TCP: "TCP",
+    KIND_QUIC: "QUIC (decrypted)",
     "error": "error / wrong path",
 }  # fmt: skip
 NOTE_EVENT, NOTE_STEP = "event", "step"

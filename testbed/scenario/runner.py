@@ -41,6 +41,8 @@ from testbed.scenario.model import (
     TrafficStep,
     Wait,
 )
+from testbed.scenario.quic_traffic import QuicTraffic
+from testbed.scenario.quic_traffic import preflight as quic_preflight
 from testbed.scenario.stream_traffic import StreamTraffic
 from testbed.scenario.traffic import AssociationRefused, SctpTraffic, TrafficRun
 from testbed.state import LabState
@@ -100,7 +102,20 @@ def traffic_peer(lab: Lab, traffic: Traffic) -> str | None:
         if not lab.topo.nodes[lab.topo.mobile.node].mptcp.enabled:
             return None
         return _peer(lab, traffic, lambda spec: spec.mptcp.enabled)
+    if traffic.transport == "quic":
+        if not lab.topo.nodes[lab.topo.mobile.node].quic.enabled:
+            return None
+        return _peer(lab, traffic, lambda spec: spec.quic.enabled)
     return _peer(lab, traffic, lambda spec: True)
+
+
+def quic_host(topo, traffic: Traffic | None) -> str | None:
+    """The correspondent a QUIC scenario would use on ``topo`` (no lab needed)."""
+    if not topo.nodes[topo.mobile.node].quic.enabled:
+        return None
+    if traffic is not None and traffic.peer:
+        return traffic.peer if traffic.peer in topo.nodes else None
+    return next((n for n, spec in topo.nodes.items() if spec.role is Role.HOST and spec.quic.enabled), None)
 
 
 def _peer(lab: Lab, traffic: Traffic | None, speaks: Callable[[Any], bool]) -> str | None:
@@ -114,6 +129,7 @@ def _peer(lab: Lab, traffic: Traffic | None, speaks: Callable[[Any], bool]) -> s
 
 NEEDS = {"sctp": "give the mobile node and a host `sctp: {stack: auto}` in the topology",
          "mptcp": "give the mobile node and a host `mptcp: {enabled: true}` in the topology",
+         "quic": "give the mobile node and a host `quic: {stack: aioquic}` in the topology",
          "tcp": "add a host node to the topology"}
 
 
@@ -128,10 +144,13 @@ class Runner:
         self.log = EventLog(self.out / "events.jsonl")
         self.many = len(lab.topo.mobiles) > 1  # then records name their MN (``mn``)
         self.rng = random.Random(scenario.seed)  # ``spread`` moves: the same run for the same seed
+        self.unsettled: dict[str, set[str]] = {}  # MN -> the ARs it moved to since the last settle
         self.traffic: TrafficRun | None = None
         params = scenario.traffic or Traffic()
         peer = traffic_peer(lab, params) if scenario.uses_traffic else None
-        if peer is not None:
+        if peer is not None and params.transport == "quic":
+            self.traffic = QuicTraffic(lab, peer, params, self.out, scenario)
+        elif peer is not None:
             kind = SctpTraffic if params.transport == "sctp" else StreamTraffic
             self.traffic = kind(lab, peer, params, self.out)
         self.attacks = Attacks(lab, self.out, self.log, progress)
@@ -195,6 +214,19 @@ class Runner:
         self.log.step("move", to=m.to, mode=m.mode, overlap=m.overlap, gap=m.gap, **who)
         times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap, mn=mn, timeout=m.timeout)
         self.log.step("moved", to=m.to, **who, **{f"{k}_s": v for k, v in times.items()})
+        self.unsettled.setdefault(mn, set()).add(m.to)
+
+    def _settle(self) -> None:
+        """Before the traffic stops (and at the end): until each MN that moved has its binding
+        updates answered, so the last move's exchanges are on the captures, not cut off."""
+        for mn, ars in sorted(self.unsettled.items()):
+            mobile = self.lab.mobile_node(mn)
+            bound = mobile.binding_bound(ars)
+            t0 = time.monotonic()
+            done = mobile.wait_settled(bound)
+            self.log.step("settled", done=done, seconds=round(time.monotonic() - t0, 3),
+                          bound_s=round(bound, 3), **self._who(mn))
+        self.unsettled.clear()
 
     def _attach(self, a: Attach) -> None:
         who = self._who(a.mobile)
@@ -225,6 +257,8 @@ class Runner:
         if self.traffic is None:
             transport = self.sc.transport
             raise TestbedError(f"traffic steps need {transport.upper()} endpoints: {NEEDS[transport]}")
+        if t.action == "stop":
+            self._settle()
         self.progress(f"traffic {t.action}")
         self.log.step("traffic", action=t.action)
         try:
@@ -267,6 +301,7 @@ class Runner:
                     self.step_error = RuleResult("scenario.steps", "fail", what,
                                                  (Evidence("events.jsonl", 0, time.time(), what),))
                     return
+        self._settle()
 
     def run(self) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -322,7 +357,8 @@ class Runner:
         verdict = self.check(pcaps)
         # what the run observed beyond the captures: attacks refused or taken, faults, steps
         failed = [r for r in verdict.rules if r.status == "fail"]
-        extra = [*self.attacks.rules(verdict.facts), *self.faults.rules(self.step_error, failed)]
+        extra = [*self.attacks.rules(verdict.facts), *self.faults.rules(self.step_error, failed),
+                 *(self.traffic.rules() if self.traffic is not None else [])]
         if self.step_error is not None:
             extra.append(self.step_error)
         judged = trace_rules.judge(self.lab, self.sc, self.policy, self.replay, self.log.records, pcaps,
@@ -384,7 +420,8 @@ class Runner:
         return {"name": st.lab, "topology": self.lab.topo.name, "machine": st.machine,
                 "backend": st.backend, "scenario": self.sc.name, "seed": self.sc.seed,
                 "nodes": {n: self.lab.nodes.kernel_info(n).to_dict() for n in self.lab.plan.nodes},
-                "packages": self.lab.package_versions(), **self.context}
+                "packages": self.lab.package_versions(),
+                **(self.traffic.lab_info() if self.traffic is not None else {}), **self.context}
 
     def _report(self, verdict: Any) -> None:
         from testbed.report.html import render_report
@@ -417,10 +454,13 @@ def ladder_roles(topo, plan, sc: Scenario, cn: str | None) -> dict[str, list[str
 def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet) -> RunResult:
     """Bring the scenario's lab up if it is not, run, and leave the lab up (on Ctrl-C: removed
     again if this run brought it up)."""
-    trace_rules.check(loader.load(scenario.topology), scenario)  # a bad trace: nothing is built
+    topo = loader.load(scenario.topology)
+    if scenario.uses_traffic and scenario.transport == "quic":  # stacks missing: before any lab is made
+        quic_preflight(topo, scenario, quic_host(topo, scenario.traffic), f"scenario {scenario.name}")
+    trace_rules.check(topo, scenario)  # a bad trace: nothing is built
     if LabState.exists(lab_name):
         lab = Lab.open(lab_name)
-        wanted = loader.load(scenario.topology).name
+        wanted = topo.name
         if lab.topo.name != wanted:
             raise TestbedError(f"lab {lab_name!r} runs topology {lab.topo.name!r}, the scenario wants "
                                f"{wanted!r}: `testbed down` first, or pick another --lab")

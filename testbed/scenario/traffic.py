@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import TestbedError
+from testbed.host.daemonctl import tail
 from testbed.host.poll import poll_until
 from testbed.mobility.protocol import ProtocolError, State, Status, decode_reply, encode
+from testbed.model import retransmission
 from testbed.runtimes import kernel_nodes
 from testbed.runtimes.guest import SCTP_SYSCTLS
 from testbed.scenario.model import Traffic
-from testbed.sctp.traffic import REFUSED
-from testbed.services.base import log_tail
+from testbed.sctp.traffic import REFUSED, SHUTDOWN_WAIT
 
 PORT = 5001
 
@@ -36,9 +37,11 @@ def server_argv(python: str, bind: str, stats: Path, params: Traffic,
 
 
 def client_argv(python: str, local: str, server: str, stats: Path, params: Traffic, control: Path,
-                extra: list[str] | None = None) -> list[str]:
-    """The MN's SCTP client, driven by the binding process through its ``control`` socket."""
+                extra: list[str] | None = None, shutdown_wait: float = SHUTDOWN_WAIT) -> list[str]:
+    """The MN's SCTP client, driven by the binding process through its ``control`` socket;
+    ``shutdown_wait``: its graceful SHUTDOWN's time at the end, before it aborts."""
     return [python, "-m", "testbed.sctp.traffic", "client", "--local", local,
+            "--shutdown-wait", f"{shutdown_wait:g}",
             "--server", server, "--port", str(PORT), "--rate", f"{params.rate:g}",
             "--size", str(params.size), "--control", str(control), "--mode", params.binding,
             "--families", ",".join(map(str, params.families)), *(extra or []),
@@ -84,7 +87,7 @@ class TrafficRun:
 
     def exited(self, what: str, node: str, status: int, log: Path) -> None:
         """A process of the run exited while it was awaited: raise what that means."""
-        raise TestbedError(f"{self.kind}: {what} exited: {log_tail(log)}")
+        raise TestbedError(f"{self.kind}: {what} exited: {tail(log)}")
 
     @staticmethod
     def _read(path: Path) -> Any:
@@ -103,6 +106,14 @@ class TrafficRun:
 
     def summarise(self, res: dict[str, Any], log) -> None:
         """The results as events (the run's timeline shows them)."""
+
+    def lab_info(self) -> dict[str, Any]:
+        """What served the traffic, for verdict.json's ``lab`` block (beyond the nodes' kernels)."""
+        return {}
+
+    def rules(self) -> list[Any]:
+        """Rules the traffic's own records judge (``RuleResult``s), added to the verdict."""
+        return []
 
     def close(self, log, hurry: bool = False) -> None:
         """Stop what still runs and put the results in the run (traffic.json + events)."""
@@ -134,6 +145,10 @@ class SctpTraffic(TrafficRun):
         self.server_pid = self.client_pid = 0
         self.server_stats = self.dir_cn / "server.json"
         self.client_stats = self.dir_mn / "client.json"
+        # the SHUTDOWN at the end and the last DATA's SACK, retransmitted as the worst access
+        # link's loss makes likely (the MN may end on any of them)
+        worst = max((a.shape.loss for a in lab.topo.access_networks if a.shape is not None), default=0.0)
+        self.shutdown_wait = SHUTDOWN_WAIT + retransmission.margin(worst, retransmission.SCTP, exchanges=2)
 
     def endpoints(self) -> tuple[list[str], list[str]]:
         """(the MN's addresses, the CN's) of the association's families: the CN's from the
@@ -165,7 +180,8 @@ class SctpTraffic(TrafficRun):
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,  # written once it listens
                    self.dir_cn / "server.log")
         self.client_pid = mn_rt.spawn(client_argv(sys.executable, mn_addr, cn_addr, self.client_stats,
-                                                  self.params, self.control, self._key(self.mn)),
+                                                  self.params, self.control, self._key(self.mn),
+                                                  self.shutdown_wait),
                                       log=self.dir_mn / "client.log")
         try:
             self._wait("client association", self._associated, self.mn, self.client_pid,
@@ -220,15 +236,16 @@ class SctpTraffic(TrafficRun):
         a client blocked in connect ignores TERM and is killed."""
         errors = []
         if self.client_pid:
+            grace = 0.5 if hurry else self.shutdown_wait + 2.0  # its SHUTDOWN (or ABORT) first
             try:
-                self.lab.runtime(self.mn).stop(self.client_pid, grace=0.5 if hurry else 5.0)
+                self.lab.runtime(self.mn).stop(self.client_pid, grace=grace)
             except TestbedError as e:  # its node is gone (a fault): nothing left to stop
                 errors.append(f"client on {self.mn}: {e}")
             self.client_pid = 0
         if self.server_pid:
             try:
                 cn = self.lab.runtime(self.cn)
-                if hurry or cn.wait(self.server_pid, 5.0) is None:
+                if hurry or cn.wait(self.server_pid, self.shutdown_wait + 2.0) is None:
                     cn.stop(self.server_pid, grace=0.3 if hurry else 2.0)
             except TestbedError as e:
                 errors.append(f"server on {self.cn}: {e}")

@@ -150,6 +150,7 @@ def client(args: argparse.Namespace) -> int:
     sent = 0
     t_start = time.time()
     error = ""
+    ended = ""  # how the association ended: "shutdown" (graceful) or "abort" (it did not in time)
     echoes = SeqTracker()
 
     def receive() -> None:
@@ -177,6 +178,7 @@ def client(args: argparse.Namespace) -> int:
             "echo_received": echoes.received,
             "echo_missing": echoes.missing,
             "echo_duplicates": list(echoes.duplicates),
+            "end": ended,
             "driver_log": [protocol.encode(d) for d in driver.log],
         }
 
@@ -208,13 +210,19 @@ def client(args: argparse.Namespace) -> int:
         # are read here until the association ends. Closing with echoes still unread would
         # make the kernel ABORT the association instead (User-Initiated Abort), which a slow
         # guest hits whenever the receiver lags.
+        # An association whose SHUTDOWN did not complete within --shutdown-wait is aborted:
+        # closed with it still going, the kernel would go on with it after this process, into
+        # the next run on the lab.
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # not connected any more
-        receiver.join(SHUTDOWN_WAIT)
+        receiver.join(args.shutdown_wait)
+        ended = "abort" if receiver.is_alive() else "shutdown"
         periodic.stopped.set()
         periodic.write()
+        if ended == "abort":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
         if acks is not None:
             acks.close()
@@ -260,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     c.add_argument("--auth-key", help="endpoint-pair shared key (hex) for SCTP-AUTH, key id 0")
     c.add_argument("--stats", required=True)
+    c.add_argument("--shutdown-wait", type=float, default=SHUTDOWN_WAIT,
+                   help="seconds for the graceful SHUTDOWN at the end, after which the association "
+                   "is aborted (default %(default)s)")
     args = ap.parse_args(argv)
     return serve(args) if args.role == "server" else client(args)
 

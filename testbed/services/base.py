@@ -6,53 +6,15 @@ Modelled on IPMininet's daemon classes, with every file a daemon writes under it
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.errors import MissingDependency, ServiceError
+from testbed.errors import ServiceError
+from testbed.host.daemonctl import tail
 from testbed.host.poll import poll_until
+from testbed.host.tools import require
 from testbed.runtimes.base import NodeRuntime
-
-
-@dataclass(frozen=True)
-class ServiceRecord:
-    """What the state file keeps of a started daemon, so any later process can stop or probe it."""
-
-    node: str
-    service: str
-    pid: int
-    log: str
-    instance: str = ""  # e.g. the interface for per-interface clients
-    guest: bool = False  # pid is in the node's own kernel (ends with it, not stopped by the host)
-
-
-def require(binary: str, package: str) -> str:
-    path = shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin")
-    if not path:
-        raise MissingDependency(binary, package)
-    return path
-
-
-# dhcpd ends every fatal error with this boilerplate; it would hide the real message
-_BOILERPLATE = (
-    "If you think you have received",
-    "than a configuration issue",
-    "bugs on either",
-    "before submitting a bug",
-    "process and the information",
-    "exiting.",
-)
-
-
-def log_tail(path: Path, lines: int = 6) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    kept = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(_BOILERPLATE)]
-    return " | ".join(kept[-lines:]) or "(empty log)"
+from testbed.state import ServiceRecord
 
 
 class Daemon:
@@ -61,6 +23,7 @@ class Daemon:
     NAME = "daemon"
     BINARIES: tuple[tuple[str, str], ...] = ()  # (binary, Debian package)
     START_TIMEOUT = 10.0
+    LOG_NOISE: tuple[str, ...] = ()  # log lines left out of error messages (their starts)
 
     def __init__(self, node: NodeRuntime, directory: Path, instance: str = "") -> None:
         self.node = node
@@ -127,11 +90,11 @@ class Daemon:
         ok = poll_until(settled, self.START_TIMEOUT, interval=0.005, backoff=2, max_interval=0.1)
         if ok and not exited:
             return
+        said = tail(self.log, skip=self.LOG_NOISE)
         if exited:
-            raise ServiceError(
-                f"{self.NAME} on {self.node.name} exited during start-up: {log_tail(self.log)}")
+            raise ServiceError(f"{self.NAME} on {self.node.name} exited during start-up: {said}")
         raise ServiceError(f"{self.NAME} on {self.node.name} did not answer within "
-                           f"{self.START_TIMEOUT:g} s: {log_tail(self.log)}")
+                           f"{self.START_TIMEOUT:g} s: {said}")
 
     def check(self, argv: list[str]) -> None:
         """Run the daemon's own config checker; a bad config fails before start with its words."""

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from testbed.errors import ServiceError
 from testbed.host import netns
+from testbed.host.tools import require
 from testbed.services import probes
-from testbed.services.base import Daemon, require
+from testbed.services.base import Daemon
 
 SIG0_MIN_VERSION = (9, 20)
 SIG0_CHECKS_PER_MN = 2  # sig0checks-quota per mobile node (see above)

@@ -16,6 +16,7 @@ from pathlib import Path
 from testbed.errors import ServiceError, TestbedError
 from testbed.mobility import protocol
 from testbed.model.topology import PolicySettings
+from testbed.runtimes.base import NodeRuntime
 from testbed.services.base import Daemon
 
 # the traffic client's driver socket and the binding process's own inside a kernel node (its
@@ -46,6 +47,20 @@ def binding_argv(python: str, agent_socket: Path, actions: Path, location: bool,
     return argv + (["--location"] if location else [])
 
 
+def binding_status(node: NodeRuntime, socket: Path, timeout: float = 5.0) -> protocol.State:
+    """The binding process's own view: the ladder's bound addresses and primary, and in
+    ``detail["seen"]`` the agent's last event it has acted on. TestbedError when it does not
+    answer; ServiceError naming the socket when it answers in another protocol version."""
+    raw = node.unix_request(str(socket), protocol.encode(protocol.Status()), timeout=timeout)
+    try:
+        reply = protocol.decode_reply(raw)
+    except protocol.ProtocolError as e:
+        raise ServiceError(f"binding process on {node.name} at {socket}: {e}") from e
+    if not isinstance(reply, protocol.State):
+        raise ServiceError(f"binding process on {node.name} at {socket}: {reply}")
+    return reply
+
+
 class BindingService(Daemon):
     NAME = "binding"
     START_TIMEOUT = 180.0  # a Python start under TCG takes seconds, a minute on loaded cores
@@ -70,10 +85,9 @@ class BindingService(Daemon):
         """It answers a status request; an answer in another protocol version is an error
         (one line naming the socket), not a wait."""
         try:
-            reply = self.node.unix_request(str(self.socket), protocol.encode(protocol.Status()), timeout=2)
+            binding_status(self.node, self.socket, timeout=2)
+        except ServiceError:
+            raise
         except TestbedError:
             return False  # not listening yet
-        try:
-            return isinstance(protocol.decode_reply(reply), protocol.State)
-        except protocol.ProtocolError as e:
-            raise ServiceError(f"binding process on {self.node.name} at {self.socket}: {e}") from e
+        return True

@@ -31,9 +31,15 @@ def dhcpd_argv(conf: Path, leases: Path, pidfile: Path, ifname: str) -> list[str
     return ["dhcpd", "-4", "-f", "-d", "-cf", str(conf), "-lf", str(leases), "-pf", str(pidfile), ifname]
 
 
+# dhcpd (-4 and -6) ends every fatal error with this boilerplate; it would hide the real message
+DHCPD_BOILERPLATE = ("If you think you have received", "than a configuration issue", "bugs on either",
+                     "before submitting a bug", "process and the information", "exiting.")
+
+
 class Dhcpd(Daemon):
     NAME = "dhcpd"
     BINARIES = (("dhcpd", "isc-dhcp-server"),)
+    LOG_NOISE = DHCPD_BOILERPLATE
 
     def __init__(
         self, node, directory: Path, ifname: str, net: AccessNetwork, dns_server: str, zone: str

@@ -13,11 +13,13 @@ from testbed.host import netns
 from testbed.model.topology import AccessNetwork
 from testbed.services import probes
 from testbed.services.base import Daemon
+from testbed.services.dhcpd import DHCPD_BOILERPLATE
 
 
 class Dhcpd6(Daemon):
     NAME = "dhcpd6"
     BINARIES = (("dhcpd", "isc-dhcp-server"),)
+    LOG_NOISE = DHCPD_BOILERPLATE
 
     def __init__(self, node, directory: Path, ifname: str, net: AccessNetwork, dns6: str | None,
                  zone: str) -> None:

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from testbed.host import netns
+from testbed.host.poll import poll_until
 from testbed.pytest_plugin import assert_verdict
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
@@ -46,6 +47,15 @@ def test_ping_pong_round_three_routers(lab, tmp_path):
     # lossy ar3 (RFC 9260 §6.4) may add a switch there and back in between
     tos = iter(s["to"].rsplit(".", 1)[0] for s in server["source_switches"])
     assert all(net in tos for net in nets), server["source_switches"]
+
+
+def test_a_run_leaves_no_association_behind(lab):
+    """The ping-pong's association ended with the run (a graceful SHUTDOWN, or an ABORT past
+    the wait the loss allows): none of it is left to show up in the next run's captures."""
+    def assocs(node: str) -> list[str]:
+        return lab.runtime(node).run(["cat", "/proc/net/sctp/assocs"]).stdout.strip().splitlines()[1:]
+
+    assert poll_until(lambda: not assocs("mn") and not assocs("cn"), 10), (assocs("mn"), assocs("cn"))
 
 
 def test_ipv4_networks_are_detected_by_icmp_router_discovery(lab):

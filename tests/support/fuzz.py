@@ -1,7 +1,8 @@
 """Mutation fuzzing of the checker, in-process: real-shaped captures, mutated, judged.
 
 The corpus is what the lab's captures hold (``synth``: the TraSH ladder over IPv4 and IPv6,
-DHCP, RS/RA, a fragmented and a TCP-carried UPDATE); each input is one capture file whose
+DHCP, RS/RA, a fragmented and a TCP-carried UPDATE; ``quic_synth``: a QUIC migration, whose
+keylog lies beside each input so that mutated packets are decrypted too); each input is one capture file whose
 frames (or whose file bytes) were mutated with a seeded RNG: bit flips, byte runs, length
 fields set to edge values, truncation, splices between frames, reordering. ``judge`` maps the
 checker's outcome to the CLI's exit codes; anything else (an exception) is a crash, reported
@@ -45,7 +46,22 @@ def corpus() -> list[list[tuple[float, bytes]]]:
            (3.1, bytes(Ether() / ip / TCP(sport=41000, dport=53, flags="PA", seq=10) / wire[:20])),
            (3.2, bytes(Ether() / ip / TCP(sport=41000, dport=53, flags="PA", seq=30) / wire[20:]))]
     seeds.append(frags + tcp)
+    seeds.append(quic_seed()[0])
     return seeds
+
+
+_QUIC: tuple[list[tuple[float, bytes]], str] | None = None
+
+
+def quic_seed() -> tuple[list[tuple[float, bytes]], str]:
+    """A short QUIC connection with a migration and a key update: its frames and its keylog."""
+    global _QUIC
+    if _QUIC is None:
+        from tests.support.quic_synth import quic_run
+
+        run = quic_run(messages=12, moves=((6, ("198.51.100.20", 50001)),), key_update_at=(3,))
+        _QUIC = (run.client_frames, run.keylog)
+    return _QUIC
 
 
 def _mutate_bytes(rng: random.Random, b: bytes) -> bytes:
@@ -118,6 +134,7 @@ def run(n: int, seed: int, workdir: Path, progress: Callable[[int], None] | None
     seeds = corpus()
     stats = FuzzStats()
     path = workdir / "fuzz.pcap"
+    (workdir / "keylog.txt").write_text(quic_seed()[1])  # the QUIC seed's, found beside each input
     for i in range(n):
         frames = mutate(rng, rng.choice(seeds))
         pcapng = rng.random() < 0.3

@@ -142,10 +142,36 @@ def test_the_status_is_the_ladders_view_and_moves_are_refused() -> None:
                                              family=4)], "192.0.2.100")
     endpoint = BindingEndpoint()
     assert isinstance(endpoint, BindingDriver)  # served by the one dispatcher
-    endpoint.update(seqr, DriverLink("/run/testbed-traffic.sock"))
+    endpoint.update(seqr, DriverLink("/run/testbed-traffic.sock"), 7)
     st = request(loopback(endpoint), Status(), "binding")
     assert st == State("following", ("192.0.2.100",), primary="192.0.2.100", families=(4,), mode="on-loss",
                        detail={"transport": "none", "driver": "/run/testbed-traffic.sock",
-                               "primary_network": "192.0.2.0/24"})
+                               "primary_network": "192.0.2.0/24", "seen": 7})
     refused = request(loopback(endpoint), Add("198.51.100.100"), "binding")
     assert isinstance(refused, Failed) and "takes its moves from the mobility agent" in refused.error
+
+
+def test_the_status_says_when_every_event_so_far_is_acted_on(tmp_path: Path, kernel) -> None:
+    """A run waits on this before it stops the traffic: the binding process has acted on the
+    agent's latest event, so the move's binding updates were all answered."""
+    _, deleted = kernel
+    driver = sctp.SctpDriver(socket.socket(), 4000, 5001, families=(6,))
+    caught: dict[str, Any] = {}
+
+    async def moves(det: HandFedDetector) -> None:
+        _attach(det, "eth1", 3, "2001:db8:a2::/64", NEW)
+        det.feed(LinkObs("eth0", 2, True, False))
+        assert await asyncio.to_thread(deleted.wait, 10), "no DELETE_IP"
+        latest = int((await AgentClient(tmp_path / "agent.sock").state())["seq"])
+
+        def caught_up() -> State | None:
+            st = request(unix_channel(tmp_path / "binding.sock", 1), Status(), "binding")
+            return st if isinstance(st, State) and st.detail["seen"] >= latest else None
+
+        caught.update(latest=latest, status=await asyncio.to_thread(poll_until, caught_up, 10))
+
+    first, _ = asyncio.run(_follow(tmp_path, DriverLink(None, loopback(driver)), moves))
+    st = caught["status"]
+    assert first.detail["seen"] < caught["latest"]
+    assert st is not None and st.detail["seen"] == caught["latest"]
+    assert st.local == (NEW,) and st.primary == NEW  # the ladder done: the old address deleted

@@ -35,7 +35,7 @@ def test_a_transport_keeps_only_its_own_rules():
     assert select_rules(None, "tcp") == tcp
     assert "asconf.auth" not in select_rules(None, "mptcp") and "mptcp.prio" in select_rules(None, "mptcp")
     with pytest.raises(ConfigError, match="unknown transport"):
-        select_rules(None, "quic")
+        select_rules(None, "dccp")
 
 
 def test_an_mptcp_run_judged_as_such_has_no_sctp_rule_that_skips(tmp_path: Path) -> None:

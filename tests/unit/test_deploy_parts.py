@@ -67,7 +67,7 @@ def test_management_network_must_not_overlap_the_topology(topo):
 
 
 def test_a_controller_without_the_ssh_client_is_told_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr("testbed.services.base.shutil.which", lambda *a, **k: None)
+    monkeypatch.setattr("testbed.host.tools.shutil.which", lambda *a, **k: None)
     with pytest.raises(MissingDependency, match="ssh-keygen not found: .*'openssh-client'"):
         bare.ssh_keypair(tmp_path / "ssh")
     assert not (tmp_path / "ssh" / "id_ed25519").exists()

@@ -10,7 +10,7 @@ from testbed.errors import ConfigError
 from testbed.scenario import model
 from testbed.scenario.faults import Faults
 from testbed.scenario.runner import EventLog
-from testbed.services.base import ServiceRecord
+from testbed.state import ServiceRecord
 
 
 def test_fault_rule_ids_and_bad_input(tmp_path) -> None:

@@ -7,8 +7,7 @@ import pytest
 from testbed.errors import ServiceError
 from testbed.lab import Lab, build, teardown_state
 from testbed.lab.wiring import Wiring
-from testbed.services.base import ServiceRecord
-from testbed.state import LabState, lab_dir
+from testbed.state import LabState, ServiceRecord, lab_dir
 
 
 class FakeDaemon:

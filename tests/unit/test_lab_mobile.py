@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.errors import TestbedError
-from testbed.services.base import ServiceRecord
+from testbed.state import ServiceRecord
 
 
 def _agent_running(lab):
@@ -96,3 +96,29 @@ def test_wait_configured_asks_for_the_families_the_network_has(run_root, fake_ba
     assert asked == [[4], [6]]
     assert [d.NAME for d in lab.wiring.ar_daemons("ar1")] == ["dhcpd"]
     assert [d.NAME for d in lab.wiring.ar_daemons("ar2")] == ["radvd"]
+
+
+def test_make_before_break_keeps_the_old_link_until_the_binding_has_acted(fake_lab, fake_backend):
+    """The old link goes only once the binding process has acted on the agent's latest event
+    (its ADD_IP and SET_PRIMARY answered): a lost ASCONF is retransmitted on the path it took."""
+    import json
+
+    from testbed.mobility.protocol import State, encode
+
+    lab = fake_lab
+    lab.state.attached = {"mn": ["ar1"]}
+    lab.state.save()
+    mn = _agent_running(lab)
+    pid = mn.spawn(["python"], log=lab.state.dir / "b.log")
+    lab.state.add_service(ServiceRecord("mn", "binding", pid, "b.log"))
+    up = {"link": "up", "networks": [{"prefix": "192.0.2.0/24", "configured": True}]}
+    agent_dir = lab.wiring.agent_dir
+    agent_dir.mkdir(parents=True, exist_ok=True)
+    (agent_dir / "state.json").write_text(json.dumps({"seq": 9, "interfaces": {"mn-ar1": up, "mn-ar2": up}}))
+    seen = iter([7, 8, 9])
+    mn.replies["status"] = lambda _msg: encode(State("following", detail={"seen": next(seen)}))
+    lab.mobile.dwell = lambda s: None
+    lab.move("ar2", "make-before-break", overlap=0.5)
+    ops = _ops(fake_backend.journal, "link", "request")
+    assert ops == [("mn", "link", "mn-ar2", "up"), ("mn", "request", "wait-configured"),
+                   *[("mn", "request", "status")] * 3, ("mn", "link", "mn-ar1", "down")]

@@ -11,7 +11,7 @@ from testbed.errors import ConfigError
 from testbed.model import addressing, loader
 from testbed.scenario import model
 from testbed.scenario.runner import Runner
-from testbed.services.base import ServiceRecord
+from testbed.state import ServiceRecord
 from tests.conftest import make_fake_lab
 from tests.support.mptcp_synth import CN, MN_NEW, MN_OLD, mptcp_handover
 

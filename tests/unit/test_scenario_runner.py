@@ -7,7 +7,7 @@ import pytest
 from testbed.errors import TestbedError
 from testbed.scenario import model
 from testbed.scenario.runner import Runner, sctp_peer
-from testbed.services.base import ServiceRecord
+from testbed.state import ServiceRecord
 from tests.conftest import make_fake_lab
 
 
@@ -33,9 +33,18 @@ def test_steps_are_dispatched_in_order(fake_lab, fake_backend, tmp_path):
     r.play()
     assert dwelled == [0.5, 0.2, 1.0]
     steps = [x["step"] for x in r.log.records if x["event"] == "step"]
-    assert steps == ["repeat", "wait", "metric", "move", "moved", "wait"]
+    # the end: the move's binding updates awaited (no binding process runs here: at once)
+    assert steps == ["repeat", "wait", "metric", "move", "moved", "wait", "settled"]
+    assert r.log.records[-1]["done"] is True
     reqs = [e[2] for e in fake_backend.journal if e[1] == "request"]
     assert reqs == ["set-metric", "wait-configured"]
+
+
+def test_the_binding_bound_follows_the_loss_of_the_links_of_a_move(run_root, fake_backend):
+    mobile = make_fake_lab(fake_backend, "three-ar-sctp").mobile
+    lossless = mobile.binding_bound({"ar1", "ar2"})
+    # ar3 drops 2 % each way: two more ASCONF retransmissions (RTO 1 s, then 2 s)
+    assert mobile.binding_bound({"ar2", "ar3"}) == pytest.approx(lossless + 3.0)
 
 
 def test_traffic_steps_need_sctp_endpoints(fake_lab, tmp_path):
