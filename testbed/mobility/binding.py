@@ -379,6 +379,15 @@ class LocationUpdates:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.pending
 
+    async def answered(self) -> None:
+        """Until the updates under way are answered, for at most a first attempt's timeout (a
+        DELETE that Appendix A puts after the DNS answer; an unreachable server does not hold
+        the ladder longer than it would hold the update)."""
+        if self.pending is not None and not self.pending.done():
+            timeout = None if self.patience == float("inf") else self.patience
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.pending), timeout)
+
 
 class BindingEndpoint:
     """The binding process's own socket: it answers the protocol's status request (its
@@ -452,12 +461,16 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                          "primary": seqr.primary.prefix if seqr.primary else None})
 
     async def execute(actions: list[Action]) -> None:
+        located = False  # a location update came before in this batch
         for act in actions:
             rec: dict = {"event": "binding", "op": act.kind, "cause": act.cause}
+            if act.kind == "delete" and located and locations is not None:
+                await locations.answered()  # the switch's DELETE after the DNS answer (Appendix A)
             if act.kind == "location":
                 rec.update(a=list(act.a), aaaa=list(act.aaaa))
                 if locations is not None:
                     locations.submit(act, rec)  # logged once answered
+                    located = True
                     continue
             else:
                 rec["address"] = act.address
