@@ -59,6 +59,17 @@ class HostRun:
             raise ConfigError(str(inv), "all.vars.testbed_topology", f"the hosts run topology "
                               f"{self.topo.name!r}, scenario {scenario.name} wants {wanted!r}",
                               f"deploy {wanted} (testbed inventory {wanted}; testbed deploy)")
+        traced = [f"networks.{ar}" for ar in scenario.networks] + [
+            f"{self.topo.name}: access_networks.{i}.replay" for i, a in enumerate(self.topo.access_networks)
+            if a.replay is not None]
+        if traced:  # the replayers are lab daemons: nothing plays a trace on deployed hosts yet
+            raise ConfigError(src, traced[0], "the trace replay step needs a lab (deployed hosts play "
+                              "move, ping_pong, wait and traffic; no replayer is deployed)",
+                              "run it on a lab, or drop the trace")
+        if scenario.policy is not None and scenario.policy != self.topo.mobile.policy:
+            raise ConfigError(src, "policy", "the deployed binding process runs the topology's "
+                              "mobile.policy, and a run does not restart it on the hosts",
+                              "set mobile.policy in the topology and deploy again, or drop policy")
         for n, step in enumerate(scenario.steps):
             if not isinstance(step, STEPS):
                 raise ConfigError(src, f"steps.{n}", f"a {step.kind} step needs a lab (deployed hosts "

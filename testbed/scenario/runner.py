@@ -26,9 +26,21 @@ from testbed.model import loader
 from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
+from testbed.scenario import trace_rules
 from testbed.scenario.attacks import Attacks
 from testbed.scenario.faults import Faults
-from testbed.scenario.model import Depart, Leave, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
+from testbed.scenario.model import (
+    Attach,
+    Depart,
+    Leave,
+    Metric,
+    Move,
+    PingPong,
+    Scenario,
+    Traffic,
+    TrafficStep,
+    Wait,
+)
 from testbed.scenario.quic_traffic import QuicTraffic
 from testbed.scenario.quic_traffic import preflight as quic_preflight
 from testbed.scenario.stream_traffic import StreamTraffic
@@ -36,6 +48,7 @@ from testbed.scenario.traffic import AssociationRefused, SctpTraffic, TrafficRun
 from testbed.state import LabState
 
 MOVEMENT_EVENTS = ("link_up", "link_down", "detected", "configured", "lost")
+FIRST_READINGS_S = 0.1  # after the traces' 0, for their first values to reach the nodes
 
 
 class EventLog:
@@ -142,8 +155,12 @@ class Runner:
             self.traffic = kind(lab, peer, params, self.out)
         self.attacks = Attacks(lab, self.out, self.log, progress)
         self.faults = Faults(lab, self.log, progress)
+        # the run's policy and link traces (a bad trace or one the kernels cannot play fails here)
+        self.policy = scenario.policy or lab.topo.mobile.policy
+        self.replay = trace_rules.replay_of(lab, scenario)
         self.steps: dict[type, Callable[[Any], None]] = {
-            Move: self._move, PingPong: self._ping_pong, Metric: self._metric, Wait: self._wait,
+            Move: self._move, Attach: self._attach, PingPong: self._ping_pong, Metric: self._metric,
+            Wait: self._wait,
             TrafficStep: self._traffic, Depart: self._depart, Leave: self._leave,
             **self.attacks.handlers(),
             **self.faults.handlers(),
@@ -210,6 +227,13 @@ class Runner:
             self.log.step("settled", done=done, seconds=round(time.monotonic() - t0, 3),
                           bound_s=round(bound, 3), **self._who(mn))
         self.unsettled.clear()
+
+    def _attach(self, a: Attach) -> None:
+        who = self._who(a.mobile)
+        self.progress(f"attach to {a.to} as well")
+        self.log.step("attach", to=a.to, **who)
+        self.lab.mobile_node(a.mobile).join(a.to, a.timeout)
+        self.log.step("attached", to=a.to, **who)
 
     def _ping_pong(self, p: PingPong) -> None:
         mobile = self.lab.mobile_node(p.mobile)
@@ -289,11 +313,21 @@ class Runner:
             tails[mn] = [jsonlines.Tail(w.agent_dir / "events.jsonl"),
                          jsonlines.Tail(w.agent_dir / "location.jsonl"),
                          jsonlines.Tail(self.lab.node_dir(mn, "binding") / "actions.jsonl")]
-        self.progress("capturing every link")
         interrupted = False
-        capture.start()
+        with interrupts_deferred():
+            for m in self.lab.mobiles.values():  # the run's policy, before anything is captured
+                m.set_policy(self.policy)
+        self.progress("capturing every link")
+        agent_dropped: int | None = None
         try:
+            capture.start()
             self.log.step("start", scenario=self.sc.name, seed=self.sc.seed, lab=self.lab.state.lab)
+            if self.replay is not None:
+                self.progress("replaying the link traces")
+                start = self.replay.start()
+                self.log.step("replay", start_wall=start, networks=sorted(self.replay.traces))
+                # the steps follow the traces' clock: the first readings are in before the first step
+                self._dwell_until(time.monotonic() + start + FIRST_READINGS_S - time.time())
             self.play()
             self.log.step("end")
         except KeyboardInterrupt:
@@ -305,7 +339,13 @@ class Runner:
                 if self.traffic is not None:
                     self.traffic.close(self.log, hurry=interrupted)
                 self.attacks.close()
+                if self.replay is not None:  # the static shaping is back once each has stopped
+                    self.replay.stop()
+                if not interrupted:
+                    agent_dropped = trace_rules.agent_dropped(self.lab)
                 capture.stop(timeout=1.0 if interrupted else 5.0)
+                for m in self.lab.mobiles.values():
+                    m.set_policy(self.lab.topo.mobile.policy)
                 for mn, (agent, *others) in tails.items():
                     who = self._who(mn)
                     for e in agent.read():
@@ -321,6 +361,10 @@ class Runner:
                  *(self.traffic.rules() if self.traffic is not None else [])]
         if self.step_error is not None:
             extra.append(self.step_error)
+        judged = trace_rules.judge(self.lab, self.sc, self.policy, self.replay, self.log.records, pcaps,
+                                   agent_dropped)
+        extra += judged.rules
+        verdict = replace(verdict, policy=judged.policy, traces=judged.traces)
         if extra:
             verdict = replace(verdict, rules=(*verdict.rules, *extra))
         if self.sc.expect:
@@ -332,6 +376,11 @@ class Runner:
                 "tcpdump dropped packets (" + ", ".join(f"{k} {v}" for k, v in drops.items()) +
                 "): a DATA gap never seen may be the capture's, not the network's")
         verdict.write(self.out / "verdict.json")
+        from testbed.report import signal_plot
+
+        plot = signal_plot.render(verdict.to_dict())
+        if plot is not None:  # each network's signal and rate, the handover phases on them
+            (self.out / signal_plot.FILE).write_text(plot)
         self._report(verdict)
         return RunResult(self.out, verdict, self.lab.state.lab)
 
@@ -408,6 +457,7 @@ def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet
     topo = loader.load(scenario.topology)
     if scenario.uses_traffic and scenario.transport == "quic":  # stacks missing: before any lab is made
         quic_preflight(topo, scenario, quic_host(topo, scenario.traffic), f"scenario {scenario.name}")
+    trace_rules.check(topo, scenario)  # a bad trace: nothing is built
     if LabState.exists(lab_name):
         lab = Lab.open(lab_name)
         wanted = topo.name
