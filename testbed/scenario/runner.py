@@ -22,7 +22,7 @@ from testbed.errors import TestbedError
 from testbed.host import jsonlines
 from testbed.host.signals import interrupts_deferred
 from testbed.lab import Lab
-from testbed.model import loader
+from testbed.model import loader, retransmission
 from testbed.model.topology import Role
 from testbed.progress import Progress, quiet
 from testbed.runtimes import kernel_nodes
@@ -145,6 +145,7 @@ class Runner:
         self.many = len(lab.topo.mobiles) > 1  # then records name their MN (``mn``)
         self.rng = random.Random(scenario.seed)  # ``spread`` moves: the same run for the same seed
         self.unsettled: dict[str, set[str]] = {}  # MN -> the ARs it moved to since the last settle
+        self.visited: set[str] = set()  # every AR a move went to
         self.traffic: TrafficRun | None = None
         params = scenario.traffic or Traffic()
         peer = traffic_peer(lab, params) if scenario.uses_traffic else None
@@ -215,6 +216,28 @@ class Runner:
         times = self.lab.move(m.to, m.mode, overlap=m.overlap, gap=m.gap, mn=mn, timeout=m.timeout)
         self.log.step("moved", to=m.to, **who, **{f"{k}_s": v for k, v in times.items()})
         self.unsettled.setdefault(mn, set()).add(m.to)
+        self.visited.add(m.to)
+
+    def budget_margins(self) -> dict[str, float]:
+        """What the scenario's budgets (for exchanges that lose nothing) gain on lossy links:
+        the retransmissions the worst loss among the networks moved to makes likely, for the
+        address configuration (DHCP's two exchanges), then the transport's binding updates
+        (two: ADD_IP and SET_PRIMARY, or their MPTCP and QUIC counterparts), then the DNS
+        UPDATE, each phase the margins of what it waits for. {} on lossless links."""
+        loss = max((a.shape.loss for a in self.lab.topo.access_networks
+                    if a.router in self.visited and a.shape is not None), default=0.0)
+        if loss <= 0:
+            return {}
+        configure = retransmission.margin(loss, retransmission.DHCP, exchanges=2)
+        bind = configure + retransmission.margin(loss, retransmission.SCTP, exchanges=2)
+        dns = bind + retransmission.margin(loss, retransmission.DNS)
+        return {phase: configure if phase in ("detected", "configured") else dns if phase.startswith("dns")
+                else bind for phase in self.sc.budgets}
+
+    def budgets(self) -> dict[str, float] | None:
+        """The budgets the run is judged by: the scenario's, with their lossy-link margins."""
+        margins = self.budget_margins()
+        return {p: s + margins.get(p, 0.0) for p, s in self.sc.budgets.items()} or None
 
     def _settle(self) -> None:
         """Before the traffic stops (and at the end): until each MN that moved has its binding
@@ -393,12 +416,12 @@ class Runner:
         topo = self.lab.topo
         events = [r for r in self.log.records if r.get("event") in MOVEMENT_EVENTS]
         if not self.many:
-            return check(pcaps, rules=self.sc.rules, events=events, budgets=self.sc.budgets or None,
+            return check(pcaps, rules=self.sc.rules, events=events, budgets=self.budgets(),
                          mn_name=topo.dns_name(topo.mobile.node), lab=self.lab_block(),
                          auth_keys=self.auth_keys(), transport=self.transport)
         scopes = {mn: MobileScope.from_events(topo.dns_name(mn), [e for e in events if e.get("mn") == mn])
                   for mn in topo.mobiles}
-        return check_mobiles(pcaps, scopes, rules=self.sc.rules, budgets=self.sc.budgets or None,
+        return check_mobiles(pcaps, scopes, rules=self.sc.rules, budgets=self.budgets(),
                              expectations=dict(self.sc.expect), lab=self.lab_block(),
                              source=f"scenario {self.sc.name}", auth_keys=self.auth_keys(),
                              transport=self.transport)
@@ -427,7 +450,7 @@ class Runner:
         from testbed.report.html import render_report
 
         render_report(self.out, self.roles(), self.title,
-                      budgets=self.sc.budgets or None, verdict=verdict)
+                      budgets=self.budgets(), verdict=verdict)
 
     def roles(self) -> dict[str, list[str]]:
         return ladder_roles(self.lab.topo, self.lab.plan, self.sc,
