@@ -80,6 +80,15 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
+PACKAGED = ("mobile_nodes", "correspondents")  # the groups site.yml installs the package on
+
+
+def packaged(inventory: dict[str, Any]) -> set[str]:
+    """The hosts the package is deployed on (their version is checked before a run)."""
+    children = inventory["all"].get("children") or {}
+    return {name for g in PACKAGED for name in ((children.get(g) or {}).get("hosts") or {})}
+
+
 def hosts(inventory: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Host name -> its variables (with the group's), over every group."""
     out: dict[str, dict[str, Any]] = {}

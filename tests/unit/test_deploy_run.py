@@ -1,5 +1,6 @@
 """``testbed run --inventory``'s pure parts: clock offsets and their correction, pcap timestamps
-moved, the scenario checks before anything runs, the action playbooks' renderings."""
+moved, the deployed target's refusals and version check before anything runs, the action
+playbooks' renderings."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import struct
 import pytest
 import yaml
 
-from testbed.deploy import ansible, clock, inventory, render
-from testbed.deploy.run import HostRun
+from testbed.deploy import ansible, clock, inventory, package, render, version
+from testbed.deploy.target import HostTarget, last_json
 from testbed.errors import ConfigError
 from testbed.model import loader
 from testbed.scenario import model
+from testbed.scenario.runner import Runner
+from testbed.scenario.target import Target
 
 
 def _pcap(path, stamps, endian="<", nano=False):
@@ -102,24 +105,49 @@ def _scenario(**kw):
 
 def test_a_step_deployed_hosts_cannot_play_is_refused_before_anything_runs(inv, tmp_path):
     sc = _scenario(steps=[{"move": {"to": "ar2"}}, {"fault": {"kill": "agent"}}])
-    with pytest.raises(ConfigError, match=r"scenario t: steps\.1: a fault step needs a lab"):
-        HostRun(sc, inv, tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"scenario t: steps\.1: a fault step is not played on deployed"):
+        Runner(sc, HostTarget(inv), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_scenario_of_another_topology_is_refused(inv, tmp_path):
     with pytest.raises(ConfigError, match="all.vars.testbed_topology: the hosts run topology 'two-ar-sctp'"):
-        HostRun(_scenario(topology="two-ar"), inv, tmp_path / "out")
+        Runner(_scenario(topology="two-ar"), HostTarget(inv), tmp_path / "out")
 
 
 def test_a_peer_other_than_the_deployed_correspondent_is_refused(inv, tmp_path):
     with pytest.raises(ConfigError, match="traffic.peer: the deployed correspondent is cn"):
-        HostRun(_scenario(traffic={"peer": "dns"}), inv, tmp_path / "out")
+        Runner(_scenario(traffic={"peer": "dns"}), HostTarget(inv), tmp_path / "out")
 
 
-def test_the_default_handover_is_playable(inv, tmp_path):
-    r = HostRun(model.load("trash-handover"), inv, tmp_path / "out")
-    assert r.mn == "mn" and r.cn == "cn" and r.attached == ["ar1"]
-    assert r.host_of_link()["ar2-mn"] == "ar2" and r.host_of_link()["core-cn"] == "core"
+def test_the_default_handover_is_playable_on_the_one_runner(inv, tmp_path):
+    t = HostTarget(inv)
+    assert isinstance(t, Target)
+    r = Runner(model.load("trash-handover"), t, tmp_path / "out")
+    assert r.traffic is not None and r.traffic.cn == "cn" and t.attached("mn") == ["ar1"]
+    assert t.host_of_link()["ar2-mn"] == "ar2" and t.host_of_link()["core-cn"] == "core"
+    assert t.packaged == ["cn", "mn"]
+
+
+def test_a_host_of_another_version_is_named_and_nothing_runs(inv, tmp_path, monkeypatch):
+    """One line naming the host and both versions; no playbook (capture, traffic) ever ran."""
+    want = package.version()
+    monkeypatch.setattr(version, "read", lambda n, hv: "0.0.9+0123456789ab" if n == "mn" else want)
+    ran: list[str] = []
+    monkeypatch.setattr(ansible, "run_playbook", lambda name, *a, **kw: ran.append(name))
+    monkeypatch.setattr(clock, "measure_all", lambda *a, **kw: ran.append("clocks") or {})
+    r = Runner(model.load("trash-handover"), HostTarget(inv), tmp_path / "out")
+    with pytest.raises(version.VersionError) as e:
+        r.run()
+    assert str(e.value) == (f"mn: deployed testbed 0.0.9+0123456789ab, the controller's {want}: deploy "
+                            f"again (testbed deploy {inv.resolve()})")
+    assert ran == []
+
+
+def test_a_deployed_version_is_read_as_the_deploy_recorded_it():
+    init = '"""doc"""\n\n__version__ = "0.1.0"\n'
+    assert package.deployed_version("ab" * 32 + "\n", init) == "0.1.0+" + "ab" * 6
+    assert package.version().startswith("0.1.0+") and len(package.version()) == len("0.1.0+") + 12
 
 
 def test_capture_logs_are_per_run_so_an_old_listening_on_does_not_count(tmp_path):
@@ -198,10 +226,8 @@ def test_daemonctl_stop_lets_a_daemon_end_by_itself_first(tmp_path, monkeypatch)
 
 
 def test_a_raw_commands_output_gives_its_last_json_line():
-    from testbed.deploy.run import _last_json
-
-    assert _last_json(['{"a": 1}\r\n{"configured": 0.1}\r\n']) == {"configured": 0.1}
-    assert _last_json(["Traceback ...\r\n"]) is None and _last_json(None) is None
+    assert last_json(['{"a": 1}\r\n{"configured": 0.1}\r\n']) == {"configured": 0.1}
+    assert last_json(["Traceback ...\r\n"]) is None and last_json(None) is None
 
 
 def test_jsonlines_since_keeps_a_runs_share_of_each_log(tmp_path, capsys):
