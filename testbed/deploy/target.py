@@ -24,17 +24,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from testbed.deploy import ansible, clock, inventory, package, version
+from testbed.deploy import ansible, attacks, clock, faults, inventory, package, version
 from testbed.deploy.render import LAYOUT, correspondent_of
 from testbed.errors import ConfigError, TestbedError
 from testbed.model import addressing, loader
 from testbed.progress import Progress, quiet
-from testbed.scenario.model import Depart, Leave, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
+from testbed.scenario.model import (
+    Depart,
+    Fault,
+    ForgeAsconf,
+    ForgeUpdate,
+    Impostor,
+    Leave,
+    Listen,
+    Metric,
+    Move,
+    PingPong,
+    Probe,
+    RogueRouter,
+    Scenario,
+    Traffic,
+    TrafficStep,
+    Wait,
+)
+from testbed.scenario.stream_traffic import summarise_stream
 from testbed.scenario.target import EventSink
 from testbed.scenario.traffic import log_server
 
 # what deployed hosts play; the rest is refused before anything runs, naming the step
-STEPS = (Move, PingPong, Wait, TrafficStep, Metric, Depart, Leave)
+STEPS = (Move, PingPong, Wait, TrafficStep, Metric, Depart, Leave, Fault, Listen, ForgeUpdate, ForgeAsconf,
+         Impostor, Probe, RogueRouter)
+ATTACK_STEPS = (Listen, ForgeUpdate, ForgeAsconf, Impostor, Probe, RogueRouter)
+DEPLOYED_TRANSPORTS = ("sctp", "mptcp", "tcp")
 
 
 class HostTarget:
@@ -48,7 +69,9 @@ class HostTarget:
         all_vars = data["all"]["vars"]
         self.hosts = {n: {**all_vars, **hv} for n, hv in inventory.hosts(data).items()}
         self.packaged = sorted(inventory.packaged(data))
-        self.topo = loader.from_dict(all_vars["testbed_topology"], f"{inv}: all.vars.testbed_topology")
+        self.groups = inventory.groups(data)
+        self.data = all_vars["testbed_topology"]
+        self.topo = loader.from_dict(self.data, f"{inv}: all.vars.testbed_topology")
         self.plan = addressing.plan(self.topo)
         self.mn = self.topo.mobile.node
         self.run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -77,11 +100,20 @@ class HostTarget:
                 raise ConfigError(src, f"steps.{n}", f"a {step.kind} step is not played on deployed hosts "
                                   f"(they play {', '.join(s.model_fields['kind'].default for s in STEPS)})",
                                   "run it on a lab")
+            if isinstance(step, Fault) and (why := faults.refusal(self, step)) is not None:
+                host, reason = why
+                raise ConfigError(src, f"steps.{n}", f"a {step.rule_id.removeprefix('fault.')} fault on "
+                                  f"host {host}: {reason}", "run it on a lab")
+            if isinstance(step, ATTACK_STEPS) and (why := attacks.refusal(self, step)) is not None:
+                host, reason = why
+                raise ConfigError(src, f"steps.{n}", f"a {step.kind} step from host {host}: {reason}",
+                                  "run it on a lab")
         if sc.uses_traffic:
             params = sc.traffic or Traffic()
-            if params.transport != "sctp":
+            if params.transport not in DEPLOYED_TRANSPORTS:
                 raise ConfigError(src, "traffic.transport", f"{params.transport} traffic is not deployed "
-                                  "(the correspondent role runs the SCTP server)", "use sctp")
+                                  f"(the roles run {', '.join(DEPLOYED_TRANSPORTS)} traffic)",
+                                  "run it on a lab")
             cn = correspondent_of(self.topo)
             if params.peer not in (None, cn):
                 raise ConfigError(src, "traffic.peer", f"the deployed correspondent is {cn}",
@@ -123,8 +155,8 @@ class HostTarget:
     def capture(self, pcaps: Path) -> HostCapture:
         return HostCapture(self)
 
-    def traffic(self, params: Traffic, out: Path) -> HostSctpTraffic:
-        return HostSctpTraffic(self, params, out)
+    def traffic(self, params: Traffic, out: Path) -> HostTraffic:
+        return HostTraffic(self, params, out)
 
     def attached(self, mn: str) -> list[str]:
         return list(self._attached[mn])
@@ -174,11 +206,16 @@ class HostTarget:
     def pause(self) -> None:
         """Nothing is held between steps (every playbook run ends its own connections' use)."""
 
-    def faults(self, log: EventSink, progress: Callable[[str], None]) -> NoSteps:
-        return NoSteps()
+    def faults(self, log: EventSink, progress: Callable[[str], None]) -> faults.HostFaults:
+        return faults.HostFaults(self, log, progress)
 
-    def attacks(self, out: Path, log: EventSink, progress: Callable[[str], None]) -> NoSteps:
-        return NoSteps()
+    def alive(self, host: str, pid: int) -> bool:
+        """Does process ``pid`` run on ``host``?"""
+        r = self.command(host, f"kill -0 {int(pid)} 2>/dev/null && echo true || echo false")
+        return r is True
+
+    def attacks(self, out: Path, log: EventSink, progress: Callable[[str], None]) -> attacks.HostAttacks:
+        return attacks.HostAttacks(self, out, log, progress)
 
     # ---------------------------------------------------------------- records
     def logs_argv(self, mn: str) -> list[str]:
@@ -245,21 +282,6 @@ class HostTarget:
         """The hosts keep running; SSH masters expire on their own (ansible.cfg)."""
 
 
-class NoSteps:
-    """A part with no step kinds (refused by ``HostTarget.refuse``) and no rules."""
-
-    injected: list[Any] = []
-
-    def handlers(self) -> dict[type, Callable[[Any], None]]:
-        return {}
-
-    def close(self) -> None:
-        pass
-
-    def rules(self, *_: Any) -> list[Any]:
-        return []
-
-
 class HostCapture:
     """tcpdump on every captured link of the hosts; stopping fetches the pcaps and the MNs'
     logs of this run."""
@@ -283,8 +305,9 @@ class HostCapture:
         return {}
 
 
-class HostSctpTraffic:
-    """The correspondent's SCTP server and the MN's client (``traffic.yml``)."""
+class HostTraffic:
+    """The correspondent's server and each MN's client of the scenario's transport
+    (``traffic.yml``); ``traffic.json`` as a lab run writes it."""
 
     def __init__(self, target: HostTarget, params: Traffic, out: Path) -> None:
         self.t, self.params, self.out = target, params, out
@@ -292,26 +315,38 @@ class HostSctpTraffic:
         self.on = False
         self.res: dict[str, Any] | None = None
 
-    def start(self) -> None:
+    def address_cmd(self, mn: str) -> str:
+        """What prints ``mn``'s addresses of the traffic's families on the network it is on."""
         t = self.t
-        here = next(a for a in t.topo.access_networks if a.router == t.attached(t.mn)[0])
+        attached = t.attached(mn)
+        if not attached:
+            raise TestbedError(f"traffic: {mn} is attached to no access router")
+        here = next(a for a in t.topo.access_networks if a.router == attached[0])
         nets = {4: here.ipv4, 6: here.ipv6}
         argv = [LAYOUT.python, "-m", "testbed.mobility.radio", "address",
-                "--ifname", t.access_if(here.router)]
+                "--ifname", t.access_if(here.router, mn)]
         for f in self.params.families:
             if nets[f] is None:
                 raise TestbedError(f"traffic.families: {here.router}'s network has no IPv{f}")
             argv += ["--network", str(nets[f])]
+        return shlex.join(argv)
+
+    def start(self) -> None:
+        cmds = {mn: self.address_cmd(mn) for mn in self.t.topo.mobiles}
         self.on = True
-        t.playbook("traffic.yml", testbed_traffic_action="start",
-                   testbed_traffic=self.params.model_dump(mode="json"), testbed_address_cmd=shlex.join(argv))
+        self.t.playbook("traffic.yml", testbed_traffic_action="start",
+                        testbed_traffic=self.params.model_dump(mode="json"), testbed_address_cmds=cmds)
 
     def stop(self, hurry: bool = False) -> None:
         r = self.t.playbook("traffic.yml", testbed_traffic_action="stop",
                             testbed_traffic=self.params.model_dump(mode="json"))
         self.on = False
-        self.res = {"server": last_json(r.outputs.get(self.cn)),
-                    "client": last_json(r.outputs.get(self.t.mn))}
+        server = last_json(r.outputs.get(self.cn))
+        clients = {mn: last_json(r.outputs.get(mn)) for mn in self.t.topo.mobiles}
+        if self.params.transport == "sctp":
+            self.res = {"server": server, "client": clients[self.t.mn]}
+        else:
+            self.res = {"transport": self.params.transport, "server": server, "clients": clients}
 
     def close(self, log: EventSink, hurry: bool = False) -> None:
         """Stop what still runs and put the results in the run (traffic.json + events), the
@@ -324,11 +359,16 @@ class HostSctpTraffic:
         if self.res is None:
             return
         fix = self.t.correction(self.cn)
-        for sw in (self.res["server"] or {}).get("source_switches") or []:
-            if isinstance(sw.get("t"), int | float):
-                sw["t"] += fix
+        server = self.res.get("server") or {}
+        for conn in server.get("connections") or [server]:
+            for sw in conn.get("source_switches") or []:
+                if isinstance(sw.get("t"), int | float):
+                    sw["t"] += fix
         (self.out / "traffic.json").write_text(json.dumps(self.res, indent=1))
-        log_server(log, self.res["server"] or {})
+        if self.params.transport == "sctp":
+            log_server(log, server)
+        else:
+            summarise_stream(self.res, log, self.params.transport)
 
 
 def last_json(outputs: list[str] | None) -> Any:

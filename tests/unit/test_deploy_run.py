@@ -104,10 +104,46 @@ def _scenario(**kw):
 
 
 def test_a_step_deployed_hosts_cannot_play_is_refused_before_anything_runs(inv, tmp_path):
-    sc = _scenario(steps=[{"move": {"to": "ar2"}}, {"fault": {"kill": "agent"}}])
-    with pytest.raises(ConfigError, match=r"scenario t: steps\.1: a fault step is not played on deployed"):
+    sc = _scenario(steps=[{"move": {"to": "ar2"}}, {"listen": {"node": "cn"}}])
+    with pytest.raises(ConfigError, match=r"scenario t: steps\.1: a listen step from host cn: not in the "
+                                          r"inventory's attackers group"):
         Runner(sc, HostTarget(inv), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_attacks_come_from_the_attackers_group_and_keep_the_mns_key_on_the_mn(tmp_path):
+    inv = tmp_path / "sec.yml"
+    data = inventory.build(loader.load("two-ar-sec"))
+    assert set(data["all"]["children"]["attackers"]["hosts"]) == {"atk", "imp"}
+    inventory.write(data, inv)
+    ok = model.load("stale-dns")
+    assert Runner(ok, HostTarget(inv), tmp_path / "a").attacks.python == render.LAYOUT.python
+    with pytest.raises(ConfigError, match=r"steps\.\d+: a forge_update step from host atk: the MN's private "
+                                          r"key never leaves the MN"):
+        Runner(model.load("forged-update"), HostTarget(inv), tmp_path / "b")
+
+
+@pytest.mark.parametrize(("fault", "said"), [
+    ({"kill": "node", "node": "cn"}, "a kill.node.cn fault on host cn: its kernel cannot be killed"),
+    ({"vanish": "ar2"}, "a vanish.ar2 fault on host ar2: an access router cannot be made to vanish"),
+    ({"kill": "binding"}, "a kill.binding fault on host mn: the deploy runs no binding there "
+                          "(dhcpcd, agent)"),
+])
+def test_a_fault_a_host_cannot_take_names_the_host_the_step_and_why(tmp_path, fault, said):
+    inv = tmp_path / "sec.yml"
+    inventory.write(inventory.build(loader.load("two-ar-sec")), inv)
+    sc = model.Scenario.model_validate({"name": "t", "topology": "two-ar-sec",
+                                        "steps": [{"wait": 1}, {"fault": fault}]})
+    with pytest.raises(ConfigError) as e:
+        Runner(sc, HostTarget(inv), tmp_path / "out")
+    assert str(e.value).startswith(f"scenario t: steps.1: {said}"), str(e.value)
+
+
+def test_faults_a_host_can_take_are_played_there(inv, tmp_path):
+    sc = _scenario(steps=[{"fault": {"kill": "named"}}, {"fault": {"kill": "dhcpd", "node": "ar2"}},
+                          {"fault": {"flap": "ar1"}}])
+    r = Runner(sc, HostTarget(inv), tmp_path / "out")
+    assert set(r.steps) >= {model.Fault, model.Move}
 
 
 def test_a_scenario_of_another_topology_is_refused(inv, tmp_path):
@@ -176,10 +212,95 @@ def test_result_tasks_outputs_are_kept_per_host():
     assert ev.outputs == {"mn": ['{"configured": 0.2}']}
 
 
-def test_inventory_refuses_what_the_roles_do_not_deploy():
-    with pytest.raises(ConfigError, match=r"access_networks\[0\]\.dhcpv6: the playbooks do not deploy"):
-        inventory.build(loader.load("two-ar-dhcpv6"))
-    assert yaml.safe_dump(inventory.build(loader.load("two-ar-sctp")))
+TOPOLOGIES = sorted(p.stem for p in (loader.TOPOLOGY_DIR).glob("*.yaml"))
+
+
+def _render_all(name):
+    """Every host's roles as the playbooks render them (what site.yml asks of each group)."""
+    topo = loader.load(name)
+    inv = inventory.build(topo)
+    data = inv["all"]["vars"]["testbed_topology"]
+    out = {}
+    for group, g in inv["all"]["children"].items():
+        for host in g["hosts"]:
+            r = {"network": render.network(data, host)}
+            if group == "dns_servers":
+                r["dns"] = render.dns_server(data, [])
+            elif group == "access_routers":
+                r["ar"] = render.access_router(data, host)
+            elif group == "mobile_nodes":
+                r["mn"] = render.mobile_node(data, "/k", node=host)
+            elif group == "correspondents":
+                r["cn"] = render.correspondent(data, host)
+            out[host] = r
+    return topo, inv, out
+
+
+@pytest.mark.parametrize("name", TOPOLOGIES)
+def test_every_shipped_topology_is_deployable(name):
+    topo, inv, out = _render_all(name)
+    assert set(out) == set(topo.nodes)
+    assert yaml.safe_dump(inv)
+
+
+def test_the_roles_deploy_what_the_lab_builds():
+    """DHCPv6, NAT, ingress filters, shaping, single-family networks, MPTCP: the lab's own
+    renderers and rules, on the hosts' paths."""
+    from testbed.lab import middlebox
+
+    _, _, out = _render_all("two-ar-dhcpv6")
+    ar2 = out["ar2"]["ar"]
+    assert [d["name"] for d in ar2["daemons"]] == ["radvd", "dhcpd", "dhcpd6"]
+    conf6 = next(f["content"] for f in ar2["files"] if f["path"].endswith("dhcpd6.conf"))
+    assert "range6 " in conf6 and "dhcpd6.conf" in " ".join(ar2["daemons"][2]["argv"])
+    mn_conf = out["mn"]["mn"]["files"][0]["content"]
+    assert "ipv6" in mn_conf.lower() and "-4" not in out["mn"]["mn"]["daemons"][0]["argv"]
+
+    topo, _, out = _render_all("two-ar-nat-sctp")
+    nat = next(a for a in topo.access_networks if a.nat)
+    nat_ar = nat.router
+    assert out[nat_ar]["network"]["nft"] == middlebox.rules_for(nat)
+    assert "masquerade" in out[nat_ar]["network"]["nft"] and "nftables" in out[nat_ar]["network"]["packages"]
+
+    _, _, out = _render_all("two-ar-bcp38")
+    assert any("fib saddr . iif" in h["network"]["nft"] for h in out.values())
+
+    _, _, out = _render_all("three-ar-sctp")
+    shaped = {s["ifname"]: s for h in out.values() for s in h["network"]["shaping"]}
+    assert shaped and all(s["netem"][:3] == ["tc", "qdisc", "replace"] for s in shaped.values())
+
+    topo, _, out = _render_all("two-ar-v4v6-sctp")
+    for a in topo.access_networks:
+        names = [d["name"] for d in out[a.router]["ar"]["daemons"]]
+        assert ("radvd" in names) == (a.ipv6 is not None) and ("dhcpd" in names) == (a.ipv4 is not None)
+
+    topo, inv, out = _render_all("two-ar-mptcp")
+    assert inv["all"]["children"]["correspondents"]["hosts"] == {"cn": inv["all"]["children"][
+        "correspondents"]["hosts"]["cn"]}
+    assert [d["name"] for d in out["mn"]["mn"]["daemons"]] == ["dhcpcd", "agent", "binding"]
+    assert out["mn"]["network"]["mptcp"] == {"subflows": 8, "add_addr_accepted": 0}
+    assert out["mn"]["network"]["sysctls"]["net.mptcp.enabled"] == "1"
+    srv = out["cn"]["cn"]["daemons"][0]["argv"]
+    assert srv[2:4] == ["testbed.traffic.stream", "server"] and "mptcp" in srv
+    data = inv["all"]["vars"]["testbed_topology"]
+    cli = render.traffic_client(data, "192.0.2.100", {"transport": "mptcp"})
+    assert cli["setup"].startswith("sysctl -qw net.mptcp.pm_type=1") and "--control" in cli["daemon"]["argv"]
+
+
+def test_several_mobile_nodes_each_get_a_mobile_nodes_network_and_daemons():
+    topo, inv, out = _render_all("many-mn-3")
+    assert topo.mobiles == ["mn1", "mn2", "mn3"]
+    assert set(inv["all"]["children"]["mobile_nodes"]["hosts"]) == {"mn1", "mn2", "mn3"}
+    for mn in topo.mobiles:
+        net = out[mn]["network"]
+        assert net["attach"] == [f"{mn}-ar1"] and net["down"] == [f"{mn}-ar2"], (mn, net)
+        assert net["sysctls"][f"net.ipv6.conf.{mn}-ar2.accept_ra"] == "2"
+        assert net["sysctls"]["net.ipv6.conf.all.keep_addr_on_down"] == "0"
+        assert out[mn]["mn"]["sig0"]["name"] == f"{mn}.mobile.test"
+    srv = out["cn"]["cn"]["daemons"][0]["argv"]
+    assert srv[srv.index("--connections") + 1] == "3"
+    # the access networks captured once each, on the routers' bridges, as a lab of several MNs does
+    assert inv["all"]["children"]["access_routers"]["hosts"]["ar1"]["testbed_capture"] == ["ar1-lan"]
 
 
 def test_daemonctl_starts_once_ready_and_stops_the_session(tmp_path, monkeypatch):
