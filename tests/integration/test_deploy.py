@@ -29,12 +29,12 @@ LAB = lab_name("dep")
 HOSTS = {"mn", "cn", "dns", "ar1", "ar2", "core"}
 
 
-def controller(*args: str, timeout: float = 600):
-    """``testbed ARGS`` as the controller runs it: in the lab's controller namespace."""
+def controller(*args: str, timeout: float = 600, lab: str = LAB):
+    """``testbed ARGS`` as the controller runs it: in the bare lab's controller namespace."""
     import subprocess
     import sys
 
-    argv = netns.exec_argv(f"{LAB}-ctl", [sys.executable, "-m", "testbed", *args])
+    argv = netns.exec_argv(f"{lab}-ctl", [sys.executable, "-m", "testbed", *args])
     t0 = time.monotonic()
     cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     return cp, time.monotonic() - t0

@@ -1,0 +1,100 @@
+"""Every scenario kind on deployed hosts judged as on a lab: for each topology one bare lab, one
+deploy (``testbed deploy``, over SSH, the real daemons) and its scenarios with ``testbed run
+--inventory``; then a lab of the same topology plays the same scenarios through the same
+runner. Each gives the same verdict on both, rule for rule (rule ids and statuses, and per
+mobile node where there are several).
+
+One topology at a time, the bare lab down before the lab comes up: two cores hold one of them
+comfortably, not both. The default handover (trash-handover on two-ar-sctp) is compared in
+``test_deploy.py``, beside the deploy's own tests, on that module's bare lab.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed.lab import Lab, teardown_leftover
+from testbed.pytest_plugin import lab_name, require_lab_prerequisites
+from testbed.scenario import model
+from testbed.scenario.runner import Runner
+from tests.integration.test_deploy import controller
+from tests.integration.test_docker import docker_engine  # noqa: F401 - fixture
+from tests.integration.test_lab import cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.timeout(1500)]
+
+# topology -> the scenarios played on its hosts and on its lab
+CASES = {
+    "two-ar-mptcp": ["mptcp-handover"],
+    "two-ar-dhcpv6": ["dhcpv6-handover"],
+    "two-ar-nat-sctp": ["nat-handover"],
+    "two-ar-sec": ["fault-named"],
+    "many-mn-3": ["many-mn-3"],
+}
+
+
+def rules(verdict: dict) -> dict[str, str]:
+    """Rule id -> status, of the verdict and of each mobile node's (``mn/rule``)."""
+    out = {r["id"]: r["status"] for r in verdict["rules"]}
+    for mn, mv in (verdict.get("mobiles") or {}).items():
+        out |= {f"{mn}/{r['id']}": r["status"] for r in mv["rules"]}
+    return out
+
+
+def on_hosts(topology: str, scenarios: list[str], d: Path, lab: str) -> dict[str, dict]:
+    """A bare lab of ``topology``, one deploy, each scenario on its hosts: their verdicts."""
+    teardown_leftover(lab)  # a previous run crashed: its leftovers are ours to remove
+    t0 = time.monotonic()
+    cli("--lab", lab, "up", topology, "--bare", timeout=600)
+    try:
+        inv = d / "inventory.yml"
+        cli("--lab", lab, "inventory", topology, "-o", str(inv))
+        cp, seconds = controller("deploy", str(inv), "--out", str(d / "deploy"), lab=lab)
+        assert cp.returncode == 0, cp.stdout[-4000:] + cp.stderr[-2000:]
+        up = time.monotonic() - t0 - seconds
+        print(f"{topology}: bare lab up in {up:.1f} s, deployed in {seconds:.1f} s")
+        out = {}
+        for name in scenarios:
+            cp, seconds = controller("run", "--inventory", str(inv), name, "--out", str(d / name), lab=lab)
+            verdict = json.loads((d / name / "verdict.json").read_text())
+            assert verdict["lab"]["backend"] == "ssh", verdict["lab"]
+            assert cp.returncode == (0 if verdict["passed"] else 1), cp.stdout[-4000:] + cp.stderr[-2000:]
+            print(f"{name} on the hosts: {seconds:.1f} s")
+            out[name] = verdict
+        return out
+    finally:
+        cli("--lab", lab, "down", check=False, timeout=180)
+
+
+def on_lab(topology: str, scenarios: list[str], d: Path, name: str) -> dict[str, dict]:
+    teardown_leftover(name)
+    lab = Lab.up(topology, name)
+    try:
+        out = {}
+        for sc in scenarios:
+            t0 = time.monotonic()
+            Runner(model.load(sc), lab, d / sc).run()
+            print(f"{sc} on the lab: {time.monotonic() - t0:.1f} s")
+            out[sc] = json.loads((d / sc / "verdict.json").read_text())
+        return out
+    finally:
+        lab.close()
+        lab.down()
+
+
+@pytest.mark.parametrize("topology", list(CASES))
+def test_the_hosts_give_the_labs_verdict_rule_for_rule(topology, docker_engine, tmp_path):  # noqa: F811
+    require_lab_prerequisites()
+    t0 = time.monotonic()
+    hosts = on_hosts(topology, CASES[topology], tmp_path / "hosts", lab_name("dps"))
+    lab = on_lab(topology, CASES[topology], tmp_path / "lab", lab_name("dpl"))
+    print(f"{topology}: {time.monotonic() - t0:.1f} s in all")
+    for sc in CASES[topology]:
+        h, lb = rules(hosts[sc]), rules(lab[sc])
+        differ = {k: (h.get(k), lb.get(k)) for k in sorted(set(h) | set(lb)) if h.get(k) != lb.get(k)}
+        assert h == lb, (sc, "rule: (on the hosts, on the lab)", differ)
+        assert hosts[sc]["passed"] == lab[sc]["passed"], sc
