@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from testbed.lab import Lab, teardown_leftover
+from testbed.lab import teardown_leftover
 from testbed.pytest_plugin import lab_name, require_lab_prerequisites
-from testbed.scenario import model
-from testbed.scenario.runner import Runner
 from tests.integration.test_deploy import controller
 from tests.integration.test_docker import docker_engine  # noqa: F401 - fixture
 from tests.integration.test_lab import cli
+from tests.support.verdicts import differences, on_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.timeout(1500)]
 
@@ -35,14 +34,6 @@ CASES = {
     "two-ar-sec": ["fault-named"],
     "many-mn-3": ["many-mn-3"],
 }
-
-
-def rules(verdict: dict) -> dict[str, str]:
-    """Rule id -> status, of the verdict and of each mobile node's (``mn/rule``)."""
-    out = {r["id"]: r["status"] for r in verdict["rules"]}
-    for mn, mv in (verdict.get("mobiles") or {}).items():
-        out |= {f"{mn}/{r['id']}": r["status"] for r in mv["rules"]}
-    return out
 
 
 def on_hosts(topology: str, scenarios: list[str], d: Path, lab: str) -> dict[str, dict]:
@@ -70,22 +61,6 @@ def on_hosts(topology: str, scenarios: list[str], d: Path, lab: str) -> dict[str
         cli("--lab", lab, "down", check=False, timeout=180)
 
 
-def on_lab(topology: str, scenarios: list[str], d: Path, name: str) -> dict[str, dict]:
-    teardown_leftover(name)
-    lab = Lab.up(topology, name)
-    try:
-        out = {}
-        for sc in scenarios:
-            t0 = time.monotonic()
-            Runner(model.load(sc), lab, d / sc).run()
-            print(f"{sc} on the lab: {time.monotonic() - t0:.1f} s")
-            out[sc] = json.loads((d / sc / "verdict.json").read_text())
-        return out
-    finally:
-        lab.close()
-        lab.down()
-
-
 @pytest.mark.parametrize("topology", list(CASES))
 def test_the_hosts_give_the_labs_verdict_rule_for_rule(topology, docker_engine, tmp_path):  # noqa: F811
     require_lab_prerequisites()
@@ -94,7 +69,6 @@ def test_the_hosts_give_the_labs_verdict_rule_for_rule(topology, docker_engine, 
     lab = on_lab(topology, CASES[topology], tmp_path / "lab", lab_name("dpl"))
     print(f"{topology}: {time.monotonic() - t0:.1f} s in all")
     for sc in CASES[topology]:
-        h, lb = rules(hosts[sc]), rules(lab[sc])
-        differ = {k: (h.get(k), lb.get(k)) for k in sorted(set(h) | set(lb)) if h.get(k) != lb.get(k)}
-        assert h == lb, (sc, "rule: (on the hosts, on the lab)", differ)
+        assert not differences(hosts[sc], lab[sc]), (sc, "rule: (on the hosts, on the lab)",
+                                                     differences(hosts[sc], lab[sc]))
         assert hosts[sc]["passed"] == lab[sc]["passed"], sc
