@@ -86,6 +86,7 @@ bench: setup
 	$(PY) bench/bench_docker.py
 	$(PY) bench/bench_interop.py
 	$(PY) bench/bench_mptcp.py
+	$(PY) bench/bench_quic_handover.py
 	$(PY) bench/bench_deploy.py
 
 # N consecutive default runs (pass/fail counts, timing distribution): make soak N=100; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent system set-up for testbed: Debian packages (BIND >= 9.20 from bookworm-backports,
-# docker.io and debootstrap for the docker backend, the SSH client for `testbed deploy`),
+# docker.io and debootstrap for the docker backend, the SSH client for `testbed deploy`,
+# ngtcp2's HTTP/3 examples gtlsclient and gtlsserver as the second QUIC stack),
 # nothing else. Called by `make setup`; safe
 # to run again. Needs root. It changes no firewall rule: Debian's docker.io units are left
 # disabled (the stock dockerd adds iptables rules and a bridge); the docker backend starts its
@@ -71,7 +72,7 @@ if [ ${#missing[@]} -gt 0 ] || [ $named_ok -eq 0 ]; then
     apt-get install -y -q --no-install-recommends "${BIND_PACKAGES[@]}"
   fi
   # Host copies of the services stay off; the lab starts its own per namespace.
-  for unit in named isc-dhcp-server radvd; do
+  for unit in named isc-dhcp-server radvd ngtcp2d; do
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
   done
 fi

@@ -400,9 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="judge captures against Appendix A (testbed check --help)",
                    add_help=False)
 
-    from testbed.cli import interop
+    from testbed.cli import compare, interop
 
     interop.add_parser(sub)
+    compare.add_parser(sub)
 
     s = sub.add_parser("mobility", help="the mobility agent on the MN: state, events, departure")
     m = s.add_subparsers(dest="action", required=True)
@@ -457,9 +458,9 @@ def _after_interrupt(args: argparse.Namespace) -> str:
     return f"lab {args.lab} as it was at the interruption"
 
 
-# clean removes machines from the host; check, inventory and deploy need no lab; interop runs
-# labs of its own
-ON_THE_HOST = ("clean", "check", "inventory", "deploy", "interop")
+# clean removes machines from the host; check, inventory and deploy need no lab; interop and
+# compare run labs of their own
+ON_THE_HOST = ("clean", "check", "inventory", "deploy", "interop", "compare")
 
 
 def _in_machine(args: argparse.Namespace, argv: list[str]) -> int | None:

@@ -1,38 +1,30 @@
 """What one pass over the captures keeps: the ``Facts`` the rules, the timeline and the report use.
 
-Every kept packet is its first captured copy, located by ``Where`` (file, 1-based frame number,
-capture time), so a verdict's evidence and the report's ladder cite the same frames. Bulk SCTP
-DATA is reduced to per-direction TSN bookkeeping (``Flow``), bulk TCP to the bookkeeping in
+Every kept packet is its first captured copy, located by ``where.Where`` (file, 1-based frame
+number, capture time), so a verdict's evidence and the report's ladder cite the same frames. Bulk
+SCTP DATA is reduced to per-direction TSN bookkeeping (``Flow``), bulk TCP to the bookkeeping in
 ``tcp_facts``, QUIC (decrypted) to that in ``quic_facts``; control messages are kept decoded.
+``Facts`` gathers them all; the per-transport modules build on ``where`` alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from testbed.conformance.quic_facts import QuicFacts
+from testbed.conformance.tcp_facts import TcpFacts
+from testbed.conformance.where import Where
 from testbed.decode.dhcp import DhcpMessage
 from testbed.decode.dhcp6 import Dhcp6Message
 from testbed.decode.dns import DNSMessage
 from testbed.decode.nd import RouterAdvert, RouterSolicit
 from testbed.decode.sctp import AsconfAckChunk, AsconfChunk, AuthChunk, ErrorChunk
 
-if TYPE_CHECKING:
-    from testbed.conformance.quic_facts import QuicFacts
-    from testbed.conformance.tcp_facts import TcpFacts
+_MAX_EXAMPLES = 20  # malformed packets described in the stats (all are counted)
 
 Key = tuple[int, int, int]  # (sport, dport, vtag) of an SCTP header
 Link = tuple[str, int, int]  # (capture file, pcapng interface, link-layer capture point)
-
-
-@dataclass(frozen=True, slots=True)
-class Where:
-    """Evidence location: file name, 1-based frame number, capture time (epoch seconds)."""
-
-    pcap: str
-    frame: int
-    time: float
 
 
 @dataclass(slots=True)
@@ -120,11 +112,15 @@ class HeartbeatSent:
 class PathConfirmed:
     """A HEARTBEAT-ACK echoing a HEARTBEAT sent to ``address``: the peer may now send DATA
     there (RFC 9260 §5.4: no DATA to an unconfirmed address). ``key`` is the HEARTBEAT's
-    direction; ``first_data_back`` the first new DATA in it after this ACK."""
+    direction; ``first_data_back`` the first new DATA in it after this ACK that the peer built
+    knowing of it. ``acked_before``: the last TSN the ACK's sender had sent when it was
+    captured (a DATA bundled behind a SACK of no more than that may answer a packet the peer
+    took in before the ACK, and so not know of it yet)."""
 
     where: Where
     key: Key
     address: str
+    acked_before: int | None = None
     first_data_back: DataSeen | None = None
 
 
@@ -186,18 +182,6 @@ class CaptureSummary:
     problems: tuple[str, ...] = ()
 
 
-def _tcp_facts() -> TcpFacts:
-    from testbed.conformance.tcp_facts import TcpFacts  # it builds on Where, defined here
-
-    return TcpFacts()
-
-
-def _quic_facts() -> QuicFacts:
-    from testbed.conformance.quic_facts import QuicFacts  # it builds on Where, defined here
-
-    return QuicFacts()
-
-
 @dataclass(slots=True)
 class Facts:
     """Everything the rules, the timeline and the report look at, in capture order."""
@@ -212,8 +196,8 @@ class Facts:
     dhcp: list[DhcpSeen] = field(default_factory=list)
     dhcp6: list[Dhcp6Seen] = field(default_factory=list)
     flows: dict[Key, Flow] = field(default_factory=dict)
-    tcp: TcpFacts = field(default_factory=_tcp_facts)  # MPTCP connections, plain TCP
-    quic: QuicFacts = field(default_factory=_quic_facts)  # QUIC connections, decrypted
+    tcp: TcpFacts = field(default_factory=TcpFacts)  # MPTCP connections, plain TCP
+    quic: QuicFacts = field(default_factory=QuicFacts)  # QUIC connections, decrypted
     sender_itsn: dict[Key, int] = field(default_factory=dict)  # ASCONF sender key → initial TSN
     init_addresses: dict[tuple[int, int], set[str]] = field(default_factory=dict)
     # association set-up: each INIT by (sport, dport, initiate tag), the keys answered by an
@@ -243,6 +227,19 @@ class Facts:
     unknown_kinds: dict[str, int] = field(default_factory=dict)
     first_time: float | None = None
     last_time: float | None = None
+
+    def note_malformed(self, where: Where, reason: str) -> None:
+        """A packet that could not be decoded: counted, and the first few described."""
+        self.malformed += 1
+        if len(self.malformed_examples) < _MAX_EXAMPLES:
+            self.malformed_examples.append(
+                {"pcap": where.pcap, "frame": where.frame, "time": where.time, "reason": reason}
+            )
+
+    def note_unknown(self, kind: str) -> None:
+        """A well-formed packet of a kind the checker does not follow, counted by kind."""
+        self.unknown += 1
+        self.unknown_kinds[kind] = self.unknown_kinds.get(kind, 0) + 1
 
     def seen_at(self, where: Where, pcap: str) -> Where:
         """The packet first captured at ``where`` as captured in ``pcap``, if a copy was seen

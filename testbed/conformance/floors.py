@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from testbed.conformance.exchange import AsconfExchange, DnsTransaction
-from testbed.conformance.facts import Dhcp6Seen, DhcpSeen, Facts, Link, NdSeen, Where
+from testbed.conformance.facts import Dhcp6Seen, DhcpSeen, Facts, Link, NdSeen
+from testbed.conformance.where import Where
 from testbed.decode.dhcp import ACK, BOOTREQUEST, OFFER
 from testbed.decode.dhcp6 import ADVERTISE, SOLICIT
 from testbed.decode.dhcp6 import REPLY as DHCP6_REPLY

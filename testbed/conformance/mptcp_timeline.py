@@ -28,7 +28,7 @@ from typing import Any
 
 from testbed.conformance.agent_events import AgentEvent, match_events, parse_events, window
 from testbed.conformance.exchange import DnsTransaction
-from testbed.conformance.facts import Facts, Where
+from testbed.conformance.facts import Facts
 from testbed.conformance.floors import Floor, dns_floor, link_floors
 from testbed.conformance.tcp_facts import MptcpConn, MptcpSignal, Subflow
 from testbed.conformance.timeline import (
@@ -38,6 +38,7 @@ from testbed.conformance.timeline import (
     handover_dict,
     mark_missing,
 )
+from testbed.conformance.where import Where
 from testbed.decode.mptcp import AddAddr, MpPrio, RemoveAddr
 
 MPTCP_PHASES = (

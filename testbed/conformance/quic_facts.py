@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from testbed.conformance.facts import Where
+from testbed.conformance.where import Where
 from testbed.decode.quic_frames import NewConnectionId, PathChallenge, PathResponse, RetireConnectionId
 
 Addr = tuple[str, int]

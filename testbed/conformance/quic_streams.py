@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from testbed.conformance.facts import Where
 from testbed.conformance.quic_facts import StreamFlow
+from testbed.conformance.where import Where
 from testbed.decode.quic_frames import StreamFrame
 from testbed.decode.quic_packet import varint
 from testbed.traffic.messages import HEADER, MAGIC

@@ -26,7 +26,7 @@ from typing import Any
 
 from testbed.conformance.agent_events import AgentEvent, match_events, parse_events, window
 from testbed.conformance.exchange import DnsTransaction
-from testbed.conformance.facts import Facts, Where
+from testbed.conformance.facts import Facts
 from testbed.conformance.floors import Floor, dns_floor, link_floors
 from testbed.conformance.quic_facts import FrameSeen, QuicConn, QuicPath
 from testbed.conformance.timeline import (
@@ -36,6 +36,7 @@ from testbed.conformance.timeline import (
     handover_dict,
     mark_missing,
 )
+from testbed.conformance.where import Where
 from testbed.decode.quic_frames import PathChallenge, RetireConnectionId
 
 QUIC_PHASES = (

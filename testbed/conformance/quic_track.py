@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from testbed.conformance import quic_streams
-from testbed.conformance.facts import Where
 from testbed.conformance.quic_facts import (
     Addr,
     CidInfo,
@@ -32,6 +31,7 @@ from testbed.conformance.quic_facts import (
     QuicPath,
     StreamFlow,
 )
+from testbed.conformance.where import Where
 from testbed.decode.keylog import CLIENT_1RTT, CLIENT_HANDSHAKE, SERVER_1RTT, SERVER_HANDSHAKE, Keylog
 from testbed.decode.quic_crypto import (
     TAG_LEN,

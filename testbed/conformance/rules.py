@@ -66,7 +66,7 @@ from testbed.conformance.exchange import (
     norm_name,
     update_owners,
 )
-from testbed.conformance.facts import AckSeen, AsconfSeen, Facts, Where
+from testbed.conformance.facts import AckSeen, AsconfSeen, Facts
 from testbed.conformance.mptcp_rules import MPTCP_GROUP, MPTCP_RULE_IDS
 from testbed.conformance.mptcp_timeline import MPTCP_PHASES, MptcpHandover
 from testbed.conformance.quic_rules import QUIC_GROUP, QUIC_RULE_IDS
@@ -75,6 +75,7 @@ from testbed.conformance.timeline import PHASES, Handover
 from testbed.conformance.verdict import Evidence, RuleResult
 from testbed.conformance.verdict import evidence as _ev
 from testbed.conformance.verdict import outcome as _result
+from testbed.conformance.where import Where
 from testbed.decode import sctp_auth
 from testbed.decode.sctp import ADD_IP, PARAM_NAMES
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from testbed.conformance.facts import Where
+from testbed.conformance.where import Where
 from testbed.decode.mptcp import MptcpOption, idsn_of, token_of
 
 Endpoint = tuple[str, int]  # (address, port)

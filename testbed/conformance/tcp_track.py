@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import struct
 
-from testbed.conformance.facts import Where
 from testbed.conformance.tcp_facts import (
     FourTuple,
     MptcpConn,
@@ -23,6 +22,7 @@ from testbed.conformance.tcp_facts import (
     TcpFacts,
     TcpFlow,
 )
+from testbed.conformance.where import Where
 from testbed.decode.fault import DecodeFault
 from testbed.decode.link import ntop
 from testbed.decode.mptcp import (

@@ -44,8 +44,9 @@ from testbed.conformance.exchange import (
     DnsTransaction,
     added_addresses,
 )
-from testbed.conformance.facts import DataSeen, Facts, PathConfirmed, Where
+from testbed.conformance.facts import DataSeen, Facts, PathConfirmed
 from testbed.conformance.floors import FLOORS, Floor, asconf_floor, dns_floor, link_floors
+from testbed.conformance.where import Where
 from testbed.decode.sctp import ADD_IP, DELETE_IP, SET_PRIMARY, AsconfParam
 
 PHASES = (
@@ -346,6 +347,8 @@ def _merge_families(hos: list[Handover]) -> list[Handover]:
 def _path_confirmation(h: Handover, facts: Facts, until: float) -> tuple[PathConfirmed | None, bool]:
     """When the peer's first DATA after SET_PRIMARY went elsewhere: the new address's
     confirmation that came only after that DATA (times compared where the DATA was captured),
+    or before it but with that DATA answering a packet the peer took in before it (the
+    extractor then takes the DATA after it as the confirmation's first),
     or ``unconfirmed`` when the peer's one probe of the address went unanswered before the next
     handover began (``until``): a lost HEARTBEAT, and no time for another (the next comes an
     RTO later, RFC 9260 §8.3). A peer that never probed it, or whose probes kept going
@@ -357,9 +360,10 @@ def _path_confirmation(h: Handover, facts: Facts, until: float) -> tuple[PathCon
     for c in facts.confirmations:
         if c.key != ack.key or c.address != h.address or not h.start <= c.where.time < until:
             continue
-        if facts.seen_at(c.where, fd.where.pcap).time < fd.where.time:
+        later = c.first_data_back is not None and c.first_data_back.where.time > fd.where.time
+        if facts.seen_at(c.where, fd.where.pcap).time < fd.where.time and not later:
             return None, False  # confirmed before that DATA left: the peer had no reason to wait
-        return c, False
+        return c, False  # confirmed after it, or that DATA answered a packet from before it
     probes = sum(b.key == ack.key and b.address == h.address and h.start <= b.where.time < until
                  for b in facts.heartbeats)
     return None, probes == 1

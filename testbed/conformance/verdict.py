@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from testbed.conformance.facts import Facts, Where
+from testbed.conformance.facts import Facts
+from testbed.conformance.where import Where
 
 SCHEMA = 4  # verdict.json format; 1 is the unversioned format before "schema" existed
 Expected = Literal["pass", "fail"]

@@ -24,6 +24,7 @@ from testbed.lab.wiring import (
     binding_mobile,
     location_env,
     sctp_mobile,
+    source_routing,
     trusted_networks,
     zone_data,
 )
@@ -340,7 +341,8 @@ def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True
         _daemon("dhcpcd", dhcpcd.dhcpcd_argv(db, dhcpcd.dhcpv6_on(v6)), _log_has(layout.log / "dhcpcd.log", *(
             f"{i}: " for i in metrics)), layout=layout),
         _daemon("agent", agent.agent_argv(python, paths, ifaces, m.optimistic_dad and optimistic_dad,
-                                          bool(loc) and not binds, trusted_networks(topo), rdisc),
+                                          bool(loc) and not binds, trusted_networks(topo), rdisc,
+                                          source_routing(topo, mn)),
                 ping, {**({} if binds else loc_env), "PYTHONUNBUFFERED": "1"},
                 timeout=agent.MobilityAgent.START_TIMEOUT, layout=layout),
     ]

@@ -89,12 +89,18 @@ class HostTarget:
 
     # ---------------------------------------------------------------- refusals
     def refuse(self, sc: Scenario) -> None:
+        src = f"scenario {sc.name}"
+        if sc.uses_traffic and sc.transport not in DEPLOYED_TRANSPORTS:  # before any other mismatch
+            n = next(i for i, st in enumerate(sc.steps) if isinstance(st, TrafficStep))
+            raise ConfigError(src, f"steps.{n}", f"{sc.transport.upper()} traffic is not played on inventory "
+                              f"hosts (the roles deploy no {sc.transport.upper()} stack, and the mobile "
+                              "node's routing by source address is the lab agent's)",
+                              f"run the scenario on a lab: testbed run {sc.name}")
         wanted = loader.load(sc.topology).name
         if self.topo.name != wanted:
             raise ConfigError(str(self.inv), "all.vars.testbed_topology", f"the hosts run topology "
                               f"{self.topo.name!r}, scenario {sc.name} wants {wanted!r}",
                               f"deploy {wanted} (testbed inventory {wanted}; testbed deploy)")
-        src = f"scenario {sc.name}"
         for n, step in enumerate(sc.steps):
             if not isinstance(step, STEPS):
                 raise ConfigError(src, f"steps.{n}", f"a {step.kind} step is not played on deployed hosts "
@@ -155,8 +161,8 @@ class HostTarget:
     def capture(self, pcaps: Path) -> HostCapture:
         return HostCapture(self)
 
-    def traffic(self, params: Traffic, out: Path) -> HostTraffic:
-        return HostTraffic(self, params, out)
+    def traffic(self, scenario: Scenario, out: Path) -> HostTraffic:
+        return HostTraffic(self, scenario.traffic or Traffic(), out)
 
     def attached(self, mn: str) -> list[str]:
         return list(self._attached[mn])
@@ -369,6 +375,14 @@ class HostTraffic:
             log_server(log, server)
         else:
             summarise_stream(self.res, log, self.params.transport)
+
+    def lab_info(self) -> dict[str, Any]:
+        """The traffic apps are the deployed package's (its version is in ``lab.versions``)."""
+        return {}
+
+    def rules(self) -> list[Any]:
+        """The SCTP and stream apps' records add no rules (the captures judge them)."""
+        return []
 
 
 def last_json(outputs: list[str] | None) -> Any:

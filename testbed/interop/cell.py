@@ -14,8 +14,10 @@ from testbed.scenario.model import Scenario, Traffic
 
 
 def endpoints(topo: Topology, sc: Scenario) -> tuple[str, str]:
-    """(MN, CN) of the scenario's SCTP traffic: the mobile node and the traffic's peer (default:
-    the first host with SCTP), as the scenario runner picks them."""
+    """(MN, CN) of the scenario's SCTP (or QUIC) traffic: the mobile node and the traffic's
+    peer (default: the first host with that transport), as the scenario runner picks them."""
+    if sc.uses_traffic and sc.transport == "quic":
+        return _quic_endpoints(topo, sc)
     where = f"scenario {sc.name}"
     if not sc.uses_traffic:
         raise ConfigError(where, "steps", "no SCTP traffic: an interop cell judges an association",
@@ -31,12 +33,28 @@ def endpoints(topo: Topology, sc: Scenario) -> tuple[str, str]:
     return mn, peer
 
 
+def _quic_endpoints(topo: Topology, sc: Scenario) -> tuple[str, str]:
+    mn = topo.mobile.node
+    peer = sc.traffic.peer if sc.traffic else None
+    if peer is None:
+        peer = next((n for n, s in topo.nodes.items() if s.role is Role.HOST and s.quic.enabled), None)
+    if peer is None or peer not in topo.nodes or not topo.nodes[mn].quic.enabled:
+        raise ConfigError(f"scenario {sc.name}", "topology", f"{topo.name} has no QUIC between the MN "
+                          "and a host", "use a topology with `quic:` on the mobile node and a host "
+                          "(two-ar-quic)")
+    return mn, peer
+
+
 def cell_topology(sc: Scenario, mn: KernelChoice, cn: KernelChoice, setting: Setting) -> dict[str, Any]:
     """The scenario's topology as a dict, its MN and CN on the given kernels with the setting's
-    sysctls (a lab built from it starts in that setting)."""
+    sysctls (a lab built from it starts in that setting); for QUIC, on the given stacks."""
     topo = loader.load(sc.topology)
     mn_node, cn_node = endpoints(topo, sc)
     data = topo.model_dump(mode="json", exclude_defaults=False)
+    if sc.uses_traffic and sc.transport == "quic":
+        for node, choice in ((mn_node, mn), (cn_node, cn)):
+            data["nodes"][node]["quic"] = {"stack": choice.stack}
+        return data
     for node, kernel, side in ((mn_node, mn, "mn"), (cn_node, cn, "cn")):
         data["nodes"][node]["sctp"] = {"stack": kernel.stack, "kernel": kernel.kernel,
                                        **setting.values(side)}  # type: ignore[arg-type]

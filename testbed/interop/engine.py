@@ -38,7 +38,9 @@ from testbed.state import LabState
 # tcpdump rings (16 MiB per link), named, dhcpd, radvd, and the lane's own Python.
 LANE_MEMORY = 1024 << 20
 MAX_JOBS = 8
-NODE_CPU = {"qemu": 1.0, "uml": 0.25, "usrsctp": 0.1}  # cores a node of a running lab keeps busy
+# cores a node of a running lab keeps busy (a QUIC node: a Python or ngtcp2 endpoint beside the
+# lab's agent and binding processes on the host kernel)
+NODE_CPU = {"qemu": 1.0, "uml": 0.25, "usrsctp": 0.1, "aioquic": 0.5, "ngtcp2": 0.5}
 INTERRUPT_GRACE = 120.0  # seconds a lane may take to remove its lab after Ctrl-C
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from testbed.errors import TestbedError
+from testbed.interop import quic
 from testbed.interop.cell import cell_scenario, cell_topology, endpoints
 from testbed.interop.matrix import Cell, CellResult, classify
 from testbed.lab import Lab
@@ -77,9 +78,10 @@ class Lane:
             self.emit({"cell": cell.slug, "msg": msg})
 
         try:
+            played = self.played(cell)
             res.fresh_lab = self.prepare(cell, say)
-            sc = cell_scenario(self.sc, cell.setting)
-            title = f"{self.sc.name}: MN {cell.mn.label} × CN {cell.cn.label}, setting {cell.setting.name}"
+            sc = cell_scenario(played, cell.setting)
+            title = f"{played.name}: MN {cell.mn.label} × CN {cell.cn.label}, setting {cell.setting.name}"
             context = {"interop": {"mn": cell.mn.to_dict(), "cn": cell.cn.to_dict(),
                                    "setting": cell.setting.model_dump(), "fresh_lab": res.fresh_lab}}
             assert self.lab is not None
@@ -106,13 +108,20 @@ class Lane:
         self.emit({"cell": cell.slug, "result": res.to_dict()})
         return res
 
+    def played(self, cell: Cell) -> model.Scenario:
+        """The lane's scenario, or for a QUIC cell the one its MN's stack plays."""
+        if self.sc.uses_traffic and self.sc.transport == "quic":
+            return quic.scenario_of(self.sc, cell.mn)
+        return self.sc
+
     def prepare(self, cell: Cell, say: Callable[[str], None]) -> bool:
         """A lab for the cell, in the cell's setting; True when it was built for it."""
         if self.lab is not None and not self.healthy:
             say("tearing down the previous lab")
             self.drop()
+        played = self.played(cell)
         if self.lab is None:
-            topo = cell_topology(self.sc, cell.mn, cell.cn, cell.setting)
+            topo = cell_topology(played, cell.mn, cell.cn, cell.setting)
             path = self.labs_dir / f"{cell.mn.slug}__{cell.cn.slug}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(topo, sort_keys=False))
@@ -123,6 +132,8 @@ class Lane:
         if lab.mobile.attached != start:
             say(f"back to {start[0]}")
             lab.move(start[0], "make-before-break")
+        if played.transport == "quic":  # no sysctls: the stack is the setting
+            return False
         mn, cn = endpoints(lab.topo, self.sc)
         lab.set_sctp(mn, cell.setting.values("mn"))
         lab.set_sctp(cn, cell.setting.values("cn"))

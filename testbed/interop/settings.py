@@ -20,10 +20,12 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
+from testbed.conformance.quic_rules import QUIC_RULE_IDS
 from testbed.conformance.rules import RULE_IDS
 from testbed.errors import ConfigError
 from testbed.model.topology import SctpSettings, Strict
 from testbed.runtimes.guest import SCTP_SYSCTLS
+from testbed.scenario.quic_traffic import TIMER_RULE
 
 SysctlName = Literal["addip_enable", "auth_enable", "addip_noauth_enable", "default_auto_asconf"]
 Sysctls = dict[SysctlName, Literal[0, 1]]
@@ -45,9 +47,10 @@ class Setting(Strict):
     @field_validator("expect")
     @classmethod
     def _rule_ids(cls, v: dict[str, str]) -> dict[str, str]:
+        known = (*RULE_IDS, *QUIC_RULE_IDS, TIMER_RULE)
         for rid in v:
-            if rid not in RULE_IDS and not rid.startswith("timeline."):
-                raise ValueError(f"unknown rule {rid!r} (one of {', '.join(RULE_IDS)})")
+            if rid not in known and not rid.startswith("timeline."):
+                raise ValueError(f"unknown rule {rid!r} (one of {', '.join(known)})")
         return v
 
     def values(self, side: Literal["mn", "cn"]) -> dict[str, int]:

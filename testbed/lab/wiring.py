@@ -2,7 +2,7 @@
 
 named on the DNS node (with the MN's SIG(0) keys and a TSIG key provisioned for its zone),
 radvd and dhcpd on each access router, and on the mobile node its DHCP client, the mobility
-agent and, on an SCTP or MPTCP MN, the TraSH binding process.
+agent and, on an SCTP, MPTCP or QUIC MN, the TraSH binding process.
 """
 
 from __future__ import annotations
@@ -90,9 +90,17 @@ def trusted_networks(topo: Topology) -> list[str] | None:
 
 
 def binding_mobile(topo: Topology, mn: str | None = None) -> bool:
-    """Does the MN run the binding process (an SCTP or MPTCP endpoint)? Then that process, not
-    the agent, sends the location update, after the primary switch (Appendix A)."""
-    return sctp_mobile(topo, mn) or topo.nodes[mn or topo.mobile.node].mptcp.enabled
+    """Does the MN run the binding process (an SCTP, MPTCP or QUIC endpoint)? Then that process,
+    not the agent, sends the location update, after the primary switch (Appendix A)."""
+    spec = topo.nodes[mn or topo.mobile.node]
+    return sctp_mobile(topo, mn) or spec.mptcp.enabled or spec.quic.enabled
+
+
+def source_routing(topo: Topology, mn: str | None = None) -> bool:
+    """Does the MN route by source address (``mobile.source_routing``; by default where it
+    speaks QUIC, whose migration is a socket bound to the new address)?"""
+    wanted = topo.mobile.source_routing
+    return topo.nodes[mn or topo.mobile.node].quic.enabled if wanted is None else wanted
 
 
 def sctp_mobile(topo: Topology, mn: str | None = None) -> bool:
@@ -183,9 +191,15 @@ class Wiring:
 
     @property
     def binding_mobile(self) -> bool:
-        """Does the MN run the binding process (an SCTP or MPTCP endpoint)? Then that process,
-        not the agent, sends the location update, after the primary switch (Appendix A)."""
+        """Does the MN run the binding process (an SCTP, MPTCP or QUIC endpoint)? Then that
+        process, not the agent, sends the location update, after the primary switch (Appendix A)."""
         return binding_mobile(self.topo, self.mn)
+
+    @property
+    def source_routing(self) -> bool:
+        """Does the MN route by source address (``mobile.source_routing``; by default where it
+        speaks QUIC, whose migration is a socket bound to the new address)?"""
+        return source_routing(self.topo, self.mn)
 
     @property
     def traffic_control(self) -> Path:
@@ -227,7 +241,8 @@ class Wiring:
                       and netns.optimistic_dad_supported())
         rdisc = any(a.router_discovery for a in self.topo.access_networks)
         return MobilityAgent(self.nodes.runtime(self.mn), self.agent_dir, ifaces, env, optimistic,
-                             socket_path=self.agent_socket, trusted=self.trusted(), rdisc=rdisc)
+                             socket_path=self.agent_socket, trusted=self.trusted(), rdisc=rdisc,
+                             source_routing=self.source_routing)
 
     def trusted(self) -> list[str] | None:
         """The MN's trust list as networks (``mobile.trust``), None to trust every one."""

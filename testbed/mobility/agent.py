@@ -46,6 +46,7 @@ from testbed.mobility.detection.detector import (
     parse_ifaces,
 )
 from testbed.mobility.events import Event
+from testbed.mobility.routing import SourceRoutes
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class AgentConfig:
     # even when the agent runs inside a VM, whose Unix socket the host cannot reach)
     on_link_up: Sequence[str] | None = None  # argv template, "{ifname}" replaced; killed on down
     hook_log_dir: Path | None = None
+    source_routing: bool = False  # a policy-routing rule per configured address (mobility.routing)
 
 
 class _Subscriber:
@@ -125,9 +127,12 @@ class Agent:
         self._children: dict[str, asyncio.subprocess.Process] = {}
         self._bg: set[asyncio.Task[Any]] = set()
         self._changed: asyncio.Event | None = None  # set on every publish, for wait-configured
+        self.routes = SourceRoutes() if config.source_routing else None
 
     # -- event fan-out (the detector's sink; synchronous, never blocks)
     def publish(self, events: list[Event]) -> None:
+        if self.routes is not None:  # before any subscriber acts on a configured address
+            self._route(events)
         if self.cfg.events_log and events:
             with open(self.cfg.events_log, "a") as f:
                 f.write("".join(e.to_json() + "\n" for e in events))
@@ -148,6 +153,15 @@ class Agent:
                 self._published_addrs = addrs
                 hooks = self.hooks
                 self._hook_q.put_nowait(lambda: hooks.on_configured(list(addrs)))
+
+    def _route(self, events: list[Event]) -> None:
+        assert self.routes is not None
+        for e in events:
+            try:
+                for change in self.routes.apply(e):
+                    log.info("source routing: %s", change)
+            except Exception:  # a routing failure must not stop the events: the log says which
+                log.exception("source routing failed on %s %s", e.kind, e.ifname)
 
     def state(self) -> dict[str, Any]:
         snap = self.detector.snapshot()
@@ -205,6 +219,8 @@ class Agent:
             except Exception:  # the detector failed while stopping: say so, keep shutting down
                 log.exception("detector failed during shutdown")
             await self._stop_children()
+            if self.routes is not None:
+                self.routes.clear()
             await self._flush_subscribers(timeout=1.0)
             server.close()
             with contextlib.suppress(FileNotFoundError):
@@ -522,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--location-hooks", help="MODULE:CALLABLE returning LocationHooks")
     p.add_argument("--trust", help="comma-separated networks the MN binds to (default: every one); "
                    "a network outside them (a rogue RA or DHCP server) is reported untrusted")
+    p.add_argument("--source-routing", action="store_true", help="route by source address: a rule "
+                   "and table per configured address (added on configured, removed on lost)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -543,6 +561,7 @@ async def amain(args: argparse.Namespace) -> None:
         queue_size=args.queue_size,
         events_log=args.events_log.absolute() if args.events_log else None,
         on_link_up=shlex.split(args.on_link_up) if args.on_link_up else None,
+        source_routing=args.source_routing,
     )
     # Wiring point for location management (§4): the lead passes e.g.
     # --location-hooks testbed.mobility.location.agent_hooks:from_env

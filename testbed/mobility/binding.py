@@ -15,6 +15,8 @@ its own (``--socket``): its readiness.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -250,6 +252,58 @@ class DriverLink:
         return None
 
 
+class LocationUpdates:
+    """The DNS UPDATEs of the ladder, sent one at a time and in order, beside the binding
+    actions: an address change never waits for an update's answer. An update that went
+    unanswered for its first attempt's timeout (retrying: no network carries it, as during a
+    break-before-make gap) is superseded by the next one, whose records are the ones the name
+    must show; otherwise the next one waits for it. ``on_settled`` is called each time one is
+    answered or superseded (the binding process's status then says so)."""
+
+    def __init__(self, updater, log_path: str, on_settled: Callable[[], None] = lambda: None) -> None:
+        self.updater, self.log_path, self.on_settled = updater, log_path, on_settled
+        self.pending: asyncio.Task | None = None
+        self.started = 0.0
+        self.causes: list[int] = []  # the events of the updates under way, oldest first
+        retry = getattr(updater, "retry", None)
+        self.patience = retry.timeout if retry is not None else float("inf")
+
+    def submit(self, act: Action, rec: dict) -> None:
+        loop = asyncio.get_running_loop()
+        before = self.pending
+        if before is not None and not before.done() and loop.time() - self.started >= self.patience:
+            before.cancel()
+        self.started = loop.time()
+        self.causes.append(act.cause)
+        self.pending = asyncio.create_task(self._send(act, rec, before))
+        self.pending.add_done_callback(lambda _t, cause=act.cause: self._settled(cause))
+
+    def _settled(self, cause: int) -> None:
+        self.causes.remove(cause)
+        self.on_settled()
+
+    def seen(self, last: int) -> int:
+        """The last event whose updates are all answered, of those up to ``last``."""
+        return min(last, self.causes[0] - 1) if self.causes else last
+
+    async def _send(self, act: Action, rec: dict, before: asyncio.Task | None) -> None:
+        if before is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await before
+        try:
+            res = await self.updater.update(act.a, act.aaaa)
+        except asyncio.CancelledError:
+            _log_line(self.log_path, {**rec, "ok": False, "superseded": True})
+            raise
+        rec.update(res.to_dict())
+        _log_line(self.log_path, rec)
+
+    async def drain(self) -> None:
+        if self.pending is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.pending
+
+
 class BindingEndpoint:
     """The binding process's own socket: it answers the protocol's status request (its
     readiness, and the association as the ladder sees it). It takes its moves from the agent,
@@ -311,6 +365,12 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
     seqr.start({a for v in usable for a in v.addresses}, views, first)
     link = link or DriverLink(driver_sock)
     endpoint = BindingEndpoint()
+    last = int(state.get("seq", 0))  # the agent's last event fed to the sequencer
+
+    def refresh() -> None:
+        endpoint.update(seqr, link, locations.seen(last) if locations is not None else last)
+
+    locations = LocationUpdates(updater, log_path, refresh) if updater is not None else None
     _log_line(log_path, {"event": "binding", "op": "start", "bound": sorted(seqr.bound),
                          "primary": seqr.primary.prefix if seqr.primary else None})
 
@@ -319,9 +379,9 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
             rec: dict = {"event": "binding", "op": act.kind, "cause": act.cause}
             if act.kind == "location":
                 rec.update(a=list(act.a), aaaa=list(act.aaaa))
-                if updater is not None:
-                    res = await updater.update(act.a, act.aaaa)
-                    rec.update(res.to_dict())
+                if locations is not None:
+                    locations.submit(act, rec)  # logged once answered
+                    continue
             else:
                 rec["address"] = act.address
                 if link.connected:
@@ -343,8 +403,8 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
 
     if seqr.primary is not None:  # register where the MN is now (if it is attached yet)
         await execute(seqr.publish(0))
-    async with client.subscribe(since=int(state.get("seq", 0))) as sub:
-        endpoint.update(seqr, link, int(state.get("seq", 0)))
+    async with client.subscribe(since=last) as sub:
+        refresh()
         server = serve_driver(Path(socket_path), endpoint) if socket_path else None
         try:
             async for e in sub:
@@ -353,8 +413,11 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                 elif link.connected and not link.available():
                     link.connected = False
                 await execute(seqr.feed(e))
-                endpoint.update(seqr, link, e.seq)
+                last = e.seq
+                refresh()
         finally:
+            if locations is not None:
+                await locations.drain()
             if server is not None:
                 server.close()
 

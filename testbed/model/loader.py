@@ -136,6 +136,14 @@ def check(topo: Topology, source: str) -> None:
             raise ConfigError(source, f"nodes.{name}.mptcp.enabled", f"an MPTCP node runs on the host "
                               f"kernel, not on its own {spec.sctp.stack} kernel (Debian's UML build "
                               "has no MPTCP)", "use sctp stack auto or host on it, or another node")
+        if spec.quic.enabled and spec.role not in (Role.MOBILE, Role.HOST):
+            raise ConfigError(source, f"nodes.{name}.quic.stack", "QUIC endpoints are mobile or host nodes",
+                              "remove quic here")
+        if spec.quic.stack == "ngtcp2" and spec.sctp.stack in ("uml", "qemu", "vm"):
+            raise ConfigError(source, f"nodes.{name}.quic.stack", f"ngtcp2 runs in a namespace on the "
+                              f"host kernel here, not on its own {spec.sctp.stack} kernel (its UDP GSO "
+                              "is turned off on the namespace's interfaces)", "use quic stack aioquic "
+                              "on a kernel node")
     if topo.mobile.location == "sig0" and topo.mobile.sig0_algorithm not in topo.dns.sig0_algorithms:
         raise ConfigError(source, "mobile.sig0_algorithm",
                           f"{topo.mobile.sig0_algorithm} is not among dns.sig0_algorithms",

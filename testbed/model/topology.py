@@ -68,10 +68,27 @@ class MptcpSettings(Strict):
     add_addr_accepted: int = Field(0, ge=0, le=8)
 
 
+QuicStack = Literal["none", "aioquic", "ngtcp2"]
+
+
+class QuicSettings(Strict):
+    """QUIC on a node (RFC 9000, over the node's UDP): ``aioquic`` (the Python stack, which the
+    MN's binding process drives through connection migration), or ``ngtcp2`` (Debian's
+    ngtcp2 examples: ``gtlsserver`` on a correspondent, ``gtlsclient`` on a mobile node, whose
+    one migration runs on its own timer). ``none``: the node speaks no QUIC."""
+
+    stack: QuicStack = "none"
+
+    @property
+    def enabled(self) -> bool:
+        return self.stack != "none"
+
+
 class Node(Strict):
     role: Role
     sctp: SctpSettings = SctpSettings()
     mptcp: MptcpSettings = MptcpSettings()
+    quic: QuicSettings = QuicSettings()
     # access networks (their routers) a host sits on beside the mobile node, with a static
     # address there: a second host, an attacker, an impostor on the same segment
     attach: tuple[str, ...] = ()
@@ -246,6 +263,11 @@ class MobileSettings(Strict):
     # a host that takes over the MN's name on departure (§4): the name points at its addresses
     # instead of being deleted
     cooperating: str | None = None
+    # route by source address (a policy-routing rule and table per configured address, added on
+    # `configured`, removed on `lost`), as a multihomed host does, so a socket bound to the new
+    # network's address leaves by that network; None: on for a QUIC mobile node, whose migration
+    # is a socket bound to the new address (else the first network's default route wins)
+    source_routing: bool | None = None
     # the networks the MN binds to: "access_networks" (the topology's own prefixes), a list of
     # prefixes, or None (every network it hears of, a rogue router's too)
     trust: Literal["access_networks"] | tuple[str, ...] | None = None

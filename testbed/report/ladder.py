@@ -21,12 +21,12 @@ from testbed.conformance.facts import (
     DnsSeen,
     Facts,
     NdSeen,
-    Where,
 )
 from testbed.conformance.keylog_file import keys_beside
 from testbed.conformance.mptcp_rules import add_addr_forged, join_faults, tcp_break
 from testbed.conformance.quic_facts import FrameSeen, QuicFacts, addr_text
 from testbed.conformance.tcp_facts import MptcpSignal, TcpFacts
+from testbed.conformance.where import Where
 from testbed.decode.dhcp import BOOTREPLY, SERVER_PORT
 from testbed.decode.dns import CLASS_ANY, CLASS_IN, CLASS_NONE, OPCODE_UPDATE, DNSMessage
 from testbed.decode.mptcp import AddAddr, MpJoin, MpPrio, RemoveAddr, option_name

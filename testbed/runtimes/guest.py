@@ -24,6 +24,9 @@ from testbed.errors import CommandError, ConfigError, TestbedError
 from testbed.runtimes.channels import GuestAgentClient
 
 SCTP_SYSCTLS = ("addip_enable", "auth_enable", "addip_noauth_enable", "default_auto_asconf")
+# how long a guest may take, beyond the work a request asks of it, before its answer counts as
+# lost: a User-Mode Linux guest on 2 cores at a load average of 5-8 was seen silent for 5-20 s
+GUEST_SLACK = 30.0
 
 
 class GuestBootError(TestbedError):
@@ -90,8 +93,8 @@ class GuestNode:
     ) -> subprocess.CompletedProcess[str]:
         # the agent enforces ``timeout``; the host waits a little longer for the reply
         r = self._agent().request(
-            "run", argv=self.guest_argv(argv), timeout=timeout + 5.0, run_timeout=timeout, input=input or ""
-        )
+            "run", argv=self.guest_argv(argv), timeout=timeout + GUEST_SLACK, run_timeout=timeout,
+            input=input or "")
         cp = subprocess.CompletedProcess(list(argv), r["rc"], r["stdout"], r["stderr"])
         if r.get("timeout"):
             raise CommandError([f"[{self.name}]", *argv], -1, f"timed out after {timeout:g} s")
@@ -114,7 +117,7 @@ class GuestNode:
                                          env=dict(env or {}), **extra)["pid"])
 
     def wait(self, handle: int, timeout: float) -> int | None:
-        rc = self._agent().request("wait", pid=handle, wait_s=timeout, timeout=timeout + 5)
+        rc = self._agent().request("wait", pid=handle, wait_s=timeout, timeout=timeout + GUEST_SLACK)
         return rc["rc"] if rc.get("known", True) else 0
 
     def signal(self, handle: int, sig: int) -> None:
@@ -131,7 +134,7 @@ class GuestNode:
 
     def unix_request(self, path: str, msg: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """The guest's Unix sockets are in its own tmpfs: the agent relays one request."""
-        r = self._agent().request("unix", path=path, msg=msg, wait_s=timeout, timeout=timeout + 5)
+        r = self._agent().request("unix", path=path, msg=msg, wait_s=timeout, timeout=timeout + GUEST_SLACK)
         return r["reply"]
 
     def set_sysctl(self, key: str, value: str) -> None:

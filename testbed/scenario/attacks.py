@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from testbed.capture.tcpdump import Capture, LinkCapture
-from testbed.conformance.facts import Facts, Where
+from testbed.conformance.facts import Facts
 from testbed.conformance.verdict import Evidence, RuleResult
+from testbed.conformance.where import Where
 from testbed.errors import TestbedError
 from testbed.progress import Progress
 from testbed.scenario.model import ForgeAsconf, ForgeUpdate, Impostor, Listen, Probe, RogueRouter

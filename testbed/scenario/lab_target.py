@@ -17,6 +17,7 @@ from testbed.runtimes import kernel_nodes
 from testbed.scenario.attacks import Attacks
 from testbed.scenario.faults import Faults
 from testbed.scenario.model import Scenario, Traffic
+from testbed.scenario.quic_traffic import QuicTraffic
 from testbed.scenario.stream_traffic import StreamTraffic
 from testbed.scenario.target import EventSink
 from testbed.scenario.traffic import SctpTraffic, TrafficRun
@@ -39,7 +40,20 @@ def traffic_peer(lab: Lab, traffic: Traffic) -> str | None:
         if not lab.topo.nodes[lab.topo.mobile.node].mptcp.enabled:
             return None
         return _peer(lab, traffic, lambda spec: spec.mptcp.enabled)
+    if traffic.transport == "quic":
+        if not lab.topo.nodes[lab.topo.mobile.node].quic.enabled:
+            return None
+        return _peer(lab, traffic, lambda spec: spec.quic.enabled)
     return _peer(lab, traffic, lambda spec: True)
+
+
+def quic_host(topo, traffic: Traffic | None) -> str | None:
+    """The correspondent a QUIC scenario would use on ``topo`` (no lab needed)."""
+    if not topo.nodes[topo.mobile.node].quic.enabled:
+        return None
+    if traffic is not None and traffic.peer:
+        return traffic.peer if traffic.peer in topo.nodes else None
+    return next((n for n, spec in topo.nodes.items() if spec.role is Role.HOST and spec.quic.enabled), None)
 
 
 def _peer(lab: Lab, traffic: Traffic | None, speaks: Callable[[Any], bool]) -> str | None:
@@ -76,10 +90,13 @@ class LabTarget:
     def capture(self, pcaps: Path) -> Capture:
         return Capture.for_lab(self.lab, pcaps)
 
-    def traffic(self, params: Traffic, out: Path) -> TrafficRun | None:
+    def traffic(self, scenario: Scenario, out: Path) -> TrafficRun | None:
+        params = scenario.traffic or Traffic()
         peer = traffic_peer(self.lab, params)
         if peer is None:
             return None
+        if params.transport == "quic":
+            return QuicTraffic(self.lab, peer, params, out, scenario)
         kind = SctpTraffic if params.transport == "sctp" else StreamTraffic
         return kind(self.lab, peer, params, out)
 

@@ -246,29 +246,35 @@ Step = Annotated[
 ]
 
 
-Transport = Literal["sctp", "mptcp", "tcp"]
+Transport = Literal["sctp", "mptcp", "quic", "tcp"]
 # who updates the connection's addresses, per transport: TraSH's binding process (every
-# transport), or what the kernel does by itself, for comparison
+# transport), or what the kernel does by itself, for comparison; for QUIC on an ngtcp2 mobile
+# node, gtlsclient's own timer (one migration, not driven by the agent's events)
 BINDINGS: dict[str, tuple[str, ...]] = {"sctp": ("trash", "auto_asconf"), "mptcp": ("trash", "auto"),
-                                        "tcp": ("trash",)}
-# what a transport needs of the kernel under its nodes (a UML lab machine checks its build)
+                                        "quic": ("trash", "timer"), "tcp": ("trash",)}
+# what a transport needs of the kernel under its nodes (a UML lab machine checks its build);
+# QUIC runs over UDP in user space
 KERNEL_FEATURES: dict[str, tuple[str, ...]] = {"sctp": ("CONFIG_IP_SCTP",), "mptcp": ("CONFIG_MPTCP",),
-                                               "tcp": ()}
+                                               "quic": (), "tcp": ()}
 
 
 class Traffic(Strict):
     """Traffic parameters for ``traffic`` steps."""
 
-    # sctp: one multi-homed association; mptcp: one Multipath TCP connection; tcp: a plain TCP
-    # connection, the baseline that a move breaks
+    # sctp: one multi-homed association; mptcp: one Multipath TCP connection; quic: one QUIC
+    # connection, migrated (RFC 9000 §9); tcp: a plain TCP connection, the baseline that a move
+    # breaks
     transport: Transport = "sctp"
     rate: float = Field(50.0, gt=0)  # messages per second
     size: int = Field(200, ge=16, le=60000)  # bytes per message
     echo: bool = True  # the CN answers each message: data toward the MN shows its primary path
     # trash: the binding process (ADD_IP/SET_PRIMARY/DELETE_IP, or MP_JOIN+ADD_ADDR/MP_PRIO/
-    # REMOVE_ADDR); auto_asconf (sctp): the kernel's auto_asconf; auto (mptcp): the in-kernel
-    # path manager, given only endpoints
-    binding: Literal["trash", "auto_asconf", "auto"] = "trash"
+    # REMOVE_ADDR, or a QUIC migration); auto_asconf (sctp): the kernel's auto_asconf; auto
+    # (mptcp): the in-kernel path manager, given only endpoints; timer (quic): gtlsclient's own
+    binding: Literal["trash", "auto_asconf", "auto", "timer"] = "trash"
+    # quic, binding timer (gtlsclient on the MN): seconds after the handshake at which it moves
+    # once to the source address the routing table gives then (its --change-local-addr)
+    migrate_after: float = Field(8.0, gt=0, le=600)
     peer: str | None = None  # the correspondent node; default: the first host of the transport
     # tcp: seconds of unacknowledged data after which a connection gives up (TCP_USER_TIMEOUT
     # on both ends); Linux's own retransmission timeout would take ~15 minutes
@@ -292,6 +298,26 @@ class Traffic(Strict):
         return self
 
 
+class CompareEntry(Strict):
+    """What one transport's run of ``testbed compare`` expects (its rules, budgets and
+    expectations instead of the scenario's own), and traffic settings of that transport alone
+    (``user_timeout`` for tcp)."""
+
+    rules: str | None = None
+    budgets: dict[str, float] = Field(default_factory=dict)
+    expect: dict[str, Literal["pass", "fail"]] = Field(default_factory=dict)
+    traffic: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("traffic")
+    @classmethod
+    def _own_settings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        shared = {"transport", "rate", "size", "echo", "families", "peer"}
+        if shared & set(v):
+            raise ValueError(f"{', '.join(sorted(shared & set(v)))}: the same for every transport "
+                             "(set it in the scenario's traffic)")
+        return v
+
+
 class Scenario(Strict):
     name: str
     description: str = ""
@@ -304,6 +330,9 @@ class Scenario(Strict):
     # what the lab should show, rule id -> pass | fail (an attack refused, a NAT that breaks a
     # binding update): the run passes when every expectation is met, a skip meets none
     expect: dict[str, Literal["pass", "fail"]] = Field(default_factory=dict)
+    # `testbed compare`: per transport, what its run expects (default: the scenario's own
+    # rules, budgets and expectations for its own transport, none for the others)
+    compare: dict[Transport, CompareEntry] = Field(default_factory=dict)
     steps: list[Step]
 
     def moves(self) -> list[Move]:
@@ -317,9 +346,36 @@ class Scenario(Strict):
     def transport(self) -> str:
         return (self.traffic or Traffic()).transport
 
+    def traffic_seconds(self) -> float:
+        """An upper bound of how long traffic runs: from the first ``traffic: start`` to the last
+        ``traffic: stop`` (or the end), each step at its longest (a move until its timeout),
+        over every repetition."""
+        steps = self.steps
+        starts = [i for i, s in enumerate(steps) if isinstance(s, TrafficStep) and s.action == "start"]
+        stops = [i for i, s in enumerate(steps) if isinstance(s, TrafficStep) and s.action == "stop"]
+        if not starts:
+            return 0.0
+        end = stops[-1] if stops and stops[-1] > starts[0] else len(steps)
+        return self.repeat * sum(_longest(s) for s in steps[starts[0]:end])
+
     def kernel_features(self) -> tuple[str, ...]:
         """Kernel options (CONFIG_ names) the scenario's transport needs on its nodes' kernel."""
         return KERNEL_FEATURES[self.transport] if self.uses_traffic else ()
+
+
+OTHER_STEP_SECONDS = 30.0  # an attack or fault step's bound
+
+
+def _longest(step: Any) -> float:
+    if isinstance(step, Wait):
+        return step.seconds
+    if isinstance(step, Move):
+        return step.overlap + step.gap + step.timeout + step.spread + step.stagger * 100
+    if isinstance(step, PingPong):
+        return step.times * (step.dwell + step.overlap + step.gap + Move(to="-").timeout)
+    if isinstance(step, TrafficStep | Metric | Depart):
+        return 1.0
+    return OTHER_STEP_SECONDS
 
 
 def resolve(name_or_path: str | Path | None) -> Path:

@@ -23,14 +23,15 @@ from testbed.lab import Lab
 from testbed.model import loader
 from testbed.progress import Progress, quiet
 from testbed.scenario.judge import MOVEMENT_EVENTS, RunFacts, judge, transport_of
-from testbed.scenario.lab_target import LabTarget, sctp_peer, traffic_peer
-from testbed.scenario.model import Depart, Leave, Metric, Move, PingPong, Scenario, Traffic, TrafficStep, Wait
+from testbed.scenario.lab_target import LabTarget, quic_host, sctp_peer, traffic_peer
+from testbed.scenario.model import Depart, Leave, Metric, Move, PingPong, Scenario, TrafficStep, Wait
+from testbed.scenario.quic_traffic import preflight as quic_preflight
 from testbed.scenario.target import Target, TrafficPart
 from testbed.scenario.traffic import AssociationRefused
 from testbed.state import LabState
 
-__all__ = ["MOVEMENT_EVENTS", "EventLog", "RunResult", "Runner", "ladder_roles", "run", "sctp_peer",
-           "traffic_peer"]
+__all__ = ["MOVEMENT_EVENTS", "EventLog", "RunResult", "Runner", "ladder_roles", "quic_host", "run",
+           "sctp_peer", "traffic_peer"]
 
 
 class EventLog:
@@ -69,6 +70,7 @@ class RunResult:
 
 NEEDS = {"sctp": "give the mobile node and a host `sctp: {stack: auto}` in the topology",
          "mptcp": "give the mobile node and a host `mptcp: {enabled: true}` in the topology",
+         "quic": "give the mobile node and a host `quic: {stack: aioquic}` in the topology",
          "tcp": "add a host node to the topology"}
 
 
@@ -92,7 +94,7 @@ class Runner:
         self.unsettled: dict[str, set[str]] = {}  # MN -> the ARs it moved to since the last settle
         self.traffic: TrafficPart | None = None
         if scenario.uses_traffic:
-            self.traffic = self.target.traffic(scenario.traffic or Traffic(), self.out)
+            self.traffic = self.target.traffic(scenario, self.out)
         self.attacks = self.target.attacks(self.out, self.log, progress)
         self.faults = self.target.faults(self.log, progress)
         self.steps: dict[type, Callable[[Any], None]] = {
@@ -276,7 +278,8 @@ class Runner:
     def _observed(self, verdict: Any) -> list[RuleResult]:
         """What the run observed beyond the captures: attacks refused or taken, faults, steps."""
         failed = [r for r in verdict.rules if r.status == "fail"]
-        extra = [*self.attacks.rules(verdict.facts), *self.faults.rules(self.step_error, failed)]
+        extra = [*self.attacks.rules(verdict.facts), *self.faults.rules(self.step_error, failed),
+                 *(self.traffic.rules() if self.traffic is not None else [])]
         if self.step_error is not None:
             extra.append(self.step_error)
         return extra
@@ -288,8 +291,9 @@ class Runner:
 
     def lab_block(self) -> dict[str, Any]:
         """verdict.json's ``lab``: what ran (machine, backend, each node's stack and kernel; a
-        deployed target's hosts and clocks)."""
-        return {**self.target.lab_block(self.sc), **self.context}
+        deployed target's hosts and clocks), and what served the traffic."""
+        return {**self.target.lab_block(self.sc),
+                **(self.traffic.lab_info() if self.traffic is not None else {}), **self.context}
 
     def roles(self) -> dict[str, list[str]]:
         return ladder_roles(self.topo, self.plan, self.sc,
@@ -316,9 +320,12 @@ def ladder_roles(topo, plan, sc: Scenario, cn: str | None) -> dict[str, list[str
 def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet) -> RunResult:
     """Bring the scenario's lab up if it is not, run, and leave the lab up (on Ctrl-C: removed
     again if this run brought it up)."""
+    topo = loader.load(scenario.topology)
+    if scenario.uses_traffic and scenario.transport == "quic":  # stacks missing: before any lab is made
+        quic_preflight(topo, scenario, quic_host(topo, scenario.traffic), f"scenario {scenario.name}")
     if LabState.exists(lab_name):
         lab = Lab.open(lab_name)
-        wanted = loader.load(scenario.topology).name
+        wanted = topo.name
         if lab.topo.name != wanted:
             raise TestbedError(f"lab {lab_name!r} runs topology {lab.topo.name!r}, the scenario wants "
                                f"{wanted!r}: `testbed down` first, or pick another --lab")

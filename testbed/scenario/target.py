@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from testbed.conformance.verdict import RuleResult
 from testbed.model.addressing import LabPlan
 from testbed.model.topology import Topology
-from testbed.scenario.model import Scenario, Traffic
+from testbed.scenario.model import Scenario
 
 
 class EventSink(Protocol):
@@ -52,6 +52,12 @@ class TrafficPart(Protocol):
     def stop(self, hurry: bool = False) -> None: ...
 
     def close(self, log: EventSink, hurry: bool = False) -> None: ...
+
+    def lab_info(self) -> dict[str, Any]:
+        """What served the traffic, for verdict.json's ``lab`` block."""
+
+    def rules(self) -> list[RuleResult]:
+        """Rules the traffic's own records judge, added to the verdict."""
 
 
 class FaultPart(Protocol):
@@ -95,7 +101,7 @@ class Target(Protocol):
 
     def capture(self, pcaps: Path) -> Capturing: ...
 
-    def traffic(self, params: Traffic, out: Path) -> TrafficPart | None:
+    def traffic(self, scenario: Scenario, out: Path) -> TrafficPart | None:
         """The scenario's traffic, or None when no correspondent speaks its transport."""
 
     def attached(self, mn: str) -> list[str]:

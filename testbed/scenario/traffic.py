@@ -107,6 +107,14 @@ class TrafficRun:
     def summarise(self, res: dict[str, Any], log) -> None:
         """The results as events (the run's timeline shows them)."""
 
+    def lab_info(self) -> dict[str, Any]:
+        """What served the traffic, for verdict.json's ``lab`` block (beyond the nodes' kernels)."""
+        return {}
+
+    def rules(self) -> list[Any]:
+        """Rules the traffic's own records judge (``RuleResult``s), added to the verdict."""
+        return []
+
     def close(self, log, hurry: bool = False) -> None:
         """Stop what still runs and put the results in the run (traffic.json + events)."""
         try:

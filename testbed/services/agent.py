@@ -25,10 +25,12 @@ class AgentPaths:
 
 
 def agent_argv(python: str, paths: AgentPaths, ifaces: list[str], optimistic_dad: bool,
-               location: bool, trusted: list[str] | None = None, rdisc: bool = False) -> list[str]:
+               location: bool, trusted: list[str] | None = None, rdisc: bool = False,
+               source_routing: bool = False) -> list[str]:
     """``location``: the agent itself publishes the MN's addresses (its hooks read
     ``TESTBED_LOC_*`` from the environment); on an SCTP MN the binding process does it.
-    ``rdisc``: solicit RFC 1256 router advertisements at link-up."""
+    ``rdisc``: solicit RFC 1256 router advertisements at link-up. ``source_routing``: a
+    policy-routing rule per configured address (``testbed.mobility.routing``)."""
     argv = [python, "-m",
             "testbed.mobility.agent", "--socket", str(paths.socket), "--state", str(paths.state),
             "--events-log", str(paths.events_log),
@@ -43,6 +45,8 @@ def agent_argv(python: str, paths: AgentPaths, ifaces: list[str], optimistic_dad
         argv += ["--location-hooks", HOOKS]
     if trusted is not None:
         argv += ["--trust", ",".join(trusted)]
+    if source_routing:
+        argv.append("--source-routing")
     return argv
 
 
@@ -54,9 +58,10 @@ class MobilityAgent(Daemon):
 
     def __init__(self, node, directory: Path, ifaces: list[str], location_env: dict[str, str],
                  optimistic_dad: bool = True, socket_path: Path | None = None,
-                 trusted: list[str] | None = None, rdisc: bool = False) -> None:
+                 trusted: list[str] | None = None, rdisc: bool = False, source_routing: bool = False) -> None:
         super().__init__(node, directory)
         self.rdisc = rdisc  # solicit RFC 1256 router advertisements at link-up
+        self.source_routing = source_routing
         self.ifaces = ifaces
         self.location_env = location_env
         self.optimistic_dad = optimistic_dad
@@ -73,7 +78,7 @@ class MobilityAgent(Daemon):
     def argv(self) -> list[str]:
         return agent_argv(sys.executable, AgentPaths(self.socket, self.state, self.events_log),
                           self.ifaces, self.optimistic_dad, bool(self.location_env), self.trusted,
-                          self.rdisc)
+                          self.rdisc, self.source_routing)
 
     def ready(self) -> bool:
         try:

@@ -44,6 +44,22 @@ def decode_message(data: bytes) -> Message:
     return Message(seq, sent, length)
 
 
+def split_messages(buf: bytearray) -> list[Message]:
+    """The whole messages at the front of a byte stream's buffer, taken out of it (a stream
+    has no boundaries: each message's length field frames it). Raises ValueError when the
+    stream is out of step (no magic where a message should start)."""
+    out = []
+    while len(buf) >= HEADER.size:
+        magic, length = HEADER.unpack_from(buf)[:2]
+        if magic != MAGIC or length < HEADER.size:
+            raise ValueError(f"stream out of step (magic {bytes(magic)!r}, length {length})")
+        if len(buf) < length:
+            break
+        out.append(decode_message(bytes(buf[:length])))
+        del buf[:length]
+    return out
+
+
 @dataclass
 class SeqTracker:
     """Continuity of a sequence-numbered stream (pure; time is passed in)."""

@@ -36,14 +36,12 @@ from testbed.mobility import protocol
 from testbed.mptcp import sockinfo
 from testbed.traffic.messages import (
     ECHO_SIZE,
-    HEADER,
-    MAGIC,
     Periodic,
     SeqTracker,
     ServerStats,
-    decode_message,
     encode_message,
     note_arrival,
+    split_messages,
 )
 
 TRANSPORTS = ("tcp", "mptcp")
@@ -116,14 +114,11 @@ class Server:
                 t = time.time()
                 src = source()
                 buf += data
-                while len(buf) >= HEADER.size:
-                    magic, length = HEADER.unpack_from(buf)[:2]
-                    if magic != MAGIC or length < HEADER.size:
-                        raise ValueError(f"stream out of step at {st.bytes} bytes (magic {magic!r})")
-                    if len(buf) < length:
-                        break
-                    msg = decode_message(bytes(buf[:length]))
-                    del buf[:length]
+                try:
+                    msgs = split_messages(buf)
+                except ValueError as e:
+                    raise ValueError(f"{e} at {st.bytes} bytes") from e
+                for msg in msgs:
                     with self.lock:
                         note_arrival(st, tracker, msg, t, src, -1)
                     if echo:
@@ -206,10 +201,8 @@ def client(a: argparse.Namespace) -> int:
             if not data:
                 break
             buf += data
-            while len(buf) >= HEADER.size and len(buf) >= HEADER.unpack_from(buf)[1]:
-                n = HEADER.unpack_from(buf)[1]
-                echoes.feed(decode_message(bytes(buf[:n])).seq)
-                del buf[:n]
+            for m in split_messages(buf):
+                echoes.feed(m.seq)
         state["eof"].set()
 
     def snapshot() -> dict[str, Any]:

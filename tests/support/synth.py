@@ -279,6 +279,13 @@ class Assoc:
         return self.from_mn(src, [SCTPChunkData(tsn=tsn, stream_id=0, stream_seq=0, proto_id=0,
                                                 data=b"y" * 32, beginning=1, ending=1)])  # fmt: skip
 
+    def sack_data_to_mn(self, dst: str) -> bytes:
+        """The CN's SACK of the MN's DATA so far with its next DATA bundled behind it."""
+        tsn, self.cn_tsn = self.cn_tsn, self.cn_tsn + 1
+        return self.from_cn(dst, [SCTPChunkSACK(cumul_tsn_ack=self.mn_tsn - 1, a_rwnd=65536),
+                                  SCTPChunkData(tsn=tsn, stream_id=0, stream_seq=0, proto_id=0,
+                                                data=b"x" * 32, beginning=1, ending=1)])  # fmt: skip
+
     def sack_from_mn(self, src: str) -> bytes:
         return self.from_mn(src, [SCTPChunkSACK(cumul_tsn_ack=self.cn_tsn - 1, a_rwnd=65536)])
 
@@ -336,8 +343,10 @@ class Knobs:
     # the new address is confirmed (HEARTBEAT-ACK) only after SET_PRIMARY is acked; the CN's
     # DATA in between keeps the old path. "before": the confirmation comes first instead;
     # "lost": the one HEARTBEAT is never answered, "unanswered": nor is a second (with
-    # data_to_old, the CN stays on the old path)
-    confirm: str = ""  # "" (no heartbeat in the capture) | "late" | "before" | "lost" | "unanswered"
+    # data_to_old, the CN stays on the old path); "racing": the HEARTBEAT-ACK comes right behind
+    # a DATA of the MN, and the CN's answer to that DATA (its SACK, a DATA bundled) still takes
+    # the old path ("racing-unbundled": that DATA goes alone, answering nothing)
+    confirm: str = ""  # "" | "late" | "before" | "lost" | "unanswered" | "racing" | "racing-unbundled"
     set_primary: bool = True  # False: ADD_IP and DELETE_IP only (Linux's auto_asconf)
     forged_hmac: bool = False  # True: SET_PRIMARY's AUTH carries an HMAC under another key
 
@@ -396,7 +405,12 @@ def trash_capture(knobs: Knobs | None = None, *, start: float = 1_700_000_000.0)
             cap.add(t + 0.005, a.heartbeat(new, b"probe-again"))
         if k.confirm == "before":
             cap.add(start + 0.501, ack)
-        cap.add(t, a.data_to_mn(old))
+        if k.confirm.startswith("racing"):
+            cap.add(t - 0.0004, a.data_from_mn(old))
+            cap.add(t - 0.0003, ack)
+            cap.add(t, a.sack_data_to_mn(old) if k.confirm == "racing" else a.data_to_mn(old))
+        else:
+            cap.add(t, a.data_to_mn(old))
         if k.confirm == "late":
             cap.add(t + 0.001, ack)
         t += 0.01

@@ -151,6 +151,12 @@ def test_a_scenario_of_another_topology_is_refused(inv, tmp_path):
         Runner(_scenario(topology="two-ar"), HostTarget(inv), tmp_path / "out")
 
 
+def test_a_quic_scenario_is_refused_naming_its_traffic_step(inv, tmp_path):
+    with pytest.raises(ConfigError, match=r"scenario quic-handover: steps\.1: QUIC traffic is not played on "
+                       r"inventory hosts .*\(run the scenario on a lab: testbed run quic-handover\)"):
+        Runner(model.load("quic-handover"), HostTarget(inv), tmp_path / "out")
+
+
 def test_a_peer_other_than_the_deployed_correspondent_is_refused(inv, tmp_path):
     with pytest.raises(ConfigError, match="traffic.peer: the deployed correspondent is cn"):
         Runner(_scenario(traffic={"peer": "dns"}), HostTarget(inv), tmp_path / "out")

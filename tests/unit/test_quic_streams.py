@@ -4,9 +4,9 @@ messages directly and inside HTTP/3 DATA frames, and across HTTP/3 request strea
 from __future__ import annotations
 
 from testbed.conformance import quic_streams
-from testbed.conformance.facts import Where
 from testbed.conformance.quic_facts import QuicConn, QuicFacts, StreamFlow
 from testbed.conformance.quic_rules import continuity_quic
+from testbed.conformance.where import Where
 from testbed.decode.quic_frames import StreamFrame
 from testbed.traffic.messages import encode_message
 

@@ -32,7 +32,7 @@ def test_bad_steps_name_the_field(tmp_path, steps, field):
 @pytest.mark.parametrize("traffic, field", [
     ("{transport: tcp, binding: auto}", "traffic"),
     ("{transport: mptcp, binding: auto_asconf}", "traffic"),
-    ("{transport: quic}", "traffic.transport"),
+    ("{transport: dccp}", "traffic.transport"),
     ("{transport: tcp, user_timeout: 0}", "traffic.user_timeout"),
 ])
 def test_a_binding_belongs_to_its_transport(tmp_path, traffic, field):
