@@ -66,6 +66,10 @@ class Layout:
         return self.run / "agent.sock"
 
     @property
+    def agent_state(self) -> Path:
+        return self.run / "agent-state.json"
+
+    @property
     def agent_events(self) -> Path:
         return self.log / "agent-events.jsonl"
 
@@ -280,20 +284,18 @@ def access_router(data: dict[str, Any], node: str, layout: Layout = LAYOUT) -> d
                       "daemon": "radvd", "check": ["radvd", "-c", "-C", str(conf), "-p", str(pid)]})
         daemons.append(_daemon("radvd", radvd.radvd_argv(conf, pid, layout.log / "radvd.log"),
                                ["test", "-s", str(pid)], layout=layout))
+    servers = []  # (name, family, config, argv of (conf, leases, pidfile, ifname), port)
     if acc.ipv4 is not None:
-        conf, leases = etc / "dhcpd" / "dhcpd.conf", lib / "dhcpd.leases"
-        files += [{"path": str(conf), "content": dhcpd.render_conf(acc, dns4, topo.dns.zone),
-                   "daemon": "dhcpd", "check": ["dhcpd", "-t", "-4", "-cf", str(conf)]},
-                  {"path": str(leases), "content": "", "create_only": True}]
-        daemons.append(_daemon("dhcpd", dhcpd.dhcpd_argv(conf, leases, lib / "dhcpd.pid", lan),
-                               _udp_bound(67), layout=layout))
+        servers.append(("dhcpd", 4, dhcpd.render_conf(acc, dns4, topo.dns.zone), dhcpd.dhcpd_argv, 67))
     if acc.dhcpv6 != "off":
-        conf, leases = etc / "dhcpd" / "dhcpd6.conf", lib / "dhcpd6.leases"
-        files += [{"path": str(conf), "content": dhcpd6.render_conf(acc, dns6, topo.dns.zone),
-                   "daemon": "dhcpd6", "check": ["dhcpd", "-t", "-6", "-cf", str(conf)]},
+        servers.append(("dhcpd6", 6, dhcpd6.render_conf(acc, dns6, topo.dns.zone), dhcpd6.dhcpd6_argv, 547))
+    for name, family, content, argv, port in servers:
+        conf, leases = etc / "dhcpd" / f"{name}.conf", lib / f"{name}.leases"
+        files += [{"path": str(conf), "content": content, "daemon": name,
+                   "check": ["dhcpd", "-t", f"-{family}", "-cf", str(conf)]},
                   {"path": str(leases), "content": "", "create_only": True}]
-        daemons.append(_daemon("dhcpd6", dhcpd6.dhcpd6_argv(conf, leases, lib / "dhcpd6.pid", lan),
-                               _udp_bound(547), layout=layout))
+        daemons.append(_daemon(name, argv(conf, leases, lib / f"{name}.pid", lan), _udp_bound(port),
+                               layout=layout))
     if acc.router_discovery and acc.ipv4 is not None:
         argv = irdp.irdp_argv(layout.python, lan, str(acc.ipv4.network_address + 1), acc.router_discovery,
                               irdp.irdp_lifetime(acc.router_discovery))
@@ -333,7 +335,7 @@ def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True
         loc = location_env(topo, plan, mn, tsig=layout.keys / f"{TSIG_KEY_NAME}.key")
     loc_env = {**loc, "TESTBED_LOC_LOG": str(layout.location_log)} if loc else {}
     ifaces = [i.ifname for i in plan.nodes[mn].ifaces]
-    paths = agent.AgentPaths(layout.agent_socket, layout.run / "agent-state.json", layout.agent_events)
+    paths = agent.AgentPaths(layout.agent_socket, layout.agent_state, layout.agent_events)
     python = layout.python
     ping = [python, "-m", "testbed.host.jsonlines", "request", str(layout.agent_socket), '{"cmd": "ping"}']
     rdisc = any(a.router_discovery for a in topo.access_networks)

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from testbed.deploy import ansible, attacks, clock, faults, inventory, package, version
-from testbed.deploy.render import LAYOUT, correspondent_of
+from testbed.deploy.render import LAYOUT, correspondent_of, daemons_of
 from testbed.errors import ConfigError, TestbedError
+from testbed.lab.mobile import binding_bound
 from testbed.model import addressing, loader
 from testbed.progress import Progress, quiet
 from testbed.scenario.model import (
@@ -179,15 +180,31 @@ class HostTarget:
         for ar in nets:
             if ar != to:
                 argv += ["--detach", self.access_if(ar, mn)]
+        if mode == "make-before-break" and self.binds(mn):
+            argv += ["--settle-state", str(LAYOUT.agent_state), "--settle-socket", str(LAYOUT.binding_socket),
+                     "--settle-timeout", f"{binding_bound(self.topo, [to, *self._attached[mn]]):g}"]
         r = self.playbook("move.yml", [mn], testbed_move_cmd=shlex.join(argv))
         times = last_json(r.outputs.get(mn)) or {}
         self._attached[mn] = [to]
         return {k: v for k, v in times.items() if k != "changed"}
 
-    def settle(self, mn: str, ars: set[str]) -> None:
-        """Not measured on deployed hosts: the agent's state and the binding process's status
-        are on the MN, a playbook run away."""
-        return None
+    def binds(self, mn: str) -> bool:
+        """Does the deploy run a binding process on ``mn``?"""
+        return "binding" in daemons_of(self.data, mn)
+
+    def settle(self, mn: str, ars: set[str]) -> tuple[bool, float]:
+        """On the MN (``testbed.mobility.settle``): its agent's state and its binding process's
+        status, until they match its attachments; at once where no binding process runs."""
+        bound = binding_bound(self.topo, ars)
+        if not self.binds(mn):
+            return True, bound
+        every = [self.access_if(a.router, mn) for a in self.topo.access_networks]
+        up = [self.access_if(ar, mn) for ar in self._attached[mn]]
+        r = self.command(mn, [LAYOUT.python, "-m", "testbed.mobility.settle",
+                              "--state", str(LAYOUT.agent_state), "--socket", str(LAYOUT.binding_socket),
+                              "--up", ",".join(up),
+                              "--down", ",".join(i for i in every if i not in up), "--timeout", f"{bound:g}"])
+        return bool((r or {}).get("done")), bound
 
     def agent_request(self, mn: str, cmd: dict[str, Any]) -> dict[str, Any]:
         r = self.command(mn, [LAYOUT.python, "-m", "testbed.host.jsonlines", "request",

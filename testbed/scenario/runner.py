@@ -174,11 +174,9 @@ class Runner:
         updates answered, so the last move's exchanges are on the captures, not cut off."""
         for mn, ars in sorted(self.unsettled.items()):
             t0 = time.monotonic()
-            settled = self.target.settle(mn, ars)
-            if settled is not None:
-                done, bound = settled
-                self.log.step("settled", done=done, seconds=round(time.monotonic() - t0, 3),
-                              bound_s=round(bound, 3), **self._who(mn))
+            done, bound = self.target.settle(mn, ars)
+            self.log.step("settled", done=done, seconds=round(time.monotonic() - t0, 3),
+                          bound_s=round(bound, 3), **self._who(mn))
         self.unsettled.clear()
 
     def _ping_pong(self, p: PingPong) -> None:

@@ -111,9 +111,9 @@ class Target(Protocol):
              timeout: float) -> dict[str, float]:
         """Attach ``mn`` to ``to`` and detach it from every other AR; the phases' times."""
 
-    def settle(self, mn: str, ars: set[str]) -> tuple[bool, float] | None:
+    def settle(self, mn: str, ars: set[str]) -> tuple[bool, float]:
         """Wait until ``mn``'s binding updates of its moves among ``ars`` are answered:
-        (done, the bound waited for); None where the target cannot tell."""
+        (done, the bound waited for)."""
 
     def agent_request(self, mn: str, cmd: dict[str, Any]) -> dict[str, Any]:
         """One request to ``mn``'s mobility agent (the metric step's)."""
