@@ -26,12 +26,14 @@ from tests.support.verdicts import differences, on_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.timeout(1500)]
 
-# topology -> the scenarios played on its hosts and on its lab
+# topology -> the scenarios played on its hosts and on its lab, in this order on one deploy and
+# one lab (a fault that kills a daemon last: nothing restarts it)
 CASES = {
     "two-ar-mptcp": ["mptcp-handover"],
     "two-ar-dhcpv6": ["dhcpv6-handover"],
     "two-ar-nat-sctp": ["nat-handover"],
-    "two-ar-sec": ["fault-named"],
+    # an attack from the attackers group, a flapped link, a daemon killed on its host
+    "two-ar-sec": ["rogue-ra", "fault-link-flap", "fault-named"],
     "many-mn-3": ["many-mn-3"],
 }
 

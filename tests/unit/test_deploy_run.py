@@ -293,6 +293,20 @@ def test_the_roles_deploy_what_the_lab_builds():
     assert cli["setup"].startswith("sysctl -qw net.mptcp.pm_type=1") and "--control" in cli["daemon"]["argv"]
 
 
+def test_router_discovery_runs_the_labs_advertiser_where_the_package_is_deployed():
+    data = loader.load("two-ar-sctp").model_dump(mode="json")
+    data["access_networks"][1]["router_discovery"] = 2.0
+    topo = loader.from_dict(data, "t")
+    ar2 = render.access_router(data, "ar2")
+    irdp = next(d for d in ar2["daemons"] if d["name"] == "irdp")
+    assert irdp["argv"][:3] == [render.LAYOUT.python, "-m", "testbed.services.irdp"]
+    assert irdp["argv"][irdp["argv"].index("--address") + 1] == "198.51.100.1"
+    assert render.needs_package(topo, "ar2") and not render.needs_package(topo, "ar1")
+    inv = inventory.build(topo)
+    assert inv["all"]["children"]["access_routers"]["hosts"]["ar2"]["testbed_package"] is True
+    assert "--rdisc" in " ".join(render.mobile_node(data, "/k")["daemons"][1]["argv"])
+
+
 def test_several_mobile_nodes_each_get_a_mobile_nodes_network_and_daemons():
     topo, inv, out = _render_all("many-mn-3")
     assert topo.mobiles == ["mn1", "mn2", "mn3"]
