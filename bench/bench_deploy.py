@@ -5,8 +5,9 @@ on a lab, in the same run.
 
 For each scenario: a bare lab of its topology (``testbed up --bare``), one deploy, then
 ``--runs`` runs of ``testbed run --inventory`` end to end as the controller runs them (in the
-bare lab's controller namespace), each one's wall time and the time its playbooks took (from
-``verdict.json``'s ``lab.playbooks``); the bare lab down, a lab of the topology up, and the same
+bare lab's controller namespace), each one's wall time and its playbooks' times summed (from
+``verdict.json``'s ``lab.playbooks``; the moves of several MNs run at once, so their sum may
+exceed the wall time); the bare lab down, a lab of the topology up, and the same
 number of runs through the runner there. Printed: the medians, the ratio hosts / lab (the lab's
 run is the baseline), and whether both gave the same verdict rule for rule.
 """
@@ -74,7 +75,8 @@ def on_hosts(sc: model.Scenario, runs: int, d: Path) -> tuple[list[float], list[
             walls.append(wall)
             books.append(sum(p["seconds"] for p in v["lab"]["playbooks"]))
             verdicts.append(v)
-            print(f"  hosts run {i + 1}: {wall:.1f} s end to end ({books[-1]:.1f} s in playbooks), "
+            print(f"  hosts run {i + 1}: {wall:.1f} s end to end (its playbooks' times summed: "
+                  f"{books[-1]:.1f} s; several MNs' moves overlap), "
                   f"verdict {'PASS' if v['passed'] else 'FAIL'}")
         return walls, books, verdicts
     finally:
