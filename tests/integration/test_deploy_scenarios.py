@@ -32,6 +32,7 @@ CASES = {
     "two-ar-mptcp": ["mptcp-handover"],
     "two-ar-dhcpv6": ["dhcpv6-handover"],
     "two-ar-nat-sctp": ["nat-handover"],
+    "two-ar-bcp38": ["ingress-filter-handover"],  # the AR's ingress filter, nftables on its host
     # an attack from the attackers group, a flapped link, a daemon killed on its host
     "two-ar-sec": ["rogue-ra", "fault-link-flap", "fault-named"],
     "many-mn-3": ["many-mn-3"],
