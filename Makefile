@@ -87,6 +87,7 @@ bench: setup
 	$(PY) bench/bench_interop.py
 	$(PY) bench/bench_mptcp.py
 	$(PY) bench/bench_quic_handover.py
+	$(PY) bench/bench_replay.py
 	$(PY) bench/bench_deploy.py
 
 # N consecutive default runs (pass/fail counts, timing distribution): make soak N=100; then

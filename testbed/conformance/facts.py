@@ -112,10 +112,9 @@ class HeartbeatSent:
 class PathConfirmed:
     """A HEARTBEAT-ACK echoing a HEARTBEAT sent to ``address``: the peer may now send DATA
     there (RFC 9260 §5.4: no DATA to an unconfirmed address). ``key`` is the HEARTBEAT's
-    direction; ``first_data_back`` the first new DATA in it after this ACK that the peer built
-    knowing of it. ``acked_before``: the last TSN the ACK's sender had sent when it was
-    captured (a DATA bundled behind a SACK of no more than that may answer a packet the peer
-    took in before the ACK, and so not know of it yet)."""
+    direction; ``first_data_back`` the first new DATA in it once the peer has shown it took the
+    ACK in: after a SACK of DATA its sender sent after the ACK. ``acked_before``: the last TSN
+    that sender had sent when the ACK was captured."""
 
     where: Where
     key: Key

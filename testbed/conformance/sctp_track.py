@@ -65,7 +65,7 @@ class SctpTracker:
     kept (it carried a control chunk: its later copies are noted against it), else None.
     """
 
-    __slots__ = ("f", "flows", "heartbeats", "init_vectors", "inits", "pcaps", "watch")
+    __slots__ = ("f", "flows", "heartbeats", "informed", "init_vectors", "inits", "pcaps", "watch")
 
     def __init__(self, f: Facts) -> None:
         self.f = f
@@ -73,6 +73,8 @@ class SctpTracker:
         self.pcaps = f.pcaps
         # ASCONF-ACKs and path confirmations waiting for the first new DATA in their direction
         self.watch: dict[Key, list[AckSeen | PathConfirmed]] = {}
+        # the confirmations waiting there whose peer has shown it took them in (see first_data)
+        self.informed: set[int] = set()
         self.heartbeats: dict[bytes, tuple[Key, str]] = {}  # HEARTBEAT info → (its key, its dst)
         self.inits: dict[Key, int] = {}  # (sport, dport, own tag) of an INIT → its initial TSN
         self.init_vectors: dict[Key, bytes | None] = {}  # the same key → its AUTH key vector
@@ -95,6 +97,8 @@ class SctpTracker:
                 self.data(hdr, word, src, dst, pidx, fno, ts)
             return None
         if ctype == SACK:
+            if self.watch and hdr in self.watch:
+                self.peer_acked(hdr, word)
             return None
         return self.chunks(data, end, hdr, ((ctype, l4 + 12, clen, word),), None, src, dst, pidx, fno, ts)
 
@@ -115,12 +119,12 @@ class SctpTracker:
         auth = None
         covered = None
         kept = None
-        sack = None  # the cumulative TSN of a SACK ahead of the packet's DATA
         for ctype, p, clen, word in spans:
             if ctype == DATA and clen >= _DATA_MIN:
-                self.data(hdr, word, src, dst, pidx, fno, ts, sack)
+                self.data(hdr, word, src, dst, pidx, fno, ts)
             elif ctype == SACK:
-                sack = word
+                if self.watch and hdr in self.watch:
+                    self.peer_acked(hdr, word)
             else:  # the rest are rare
                 ch = decode_chunk(data, p, clen)
                 if isinstance(ch, MalformedChunk):
@@ -135,10 +139,8 @@ class SctpTracker:
         return kept
 
     # -- DATA ----------------------------------------------------------------------------------
-    def data(self, hdr: Key, tsn: int, src: bytes, dst: bytes, pidx: int, fno: int, ts: float,
-             sack: int | None = None) -> None:
-        """One DATA chunk's TSN in its direction (``sack``: the cumulative TSN of a SACK bundled
-        ahead of it)."""
+    def data(self, hdr: Key, tsn: int, src: bytes, dst: bytes, pidx: int, fno: int, ts: float) -> None:
+        """One DATA chunk's TSN in its direction."""
         fl = self.flows.get(hdr)
         if fl is None:
             self.flows[hdr] = Flow(tsn, tsn, src=ntop(src), dst=ntop(dst))
@@ -149,24 +151,32 @@ class SctpTracker:
         elif not self.tsn_slow(fl, tsn, pidx, fno, ts):
             return
         if self.watch and hdr in self.watch:
-            self.first_data(hdr, tsn, src, dst, pidx, fno, ts, sack)
+            self.first_data(hdr, tsn, src, dst, pidx, fno, ts)
 
-    def first_data(self, hdr: Key, tsn: int, src: bytes, dst: bytes, pidx: int, fno: int, ts: float,
-                   sack: int | None = None) -> None:
+    def first_data(self, hdr: Key, tsn: int, src: bytes, dst: bytes, pidx: int, fno: int, ts: float) -> None:
         """New DATA in a direction with an ASCONF-ACK or path confirmation waiting for it. A
-        confirmation keeps waiting past DATA bundled behind a SACK of no more than what its
-        sender had sent by then: the peer built that packet answering one it took in before
-        the confirmation (it processes them in turn), so it could not use the path yet."""
+        confirmation waits on until its peer has shown it took it in: a DATA the peer sent
+        before may have been built answering a packet it took in before the confirmation (it
+        processes them in turn; a SACK from the MN releasing DATA held back, say), when the
+        path was not its to use yet."""
         seen = DataSeen(Where(self.pcaps[pidx], fno, ts), ntop(src), ntop(dst), tsn)
         still = []
         for waiting in self.watch.pop(hdr):
-            if (sack is not None and isinstance(waiting, PathConfirmed) and waiting.acked_before is not None
-                    and (waiting.acked_before - sack) & _MASK < 1 << 31):  # sack <= acked_before
+            if isinstance(waiting, PathConfirmed) and id(waiting) not in self.informed:
                 still.append(waiting)
             else:
                 waiting.first_data_back = seen
+                self.informed.discard(id(waiting))
         if still:
             self.watch[hdr] = still
+
+    def peer_acked(self, hdr: Key, cum: int) -> None:
+        """A SACK in ``hdr``'s direction, acknowledging up to ``cum``: the peer has taken in the
+        confirmations waiting there whose sender's DATA from after them it acknowledges."""
+        for w in self.watch[hdr]:
+            if isinstance(w, PathConfirmed) and w.acked_before is not None \
+                    and 0 < (cum - w.acked_before) & _MASK < 1 << 31:  # cum after acked_before
+                self.informed.add(id(w))
 
     def tsn_slow(self, fl: Flow, tsn: int, pidx: int, fno: int, ts: float) -> bool:
         """Anything but the next TSN: a jump forward (gap) or an old TSN (fill or duplicate).
@@ -224,6 +234,8 @@ class SctpTracker:
             if sent is not None:
                 mine = self.flows.get(hdr)  # the DATA the ACK's sender had sent up to now
                 conf = PathConfirmed(where, sent[0], sent[1], mine.last if mine is not None else None)
+                if conf.acked_before is None:  # no DATA of its sender's: no proof to wait for
+                    self.informed.add(id(conf))
                 f.confirmations.append(conf)
                 self.watch.setdefault(sent[0], []).append(conf)
         elif isinstance(ch, ErrorChunk) and ch.type == ABORT:

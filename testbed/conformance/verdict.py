@@ -95,6 +95,10 @@ class Verdict:
     expectations: dict[str, Expected] = field(default_factory=dict)
     # several mobile nodes: each one's own verdict (``rules`` is then their summary)
     mobiles: dict[str, Verdict] = field(default_factory=dict)
+    # a run with a metric policy: its decisions and ping-pongs (conformance.policy.block)
+    policy: dict[str, Any] | None = None
+    # a run that replayed link traces: what was applied, and how late (lab.replay.lateness)
+    traces: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -139,6 +143,10 @@ class Verdict:
             out["lab"] = self.lab
         if self.expectations:
             out["expectations"] = dict(self.expectations)
+        if self.policy is not None:
+            out["policy"] = self.policy
+        if self.traces is not None:
+            out["traces"] = self.traces
         if self.mobiles:
             out["mobiles"] = {mn: {"passed": v.passed, "rules": [r.to_dict() for r in v.rules],
                                    "handovers": list(v.handovers), "dns_updates": v.stats.get("dns_updates")}

@@ -351,7 +351,7 @@ def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True
     if binds:
         daemons.append(_daemon(
             "binding", binding.binding_argv(python, layout.agent_socket, layout.binding_actions, bool(loc),
-                                            layout.binding_socket),
+                                            layout.binding_socket, policy=m.policy),
             _status(python, layout.binding_socket), loc_env,
             timeout=binding.BindingService.START_TIMEOUT, layout=layout))
     return {

@@ -31,6 +31,7 @@ from testbed.lab.mobile import binding_bound
 from testbed.model import addressing, loader
 from testbed.progress import Progress, quiet
 from testbed.scenario.model import (
+    Attach,
     Depart,
     Fault,
     ForgeAsconf,
@@ -53,8 +54,8 @@ from testbed.scenario.target import EventSink
 from testbed.scenario.traffic import log_server
 
 # what deployed hosts play; the rest is refused before anything runs, naming the step
-STEPS = (Move, PingPong, Wait, TrafficStep, Metric, Depart, Leave, Fault, Listen, ForgeUpdate, ForgeAsconf,
-         Impostor, Probe, RogueRouter)
+STEPS = (Move, Attach, PingPong, Wait, TrafficStep, Metric, Depart, Leave, Fault, Listen, ForgeUpdate,
+         ForgeAsconf, Impostor, Probe, RogueRouter)
 ATTACK_STEPS = (Listen, ForgeUpdate, ForgeAsconf, Impostor, Probe, RogueRouter)
 DEPLOYED_TRANSPORTS = ("sctp", "mptcp", "tcp")
 
@@ -82,6 +83,7 @@ class HostTarget:
         self.versions: dict[str, str] = {}
         self.playbooks: list[dict[str, Any]] = []
         self.began = 0.0
+        self.replay = None  # no trace is replayed on deployed hosts (``refuse``)
         self.logs: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
     @property
@@ -102,6 +104,16 @@ class HostTarget:
             raise ConfigError(str(self.inv), "all.vars.testbed_topology", f"the hosts run topology "
                               f"{self.topo.name!r}, scenario {sc.name} wants {wanted!r}",
                               f"deploy {wanted} (testbed inventory {wanted}; testbed deploy)")
+        traced = [f"networks.{ar}" for ar in sc.networks] + [
+            f"{self.topo.name}: access_networks.{i}.replay" for i, a in enumerate(self.topo.access_networks)
+            if a.replay is not None]
+        if traced:  # the replayers are lab daemons: nothing plays a trace on deployed hosts yet
+            raise ConfigError(src, traced[0], "the trace replay step needs a lab (no replayer is deployed "
+                              "on inventory hosts)", "run it on a lab, or drop the trace")
+        if sc.policy is not None and sc.policy != self.topo.mobile.policy:
+            raise ConfigError(src, "policy", "the deployed binding process runs the topology's "
+                              "mobile.policy, and a run does not restart it on the hosts",
+                              "set mobile.policy in the topology and deploy again, or drop policy")
         for n, step in enumerate(sc.steps):
             if not isinstance(step, STEPS):
                 raise ConfigError(src, f"steps.{n}", f"a {step.kind} step is not played on deployed hosts "
@@ -187,6 +199,40 @@ class HostTarget:
         times = last_json(r.outputs.get(mn)) or {}
         self._attached[mn] = [to]
         return {k: v for k, v in times.items() if k != "changed"}
+
+    def join(self, mn: str, to: str, timeout: float) -> None:
+        """The MN's radio joins ``to``, leaving every other network up (``radio move`` with
+        nothing to detach)."""
+        nets = {a.router: a for a in self.topo.access_networks}
+        if to not in nets:
+            raise TestbedError(f"attach to {to!r}: not an access router of {self.topo.name}")
+        argv = [LAYOUT.python, "-m", "testbed.mobility.radio", "move", "--attach", self.access_if(to, mn),
+                "--agent", str(LAYOUT.agent_socket), "--timeout", f"{timeout:g}",
+                "--families", ",".join(map(str, nets[to].families))]
+        self.playbook("move.yml", [mn], testbed_move_cmd=shlex.join(argv))
+        self._attached[mn] = [*self._attached[mn], to] if to not in self._attached[mn] else self._attached[mn]
+
+    def set_policy(self, policy: Any) -> None:
+        """The deployed binding process runs the topology's policy (``refuse`` holds the run's to it)."""
+
+    def start_traces(self) -> None:
+        return None
+
+    def stop_traces(self) -> None:
+        """No trace is replayed on deployed hosts."""
+
+    def agent_dropped(self) -> int | None:
+        """What each MN's agent says it dropped (its ``state``), in all: asked only where the
+        policy's rules judge it (``switch: metric``; no trace plays here), a playbook run each."""
+        if self.topo.mobile.policy.switch != "metric":
+            return None
+        total = 0
+        for mn in self.topo.mobiles:
+            r = self.agent_request(mn, {"cmd": "state"})
+            if not r.get("ok", True) or "state" not in r:
+                return None
+            total += int(r["state"].get("dropped_total", 0))
+        return total
 
     def binds(self, mn: str) -> bool:
         """Does the deploy run a binding process on ``mn``?"""

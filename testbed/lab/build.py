@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from testbed.host import netns
-from testbed.lab import middlebox, shaping
+from testbed.lab import middlebox, replay, shaping
 from testbed.lab.mobile import MobileNode
 from testbed.lab.nodes import Nodes
 from testbed.lab.wiring import Wiring
@@ -53,6 +53,9 @@ def build(nodes: Nodes, wiring: Wiring, mobiles: list[MobileNode], progress: Pro
     topo, plan, state = nodes.topo, nodes.plan, nodes.state
     stacks = kernel_nodes.kernel_nodes(topo)
     shaping.check(plan, frozenset(stacks), state.topology_file)  # a delay without netem fails here
+    traced = {a.router: a.replay for a in topo.access_networks if a.replay is not None}
+    if traced:  # and so does one in the topology's traces, naming the file and line
+        replay.check(topo, traced)
     state.backend = nodes.backend.name
     state.save()
     write_resolvers(nodes)  # before the nodes: a container mounts its resolv.conf when created

@@ -14,8 +14,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from testbed.errors import LabStateError, TestbedError
@@ -25,6 +26,7 @@ from testbed.lab.wiring import Wiring
 from testbed.mobility import settle
 from testbed.mobility.radio import choreograph
 from testbed.model import retransmission
+from testbed.model.topology import PolicySettings
 from testbed.progress import Progress, quiet
 from testbed.services.binding import binding_status
 from testbed.state import LabState, locked, mobile_locked, state_locked
@@ -119,10 +121,9 @@ class MobileNode:
         mn.run(["ip", "addr", "flush", "dev", mn_if.ifname, "scope", "global"])  # and SLAAC's
         self._set_attached(ar, False)
 
-    def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0,
-             gap: float = 0.0, progress: Progress = quiet,
-             timeout: float = CONFIGURE_TIMEOUT) -> dict[str, float]:
-        """Attach the MN to ``to`` and detach it from every other AR; returns phase timings."""
+    @contextmanager
+    def _moving(self, to: str) -> Iterator[None]:
+        """The lab's lock shared and this MN's own, with what it is attached to read afresh."""
         if to not in self.routers:
             raise TestbedError(f"{to!r} is not an access router of lab {self.state.lab!r} "
                                f"({', '.join(self.routers)})")
@@ -130,6 +131,13 @@ class MobileNode:
         with locked(lab, shared=True), mobile_locked(lab, self.name):
             with self.nodes.state_lock, state_locked(lab):
                 self.state.attached = LabState.load(lab).attached
+            yield
+
+    def move(self, to: str, mode: MoveMode = "make-before-break", overlap: float = 0.0,
+             gap: float = 0.0, progress: Progress = quiet,
+             timeout: float = CONFIGURE_TIMEOUT) -> dict[str, float]:
+        """Attach the MN to ``to`` and detach it from every other AR; returns phase timings."""
+        with self._moving(to):
             old = [ar for ar in self.attached if ar != to]
 
             def arrive() -> None:
@@ -149,6 +157,40 @@ class MobileNode:
                     self.detach(ar)
 
             return choreograph(mode, arrive, leave, self._dwell, overlap, gap)
+
+    def join(self, to: str, timeout: float = CONFIGURE_TIMEOUT) -> None:
+        """Attach the MN to ``to`` as well, keeping every network it is on (which one its
+        transports use is then the binding process's policy's choice)."""
+        with self._moving(to):
+            if to not in self.attached:
+                self.attach(to)
+                self.wait_configured(to, timeout)
+
+    # ---------------------------------------------------------------- its binding process
+    def binding_record(self):
+        return next((r for r in self.state.service_records()
+                     if r.service == "binding" and r.node == self.name), None)
+
+    def policy(self) -> PolicySettings:
+        """The policy the MN's binding process runs with now."""
+        running = self.state.extra.get("policy", {}).get(self.name)
+        return PolicySettings(**running) if running else self.topo.mobile.policy
+
+    def set_policy(self, policy: PolicySettings) -> None:
+        """Restart the binding process with ``policy`` (a run's; the topology's back after it).
+        Nothing happens when it runs with that one already."""
+        rec = self.binding_record()
+        if rec is None or policy == self.policy():
+            return
+        self.nodes.runtime(rec.node).stop(rec.pid, grace=2.0)
+        new = self.wiring.binding(policy).start()
+        with self.nodes.state_lock, state_locked(self.state.lab):
+            fresh = LabState.load(self.state.lab)
+            fresh.services = [s for s in fresh.services if s["pid"] != rec.pid or s["node"] != rec.node]
+            fresh.services.append(asdict(new))
+            fresh.extra.setdefault("policy", {})[self.name] = policy.model_dump()
+            fresh.save()
+            self.nodes.state = fresh
 
     def _dwell(self, seconds: float) -> None:
         if seconds > 0:

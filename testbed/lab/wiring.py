@@ -13,7 +13,7 @@ from testbed.host import netns
 from testbed.lab.nodes import Nodes
 from testbed.mobility.location.provision import provision_keys
 from testbed.model.addressing import LabPlan
-from testbed.model.topology import Role, Topology
+from testbed.model.topology import PolicySettings, Role, Topology
 from testbed.runtimes import kernel_nodes
 from testbed.services.agent import MobilityAgent
 from testbed.services.base import Daemon
@@ -255,7 +255,8 @@ class Wiring:
             return GUEST_BINDING_SOCKET
         return self.nodes.node_dir(self.mn, "binding") / "binding.sock"
 
-    def binding(self) -> BindingService:
+    def binding(self, policy: PolicySettings | None = None) -> BindingService:
+        """The binding process, with the topology's ``mobile.policy`` or ``policy`` (a run's)."""
         return BindingService(self.nodes.runtime(self.mn), self.nodes.node_dir(self.mn, "binding"),
                               self.agent_socket, self.location_env(), driver_socket=self.traffic_control,
-                              socket_path=self.binding_socket)
+                              socket_path=self.binding_socket, policy=policy or self.topo.mobile.policy)

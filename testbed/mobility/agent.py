@@ -10,6 +10,8 @@ Wire protocol (one JSON object per line, both ways):
   subscriber fell behind, ``{"dropped":K}`` comes before the next event it does get.
 - ``{"cmd":"state"}`` → ``{"ok":true,"state":{...}}`` (the state file's content).
 - ``{"cmd":"set-metric","ifname":I,"name":M,"value":V}`` → ``{"ok":true}`` (emits ``metric``).
+- ``{"cmd":"set-metrics","ifname":I,"values":{M:V,...}}`` → ``{"ok":true}`` (one ``metric``
+  event for all that changed).
 - ``{"cmd":"wait-configured","ifname":I,"families":[4,6],"timeout":T}`` → ``{"ok":true,
   "addresses":[...]}`` once I holds a configured network of every family asked for (answered on
   the event that completes it), ``{"ok":false,"error":...}`` after T seconds.
@@ -327,10 +329,17 @@ class Agent:
             except (KeyError, TypeError, ValueError) as e:
                 return {"ok": False, "error": f"set-metric needs ifname, name, value: {e}"}
             return {"ok": True}
+        if cmd == "set-metrics":
+            try:
+                values = {str(k): float(v) for k, v in dict(req["values"]).items()}
+                self.detector.set_metrics(str(req["ifname"]), values)
+            except (KeyError, TypeError, ValueError) as e:
+                return {"ok": False, "error": f"set-metrics needs ifname and values {{name: number}}: {e}"}
+            return {"ok": True}
         if cmd == "ping":
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {cmd!r} "
-                "(state, subscribe, set-metric, wait-configured, ping)"}
+                "(state, subscribe, set-metric, set-metrics, wait-configured, ping)"}
 
     # -- per-link command (e.g. a DHCP client) started at link-up, stopped at link-down
     def _bg_task(self, coro: Awaitable[Any]) -> None:

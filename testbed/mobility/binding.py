@@ -4,7 +4,9 @@
 of the TraSH ladder — ``add`` the new address (ASCONF ADD_IP), ``primary`` when the policy says
 the new network is better (SET_PRIMARY), ``location`` right after (the DNS UPDATE to the new
 network's addresses), ``delete`` once the old network is lost (DELETE_IP). Every decision is the
-shared ``Policy``'s; any transport's driver executes the actions.
+shared ``Policy``'s; any transport's driver executes the actions. A policy that wants a network
+to stay better for a while (``dwell``) needs a clock while no event comes: the sequencer then
+has a deadline (``next_deadline``), and its caller asks again at it (``tick``).
 
 ``python -m testbed.mobility.binding`` is the I/O shell run on the MN: it subscribes to the
 agent, feeds the sequencer and executes actions against a transport's binding driver (the
@@ -20,7 +22,7 @@ import contextlib
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from testbed.mobility.driver import Channel, DriverError, request, unix_channel
 from testbed.mobility.driver import serve as serve_driver
@@ -50,6 +52,7 @@ class Action:
     a: tuple[str, ...] = ()  # location: records to publish
     aaaa: tuple[str, ...] = ()
     cause: int = 0  # seq of the event that led to it
+    decision: Mapping[str, Any] | None = None  # primary: why the policy chose that network
 
 
 def _family(prefix: str | None, addresses: tuple[str, ...]) -> int:
@@ -68,6 +71,9 @@ class TrashSequencer:
     primary: NetworkView | None = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     published: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    # networks beating the primary on the policy's metric, since when (monotonic seconds)
+    leading: dict[tuple[str, str], float] = field(default_factory=dict)
+    now: float = 0.0  # the clock: the last event's time, or the last tick's
 
     def start(self, bound: set[str], networks: list[NetworkView], primary_addr: str) -> None:
         """The association as established: its addresses and the network of its primary."""
@@ -88,6 +94,7 @@ class TrashSequencer:
                                  and self.bound & set(n.addresses)), self.primary)
 
     def feed(self, e: Event) -> list[Action]:
+        self.now = max(self.now, e.mono)
         if e.metrics:
             self.metrics[e.ifname] = dict(e.metrics)
         if e.kind == "configured" and e.prefix:
@@ -97,6 +104,18 @@ class TrashSequencer:
         if e.kind == "metric":
             return self._reconsider(e.seq)
         return []
+
+    def next_deadline(self) -> float | None:
+        """When a network that beats the primary will have done so for the policy's dwell
+        (monotonic seconds); None when none is waiting."""
+        if not self.leading or not self.policy.needs_dwell(self.primary):
+            return None
+        return min(self.leading.values()) + self.policy.dwell
+
+    def tick(self, now: float) -> list[Action]:
+        """Decide again at ``now`` with no new event (at ``next_deadline``)."""
+        self.now = max(self.now, now)
+        return self._reconsider(0)
 
     # -- the ladder
     def _configured(self, e: Event) -> list[Action]:
@@ -110,7 +129,10 @@ class TrashSequencer:
                     self.bound.add(addr)
                     out.append(Action("add", addr, ifname=nv.ifname, cause=e.seq))
             if self.policy.should_make_primary(nv, self.primary, self.metrics):
-                out += self._switch(nv, e.seq)
+                if self._dwelt(nv):
+                    out += self._switch(nv, e.seq)
+            else:
+                self.leading.pop((nv.ifname, nv.prefix), None)
         if self.primary and nv.ifname == self.primary.ifname:
             out += self._publish(e.seq)  # e.g. the AAAA of the primary link, after its A
         return out
@@ -125,7 +147,7 @@ class TrashSequencer:
             self.primary = old
             best = self._best_other(old)
             if best is not None:
-                out += self._switch(best, e.seq)
+                out += self._switch(best, e.seq, "lost")
             else:
                 out += self._publish(e.seq)  # nothing left to point at: withdraw
         if self.policy.should_delete(old, self.primary):
@@ -135,19 +157,66 @@ class TrashSequencer:
                     out.append(Action("delete", addr, cause=e.seq))
         return out
 
-    def _reconsider(self, seq: int) -> list[Action]:
-        for nv in self.networks.values():
-            if nv.usable and nv != self.primary and self.policy.should_make_primary(
-                    nv, self.primary, self.metrics):
-                return self._switch(nv, seq)
-        return []
+    def _dwelt(self, nv: NetworkView) -> bool:
+        """``nv`` beats the primary now: has it for the policy's dwell (the clock starts now
+        when it just began to)?"""
+        if not self.policy.needs_dwell(self.primary):
+            return True
+        since = self.leading.setdefault((nv.ifname, nv.prefix), self.now)
+        return self.now - since >= self.policy.dwell - 1e-9
 
-    def _switch(self, nv: NetworkView, seq: int) -> list[Action]:
+    def _reconsider(self, seq: int) -> list[Action]:
+        """A metric changed (or a deadline came): a metric policy may move the primary."""
+        if self.policy.switch != "metric":
+            return []
+        ready = []
+        for key, nv in self.networks.items():
+            if self.primary is not None and nv.ifname == self.primary.ifname:
+                continue
+            if nv.usable and self.policy.should_make_primary(nv, self.primary, self.metrics):
+                if self._dwelt(nv):
+                    ready.append(nv)
+            else:
+                self.leading.pop(key, None)
+        if not ready:
+            return []
+        sign = 1 if self.policy.higher_is_better else -1
+        best = max(ready, key=lambda n: sign * self.metrics.get(n.ifname, {}).get(self.policy.metric, 0.0))
+        return self._switch(best, seq)
+
+    def _reason(self, nv: NetworkView) -> str:
+        cur = self.primary
+        if cur is None:
+            return "first"
+        if not cur.usable:
+            return "lost"
+        return self.policy.switch
+
+    def _switch(self, nv: NetworkView, seq: int, reason: str | None = None) -> list[Action]:
+        """Make ``nv`` primary: its link's addresses added first where they are not bound (a
+        network left earlier under ``keep_old: false`` lost them), then SET_PRIMARY."""
+        out: list[Action] = []
+        if self.policy.should_add(nv):
+            for n in self.networks.values():
+                if n.ifname == nv.ifname and self.policy.should_add(n):
+                    for a in n.addresses:
+                        if a not in self.bound:
+                            self.bound.add(a)
+                            out.append(Action("add", a, ifname=n.ifname, cause=seq))
         addr = next((a for a in nv.addresses if a in self.bound), None)
         if addr is None:
-            return []
+            return out
+        cur = self.primary
+        watched = [n.ifname for n in (cur, nv) if n is not None]
+        since = self.leading.get((nv.ifname, nv.prefix), self.now)
+        decision = {"reason": reason or self._reason(nv), "at": self.now, "since": since,
+                    "from": {"ifname": cur.ifname, "prefix": cur.prefix} if cur else None,
+                    "to": {"ifname": nv.ifname, "prefix": nv.prefix},
+                    "metric": self.policy.metric,
+                    "metrics": {i: dict(self.metrics.get(i, {})) for i in dict.fromkeys(watched)}}
         self.primary = nv
-        out = [Action("primary", addr, cause=seq)]
+        self.leading.clear()
+        out.append(Action("primary", addr, cause=seq, decision=decision))
         out += self._publish(seq)
         if not self.policy.keep_old:
             for n in list(self.networks.values()):
@@ -182,6 +251,13 @@ class TrashSequencer:
             return []
         self.published = records
         return [Action("location", a=records[0], aaaa=records[1], cause=seq)]
+
+
+def metrics_from_state(state: Mapping) -> dict[str, dict[str, float]]:
+    """Each interface's link metrics in the agent's state file (a binding process started
+    mid-run knows the readings it would otherwise wait for the next event of)."""
+    return {ifname: dict(st["metrics"]) for ifname, st in state.get("interfaces", {}).items()
+            if st.get("metrics")}
 
 
 def views_from_state(state: Mapping) -> list[NetworkView]:
@@ -303,6 +379,15 @@ class LocationUpdates:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.pending
 
+    async def answered(self) -> None:
+        """Until the updates under way are answered, for at most a first attempt's timeout (a
+        DELETE that Appendix A puts after the DNS answer; an unreachable server does not hold
+        the ladder longer than it would hold the update)."""
+        if self.pending is not None and not self.pending.done():
+            timeout = None if self.patience == float("inf") else self.patience
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.pending), timeout)
+
 
 class BindingEndpoint:
     """The binding process's own socket: it answers the protocol's status request (its
@@ -350,6 +435,7 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
     location update still follows the policy's primary switch (spec §4/§5).
     """
     import logging
+    import time
     from pathlib import Path
 
     from testbed.mobility.agent import AgentClient
@@ -359,7 +445,7 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
     await client.wait_ready(timeout=60)
     state = await client.state()
     views = views_from_state(state)
-    seqr = TrashSequencer(policy)
+    seqr = TrashSequencer(policy, metrics=metrics_from_state(state))
     usable = [v for v in views if v.usable and v.family in policy.families]
     first = usable[0].addresses[0] if usable else ""
     seqr.start({a for v in usable for a in v.addresses}, views, first)
@@ -375,15 +461,21 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
                          "primary": seqr.primary.prefix if seqr.primary else None})
 
     async def execute(actions: list[Action]) -> None:
+        located = False  # a location update came before in this batch
         for act in actions:
             rec: dict = {"event": "binding", "op": act.kind, "cause": act.cause}
+            if act.kind == "delete" and located and locations is not None:
+                await locations.answered()  # the switch's DELETE after the DNS answer (Appendix A)
             if act.kind == "location":
                 rec.update(a=list(act.a), aaaa=list(act.aaaa))
                 if locations is not None:
                     locations.submit(act, rec)  # logged once answered
+                    located = True
                     continue
             else:
                 rec["address"] = act.address
+                if act.decision is not None:
+                    rec["decision"] = dict(act.decision)
                 if link.connected:
                     reply = await link.request(COMMAND_OF[act.kind](act))
                     rec.update(ok=isinstance(reply, Done), driver=encode(reply))
@@ -407,7 +499,16 @@ async def serve(agent_sock: str, driver_sock: str | None, log_path: str, policy:
         refresh()
         server = serve_driver(Path(socket_path), endpoint) if socket_path else None
         try:
-            async for e in sub:
+            while True:
+                deadline = seqr.next_deadline()
+                try:
+                    e = await sub.next(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                except TimeoutError:  # the policy's dwell ran out with no event: decide again
+                    await execute(seqr.tick(time.monotonic()))
+                    refresh()
+                    continue
+                if e is None:
+                    break
                 if link.available() and not link.connected:
                     await join()
                 elif link.connected and not link.available():
@@ -438,13 +539,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", required=True, help="JSON-lines log of every action")
     ap.add_argument("--switch", choices=("newest", "metric", "on-loss"), default="newest")
     ap.add_argument("--metric", default="signal")
+    ap.add_argument("--hysteresis", type=float, default=0.0,
+                    help="metric: by how much the new network must beat the current one")
+    ap.add_argument("--dwell", type=float, default=0.0,
+                    help="metric: for how many seconds it must keep doing so")
+    ap.add_argument("--delete-on-switch", action="store_true",
+                    help="delete the old network's addresses at the switch, not when it is lost")
     ap.add_argument("--families", default="4", help="address families of the association: 4, 6, "
                     "4,6 (until a transport joins and says which it carries)")
     ap.add_argument("--location", action="store_true",
                     help="also send the DNS UPDATE (configured from TESTBED_LOC_* as for the agent)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    policy = Policy(switch=args.switch, metric=args.metric,
+    policy = Policy(switch=args.switch, metric=args.metric, hysteresis=args.hysteresis, dwell=args.dwell,
+                    keep_old=not args.delete_on_switch,
                     families=frozenset(int(f) for f in args.families.split(",")))
     updater = None
     if args.location:

@@ -37,14 +37,16 @@ class Policy:
 
     ``switch``: "on-loss" makes a new network primary only when the current one is lost
     (break-before-make fallback); "metric" also when ``metric`` is better on the new link by
-    more than ``hysteresis``; "newest" whenever a new network appears (the draft's default
-    handover when moving into a new cell).
+    more than ``hysteresis`` and has stayed so for ``dwell`` seconds (the sequencer keeps that
+    clock); "newest" whenever a new network appears (the draft's default handover when moving
+    into a new cell).
     """
 
     switch: Literal["on-loss", "metric", "newest"] = "newest"
     metric: str = "signal"
     higher_is_better: bool = True  # signal: higher is better; rtt_ms: set False
     hysteresis: float = 0.0
+    dwell: float = 0.0  # seconds the new network must keep beating the current one (metric)
     families: frozenset[int] = field(default_factory=lambda: frozenset({4, 6}))
     delete_on_loss: bool = True  # delete the old address once its network is lost
     keep_old: bool = True  # False: delete the old address as soon as the new one is primary
@@ -74,6 +76,11 @@ class Policy:
             return True  # the current link has no reading any more: prefer the measured one
         gain = m_new - m_cur if self.higher_is_better else m_cur - m_new
         return gain > self.hysteresis
+
+    def needs_dwell(self, current: NetworkView | None) -> bool:
+        """Does a switch away from ``current`` wait ``dwell`` seconds? Only a metric switch away
+        from a network that still works does: a lost one is left at once."""
+        return self.switch == "metric" and self.dwell > 0 and current is not None and current.usable
 
     def should_delete(self, old: NetworkView, primary: NetworkView | None = None) -> bool:
         """Delete the old network's address(es) from the association (TraSH step 3)."""

@@ -47,7 +47,27 @@ def load(name_or_path: str | Path | None = None) -> Topology:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "-"
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(src, where, f"invalid YAML: {problem}", "fix the YAML syntax") from e
-    return from_dict(data, src)
+    topo = from_dict(data, src)
+    check_traces(topo)
+    return topo
+
+
+def check_traces(topo: Topology) -> None:
+    """Parse every access network's trace: a bad file fails here, naming its line."""
+    from testbed.model import trace
+
+    for acc in topo.access_networks:
+        if acc.replay is not None:
+            trace.network_trace(acc.replay, trace.read_file)
+
+
+def resolve_traces(topo: Topology, source: str) -> Topology:
+    """Trace files named relative to the topology file, made absolute (the lab's state keeps
+    them so, whoever reads it from where)."""
+    base = Path(source).resolve().parent
+    accs = [a.model_copy(update={"replay": a.replay.resolved(base)}) if a.replay is not None else a
+            for a in topo.access_networks]
+    return topo.model_copy(update={"access_networks": accs})
 
 
 def expand_mobiles(data: dict[str, Any], source: str) -> dict[str, Any]:
@@ -102,6 +122,8 @@ def from_dict(data: Any, source: str = "<topology>") -> Topology:
         }.get(err["type"], "see topologies/two-ar.yaml for the expected form")
         raise ConfigError(source, field, msg, fix) from e
     check(topo, source)
+    if any(a.replay is not None for a in topo.access_networks) and Path(source).is_file():
+        topo = resolve_traces(topo, source)
     return topo
 
 

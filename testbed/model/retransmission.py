@@ -35,6 +35,9 @@ SCTP = Timer(first=1.0, ceiling=60.0)
 TCP = Timer(first=0.2, ceiling=120.0)
 # testbed.mobility.location.updater.RetryPolicy's defaults: 0.5 s, doubling, at most 4 s
 DNS = Timer(first=0.5, ceiling=4.0)
+# a DHCPv4 client's retransmissions (RFC 2131 §4.1: 4 s, doubling, up to 64 s; randomised by
+# ±1 s, so each waits up to 1 s more): DISCOVER → OFFER and REQUEST → ACK
+DHCP = Timer(first=5.0, ceiling=65.0)
 
 TARGET = 1e-3  # chance, per run, that an exchange of the last handover is still unanswered
 

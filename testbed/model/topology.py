@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -120,6 +121,7 @@ DocIPv6Net = Annotated[IPv6Net, AfterValidator(_doc_only)]
 
 
 RATE_RE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit)$")
+RATE_UNITS = {"bit": 1, "kbit": 1_000, "mbit": 1_000_000, "gbit": 1_000_000_000}
 
 
 class Shaping(Strict):
@@ -142,6 +144,51 @@ class Shaping(Strict):
     @property
     def needs_netem(self) -> bool:
         return self.delay_ms > 0 or self.jitter_ms > 0
+
+    @property
+    def rate_kbit(self) -> float | None:
+        """``rate`` in kbit/s (None: no rate limit)."""
+        if self.rate is None:
+            return None
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)([a-z]+)", self.rate)
+        assert m, self.rate  # the validator took it
+        return float(m.group(1)) * RATE_UNITS[m.group(2)] / 1000
+
+
+TraceFormat = Literal["csv", "mahimahi"]
+Direction = Literal["down", "up"]
+
+
+class Directions(Strict):
+    """One trace file per direction (mahimahi's way)."""
+
+    downlink: str = Field(min_length=1)
+    uplink: str = Field(min_length=1)
+
+
+class TraceSource(Strict):
+    """An access network's trace: a file for both directions, or one per direction.
+    ``noise_db``: the standard deviation of Gaussian noise added to the file's signal at replay,
+    drawn from the scenario's seed (the file keeps the noise-free signal, which decisions are
+    judged against)."""
+
+    trace: str | Directions
+    format: TraceFormat
+    noise_db: float = Field(0.0, ge=0, le=20)
+
+    def files(self) -> dict[Direction, str]:
+        if isinstance(self.trace, Directions):
+            return {"down": self.trace.downlink, "up": self.trace.uplink}
+        return {"down": self.trace, "up": self.trace}
+
+    def resolved(self, base: Path) -> TraceSource:
+        """The same source with its files relative to ``base`` (a directory) made absolute."""
+        def fix(p: str) -> str:
+            return str((Path(base) / p).resolve()) if not Path(p).is_absolute() else p
+
+        trace = (Directions(downlink=fix(self.trace.downlink), uplink=fix(self.trace.uplink))
+                 if isinstance(self.trace, Directions) else fix(self.trace))
+        return self.model_copy(update={"trace": trace})
 
 
 class Link(Strict):
@@ -194,6 +241,9 @@ class AccessNetwork(Strict):
     ra: RaSettings = RaSettings()
     # the radio link's quality: the AR's port toward the MN and the MN's own interface
     shape: Shaping | None = None
+    # how that quality and the network's signal change during a run (model.trace); replayed on
+    # the same interfaces, over ``shape``; a scenario's ``networks`` may give another
+    replay: TraceSource | None = None
     # §6 middleboxes on the AR: IPv4 behind NAT (masquerade to the AR's own address; the
     # network's IPv4 prefix is routed nowhere else, like a private one), and ingress filtering
     # (BCP 38: drop what arrives from the network with a source it cannot have)
@@ -246,6 +296,25 @@ class DnsSettings(Strict):
     ttl: int = 5
 
 
+class PolicySettings(Strict):
+    """When the MN's binding process moves its transports to another network (mobility.policy).
+
+    ``switch``: ``newest`` (the default: the draft's handover on entering a new cell, which is
+    what a scripted move means), ``on-loss``, or ``metric``: the new network once its ``metric``
+    beats the current one's by more than ``hysteresis_db`` for ``dwell_s`` seconds. The
+    defaults, 5 dB for 1 s, are the two knobs of cellular handover (3GPP's hysteresis and
+    time-to-trigger) set so that a few dB of fading on a reading taken every 100 ms does not
+    flip the choice back and forth, at the price of deciding about a second after the real
+    crossing. ``keep_old: false`` deletes the old network's addresses at the switch (an MN
+    attached to several networks at once), not when that network is lost."""
+
+    switch: Literal["newest", "metric", "on-loss"] = "newest"
+    metric: str = Field("signal", pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    hysteresis_db: float = Field(5.0, ge=0, le=100)
+    dwell_s: float = Field(1.0, ge=0, le=600)
+    keep_old: bool = True
+
+
 class MobileSettings(Strict):
     """Settings every mobile node shares. ``node`` names the mobile node (the first, when there
     are several); ``count`` > 1 is the compact form for many: the loader replaces ``node`` by
@@ -271,6 +340,7 @@ class MobileSettings(Strict):
     # the networks the MN binds to: "access_networks" (the topology's own prefixes), a list of
     # prefixes, or None (every network it hears of, a rogue router's too)
     trust: Literal["access_networks"] | tuple[str, ...] | None = None
+    policy: PolicySettings = PolicySettings()
 
     @field_validator("trust")
     @classmethod

@@ -297,6 +297,41 @@ def _timeline(run: RunData, t_ref: float | None, budgets: Mapping[str, float], k
     return "\n".join(parts)
 
 
+def _links(run: RunData) -> str:
+    """Link traces and the policy: the signal/rate plot, the decisions, the replay's lateness."""
+    from testbed.report import signal_plot
+
+    v = run.verdict or {}
+    if not v.get("traces") and not v.get("policy"):
+        return ""
+    parts = ["<h2>Links and policy</h2>"]
+    plot = signal_plot.render(v)
+    if plot is not None:
+        parts.append(f"<div class='ladder'>{plot}</div>")
+    p = v.get("policy")
+    if p:
+        parts.append(f"<p>policy <code>{esc(p['switch'])}</code> on <code>{esc(p['metric'])}</code>, "
+                     f"hysteresis {p['hysteresis_db']:g} dB, dwell {p['dwell_s']:g} s; "
+                     f"<b>ping-pong {p['ping_pong']}</b> (returns within {p['ping_pong_window']:g} s); "
+                     f"agent events dropped: {esc(p.get('agent_dropped'))}</p>")
+        rows = "".join(
+            f"<tr><td>{esc(d.get('t', ''))}</td><td>{esc(d['from'])} → {esc(d['to'])}</td>"
+            f"<td>{esc(d['reason'])}</td>"
+            f"<td>{esc(', '.join(f'{k} {x}' for k, x in d['values'].items()))}</td>"
+            f"<td>{esc(d.get('crossing_t', ''))}</td><td>{esc(d.get('after_crossing_s', ''))}</td></tr>"
+            for d in p.get("decisions", []))
+        if rows:
+            parts.append("<table><tr><th>t (s)</th><th>switch</th><th>reason</th><th>metric values</th>"
+                         f"<th>trace's crossing (s)</th><th>after it (s)</th></tr>{rows}</table>")
+    tr = v.get("traces")
+    if tr:
+        late = "; ".join(f"{op}: {x['count']} applied, p50 {x['p50_ms']} ms, p99 {x['p99_ms']} ms, "
+                         f"max {x['max_ms']} ms" for op, x in (tr.get("lateness") or {}).items())
+        parts.append(f"<p class='small'>traces on {esc(', '.join(tr.get('networks', [])))}; lateness "
+                     f"(applied minus due): {esc(late or 'nothing applied')}</p>")
+    return "\n".join(parts)
+
+
 def _rules(run: RunData, t_ref: float | None, known: set[str]) -> str:
     parts = ["<h2 id='rules'>Rules</h2>"]
     rules = [r for r in (run.verdict or {}).get("rules") or [] if isinstance(r, dict)]
@@ -501,6 +536,7 @@ def render_report(
             _mobiles(run, focus),
             _ladder(ladder, notes, roles, title, known),
             _timeline(run, t_ref, budgets, known),
+            _links(run),
             _security(run, t_ref, known),
             _rules(run, t_ref, known),
             _captures(ladder),

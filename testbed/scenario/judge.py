@@ -27,6 +27,16 @@ class RunFacts:
     roles: dict[str, list[str]]  # the report's ladder columns
     title: str
     capture_drops: dict[str, int] = field(default_factory=dict)
+    budgets: dict[str, float] | None = None  # the scenario's, with what lossy links add
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a run adds to its verdict beyond the captures: rules, and blocks (``policy``,
+    ``traces``) set on the verdict."""
+
+    rules: list[RuleResult] = field(default_factory=list)
+    blocks: dict[str, Any] = field(default_factory=dict)
 
 
 def transport_of(sc: Scenario) -> str | None:
@@ -50,26 +60,29 @@ def check(pcaps: Path, run: RunFacts) -> Any:
     sc, topo = run.scenario, run.topo
     events = [r for r in run.records if r.get("event") in MOVEMENT_EVENTS]
     if len(topo.mobiles) == 1:
-        return check_one(pcaps, rules=sc.rules, events=events, budgets=sc.budgets or None,
+        return check_one(pcaps, rules=sc.rules, events=events, budgets=run.budgets,
                          mn_name=topo.dns_name(topo.mobile.node), lab=run.lab,
                          auth_keys=auth_keys(topo), transport=transport_of(sc))
     scopes = {mn: MobileScope.from_events(topo.dns_name(mn), [e for e in events if e.get("mn") == mn])
               for mn in topo.mobiles}
-    return check_mobiles(pcaps, scopes, rules=sc.rules, budgets=sc.budgets or None,
+    return check_mobiles(pcaps, scopes, rules=sc.rules, budgets=run.budgets,
                          expectations=dict(sc.expect), lab=run.lab, source=f"scenario {sc.name}",
                          auth_keys=auth_keys(topo), transport=transport_of(sc))
 
 
-def judge(out: Path, run: RunFacts, extra: Callable[[Any], list[RuleResult]] = lambda v: []) -> Any:
-    """Check ``out/pcaps``, add ``extra(verdict)``'s rules (what the run observed beyond the
-    captures), apply the expectations, write ``verdict.json`` and ``report.html``."""
+def judge(out: Path, run: RunFacts, extra: Callable[[Any], Observed] = lambda v: Observed()) -> Any:
+    """Check ``out/pcaps``, add what ``extra(verdict)`` observed beyond the captures (rules and
+    blocks), apply the expectations, write ``verdict.json``, the signal plot where traces ran,
+    and ``report.html``."""
+    from testbed.report import signal_plot
     from testbed.report.html import render_report
 
     sc = run.scenario
     verdict = check(out / "pcaps", run)
     added = extra(verdict)
-    if added:
-        verdict = replace(verdict, rules=(*verdict.rules, *added))
+    verdict = replace(verdict, **added.blocks)
+    if added.rules:
+        verdict = replace(verdict, rules=(*verdict.rules, *added.rules))
     if sc.expect:
         verdict = verdict.expecting(dict(sc.expect), f"scenario {sc.name}")
     if run.capture_drops:  # the verdict says when the captures, not the network, may have lost packets
@@ -78,5 +91,8 @@ def judge(out: Path, run: RunFacts, extra: Callable[[Any], list[RuleResult]] = l
             "tcpdump dropped packets (" + ", ".join(f"{k} {v}" for k, v in run.capture_drops.items()) +
             "): a DATA gap never seen may be the capture's, not the network's")
     verdict.write(out / "verdict.json")
-    render_report(out, run.roles, run.title, budgets=sc.budgets or None, verdict=verdict)
+    plot = signal_plot.render(verdict.to_dict())
+    if plot is not None:  # each network's signal and rate, the handover phases on them
+        (out / signal_plot.FILE).write_text(plot)
+    render_report(out, run.roles, run.title, budgets=run.budgets, verdict=verdict)
     return verdict

@@ -12,8 +12,10 @@ from testbed.capture.tcpdump import Capture
 from testbed.errors import TestbedError
 from testbed.host import jsonlines
 from testbed.lab import Lab
-from testbed.model.topology import Role
+from testbed.lab.replay import TraceReplay
+from testbed.model.topology import PolicySettings, Role
 from testbed.runtimes import kernel_nodes
+from testbed.scenario import trace_rules
 from testbed.scenario.attacks import Attacks
 from testbed.scenario.faults import Faults
 from testbed.scenario.model import Scenario, Traffic
@@ -72,13 +74,16 @@ class LabTarget:
         self.lab = lab
         self.topo, self.plan = lab.topo, lab.plan
         self.tails: dict[str, list[jsonlines.Tail]] = {}
+        self.replay: TraceReplay | None = None
 
     @property
     def name(self) -> str:
         return self.lab.state.lab
 
     def refuse(self, scenario: Scenario) -> None:
-        """A lab plays every step kind; what a step needs of the topology fails that step."""
+        """A lab plays every step kind (what a step needs of the topology fails that step); a
+        bad trace, or one the lab's kernels cannot play, fails here."""
+        self.replay = trace_rules.replay_of(self.lab, scenario)
 
     def prepare(self, out: Path, log: EventSink, progress: Callable[[str], None]) -> None:
         for mn in self.topo.mobiles:
@@ -106,6 +111,23 @@ class LabTarget:
     def move(self, mn: str, to: str, mode: str, overlap: float, gap: float,
              timeout: float) -> dict[str, float]:
         return self.lab.move(to, mode, overlap=overlap, gap=gap, mn=mn, timeout=timeout)  # type: ignore[arg-type]
+
+    def join(self, mn: str, to: str, timeout: float) -> None:
+        self.lab.mobile_node(mn).join(to, timeout)
+
+    def set_policy(self, policy: PolicySettings) -> None:
+        for m in self.lab.mobiles.values():
+            m.set_policy(policy)
+
+    def start_traces(self) -> float | None:
+        return self.replay.start() if self.replay is not None else None
+
+    def stop_traces(self) -> None:
+        if self.replay is not None:
+            self.replay.stop()
+
+    def agent_dropped(self) -> int | None:
+        return trace_rules.agent_dropped(self.lab)
 
     def settle(self, mn: str, ars: set[str]) -> tuple[bool, float]:
         mobile = self.lab.mobile_node(mn)

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from testbed.errors import ConfigError
-from testbed.model.topology import Strict
+from testbed.model.topology import PolicySettings, Strict, TraceSource
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "topologies" / "scenarios"
 DEFAULT_SCENARIO = "trash-handover"
@@ -71,6 +71,16 @@ class Metric(Strict):
     ifname: str
     name: str = "signal"
     value: float
+    mobile: str | None = None
+
+
+class Attach(Strict):
+    """Attach the MN to ``to`` as well, keeping what it is attached to: which network its
+    transports use is then the policy's to decide (``mobile.policy``)."""
+
+    kind: Literal["attach"] = "attach"
+    to: str
+    timeout: float = Field(20.0, gt=0)
     mobile: str | None = None
 
 
@@ -215,8 +225,8 @@ class Fault(Strict):
         return f"fault.flap.{self.flap}" if self.flap else f"fault.vanish.{self.vanish}"
 
 
-KINDS = ("move", "ping_pong", "metric", "wait", "traffic", "depart", "leave", "listen", "forge_update",
-         "forge_asconf", "impostor", "probe", "rogue_ra", "fault")
+KINDS = ("move", "attach", "ping_pong", "metric", "wait", "traffic", "depart", "leave", "listen",
+         "forge_update", "forge_asconf", "impostor", "probe", "rogue_ra", "fault")
 
 
 def _step_dict(raw: Any) -> Any:
@@ -240,7 +250,7 @@ def _step_dict(raw: Any) -> Any:
 
 
 Step = Annotated[
-    Annotated[Move | PingPong | Metric | Wait | TrafficStep | Depart | Leave | Listen | ForgeUpdate
+    Annotated[Move | Attach | PingPong | Metric | Wait | TrafficStep | Depart | Leave | Listen | ForgeUpdate
               | ForgeAsconf | Impostor | Probe | RogueRouter | Fault, Field(discriminator="kind")],
     BeforeValidator(_step_dict),
 ]
@@ -333,6 +343,10 @@ class Scenario(Strict):
     # `testbed compare`: per transport, what its run expects (default: the scenario's own
     # rules, budgets and expectations for its own transport, none for the others)
     compare: dict[Transport, CompareEntry] = Field(default_factory=dict)
+    # access router -> the trace its network replays during the run (over the topology's)
+    networks: dict[str, TraceSource] = Field(default_factory=dict)
+    # the mobile nodes' policy for this run, over the topology's mobile.policy
+    policy: PolicySettings | None = None
     steps: list[Step]
 
     def moves(self) -> list[Move]:
@@ -405,9 +419,17 @@ def load(name_or_path: str | Path | None = None) -> Scenario:
     except yaml.YAMLError as e:
         raise ConfigError(src, "-", f"invalid YAML: {e}".splitlines()[0], "fix the YAML syntax") from e
     try:
-        return Scenario.model_validate(data)
+        sc = Scenario.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
         raise ConfigError(src, _field(tuple(err["loc"])), msg,
                           "see topologies/scenarios/trash-handover.yaml") from e
+    if sc.networks:  # trace files named relative to the scenario; a bad one fails here
+        from testbed.model import trace
+
+        base = path.resolve().parent
+        sc = sc.model_copy(update={"networks": {ar: t.resolved(base) for ar, t in sc.networks.items()}})
+        for t in sc.networks.values():
+            trace.network_trace(t, trace.read_file)
+    return sc

@@ -20,15 +20,18 @@ from testbed.errors import TestbedError
 from testbed.host import jsonlines
 from testbed.host.signals import interrupts_deferred
 from testbed.lab import Lab
-from testbed.model import loader
+from testbed.model import loader, retransmission
 from testbed.progress import Progress, quiet
-from testbed.scenario.judge import MOVEMENT_EVENTS, RunFacts, judge, transport_of
+from testbed.scenario import trace_rules
+from testbed.scenario.judge import MOVEMENT_EVENTS, Observed, RunFacts, judge, transport_of
 from testbed.scenario.lab_target import LabTarget, quic_host, sctp_peer, traffic_peer
-from testbed.scenario.model import Depart, Leave, Metric, Move, PingPong, Scenario, TrafficStep, Wait
+from testbed.scenario.model import Attach, Depart, Leave, Metric, Move, PingPong, Scenario, TrafficStep, Wait
 from testbed.scenario.quic_traffic import preflight as quic_preflight
 from testbed.scenario.target import Target, TrafficPart
 from testbed.scenario.traffic import AssociationRefused
 from testbed.state import LabState
+
+FIRST_READINGS_S = 0.1  # after the traces' 0, for their first values to reach the nodes
 
 __all__ = ["MOVEMENT_EVENTS", "EventLog", "RunResult", "Runner", "ladder_roles", "quic_host", "run",
            "sctp_peer", "traffic_peer"]
@@ -92,14 +95,16 @@ class Runner:
         self.many = len(self.topo.mobiles) > 1  # then records name their MN (``mn``)
         self.rng = random.Random(scenario.seed)  # ``spread`` moves: the same run for the same seed
         self.unsettled: dict[str, set[str]] = {}  # MN -> the ARs it moved to since the last settle
+        self.visited: set[str] = set()  # every AR a move went to
         self.traffic: TrafficPart | None = None
         if scenario.uses_traffic:
             self.traffic = self.target.traffic(scenario, self.out)
         self.attacks = self.target.attacks(self.out, self.log, progress)
         self.faults = self.target.faults(self.log, progress)
+        self.policy = scenario.policy or self.topo.mobile.policy  # the run's
         self.steps: dict[type, Callable[[Any], None]] = {
-            Move: self._move, PingPong: self._ping_pong, Metric: self._metric, Wait: self._wait,
-            TrafficStep: self._traffic, Depart: self._depart, Leave: self._leave,
+            Move: self._move, Attach: self._attach, PingPong: self._ping_pong, Metric: self._metric,
+            Wait: self._wait, TrafficStep: self._traffic, Depart: self._depart, Leave: self._leave,
             **self.attacks.handlers(),
             **self.faults.handlers(),
         }
@@ -168,6 +173,28 @@ class Runner:
         times = self.target.move(mn, m.to, m.mode, m.overlap, m.gap, m.timeout)
         self.log.step("moved", to=m.to, **who, **{f"{k}_s": v for k, v in times.items()})
         self.unsettled.setdefault(mn, set()).add(m.to)
+        self.visited.add(m.to)
+
+    def budget_margins(self) -> dict[str, float]:
+        """What the scenario's budgets (for exchanges that lose nothing) gain on lossy links:
+        the retransmissions the worst loss among the networks moved to makes likely, for the
+        address configuration (DHCP's two exchanges), then the transport's binding updates
+        (two: ADD_IP and SET_PRIMARY, or their MPTCP and QUIC counterparts), then the DNS
+        UPDATE, each phase the margins of what it waits for. {} on lossless links."""
+        loss = max((a.shape.loss for a in self.topo.access_networks
+                    if a.router in self.visited and a.shape is not None), default=0.0)
+        if loss <= 0:
+            return {}
+        configure = retransmission.margin(loss, retransmission.DHCP, exchanges=2)
+        bind = configure + retransmission.margin(loss, retransmission.SCTP, exchanges=2)
+        dns = bind + retransmission.margin(loss, retransmission.DNS)
+        return {phase: configure if phase in ("detected", "configured") else dns if phase.startswith("dns")
+                else bind for phase in self.sc.budgets}
+
+    def budgets(self) -> dict[str, float] | None:
+        """The budgets the run is judged by: the scenario's, with their lossy-link margins."""
+        margins = self.budget_margins()
+        return {p: s + margins.get(p, 0.0) for p, s in self.sc.budgets.items()} or None
 
     def _settle(self) -> None:
         """Before the traffic stops (and at the end): until each MN that moved has its binding
@@ -178,6 +205,13 @@ class Runner:
             self.log.step("settled", done=done, seconds=round(time.monotonic() - t0, 3),
                           bound_s=round(bound, 3), **self._who(mn))
         self.unsettled.clear()
+
+    def _attach(self, a: Attach) -> None:
+        who = self._who(a.mobile)
+        self.progress(f"attach to {a.to} as well")
+        self.log.step("attach", to=a.to, **who)
+        self.target.join(self._mn(a.mobile), a.to, a.timeout)
+        self.log.step("attached", to=a.to, **who)
 
     def _ping_pong(self, p: PingPong) -> None:
         mn = self._mn(p.mobile)
@@ -245,11 +279,20 @@ class Runner:
         pcaps = self.out / "pcaps"
         self.target.prepare(self.out, self.log, self.progress)
         capture = self.target.capture(pcaps)
-        self.progress("capturing every link")
         interrupted = False
-        capture.start()
+        with interrupts_deferred():  # the run's policy, before anything is captured
+            self.target.set_policy(self.policy)
+        self.progress("capturing every link")
+        agent_dropped: int | None = None
         try:
+            capture.start()
             self.log.step("start", scenario=self.sc.name, seed=self.sc.seed, lab=self.target.name)
+            start = self.target.start_traces()
+            if start is not None:
+                self.progress("replaying the link traces")
+                self.log.step("replay", start_wall=start, networks=sorted(self.target.replay.traces))
+                # the steps follow the traces' clock: the first readings are in before the first step
+                self._dwell_until(time.monotonic() + start + FIRST_READINGS_S - time.time())
             self.play()
             self.log.step("end")
         except KeyboardInterrupt:
@@ -262,25 +305,33 @@ class Runner:
                     if self.traffic is not None:
                         self.traffic.close(self.log, hurry=interrupted)
                     self.attacks.close()
+                    self.target.stop_traces()  # the static shaping is back once each has stopped
+                    if not interrupted:
+                        agent_dropped = self.target.agent_dropped()
                 finally:
                     capture.stop(timeout=1.0 if interrupted else 5.0)
+                    self.target.set_policy(self.topo.mobile.policy)
                     for mn, records in self.target.records().items():
                         for r in records:
                             self.log.add({**r, **self._who(mn)})
                     self.log.write()
         self.progress("checking the captures")
-        verdict = judge(self.out, RunFacts(self.sc, self.topo, self.log.records, self.lab_block(),
-                                           self.roles(), self.title, capture.drops()), self._observed)
+        facts = RunFacts(self.sc, self.topo, self.log.records, self.lab_block(), self.roles(), self.title,
+                         capture.drops(), self.budgets())
+        verdict = judge(self.out, facts, lambda v: self._observed(v, pcaps, agent_dropped))
         return RunResult(self.out, verdict, self.target.name)
 
-    def _observed(self, verdict: Any) -> list[RuleResult]:
-        """What the run observed beyond the captures: attacks refused or taken, faults, steps."""
+    def _observed(self, verdict: Any, pcaps: Path, agent_dropped: int | None) -> Observed:
+        """What the run observed beyond the captures: attacks refused or taken, faults, steps,
+        the traffic's own records, and the traces' and policy's blocks and rules."""
         failed = [r for r in verdict.rules if r.status == "fail"]
         extra = [*self.attacks.rules(verdict.facts), *self.faults.rules(self.step_error, failed),
                  *(self.traffic.rules() if self.traffic is not None else [])]
         if self.step_error is not None:
             extra.append(self.step_error)
-        return extra
+        judged = trace_rules.judge(self.topo, self.plan, self.sc, self.policy, self.target.replay,
+                                   self.log.records, pcaps, agent_dropped)
+        return Observed([*extra, *judged.rules], {"policy": judged.policy, "traces": judged.traces})
 
     @property
     def transport(self) -> str | None:
@@ -321,6 +372,7 @@ def run(scenario: Scenario, out: Path, lab_name: str, progress: Progress = quiet
     topo = loader.load(scenario.topology)
     if scenario.uses_traffic and scenario.transport == "quic":  # stacks missing: before any lab is made
         quic_preflight(topo, scenario, quic_host(topo, scenario.traffic), f"scenario {scenario.name}")
+    trace_rules.check(topo, scenario)  # a bad trace: nothing is built
     if LabState.exists(lab_name):
         lab = Lab.open(lab_name)
         wanted = topo.name

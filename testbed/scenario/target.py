@@ -86,6 +86,7 @@ class Target(Protocol):
 
     topo: Topology
     plan: LabPlan
+    replay: Any  # the run's link traces (``lab.replay.TraceReplay``), None without
 
     @property
     def name(self) -> str:
@@ -110,6 +111,21 @@ class Target(Protocol):
     def move(self, mn: str, to: str, mode: str, overlap: float, gap: float,
              timeout: float) -> dict[str, float]:
         """Attach ``mn`` to ``to`` and detach it from every other AR; the phases' times."""
+
+    def join(self, mn: str, to: str, timeout: float) -> None:
+        """Attach ``mn`` to ``to`` as well, keeping every network it is on."""
+
+    def set_policy(self, policy: Any) -> None:
+        """The mobile nodes' binding processes run ``policy`` (a run's; the topology's after)."""
+
+    def start_traces(self) -> float | None:
+        """Start replaying the link traces: their 0 (wall time), None without traces."""
+
+    def stop_traces(self) -> None:
+        """Stop the traces (the static shaping is back)."""
+
+    def agent_dropped(self) -> int | None:
+        """Events the agents dropped from full subscriber queues in all (None: unknown)."""
 
     def settle(self, mn: str, ars: set[str]) -> tuple[bool, float]:
         """Wait until ``mn``'s binding updates of its moves among ``ars`` are answered:

@@ -134,6 +134,9 @@ def log_server(log, server: dict[str, Any], **extra: Any) -> None:
         log.add({"event": "traffic", "op": "source_switch", "wall": sw.get("t"), **extra, **sw})
 
 
+RTO_INITIAL = 3.0  # Linux's net.sctp.rto_initial, ms / 1000
+
+
 class SctpTraffic(TrafficRun):
     kind = "SCTP traffic"
 
@@ -146,9 +149,13 @@ class SctpTraffic(TrafficRun):
         self.server_stats = self.dir_cn / "server.json"
         self.client_stats = self.dir_mn / "client.json"
         # the SHUTDOWN at the end and the last DATA's SACK, retransmitted as the worst access
-        # link's loss makes likely (the MN may end on any of them)
+        # link's loss makes likely (the MN may end on any of them); and one RTO.Initial (3 s):
+        # DATA outstanding to an address the MN deleted moves to another path and is sent again
+        # on its T3-rtx timer before the peer may answer the SHUTDOWN (RFC 9260 §9.2; seen at
+        # the end of a ping-pong run)
         worst = max((a.shape.loss for a in lab.topo.access_networks if a.shape is not None), default=0.0)
-        self.shutdown_wait = SHUTDOWN_WAIT + retransmission.margin(worst, retransmission.SCTP, exchanges=2)
+        self.shutdown_wait = (SHUTDOWN_WAIT + RTO_INITIAL
+                              + retransmission.margin(worst, retransmission.SCTP, exchanges=2))
 
     def endpoints(self) -> tuple[list[str], list[str]]:
         """(the MN's addresses, the CN's) of the association's families: the CN's from the

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from testbed.errors import ServiceError, TestbedError
 from testbed.mobility import protocol
+from testbed.model.topology import PolicySettings
 from testbed.runtimes.base import NodeRuntime
 from testbed.services.base import Daemon
 
@@ -25,15 +26,24 @@ TRAFFIC_CONTROL = Path("/run/testbed-traffic.sock")
 GUEST_BINDING_SOCKET = Path("/run/testbed-binding.sock")
 
 
+def policy_args(policy: PolicySettings) -> list[str]:
+    """The topology's (or a scenario's) ``mobile.policy`` as the binding process's arguments."""
+    argv = ["--switch", policy.switch, "--metric", policy.metric,
+            "--hysteresis", f"{policy.hysteresis_db:g}", "--dwell", f"{policy.dwell_s:g}"]
+    return argv + ([] if policy.keep_old else ["--delete-on-switch"])
+
+
 def binding_argv(python: str, agent_socket: Path, actions: Path, location: bool, socket: Path,
-                 families: str = "4", switch: str = "newest", driver: Path = TRAFFIC_CONTROL) -> list[str]:
+                 families: str = "4", switch: str = "newest", driver: Path = TRAFFIC_CONTROL,
+                 policy: PolicySettings | None = None) -> list[str]:
     """``location``: it sends the DNS UPDATE after the SET_PRIMARY (``TESTBED_LOC_*``);
     ``socket``: where it answers status requests; ``driver``: the traffic client's control
-    socket."""
+    socket; ``policy``: the whole policy (then ``switch`` is its)."""
     argv = [python, "-m",
             "testbed.mobility.binding", "--agent", str(agent_socket),
             "--driver", str(driver), "--log", str(actions), "--socket", str(socket),
-            "--families", families, "--switch", switch]
+            "--families", families]
+    argv += policy_args(policy) if policy is not None else ["--switch", switch]
     return argv + (["--location"] if location else [])
 
 
@@ -57,10 +67,10 @@ class BindingService(Daemon):
 
     def __init__(self, node, directory: Path, agent_socket: Path, location_env: dict[str, str],
                  families: str = "4", switch: str = "newest", driver_socket: Path = TRAFFIC_CONTROL,
-                 socket_path: Path | None = None) -> None:
+                 socket_path: Path | None = None, policy: PolicySettings | None = None) -> None:
         super().__init__(node, directory)
         self.agent_socket, self.location_env, self.driver_socket = agent_socket, location_env, driver_socket
-        self.families, self.switch = families, switch
+        self.families, self.switch, self.policy = families, switch, policy
         self.actions = directory / "actions.jsonl"
         self.socket = socket_path or directory / "binding.sock"
 
@@ -69,7 +79,7 @@ class BindingService(Daemon):
 
     def argv(self) -> list[str]:
         return binding_argv(sys.executable, self.agent_socket, self.actions, bool(self.location_env),
-                            self.socket, self.families, self.switch, self.driver_socket)
+                            self.socket, self.families, self.switch, self.driver_socket, self.policy)
 
     def ready(self) -> bool:
         """It answers a status request; an answer in another protocol version is an error

@@ -29,6 +29,9 @@ class HandFedDetector:
     def set_metric(self, ifname: str, name: str, value: float) -> None:
         self.sink(self.core.set_metric(ifname, name, value, Stamp.now()))
 
+    def set_metrics(self, ifname: str, values: dict[str, float]) -> None:
+        self.sink(self.core.set_metrics(ifname, values, Stamp.now()))
+
     def shutdown(self, reason: str = "sigterm") -> None:
         self.sink(self.core.shutdown(Stamp.now(), reason))
 

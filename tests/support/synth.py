@@ -286,6 +286,10 @@ class Assoc:
                                   SCTPChunkData(tsn=tsn, stream_id=0, stream_seq=0, proto_id=0,
                                                 data=b"x" * 32, beginning=1, ending=1)])  # fmt: skip
 
+    def sack_to_mn(self, dst: str) -> bytes:
+        """The CN's SACK of the MN's DATA so far."""
+        return self.from_cn(dst, [SCTPChunkSACK(cumul_tsn_ack=self.mn_tsn - 1, a_rwnd=65536)])
+
     def sack_from_mn(self, src: str) -> bytes:
         return self.from_mn(src, [SCTPChunkSACK(cumul_tsn_ack=self.cn_tsn - 1, a_rwnd=65536)])
 
@@ -345,8 +349,9 @@ class Knobs:
     # "lost": the one HEARTBEAT is never answered, "unanswered": nor is a second (with
     # data_to_old, the CN stays on the old path); "racing": the HEARTBEAT-ACK comes right behind
     # a DATA of the MN, and the CN's answer to that DATA (its SACK, a DATA bundled) still takes
-    # the old path ("racing-unbundled": that DATA goes alone, answering nothing)
-    confirm: str = ""  # "" | "late" | "before" | "lost" | "unanswered" | "racing" | "racing-unbundled"
+    # the old path, before the CN shows it took the ACK in (a SACK of the MN's next DATA);
+    # "racing-informed": then one more DATA to the old path, after that SACK
+    confirm: str = ""  # "" | "late" | "before" | "lost" | "unanswered" | "racing" | "racing-informed"
     set_primary: bool = True  # False: ADD_IP and DELETE_IP only (Linux's auto_asconf)
     forged_hmac: bool = False  # True: SET_PRIMARY's AUTH carries an HMAC under another key
 
@@ -403,16 +408,27 @@ def trash_capture(knobs: Knobs | None = None, *, start: float = 1_700_000_000.0)
         cap.add(t - 0.005 if k.confirm in ("lost", "unanswered") else start + 0.5, hb)
         if k.confirm == "unanswered":  # probed again, still no answer
             cap.add(t + 0.005, a.heartbeat(new, b"probe-again"))
+
+        def informed(at: float) -> None:
+            """The MN's next DATA and the CN's SACK of it: the CN has taken the ACK in."""
+            cap.add(at, a.data_from_mn(old))
+            cap.add(at + 0.0002, a.sack_to_mn(old))
+
         if k.confirm == "before":
             cap.add(start + 0.501, ack)
+            informed(start + 0.502)
         if k.confirm.startswith("racing"):
             cap.add(t - 0.0004, a.data_from_mn(old))
             cap.add(t - 0.0003, ack)
-            cap.add(t, a.sack_data_to_mn(old) if k.confirm == "racing" else a.data_to_mn(old))
+            cap.add(t, a.sack_data_to_mn(old))
+            informed(t + 0.002)
+            if k.confirm == "racing-informed":
+                cap.add(t + 0.003, a.data_to_mn(old))
         else:
             cap.add(t, a.data_to_mn(old))
         if k.confirm == "late":
             cap.add(t + 0.001, ack)
+            informed(t + 0.002)
         t += 0.01
     upd = dns_update(0x4D4E, ZONE, MN_NAME, new, signer=MN_NAME if k.signed else None)
     cap.add(t, bytes(_eth() / _ipl(k.v6, new, dns) / UDP(sport=40000, dport=53) / upd))

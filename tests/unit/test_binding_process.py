@@ -52,7 +52,8 @@ def kernel(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[Any, ...]], thre
     return calls, deleted
 
 
-async def _follow(tmp: Path, link: DriverLink, moves) -> tuple[State, list[dict[str, Any]]]:
+async def _follow(tmp: Path, link: DriverLink, moves, policy: Policy | None = None,
+                  updater: Any = None) -> tuple[State, list[dict[str, Any]]]:
     """An agent attached on OLD, the binding process started on it; ``moves(det)`` once the
     binding answers its status; then the agent stops. Its first status and its log."""
     cfg = AgentConfig(tmp / "agent.sock", tmp / "state.json")
@@ -63,8 +64,8 @@ async def _follow(tmp: Path, link: DriverLink, moves) -> tuple[State, list[dict[
     det: HandFedDetector = agent.detector  # type: ignore[assignment]
     _attach(det, "eth0", 2, "2001:db8:a1::/64", OLD)
     log, sock = tmp / "actions.jsonl", tmp / "binding.sock"
-    binding = asyncio.create_task(serve(str(cfg.socket_path), None, str(log), Policy(families=frozenset({6})),
-                                        None, str(sock), link))
+    binding = asyncio.create_task(serve(str(cfg.socket_path), None, str(log),
+                                        policy or Policy(families=frozenset({6})), updater, str(sock), link))
 
     def ready() -> State | None:
         try:
@@ -175,3 +176,44 @@ def test_the_status_says_when_every_event_so_far_is_acted_on(tmp_path: Path, ker
     assert first.detail["seen"] < caught["latest"]
     assert st is not None and st.detail["seen"] == caught["latest"]
     assert st.local == (NEW,) and st.primary == NEW  # the ladder done: the old address deleted
+
+
+class SlowUpdater:
+    """A location updater whose answer takes a while (a DNS server across the new network)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def update(self, a: tuple[str, ...], aaaa: tuple[str, ...]) -> Any:
+        await asyncio.sleep(self.seconds)
+
+        class Answered:
+            def to_dict(self) -> dict[str, Any]:
+                return {"ok": True, "rcode": "NOERROR"}
+
+        return Answered()
+
+
+def test_a_dwell_runs_out_with_no_event_and_the_switchs_delete_waits_for_the_dns_answer(
+        tmp_path: Path, kernel) -> None:
+    calls, deleted = kernel
+    driver = sctp.SctpDriver(socket.socket(), 4000, 5001, families=(6,))
+    policy = Policy(switch="metric", hysteresis=5, dwell=0.3, keep_old=False, families=frozenset({6}))
+
+    async def moves(det: HandFedDetector) -> None:
+        _attach(det, "eth1", 3, "2001:db8:a2::/64", NEW)  # no reading yet: the MN stays on OLD
+        agent = AgentClient(tmp_path / "agent.sock")
+        await agent.command({"cmd": "set-metrics", "ifname": "eth0", "values": {"signal": -80}})
+        await agent.command({"cmd": "set-metrics", "ifname": "eth1", "values": {"signal": -60}})
+        assert await asyncio.to_thread(deleted.wait, 10), "no DELETE_IP: the dwell's deadline never came"
+
+    _, rows = asyncio.run(_follow(tmp_path, DriverLink(None, loopback(driver)), moves, policy,
+                                  SlowUpdater(0.2)))
+    assert calls == [("bindx", (NEW,), True), ("peerprim", NEW), ("bindx", (OLD,), False)]
+    (prim,) = [r for r in rows if r["op"] == "primary"]
+    d = prim["decision"]
+    assert d["reason"] == "metric" and d["at"] - d["since"] >= 0.3  # decided at the deadline
+    assert d["metrics"] == {"eth0": {"signal": -80.0}, "eth1": {"signal": -60.0}}
+    (delete,) = [r for r in rows if r["op"] == "delete"]
+    (answered,) = [r for r in rows if r["op"] == "location" and NEW in r["aaaa"]]
+    assert answered["rcode"] == "NOERROR" and answered["wall"] <= delete["wall"]  # DELETE after the answer

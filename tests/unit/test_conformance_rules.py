@@ -121,14 +121,14 @@ def test_a_data_answering_a_packet_taken_in_before_the_confirmation_is_not_judge
                                                                                  v6: bool) -> None:
     """The HEARTBEAT-ACK arrives right behind a DATA of the MN's: the CN answers that DATA
     first (its SACK, with a DATA bundled, to the old path it still had), then learns of the
-    confirmation. The DATA it sends next is the one judged. A DATA to the old path that
-    answers nothing from before the confirmation still fails the rule."""
+    confirmation. The first DATA after it has shown it took the confirmation in (a SACK of the
+    MN's DATA from after it) is the one judged: to the old path, it fails the rule."""
     v = _run(tmp_path, trash_capture(Knobs(v6=v6, confirm="racing")))
     res = v.rule("continuity.new_path")
     assert res.status == "pass" and "(1 once its path was confirmed by HEARTBEAT-ACK)" in res.message, res
     (tmp_path / "alone").mkdir()
-    alone = _run(tmp_path / "alone", trash_capture(Knobs(v6=v6, confirm="racing-unbundled")))
-    assert alone.rule("continuity.new_path").status == "fail"
+    after = _run(tmp_path / "alone", trash_capture(Knobs(v6=v6, confirm="racing-informed")))
+    assert after.rule("continuity.new_path").status == "fail"
 
 
 @pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])

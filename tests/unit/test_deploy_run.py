@@ -157,6 +157,16 @@ def test_a_quic_scenario_is_refused_naming_its_traffic_step(inv, tmp_path):
         Runner(model.load("quic-handover"), HostTarget(inv), tmp_path / "out")
 
 
+def test_an_attach_step_is_the_mns_radio_joining_one_more_network(inv, tmp_path, monkeypatch):
+    t = HostTarget(inv)
+    ran = []
+    monkeypatch.setattr(t, "playbook", lambda name, limit=None, **kw: ran.append((name, limit, kw)))
+    t.join("mn", "ar2", 20.0)
+    (name, limit, kw), = ran
+    assert name == "move.yml" and limit == ["mn"] and "--detach" not in kw["testbed_move_cmd"]
+    assert "--attach mn-ar2" in kw["testbed_move_cmd"] and t.attached("mn") == ["ar1", "ar2"]
+
+
 def test_a_peer_other_than_the_deployed_correspondent_is_refused(inv, tmp_path):
     with pytest.raises(ConfigError, match="traffic.peer: the deployed correspondent is cn"):
         Runner(_scenario(traffic={"peer": "dns"}), HostTarget(inv), tmp_path / "out")

@@ -103,3 +103,14 @@ def test_a_refused_association_is_logged_and_the_steps_go_on(run_root, fake_back
     (refused,) = [x for x in r.log.records if x.get("op") == "refused"]
     assert "cn refused the association" in refused["error"]
     assert not cn.running  # the server stopped with the refusal, not after a timeout
+
+
+def test_budgets_gain_the_margins_of_the_lossy_networks_moved_to(run_root, fake_backend, tmp_path):
+    lab = make_fake_lab(fake_backend, "three-ar-sctp")
+    r = Runner(model.load("three-ar-pingpong"), lab, tmp_path / "out")
+    r.visited = {"ar1", "ar2"}
+    assert r.budget_margins() == {} and r.budgets() == {"set_primary_acked": 2.5, "dns_acked": 3.0}
+    r.visited.add("ar3")  # 2 % each way: two DHCP retransmissions (5 s, 10 s), two ASCONF (1 s, 2 s),
+    # two DNS UPDATE (0.5 s, 1 s)
+    assert r.budget_margins() == pytest.approx({"set_primary_acked": 18.0, "dns_acked": 19.5})
+    assert r.budgets() == pytest.approx({"set_primary_acked": 20.5, "dns_acked": 22.5})

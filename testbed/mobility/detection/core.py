@@ -137,6 +137,18 @@ class DetectionCore:
         self._emit(out, "metric", link, at, source="metric", reason=name)
         return out
 
+    def set_metrics(self, ifname: str, values: dict[str, float], at: Stamp) -> list[Event]:
+        """Record several link metrics at once: one ``metric`` event when any changed (a trace
+        replayer's reading of signal, loss and rate together), none when none did."""
+        link = self._link(ifname)
+        changed = sorted(k for k, v in values.items() if link.metrics.get(k) != v)
+        if not changed:
+            return []
+        link.metrics.update(values)
+        out: list[Event] = []
+        self._emit(out, "metric", link, at, source="metric", reason=",".join(changed))
+        return out
+
     def shutdown(self, at: Stamp, reason: str = "sigterm") -> list[Event]:
         out: list[Event] = []
         self._emit(out, "shutdown", None, at, source="agent", reason=reason)

@@ -169,6 +169,9 @@ class MovementDetector:
     def set_metric(self, ifname: str, name: str, value: float, *, quiet: bool = False) -> None:
         self._dispatch(self.core.set_metric(ifname, name, value, Stamp.now(), quiet=quiet))
 
+    def set_metrics(self, ifname: str, values: dict[str, float]) -> None:
+        self._dispatch(self.core.set_metrics(ifname, values, Stamp.now()))
+
     def shutdown(self, reason: str = "sigterm") -> None:
         self._dispatch(self.core.shutdown(Stamp.now(), reason))
 
