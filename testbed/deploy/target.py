@@ -2,17 +2,19 @@
 
 The controller reaches the hosts as ``testbed deploy`` does (the inventory, SSH, ansible-runner)
 and plays the steps with the action playbooks: ``capture.yml`` (tcpdump on every captured link,
-started before the first step; stopped and fetched after the last, with the mobile node's event
-logs), ``traffic.yml`` (the correspondent's SCTP server and the MN's client, driven by the
-binding process the deploy started), ``move.yml`` (the MN's radio: its access interfaces up and
-down, ``testbed.mobility.radio``) and ``command.yml`` (one command on the hosts a step names: a
-metric for the agent, its departure, the MN leaving).
+started before the first step; stopped and fetched after the last, with the mobile nodes' event
+logs), ``traffic.yml`` (the correspondent's server of the scenario's transport and each MN's
+client, driven by the binding process the deploy started), ``move.yml`` (an MN's radio: its
+access interfaces up and down, ``testbed.mobility.radio``) and ``command.yml`` (one command on
+the host a step names: a request to an agent, its departure, the MN leaving, whether its binding
+updates are done, a fault, an attack program; ``faults``, ``attacks``).
 
 Before anything starts, each host that runs the package is checked to run the controller's
 version (``testbed.deploy.version``) and every host's clock is measured against the
 controller's (``testbed.deploy.clock``); offsets larger than their uncertainty are taken out of
-the fetched pcaps and events, and all of it goes into the verdict's ``lab.clocks``. Beside a lab
-run's output: ``hosts/`` (the MN's logs as fetched) and ``ansible/`` (every playbook's record).
+the fetched pcaps and events, and all of it goes into the verdict's ``lab.clocks``. What the
+hosts cannot play is refused by ``refuse`` before that. Beside a lab run's output: ``hosts/``
+(the MNs' logs as fetched) and ``ansible/`` (every playbook's record).
 """
 
 from __future__ import annotations
@@ -129,10 +131,6 @@ class HostTarget:
                                   "run it on a lab")
         if sc.uses_traffic:
             params = sc.traffic or Traffic()
-            if params.transport not in DEPLOYED_TRANSPORTS:
-                raise ConfigError(src, "traffic.transport", f"{params.transport} traffic is not deployed "
-                                  f"(the roles run {', '.join(DEPLOYED_TRANSPORTS)} traffic)",
-                                  "run it on a lab")
             cn = correspondent_of(self.topo)
             if params.peer not in (None, cn):
                 raise ConfigError(src, "traffic.peer", f"the deployed correspondent is {cn}",
