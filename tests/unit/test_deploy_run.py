@@ -389,3 +389,45 @@ def test_jsonlines_since_keeps_a_runs_share_of_each_log(tmp_path, capsys):
     assert jsonlines.main(["since", "--wall", "15", str(log), str(tmp_path / "missing.jsonl")]) == 0
     assert json.loads(capsys.readouterr().out) == {"agent-events.jsonl": [{"kind": "new", "wall": 20.0}],
                                                    "missing.jsonl": []}
+
+
+def _fake_hosts(monkeypatch, fail_at: str | None = None):
+    """The controller's side of a deployed run with the playbooks answered here: each call
+    recorded (name, its action), the one named ``fail_at`` interrupted as by a Ctrl-C."""
+    calls: list[tuple[str, str]] = []
+
+    def playbook(name, inventory, out, *, extravars=None, limit=None, progress=None, timeout=0, hosts=None):
+        ev = extravars or {}
+        action = ev.get("testbed_capture_action") or ev.get("testbed_traffic_action") or ""
+        calls.append((name, action))
+        if name == fail_at:
+            raise KeyboardInterrupt
+        outputs = {}
+        if name == "move.yml":
+            outputs = {"mn": ['{"changed": true, "configured": 0.2, "detached": 2.3}']}
+        return ansible.PlaybookResult(name, "successful", 0, 0.1, outputs=outputs)
+
+    monkeypatch.setattr(ansible, "run_playbook", playbook)
+    monkeypatch.setattr(version, "check_all", lambda hosts, want, inv: dict.fromkeys(hosts, want))
+    monkeypatch.setattr(clock, "measure_all", lambda hosts, err: {})
+    return calls
+
+
+def test_a_ctrl_c_on_deployed_hosts_stops_the_runs_traffic_and_captures(inv, tmp_path, monkeypatch):
+    """What the run started on the hosts (its tcpdumps, traffic server and client) is stopped
+    after an interrupt, traffic first, and nothing is judged."""
+    calls = _fake_hosts(monkeypatch, fail_at="move.yml")
+    r = Runner(model.load("trash-handover"), HostTarget(inv), tmp_path / "out", dwell=lambda s: None)
+    with pytest.raises(KeyboardInterrupt):
+        r.run()
+    assert calls == [("capture.yml", "start"), ("move.yml", ""), ("capture.yml", "stop")]
+    calls.clear()
+    sc = model.Scenario.model_validate({"name": "t", "topology": "two-ar-sctp", "steps": [
+        {"traffic": "start"}, {"move": {"to": "ar2"}}, {"traffic": "stop"}]})
+    r = Runner(sc, HostTarget(inv), tmp_path / "out2", dwell=lambda s: None)
+    with pytest.raises(KeyboardInterrupt):
+        r.run()
+    assert calls == [("capture.yml", "start"), ("traffic.yml", "start"), ("move.yml", ""),
+                     ("traffic.yml", "stop"), ("capture.yml", "stop")]
+    assert not (tmp_path / "out2" / "verdict.json").exists()
+    assert any(x.get("step") == "interrupted" for x in r.log.records)
