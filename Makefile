@@ -88,6 +88,7 @@ bench: setup
 	$(PY) bench/bench_mptcp.py
 	$(PY) bench/bench_quic_handover.py
 	$(PY) bench/bench_replay.py
+	$(PY) bench/bench_deploy.py
 
 # N consecutive default runs (pass/fail counts, timing distribution): make soak N=100; then
 # the long checker fuzz (FUZZ mutated captures; make test runs a short one)

@@ -5,13 +5,19 @@ Written for testbed (ansible-core has no module for addresses, routes and Linux 
 ansible.posix's sysctl would be a vendored collection for one setting): it reads the host's
 state with ``ip -j`` and /proc/sys and applies, in one ``ip -batch``, only the bridges,
 addresses, routes and link states that are missing, and writes only the sysctls that differ.
-A second run on a converged host reports changed=false.
+It also sets an MPTCP node's path-manager limits (``ip mptcp limits``), an access router's
+nftables tables (NAT, ingress filter: each table replaced whole when its rules differ from those
+last applied) and each shaped interface's egress (netem where the kernel has it, else a tbf rate
+and an nftables loss rule; delay or jitter without netem fails, naming the interface and the
+topology's field). A second run on a converged host reports changed=false.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
@@ -30,7 +36,112 @@ options:
   down: {type: list, elements: str, default: []}
   sctp: {type: bool, default: false, description: load the sctp module where /proc/sys/net/sctp is absent}
   packages: {type: list, elements: str, default: [], description: Debian packages to report as missing}
+  mptcp: {type: dict, description: the path manager's limits (subflows, add_addr_accepted)}
+  nft: {type: str, default: "", description: nftables commands of the node's middlebox tables}
+  shaping: {type: list, elements: dict, default: [], description: shaped interfaces
+    (testbed.deploy.render.shape_spec)}
 """
+
+STATE = "/var/lib/testbed/network"  # what was applied last: the tables' and qdiscs' checksums
+
+
+def run(m: AnsibleModule, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    cp = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if cp.returncode != 0:
+        m.fail_json(msg=f"`{' '.join(argv[:6])}` exited {cp.returncode}: {cp.stderr.strip()}")
+    return cp
+
+
+def applied(name: str, spec: str, record: bool) -> bool:
+    """Was ``spec`` the last applied as ``name``? ``record``: it is now."""
+    digest = hashlib.sha256(spec.encode()).hexdigest()
+    path = os.path.join(STATE, name)
+    try:
+        with open(path) as f:
+            if f.read().strip() == digest:
+                return True
+    except OSError:
+        pass
+    if record:
+        os.makedirs(STATE, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(digest + "\n")
+    return False
+
+
+def nft_tables(rules: str) -> list[str]:
+    """``family name`` of every table the rules add."""
+    return re.findall(r"^add table (\S+ \S+)$", rules, flags=re.M)
+
+
+def present_tables(m: AnsibleModule) -> set[str]:
+    out = run(m, ["nft", "list", "tables"]).stdout
+    return {line.removeprefix("table ").strip() for line in out.splitlines()}
+
+
+def apply_nft(m: AnsibleModule, rules: str, done: list[str]) -> None:
+    """The middlebox tables, each replaced whole when the rules differ from those applied."""
+    tables, present = nft_tables(rules), present_tables(m)
+    if all(t in present for t in tables) and applied("nft", rules, record=False):
+        return
+    done.append("nftables " + ", ".join(tables))
+    if m.check_mode:
+        return
+    drop = "".join(f"delete table {t}\n" for t in tables if t in present)
+    run(m, ["nft", "-f", "-"], drop + rules)
+    applied("nft", rules, record=True)
+
+
+def has_netem() -> bool:
+    """Can this kernel make a netem qdisc? Probed in a throwaway network namespace."""
+    argv = ["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
+    cp = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return cp.returncode == 0
+
+
+def apply_shaping(m: AnsibleModule, specs: list[dict], done: list[str]) -> None:
+    """Each shaped interface's egress: netem, else tbf and an nftables loss rule."""
+    if not specs:
+        return
+    netem = has_netem()
+    for sp in specs:
+        if not netem and sp["needs_netem"]:
+            m.fail_json(msg=f"{sp['field']}: delay/jitter on {sp['ifname']} needs netem, which this "
+                            "host's kernel lacks (CONFIG_NET_SCH_NETEM): keep rate and loss only")
+        name = f"shape-{sp['ifname']}"
+        spec = json.dumps(sp, sort_keys=True) + f" netem={netem}"
+        root = json.loads(run(m, ["tc", "-j", "qdisc", "show", "dev", sp["ifname"], "root"]).stdout or "[]")
+        kind = root[0].get("kind") if root else None
+        want = "netem" if netem else "tbf" if sp["tbf"] else kind
+        if kind == want and applied(name, spec, record=False):
+            continue
+        done.append(f"shape {sp['ifname']}")
+        if m.check_mode:
+            continue
+        if netem:
+            run(m, sp["netem"])
+        else:
+            if sp["tbf"]:
+                run(m, sp["tbf"])
+            if sp["loss"]:
+                table = nft_tables(sp["loss"])[0]
+                chain = re.search(r"^add chain \S+ \S+ (\S+)", sp["loss"], flags=re.M).group(1)
+                if table in present_tables(m):  # the chain again, with this loss
+                    subprocess.run(["nft", "delete", "chain", *table.split(), chain],
+                                   capture_output=True, check=False)
+                run(m, ["nft", "-f", "-"], sp["loss"])
+        applied(name, spec, record=True)
+
+
+def apply_mptcp(m: AnsibleModule, limits: dict, done: list[str]) -> None:
+    """The in-kernel path manager's limits, where they differ."""
+    words = run(m, ["ip", "mptcp", "limits", "show"]).stdout.split()  # "add_addr_accepted 0 subflows 2"
+    now = dict(zip(words[::2], words[1::2], strict=False))
+    if all(int(now.get(k, -1)) == int(v) for k, v in limits.items()):
+        return
+    done.append("mptcp limits " + " ".join(f"{k} {v}" for k, v in sorted(limits.items())))
+    if not m.check_mode:
+        run(m, ["ip", "mptcp", "limits", "set", *(str(x) for k, v in sorted(limits.items()) for x in (k, v))])
 
 
 def ip_json(*args: str) -> list[dict]:
@@ -53,6 +164,9 @@ def main() -> None:
         "down": {"type": "list", "elements": "str", "default": []},
         "sctp": {"type": "bool", "default": False},
         "packages": {"type": "list", "elements": "str", "default": []},
+        "mptcp": {"type": "dict", "default": None},
+        "nft": {"type": "str", "default": ""},
+        "shaping": {"type": "list", "elements": "dict", "default": []},
     }, supports_check_mode=True)
     p = m.params
     done: list[str] = []
@@ -136,6 +250,11 @@ def main() -> None:
                 f.write(value)
         except OSError as e:
             m.fail_json(msg=f"sysctl {key}: {e.strerror} (does this kernel have it?)", done=done)
+    if p["mptcp"]:
+        apply_mptcp(m, p["mptcp"], done)
+    if p["nft"]:
+        apply_nft(m, p["nft"], done)
+    apply_shaping(m, p["shaping"], done)
     m.exit_json(changed=bool(done), done=done, missing_packages=missing_packages,
                 optimistic_dad_supported=os.path.exists(sysctl_path("net.ipv6.conf.default.optimistic_dad")))
 

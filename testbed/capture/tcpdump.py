@@ -23,6 +23,7 @@ from testbed.errors import TestbedError
 from testbed.host import netns
 from testbed.host.daemonctl import tail
 from testbed.host.tools import require
+from testbed.model.addressing import LabPlan
 
 # The capture ring per link (KiB). In immediate mode libpcap uses a ring of 2 MiB by default;
 # on a busy 2-core box a tcpdump not scheduled for a few hundred ms overflowed it and the
@@ -39,6 +40,23 @@ def tcpdump_argv(ifname: str, pcap: Path, buffer_kib: int = BUFFER_KIB) -> list[
     """Whole packets, written as they come; says "listening on" once its socket is open."""
     return ["tcpdump", "-i", ifname, "-n", "-s", "0", "-U", "--immediate-mode",
             "-B", str(buffer_kib), "-Z", "root", "-w", str(pcap)]
+
+
+def capture_points(plan: LabPlan) -> list[tuple[str, str]]:
+    """(node, interface) of every captured link: each link's infrastructure end; with several
+    mobile nodes each access network once, on its router's bridge, instead of per port."""
+    topo = plan.topology
+    points = [(v.a, v.a_ifname) for v in plan.veths]
+    if len(topo.mobiles) > 1:
+        lans = {acc.router: plan.lan(acc.router).ifname for acc in topo.access_networks}
+        ports = {i.ifname for ar in lans for i in plan.nodes[ar].ifaces if i.master}
+        points = [p for p in points if p[1] not in ports] + list(lans.items())
+    return points
+
+
+def buffer_kib(mobiles: int) -> int:
+    """A link carries every MN's traffic: the ring grows with them, or tcpdump drops packets."""
+    return min(MAX_BUFFER_KIB, max(BUFFER_KIB, BUFFER_KIB_PER_MN * mobiles))
 
 
 @dataclass
@@ -63,15 +81,8 @@ class Capture:
     def for_lab(cls, lab, directory: Path) -> Capture:
         directory = directory.resolve()
         cap = cls(directory)
-        points = [(v.a, v.a_ifname) for v in lab.plan.veths]
-        mobiles = len(lab.topo.mobiles)
-        if mobiles > 1:
-            lans = {acc.router: lab.plan.lan(acc.router).ifname for acc in lab.topo.access_networks}
-            ports = {i.ifname for ar in lans for i in lab.plan.nodes[ar].ifaces if i.master}
-            points = [p for p in points if p[1] not in ports] + list(lans.items())
-        # a link carries every MN's traffic: the ring grows with them, or tcpdump drops packets
-        buffer = min(MAX_BUFFER_KIB, max(BUFFER_KIB, BUFFER_KIB_PER_MN * mobiles))
-        for node, ifname in points:
+        buffer = buffer_kib(len(lab.topo.mobiles))
+        for node, ifname in capture_points(lab.plan):
             cap.links.append(LinkCapture(ifname, lab.state.ns(node), ifname, directory / f"{ifname}.pcap",
                                          directory.parent / "logs" / f"{ifname}.tcpdump.log",
                                          buffer_kib=buffer))

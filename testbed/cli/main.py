@@ -132,11 +132,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     out = Path(a.out or f"out/{sc.name}-{_time.strftime('%Y%m%d-%H%M%S')}")
     if a.inventory:
         from testbed.deploy import clock
-        from testbed.deploy import run as deployed
+        from testbed.deploy.target import HostTarget
 
+        inv = Path(a.inventory)
         with progress(f"{sc.name} on deployed hosts") as step:
-            result = deployed.run(sc, Path(a.inventory), out, step,
-                                  a.max_clock_error if a.max_clock_error is not None else clock.MAX_ERROR)
+            target = HostTarget(inv, step, a.max_clock_error if a.max_clock_error is not None
+                                else clock.MAX_ERROR)
+            result = runner.Runner(sc, target, out, step, title=f"{sc.name} on the hosts of {inv.name}").run()
         render(result.verdict, out_console)
         console.print(f"results: {result.out}; report: {result.out / 'report.html'}")
         return 0 if result.passed else 1

@@ -1,10 +1,11 @@
 """An Ansible inventory for a topology's nodes (``testbed inventory TOPOLOGY``).
 
 One host per node, named after it, in the group of its role (``dns_servers``,
-``access_routers``, ``mobile_nodes``, ``correspondents``: the first host with SCTP,
-``routers``, ``hosts``); the topology itself is the ``testbed_topology`` variable, from which
-the playbooks render every file. ``ansible_host`` is the node's name (resolve it, or edit it),
-or, for a bare lab that is up, the node's management address, with the lab's SSH key.
+``access_routers``, ``mobile_nodes``, ``correspondents``: the first host that speaks the MN's
+transport, ``routers``, ``hosts``, ``attackers``: a host on an access network beside the MN);
+the topology itself is the ``testbed_topology`` variable, from which the playbooks render
+every file. ``ansible_host`` is the node's name (resolve it, or edit it), or, for a bare lab
+that is up, the node's management address, with the lab's SSH key.
 Interfaces keep the topology's names (``<node>-<peer>``): a real host's must be named so.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from testbed.deploy.render import capture_links, correspondent_of, not_deployable
+from testbed.deploy.render import capture_links, correspondent_of, needs_package
 from testbed.errors import ConfigError
 from testbed.model.topology import Role, Topology
 
@@ -26,9 +27,6 @@ GROUPS = {Role.DNS: "dns_servers", Role.ACCESS_ROUTER: "access_routers", Role.MO
 def build(topo: Topology, bare: dict[str, Any] | None = None,
           known_hosts: Path | None = None, source: str | None = None) -> dict[str, Any]:
     """The inventory as a dict (YAML-ready). ``bare``: a bare lab's record (``lab.bare``)."""
-    for where, what in not_deployable(topo):
-        raise ConfigError(source or topo.name, where, f"the playbooks do not deploy {what} yet",
-                          "drop it, or deploy two-ar-sctp")
     data = topo.model_dump(mode="json")
     try:
         cn = correspondent_of(topo)
@@ -36,14 +34,18 @@ def build(topo: Topology, bare: dict[str, Any] | None = None,
         cn = None
     groups: dict[str, dict[str, Any]] = {g: {"hosts": {}} for g in
                                          ["dns_servers", "access_routers", "mobile_nodes", "correspondents",
-                                          "routers", "hosts"]}
+                                          "routers", "hosts", "attackers"]}
     mgmt = (bare or {}).get("management", {}).get("hosts", {})
     for name, spec in topo.nodes.items():
         host: dict[str, Any] = {"testbed_node": name, "ansible_host": mgmt.get(name, name).split("/")[0]}
+        if needs_package(topo, name):
+            host["testbed_package"] = True
         links = capture_links(data, name)
         if links:
             host["testbed_capture"] = links
         group = "correspondents" if name == cn else GROUPS[spec.role]
+        if spec.role is Role.HOST and spec.attach and name != cn:
+            group = "attackers"  # beside the MN on an access network: where attacks come from
         groups[group]["hosts"][name] = host
     all_vars: dict[str, Any] = {
         "ansible_user": (bare or {}).get("user", "root"),
@@ -78,6 +80,26 @@ def load(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "all.vars.testbed_topology", "missing", "write the inventory with "
                           "`testbed inventory TOPOLOGY`, which puts the topology there")
     return data
+
+
+PACKAGED = ("mobile_nodes", "correspondents")  # the groups site.yml installs the package on by default
+
+
+def packaged(inventory: dict[str, Any]) -> set[str]:
+    """The hosts the package is deployed on (their version is checked before a run): those
+    with ``testbed_package``, by default the mobile nodes and the correspondents."""
+    out = set()
+    for g, group in (inventory["all"].get("children") or {}).items():
+        for name, hv in (group.get("hosts") or {}).items():
+            if (hv or {}).get("testbed_package", g in PACKAGED):
+                out.add(name)
+    return out
+
+
+def groups(inventory: dict[str, Any]) -> dict[str, list[str]]:
+    """Group name -> its hosts."""
+    children = inventory["all"].get("children") or {}
+    return {g: list(group.get("hosts") or {}) for g, group in children.items()}
 
 
 def hosts(inventory: dict[str, Any]) -> dict[str, dict[str, Any]]:

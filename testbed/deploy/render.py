@@ -16,15 +16,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.capture.tcpdump import tcpdump_argv
-from testbed.lab.wiring import access_metrics, location_env, sctp_mobile, zone_data
+from testbed.capture.tcpdump import buffer_kib, capture_points, tcpdump_argv
+from testbed.lab import middlebox, shaping
+from testbed.lab.wiring import (
+    access_dhcpv6,
+    access_metrics,
+    binding_mobile,
+    location_env,
+    sctp_mobile,
+    source_routing,
+    trusted_networks,
+    zone_data,
+)
 from testbed.model import addressing, loader
 from testbed.model.addressing import LabPlan
+from testbed.model.shaping import shaped
 from testbed.model.topology import Role, Topology
 from testbed.runtimes.guest import SCTP_SYSCTLS
 from testbed.scenario.model import Traffic
+from testbed.scenario.stream_traffic import PM_TYPE, stream_client_argv, stream_server_argv
 from testbed.scenario.traffic import client_argv, server_argv
-from testbed.services import agent, bind, binding, dhcpcd, dhcpd, radvd
+from testbed.services import agent, bind, binding, dhcpcd, dhcpd, dhcpd6, irdp, radvd
 from testbed.services.binding import TRAFFIC_CONTROL
 
 TSIG_KEY_NAME = "mn-tsig"
@@ -52,6 +64,10 @@ class Layout:
     @property
     def agent_socket(self) -> Path:
         return self.run / "agent.sock"
+
+    @property
+    def agent_state(self) -> Path:
+        return self.run / "agent-state.json"
 
     @property
     def agent_events(self) -> Path:
@@ -96,30 +112,6 @@ def _daemon(name: str, argv: list[str], ready: list[str], env: dict[str, str] | 
     return asdict(DaemonSpec(name, argv, str(layout.log / f"{name}.log"), dict(env or {}), ready, timeout))
 
 
-def not_deployable(topo: Topology) -> list[tuple[str, str]]:
-    """(field, what) for each part of the topology the roles do not deploy yet: one mobile
-    node speaking SCTP over dual-stack access networks (radvd and DHCPv4) is what they do."""
-    out: list[tuple[str, str]] = []
-    if len(topo.mobiles) != 1:
-        out.append(("mobile", f"{len(topo.mobiles)} mobile nodes"))
-    for mn in topo.mobiles:
-        if topo.nodes[mn].mptcp.enabled:
-            out.append((f"nodes.{mn}.mptcp", "an MPTCP mobile node"))
-    for k, a in enumerate(topo.access_networks):
-        where = f"access_networks[{k}]"
-        if a.ipv4 is None or a.ipv6 is None:
-            out.append((where, "a single-family access network"))
-        for name, on in (("dhcpv6", a.dhcpv6 != "off"), ("router_discovery", bool(a.router_discovery)),
-                         ("nat", a.nat), ("ingress_filter", a.ingress_filter), ("shape", a.shape is not None),
-                         ("medium", a.medium != "switched")):
-            if on:
-                out.append((f"{where}.{name}", f"{name} on an access network"))
-    for k, link in enumerate(topo.links):
-        if link.shape is not None:
-            out.append((f"links[{k}].shape", "a shaped link"))
-    return out
-
-
 def topology_of(data: dict[str, Any]) -> tuple[Topology, LabPlan]:
     topo = loader.from_dict(data, "inventory: testbed_topology")
     return topo, addressing.plan(topo)
@@ -151,16 +143,16 @@ def network(data: dict[str, Any], node: str) -> dict[str, Any]:
     admin state (the MN attached to its first access networks only)."""
     topo, plan = topology_of(data)
     np = plan.nodes[node]
-    mn = topo.mobile.node
+    mobile = node in topo.mobiles  # one of the MNs (several: copies of mobile.node)
     bridges = [{"name": i.ifname, "ports": [p.ifname for p in np.ifaces if p.master == i.ifname]}
                for i in np.ifaces if i.bridge]
     sysctls: dict[str, str] = {}
     optimistic: list[str] = []
     if np.forwards:
         sysctls |= {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
-    keep = "0" if node == mn else "1"  # the MN's addresses go with its link; others' stay
+    keep = "0" if mobile else "1"  # the MN's addresses go with its link; others' stay
     sysctls |= {"net.ipv6.conf.all.keep_addr_on_down": keep}
-    if node == mn:
+    if mobile:
         for i in np.ifaces:
             base = f"net.ipv6.conf.{i.ifname}"
             sysctls |= {f"{base}.accept_ra": "2", f"{base}.autoconf": "1",
@@ -174,11 +166,15 @@ def network(data: dict[str, Any], node: str) -> dict[str, Any]:
                 sysctls[f"{base}.disable_ipv6"] = "1"
             else:
                 sysctls |= {f"{base}.accept_ra": "0", f"{base}.accept_dad": "0"}
-    attached = {plan.access_iface(ar)[0].ifname for ar in topo.mobile.attached} if node == mn else set()
-    access = {i.ifname for i in np.ifaces if i.access_router} if node == mn else set()
+    attached = {plan.access_iface(ar, node)[0].ifname for ar in topo.mobile.attached} if mobile else set()
+    access = {i.ifname for i in np.ifaces if i.access_router} if mobile else set()
     sctp = topo.nodes[node].sctp
     if sctp.stack != "none":
         sysctls |= {f"net.sctp.{k}": str(getattr(sctp, k)) for k in SCTP_SYSCTLS}
+    mptcp = topo.nodes[node].mptcp
+    if mptcp.enabled:
+        sysctls["net.mptcp.enabled"] = "1"
+    acc = next((a for a in topo.access_networks if a.router == node), None)
     return {
         "packages": packages(topo, node),
         "bridges": bridges,
@@ -192,7 +188,22 @@ def network(data: dict[str, Any], node: str) -> dict[str, Any]:
         "down": sorted(access - attached),
         "attach": sorted(attached),
         "sctp": sctp.stack != "none",
+        # the in-kernel path manager's limits (the lab sets them per namespace)
+        "mptcp": {"subflows": mptcp.subflows, "add_addr_accepted": mptcp.add_addr_accepted}
+        if mptcp.enabled else None,
+        # an AR's §6 middleboxes (NAT, ingress filter) as the lab's nftables rules
+        "nft": middlebox.rules_for(acc) if acc is not None else "",
+        "shaping": [shape_spec(sh) for sh in shaped(plan) if sh.node == node],
     }
+
+
+def shape_spec(sh: Any) -> dict[str, Any]:
+    """One shaped interface as the network role applies it: netem where the host's kernel has
+    it, else a tbf rate and an nftables loss rule (delay and jitter then fail, named)."""
+    return {"ifname": sh.ifname, "field": sh.field, "needs_netem": sh.shape.needs_netem,
+            "netem": shaping.netem_argv(sh.ifname, sh.shape),
+            "tbf": shaping.tbf_argv(sh.ifname, sh.shape.rate) if sh.shape.rate else None,
+            "loss": shaping.loss_rules(sh.ifname, sh.shape.loss) if sh.shape.loss else None}
 
 
 PACKAGES = {  # the Debian packages each role runs (bind9 >= 9.20: bookworm-backports on bookworm)
@@ -209,8 +220,12 @@ def packages(topo: Topology, node: str) -> list[str]:
     venv for the package on SCTP hosts."""
     spec = topo.nodes[node]
     out = ["iproute2", *PACKAGES[spec.role]]
-    if spec.sctp.stack != "none":
+    if spec.sctp.stack != "none" or spec.mptcp.enabled:
         out.append("python3-venv")
+    acc = next((a for a in topo.access_networks if a.router == node), None)
+    if acc is not None and middlebox.rules_for(acc) or any(
+            sh.node == node and sh.shape.loss for sh in shaped(addressing.plan(topo))):
+        out.append("nftables")
     if any(v.a == node for v in addressing.plan(topo).veths):
         out.append("tcpdump")
     return list(dict.fromkeys(out))
@@ -251,63 +266,89 @@ def dns_server(data: dict[str, Any], key_rrs: list[str], layout: Layout = LAYOUT
 
 # ----------------------------------------------------------------------------- access_router
 def access_router(data: dict[str, Any], node: str, layout: Layout = LAYOUT) -> dict[str, Any]:
-    """radvd and dhcpd for the access network this router serves, on its bridge."""
+    """The daemons the lab runs on this router (``Wiring.ar_daemons``), on its bridge: radvd
+    where the network has IPv6, dhcpd where it has IPv4, dhcpd -6 where it serves DHCPv6, and
+    the RFC 1256 advertiser where it does router discovery."""
     topo, plan = topology_of(data)
     acc = next(a for a in topo.access_networks if a.router == node)
     lan = plan.lan(node).ifname
     dns4 = plan.address_of(topo.dns.server, 4) or ""
     dns6 = plan.address_of(topo.dns.server, 6)
     etc, lib = layout.etc, layout.lib / "dhcpd"
-    radvd_conf, dhcpd_conf = etc / "radvd" / "radvd.conf", etc / "dhcpd" / "dhcpd.conf"
-    radvd_pid, leases = layout.run / "radvd-own.pid", lib / "dhcpd.leases"
-    return {
-        "dirs": [str(etc / "radvd"), str(etc / "dhcpd"), str(lib), str(layout.log), str(layout.run)],
-        "files": [
-            {"path": str(radvd_conf), "content": radvd.render_conf(lan, acc, dns6, topo.dns.zone),
-             "daemon": "radvd", "check": ["radvd", "-c", "-C", str(radvd_conf), "-p", str(radvd_pid)]},
-            {"path": str(dhcpd_conf), "content": dhcpd.render_conf(acc, dns4, topo.dns.zone),
-             "daemon": "dhcpd", "check": ["dhcpd", "-t", "-4", "-cf", str(dhcpd_conf)]},
-            {"path": str(leases), "content": "", "create_only": True},
-        ],
-        "daemons": [
-            _daemon("radvd", radvd.radvd_argv(radvd_conf, radvd_pid, layout.log / "radvd.log"),
-                    ["test", "-s", str(radvd_pid)], layout=layout),
-            _daemon("dhcpd", dhcpd.dhcpd_argv(dhcpd_conf, leases, lib / "dhcpd.pid", lan),
-                    _udp_bound(67), layout=layout),
-        ],
-    }
+    dirs = [str(etc / "radvd"), str(etc / "dhcpd"), str(lib), str(layout.log), str(layout.run)]
+    files: list[dict[str, Any]] = []
+    daemons: list[dict[str, Any]] = []
+    if acc.ipv6 is not None:
+        conf, pid = etc / "radvd" / "radvd.conf", layout.run / "radvd-own.pid"
+        files.append({"path": str(conf), "content": radvd.render_conf(lan, acc, dns6, topo.dns.zone),
+                      "daemon": "radvd", "check": ["radvd", "-c", "-C", str(conf), "-p", str(pid)]})
+        daemons.append(_daemon("radvd", radvd.radvd_argv(conf, pid, layout.log / "radvd.log"),
+                               ["test", "-s", str(pid)], layout=layout))
+    servers = []  # (name, family, config, argv of (conf, leases, pidfile, ifname), port)
+    if acc.ipv4 is not None:
+        servers.append(("dhcpd", 4, dhcpd.render_conf(acc, dns4, topo.dns.zone), dhcpd.dhcpd_argv, 67))
+    if acc.dhcpv6 != "off":
+        servers.append(("dhcpd6", 6, dhcpd6.render_conf(acc, dns6, topo.dns.zone), dhcpd6.dhcpd6_argv, 547))
+    for name, family, content, argv, port in servers:
+        conf, leases = etc / "dhcpd" / f"{name}.conf", lib / f"{name}.leases"
+        files += [{"path": str(conf), "content": content, "daemon": name,
+                   "check": ["dhcpd", "-t", f"-{family}", "-cf", str(conf)]},
+                  {"path": str(leases), "content": "", "create_only": True}]
+        daemons.append(_daemon(name, argv(conf, leases, lib / f"{name}.pid", lan), _udp_bound(port),
+                               layout=layout))
+    if acc.router_discovery and acc.ipv4 is not None:
+        argv = irdp.irdp_argv(layout.python, lan, str(acc.ipv4.network_address + 1), acc.router_discovery,
+                              irdp.irdp_lifetime(acc.router_discovery))
+        daemons.append(_daemon("irdp", argv, _log_has(layout.log / "irdp.log", "advertising"), layout=layout))
+    return {"dirs": dirs, "files": files, "daemons": daemons}
+
+
+def needs_package(topo: Topology, node: str) -> bool:
+    """Does ``node`` run the testbed package (an agent, a binding process, a traffic app, the
+    router-discovery advertiser, an attack program)?"""
+    spec = topo.nodes[node]
+    if spec.role in (Role.MOBILE, Role.HOST):
+        return True
+    acc = next((a for a in topo.access_networks if a.router == node), None)
+    return acc is not None and bool(acc.router_discovery) and acc.ipv4 is not None
 
 
 # ----------------------------------------------------------------------------- mobile_node
 def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True,
-                layout: Layout = LAYOUT) -> dict[str, Any]:
-    """dhcpcd for every access interface, the mobility agent, and on an SCTP MN the TraSH
-    binding process, which sends the SIG(0)-signed location update with ``key_file``.
+                layout: Layout = LAYOUT, node: str | None = None) -> dict[str, Any]:
+    """The daemons the lab runs on a mobile node (``node``, default the topology's
+    ``mobile.node``): dhcpcd for every access interface (DHCPv6 where a network serves it), the
+    mobility agent, and on an SCTP or MPTCP MN the TraSH binding process, which then sends the
+    SIG(0)-signed location update with ``key_file`` (else the agent does).
     ``optimistic_dad``: the host's kernel has it (else the network role turned DAD off)."""
     topo, plan = topology_of(data)
     m = topo.mobile
-    metrics = access_metrics(topo, plan)
+    mn = node or m.node
+    metrics = access_metrics(topo, plan, mn)
+    v6 = {i: mode for i, mode in access_dhcpv6(topo, plan, mn).items() if i in metrics}
     db = layout.lib / "dhcpcd"
-    sctp = sctp_mobile(topo)
+    binds = binding_mobile(topo, mn)
     loc: dict[str, str] = {}
     if m.location == "sig0":
-        loc = location_env(topo, plan, key=Path(key_file))
+        loc = location_env(topo, plan, mn, key=Path(key_file))
     elif m.location == "tsig":
-        loc = location_env(topo, plan, tsig=layout.keys / f"{TSIG_KEY_NAME}.key")
+        loc = location_env(topo, plan, mn, tsig=layout.keys / f"{TSIG_KEY_NAME}.key")
     loc_env = {**loc, "TESTBED_LOC_LOG": str(layout.location_log)} if loc else {}
-    ifaces = [i.ifname for i in plan.nodes[m.node].ifaces]
-    paths = agent.AgentPaths(layout.agent_socket, layout.run / "agent-state.json", layout.agent_events)
+    ifaces = [i.ifname for i in plan.nodes[mn].ifaces]
+    paths = agent.AgentPaths(layout.agent_socket, layout.agent_state, layout.agent_events)
     python = layout.python
     ping = [python, "-m", "testbed.host.jsonlines", "request", str(layout.agent_socket), '{"cmd": "ping"}']
+    rdisc = any(a.router_discovery for a in topo.access_networks)
     daemons = [
-        _daemon("dhcpcd", dhcpcd.dhcpcd_argv(db), _log_has(layout.log / "dhcpcd.log", *(
+        _daemon("dhcpcd", dhcpcd.dhcpcd_argv(db, dhcpcd.dhcpv6_on(v6)), _log_has(layout.log / "dhcpcd.log", *(
             f"{i}: " for i in metrics)), layout=layout),
         _daemon("agent", agent.agent_argv(python, paths, ifaces, m.optimistic_dad and optimistic_dad,
-                                          bool(loc) and not sctp),
-                ping, {**({} if sctp else loc_env), "PYTHONUNBUFFERED": "1"},
+                                          bool(loc) and not binds, trusted_networks(topo), rdisc,
+                                          source_routing(topo, mn)),
+                ping, {**({} if binds else loc_env), "PYTHONUNBUFFERED": "1"},
                 timeout=agent.MobilityAgent.START_TIMEOUT, layout=layout),
     ]
-    if sctp:
+    if binds:
         daemons.append(_daemon(
             "binding", binding.binding_argv(python, layout.agent_socket, layout.binding_actions, bool(loc),
                                             layout.binding_socket, policy=m.policy),
@@ -315,10 +356,10 @@ def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True
             timeout=binding.BindingService.START_TIMEOUT, layout=layout))
     return {
         "dirs": [str(db), str(layout.log), str(layout.run), str(layout.traffic)],
-        "files": [{"path": str(db / "dhcpcd.conf"), "content": dhcpcd.render_conf(metrics),
+        "files": [{"path": str(db / "dhcpcd.conf"), "content": dhcpcd.render_conf(metrics, v6),
                    "daemon": "dhcpcd"}],
         "daemons": daemons,
-        "sig0": {"dir": str(layout.keys), "name": topo.dns_name(m.node),
+        "sig0": {"dir": str(layout.keys), "name": topo.dns_name(mn),
                  "algorithms": ",".join(topo.dns.sig0_algorithms), "ttl": topo.dns.ttl,
                  "algorithm": m.sig0_algorithm},
         "location": m.location,
@@ -327,21 +368,36 @@ def mobile_node(data: dict[str, Any], key_file: str, optimistic_dad: bool = True
 
 
 # ----------------------------------------------------------------------------- correspondent
+def traffic_of(topo: Topology, traffic: dict[str, Any] | None) -> Traffic:
+    """A run's traffic (the scenario's), or for the deploy the topology's own transport: SCTP
+    where the MN speaks it, else MPTCP where it does, else plain TCP."""
+    mn = topo.nodes[topo.mobile.node]
+    own = "sctp" if sctp_mobile(topo) else "mptcp" if mn.mptcp.enabled else "tcp"
+    return Traffic.model_validate({"transport": own, **(traffic or {})})
+
+
 def correspondent(data: dict[str, Any], node: str, traffic: dict[str, Any] | None = None,
                   run: str = "", layout: Layout = LAYOUT) -> dict[str, Any]:
-    """The SCTP traffic server, listening on the node's addresses of the traffic's families (one
-    association: a run starts its own, ``run``, with its own stats file, in place of the one the
-    deploy left listening)."""
-    _, plan = topology_of(data)
-    params = Traffic.model_validate(traffic or {})
+    """The traffic server of the transport (SCTP's on the node's addresses of the traffic's
+    families; TCP's and MPTCP's on its IPv4 address, one connection per MN). A run starts its
+    own (``run``), with its own stats file, in place of the one the deploy left listening."""
+    topo, plan = topology_of(data)
+    params = traffic_of(topo, traffic)
     d = layout.traffic / run if run else layout.traffic
-    stats = d / "server.json"
-    bind_to = ",".join(a for f in params.families if (a := plan.address_of(node, f)))
+    if params.transport == "sctp":
+        stats = d / "server.json"
+        bind_to = ",".join(a for f in params.families if (a := plan.address_of(node, f)))
+        argv = server_argv(layout.python, bind_to, stats, params)
+        ready = ["test", "-s", str(stats)]
+    else:
+        stats = d / "stream-server.json"
+        argv = stream_server_argv(layout.python, params, plan.address_of(node, 4) or "", stats,
+                                  len(topo.mobiles))
+        ready = ["test", "-e", str(stats)]
     return {
         "dirs": [str(d), str(layout.log), str(layout.run)],
         # the log beside the stats: the daemon module makes the log's directory
-        "daemons": [{**_daemon("traffic-server", server_argv(layout.python, bind_to, stats, params),
-                               ["test", "-s", str(stats)], timeout=90.0, layout=layout),
+        "daemons": [{**_daemon("traffic-server", argv, ready, timeout=90.0, layout=layout),
                      "log": str(d / "server.log")}],
         "stats": str(stats),
     }
@@ -351,20 +407,36 @@ ROLE_OF = {Role.DNS: "dns_server", Role.ACCESS_ROUTER: "access_router", Role.MOB
            Role.HOST: "correspondent", Role.ROUTER: "router"}
 
 
+def daemons_of(data: dict[str, Any], node: str) -> list[str]:
+    """The daemons the deploy runs on ``node`` (by its role), by name."""
+    topo, _ = topology_of(data)
+    role = topo.nodes[node].role
+    if role is Role.DNS:
+        return ["named"]
+    if role is Role.ACCESS_ROUTER:
+        return [d["name"] for d in access_router(data, node)["daemons"]]
+    if role is Role.MOBILE:
+        return [d["name"] for d in mobile_node(data, "", node=node)["daemons"]]
+    return []
+
+
 # ----------------------------------------------------------------------------- capture
 def capture_links(data: dict[str, Any], node: str) -> list[str]:
-    """The interfaces ``node`` captures: as in the lab, each link's infrastructure end (the core
-    side of a core link, the AR's port of an access link), which stays up through a move."""
+    """The interfaces ``node`` captures: as in the lab (``capture_points``), each link's
+    infrastructure end (the core side of a core link, the AR's port of an access link, which
+    stays up through a move; with several MNs the AR's bridge)."""
     _, plan = topology_of(data)
-    return [v.a_ifname for v in plan.veths if v.a == node]
+    return [ifname for n, ifname in capture_points(plan) if n == node]
 
 
 def capture(data: dict[str, Any], node: str, run: str, layout: Layout = LAYOUT) -> dict[str, Any]:
     """One tcpdump per captured interface of ``node`` for the run ``run``: ``<link>.pcap`` and
     its log (ready once that run's tcpdump says "listening on") in the run's directory."""
+    topo, _ = topology_of(data)
     d = layout.lib / "capture" / run
+    ring = buffer_kib(len(topo.mobiles))
     return {"dir": str(d), "daemons": [
-        {**_daemon(f"tcpdump-{link}", tcpdump_argv(link, d / f"{link}.pcap"),
+        {**_daemon(f"tcpdump-{link}", tcpdump_argv(link, d / f"{link}.pcap", ring),
                    _log_has(d / f"{link}.tcpdump.log", "listening on"), layout=layout),
          "log": str(d / f"{link}.tcpdump.log"), "pcap": str(d / f"{link}.pcap")}
         for link in capture_links(data, node)]}
@@ -373,19 +445,32 @@ def capture(data: dict[str, Any], node: str, run: str, layout: Layout = LAYOUT) 
 # ----------------------------------------------------------------------------- traffic
 def traffic_client(data: dict[str, Any], local: str, traffic: dict[str, Any] | None = None,
                    run: str = "", layout: Layout = LAYOUT) -> dict[str, Any]:
-    """The MN's SCTP client toward the correspondent, from ``local`` (its current addresses,
-    comma-separated), driven by the binding process through TRAFFIC_CONTROL."""
+    """The MN's client toward the correspondent, from ``local`` (its current addresses,
+    comma-separated): SCTP's, or MPTCP's, driven by the binding process through TRAFFIC_CONTROL,
+    or plain TCP's. ``setup``: a shell command to run first (MPTCP's path manager for the
+    binding mode, as the lab sets it)."""
     topo, plan = topology_of(data)
     cn = correspondent_of(topo)
     d = layout.traffic / run if run else layout.traffic
-    stats = d / "client.json"
-    params = Traffic.model_validate(traffic or {})
+    params = traffic_of(topo, traffic)
     ready = _status(layout.python, TRAFFIC_CONTROL)
-    server = ",".join(a for f in params.families if (a := plan.address_of(cn, f)))
-    argv = client_argv(layout.python, local, server, stats, params, TRAFFIC_CONTROL)
+    setup = ""
+    if params.transport == "sctp":
+        stats = d / "client.json"
+        server = ",".join(a for f in params.families if (a := plan.address_of(cn, f)))
+        argv = client_argv(layout.python, local, server, stats, params, TRAFFIC_CONTROL)
+    else:
+        stats = d / "stream-client.json"
+        argv = stream_client_argv(layout.python, params, local, plan.address_of(cn, 4) or "", stats,
+                                  TRAFFIC_CONTROL)
+        if params.transport == "mptcp":
+            setup = (f"sysctl -qw net.mptcp.pm_type={PM_TYPE[params.binding]} && "
+                     f"rm -f {shlex.quote(str(TRAFFIC_CONTROL))}")
+        else:
+            ready = ["test", "-e", str(stats)]  # written once connected
     return {"daemon": {**_daemon("traffic-client", argv, ready, timeout=90.0, layout=layout),
                        "log": str(d / "client.log")},  # its directory made by the daemon module
-            "stats": str(stats)}
+            "stats": str(stats), "setup": setup, "transport": params.transport}
 
 
 def start_cmd(spec: dict[str, Any], layout: Layout = LAYOUT) -> str:
@@ -394,14 +479,24 @@ def start_cmd(spec: dict[str, Any], layout: Layout = LAYOUT) -> str:
     return shlex.join([layout.python, "-m", "testbed.host.daemonctl", "start", json.dumps(spec)])
 
 
-def stop_cmd(name: str, wait: float = 0.0, layout: Layout = LAYOUT) -> str:
-    """A shell command that stops the daemon ``name`` (after ``wait`` s for it to end itself)."""
-    return shlex.join([layout.python, "-m", "testbed.host.daemonctl", "stop", name, "--wait", f"{wait:g}"])
+def stop_cmd(name: str, wait: float = 0.0, layout: Layout = LAYOUT, signal: str = "TERM") -> str:
+    """A shell command that stops the daemon ``name`` with ``signal`` (after ``wait`` s for it to
+    end itself)."""
+    return shlex.join([layout.python, "-m", "testbed.host.daemonctl", "stop", name, "--wait", f"{wait:g}",
+                       *(["--signal", signal] if signal != "TERM" else [])])
 
 
 def correspondent_of(topo: Topology) -> str:
-    """The first host with SCTP (the scenario runner's default peer)."""
+    """The first host that speaks the mobile node's transport (SCTP, else MPTCP, else any host
+    for plain TCP): the scenario runner's default peer."""
+    mn = topo.nodes[topo.mobile.node]
     for n, spec in topo.nodes.items():
-        if spec.role is Role.HOST and spec.sctp.stack != "none":
+        if spec.role is not Role.HOST:
+            continue
+        if sctp_mobile(topo):
+            if spec.sctp.stack != "none":
+                return n
+        elif not mn.mptcp.enabled or spec.mptcp.enabled:
             return n
-    raise ValueError(f"topology {topo.name} has no host with SCTP (a correspondent)")
+    raise ValueError(f"topology {topo.name} has no host that speaks the mobile node's transport "
+                     "(a correspondent)")

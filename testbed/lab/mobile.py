@@ -23,6 +23,7 @@ from testbed.errors import LabStateError, TestbedError
 from testbed.host.poll import poll_until
 from testbed.lab.nodes import Nodes
 from testbed.lab.wiring import Wiring
+from testbed.mobility import settle
 from testbed.mobility.radio import choreograph
 from testbed.model import retransmission
 from testbed.model.topology import PolicySettings
@@ -35,6 +36,18 @@ CONFIGURE_TIMEOUT = 20.0
 # a TraSH ladder's own time from a configured address to its last answer, on cores loaded to a
 # load average of 8 (under 2 s seen), before any retransmission
 LADDER_ALLOWANCE = 10.0
+
+
+def binding_bound(topo, ars: set[str] | list[str]) -> float:
+    """How long the binding updates of a move among ``ars`` may take: a ladder's own time on
+    loaded cores, and the retransmissions that the worst of their links' loss makes likely:
+    three exchanges a move (ADD_IP, SET_PRIMARY, DELETE_IP, or MPTCP's signals) on SCTP's
+    timer, the slowest of the transports' (RTO.Min 1 s against TCP's 200 ms), and the DNS
+    UPDATE on the updater's."""
+    loss = max((a.shape.loss for a in topo.access_networks
+                if a.router in ars and a.shape is not None), default=0.0)
+    return LADDER_ALLOWANCE + max(retransmission.margin(loss, retransmission.SCTP, exchanges=3),
+                                  retransmission.margin(loss, retransmission.DNS))
 
 
 @dataclass
@@ -224,15 +237,7 @@ class MobileNode:
                            f"{st.ipv4 or 'none'}, IPv6 {st.ipv6 or 'none'}); see logs in {self.state.dir}")
 
     def binding_bound(self, ars: set[str] | list[str]) -> float:
-        """How long the binding updates of a move among ``ars`` may take: a ladder's own time on
-        loaded cores, and the retransmissions that the worst of their links' loss makes likely:
-        three exchanges a move (ADD_IP, SET_PRIMARY, DELETE_IP, or MPTCP's signals) on SCTP's
-        timer, the slowest of the transports' (RTO.Min 1 s against TCP's 200 ms), and the DNS
-        UPDATE on the updater's."""
-        loss = max((a.shape.loss for a in self.topo.access_networks
-                    if a.router in ars and a.shape is not None), default=0.0)
-        return LADDER_ALLOWANCE + max(retransmission.margin(loss, retransmission.SCTP, exchanges=3),
-                                      retransmission.margin(loss, retransmission.DNS))
+        return binding_bound(self.topo, ars)
 
     def wait_settled(self, timeout: float) -> bool:
         """Until the binding updates of the MN's moves are done: the agent's state matches the
@@ -248,25 +253,20 @@ class MobileNode:
         up = {self.plan.access_iface(ar, self.name)[0].ifname for ar in self.attached}
         every = {self.plan.access_iface(ar, self.name)[0].ifname for ar in self.routers}
 
-        def settled() -> bool:
+        def state() -> dict[str, Any] | None:
             try:
-                st = json.loads((self.wiring.agent_dir / "state.json").read_text())
+                return json.loads((self.wiring.agent_dir / "state.json").read_text())
             except (OSError, ValueError):  # being replaced (it is rewritten atomically)
-                return False
-            ifaces = st.get("interfaces", {})
-            if any(ifaces.get(i, {}).get("link") == "up" for i in every - up):
-                return False
-            for i in up:
-                nets = ifaces.get(i, {}).get("networks") or [{}]  # none yet: not configured
-                if ifaces.get(i, {}).get("link") != "up" or not all(n.get("configured") for n in nets):
-                    return False
-            try:
-                seen = binding_status(node, socket).detail.get("seen", -1)
-            except TestbedError:
-                return False
-            return isinstance(seen, int) and seen >= int(st.get("seq", 0))
+                return None
 
-        return bool(poll_until(settled, timeout, interval=0.02, backoff=1.5, max_interval=0.2))
+        def seen() -> int | None:
+            try:
+                n = binding_status(node, socket).detail.get("seen", -1)
+            except TestbedError:
+                return None
+            return n if isinstance(n, int) else None
+
+        return settle.wait(state, seen, up, every - up, timeout)
 
     # ---------------------------------------------------------------- its agent
     def agent_record(self):

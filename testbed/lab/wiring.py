@@ -22,7 +22,7 @@ from testbed.services.binding import GUEST_BINDING_SOCKET, TRAFFIC_CONTROL, Bind
 from testbed.services.dhcpcd import Dhcpcd
 from testbed.services.dhcpd import Dhcpd
 from testbed.services.dhcpd6 import Dhcpd6
-from testbed.services.irdp import IrdpAdvertiser
+from testbed.services.irdp import IrdpAdvertiser, irdp_lifetime
 from testbed.services.radvd import Radvd
 
 TSIG_KEY_NAME = "mn-tsig"
@@ -79,6 +79,28 @@ def location_env(topo: Topology, plan: LabPlan, mn: str | None = None, *, key: P
     elif key is not None:
         env["TESTBED_LOC_KEY"] = str(key)
     return env
+
+
+def trusted_networks(topo: Topology) -> list[str] | None:
+    """The MNs' trust list as networks (``mobile.trust``), None to trust every one."""
+    t = topo.mobile.trust
+    if t == "access_networks":
+        return [str(n) for a in topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None]
+    return list(t) if t is not None else None
+
+
+def binding_mobile(topo: Topology, mn: str | None = None) -> bool:
+    """Does the MN run the binding process (an SCTP, MPTCP or QUIC endpoint)? Then that process,
+    not the agent, sends the location update, after the primary switch (Appendix A)."""
+    spec = topo.nodes[mn or topo.mobile.node]
+    return sctp_mobile(topo, mn) or spec.mptcp.enabled or spec.quic.enabled
+
+
+def source_routing(topo: Topology, mn: str | None = None) -> bool:
+    """Does the MN route by source address (``mobile.source_routing``; by default where it
+    speaks QUIC, whose migration is a socket bound to the new address)?"""
+    wanted = topo.mobile.source_routing
+    return topo.nodes[mn or topo.mobile.node].quic.enabled if wanted is None else wanted
 
 
 def sctp_mobile(topo: Topology, mn: str | None = None) -> bool:
@@ -158,7 +180,7 @@ class Wiring:
         if acc.router_discovery and acc.ipv4 is not None:
             out.append(IrdpAdvertiser(rt, self.nodes.node_dir(ar, "irdp"), ar_if.ifname,
                                       str(acc.ipv4.network_address + 1), acc.router_discovery,
-                                      max(30, int(3 * acc.router_discovery))))
+                                      irdp_lifetime(acc.router_discovery)))
         return out
 
     # ---------------------------------------------------------------- the mobile node
@@ -171,15 +193,13 @@ class Wiring:
     def binding_mobile(self) -> bool:
         """Does the MN run the binding process (an SCTP, MPTCP or QUIC endpoint)? Then that
         process, not the agent, sends the location update, after the primary switch (Appendix A)."""
-        spec = self.topo.nodes[self.mn]
-        return self.sctp_mobile or spec.mptcp.enabled or spec.quic.enabled
+        return binding_mobile(self.topo, self.mn)
 
     @property
     def source_routing(self) -> bool:
         """Does the MN route by source address (``mobile.source_routing``; by default where it
         speaks QUIC, whose migration is a socket bound to the new address)?"""
-        wanted = self.topo.mobile.source_routing
-        return self.topo.nodes[self.mn].quic.enabled if wanted is None else wanted
+        return source_routing(self.topo, self.mn)
 
     @property
     def traffic_control(self) -> Path:
@@ -226,10 +246,7 @@ class Wiring:
 
     def trusted(self) -> list[str] | None:
         """The MN's trust list as networks (``mobile.trust``), None to trust every one."""
-        t = self.topo.mobile.trust
-        if t == "access_networks":
-            return [str(n) for a in self.topo.access_networks for n in (a.ipv4, a.ipv6) if n is not None]
-        return list(t) if t is not None else None
+        return trusted_networks(self.topo)
 
     @property
     def binding_socket(self) -> Path:

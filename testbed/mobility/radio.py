@@ -7,7 +7,9 @@ seconds on both networks, then leaves; break-before-make leaves, dwells ``gap`` 
 then arrives. Arriving waits on the mobility agent's ``wait-configured`` (an event, no polling).
 
 ``python -m testbed.mobility.radio move --attach IF [--detach IF …] --mode … --agent SOCKET``
-runs one move on the MN and prints its phase times as JSON (the ``move`` playbook runs it);
+runs one move on the MN and prints its phase times as JSON (the ``move`` playbook runs it; with
+``--settle-*`` a make-before-break move keeps the old links until the binding process has acted
+on the new address, as a lab's move does);
 ``address --ifname IF --network NET …`` prints the MN's addresses on IF inside those networks,
 comma-separated (a run's traffic client starts from them).
 """
@@ -82,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--agent", required=True, help="the mobility agent's socket")
     m.add_argument("--timeout", type=float, default=CONFIGURE_TIMEOUT)
     m.add_argument("--families", default="4,6", help="the families the new network gives, e.g. 4,6")
+    m.add_argument("--settle-state", help="make-before-break: the agent's state file; the old links stay "
+                   "until the binding process has acted on the new address (testbed.mobility.settle)")
+    m.add_argument("--settle-socket", help="the binding process's status socket")
+    m.add_argument("--settle-timeout", type=float, default=0.0)
     ad = sub.add_parser("address")
     ad.add_argument("--ifname", required=True)
     ad.add_argument("--network", action="append", required=True, help="one per family, in order")
@@ -92,8 +98,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if found else 1
     up = _is_up(a.attach)
     fams = [int(f) for f in a.families.split(",") if f]
-    times = choreograph(a.mode, lambda: None if up else attach(a.attach, a.agent, a.timeout, fams),
-                        lambda: [detach(i) for i in a.detach if _is_up(i)], time.sleep,
+
+    def arrive() -> None:
+        if not up:
+            attach(a.attach, a.agent, a.timeout, fams)
+        old = [i for i in a.detach if _is_up(i)]
+        if a.mode == "make-before-break" and old and a.settle_state and a.settle_socket:
+            # the old link stays until the binding updates made on the new address are answered:
+            # they may travel on it, and one lost there is retransmitted there (as in the lab)
+            from testbed.mobility import settle
+
+            settle.wait(lambda: settle.read_state(a.settle_state), lambda: settle.read_seen(a.settle_socket),
+                        [a.attach, *old], [i for i in a.detach if i not in old], a.settle_timeout)
+
+    times = choreograph(a.mode, arrive, lambda: [detach(i) for i in a.detach if _is_up(i)], time.sleep,
                         a.overlap, a.gap)
     print(json.dumps({"changed": not up or any(True for _ in a.detach), **times}))
     return 0

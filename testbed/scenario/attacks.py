@@ -182,91 +182,108 @@ def find_exchange(facts: Facts | None, attacker: str, msg_id: int, sent: float) 
     return req, resp
 
 
-class Attacks:
-    """The attacker steps (``listen``, ``forge_update``) of one run and the rules they give."""
+class AttackSteps:
+    """The attacker steps of one run and the rules they give, wherever they are carried out: a
+    target's part gives the primitives (run a program on a node, keep one running, listen on a
+    node's access interfaces, the MN's key)."""
 
-    def __init__(self, lab, out: Path, log, progress: Progress) -> None:
-        self.lab, self.out, self.log, self.progress = lab, out, log, progress
-        self.captures: dict[str, Capture] = {}
+    python = sys.executable  # the attack programs' interpreter on the nodes
+
+    def __init__(self, topo, plan, out: Path, log, progress: Progress) -> None:
+        self.topo, self.plan, self.out, self.log, self.progress = topo, plan, out, log, progress
+        self.listening: dict[str, Path] = {}  # node -> the pcap it captures (on that node)
         self.outcomes: list[Outcome] = []
         self.claims: dict[str, dict[str, Any]] = {}  # impostor node → what it took
-        self.servers: list[tuple[Any, int]] = []  # (runtime, pid) of impostors answering
 
+    # -- what a target gives -----------------------------------------------------------------
+    def run(self, node: str, argv: list[str], timeout: float) -> Any:
+        """Run ``argv`` on ``node``; what it printed (``stdout``, ``stderr``, ``returncode``)."""
+        raise NotImplementedError
+
+    def keep(self, node: str, name: str, argv: list[str]) -> None:
+        """Start ``argv`` on ``node`` and keep it running until ``close``."""
+        raise NotImplementedError
+
+    def start_listening(self, node: str, ifnames: list[str]) -> Path:
+        """Capture ``node``'s ``ifnames`` until ``close``; the first one's pcap (on the node)."""
+        raise NotImplementedError
+
+    def key_file(self) -> Path:
+        """The MN's SIG(0) private key, as the attacker is handed it (``other-name``)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- the steps ---------------------------------------------------------------------------
     def handlers(self) -> dict[type, Callable[[Any], None]]:
         return {Listen: self.listen, ForgeUpdate: self.forge_update, ForgeAsconf: self.forge_asconf,
                 Impostor: self.impostor, Probe: self.probe, RogueRouter: self.rogue_ra}
 
+    def _access_ifaces(self, node: str) -> list[str]:
+        return [i.ifname for i in self.plan.nodes[node].ifaces if i.access_router]
+
     def rogue_ra(self, step: RogueRouter) -> None:
-        self._attacker(step.node)
-        z = self.lab.topo.dns
-        iface = next(i.ifname for i in self.lab.plan.nodes[step.node].ifaces if i.access_router)
+        attacker = self._attacker(step.node)
+        z = self.topo.dns
         self.progress(f"{step.node}: rogue RAs for {step.prefix}")
-        argv = [sys.executable, "-m", "testbed.attacks.rogue_router", "--iface", iface, "--prefix",
-                step.prefix, "--count", str(step.count), "--server", self.lab.plan.address_of(z.server, 4),
-                "--name", f"{z.mobile_name}.{z.zone}"]
-        self._carry_out(step, self._attacker(step.node), argv)
+        argv = [self.python, "-m", "testbed.attacks.rogue_router",
+                "--iface", self._access_ifaces(step.node)[0],
+                "--prefix", step.prefix, "--count", str(step.count),
+                "--server", self.plan.address_of(z.server, 4), "--name", f"{z.mobile_name}.{z.zone}"]
+        self._carry_out(step, attacker, argv)
 
     def impostor(self, step: Impostor) -> None:
         self._attacker(step.node)
-        iface = next(i.ifname for i in self.lab.plan.nodes[step.node].ifaces if i.access_router)
         self.progress(f"{step.node} claims the MN's address")
-        rt = self.lab.runtime(step.node)
-        cp = rt.run([sys.executable, "-m", "testbed.attacks.impostor", "claim", "--iface", iface,
-                     "--capture", str(self._capture(step.node, "impostor"))], check=False, timeout=30)
+        cp = self.run(step.node, [self.python, "-m", "testbed.attacks.impostor", "claim",
+                                  "--iface", self._access_ifaces(step.node)[0],
+                                  "--capture", str(self._capture(step.node, "impostor"))], timeout=30)
         report = _report(cp)
         self.log.add({"event": "attack", "op": "impostor", "node": step.node, **report})
         if "claimed" not in report:
             raise TestbedError(f"impostor {step.node} could not take the MN's address: "
                                f"{report.get('error') or report.get('answer')}")
         self.claims[step.node] = report
-        self.servers.append((rt, rt.spawn([sys.executable, "-m", "testbed.attacks.impostor", "serve",
-                                           "--name", step.node],
-                                          log=self.out / "attacker" / f"{step.node}-serve.log")))
+        self.keep(step.node, f"{step.node}-serve",
+                  [self.python, "-m", "testbed.attacks.impostor", "serve", "--name", step.node])
 
     def probe(self, step: Probe) -> None:
-        z = self.lab.topo.dns
+        z = self.topo.dns
         self.progress(f"{step.node} looks the MN up")
-        cp = self.lab.runtime(step.node).run(
-            [sys.executable, "-m", "testbed.attacks.impostor", "probe", "--server",
-             self.lab.plan.address_of(z.server, 4), "--name", f"{z.mobile_name}.{z.zone}"],
-            check=False, timeout=30)
+        cp = self.run(step.node, [self.python, "-m", "testbed.attacks.impostor", "probe", "--server",
+                                  self.plan.address_of(z.server, 4), "--name", f"{z.mobile_name}.{z.zone}"],
+                      timeout=30)
         report = _report(cp)
         self.outcomes.append(Outcome(step, "", report))
         self.log.add({"event": "attack", "rule": step.rule_id, "node": step.node, **report})
 
     def _attacker(self, node: str) -> str:
-        if node not in self.lab.plan.nodes:
-            raise TestbedError(f"attack step: no node {node!r} in lab {self.lab.state.lab!r}")
-        addr = self.lab.plan.address_of(node, 4)
+        if node not in self.plan.nodes:
+            raise TestbedError(f"attack step: no node {node!r} in topology {self.topo.name}")
+        addr = self.plan.address_of(node, 4)
         if addr is None:
             raise TestbedError(f"attack step: {node} has no IPv4 address")
         return addr
 
     def listen(self, step: Listen) -> None:
         self._attacker(step.node)
-        if step.node in self.captures:
+        if step.node in self.listening:
             return
         self.progress(f"{step.node} listens")
-        ns = self.lab.state.ns(step.node)
-        d = self.out / "attacker"
-        cap = Capture(d, [LinkCapture(i.ifname, ns, i.ifname, d / f"{i.ifname}.pcap",
-                                      d / f"{i.ifname}.tcpdump.log")
-                          for i in self.lab.plan.nodes[step.node].ifaces if i.access_router])
-        cap.start()
-        self.captures[step.node] = cap
-        self.log.step("listen", node=step.node, pcaps=[str(lc.pcap) for lc in cap.links])
+        self.listening[step.node] = self.start_listening(step.node, self._access_ifaces(step.node))
+        self.log.step("listen", node=step.node, pcap=str(self.listening[step.node]))
 
     def forge_update(self, step: ForgeUpdate) -> None:
         attacker = self._attacker(step.node)
-        lab, z = self.lab, self.lab.topo.dns
+        z = self.topo.dns
         self.progress(f"{step.node}: forged UPDATE ({step.form})")
-        argv = [sys.executable, "-m", "testbed.attacks.update_forgery",
-                "--server", lab.plan.address_of(z.server, 4), "--zone", z.zone,
+        argv = [self.python, "-m", "testbed.attacks.update_forgery",
+                "--server", self.plan.address_of(z.server, 4), "--zone", z.zone,
                 "--name", f"{z.mobile_name}.{z.zone}", "--form", step.form, "--address", attacker,
                 "--ttl", str(z.ttl)]
         if step.form == "other-name":
-            key = lab.wiring.sig0_key_file(lab.topo.mobile.sig0_algorithm)
-            argv += ["--key", str(key), "--target", f"{step.target}.{z.zone}"]
+            argv += ["--key", str(self.key_file()), "--target", f"{step.target}.{z.zone}"]
         if step.form == "replay":
             argv += ["--capture", str(self._capture(step.node, "forge_update replay"))]
         self._carry_out(step, attacker, argv)
@@ -276,29 +293,23 @@ class Attacks:
 
         attacker = self._attacker(step.node)
         self.progress(f"{step.node}: forged ASCONF ({step.auth})")
-        argv = [sys.executable, "-m", "testbed.attacks.asconf_injection", "--capture",
+        argv = [self.python, "-m", "testbed.attacks.asconf_injection", "--capture",
                 str(self._capture(step.node, "forge_asconf")), "--address", attacker,
                 "--port", str(PORT), "--auth", step.auth, "--listen", f"{step.listen:g}"]
         self._carry_out(step, attacker, argv, timeout=step.listen + 30)
 
     def _capture(self, node: str, kind: str) -> Path:
-        cap = self.captures.get(node)
-        if cap is None:
+        pcap = self.listening.get(node)
+        if pcap is None:
             raise TestbedError(f"{kind}: {node} captured nothing; put a `listen: {{node: {node}}}` "
                                "step before it")
-        return cap.links[0].pcap
+        return pcap
 
     def _carry_out(self, step: ForgeUpdate | ForgeAsconf | RogueRouter, attacker: str, argv: list[str],
                    timeout: float = 30) -> None:
-        report = _report(self.lab.runtime(step.node).run(argv, check=False, timeout=timeout))
+        report = _report(self.run(step.node, argv, timeout))
         self.outcomes.append(Outcome(step, attacker, report))
         self.log.add({"event": "attack", "rule": step.rule_id, "node": step.node, **report})
-
-    def close(self) -> None:
-        for rt, pid in self.servers:
-            rt.stop(pid, grace=0.5)
-        for cap in self.captures.values():
-            cap.stop(timeout=1.0)
 
     def rules(self, facts: Facts | None) -> list[RuleResult]:
         out = []
@@ -313,6 +324,40 @@ class Attacks:
                 where = find_exchange(facts, o.attacker, o.report.get("id", -1), o.report.get("sent", 0.0))
                 out.append(judge_update(o, where))
         return out
+
+
+class Attacks(AttackSteps):
+    """The attacker steps by a lab's hands: its nodes' runtimes and namespaces."""
+
+    def __init__(self, lab, out: Path, log, progress: Progress) -> None:
+        super().__init__(lab.topo, lab.plan, out, log, progress)
+        self.lab = lab
+        self.captures: dict[str, Capture] = {}
+        self.servers: list[tuple[Any, int]] = []  # (runtime, pid) of impostors answering
+
+    def run(self, node: str, argv: list[str], timeout: float) -> Any:
+        return self.lab.runtime(node).run(argv, check=False, timeout=timeout)
+
+    def keep(self, node: str, name: str, argv: list[str]) -> None:
+        rt = self.lab.runtime(node)
+        self.servers.append((rt, rt.spawn(argv, log=self.out / "attacker" / f"{name}.log")))
+
+    def start_listening(self, node: str, ifnames: list[str]) -> Path:
+        ns = self.lab.state.ns(node)
+        d = self.out / "attacker"
+        cap = Capture(d, [LinkCapture(i, ns, i, d / f"{i}.pcap", d / f"{i}.tcpdump.log") for i in ifnames])
+        cap.start()
+        self.captures[node] = cap
+        return cap.links[0].pcap
+
+    def key_file(self) -> Path:
+        return self.lab.wiring.sig0_key_file(self.topo.mobile.sig0_algorithm)
+
+    def close(self) -> None:
+        for rt, pid in self.servers:
+            rt.stop(pid, grace=0.5)
+        for cap in self.captures.values():
+            cap.stop(timeout=1.0)
 
 
 def _report(cp: Any) -> dict[str, Any]:

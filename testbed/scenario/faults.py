@@ -36,11 +36,18 @@ class Injected:
     after: list[str] = field(default_factory=list)  # what the run showed after it
 
 
-class Faults:
-    """The ``fault`` steps of one run and the rules they give."""
+def service_node(topo, f: Fault) -> str:
+    """The node whose daemon ``f`` kills: its ``node``, else the DNS server for named, else
+    the mobile node."""
+    return f.node or {"named": topo.dns.server}.get(str(f.kill), topo.mobile.node)
 
-    def __init__(self, lab, log, progress: Progress) -> None:
-        self.lab, self.log, self.progress = lab, log, progress
+
+class FaultSteps:
+    """The ``fault`` steps of one run and the rules they give, wherever they are injected: a
+    target's part implements the four faults."""
+
+    def __init__(self, log, progress: Progress) -> None:
+        self.log, self.progress = log, progress
         self.injected: list[Injected] = []
 
     def handlers(self) -> dict[type, Callable[[Any], None]]:
@@ -59,10 +66,49 @@ class Faults:
         self.injected.append(inj)
         self.log.add({"event": "fault", "rule": f.rule_id, "what": inj.what, "wall": inj.wall})
 
-    # -- the faults -------------------------------------------------------------------------
+    def _kill_service(self, f: Fault) -> Injected:
+        raise NotImplementedError
+
+    def _kill_node(self, f: Fault) -> Injected:
+        raise NotImplementedError
+
+    def _flap(self, f: Fault) -> Injected:
+        raise NotImplementedError
+
+    def _vanish(self, f: Fault) -> Injected:
+        raise NotImplementedError
+
+    # -- the verdict ------------------------------------------------------------------------
+    def rules(self, step_error: RuleResult | None, failed: list[RuleResult]) -> list[RuleResult]:
+        out = []
+        for inj in self.injected:
+            marks = list(inj.after)
+            if step_error is not None:
+                marks.append(f"a later step failed: {step_error.message}")
+            marks += [f"{r.id} failed: {r.message}" for r in failed]
+            if inj.still is not None and inj.still():
+                marks.append("still in effect at the end of the run")
+            ev = [Evidence("events.jsonl", 0, inj.wall, inj.what)]
+            ev += [e for r in failed for e in r.evidence[:2]]
+            if marks:
+                out.append(RuleResult(inj.step.rule_id, "fail", f"{inj.what}; after it: " + "; ".join(marks),
+                                      tuple(ev)))
+            else:
+                out.append(RuleResult(inj.step.rule_id, "pass", f"{inj.what}; the lab came through it "
+                                      "(no step or capture rule failed)", tuple(ev)))
+        return out
+
+
+class Faults(FaultSteps):
+    """The faults by a lab's hands: signals to its processes, its nodes' links and namespaces."""
+
+    def __init__(self, lab, log, progress: Progress) -> None:
+        super().__init__(log, progress)
+        self.lab = lab
+
     def _service(self, f: Fault):
         lab = self.lab
-        node = f.node or {"named": lab.topo.dns.server}.get(str(f.kill), lab.topo.mobile.node)
+        node = service_node(lab.topo, f)
         rec = next((r for r in lab.state.service_records() if r.service == f.kill and r.node == node), None)
         if rec is None:
             raise TestbedError(f"fault: no {f.kill} runs on {node} in lab {lab.state.lab!r}")
@@ -115,22 +161,3 @@ class Faults:
         return Injected(f, wall, f"{ar} vanished: its daemons killed, its links "
                                  f"({', '.join(ifaces)}) without carrier", lambda: True)
 
-    # -- the verdict ------------------------------------------------------------------------
-    def rules(self, step_error: RuleResult | None, failed: list[RuleResult]) -> list[RuleResult]:
-        out = []
-        for inj in self.injected:
-            marks = list(inj.after)
-            if step_error is not None:
-                marks.append(f"a later step failed: {step_error.message}")
-            marks += [f"{r.id} failed: {r.message}" for r in failed]
-            if inj.still is not None and inj.still():
-                marks.append("still in effect at the end of the run")
-            ev = [Evidence("events.jsonl", 0, inj.wall, inj.what)]
-            ev += [e for r in failed for e in r.evidence[:2]]
-            if marks:
-                out.append(RuleResult(inj.step.rule_id, "fail", f"{inj.what}; after it: " + "; ".join(marks),
-                                      tuple(ev)))
-            else:
-                out.append(RuleResult(inj.step.rule_id, "pass", f"{inj.what}; the lab came through it "
-                                      "(no step or capture rule failed)", tuple(ev)))
-        return out

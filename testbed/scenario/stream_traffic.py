@@ -25,6 +25,40 @@ from testbed.scenario.traffic import PORT, TrafficRun, log_server
 PM_TYPE = {"trash": "1", "auto": "0"}  # net.mptcp.pm_type: userspace, in-kernel
 
 
+def stream_argv(python: str, role: str, t: Traffic, *args: str) -> list[str]:
+    """``python -m testbed.traffic.stream ROLE`` for the traffic's transport (a plain TCP
+    connection with TCP_USER_TIMEOUT)."""
+    argv = [python, "-m", "testbed.traffic.stream", role, "--transport", t.transport,
+            "--port", str(PORT), *args]
+    if t.transport == "tcp":
+        argv += ["--user-timeout", str(int(t.user_timeout * 1000))]
+    return argv
+
+
+def stream_server_argv(python: str, t: Traffic, bind: str, stats: Path, connections: int) -> list[str]:
+    """The CN's server: ``connections`` connections (one per MN), their stats in ``stats``."""
+    return stream_argv(python, "server", t, "--bind", bind, "--stats", str(stats),
+                       "--connections", str(connections), *(["--echo"] if t.echo else []))
+
+
+def stream_client_argv(python: str, t: Traffic, local: str, server: str, stats: Path,
+                       control: Path) -> list[str]:
+    """An MN's client from ``local``; an MPTCP one embeds the binding driver on ``control``."""
+    extra = ["--control", str(control), "--mode", t.binding] if t.transport == "mptcp" else []
+    return stream_argv(python, "client", t, "--local", local, "--server", server, "--rate", f"{t.rate:g}",
+                       "--size", str(t.size), "--stats", str(stats), *extra)
+
+
+def summarise_stream(res: dict[str, Any], log, transport: str) -> None:
+    """A stream run's results as events: each connection's, and where a client's died."""
+    for conn in (res.get("server") or {}).get("connections", []):
+        log_server(log, conn, transport=transport)
+    for mn, c in (res.get("clients") or {}).items():
+        if c and c.get("error"):  # where a plain TCP connection died
+            log.add({"event": "traffic", "op": "client_error", "mn": mn, "wall": c.get("error_at"),
+                     "error": c["error"], "sent": c.get("sent")})
+
+
 class StreamTraffic(TrafficRun):
     def __init__(self, lab, cn: str, params: Traffic, out: Path) -> None:
         super().__init__(lab, cn, params, out)
@@ -40,14 +74,6 @@ class StreamTraffic(TrafficRun):
     def client_stats(self, mn: str) -> Path:
         return self.client_dir(mn) / "stream-client.json"
 
-    def _argv(self, role: str, *args: str) -> list[str]:
-        t = self.params
-        argv = [sys.executable, "-m", "testbed.traffic.stream", role, "--transport", t.transport,
-                "--port", str(PORT), *args]
-        if t.transport == "tcp":
-            argv += ["--user-timeout", str(int(t.user_timeout * 1000))]
-        return argv
-
     def start(self) -> None:
         t = self.params
         cn_addr = self.lab.plan.address_of(self.cn, 4)
@@ -55,9 +81,8 @@ class StreamTraffic(TrafficRun):
             raise TestbedError(f"{self.kind}: the correspondent {self.cn} has no IPv4 address")
         self.dir_cn.mkdir(parents=True, exist_ok=True)
         self.server_stats.unlink(missing_ok=True)
-        self.server_pid = self.lab.runtime(self.cn).spawn(self._argv(
-            "server", "--bind", cn_addr, "--stats", str(self.server_stats),
-            "--connections", str(len(self.mobiles)), *(["--echo"] if t.echo else [])),
+        self.server_pid = self.lab.runtime(self.cn).spawn(
+            stream_server_argv(sys.executable, t, cn_addr, self.server_stats, len(self.mobiles)),
             log=self.dir_cn / "stream-server.log")
         self._wait("server", self.server_stats.exists, self.cn, self.server_pid,
                    self.dir_cn / "stream-server.log")
@@ -75,14 +100,11 @@ class StreamTraffic(TrafficRun):
         d.mkdir(parents=True, exist_ok=True)
         stats = self.client_stats(mn)
         stats.unlink(missing_ok=True)
-        extra: list[str] = []
         control = self.lab.wiring.for_mobile(mn).traffic_control
         if t.transport == "mptcp":
             rt.set_sysctls({"net.mptcp.pm_type": PM_TYPE[t.binding]})
             control.unlink(missing_ok=True)
-            extra = ["--control", str(control), "--mode", t.binding]
-        pid = rt.spawn(self._argv("client", "--local", local, "--server", cn_addr, "--rate", f"{t.rate:g}",
-                                  "--size", str(t.size), "--stats", str(stats), *extra),
+        pid = rt.spawn(stream_client_argv(sys.executable, t, local, cn_addr, stats, control),
                        log=d / "stream-client.log")
         self.clients[mn] = pid
         ready = control.exists if t.transport == "mptcp" else stats.exists  # once connected
@@ -119,9 +141,4 @@ class StreamTraffic(TrafficRun):
                 "clients": {mn: self._read(self.client_stats(mn)) for mn in self.mobiles}}
 
     def summarise(self, res: dict[str, Any], log) -> None:
-        for conn in (res.get("server") or {}).get("connections", []):
-            log_server(log, conn, transport=self.params.transport)
-        for mn, c in (res.get("clients") or {}).items():
-            if c and c.get("error"):  # where a plain TCP connection died
-                log.add({"event": "traffic", "op": "client_error", "mn": mn, "wall": c.get("error_at"),
-                         "error": c["error"], "sent": c.get("sent")})
+        summarise_stream(res, log, self.params.transport)

@@ -23,7 +23,7 @@ from testbed.errors import ConfigError, TestbedError
 from testbed.lab import Lab
 from testbed.lab.replay import TraceReplay, lateness, sources
 from testbed.lab.replay import check as replay_check
-from testbed.model.addressing import ifname
+from testbed.model.addressing import LabPlan, ifname
 from testbed.model.topology import PolicySettings, Topology, TraceSource
 from testbed.scenario.model import Scenario
 
@@ -83,7 +83,7 @@ def agent_dropped(lab: Lab) -> int | None:
     return total
 
 
-def judge(lab: Lab, sc: Scenario, pol: PolicySettings, replay: TraceReplay | None,
+def judge(topo: Topology, plan: LabPlan, sc: Scenario, pol: PolicySettings, replay: TraceReplay | None,
           records: list[dict[str, Any]], pcaps: Path, dropped: int | None) -> Judged:
     out = Judged()
     start = replay.start_wall if replay is not None else None
@@ -94,15 +94,14 @@ def judge(lab: Lab, sc: Scenario, pol: PolicySettings, replay: TraceReplay | Non
                       "lateness": lateness(replay.records),
                       "applied": [r for r in replay.records if r.get("op") == "apply"],
                       "metrics": [r for r in replay.records if r.get("op") == "metric"]}
-        gp = goodput_rule(lab, sc, replay, records, pcaps)
+        gp = goodput_rule(topo, sc, replay, records, pcaps)
         if gp is not None:
             rule, windows = gp
             out.rules.append(rule)
             out.traces["goodput"] = windows
     if pol.switch == "metric" or replay is not None:
-        mn = lab.topo.mobile.node
-        network_of = {lab.plan.access_iface(a.router, mn)[0].ifname: a.router
-                      for a in lab.topo.access_networks}
+        mn = topo.mobile.node
+        network_of = {plan.access_iface(a.router, mn)[0].ifname: a.router for a in topo.access_networks}
         binding = [r for r in records if r.get("event") == "binding" and r.get("mn", mn) == mn]
         decs = policy.decisions(binding, network_of, start, traces, pol)
         out.policy = policy.block(decs, pol, dropped)
@@ -118,7 +117,7 @@ def _traffic_span(records: list[dict[str, Any]]) -> tuple[float, float] | None:
     return (on, off) if on is not None and off is not None else None
 
 
-def goodput_rule(lab: Lab, sc: Scenario, replay: TraceReplay, records: list[dict[str, Any]],
+def goodput_rule(topo: Topology, sc: Scenario, replay: TraceReplay, records: list[dict[str, Any]],
                  pcaps: Path) -> tuple[RuleResult, list[dict[str, Any]]] | None:
     """``trace.goodput`` for each csv rate step under traffic; None when there is none to judge."""
     span = _traffic_span(records)
@@ -126,14 +125,14 @@ def goodput_rule(lab: Lab, sc: Scenario, replay: TraceReplay, records: list[dict
     if span is None or start is None or sc.traffic is None:
         return None
     offered_kbit = sc.traffic.rate * sc.traffic.size * 8 / 1000
-    mn = lab.topo.mobile.node
+    mn = topo.mobile.node
     results: list[dict[str, Any]] = []
     bad: list[str] = []
     for node_plan in replay.plans().values():
         for f in node_plan.ifaces:
             if f.loop_s is not None or f.direction != "up":
                 continue
-            acc = next(a for a in lab.topo.access_networks if a.router == f.network)
+            acc = next(a for a in topo.access_networks if a.router == f.network)
             windows = []
             for i, c in enumerate(f.changes):
                 if not c.quality.rate_kbit or c.quality.rate_kbit >= offered_kbit:

@@ -28,7 +28,7 @@ PRIVATE_DIRS = (
 STATE_DIR = "/var/lib/dhcpcd"
 
 
-def _dhcpv6_on(dhcpv6: dict[str, str]) -> bool:
+def dhcpv6_on(dhcpv6: dict[str, str]) -> bool:
     """Does any access network serve DHCPv6? Then dhcpcd runs for both families."""
     return any(m != "off" for m in dhcpv6.values())
 
@@ -37,7 +37,7 @@ def render_conf(metrics: dict[str, int], dhcpv6: dict[str, str] | None = None) -
     """``metrics``: access interface -> route metric of its default route; ``dhcpv6``: access
     interface -> its network's DHCPv6 ("off", "stateful", "stateless")."""
     dhcpv6 = dhcpv6 or {}
-    ipv6 = _dhcpv6_on(dhcpv6)
+    ipv6 = dhcpv6_on(dhcpv6)
 
     def v6(ifname: str) -> str:
         if not ipv6:
@@ -89,7 +89,7 @@ class Dhcpcd(Daemon):
     @property
     def ipv6(self) -> bool:
         """Does any access network serve DHCPv6? Then dhcpcd runs for both families."""
-        return _dhcpv6_on(self.dhcpv6)
+        return dhcpv6_on(self.dhcpv6)
 
     def configure(self) -> None:
         self.db.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,17 @@ from testbed.decode.irdp import ALL_HOSTS, ALL_ROUTERS, ROUTER_SOLICIT, build_ad
 from testbed.services.base import Daemon
 
 
+def irdp_argv(python: str, ifname: str, address: str, interval: float, lifetime: int) -> list[str]:
+    return [python, "-m", "testbed.services.irdp", "--ifname", ifname, "--address", address,
+            "--interval", f"{interval:g}", "--lifetime", str(lifetime)]
+
+
+def irdp_lifetime(interval: float) -> int:
+    """An advertisement's lifetime: three intervals, at least 30 s (RFC 1256 §4.1's 1800 s would
+    outlive a move)."""
+    return max(30, int(3 * interval))
+
+
 class IrdpAdvertiser(Daemon):
     NAME = "irdp"
 
@@ -31,9 +42,7 @@ class IrdpAdvertiser(Daemon):
         self.ifname, self.address, self.interval, self.lifetime = ifname, address, interval, lifetime
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "testbed.services.irdp", "--ifname", self.ifname,
-                "--address", self.address, "--interval", f"{self.interval:g}",
-                "--lifetime", str(self.lifetime)]
+        return irdp_argv(sys.executable, self.ifname, self.address, self.interval, self.lifetime)
 
     def ready(self) -> bool:
         try:

@@ -1,5 +1,6 @@
 """``testbed deploy`` over SSH to a bare lab: the playbooks, not the lab, configure every host;
-then ``testbed run --inventory`` plays the default handover there and judges what it fetched.
+then ``testbed run --inventory`` plays the default handover there and judges what it fetched,
+as a lab of the topology judges the same scenario, rule for rule.
 
 One bare lab of two-ar-sctp for the module (containers of the bare host image, the MN and CN
 User-Mode Linux machines in theirs, a management network from the controller's namespace);
@@ -21,6 +22,7 @@ from testbed.lab import Lab, teardown_leftover
 from testbed.pytest_plugin import lab_name, require_lab_prerequisites
 from tests.integration.test_docker import docker_engine  # noqa: F401 - fixture
 from tests.integration.test_lab import ROOT, cli
+from tests.support.verdicts import differences, on_lab
 
 # here the module fixture (a bare lab up and one deploy) takes ~1 min, the second deploy and
 # the run ~40 s each
@@ -29,12 +31,12 @@ LAB = lab_name("dep")
 HOSTS = {"mn", "cn", "dns", "ar1", "ar2", "core"}
 
 
-def controller(*args: str, timeout: float = 600):
-    """``testbed ARGS`` as the controller runs it: in the lab's controller namespace."""
+def controller(*args: str, timeout: float = 600, lab: str = LAB):
+    """``testbed ARGS`` as the controller runs it: in the bare lab's controller namespace."""
     import subprocess
     import sys
 
-    argv = netns.exec_argv(f"{LAB}-ctl", [sys.executable, "-m", "testbed", *args])
+    argv = netns.exec_argv(f"{lab}-ctl", [sys.executable, "-m", "testbed", *args])
     t0 = time.monotonic()
     cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     return cp, time.monotonic() - t0
@@ -116,6 +118,17 @@ def test_the_handover_runs_on_the_deployed_hosts_and_passes_on_their_captures(ba
     assert lab["backend"] == "ssh" and set(lab["clocks"]["hosts"]) == HOSTS, lab
     assert all(c["uncertainty_s"] <= lab["clocks"]["max_error_s"] for c in lab["clocks"]["hosts"].values())
     assert (out / "report.html").exists() and (out / "hosts" / "mn" / "agent-events.jsonl").exists()
+
+
+def test_the_handover_on_the_hosts_gives_the_labs_verdict_rule_for_rule(bare):
+    """The same scenario through the same runner on a lab of the topology (up beside the idle
+    bare lab): the same rules, each with the same status."""
+    inv, d, _, _ = bare
+    path = d / "handover" / "verdict.json"
+    assert path.exists(), "no run on the hosts: see test_the_handover_runs_on_the_deployed_hosts…"
+    lab = on_lab("two-ar-sctp", ["trash-handover"], d / "lab", lab_name("dpl"))["trash-handover"]
+    hosts = json.loads(path.read_text())
+    assert not differences(hosts, lab), ("rule: (on the hosts, on the lab)", differences(hosts, lab))
 
 
 def test_an_unreachable_host_is_named_and_fails_the_deploy_without_hanging(bare):

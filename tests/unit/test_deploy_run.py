@@ -1,5 +1,6 @@
 """``testbed run --inventory``'s pure parts: clock offsets and their correction, pcap timestamps
-moved, the scenario checks before anything runs, the action playbooks' renderings."""
+moved, the deployed target's refusals and version check before anything runs, the action
+playbooks' renderings."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import struct
 import pytest
 import yaml
 
-from testbed.deploy import ansible, clock, inventory, render
-from testbed.deploy.run import HostRun
+from testbed.deploy import ansible, clock, inventory, package, render, version
+from testbed.deploy.target import HostTarget, last_json
 from testbed.errors import ConfigError
 from testbed.model import loader
 from testbed.scenario import model
+from testbed.scenario.runner import Runner
+from testbed.scenario.target import Target
 
 
 def _pcap(path, stamps, endian="<", nano=False):
@@ -101,31 +104,102 @@ def _scenario(**kw):
 
 
 def test_a_step_deployed_hosts_cannot_play_is_refused_before_anything_runs(inv, tmp_path):
-    sc = _scenario(steps=[{"move": {"to": "ar2"}}, {"fault": {"kill": "agent"}}])
-    with pytest.raises(ConfigError, match=r"scenario t: steps\.1: a fault step needs a lab"):
-        HostRun(sc, inv, tmp_path / "out")
+    sc = _scenario(steps=[{"move": {"to": "ar2"}}, {"listen": {"node": "cn"}}])
+    with pytest.raises(ConfigError, match=r"scenario t: steps\.1: a listen step from host cn: not in the "
+                                          r"inventory's attackers group"):
+        Runner(sc, HostTarget(inv), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_attacks_come_from_the_attackers_group_and_keep_the_mns_key_on_the_mn(tmp_path):
+    inv = tmp_path / "sec.yml"
+    data = inventory.build(loader.load("two-ar-sec"))
+    assert set(data["all"]["children"]["attackers"]["hosts"]) == {"atk", "imp"}
+    inventory.write(data, inv)
+    ok = model.load("stale-dns")
+    assert Runner(ok, HostTarget(inv), tmp_path / "a").attacks.python == render.LAYOUT.python
+    with pytest.raises(ConfigError, match=r"steps\.\d+: a forge_update step from host atk: the MN's private "
+                                          r"key never leaves the MN"):
+        Runner(model.load("forged-update"), HostTarget(inv), tmp_path / "b")
+
+
+@pytest.mark.parametrize(("fault", "said"), [
+    ({"kill": "node", "node": "cn"}, "a kill.node.cn fault on host cn: its kernel cannot be killed"),
+    ({"vanish": "ar2"}, "a vanish.ar2 fault on host ar2: an access router cannot be made to vanish"),
+    ({"kill": "binding"}, "a kill.binding fault on host mn: the deploy runs no binding there "
+                          "(dhcpcd, agent)"),
+])
+def test_a_fault_a_host_cannot_take_names_the_host_the_step_and_why(tmp_path, fault, said):
+    inv = tmp_path / "sec.yml"
+    inventory.write(inventory.build(loader.load("two-ar-sec")), inv)
+    sc = model.Scenario.model_validate({"name": "t", "topology": "two-ar-sec",
+                                        "steps": [{"wait": 1}, {"fault": fault}]})
+    with pytest.raises(ConfigError) as e:
+        Runner(sc, HostTarget(inv), tmp_path / "out")
+    assert str(e.value).startswith(f"scenario t: steps.1: {said}"), str(e.value)
+
+
+def test_faults_a_host_can_take_are_played_there(inv, tmp_path):
+    sc = _scenario(steps=[{"fault": {"kill": "named"}}, {"fault": {"kill": "dhcpd", "node": "ar2"}},
+                          {"fault": {"flap": "ar1"}}])
+    r = Runner(sc, HostTarget(inv), tmp_path / "out")
+    assert set(r.steps) >= {model.Fault, model.Move}
 
 
 def test_a_scenario_of_another_topology_is_refused(inv, tmp_path):
     with pytest.raises(ConfigError, match="all.vars.testbed_topology: the hosts run topology 'two-ar-sctp'"):
-        HostRun(_scenario(topology="two-ar"), inv, tmp_path / "out")
+        Runner(_scenario(topology="two-ar"), HostTarget(inv), tmp_path / "out")
 
 
 def test_a_quic_scenario_is_refused_naming_its_traffic_step(inv, tmp_path):
     with pytest.raises(ConfigError, match=r"scenario quic-handover: steps\.1: QUIC traffic is not played on "
                        r"inventory hosts .*\(run the scenario on a lab: testbed run quic-handover\)"):
-        HostRun(model.load("quic-handover"), inv, tmp_path / "out")
+        Runner(model.load("quic-handover"), HostTarget(inv), tmp_path / "out")
+
+
+def test_an_attach_step_is_the_mns_radio_joining_one_more_network(inv, tmp_path, monkeypatch):
+    t = HostTarget(inv)
+    ran = []
+    monkeypatch.setattr(t, "playbook", lambda name, limit=None, **kw: ran.append((name, limit, kw)))
+    t.join("mn", "ar2", 20.0)
+    (name, limit, kw), = ran
+    assert name == "move.yml" and limit == ["mn"] and "--detach" not in kw["testbed_move_cmd"]
+    assert "--attach mn-ar2" in kw["testbed_move_cmd"] and t.attached("mn") == ["ar1", "ar2"]
 
 
 def test_a_peer_other_than_the_deployed_correspondent_is_refused(inv, tmp_path):
     with pytest.raises(ConfigError, match="traffic.peer: the deployed correspondent is cn"):
-        HostRun(_scenario(traffic={"peer": "dns"}), inv, tmp_path / "out")
+        Runner(_scenario(traffic={"peer": "dns"}), HostTarget(inv), tmp_path / "out")
 
 
-def test_the_default_handover_is_playable(inv, tmp_path):
-    r = HostRun(model.load("trash-handover"), inv, tmp_path / "out")
-    assert r.mn == "mn" and r.cn == "cn" and r.attached == ["ar1"]
-    assert r.host_of_link()["ar2-mn"] == "ar2" and r.host_of_link()["core-cn"] == "core"
+def test_the_default_handover_is_playable_on_the_one_runner(inv, tmp_path):
+    t = HostTarget(inv)
+    assert isinstance(t, Target)
+    r = Runner(model.load("trash-handover"), t, tmp_path / "out")
+    assert r.traffic is not None and r.traffic.cn == "cn" and t.attached("mn") == ["ar1"]
+    assert t.host_of_link()["ar2-mn"] == "ar2" and t.host_of_link()["core-cn"] == "core"
+    assert t.packaged == ["cn", "mn"]
+
+
+def test_a_host_of_another_version_is_named_and_nothing_runs(inv, tmp_path, monkeypatch):
+    """One line naming the host and both versions; no playbook (capture, traffic) ever ran."""
+    want = package.version()
+    monkeypatch.setattr(version, "read", lambda n, hv: "0.0.9+0123456789ab" if n == "mn" else want)
+    ran: list[str] = []
+    monkeypatch.setattr(ansible, "run_playbook", lambda name, *a, **kw: ran.append(name))
+    monkeypatch.setattr(clock, "measure_all", lambda *a, **kw: ran.append("clocks") or {})
+    r = Runner(model.load("trash-handover"), HostTarget(inv), tmp_path / "out")
+    with pytest.raises(version.VersionError) as e:
+        r.run()
+    assert str(e.value) == (f"mn: deployed testbed 0.0.9+0123456789ab, the controller's {want}: deploy "
+                            f"again (testbed deploy {inv.resolve()})")
+    assert ran == []
+
+
+def test_a_deployed_version_is_read_as_the_deploy_recorded_it():
+    init = '"""doc"""\n\n__version__ = "0.1.0"\n'
+    assert package.deployed_version("ab" * 32 + "\n", init) == "0.1.0+" + "ab" * 6
+    assert package.version().startswith("0.1.0+") and len(package.version()) == len("0.1.0+") + 12
 
 
 def test_capture_logs_are_per_run_so_an_old_listening_on_does_not_count(tmp_path):
@@ -154,10 +228,109 @@ def test_result_tasks_outputs_are_kept_per_host():
     assert ev.outputs == {"mn": ['{"configured": 0.2}']}
 
 
-def test_inventory_refuses_what_the_roles_do_not_deploy():
-    with pytest.raises(ConfigError, match=r"access_networks\[0\]\.dhcpv6: the playbooks do not deploy"):
-        inventory.build(loader.load("two-ar-dhcpv6"))
-    assert yaml.safe_dump(inventory.build(loader.load("two-ar-sctp")))
+TOPOLOGIES = sorted(p.stem for p in (loader.TOPOLOGY_DIR).glob("*.yaml"))
+
+
+def _render_all(name):
+    """Every host's roles as the playbooks render them (what site.yml asks of each group)."""
+    topo = loader.load(name)
+    inv = inventory.build(topo)
+    data = inv["all"]["vars"]["testbed_topology"]
+    out = {}
+    for group, g in inv["all"]["children"].items():
+        for host in g["hosts"]:
+            r = {"network": render.network(data, host)}
+            if group == "dns_servers":
+                r["dns"] = render.dns_server(data, [])
+            elif group == "access_routers":
+                r["ar"] = render.access_router(data, host)
+            elif group == "mobile_nodes":
+                r["mn"] = render.mobile_node(data, "/k", node=host)
+            elif group == "correspondents":
+                r["cn"] = render.correspondent(data, host)
+            out[host] = r
+    return topo, inv, out
+
+
+@pytest.mark.parametrize("name", TOPOLOGIES)
+def test_every_shipped_topology_is_deployable(name):
+    topo, inv, out = _render_all(name)
+    assert set(out) == set(topo.nodes)
+    assert yaml.safe_dump(inv)
+
+
+def test_the_roles_deploy_what_the_lab_builds():
+    """DHCPv6, NAT, ingress filters, shaping, single-family networks, MPTCP: the lab's own
+    renderers and rules, on the hosts' paths."""
+    from testbed.lab import middlebox
+
+    _, _, out = _render_all("two-ar-dhcpv6")
+    ar2 = out["ar2"]["ar"]
+    assert [d["name"] for d in ar2["daemons"]] == ["radvd", "dhcpd", "dhcpd6"]
+    conf6 = next(f["content"] for f in ar2["files"] if f["path"].endswith("dhcpd6.conf"))
+    assert "range6 " in conf6 and "dhcpd6.conf" in " ".join(ar2["daemons"][2]["argv"])
+    mn_conf = out["mn"]["mn"]["files"][0]["content"]
+    assert "ipv6" in mn_conf.lower() and "-4" not in out["mn"]["mn"]["daemons"][0]["argv"]
+
+    topo, _, out = _render_all("two-ar-nat-sctp")
+    nat = next(a for a in topo.access_networks if a.nat)
+    nat_ar = nat.router
+    assert out[nat_ar]["network"]["nft"] == middlebox.rules_for(nat)
+    assert "masquerade" in out[nat_ar]["network"]["nft"] and "nftables" in out[nat_ar]["network"]["packages"]
+
+    _, _, out = _render_all("two-ar-bcp38")
+    assert any("fib saddr . iif" in h["network"]["nft"] for h in out.values())
+
+    _, _, out = _render_all("three-ar-sctp")
+    shaped = {s["ifname"]: s for h in out.values() for s in h["network"]["shaping"]}
+    assert shaped and all(s["netem"][:3] == ["tc", "qdisc", "replace"] for s in shaped.values())
+
+    topo, _, out = _render_all("two-ar-v4v6-sctp")
+    for a in topo.access_networks:
+        names = [d["name"] for d in out[a.router]["ar"]["daemons"]]
+        assert ("radvd" in names) == (a.ipv6 is not None) and ("dhcpd" in names) == (a.ipv4 is not None)
+
+    topo, inv, out = _render_all("two-ar-mptcp")
+    assert inv["all"]["children"]["correspondents"]["hosts"] == {"cn": inv["all"]["children"][
+        "correspondents"]["hosts"]["cn"]}
+    assert [d["name"] for d in out["mn"]["mn"]["daemons"]] == ["dhcpcd", "agent", "binding"]
+    assert out["mn"]["network"]["mptcp"] == {"subflows": 8, "add_addr_accepted": 0}
+    assert out["mn"]["network"]["sysctls"]["net.mptcp.enabled"] == "1"
+    srv = out["cn"]["cn"]["daemons"][0]["argv"]
+    assert srv[2:4] == ["testbed.traffic.stream", "server"] and "mptcp" in srv
+    data = inv["all"]["vars"]["testbed_topology"]
+    cli = render.traffic_client(data, "192.0.2.100", {"transport": "mptcp"})
+    assert cli["setup"].startswith("sysctl -qw net.mptcp.pm_type=1") and "--control" in cli["daemon"]["argv"]
+
+
+def test_router_discovery_runs_the_labs_advertiser_where_the_package_is_deployed():
+    data = loader.load("two-ar-sctp").model_dump(mode="json")
+    data["access_networks"][1]["router_discovery"] = 2.0
+    topo = loader.from_dict(data, "t")
+    ar2 = render.access_router(data, "ar2")
+    irdp = next(d for d in ar2["daemons"] if d["name"] == "irdp")
+    assert irdp["argv"][:3] == [render.LAYOUT.python, "-m", "testbed.services.irdp"]
+    assert irdp["argv"][irdp["argv"].index("--address") + 1] == "198.51.100.1"
+    assert render.needs_package(topo, "ar2") and not render.needs_package(topo, "ar1")
+    inv = inventory.build(topo)
+    assert inv["all"]["children"]["access_routers"]["hosts"]["ar2"]["testbed_package"] is True
+    assert "--rdisc" in " ".join(render.mobile_node(data, "/k")["daemons"][1]["argv"])
+
+
+def test_several_mobile_nodes_each_get_a_mobile_nodes_network_and_daemons():
+    topo, inv, out = _render_all("many-mn-3")
+    assert topo.mobiles == ["mn1", "mn2", "mn3"]
+    assert set(inv["all"]["children"]["mobile_nodes"]["hosts"]) == {"mn1", "mn2", "mn3"}
+    for mn in topo.mobiles:
+        net = out[mn]["network"]
+        assert net["attach"] == [f"{mn}-ar1"] and net["down"] == [f"{mn}-ar2"], (mn, net)
+        assert net["sysctls"][f"net.ipv6.conf.{mn}-ar2.accept_ra"] == "2"
+        assert net["sysctls"]["net.ipv6.conf.all.keep_addr_on_down"] == "0"
+        assert out[mn]["mn"]["sig0"]["name"] == f"{mn}.mobile.test"
+    srv = out["cn"]["cn"]["daemons"][0]["argv"]
+    assert srv[srv.index("--connections") + 1] == "3"
+    # the access networks captured once each, on the routers' bridges, as a lab of several MNs does
+    assert inv["all"]["children"]["access_routers"]["hosts"]["ar1"]["testbed_capture"] == ["ar1-lan"]
 
 
 def test_daemonctl_starts_once_ready_and_stops_the_session(tmp_path, monkeypatch):
@@ -204,10 +377,8 @@ def test_daemonctl_stop_lets_a_daemon_end_by_itself_first(tmp_path, monkeypatch)
 
 
 def test_a_raw_commands_output_gives_its_last_json_line():
-    from testbed.deploy.run import _last_json
-
-    assert _last_json(['{"a": 1}\r\n{"configured": 0.1}\r\n']) == {"configured": 0.1}
-    assert _last_json(["Traceback ...\r\n"]) is None and _last_json(None) is None
+    assert last_json(['{"a": 1}\r\n{"configured": 0.1}\r\n']) == {"configured": 0.1}
+    assert last_json(["Traceback ...\r\n"]) is None and last_json(None) is None
 
 
 def test_jsonlines_since_keeps_a_runs_share_of_each_log(tmp_path, capsys):
@@ -218,3 +389,45 @@ def test_jsonlines_since_keeps_a_runs_share_of_each_log(tmp_path, capsys):
     assert jsonlines.main(["since", "--wall", "15", str(log), str(tmp_path / "missing.jsonl")]) == 0
     assert json.loads(capsys.readouterr().out) == {"agent-events.jsonl": [{"kind": "new", "wall": 20.0}],
                                                    "missing.jsonl": []}
+
+
+def _fake_hosts(monkeypatch, fail_at: str | None = None):
+    """The controller's side of a deployed run with the playbooks answered here: each call
+    recorded (name, its action), the one named ``fail_at`` interrupted as by a Ctrl-C."""
+    calls: list[tuple[str, str]] = []
+
+    def playbook(name, inventory, out, *, extravars=None, limit=None, progress=None, timeout=0, hosts=None):
+        ev = extravars or {}
+        action = ev.get("testbed_capture_action") or ev.get("testbed_traffic_action") or ""
+        calls.append((name, action))
+        if name == fail_at:
+            raise KeyboardInterrupt
+        outputs = {}
+        if name == "move.yml":
+            outputs = {"mn": ['{"changed": true, "configured": 0.2, "detached": 2.3}']}
+        return ansible.PlaybookResult(name, "successful", 0, 0.1, outputs=outputs)
+
+    monkeypatch.setattr(ansible, "run_playbook", playbook)
+    monkeypatch.setattr(version, "check_all", lambda hosts, want, inv: dict.fromkeys(hosts, want))
+    monkeypatch.setattr(clock, "measure_all", lambda hosts, err: {})
+    return calls
+
+
+def test_a_ctrl_c_on_deployed_hosts_stops_the_runs_traffic_and_captures(inv, tmp_path, monkeypatch):
+    """What the run started on the hosts (its tcpdumps, traffic server and client) is stopped
+    after an interrupt, traffic first, and nothing is judged."""
+    calls = _fake_hosts(monkeypatch, fail_at="move.yml")
+    r = Runner(model.load("trash-handover"), HostTarget(inv), tmp_path / "out", dwell=lambda s: None)
+    with pytest.raises(KeyboardInterrupt):
+        r.run()
+    assert calls == [("capture.yml", "start"), ("move.yml", ""), ("capture.yml", "stop")]
+    calls.clear()
+    sc = model.Scenario.model_validate({"name": "t", "topology": "two-ar-sctp", "steps": [
+        {"traffic": "start"}, {"move": {"to": "ar2"}}, {"traffic": "stop"}]})
+    r = Runner(sc, HostTarget(inv), tmp_path / "out2", dwell=lambda s: None)
+    with pytest.raises(KeyboardInterrupt):
+        r.run()
+    assert calls == [("capture.yml", "start"), ("traffic.yml", "start"), ("move.yml", ""),
+                     ("traffic.yml", "stop"), ("capture.yml", "stop")]
+    assert not (tmp_path / "out2" / "verdict.json").exists()
+    assert any(x.get("step") == "interrupted" for x in r.log.records)

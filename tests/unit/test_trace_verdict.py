@@ -140,10 +140,11 @@ def test_the_signal_plot_marks_decisions_and_phases_and_is_well_formed_xml():
 
 def test_traces_and_a_policy_override_are_refused_on_deployed_hosts(tmp_path):
     from testbed.deploy import inventory
-    from testbed.deploy.run import HostRun
+    from testbed.deploy.target import HostTarget
     from testbed.errors import ConfigError
     from testbed.model import loader
     from testbed.scenario import model
+    from testbed.scenario.runner import Runner
 
     inv = tmp_path / "hosts.yml"
     inventory.write(inventory.build(loader.load("two-ar-sctp")), inv)
@@ -152,7 +153,7 @@ def test_traces_and_a_policy_override_are_refused_on_deployed_hosts(tmp_path):
     sc = model.Scenario.model_validate({"name": "t", "topology": "two-ar-sctp", "steps": [{"wait": 1}],
                                         "networks": net})
     with pytest.raises(ConfigError, match=r"^scenario t: networks\.ar2: the trace replay step needs a lab"):
-        HostRun(sc, inv, tmp_path / "out")
+        Runner(sc, HostTarget(inv), tmp_path / "out")
     pol = sc.model_copy(update={"networks": {}, "policy": POL})
     with pytest.raises(ConfigError, match=r"^scenario t: policy: the deployed binding process runs"):
-        HostRun(pol, inv, tmp_path / "out")
+        Runner(pol, HostTarget(inv), tmp_path / "out")
